@@ -1,0 +1,93 @@
+package sphinx
+
+import (
+	"fmt"
+	"time"
+)
+
+// Processed is what a node learns from one packet.
+type Processed struct {
+	// Final is true when this node is the last hop.
+	Final bool
+	// NextHop and Delay tell a forwarding node where to send Packet and how
+	// long to hold it first.
+	NextHop [AddressSize]byte
+	Delay   time.Duration
+	// Packet is the packet for the next hop: the caller's buffer, rewritten.
+	Packet []byte
+	// Destination and Payload are set at the last hop. Payload is a sub-slice
+	// of the caller's buffer with this hop's layer removed; its recipient
+	// opens it with OpenPayload (forward packets) or ReplyKeys.Open (replies).
+	Destination Destination
+	Payload     []byte
+	// ReplayTag is the same for every copy of a packet under one key. A node
+	// drops a packet whose tag it has seen.
+	ReplayTag [32]byte
+}
+
+// Process removes this node's layer from pkt, in place. On error pkt is left
+// untouched, and nothing about the packet is returned but the error.
+//
+// Cost: two ladders for a forwarding hop (the shared secret and the blinding
+// of α), one for a final hop, plus ~10 µs of symmetric work on a regular
+// packet. It allocates nothing.
+func (k *PrivateKey) Process(pkt []byte) (Processed, error) {
+	if _, ok := sizeOf(len(pkt)); !ok {
+		return Processed{}, fmt.Errorf("%w: %d bytes", ErrBadSize, len(pkt))
+	}
+	alpha := (*[GroupElement]byte)(pkt[:GroupElement])
+	gamma := pkt[GroupElement : GroupElement+MACSize]
+	beta := pkt[GroupElement+MACSize : HeaderSize]
+	payload := pkt[HeaderSize:]
+
+	if err := checkPoint(alpha); err != nil {
+		return Processed{}, err
+	}
+	var s [32]byte
+	if err := sharedSecret(&s, &k.scalar, alpha); err != nil {
+		return Processed{}, err
+	}
+	var keys hopKeys
+	deriveHopKeys(&keys, &s)
+
+	var mac [MACSize]byte
+	headerMAC(&mac, &keys.mac, beta)
+	if !macEqual(mac[:], gamma) {
+		return Processed{}, ErrBadMAC
+	}
+
+	var b [streamLen]byte
+	headerStream(&b, &keys.header)
+	for i := range beta {
+		b[i] ^= beta[i]
+	}
+	var blk routingBlock
+	if err := blk.unmarshal(b[:BlockSize]); err != nil {
+		return Processed{}, err
+	}
+
+	var lk lionessKeys
+	lk.expand(&keys.payload)
+	lk.decrypt(payload)
+
+	p := Processed{ReplayTag: keys.replay}
+	if blk.Flag == flagFinal {
+		p.Final = true
+		p.Destination = Destination{Address: blk.Address, ID: blk.ID}
+		p.Payload = payload
+		return p, nil
+	}
+
+	_, bk := blindingScalar(&keys.blinding)
+	var next [GroupElement]byte
+	if err := ladder(&next, &bk, alpha); err != nil {
+		return Processed{}, fmt.Errorf("%w: blinding: %v", ErrBadPoint, err) // unreachable: α was checked
+	}
+	*alpha = next
+	copy(gamma, blk.MAC[:])
+	copy(beta, b[BlockSize:])
+	p.NextHop = blk.Address
+	p.Delay = blk.delay()
+	p.Packet = pkt
+	return p, nil
+}
