@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nym-go/nym/mixnet/directory"
+)
+
+// runFlags are the flags of `nym-api run`.
+type runFlags struct {
+	listen         string
+	dataDir        string
+	epochLength    time.Duration
+	rotationEpochs uint64
+	probeInterval  time.Duration
+	probeTimeout   time.Duration
+	descriptorTTL  time.Duration
+	minPerformance float64
+	layerSize      int
+	maxEntries     int
+	maxExits       int
+	logLevel       string
+	logFormat      string
+}
+
+func newRunCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --data-dir DIR [--listen ADDR]",
+		Short: "Serve the directory API and turn epochs until SIGINT or SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "host:port for the HTTP API")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the signing key and state (required)")
+	fl.DurationVar(&f.epochLength, "epoch-length", time.Hour, "length of an epoch; fixed when the data dir is created")
+	fl.Uint64Var(&f.rotationEpochs, "rotation-epochs", 24, "epochs per Sphinx key rotation; fixed when the data dir is created")
+	fl.DurationVar(&f.probeInterval, "probe-interval", 0, "how often nodes' health endpoints are probed (default epoch-length/6)")
+	fl.DurationVar(&f.probeTimeout, "probe-timeout", 0, "timeout of one health probe (default min(probe-interval, 5s))")
+	fl.DurationVar(&f.descriptorTTL, "descriptor-ttl", 0, "a node that has not re-registered for this long loses its role (default 2×epoch-length)")
+	fl.Float64Var(&f.minPerformance, "min-performance", 0.5, "lowest probe success rate (0..1] that keeps a role")
+	fl.IntVar(&f.layerSize, "layer-size", directory.DefaultLimits.LayerSize, "most mix nodes per layer")
+	fl.IntVar(&f.maxEntries, "max-entries", directory.DefaultLimits.MaxEntries, "most entry gateways per epoch")
+	fl.IntVar(&f.maxExits, "max-exits", directory.DefaultLimits.MaxExits, "most exit gateways per epoch")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+// config checks the flags and turns them into a directory.Config.
+func (f runFlags) config(log *slog.Logger) (directory.Config, error) {
+	if err := requireDataDir(f.dataDir); err != nil {
+		return directory.Config{}, err
+	}
+	if _, _, err := net.SplitHostPort(f.listen); err != nil {
+		return directory.Config{}, fmt.Errorf("--listen %q: %v (want host:port, e.g. 127.0.0.1:8080)", f.listen, err)
+	}
+	if f.epochLength < 50*time.Millisecond {
+		return directory.Config{}, fmt.Errorf("--epoch-length %s: must be at least 50ms", f.epochLength)
+	}
+	if f.rotationEpochs < 1 {
+		return directory.Config{}, errors.New("--rotation-epochs must be at least 1")
+	}
+	if f.probeInterval < 0 || f.probeTimeout < 0 || f.descriptorTTL < 0 {
+		return directory.Config{}, errors.New("--probe-interval, --probe-timeout and --descriptor-ttl must not be negative")
+	}
+	if f.probeInterval > 0 && f.probeInterval >= f.epochLength {
+		return directory.Config{}, fmt.Errorf("--probe-interval %s must be shorter than --epoch-length %s so every node is probed within an epoch", f.probeInterval, f.epochLength)
+	}
+	if f.minPerformance <= 0 || f.minPerformance > 1 {
+		return directory.Config{}, fmt.Errorf("--min-performance %v: must be in (0, 1]", f.minPerformance)
+	}
+	for name, v := range map[string]int{"--layer-size": f.layerSize, "--max-entries": f.maxEntries, "--max-exits": f.maxExits} {
+		if v < 1 {
+			return directory.Config{}, fmt.Errorf("%s %d: must be at least 1", name, v)
+		}
+	}
+	return directory.Config{
+		DataDir:        f.dataDir,
+		EpochLength:    f.epochLength,
+		RotationEpochs: f.rotationEpochs,
+		ProbeInterval:  f.probeInterval,
+		ProbeTimeout:   f.probeTimeout,
+		DescriptorTTL:  f.descriptorTTL,
+		MinPerformance: f.minPerformance,
+		Limits:         directory.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Logger:         log,
+	}, nil
+}
+
+// shutdownGrace bounds how long in-flight requests may finish on shutdown.
+const shutdownGrace = 5 * time.Second
+
+func run(ctx context.Context, f runFlags) error {
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.config(log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := directory.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	key, _ := directory.KeyFromEd25519(srv.PublicKey())
+	log.Info("listening", "addr", ln.Addr().String(), "directory_key", key.String())
+
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		if err := srv.Run(ctx); err != nil {
+			log.Error("directory loop", "err", err)
+		}
+	}()
+
+	var failure error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		failure = fmt.Errorf("serve: %w", err)
+		stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	<-loopDone
+	if failure == nil {
+		if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			failure = fmt.Errorf("serve: %w", err)
+		}
+	}
+	if err := srv.Close(); err != nil && failure == nil {
+		failure = fmt.Errorf("close state: %w", err)
+	}
+	if failure == nil {
+		log.Info("stopped")
+	}
+	return failure
+}

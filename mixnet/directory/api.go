@@ -1,0 +1,67 @@
+package directory
+
+import (
+	"fmt"
+	"time"
+)
+
+// HTTP paths served by the directory.
+const (
+	PathNodes    = "/api/v1/nodes"
+	PathTopology = "/api/v1/topology"
+	PathIdentity = "/api/v1/identity"
+	PathHealth   = healthPath
+)
+
+// Registration is the directory's answer to a registration: where the
+// network is in time, what the node should do next, and what is wrong with
+// its descriptor if anything keeps it out of the topology.
+type Registration struct {
+	Identity       Key       `json:"identity"`
+	Epoch          uint64    `json:"epoch"`
+	EpochEnd       time.Time `json:"epoch_end"`
+	Rotation       uint64    `json:"rotation"`
+	RotationEpochs uint64    `json:"rotation_epochs"`
+	// Role and Layer are the node's role in the current epoch's topology.
+	Role  Role `json:"role"`
+	Layer int  `json:"layer,omitempty"`
+	// RefreshInterval is how often the node should re-register; a node that
+	// has not refreshed within three intervals loses its role.
+	RefreshInterval time.Duration `json:"refresh_interval_ns"`
+	// Warnings explain what will keep the node out of the next topology.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// IdentityResponse is the body of GET /api/v1/identity.
+type IdentityResponse struct {
+	Key Key `json:"key"`
+}
+
+// HealthResponse is the body of GET /api/v1/health.
+type HealthResponse struct {
+	Status string `json:"status"`
+	Epoch  uint64 `json:"epoch"`
+	Nodes  int    `json:"nodes"`
+	// Routable is empty when the current topology has every role filled, and
+	// otherwise says what is missing.
+	Routable string `json:"routable,omitempty"`
+}
+
+// errorResponse is the body of every error the directory returns.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Role) UnmarshalText(text []byte) error {
+	for _, c := range []Role{RoleNone, RoleEntry, RoleExit, RoleMix, RoleStandby} {
+		if c.String() == string(text) {
+			*r = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown role %q", truncate(string(text), 20))
+}

@@ -1,0 +1,36 @@
+// Package directory is the network directory (nym-api): nodes register
+// self-signed descriptors, the directory probes their liveness, assigns roles
+// every epoch (entry gateway, exit gateway, mix layers 1–3, standby) and
+// publishes a topology signed with its ed25519 key. Clients and nodes fetch the
+// topology with [Client] and verify it against the directory key they pinned.
+//
+// # Time
+//
+// Epoch n covers [genesis + n×length, genesis + (n+1)×length); genesis is
+// fixed when the directory's data dir is created. Sphinx keys rotate every
+// RotationEpochs epochs: rotation r = epoch / RotationEpochs, and its parity
+// (r mod 2) travels in link frames. A node pre-announces its key for rotation
+// r+1 during the last epoch of rotation r and keeps the old key through the
+// first epoch of r+1. Each topology lists, per node, the keys it announced
+// (at most two consecutive rotations); a node gets a role only if it has a key
+// for the rotation of that epoch.
+//
+// # What a node does
+//
+//  1. Fetch the topology ([Client.Topology]) to learn the epoch and rotation.
+//  2. Sign a [Descriptor] with its identity key ([SignDescriptor]) and register
+//     it ([Client.RegisterWithStatus]); repeat every
+//     [Registration.RefreshInterval] with a fresh IssuedAt, and read
+//     [Registration.Warnings]: they say what keeps it out of the next epoch.
+//  3. Serve GET /api/v1/health on its HTTP address; the directory probes it
+//     several times an epoch. Nodes that fail consecutive probes, score below
+//     the minimum, or stop refreshing lose their role at the next boundary.
+//  4. At each epoch boundary fetch the topology and play the role it assigns
+//     ([Topology.RoleOf]).
+//
+// While the published topology is incomplete (some role empty, as in a
+// network that is starting), the directory re-assigns roles as soon as new
+// nodes pass a probe instead of waiting for the next boundary, and it reissues
+// the topology within an epoch when an assigned node changes its keys or
+// addresses; [Topology.IssuedAt] tells the versions apart.
+package directory
