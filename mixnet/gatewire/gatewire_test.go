@@ -76,3 +76,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestEnvelope(t *testing.T) {
+	withAck := &Envelope{HasAck: true, AckParity: 1, Ack: bytes.Repeat([]byte{3}, sphinx.AckPacketSize), Body: []byte("body")}
+	withAck.AckHop[0] = 1
+	for _, e := range []*Envelope{withAck, {Body: []byte("plain")}, {Body: []byte{}}} {
+		b := e.Append(nil)
+		got, err := ParseEnvelope(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Fatalf("got %+v, want %+v", got, e)
+		}
+	}
+	for _, b := range [][]byte{nil, {4}, {2}, {1, 0}} {
+		if _, err := ParseEnvelope(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%x: err = %v", b, err)
+		}
+	}
+}
+
+func FuzzParseEnvelope(f *testing.F) {
+	f.Add([]byte{0, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := ParseEnvelope(b)
+		if err != nil {
+			return
+		}
+		if out := e.Append(nil); !bytes.Equal(out, b) {
+			t.Fatal("envelope does not round-trip")
+		}
+	})
+}
