@@ -1,0 +1,41 @@
+package link
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"fmt"
+	"io"
+)
+
+// KeyPair is a static X25519 key pair: a node's Noise key or a client's
+// identity key.
+type KeyPair struct {
+	Private [32]byte
+	Public  [32]byte
+}
+
+// GenerateKeyPair makes a fresh key pair from r, or from crypto/rand when r is
+// nil.
+func GenerateKeyPair(r io.Reader) (KeyPair, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	var priv [32]byte
+	if _, err := io.ReadFull(r, priv[:]); err != nil {
+		return KeyPair{}, fmt.Errorf("link: reading random key: %w", err)
+	}
+	return KeyPairFromPrivate(priv)
+}
+
+// KeyPairFromPrivate derives the public half of an X25519 private key.
+func KeyPairFromPrivate(priv [32]byte) (KeyPair, error) {
+	k, err := ecdh.X25519().NewPrivateKey(priv[:])
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("link: bad X25519 private key: %w", err)
+	}
+	kp := KeyPair{Private: priv}
+	copy(kp.Public[:], k.PublicKey().Bytes())
+	return kp, nil
+}
+
+func (k KeyPair) isZero() bool { return k.Public == [32]byte{} }
