@@ -1,0 +1,5 @@
+//go:build !race
+
+package mixnode
+
+const raceEnabled = false
