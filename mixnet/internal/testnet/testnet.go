@@ -1,0 +1,326 @@
+// Package testnet runs a whole mixnet inside a test: a directory and nodes on
+// loopback sockets, each with its own data directory, all real (real keys,
+// Noise links, Sphinx processing, epochs). Tests of the node, the gateway and
+// the client build on it.
+package testnet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/node"
+	"github.com/nym-go/nym/mixnet/sphinx"
+)
+
+// Options shape the network. Zero values take the defaults noted.
+type Options struct {
+	Mixnodes int // mixnode-mode nodes; default 3
+	Entries  int // entry-gateway nodes; default 1
+	Exits    int // exit-gateway nodes; default 1
+	Auto     int // auto-mode nodes; default 0
+
+	EpochLength    time.Duration // default 1 h: no epoch passes during a short test
+	RotationEpochs uint64        // default 24
+	LayerSize      int           // mix nodes per layer; default 1, so extra mixnodes stand by
+	MaxEntries     int           // default 1
+	MaxExits       int           // default 1
+
+	// Deliver, if set, sees every packet a node receives as its last hop,
+	// with the index of that node.
+	Deliver func(node int, p sphinx.Processed)
+	// Logger for every component; default discards.
+	Logger *slog.Logger
+}
+
+// Net is a running network.
+type Net struct {
+	t    testing.TB
+	opts Options
+
+	DirectoryURL string
+	DirectoryKey ed25519.PublicKey
+	Directory    *directory.Server
+
+	mu    sync.Mutex
+	nodes []*Node
+}
+
+// Node is one node of the network.
+type Node struct {
+	Index  int
+	Config node.Config
+	*node.Node
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Running reports whether the node is up.
+func (n *Node) Running() bool { return n.Node != nil }
+
+// Start brings the network up and waits until its topology is routable and
+// every node has taken its role. Everything stops when the test ends.
+func Start(t testing.TB, o Options) *Net {
+	t.Helper()
+	if o.Mixnodes == 0 && o.Auto == 0 {
+		o.Mixnodes = 3
+	}
+	if o.Entries == 0 && o.Auto == 0 {
+		o.Entries = 1
+	}
+	if o.Exits == 0 && o.Auto == 0 {
+		o.Exits = 1
+	}
+	if o.EpochLength == 0 {
+		o.EpochLength = time.Hour
+	}
+	if o.RotationEpochs == 0 {
+		o.RotationEpochs = 24
+	}
+	if o.LayerSize == 0 {
+		o.LayerSize = 1
+	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = 1
+	}
+	if o.MaxExits == 0 {
+		o.MaxExits = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Net{t: t, opts: o}
+	n.startDirectory()
+
+	modes := []node.Mode{}
+	for range o.Mixnodes {
+		modes = append(modes, node.ModeMixnode)
+	}
+	for range o.Entries {
+		modes = append(modes, node.ModeEntryGateway)
+	}
+	for range o.Exits {
+		modes = append(modes, node.ModeExitGateway)
+	}
+	for range o.Auto {
+		modes = append(modes, node.ModeAuto)
+	}
+	for _, m := range modes {
+		n.addNode(m)
+	}
+	n.WaitRoutable(30 * time.Second)
+	return n
+}
+
+func (n *Net) startDirectory() {
+	t := n.t
+	probe := max(n.opts.EpochLength/20, 20*time.Millisecond)
+	probe = min(probe, 200*time.Millisecond)
+	srv, err := directory.NewServer(directory.Config{
+		DataDir:        t.TempDir(),
+		EpochLength:    n.opts.EpochLength,
+		RotationEpochs: n.opts.RotationEpochs,
+		ProbeInterval:  probe,
+		ProbeTimeout:   2 * time.Second, // generous: -race slows everything, and a slow probe is not a dead node
+		Limits:         directory.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
+		Logger:         n.opts.Logger.With("component", "directory"),
+	})
+	if err != nil {
+		t.Fatalf("testnet: directory: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hs := &http.Server{Handler: srv}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); hs.Serve(ln) }()
+	go func() { defer wg.Done(); srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		hs.Close()
+		wg.Wait()
+		srv.Close()
+	})
+	n.Directory = srv
+	n.DirectoryURL = "http://" + ln.Addr().String()
+	n.DirectoryKey = srv.PublicKey()
+}
+
+// AddNode starts one more node in mode m and returns it once it runs.
+func (n *Net) AddNode(m node.Mode) *Node {
+	return n.addNode(m)
+}
+
+func (n *Net) addNode(m node.Mode) *Node {
+	t := n.t
+	n.mu.Lock()
+	i := len(n.nodes)
+	cfg := node.DefaultConfig()
+	cfg.DataDir = filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
+	cfg.Mode = m
+	cfg.DirectoryURL = n.DirectoryURL
+	cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(n.DirectoryKey)
+	cfg.MixnetListen = freeAddr(t)
+	cfg.HTTPListen = freeAddr(t)
+	cfg.ClientsListen = freeAddr(t)
+	cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
+	nd := &Node{Index: i, Config: cfg}
+	n.nodes = append(n.nodes, nd)
+	n.mu.Unlock()
+	n.StartNode(i)
+	return nd
+}
+
+// Nodes returns the nodes, running or not.
+func (n *Net) Nodes() []*Node {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]*Node(nil), n.nodes...)
+}
+
+// StartNode (re)starts node i on its data directory and ports.
+func (n *Net) StartNode(i int) {
+	t := n.t
+	n.mu.Lock()
+	nd := n.nodes[i]
+	n.mu.Unlock()
+	if nd.Running() {
+		return
+	}
+	opts := node.Options{Logger: n.opts.Logger.With("node", i)}
+	if n.opts.Deliver != nil {
+		opts.Deliver = func(p sphinx.Processed) { n.opts.Deliver(i, p) }
+	}
+	var nn *node.Node
+	var err error
+	// A port just released can take a moment to be free again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		nn, err = node.New(nd.Config, opts)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("testnet: node %d: %v", i, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nn.Run(ctx) }()
+	n.mu.Lock()
+	nd.Node, nd.cancel, nd.done = nn, cancel, done
+	n.mu.Unlock()
+	t.Cleanup(func() { n.StopNode(i) })
+}
+
+// StopNode stops node i and waits for it to finish.
+func (n *Net) StopNode(i int) {
+	n.mu.Lock()
+	nd := n.nodes[i]
+	cancel, done := nd.cancel, nd.done
+	nd.Node, nd.cancel, nd.done = nil, nil, nil
+	n.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	if err := <-done; err != nil {
+		n.t.Errorf("testnet: node %d stopped with %v", i, err)
+	}
+}
+
+// Topology fetches and verifies the current topology as a client would.
+func (n *Net) Topology() (*directory.Topology, error) {
+	c := directory.Client{BaseURL: n.DirectoryURL, Key: n.DirectoryKey}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return c.Topology(ctx)
+}
+
+// WaitRoutable waits until the topology has every role filled and every
+// running node has reached its epoch and taken up its role.
+func (n *Net) WaitRoutable(timeout time.Duration) *directory.Topology {
+	n.t.Helper()
+	var last error
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		t, err := n.Topology()
+		if err == nil {
+			if err = t.Routable(); err == nil {
+				if err = n.nodesFollow(t); err == nil {
+					return t
+				}
+			}
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.t.Fatalf("testnet: network not routable after %v: %v", timeout, last)
+	return nil
+}
+
+func (n *Net) nodesFollow(t *directory.Topology) error {
+	for _, nd := range n.Nodes() {
+		if !nd.Running() {
+			continue
+		}
+		if e := nd.Epoch(); e < t.Epoch {
+			return fmt.Errorf("node %d is at epoch %d, topology at %d", nd.Index, e, t.Epoch)
+		}
+		want, layer := t.RoleOf(directory.Key(nd.Identity()))
+		got, gotLayer := nd.Role()
+		if want != got || layer != gotLayer {
+			return fmt.Errorf("node %d has role %v/%d, topology says %v/%d", nd.Index, got, gotLayer, want, layer)
+		}
+	}
+	return nil
+}
+
+// Route builds a Sphinx route through one node of each mix layer to the
+// topology's first node in role last (Entry or Exit), with the given delay
+// at every hop, using the rotation's keys.
+func Route(t *directory.Topology, last directory.Role, delay time.Duration) ([]sphinx.Hop, error) {
+	var hops []sphinx.Hop
+	for l := range t.Layers {
+		if len(t.Layers[l]) == 0 {
+			return nil, fmt.Errorf("layer %d is empty", l+1)
+		}
+		hops = append(hops, hop(t, t.Layers[l][0], delay))
+	}
+	group := t.Exit
+	if last == directory.RoleEntry {
+		group = t.Entry
+	}
+	if len(group) == 0 {
+		return nil, errors.New("no gateway for the last hop")
+	}
+	return append(hops, hop(t, group[0], 0)), nil
+}
+
+func hop(t *directory.Topology, nd directory.Node, delay time.Duration) sphinx.Hop {
+	key, _ := nd.SphinxKeyFor(t.Rotation)
+	return sphinx.Hop{Address: [32]byte(nd.Identity), Key: [32]byte(key), Delay: delay}
+}
+
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

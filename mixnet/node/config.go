@@ -1,0 +1,152 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Mode is what a node offers the directory.
+type Mode string
+
+// The modes. Auto offers every role and follows the directory's assignment
+// from epoch to epoch without a restart.
+const (
+	ModeMixnode      Mode = "mixnode"
+	ModeEntryGateway Mode = "entry-gateway"
+	ModeExitGateway  Mode = "exit-gateway"
+	ModeAuto         Mode = "auto"
+)
+
+// ConfigFile is the settings file's name inside the data directory.
+const ConfigFile = "config.toml"
+
+// Config is a node's settings: the TOML file in its data directory, with
+// command-line flags laid over it.
+type Config struct {
+	DataDir string `toml:"-"`
+	Mode    Mode   `toml:"mode"`
+
+	DirectoryURL string `toml:"directory_url"`
+	DirectoryKey string `toml:"directory_key"` // the directory's ed25519 key, base64url
+
+	MixnetListen  string `toml:"mixnet_listen"`  // node↔node links
+	ClientsListen string `toml:"clients_listen"` // client connections (gateways)
+	HTTPListen    string `toml:"http_listen"`    // API and metrics
+	AnnounceHost  string `toml:"announce_host"`  // host others reach us at; default: the listen host
+
+	MaxDelay      Duration `toml:"max_delay"`      // cap on the delay a sender may ask for
+	Workers       int      `toml:"workers"`        // unwrap workers; 0 = one per CPU
+	QueueLen      int      `toml:"queue_len"`      // packets waiting to be unwrapped
+	RefreshPeriod Duration `toml:"refresh_period"` // how often to fetch the topology and re-register
+}
+
+// Duration is a time.Duration written as "10s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	d.Duration = v
+	return err
+}
+
+// MarshalText writes a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig has the values a node runs with when nothing says otherwise
+// (Nym's ports and the 10 s delay cap).
+func DefaultConfig() Config {
+	return Config{
+		Mode:          ModeMixnode,
+		MixnetListen:  "0.0.0.0:1789",
+		HTTPListen:    "0.0.0.0:8080",
+		ClientsListen: "0.0.0.0:9000",
+		MaxDelay:      Duration{10 * time.Second},
+		QueueLen:      4096,
+		RefreshPeriod: Duration{30 * time.Second},
+	}
+}
+
+// LoadConfig reads dir/config.toml over the defaults; a missing file is fine.
+func LoadConfig(dir string) (Config, error) {
+	c := DefaultConfig()
+	c.DataDir = dir
+	path := filepath.Join(dir, ConfigFile)
+	md, err := toml.DecodeFile(path, &c)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return c, fmt.Errorf("config %s: unknown setting %q", path, und[0].String())
+	}
+	return c, nil
+}
+
+// WriteConfig saves c as dir/config.toml, refusing to overwrite.
+func WriteConfig(c Config) error {
+	path := filepath.Join(c.DataDir, ConfigFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	defer f.Close()
+	if err := toml.NewEncoder(f).Encode(c); err != nil {
+		return fmt.Errorf("write config %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	switch c.Mode {
+	case ModeMixnode, ModeEntryGateway, ModeExitGateway, ModeAuto:
+	default:
+		return fmt.Errorf("mode %q: want mixnode, entry-gateway, exit-gateway or auto", c.Mode)
+	}
+	if c.DataDir == "" {
+		return errors.New("no data directory")
+	}
+	if c.DirectoryURL == "" || c.DirectoryKey == "" {
+		return errors.New("directory URL and key are both required")
+	}
+	addrs := map[string]string{"mixnet listen": c.MixnetListen, "http listen": c.HTTPListen}
+	if c.Mode != ModeMixnode {
+		addrs["clients listen"] = c.ClientsListen
+	}
+	for name, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%s address %q: %w", name, a, err)
+		}
+	}
+	if c.MaxDelay.Duration <= 0 {
+		return fmt.Errorf("max delay %v: must be positive", c.MaxDelay)
+	}
+	if c.QueueLen <= 0 || c.Workers < 0 {
+		return fmt.Errorf("queue length %d and workers %d: must be positive", c.QueueLen, c.Workers)
+	}
+	if c.RefreshPeriod.Duration <= 0 {
+		return fmt.Errorf("refresh period %v: must be positive", c.RefreshPeriod)
+	}
+	return nil
+}
+
+// announce returns the host:port others use for listen address a.
+func (c *Config) announce(a string) string {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return a
+	}
+	if c.AnnounceHost != "" {
+		host = c.AnnounceHost
+	}
+	return net.JoinHostPort(host, port)
+}

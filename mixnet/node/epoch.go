@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/mixnode"
+)
+
+// epochLoop keeps the node registered and its topology, keys and role
+// current. It wakes at every refresh period and just after each epoch
+// boundary, so a new role or key takes effect within moments of the
+// boundary, with no restart.
+func (n *Node) epochLoop(ctx context.Context) error {
+	rotation := uint64(0) // a first guess; the directory's answer corrects it
+	for {
+		if r, err := n.refresh(ctx, rotation); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			n.log.Warn("directory refresh", "err", err)
+		} else {
+			rotation = r
+		}
+		wait := n.cfg.RefreshPeriod.Duration
+		if t := n.topo.Load(); t != nil {
+			// Just past the boundary, so the directory has the new epoch.
+			if untilEnd := t.EpochEnd.Sub(n.opts.Now()) + 20*time.Millisecond; untilEnd > 0 && untilEnd < wait {
+				wait = untilEnd
+			} else if untilEnd <= 0 {
+				wait = min(wait, 100*time.Millisecond) // the directory is late: ask again soon
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// refresh registers the node's descriptor (announcing the Sphinx keys of the
+// current and the next rotation), then fetches the topology and applies it.
+// It returns the rotation in force.
+func (n *Node) refresh(ctx context.Context, rotation uint64) (uint64, error) {
+	reg, err := n.register(ctx, rotation)
+	if err != nil {
+		return rotation, err
+	}
+	if reg.Rotation != rotation {
+		// Our guess was wrong (first start, or a rotation passed): announce
+		// the keys the directory needs now.
+		rotation = reg.Rotation
+		if reg, err = n.register(ctx, rotation); err != nil {
+			return rotation, err
+		}
+	}
+	for _, w := range reg.Warnings {
+		n.log.Warn("directory says", "warning", w)
+	}
+	t, err := n.dir.Topology(ctx)
+	if err != nil {
+		var se *directory.StatusError
+		if errors.As(err, &se) {
+			// No topology yet: a network still forming. Not an error of ours.
+			n.log.Debug("no topology yet", "err", err)
+			return rotation, nil
+		}
+		return rotation, fmt.Errorf("fetch topology: %w", err)
+	}
+	if err := n.apply(t); err != nil {
+		return rotation, err
+	}
+	return t.Rotation, nil
+}
+
+func (n *Node) register(ctx context.Context, rotation uint64) (*directory.Registration, error) {
+	d, err := n.describe(rotation)
+	if err != nil {
+		return nil, err
+	}
+	sd, err := directory.SignDescriptor(n.keys.Identity, d)
+	if err != nil {
+		return nil, fmt.Errorf("sign descriptor: %w", err)
+	}
+	reg, err := n.dir.RegisterWithStatus(ctx, sd)
+	if err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	n.mu.Lock()
+	n.descriptor = d
+	n.mu.Unlock()
+	return reg, nil
+}
+
+// describe builds the descriptor the node announces.
+func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
+	d := directory.Descriptor{
+		Identity:     directory.Key(n.keys.IdentityKey()),
+		NoiseKey:     directory.Key(n.linkKey.Public),
+		MixnetAddr:   n.cfg.announce(n.MixnetAddr()),
+		HTTPAddr:     n.cfg.announce(n.HTTPAddr()),
+		Capabilities: n.capabilities(),
+		Version:      Version,
+		IssuedAt:     n.opts.Now(),
+	}
+	if n.clientsLn != nil {
+		d.ClientsAddr = n.cfg.announce(n.clientsLn.Addr().String())
+	}
+	for _, r := range []uint64{rotation, rotation + 1} {
+		k, err := n.keys.Sphinx(r)
+		if err != nil {
+			return d, fmt.Errorf("sphinx key for rotation %d: %w", r, err)
+		}
+		d.SphinxKeys = append(d.SphinxKeys, directory.SphinxKey{Rotation: r, Key: directory.Key(k.PublicKey())})
+	}
+	return d, nil
+}
+
+func (n *Node) capabilities() directory.Capabilities {
+	switch n.cfg.Mode {
+	case ModeEntryGateway:
+		return directory.Capabilities{Entry: true}
+	case ModeExitGateway:
+		return directory.Capabilities{Entry: true, Exit: true}
+	case ModeAuto:
+		return directory.Capabilities{Mixnode: true, Entry: true, Exit: true}
+	}
+	return directory.Capabilities{Mixnode: true}
+}
+
+// apply makes a new topology current: it installs the Sphinx keys for its
+// rotation and takes up the node's role.
+func (n *Node) apply(t *directory.Topology) error {
+	if old := n.topo.Load(); old != nil && (t.Epoch < old.Epoch || (t.Epoch == old.Epoch && !t.IssuedAt.After(old.IssuedAt))) {
+		return nil // nothing newer
+	}
+	if err := n.installKeys(t); err != nil {
+		return err
+	}
+	n.topo.Store(t)
+	role, layer := t.RoleOf(directory.Key(n.keys.IdentityKey()))
+	prev := n.state.Swap(&roleState{Epoch: t.Epoch, Rotation: t.Rotation, Role: role, Layer: layer})
+	if prev.Role != role || prev.Layer != layer {
+		n.log.Info("role", "epoch", t.Epoch, "role", role, "layer", layer, "was", prev.Role)
+	}
+	n.metrics.epoch.Set(float64(t.Epoch))
+	return nil
+}
+
+// installKeys gives the mixer the keys a packet may be made for in epoch
+// t.Epoch: the rotation's own key and, during the first epoch of a rotation,
+// the previous rotation's, for packets built from the previous topology.
+// Keys older than that are deleted from disk.
+func (n *Node) installKeys(t *directory.Topology) error {
+	want := []uint64{t.Rotation}
+	if t.RotationEpochs > 0 && t.Epoch%t.RotationEpochs == 0 && t.Rotation > 0 {
+		want = append(want, t.Rotation-1)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if slices.Equal(want, n.installed) {
+		return nil
+	}
+	keys := make([]mixnode.RotationKey, 0, len(want))
+	for _, r := range want {
+		k, err := n.keys.Sphinx(r)
+		if err != nil {
+			return fmt.Errorf("sphinx key for rotation %d: %w", r, err)
+		}
+		keys = append(keys, mixnode.RotationKey{Rotation: r, Key: k})
+	}
+	if err := n.mixer.SetKeys(keys...); err != nil {
+		return fmt.Errorf("install sphinx keys: %w", err)
+	}
+	n.installed = want
+	n.log.Info("sphinx keys", "epoch", t.Epoch, "rotations", want)
+	if err := n.keys.PruneSphinx(slices.Min(want)); err != nil {
+		n.log.Warn("prune old sphinx keys", "err", err)
+	}
+	return nil
+}

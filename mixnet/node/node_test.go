@@ -1,0 +1,249 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/internal/testnet"
+	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/nodekey"
+	"github.com/nym-go/nym/mixnet/sphinx"
+)
+
+// inbox collects what last hops deliver.
+type inbox struct {
+	mu  sync.Mutex
+	got map[int][][]byte // by node index
+}
+
+func (b *inbox) deliver(node int, p sphinx.Processed) {
+	msg, err := sphinx.OpenPayload(p.Payload)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.got == nil {
+		b.got = map[int][][]byte{}
+	}
+	b.got[node] = append(b.got[node], bytes.Clone(msg))
+}
+
+func (b *inbox) count(node int, msg []byte) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, m := range b.got[node] {
+		if bytes.Equal(m, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// injector sends packets into a layer-1 node over a real Noise link, posing
+// as the entry gateway (whose Noise key the layer-1 node admits).
+type injector struct {
+	conn *link.Conn
+}
+
+func newInjector(t *testing.T, net *testnet.Net, topo *directory.Topology) *injector {
+	t.Helper()
+	var entry *testnet.Node
+	for _, nd := range net.Nodes() {
+		if !nd.Running() {
+			continue
+		}
+		if role, _ := topo.RoleOf(directory.Key(nd.Identity())); role == directory.RoleEntry {
+			entry = nd
+		}
+	}
+	if entry == nil {
+		t.Fatalf("no running node holds the entry role: entry %v", topo.Entry)
+	}
+	keys, err := nodekey.Load(entry.Config.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var priv [32]byte
+	copy(priv[:], keys.Noise.Bytes())
+	kp, _ := link.KeyPairFromPrivate(priv)
+	l1 := topo.Layers[0][0]
+	c, err := link.Dial(context.Background(), l1.MixnetAddr, l1.NoiseKey, link.Config{Static: kp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return &injector{conn: c}
+}
+
+func (in *injector) send(t *testing.T, topo *directory.Topology, pkt []byte) {
+	t.Helper()
+	if !in.conn.Send(link.Frame{Kind: link.KindPacket, KeyParity: topo.Rotation%2 == 1, Payload: pkt}) {
+		t.Fatal("link queue full")
+	}
+}
+
+func exitIndex(t *testing.T, n *testnet.Net, topo *directory.Topology) int {
+	for _, nd := range n.Nodes() {
+		if !nd.Running() {
+			continue
+		}
+		if role, _ := topo.RoleOf(directory.Key(nd.Identity())); role == directory.RoleExit {
+			return nd.Index
+		}
+	}
+	t.Fatal("no exit in topology")
+	return -1
+}
+
+func metric(t *testing.T, nd *testnet.Node, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + nd.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, name) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func TestNetworkThroughThreeLayers(t *testing.T) {
+	var box inbox
+	n := testnet.Start(t, testnet.Options{Deliver: box.deliver})
+	topo := n.WaitRoutable(10 * time.Second)
+	for l, layer := range topo.Layers {
+		if len(layer) != 1 {
+			t.Fatalf("layer %d has %d nodes", l+1, len(layer))
+		}
+	}
+	if len(topo.Entry) != 1 || len(topo.Exit) != 1 {
+		t.Fatalf("entry %d exit %d", len(topo.Entry), len(topo.Exit))
+	}
+	exit := exitIndex(t, n, topo)
+	in := newInjector(t, n, topo)
+	route, err := testnet.Route(topo, directory.RoleExit, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("intact", func(t *testing.T) {
+		for i := range 20 {
+			msg := []byte(fmt.Sprintf("packet %d through three layers", i))
+			pkt, err := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.send(t, topo, pkt)
+			waitFor(t, 5*time.Second, "delivery", func() bool { return box.count(exit, msg) == 1 })
+		}
+	})
+
+	t.Run("replay dropped", func(t *testing.T) {
+		msg := []byte("only once")
+		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
+		in.send(t, topo, bytes.Clone(pkt))
+		waitFor(t, 5*time.Second, "first copy", func() bool { return box.count(exit, msg) == 1 })
+		in.send(t, topo, pkt)
+		l1 := nodeByID(n, topo.Layers[0][0].Identity)
+		waitFor(t, 5*time.Second, "replay counted at layer 1", func() bool {
+			return strings.Contains(metric(t, l1, "nym_mixnode_packets_dropped_total"), `reason="replay"} 1`)
+		})
+		if c := box.count(exit, msg); c != 1 {
+			t.Fatalf("delivered %d times", c)
+		}
+	})
+
+	t.Run("tampered dropped", func(t *testing.T) {
+		msg := []byte("tampered")
+		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
+		pkt[100] ^= 1
+		in.send(t, topo, pkt)
+		l1 := nodeByID(n, topo.Layers[0][0].Identity)
+		waitFor(t, 5*time.Second, "tampered packet counted", func() bool {
+			return strings.Contains(metric(t, l1, "nym_mixnode_packets_dropped_total"), `reason="bad_packet"} 1`)
+		})
+		if c := box.count(exit, msg); c != 0 {
+			t.Fatalf("tampered packet delivered %d times", c)
+		}
+	})
+
+	t.Run("garbage on every port", func(t *testing.T) {
+		for _, nd := range n.Nodes() {
+			for _, addr := range []string{nd.Config.MixnetListen, nd.Config.HTTPListen, nd.Config.ClientsListen} {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					continue // a mixnode has no clients port
+				}
+				junk := make([]byte, 4096)
+				rand.Read(junk)
+				c.Write(junk)
+				c.Close()
+			}
+		}
+		msg := []byte("still serving")
+		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
+		in.send(t, topo, pkt)
+		waitFor(t, 5*time.Second, "delivery after garbage", func() bool { return box.count(exit, msg) == 1 })
+	})
+}
+
+func nodeByID(n *testnet.Net, id directory.Key) *testnet.Node {
+	for _, nd := range n.Nodes() {
+		if nd.Running() && directory.Key(nd.Identity()) == id {
+			return nd
+		}
+	}
+	return nil
+}
+
+func TestForeignTopologyRefused(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{})
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	c := directory.Client{BaseURL: n.DirectoryURL, Key: other.Public().(ed25519.PublicKey)}
+	if _, err := c.Topology(context.Background()); !errors.Is(err, directory.ErrUntrustedDirectory) {
+		t.Fatalf("fetcher with another pinned key: err = %v", err)
+	}
+}
+
+func TestRestartKeepsIdentity(t *testing.T) {
+	n := testnet.Start(t, testnet.Options{})
+	nd := n.Nodes()[0]
+	before := nd.Identity()
+	n.StopNode(0)
+	n.StartNode(0)
+	if after := n.Nodes()[0].Identity(); after != before {
+		t.Fatal("a restarted node has a new identity")
+	}
+	n.WaitRoutable(10 * time.Second)
+}
