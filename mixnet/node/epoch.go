@@ -27,7 +27,9 @@ func (n *Node) epochLoop(ctx context.Context) error {
 			rotation = r
 		}
 		wait := n.cfg.RefreshPeriod.Duration
-		if t := n.topo.Load(); t != nil {
+		if t := n.topo.Load(); t == nil {
+			wait = min(wait, time.Second) // a network still forming: ask again soon
+		} else {
 			// Just past the boundary, so the directory has the new epoch.
 			if untilEnd := t.EpochEnd.Sub(n.opts.Now()) + 20*time.Millisecond; untilEnd > 0 && untilEnd < wait {
 				wait = untilEnd

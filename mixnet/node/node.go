@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/mixnode"
 	"github.com/nym-go/nym/mixnet/nodekey"
@@ -57,7 +58,7 @@ type Node struct {
 	linkKey  link.KeyPair
 	links    *link.Stats // shared by the pool and both link servers
 
-	gateway *tmpGateway // nil for a mixnode
+	gateway *gateway.Gateway // nil for a mixnode
 
 	mixnetLn, httpLn, clientsLn net.Listener
 
@@ -212,7 +213,9 @@ func (n *Node) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+			err := f()
+			// Once shutdown has begun, errors are the echo of our own closing.
+			if err != nil && ctx.Err() == nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}

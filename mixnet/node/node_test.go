@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/internal/testnet"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/nodekey"
@@ -246,4 +247,31 @@ func TestRestartKeepsIdentity(t *testing.T) {
 		t.Fatal("a restarted node has a new identity")
 	}
 	n.WaitRoutable(10 * time.Second)
+}
+
+// A client's packet goes in at the entry gateway, which forwards it unopened
+// to layer 1; it crosses the three layers and reaches the exit.
+func TestClientThroughEntryGateway(t *testing.T) {
+	var box inbox
+	n := testnet.Start(t, testnet.Options{Deliver: box.deliver})
+	topo := n.WaitRoutable(10 * time.Second)
+	exit := exitIndex(t, n, topo)
+	entry := topo.Entry[0]
+	me, _ := link.GenerateKeyPair(rand.Reader)
+	c, err := link.Dial(context.Background(), entry.ClientsAddr, [32]byte(entry.NoiseKey), link.Config{Static: me})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	route, err := testnet.Route(topo, directory.RoleExit, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("via the entry gateway")
+	pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
+	send := &gatewire.Send{Parity: uint8(topo.Rotation % 2), FirstHop: route[0].Address, Packet: pkt}
+	if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.Append(nil)}) {
+		t.Fatal("queue full")
+	}
+	waitFor(t, 5*time.Second, "delivery at the exit", func() bool { return box.count(exit, msg) == 1 })
 }

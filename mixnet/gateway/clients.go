@@ -1,0 +1,362 @@
+package gateway
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/gatewire"
+	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/sphinx"
+)
+
+// closeGrace is how long a refused or replaced connection stays open after
+// its last Status is queued, so the writer can put it on the wire: closing
+// a link drops whatever is still queued.
+const closeGrace = 500 * time.Millisecond
+
+// seqBlock is how many Seq numbers one durable reservation covers, so live
+// delivery writes the counter to disk only once per seqBlock/2 packets.
+const seqBlock = 1 << 16
+
+// client is what the gateway knows about one client identity. It outlives
+// connections: it holds the numbering, the stored-message accounting and
+// the byte counters.
+type client struct {
+	addr [sphinx.AddressSize]byte
+
+	mu sync.Mutex
+	// conn and sess change only with both Gateway.mu and mu held.
+	conn *link.Conn
+	sess *session
+	live bool // deliveries go straight to conn; false while stored ones drain
+
+	nextSeq        uint64
+	reserved       uint64 // durable: every Seq handed out is below it
+	reservePending bool
+
+	storedCount int   // records committed or queued
+	storedBytes int64 // their size, which MaxStoredBytes bounds
+	storedHigh  uint64
+	pending     int    // store ops queued, not yet committed
+	commits     uint64 // store ops finished; the drainer watches it
+	confirmed   uint64 // highest Seq the client confirmed
+	deleteUpTo  uint64 // highest Seq a delete was queued for
+	sentHigh    uint64 // highest Seq sent on this connection; caps confirmed
+	dropped     uint64 // refused for lack of room; not yet told
+
+	bytesIn, bytesOut, forwarded, delivered atomic.Uint64
+}
+
+// session is one connection of a client.
+type session struct {
+	c       *link.Conn
+	client  *client
+	bad     int         // malformed messages; reader goroutine only
+	closing atomic.Bool // kicked or replaced: ignore what it sends
+	wake    chan struct{}
+}
+
+func (s *session) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeLocked nudges the current connection's drainer, if any.
+func (cl *client) wakeLocked() {
+	if cl.sess != nil {
+		cl.sess.nudge()
+	}
+}
+
+// shortID names a client in logs without writing out its whole key.
+func shortID(addr [32]byte) string { return hex.EncodeToString(addr[:6]) }
+
+// lookup returns the client with this address, or nil if it never connected.
+func (g *Gateway) lookup(addr [32]byte) *client {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.clients[addr]
+}
+
+// newClientLocked registers a client on its first connection. g.mu is held.
+func (g *Gateway) newClientLocked(addr [32]byte) *client {
+	cl := &client{addr: addr, nextSeq: 1, reserved: 1}
+	g.clients[addr] = cl
+	cl.mu.Lock()
+	g.reserveSeqsLocked(cl) // also makes the client known to a restarted gateway
+	cl.mu.Unlock()
+	return cl
+}
+
+// issueSeqLocked hands out the client's next Seq. It never waits for the
+// disk: when half the durable reservation is used it queues a larger one.
+// Only a crash while that write is still queued behind seqBlock/2
+// deliveries could let a restarted gateway repeat a number.
+func (g *Gateway) issueSeqLocked(cl *client) uint64 {
+	seq := cl.nextSeq
+	cl.nextSeq++
+	if cl.reserved < cl.nextSeq+seqBlock/2 {
+		g.reserveSeqsLocked(cl)
+	}
+	return seq
+}
+
+func (g *Gateway) reserveSeqsLocked(cl *client) {
+	if cl.reservePending {
+		return
+	}
+	target := cl.nextSeq + seqBlock
+	op := &writeOp{kind: opMeta, client: cl, seq: target, value: clientMeta{Reserved: target, Dropped: cl.dropped}.encode()}
+	if g.enqueueLocked(op) {
+		cl.reservePending = true
+	}
+}
+
+// onConn runs for every authenticated connection, before its first frame is
+// read. It must not block.
+func (g *Gateway) onConn(c *link.Conn) {
+	addr := c.RemoteStatic()
+	g.mu.Lock()
+	cl := g.clients[addr]
+	replacing := cl != nil && cl.conn != nil
+	if !replacing && g.connected >= g.cfg.MaxClients {
+		g.mu.Unlock()
+		g.metrics.clientsRefused.Inc()
+		g.log.Debug("gateway full: client refused", "client", shortID(addr), "remote", c.RemoteAddr().String())
+		g.sendStatus(nil, c, gatewire.StatusRefused, "gateway full")
+		g.closeLater(c, closeGrace)
+		return
+	}
+	if cl == nil {
+		cl = g.newClientLocked(addr)
+	}
+	s := &session{c: c, client: cl, wake: make(chan struct{}, 1)}
+	g.sessions.Store(c, s)
+
+	cl.mu.Lock()
+	old := cl.sess
+	cl.conn, cl.sess = c, s
+	cl.sentHigh = cl.confirmed
+	drainFrom := cl.confirmed
+	dropped := cl.dropped
+	cl.dropped = 0
+	// Anything stored, or on its way to the store, goes out before live
+	// traffic, so the client sees one ordered stream.
+	needDrain := cl.storedCount > 0 || cl.pending > 0
+	cl.live = !needDrain
+	cl.mu.Unlock()
+	if old == nil {
+		g.connected++
+		g.metrics.clientsConnected.Set(float64(g.connected))
+	}
+	g.mu.Unlock()
+
+	g.log.Debug("client connected", "client", shortID(addr), "remote", c.RemoteAddr().String(), "replacing", old != nil)
+	if old != nil {
+		old.closing.Store(true)
+		g.sendStatus(cl, old.c, gatewire.StatusRefused, "replaced by a newer connection from the same client")
+		g.closeLater(old.c, closeGrace)
+	}
+	if dropped > 0 {
+		g.sendStatus(cl, c, gatewire.StatusRefused, fmt.Sprintf(
+			"%d messages for you were dropped while you were offline: stored-message limit of %d bytes reached",
+			dropped, g.cfg.MaxStoredBytes))
+	}
+	if needDrain {
+		g.wg.Add(1)
+		go g.drain(s, drainFrom)
+	}
+}
+
+// onClose runs once a connection has ended. It must not block.
+func (g *Gateway) onClose(c *link.Conn, err error) {
+	v, ok := g.sessions.LoadAndDelete(c)
+	if !ok {
+		return // refused before it was registered
+	}
+	s := v.(*session)
+	cl := s.client
+	g.mu.Lock()
+	cl.mu.Lock()
+	if cl.sess == s {
+		cl.conn, cl.sess, cl.live = nil, nil, false
+		g.connected--
+		g.metrics.clientsConnected.Set(float64(g.connected))
+	}
+	cl.mu.Unlock()
+	g.mu.Unlock()
+	s.nudge()
+	g.log.Debug("client disconnected", "client", shortID(cl.addr), "reason", err)
+}
+
+// handleFrame is the link Handler for client connections; it runs on the
+// connection's reader goroutine.
+func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
+	v, ok := g.sessions.Load(c)
+	if !ok {
+		return nil // refused: waiting for its Status to go out before closing
+	}
+	s := v.(*session)
+	if s.closing.Load() {
+		return nil
+	}
+	cl := s.client
+	cl.bytesIn.Add(uint64(len(f.Payload)))
+	g.metrics.bytesIn.Add(float64(len(f.Payload)))
+	if f.Kind != link.KindClient {
+		g.metrics.ignoredFrames.Inc()
+		return nil
+	}
+	msg, err := gatewire.Parse(f.Payload)
+	if err != nil {
+		g.badMessage(s, err)
+		return nil
+	}
+	switch m := msg.(type) {
+	case *gatewire.Send:
+		// f.Payload is ours, so Forward may own the packet inside it.
+		if g.cfg.Forward(m.FirstHop, m.Packet, m.Parity == 1) {
+			cl.forwarded.Add(1)
+			g.metrics.forwarded.Inc()
+		} else {
+			g.metrics.drop(dropForwardRefused)
+		}
+	case *gatewire.Received:
+		g.confirm(s, m.Seq)
+	default:
+		g.badMessage(s, fmt.Errorf("message type %d only travels to clients", f.Payload[0]))
+	}
+	return nil
+}
+
+// errTooManyBad is the text a client gets when it is disconnected for
+// sending garbage.
+var errTooManyBad = errors.New("too many malformed messages; disconnecting")
+
+// badMessage answers a malformed message, and disconnects a client that
+// sends more than MaxBadMessages of them.
+func (g *Gateway) badMessage(s *session, err error) {
+	g.metrics.badMessages.Inc()
+	s.bad++
+	if s.bad > g.cfg.MaxBadMessages {
+		s.closing.Store(true)
+		g.metrics.clientsKicked.Inc()
+		g.log.Debug("client disconnected: malformed messages", "client", shortID(s.client.addr), "count", s.bad)
+		g.sendStatus(s.client, s.c, gatewire.StatusBadMessage, errTooManyBad.Error())
+		g.closeLater(s.c, closeGrace)
+		return
+	}
+	g.sendStatus(s.client, s.c, gatewire.StatusBadMessage, err.Error())
+}
+
+// confirm handles Received: stored messages up to seq may be deleted.
+func (g *Gateway) confirm(s *session, seq uint64) {
+	cl := s.client
+	cl.mu.Lock()
+	if cl.sess == s {
+		// A client cannot confirm what it was never sent.
+		seq = min(seq, cl.sentHigh)
+		if seq > cl.confirmed {
+			cl.confirmed = seq
+		}
+		if cl.storedCount > 0 && cl.deleteUpTo < cl.storedHigh && cl.confirmed > cl.deleteUpTo {
+			if g.enqueueLocked(&writeOp{kind: opDelete, client: cl, seq: cl.confirmed}) {
+				cl.deleteUpTo = cl.confirmed
+			}
+		}
+	}
+	cl.mu.Unlock()
+	s.nudge() // the drainer may have room in its window now
+}
+
+// sendStatus queues a Status for c. cl, when known, is charged the bytes.
+func (g *Gateway) sendStatus(cl *client, c *link.Conn, code uint8, text string) {
+	payload := (&gatewire.Status{Code: code, Text: text}).Append(nil)
+	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) && cl != nil {
+		cl.bytesOut.Add(uint64(len(payload)))
+		g.metrics.bytesOut.Add(float64(len(payload)))
+	}
+}
+
+// closeLater closes c after grace, or sooner if it ends or the gateway
+// stops. Handlers and OnConn cannot close a connection themselves.
+func (g *Gateway) closeLater(c *link.Conn, grace time.Duration) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-c.Done():
+		case <-g.serveCtx.Done():
+		}
+		c.Close()
+	}()
+}
+
+// ClientStats is what the gateway counted for one client since it started.
+type ClientStats struct {
+	Identity  [sphinx.AddressSize]byte
+	Connected bool
+	// BytesIn and BytesOut are client-protocol bytes (frame payloads)
+	// received from and queued for the client.
+	BytesIn, BytesOut uint64
+	// Forwarded counts the client's packets handed to their first hop;
+	// Delivered counts packets sent to it, live or from the store.
+	Forwarded, Delivered uint64
+	// StoredMessages and StoredBytes are waiting for the client (or its
+	// confirmation); Dropped were refused for lack of room and not yet
+	// reported to it.
+	StoredMessages int
+	StoredBytes    int64
+	Dropped        uint64
+}
+
+func (cl *client) stats() ClientStats {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return ClientStats{
+		Identity:       cl.addr,
+		Connected:      cl.conn != nil,
+		BytesIn:        cl.bytesIn.Load(),
+		BytesOut:       cl.bytesOut.Load(),
+		Forwarded:      cl.forwarded.Load(),
+		Delivered:      cl.delivered.Load(),
+		StoredMessages: cl.storedCount,
+		StoredBytes:    cl.storedBytes,
+		Dropped:        cl.dropped,
+	}
+}
+
+// Client returns the counters of the client with this identity, and false if
+// it never connected.
+func (g *Gateway) Client(id [sphinx.AddressSize]byte) (ClientStats, bool) {
+	cl := g.lookup(id)
+	if cl == nil {
+		return ClientStats{}, false
+	}
+	return cl.stats(), true
+}
+
+// Clients returns the counters of every client the gateway knows, in no
+// particular order.
+func (g *Gateway) Clients() []ClientStats {
+	g.mu.RLock()
+	all := make([]*client, 0, len(g.clients))
+	for _, cl := range g.clients {
+		all = append(all, cl)
+	}
+	g.mu.RUnlock()
+	out := make([]ClientStats, len(all))
+	for i, cl := range all {
+		out[i] = cl.stats()
+	}
+	return out
+}

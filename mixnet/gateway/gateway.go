@@ -1,0 +1,315 @@
+// Package gateway is the client-facing side of a nym-node holding the entry or
+// exit gateway role.
+//
+// Clients connect with link (Noise XK over TCP). The handshake authenticates
+// a client by its static X25519 key, which is also its address inside Sphinx
+// packets, so connecting is registering: there is nothing more to it.
+//
+// Outbound, a client's gatewire.Send is handed unchanged to the node's
+// Forward callback for its first hop; the gateway never unwraps it.
+//
+// Inbound, the node calls Deliver for every packet whose last hop is this
+// node. The gateway sends the packet's SURB-ack back into the mixnet, then
+// hands the payload to a local service registered for the address (the exit's
+// IP packet router), or to the client with that identity: straight onto its
+// connection when it is online, otherwise into a bbolt file in the node's data
+// directory. Stored packets survive restarts, go out in order when the client
+// reconnects, and are deleted only once the client confirms them with
+// gatewire.Received, or when their TTL passes.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/sphinx"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxClients     = 8192     // as Nym's gateways
+	DefaultMaxStoredBytes = 32 << 20 // per client: some 16 000 regular packets
+	DefaultMaxBadMessages = 16
+	DefaultMessageTTL     = 24 * time.Hour // as Nym's gateways
+	DefaultSweepInterval  = time.Hour      // as Nym's stale-message cleaner
+	DefaultStoreQueueLen  = 8192
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// Static is the node's Noise key pair; clients find its public half in
+	// the signed topology.
+	Static link.KeyPair
+	// DataDir holds the database of stored messages (gateway.db).
+	DataDir string
+	// Forward puts a packet on the link to firstHop, with the key-rotation
+	// parity oddParity, and reports whether it was queued. It owns pkt. It
+	// is called from client connections and from Deliver, concurrently, and
+	// must not block.
+	Forward func(firstHop [sphinx.AddressSize]byte, pkt []byte, oddParity bool) bool
+
+	// MaxClients bounds connected clients; one more is told "gateway full"
+	// and closed. Default DefaultMaxClients.
+	MaxClients int
+	// MaxStoredBytes bounds what is stored for one client; beyond it new
+	// packets for that client are dropped, and it is told how many on its
+	// next connection. Default DefaultMaxStoredBytes.
+	MaxStoredBytes int64
+	// MaxBadMessages is how many malformed messages one connection may send
+	// before it is closed. Default DefaultMaxBadMessages.
+	MaxBadMessages int
+	// MessageTTL is how long a stored packet waits for its client. Default
+	// DefaultMessageTTL.
+	MessageTTL time.Duration
+	// SweepInterval is how often expired packets are deleted. Default the
+	// smaller of DefaultSweepInterval and MessageTTL/4.
+	SweepInterval time.Duration
+	// StoreQueueLen bounds the database operations waiting to be written;
+	// packets that find it full are dropped and counted. Default
+	// DefaultStoreQueueLen.
+	StoreQueueLen int
+	// Now is the clock for stored packets' ages; nil is time.Now.
+	Now func() time.Time
+
+	// Logger receives connection and storage events; nil is slog.Default().
+	Logger *slog.Logger
+	// Registerer, if set, receives the gateway's Prometheus metrics; Close
+	// unregisters them.
+	Registerer prometheus.Registerer
+	// LinkStats, if set, receives the client links' counters, so the node
+	// can share one set across its link servers.
+	LinkStats *link.Stats
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Static.Public == ([32]byte{}) {
+		return c, errors.New("gateway: config has no static key")
+	}
+	if c.DataDir == "" {
+		return c, errors.New("gateway: config has no data dir")
+	}
+	if c.Forward == nil {
+		return c, errors.New("gateway: config has no Forward")
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = DefaultMaxClients
+	}
+	if c.MaxStoredBytes <= 0 {
+		c.MaxStoredBytes = DefaultMaxStoredBytes
+	}
+	if c.MaxBadMessages <= 0 {
+		c.MaxBadMessages = DefaultMaxBadMessages
+	}
+	if c.MessageTTL <= 0 {
+		c.MessageTTL = DefaultMessageTTL
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = min(DefaultSweepInterval, max(c.MessageTTL/4, time.Millisecond))
+	}
+	if c.StoreQueueLen <= 0 {
+		c.StoreQueueLen = DefaultStoreQueueLen
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.LinkStats == nil {
+		c.LinkStats = new(link.Stats)
+	}
+	return c, nil
+}
+
+// Gateway serves clients and delivers packets to them. Create it with New,
+// run it with Serve, and Close it after Serve has returned.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	metrics *metrics
+	now     func() time.Time
+
+	drainWindow int
+	drainStall  time.Duration
+
+	mu        sync.RWMutex
+	clients   map[[sphinx.AddressSize]byte]*client
+	connected int      // clients with a connection; guarded by mu
+	sessions  sync.Map // *link.Conn → *session
+	ops       chan *writeOp
+
+	servicesMu sync.Mutex // serialises RegisterService
+	services   atomic.Pointer[map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte)]
+
+	serving  atomic.Bool
+	served   bool // Serve ran once; guarded by serveMu
+	serveMu  sync.Mutex
+	serveCtx context.Context // set before any goroutine that reads it starts
+	wg       sync.WaitGroup  // drainers and delayed closes
+	closed   atomic.Bool
+}
+
+// New opens the database in cfg.DataDir and loads what it holds about
+// clients. Nothing runs until Serve.
+func New(cfg Config) (*Gateway, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "gateway"),
+		store:       st,
+		metrics:     newMetrics(),
+		now:         cfg.Now,
+		drainWindow: defaultDrainWindow,
+		drainStall:  defaultDrainStall,
+		clients:     make(map[[sphinx.AddressSize]byte]*client),
+		ops:         make(chan *writeOp, cfg.StoreQueueLen),
+		serveCtx:    context.Background(),
+	}
+	g.services.Store(&map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte){})
+	stored := 0
+	err = st.load(func(sum storedSummary) {
+		// Resume numbering above the reservation and above anything stored,
+		// whichever is higher.
+		next := max(sum.meta.Reserved, sum.highSeq+1, 1)
+		g.clients[sum.addr] = &client{
+			addr:        sum.addr,
+			nextSeq:     next,
+			reserved:    next,
+			storedCount: sum.count,
+			storedBytes: sum.bytes,
+			storedHigh:  sum.highSeq,
+			dropped:     sum.meta.Dropped,
+		}
+		stored += sum.count
+	})
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("gateway: load clients: %w", err)
+	}
+	if cfg.Registerer != nil {
+		if err := g.metrics.register(cfg.Registerer); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
+	g.log.Info("gateway store loaded", "clients", len(g.clients), "stored_messages", stored)
+	return g, nil
+}
+
+// Serve accepts clients on ln until ctx ends or ln fails, and runs the
+// database writer and the expiry sweep. It stops every goroutine it started,
+// and commits every queued write, before it returns. It returns nil when
+// stopped by ctx. A Gateway serves once.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	g.serveMu.Lock()
+	if g.served || g.closed.Load() {
+		g.serveMu.Unlock()
+		ln.Close()
+		return errors.New("gateway: Serve called twice or after Close")
+	}
+	g.served = true
+	g.serving.Store(true)
+	defer g.serving.Store(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g.serveCtx = ctx
+	g.serveMu.Unlock()
+
+	srv, err := link.NewServer(link.ServerConfig{
+		Config: link.Config{
+			Static:  g.cfg.Static,
+			Handler: g.handleFrame,
+			OnClose: g.onClose,
+			Logger:  g.log,
+			Stats:   g.cfg.LinkStats,
+		},
+		OnConn: g.onConn,
+		// Room for handshakes in progress and refused clients being told
+		// so, on top of the clients themselves.
+		MaxConns: g.cfg.MaxClients + max(64, g.cfg.MaxClients/8),
+	})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+
+	stopWriter := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		g.runWriter(stopWriter)
+	}()
+
+	g.log.Info("gateway serving clients", "listen", ln.Addr().String())
+	err = srv.Serve(ctx, ln) // returns once every connection has ended
+	cancel()
+	g.wg.Wait()
+	close(stopWriter)
+	<-writerDone
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}
+
+// Close writes what is still queued and each client's numbering, and closes
+// the database. Deliver drops packets from then on. Call it after Serve has
+// returned.
+func (g *Gateway) Close() error {
+	if g.serving.Load() {
+		return errors.New("gateway: Close called while Serve is running")
+	}
+	g.serveMu.Lock()
+	defer g.serveMu.Unlock()
+	if !g.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	// Every enqueue happens under a client's lock after checking closed, so
+	// once each lock has been taken nothing more can be queued.
+	g.mu.RLock()
+	all := make([]*client, 0, len(g.clients))
+	for _, cl := range g.clients {
+		cl.mu.Lock()
+		cl.mu.Unlock()
+		all = append(all, cl)
+	}
+	g.mu.RUnlock()
+	g.flushOps()
+
+	// Record exactly where each client's numbering stands, so a clean
+	// restart continues without a gap.
+	batch := make([]*writeOp, 0, len(all))
+	for _, cl := range all {
+		cl.mu.Lock()
+		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped}
+		cl.mu.Unlock()
+		batch = append(batch, &writeOp{kind: opMeta, client: cl, seq: m.Reserved, value: m.encode()})
+	}
+	if len(batch) > 0 {
+		g.commit(batch)
+	}
+	if g.cfg.Registerer != nil {
+		g.metrics.unregister(g.cfg.Registerer)
+	}
+	if err := g.store.close(); err != nil {
+		return fmt.Errorf("gateway: close store: %w", err)
+	}
+	return nil
+}

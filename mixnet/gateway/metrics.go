@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// dropReason says why a packet for a client, or from one, went nowhere.
+type dropReason int
+
+const (
+	dropUnknownClient  dropReason = iota // last hop here for an address that never connected
+	dropClientQueue                      // the client's link queue was full
+	dropStorageFull                      // the client already has MaxStoredBytes waiting
+	dropStoreQueueFull                   // the database writer is that far behind
+	dropStoreError                       // the database refused the write
+	dropForwardRefused                   // Forward refused a client packet or an ack
+	dropClosed                           // the gateway was already closed
+	numDropReasons
+)
+
+var dropReasonNames = [numDropReasons]string{
+	dropUnknownClient:  "unknown_client",
+	dropClientQueue:    "client_queue_full",
+	dropStorageFull:    "client_storage_full",
+	dropStoreQueueFull: "store_queue_full",
+	dropStoreError:     "store_error",
+	dropForwardRefused: "forward_refused",
+	dropClosed:         "closed",
+}
+
+// metrics are the gateway's Prometheus metrics. Counters are resolved once so
+// the packet path never looks up a label. There are no per-client labels:
+// they would grow without bound and put client identities in the metrics.
+type metrics struct {
+	clientsConnected prometheus.Gauge
+	clientsRefused   prometheus.Counter // over MaxClients
+	clientsKicked    prometheus.Counter // too many malformed messages
+	badMessages      prometheus.Counter
+	ignoredFrames    prometheus.Counter
+	bytesIn          prometheus.Counter
+	bytesOut         prometheus.Counter
+
+	forwarded        prometheus.Counter // client packets handed to Forward
+	acksSent         prometheus.Counter
+	deliveredLive    prometheus.Counter
+	deliveredStored  prometheus.Counter
+	deliveredService prometheus.Counter
+	stored           prometheus.Counter
+	expired          prometheus.Counter
+	storeCommits     prometheus.Counter
+	dropped          [numDropReasons]prometheus.Counter
+
+	collectors []prometheus.Collector
+}
+
+func newMetrics() *metrics {
+	const ns, sub = "nym", "gateway"
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
+	m := &metrics{
+		clientsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "clients_connected",
+			Help: "Clients with an open connection.",
+		}),
+		clientsRefused:   counter("clients_refused_total", "Client connections refused because the gateway was full."),
+		clientsKicked:    counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),
+		badMessages:      counter("client_bad_messages_total", "Malformed messages received from clients."),
+		ignoredFrames:    counter("client_ignored_frames_total", "Frames of an unexpected kind received from clients."),
+		bytesIn:          counter("client_bytes_in_total", "Frame payload bytes received from clients."),
+		bytesOut:         counter("client_bytes_out_total", "Frame payload bytes queued for clients."),
+		forwarded:        counter("packets_forwarded_total", "Client packets handed on to their first hop."),
+		acksSent:         counter("acks_sent_total", "SURB-acks sent back into the mixnet."),
+		deliveredLive:    counter("delivered_live_total", "Packets delivered at once to a connected client."),
+		deliveredStored:  counter("delivered_from_store_total", "Stored packets delivered to a client (again, if it reconnected before confirming)."),
+		deliveredService: counter("delivered_service_total", "Packets handed to a local service."),
+		stored:           counter("stored_total", "Packets stored for a disconnected client."),
+		expired:          counter("expired_total", "Stored packets deleted unread after their TTL."),
+		storeCommits:     counter("store_commits_total", "Database write transactions; each batches many operations."),
+	}
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
+		Help: "Packets dropped, by reason.",
+	}, []string{"reason"})
+	for r, name := range dropReasonNames {
+		m.dropped[r] = dropped.WithLabelValues(name)
+	}
+	m.collectors = []prometheus.Collector{
+		m.clientsConnected, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
+		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
+		m.deliveredService, m.stored, m.expired, m.storeCommits, dropped,
+	}
+	return m
+}
+
+func (m *metrics) register(r prometheus.Registerer) error {
+	for i, c := range m.collectors {
+		if err := r.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				r.Unregister(done)
+			}
+			return fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	for _, c := range m.collectors {
+		r.Unregister(c)
+	}
+}
+
+func (m *metrics) drop(r dropReason) { m.dropped[r].Inc() }

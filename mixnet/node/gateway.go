@@ -1,0 +1,45 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/nym-go/nym/mixnet/gateway"
+)
+
+// newGateway makes the gateway that serves clients when the node offers a
+// gateway role. An auto node has one from the start, so taking the role at
+// an epoch boundary needs nothing but the directory's word.
+func (n *Node) newGateway() error {
+	if n.cfg.Mode == ModeMixnode {
+		return nil
+	}
+	g, err := gateway.New(gateway.Config{
+		Static:     n.linkKey,
+		DataDir:    n.cfg.DataDir,
+		Forward:    n.forwardFromClient,
+		Logger:     n.log,
+		Registerer: n.registry,
+		LinkStats:  n.links,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	n.gateway = g
+	return nil
+}
+
+// forwardFromClient puts a client's packet on the mixnet towards its first
+// hop, unchanged.
+func (n *Node) forwardFromClient(firstHop [32]byte, pkt []byte, odd bool) bool {
+	return n.send(firstHop, pkt, odd)
+}
+
+func (n *Node) serveClients(ctx context.Context, ln net.Listener) error {
+	return n.gateway.Serve(ctx, ln)
+}
+
+// Gateway is the node's gateway, nil for a mixnode-mode node. The exit's IP
+// packet router registers itself on it as a local service.
+func (n *Node) Gateway() *gateway.Gateway { return n.gateway }
