@@ -31,7 +31,25 @@ var floors = map[string]floor{
 var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
 var allocsRe = regexp.MustCompile(`([\d.]+) allocs/op`)
 
-type result struct{ ns, allocs float64 }
+type result struct {
+	ns, allocs float64
+	extra      string // custom metrics (b.ReportMetric), as printed
+}
+
+var extraRe = regexp.MustCompile(`([\d.]+) ([a-zA-Z_/][\w/]*)`)
+
+// customMetrics keeps the b.ReportMetric pairs of a result line.
+func customMetrics(rest string) string {
+	var out []string
+	for _, m := range extraRe.FindAllStringSubmatch(rest, -1) {
+		switch m[2] {
+		case "ns/op", "B/op", "allocs/op", "MB/s":
+			continue
+		}
+		out = append(out, m[1]+" "+m[2])
+	}
+	return strings.Join(out, "  ")
+}
 
 func main() {
 	results := map[string]result{}
@@ -43,7 +61,7 @@ func main() {
 			continue
 		}
 		ns, _ := strconv.ParseFloat(m[3], 64)
-		r := result{ns: ns, allocs: -1}
+		r := result{ns: ns, allocs: -1, extra: customMetrics(m[4])}
 		if a := allocsRe.FindStringSubmatch(m[4]); a != nil {
 			r.allocs, _ = strconv.ParseFloat(a[1], 64)
 		}
@@ -63,7 +81,7 @@ func main() {
 		r := results[name]
 		f, ok := floors[name]
 		if !ok {
-			fmt.Printf("%-22s %12.0f %9s\n", name, r.ns, allocs(r.allocs))
+			fmt.Printf("%-22s %12.0f %9s  %s\n", name, r.ns, allocs(r.allocs), r.extra)
 			continue
 		}
 		base, missing := 0.0, false
