@@ -27,8 +27,10 @@ func (n *Node) epochLoop(ctx context.Context) error {
 			rotation = r
 		}
 		wait := n.cfg.RefreshPeriod.Duration
-		if t := n.topo.Load(); t == nil {
-			wait = min(wait, time.Second) // a network still forming: ask again soon
+		if t := n.topo.Load(); t == nil || t.Routable() != nil {
+			// A network still forming: the directory reissues the topology
+			// as nodes pass their probes, so ask again soon.
+			wait = min(wait, time.Second)
 		} else {
 			// Just past the boundary, so the directory has the new epoch.
 			if untilEnd := t.EpochEnd.Sub(n.opts.Now()) + 20*time.Millisecond; untilEnd > 0 && untilEnd < wait {

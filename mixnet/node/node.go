@@ -167,6 +167,9 @@ func (n *Node) closeListeners() {
 	}
 }
 
+// NoiseKey is the public key of the node's links.
+func (n *Node) NoiseKey() [32]byte { return n.linkKey.Public }
+
 // Identity is the node's identity key: its address in Sphinx headers.
 func (n *Node) Identity() [32]byte { return n.keys.IdentityKey() }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/internal/testnet"
 	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/nodekey"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
@@ -228,12 +230,46 @@ func nodeByID(n *testnet.Net, id directory.Key) *testnet.Node {
 	return nil
 }
 
+// A topology signed by a key other than the pinned one is refused, by a
+// fetcher and by a node, which then takes no role and admits no peer.
 func TestForeignTopologyRefused(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{})
-	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	c := directory.Client{BaseURL: n.DirectoryURL, Key: other.Public().(ed25519.PublicKey)}
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	c := directory.Client{BaseURL: n.DirectoryURL, Key: other}
 	if _, err := c.Topology(context.Background()); !errors.Is(err, directory.ErrUntrustedDirectory) {
 		t.Fatalf("fetcher with another pinned key: err = %v", err)
+	}
+
+	misled := n.AddNode(node.ModeMixnode, func(c *node.Config) {
+		c.DirectoryKey = base64.RawURLEncoding.EncodeToString(other)
+	})
+	// It registers (the directory accepts its descriptor), but never trusts
+	// the topology it is sent.
+	waitFor(t, 10*time.Second, "the misled node to register", func() bool {
+		resp, err := http.Get("http://" + misled.HTTPAddr() + "/api/v1/description")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `"mixnet_addr":"127.0.0.1`)
+	})
+	time.Sleep(time.Second) // several refresh periods
+	if role, _ := misled.Role(); role != directory.RoleNone || misled.Epoch() != 0 {
+		t.Fatalf("node with a foreign directory key took role %v at epoch %d", role, misled.Epoch())
+	}
+	topo := n.WaitRoutable(10 * time.Second)
+	entryKeys, _ := nodekey.Load(nodeByID(n, topo.Entry[0].Identity).Config.DataDir)
+	var priv [32]byte
+	copy(priv[:], entryKeys.Noise.Bytes())
+	kp, _ := link.KeyPairFromPrivate(priv)
+	conn, err := link.Dial(context.Background(), misled.Config.MixnetListen, misled.NoiseKey(), link.Config{Static: kp})
+	if err == nil {
+		select {
+		case <-conn.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a node without a trusted topology kept a peer connected")
+		}
 	}
 }
 

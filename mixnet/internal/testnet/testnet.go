@@ -159,12 +159,13 @@ func (n *Net) startDirectory() {
 	n.DirectoryKey = srv.PublicKey()
 }
 
-// AddNode starts one more node in mode m and returns it once it runs.
-func (n *Net) AddNode(m node.Mode) *Node {
-	return n.addNode(m)
+// AddNode starts one more node in mode m and returns it once it runs. Edit,
+// if given, may change its configuration first.
+func (n *Net) AddNode(m node.Mode, edit ...func(*node.Config)) *Node {
+	return n.addNode(m, edit...)
 }
 
-func (n *Net) addNode(m node.Mode) *Node {
+func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	t := n.t
 	n.mu.Lock()
 	i := len(n.nodes)
@@ -177,6 +178,9 @@ func (n *Net) addNode(m node.Mode) *Node {
 	cfg.HTTPListen = freeAddr(t)
 	cfg.ClientsListen = freeAddr(t)
 	cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
+	for _, e := range edit {
+		e(&cfg)
+	}
 	nd := &Node{Index: i, Config: cfg}
 	n.nodes = append(n.nodes, nd)
 	n.mu.Unlock()
