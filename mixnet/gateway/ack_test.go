@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/leakcheck"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -50,7 +51,7 @@ func walk(t *testing.T, pkt []byte, nodes ...sphinxNode) sphinx.Processed {
 }
 
 func TestSURBAckSentAndPayloadDelivered(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	tg.fwd.scribble = true
 	recipient := tg.dial(link.KeyPair{}, false)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/leakcheck"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -23,7 +24,7 @@ func randomBytes(n int) []byte {
 }
 
 func TestClientPacketsForwardedUnchanged(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	c := tg.dial(link.KeyPair{}, false)
 
@@ -64,7 +65,7 @@ func TestClientPacketsForwardedUnchanged(t *testing.T) {
 }
 
 func TestMalformedMessagesAnsweredThenDisconnected(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxBadMessages = 3 })
 	good := tg.dial(link.KeyPair{}, false)
 	bad := tg.dial(link.KeyPair{}, false)
@@ -110,7 +111,7 @@ func TestMalformedMessagesAnsweredThenDisconnected(t *testing.T) {
 }
 
 func TestFailedHandshakesRefusedOthersServed(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	good := tg.dial(link.KeyPair{}, false)
 
@@ -151,7 +152,7 @@ func TestFailedHandshakesRefusedOthersServed(t *testing.T) {
 }
 
 func TestGatewayFullRefusesClearly(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxClients = 1 })
 	first := tg.dial(link.KeyPair{}, false)
 
@@ -176,7 +177,7 @@ func TestGatewayFullRefusesClearly(t *testing.T) {
 }
 
 func TestSecondConnectionReplacesFirst(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxClients = 1 })
 	key := newKey(t)
 	old := tg.dial(key, false)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/leakcheck"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 )
@@ -65,7 +66,7 @@ func expectNextIsMarker(t *testing.T, tg *testGateway, c *testClient) *gatewire.
 }
 
 func TestDeliverLiveToConnectedClient(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	c := tg.dial(link.KeyPair{}, false)
 	deliverN(tg, c.addr(), 1, 3)
@@ -91,7 +92,7 @@ func TestPacketForUnknownAddressDropped(t *testing.T) {
 }
 
 func TestStoredWhileOfflineDeliveredInOrderUntilConfirmed(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	key := newKey(t)
 	c := tg.dial(key, false)
@@ -125,7 +126,7 @@ func TestStoredWhileOfflineDeliveredInOrderUntilConfirmed(t *testing.T) {
 }
 
 func TestPacketsArrivingWhileDrainingKeepOrder(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := newGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	tg.drainWindow = 4
 	tg.serve()
@@ -144,7 +145,7 @@ func TestPacketsArrivingWhileDrainingKeepOrder(t *testing.T) {
 }
 
 func TestDrainWaitsForConfirmationsAndNewPacketsQueueBehind(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := newGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	tg.drainWindow = 4
 	tg.drainStall = waitTimeout // only confirmations open the window here
@@ -170,7 +171,7 @@ func TestDrainWaitsForConfirmationsAndNewPacketsQueueBehind(t *testing.T) {
 }
 
 func TestUnconfirmedBacklogStillDrains(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := newGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	tg.drainWindow = 8
 	tg.drainStall = 20 * time.Millisecond
@@ -193,7 +194,7 @@ func TestUnconfirmedBacklogStillDrains(t *testing.T) {
 }
 
 func TestStoredMessagesSurviveRestart(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	dir, gwKey, key := t.TempDir(), newKey(t), newKey(t)
 
 	tg := startGateway(t, dir, gwKey, nil)
@@ -226,7 +227,7 @@ func TestStoredMessagesSurviveRestart(t *testing.T) {
 }
 
 func TestStoredMessagesExpire(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var offset atomic.Int64
 	start := time.Now()
 	now := func() time.Time { return start.Add(time.Duration(offset.Load())) }
@@ -252,7 +253,7 @@ func TestStoredMessagesExpire(t *testing.T) {
 }
 
 func TestStoredBytesLimitRefusesAndTells(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	perMessage := int64(recordHeaderLen + len(payloadN(0)))
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxStoredBytes = 3 * perMessage })
 	key := newKey(t)
@@ -282,7 +283,7 @@ func TestStoredBytesLimitRefusesAndTells(t *testing.T) {
 }
 
 func TestOfflineBurstBatchesWrites(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	dir, gwKey, key := t.TempDir(), newKey(t), newKey(t)
 	tg := startGateway(t, dir, gwKey, nil)
 	tg.dial(key, false).disconnect(tg)
@@ -306,7 +307,7 @@ func TestOfflineBurstBatchesWrites(t *testing.T) {
 }
 
 func TestLocalServiceTakesItsPackets(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
 	c := tg.dial(link.KeyPair{}, false)
 

@@ -9,10 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
 )
 
 func TestFramesArriveIntactAndInOrder(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	sizes := []int{0, 1, 2413, MaxFramePayload}
 	var fromClient, fromServer sink
 	var accepted atomic.Pointer[Conn]
@@ -71,7 +73,7 @@ func TestFramesArriveIntactAndInOrder(t *testing.T) {
 }
 
 func TestWrongResponderKeyFailsHandshake(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{})
 	wrong := newKey(t)
 	cfg := Config{Static: newKey(t), Logger: testLogger(t)}
@@ -91,7 +93,7 @@ func TestWrongResponderKeyFailsHandshake(t *testing.T) {
 }
 
 func TestAuthorize(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	allowed, refused := newKey(t), newKey(t)
 	var got sink
 	var onConn atomic.Int32
@@ -129,7 +131,7 @@ func TestAuthorize(t *testing.T) {
 }
 
 func TestQueueFullDropsWithoutBlocking(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
@@ -192,7 +194,7 @@ func TestQueueFullDropsWithoutBlocking(t *testing.T) {
 }
 
 func TestBatchingPacksFramesIntoFewMessages(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	const n = 10000
 	var got sink
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{Handler: got.handle}})
@@ -222,7 +224,7 @@ func TestBatchingPacksFramesIntoFewMessages(t *testing.T) {
 }
 
 func TestHandlerErrorClosesConn(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{
 		Handler: func(_ *Conn, f Frame) error {
 			if string(f.Payload) == "bad" {
@@ -243,7 +245,7 @@ func TestHandlerErrorClosesConn(t *testing.T) {
 }
 
 func TestContextCancelClosesConn(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var closedWith atomic.Value
@@ -268,7 +270,7 @@ func TestContextCancelClosesConn(t *testing.T) {
 }
 
 func TestMaxConnsRefusesExtra(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{MaxConns: 1})
 	first := dialTest(t, ts, Config{})
 	cfg := Config{Static: newKey(t), Logger: testLogger(t)}

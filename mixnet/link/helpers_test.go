@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/internal/poll"
 )
 
 // waitTimeout bounds every poll in these tests; generous for -race on a
@@ -20,31 +21,7 @@ const waitTimeout = 10 * time.Second
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// checkNoLeaks fails the test if, after all later cleanups ran, more
-// goroutines are alive than when it was called. Call it first in a test (its
-// cleanup then runs last). Tests using it must not run in parallel.
-func checkNoLeaks(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Fatalf("goroutine leak: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	})
+	poll.Until(t, waitTimeout, what, cond)
 }
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
 )
 
 func newTestPool(t *testing.T, cfg PoolConfig) *Pool {
@@ -24,7 +26,7 @@ func newTestPool(t *testing.T, cfg PoolConfig) *Pool {
 }
 
 func TestPoolOneConnPerPeer(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var gotA, gotB sink
 	a := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{Handler: gotA.handle}})
 	b := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{Handler: gotB.handle}})
@@ -53,7 +55,7 @@ func TestPoolOneConnPerPeer(t *testing.T) {
 }
 
 func TestPoolReconnectsAfterServerRestart(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var got sink
 	key := newKey(t)
 	cfg := ServerConfig{Config: Config{Static: key, Handler: got.handle}}
@@ -93,7 +95,7 @@ func TestPoolReconnectsAfterServerRestart(t *testing.T) {
 }
 
 func TestPoolQueueBoundWhileUnreachable(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	const queueLen = 4
 	p := newTestPool(t, PoolConfig{Config: Config{
 		QueueLen: queueLen,
@@ -129,7 +131,7 @@ func TestPoolQueueBoundWhileUnreachable(t *testing.T) {
 }
 
 func TestPoolRejectsInvalid(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	p := newTestPool(t, PoolConfig{})
 	tests := []struct {
 		name string
@@ -154,7 +156,7 @@ func TestPoolRejectsInvalid(t *testing.T) {
 }
 
 func TestPoolClosesIdlePeers(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var got sink
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{Handler: got.handle}})
 	p := newTestPool(t, PoolConfig{IdleTimeout: 20 * time.Millisecond})
@@ -177,7 +179,7 @@ func TestPoolClosesIdlePeers(t *testing.T) {
 }
 
 func TestPoolWrongKeyCountsHandshakeFailures(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{})
 	p := newTestPool(t, PoolConfig{BackoffMin: time.Millisecond, BackoffMax: 4 * time.Millisecond})
 	p.Send(Peer{ts.addr, newKey(t).Public}, Frame{Kind: KindPacket})

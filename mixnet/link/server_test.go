@@ -8,13 +8,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
 )
 
 // TestGarbageIsDroppedAndCounted sends malformed input of every kind to one
 // listener. Each must close that connection and bump the right counter,
 // deliver nothing, and leave the listener serving honest clients.
 func TestGarbageIsDroppedAndCounted(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var got sink
 	ts := startServer(t, "127.0.0.1:0", ServerConfig{
 		// Short enough for the silent peer case to finish soon, long enough
@@ -111,7 +113,7 @@ func TestGarbageIsDroppedAndCounted(t *testing.T) {
 }
 
 func TestServeReturnsWhenContextEnds(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	srv, err := NewServer(ServerConfig{Config: Config{Static: newKey(t), Logger: testLogger(t)}})
 	if err != nil {
 		t.Fatal(err)

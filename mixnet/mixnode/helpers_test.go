@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -201,16 +202,10 @@ func (h *harness) dropped(t testing.TB, reason string) float64 {
 	return h.metric(t, "nym_mixnode_packets_dropped_total", reason)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or ten seconds pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, what, cond)
 }
 
 // mixerGoroutines lists running goroutines that are inside the Mixer.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/internal/testnet"
 	"github.com/nym-go/nym/mixnet/node"
@@ -17,7 +18,7 @@ const shortEpoch = 1500 * time.Millisecond
 func nextEpoch(t *testing.T, n *testnet.Net, after uint64) *directory.Topology {
 	t.Helper()
 	var topo *directory.Topology
-	waitFor(t, 3*shortEpoch+5*time.Second, "next epoch", func() bool {
+	poll.Until(t, 3*shortEpoch+5*time.Second, "next epoch", func() bool {
 		tp, err := n.Topology()
 		if err == nil && tp.Epoch > after {
 			topo = tp
@@ -69,7 +70,7 @@ func TestAutoNodeBecomesGatewayWithoutRestart(t *testing.T) {
 	// Gateways are full, so the auto node added now can only take a seat in a
 	// mix layer, beside a mixnode (layers hold 2).
 	auto := n.AddNode(node.ModeAuto)
-	waitFor(t, 4*shortEpoch+5*time.Second, "auto node to mix", func() bool {
+	poll.Until(t, 4*shortEpoch+5*time.Second, "auto node to mix", func() bool {
 		role, _ := auto.Role()
 		return role == directory.RoleMix
 	})
@@ -77,7 +78,7 @@ func TestAutoNodeBecomesGatewayWithoutRestart(t *testing.T) {
 	running := auto.Node
 	n.StopNode(exitIndex(t, n, topo))
 
-	waitFor(t, 6*shortEpoch+5*time.Second, "auto node to take the exit role", func() bool {
+	poll.Until(t, 6*shortEpoch+5*time.Second, "auto node to take the exit role", func() bool {
 		role, _ := auto.Role()
 		if role != directory.RoleExit {
 			tp, _ := n.Topology()
@@ -98,7 +99,7 @@ func TestAutoNodeBecomesGatewayWithoutRestart(t *testing.T) {
 	msg := []byte("to the new exit")
 	pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 	in.send(t, topo, pkt)
-	waitFor(t, 5*time.Second, "delivery at the auto node", func() bool { return box.count(auto.Index, msg) == 1 })
+	poll.Until(t, 5*time.Second, "delivery at the auto node", func() bool { return box.count(auto.Index, msg) == 1 })
 }
 
 func TestKeyRotationOverlap(t *testing.T) {
@@ -133,7 +134,7 @@ func TestKeyRotationOverlap(t *testing.T) {
 	topo = n.WaitRoutable(shortEpoch)
 	in := newInjector(t, n, topo)
 	in.send(t, old, inOverlap)
-	waitFor(t, 5*time.Second, "old-key packet during the overlap", func() bool { return box.count(exit, []byte("in overlap")) == 1 })
+	poll.Until(t, 5*time.Second, "old-key packet during the overlap", func() bool { return box.count(exit, []byte("in overlap")) == 1 })
 
 	// Two rotations on, the old key is gone.
 	topo = nextEpoch(t, n, topo.Epoch)
@@ -141,7 +142,7 @@ func TestKeyRotationOverlap(t *testing.T) {
 	in = newInjector(t, n, topo)
 	in.send(t, old, afterOverlap)
 	l1 := nodeByID(n, topo.Layers[0][0].Identity)
-	waitFor(t, 5*time.Second, "old-key packet refused", func() bool {
+	poll.Until(t, 5*time.Second, "old-key packet refused", func() bool {
 		m := metric(t, l1, "nym_mixnode_packets_dropped_total")
 		return strings.Contains(m, `reason="unknown_key"`) || strings.Contains(m, `reason="bad_packet"`)
 	})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/internal/testnet"
@@ -54,18 +55,6 @@ func (b *inbox) count(node int, msg []byte) int {
 		}
 	}
 	return n
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // injector sends packets into a layer-1 node over a real Noise link, posing
@@ -168,7 +157,7 @@ func TestNetworkThroughThreeLayers(t *testing.T) {
 				t.Fatal(err)
 			}
 			in.send(t, topo, pkt)
-			waitFor(t, 5*time.Second, "delivery", func() bool { return box.count(exit, msg) == 1 })
+			poll.Until(t, 5*time.Second, "delivery", func() bool { return box.count(exit, msg) == 1 })
 		}
 	})
 
@@ -176,10 +165,10 @@ func TestNetworkThroughThreeLayers(t *testing.T) {
 		msg := []byte("only once")
 		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 		in.send(t, topo, bytes.Clone(pkt))
-		waitFor(t, 5*time.Second, "first copy", func() bool { return box.count(exit, msg) == 1 })
+		poll.Until(t, 5*time.Second, "first copy", func() bool { return box.count(exit, msg) == 1 })
 		in.send(t, topo, pkt)
 		l1 := nodeByID(n, topo.Layers[0][0].Identity)
-		waitFor(t, 5*time.Second, "replay counted at layer 1", func() bool {
+		poll.Until(t, 5*time.Second, "replay counted at layer 1", func() bool {
 			return strings.Contains(metric(t, l1, "nym_mixnode_packets_dropped_total"), `reason="replay"} 1`)
 		})
 		if c := box.count(exit, msg); c != 1 {
@@ -193,7 +182,7 @@ func TestNetworkThroughThreeLayers(t *testing.T) {
 		pkt[100] ^= 1
 		in.send(t, topo, pkt)
 		l1 := nodeByID(n, topo.Layers[0][0].Identity)
-		waitFor(t, 5*time.Second, "tampered packet counted", func() bool {
+		poll.Until(t, 5*time.Second, "tampered packet counted", func() bool {
 			return strings.Contains(metric(t, l1, "nym_mixnode_packets_dropped_total"), `reason="bad_packet"} 1`)
 		})
 		if c := box.count(exit, msg); c != 0 {
@@ -217,7 +206,7 @@ func TestNetworkThroughThreeLayers(t *testing.T) {
 		msg := []byte("still serving")
 		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 		in.send(t, topo, pkt)
-		waitFor(t, 5*time.Second, "delivery after garbage", func() bool { return box.count(exit, msg) == 1 })
+		poll.Until(t, 5*time.Second, "delivery after garbage", func() bool { return box.count(exit, msg) == 1 })
 	})
 }
 
@@ -245,7 +234,7 @@ func TestForeignTopologyRefused(t *testing.T) {
 	})
 	// It registers (the directory accepts its descriptor), but never trusts
 	// the topology it is sent.
-	waitFor(t, 10*time.Second, "the misled node to register", func() bool {
+	poll.Until(t, 10*time.Second, "the misled node to register", func() bool {
 		resp, err := http.Get("http://" + misled.HTTPAddr() + "/api/v1/description")
 		if err != nil {
 			return false
@@ -309,5 +298,5 @@ func TestClientThroughEntryGateway(t *testing.T) {
 	if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.Append(nil)}) {
 		t.Fatal("queue full")
 	}
-	waitFor(t, 5*time.Second, "delivery at the exit", func() bool { return box.count(exit, msg) == 1 })
+	poll.Until(t, 5*time.Second, "delivery at the exit", func() bool { return box.count(exit, msg) == 1 })
 }
