@@ -1,0 +1,183 @@
+package ipr
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+
+	crand "crypto/rand"
+)
+
+// The exit TUN's addresses and the client networks (Nym's values).
+var (
+	RouterIPv4  = netip.MustParseAddr("10.0.0.1")
+	RouterIPv6  = netip.MustParseAddr("fc00::1")
+	ClientNetV4 = netip.MustParsePrefix("10.0.0.0/16")
+	ClientNetV6 = netip.MustParsePrefix("fc00::/112")
+)
+
+// Client host numbers: n gives 10.0.(n>>8).(n&255) and fc00::n. 0 is the
+// network, 1 the router, 65535 the IPv4 broadcast.
+const (
+	firstHost = 2
+	lastHost  = 65534
+)
+
+// randomTries is how many random picks Allocate makes before it scans: with
+// the pool nearly full, random picks keep colliding, and refusing a client
+// while addresses are free would be wrong.
+const randomTries = 64
+
+// ErrNoFreeAddress is returned when every address is in use.
+var ErrNoFreeAddress = errors.New("ipr: no free address")
+
+// ErrAddressTaken is returned by Claim for an address in use or outside the
+// pool.
+var ErrAddressTaken = errors.New("ipr: address not available")
+
+// AddrPair is the IPv4 and IPv6 address of one client.
+type AddrPair struct {
+	V4, V6 netip.Addr
+}
+
+func (a AddrPair) String() string { return a.V4.String() + "," + a.V6.String() }
+
+// AddrPool hands out client addresses. A client gets one host number, so its
+// IPv4 and IPv6 addresses always go together. It is safe for concurrent use.
+type AddrPool struct {
+	mu     sync.Mutex
+	first  uint16
+	last   uint16
+	used   [1 << 16 / 64]uint64 // bit n: host number n is taken
+	inUse  int
+	random *rand.Rand
+}
+
+// NewAddrPool returns a pool of every client address in ClientNetV4 and
+// ClientNetV6.
+func NewAddrPool() *AddrPool { return newAddrPool(firstHost, lastHost, nil) }
+
+// newAddrPool returns a pool of host numbers first..last; tests shrink it.
+// A nil random source is seeded from crypto/rand.
+func newAddrPool(first, last uint16, random *rand.Rand) *AddrPool {
+	if random == nil {
+		var seed [32]byte
+		crand.Read(seed[:])
+		random = rand.New(rand.NewChaCha8(seed))
+	}
+	return &AddrPool{first: first, last: last, random: random}
+}
+
+// Size is the number of addresses the pool can hand out.
+func (p *AddrPool) Size() int { return int(p.last) - int(p.first) + 1 }
+
+// InUse is the number of addresses handed out and not released.
+func (p *AddrPool) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inUse
+}
+
+// Allocate takes a free address pair at random.
+func (p *AddrPool) Allocate() (AddrPair, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inUse == p.Size() {
+		return AddrPair{}, ErrNoFreeAddress
+	}
+	span := uint32(p.Size())
+	start := p.random.Uint32N(span)
+	for range randomTries {
+		if n := p.first + uint16(start); !p.isUsed(n) {
+			return p.take(n), nil
+		}
+		start = p.random.Uint32N(span)
+	}
+	for i := range span {
+		if n := p.first + uint16((start+i)%span); !p.isUsed(n) {
+			return p.take(n), nil
+		}
+	}
+	return AddrPair{}, ErrNoFreeAddress // unreachable while inUse is right
+}
+
+// Claim takes the pair that want names by either or both of its addresses,
+// if that pair is free.
+func (p *AddrPool) Claim(want AddrPair) (AddrPair, error) {
+	n, ok := p.hostOf(want)
+	if !ok {
+		return AddrPair{}, fmt.Errorf("%w: %v is not one client's pair", ErrAddressTaken, want)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.isUsed(n) {
+		return AddrPair{}, fmt.Errorf("%w: %v is in use", ErrAddressTaken, pairOf(n))
+	}
+	return p.take(n), nil
+}
+
+// Release returns a pair to the pool. Releasing a free or foreign pair does
+// nothing.
+func (p *AddrPool) Release(a AddrPair) {
+	n, ok := p.hostOf(a)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.isUsed(n) {
+		p.used[n/64] &^= 1 << (n % 64)
+		p.inUse--
+	}
+}
+
+func (p *AddrPool) isUsed(n uint16) bool { return p.used[n/64]&(1<<(n%64)) != 0 }
+
+func (p *AddrPool) take(n uint16) AddrPair {
+	p.used[n/64] |= 1 << (n % 64)
+	p.inUse++
+	return pairOf(n)
+}
+
+// hostOf returns the host number of a pair given by one or both addresses;
+// both, when given, must name the same host, inside this pool.
+func (p *AddrPool) hostOf(a AddrPair) (uint16, bool) {
+	n4, ok4 := hostOf4(a.V4)
+	n6, ok6 := hostOf6(a.V6)
+	var n uint16
+	switch {
+	case ok4 && ok6 && n4 == n6, ok4 && !a.V6.IsValid():
+		n = n4
+	case ok6 && !a.V4.IsValid():
+		n = n6
+	default:
+		return 0, false
+	}
+	return n, n >= p.first && n <= p.last
+}
+
+func hostOf4(a netip.Addr) (uint16, bool) {
+	if !a.Is4() || !ClientNetV4.Contains(a) {
+		return 0, false
+	}
+	b := a.As4()
+	return uint16(b[2])<<8 | uint16(b[3]), true
+}
+
+func hostOf6(a netip.Addr) (uint16, bool) {
+	if !a.Is6() || a.Zone() != "" || !ClientNetV6.Contains(a) {
+		return 0, false
+	}
+	b := a.As16()
+	return uint16(b[14])<<8 | uint16(b[15]), true
+}
+
+func pairOf(n uint16) AddrPair {
+	v4 := ClientNetV4.Addr().As4()
+	v4[2], v4[3] = byte(n>>8), byte(n)
+	v6 := ClientNetV6.Addr().As16()
+	v6[14], v6[15] = byte(n>>8), byte(n)
+	return AddrPair{V4: netip.AddrFrom4(v4), V6: netip.AddrFrom16(v6)}
+}

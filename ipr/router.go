@@ -1,0 +1,617 @@
+package ipr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// TUN is where the router writes client packets bound for the internet: the
+// exit's nymtun0. Write must not keep the slices it is given.
+type TUN interface {
+	Write(pkts [][]byte) error
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultIdleTimeout     = 60 * time.Second // Nym's CLIENT_MIXNET_INACTIVITY_TIMEOUT
+	DefaultQueueTarget     = 50 * time.Millisecond
+	DefaultQueueInterval   = 500 * time.Millisecond
+	DefaultMaxQueuePackets = 1024
+	DefaultMaxQueueBytes   = 512 << 10
+	DefaultInfoInterval    = time.Second
+	DefaultTickInterval    = 10 * time.Millisecond
+
+	// idleCheckInterval spaces the idle scans of all sessions; an idle
+	// session lives at most this much past its timeout.
+	idleCheckInterval = time.Second
+)
+
+// Config configures a Router. Zero fields take the documented defaults.
+type Config struct {
+	// PayloadCapacity is the message bytes one reply packet carries, as the
+	// mixnet client reports it. It sizes the downstream bundles and the MTU
+	// the router tells clients (MaxIPPacket). Required.
+	PayloadCapacity int
+	// TUN takes client packets for the internet. Required.
+	TUN TUN
+	// Reply sends a control response (ConnectOK, Pong, Info, …) to a
+	// session at once. It is called without locks held but from the
+	// caller of HandleRequest, FromTUN or Tick, so it should not block for
+	// long. Required.
+	Reply func(session SessionKey, resp []byte) error
+	// Ready, when set, is called when a session's downstream queue stops
+	// being empty: the transport should then call NextBundle when its
+	// sending schedule allows, until it returns false. It is edge-triggered:
+	// a transport that stops pulling early (out of SURBs, say) must come
+	// back to the session by itself. Called without locks held.
+	Ready func(session SessionKey)
+	// Policy, when set, is asked about every client packet before it goes
+	// to the TUN; refusals are dropped, counted and reported to the client
+	// in an Info. It is called with the session locked, so it must be
+	// quick and must not call the Router.
+	// Nil allows everything (the nftables rules in platform still apply).
+	Policy func(dst netip.AddrPort, proto uint8) (allowed bool, reason string)
+	// Pool hands out client addresses; nil means NewAddrPool().
+	Pool *AddrPool
+
+	// IdleTimeout ends a session that sent no request for this long.
+	// Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// Reorder bounds the upstream resequencing; a negative Timeout turns
+	// resequencing off (bundles go to the TUN as they arrive).
+	Reorder ResequencerConfig
+	// QueueTarget and QueueInterval are CoDel's target sojourn time and
+	// interval for each session's downstream queue. The target is a few
+	// Poisson send intervals (20 ms each at Nym's rate): a packet that
+	// waits longer stands in a queue that only slows its flow down. The
+	// interval is about the tunnel's round trip time. Defaults 50 ms and
+	// 500 ms.
+	QueueTarget, QueueInterval time.Duration
+	// MaxQueuePackets and MaxQueueBytes hard-limit each downstream queue.
+	// Defaults 1024 packets and 512 KiB.
+	MaxQueuePackets, MaxQueueBytes int
+	// InfoInterval is the least time between two policy-refusal Infos to
+	// one session: each Info spends one of the client's SURBs. Default 1 s.
+	InfoInterval time.Duration
+	// TickInterval is how often Run calls Tick: the resolution of the
+	// resequencer's gap timeout. Default 10 ms.
+	TickInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.TUN == nil || c.Reply == nil {
+		return c, errors.New("ipr: config needs a TUN and a Reply callback")
+	}
+	if mtu := MaxIPPacket(c.PayloadCapacity); mtu < minIPv4MTU {
+		return c, fmt.Errorf("ipr: payload capacity %d leaves an MTU of %d, below IPv4's minimum %d", c.PayloadCapacity, mtu, minIPv4MTU)
+	}
+	if c.Pool == nil {
+		c.Pool = NewAddrPool()
+	}
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.QueueTarget, DefaultQueueTarget)
+	setDefault(&c.QueueInterval, DefaultQueueInterval)
+	setDefault(&c.MaxQueuePackets, DefaultMaxQueuePackets)
+	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	setDefault(&c.InfoInterval, DefaultInfoInterval)
+	setDefault(&c.TickInterval, DefaultTickInterval)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// minIPv4MTU is the least MTU every IPv4 host must accept (RFC 791).
+const minIPv4MTU = 68
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Router keeps the sessions of an exit's VPN clients. Its methods are safe
+// for concurrent use.
+type Router struct {
+	cfg       Config
+	mtu       int
+	bundleCap int // bytes of bundle in one downstream Data message
+	stats     counters
+
+	mu       sync.RWMutex
+	sessions map[SessionKey]*session
+	byNonce  map[[NonceSize]byte]*session
+	byAddr   map[netip.Addr]*session
+
+	// gapped holds the sessions with upstream messages waiting behind a
+	// gap, so Tick need not visit every session every few milliseconds.
+	// Lock order: Router.mu, then session.mu, then gapMu.
+	gapMu  sync.Mutex
+	gapped map[*session]struct{}
+
+	tickMu        sync.Mutex // one Tick at a time
+	nextIdleCheck time.Time
+}
+
+// New returns a Router.
+func New(cfg Config) (*Router, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Router{
+		cfg:       cfg,
+		mtu:       MaxIPPacket(cfg.PayloadCapacity),
+		bundleCap: cfg.PayloadCapacity - DataDownOverhead,
+		sessions:  make(map[SessionKey]*session),
+		byNonce:   make(map[[NonceSize]byte]*session),
+		byAddr:    make(map[netip.Addr]*session),
+		gapped:    make(map[*session]struct{}),
+	}, nil
+}
+
+// MTU is the largest IP packet the router carries to clients; ConnectOK
+// tells them.
+func (r *Router) MTU() int { return r.mtu }
+
+// Stats returns the router's counters.
+func (r *Router) Stats() Stats {
+	s := r.stats.snapshot()
+	r.mu.RLock()
+	s.Sessions = len(r.sessions)
+	r.mu.RUnlock()
+	return s
+}
+
+// SessionAddrs returns the addresses of a session.
+func (r *Router) SessionAddrs(key SessionKey) (AddrPair, bool) {
+	if s := r.lookup(key); s != nil {
+		return s.addrs, true
+	}
+	return AddrPair{}, false
+}
+
+// Run calls Tick every TickInterval until ctx is done; the caller owns the
+// goroutine it runs on. It returns ctx's error.
+func (r *Router) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			r.Tick(r.cfg.Now())
+		}
+	}
+}
+
+// HandleRequest handles one request payload from a session. The router owns
+// msg from then on: upstream bundles may wait in the resequencer.
+func (r *Router) HandleRequest(key SessionKey, msg []byte) {
+	r.stats.requestsIn.Add(1)
+	now := r.cfg.Now()
+	req, err := ParseRequest(msg)
+	if err != nil {
+		r.stats.badRequests.Add(1)
+		if errors.Is(err, ErrVersion) {
+			r.reply(key, &Info{Code: InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ProtocolVersion)})
+		}
+		return
+	}
+	switch req := req.(type) {
+	case *Connect:
+		r.connect(key, req, now)
+	case *Disconnect:
+		r.mu.Lock()
+		s := r.sessions[key]
+		if s != nil {
+			r.endLocked(s)
+			r.stats.sessionsClosed.Add(1)
+		}
+		r.mu.Unlock()
+	case *Ping:
+		// A Ping needs no session: clients use it to test the router
+		// before connecting. It keeps a session alive like any request.
+		if s := r.lookup(key); s != nil {
+			s.touch(now)
+		}
+		r.reply(key, &Pong{ID: req.ID})
+	case *DataUp:
+		r.dataUp(key, req, now)
+	}
+}
+
+// connect answers a Connect: the sender's own session again, a session
+// moved to this sender by its nonce, or a new one.
+func (r *Router) connect(key SessionKey, c *Connect, now time.Time) {
+	resp := r.connectLocked(key, c, now)
+	if _, failed := resp.(*ConnectFail); failed {
+		r.stats.connectsRefused.Add(1)
+	}
+	r.reply(key, resp)
+}
+
+func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Response {
+	if c.Nonce == ([NonceSize]byte{}) {
+		// A zero nonce is no secret: anyone could take such a session over.
+		return &ConnectFail{RequestID: c.RequestID, Reason: FailOther}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.sessions[key]; s != nil {
+		if s.nonce != c.Nonce {
+			return &ConnectFail{RequestID: c.RequestID, Reason: FailAlreadyConnected}
+		}
+		s.touch(now) // a retry whose ConnectOK was lost
+		return r.connectOK(c, s)
+	}
+	if s := r.byNonce[c.Nonce]; s != nil {
+		// The same client under a new sender tag (its mixnet client
+		// restarted, say): the nonce proves it. It keeps its addresses,
+		// its queue and its sequence numbers.
+		s.mu.Lock()
+		delete(r.sessions, s.key)
+		s.key = key
+		s.lastSeen = now
+		s.mu.Unlock()
+		r.sessions[key] = s
+		r.stats.sessionsMoved.Add(1)
+		return r.connectOK(c, s)
+	}
+	addrs, err := r.allocate(c.Want)
+	if err != nil {
+		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}
+	}
+	s := &session{
+		key:      key,
+		nonce:    c.Nonce,
+		addrs:    addrs,
+		lastSeen: now,
+		down: packetQueue{
+			maxPackets: r.cfg.MaxQueuePackets,
+			maxBytes:   r.cfg.MaxQueueBytes,
+			target:     r.cfg.QueueTarget,
+			interval:   r.cfg.QueueInterval,
+			maxPacket:  r.bundleCap,
+		},
+		enc: NewBundleEncoder(r.bundleCap),
+	}
+	if r.cfg.Reorder.Timeout >= 0 {
+		s.up = NewResequencer[[]byte](r.cfg.Reorder)
+	}
+	r.sessions[key] = s
+	r.byNonce[c.Nonce] = s
+	r.byAddr[addrs.V4] = s
+	r.byAddr[addrs.V6] = s
+	r.stats.sessionsOpened.Add(1)
+	return r.connectOK(c, s)
+}
+
+// allocate grants the wanted addresses when free, else any.
+func (r *Router) allocate(want AddrPair) (AddrPair, error) {
+	if want.V4.IsValid() || want.V6.IsValid() {
+		if addrs, err := r.cfg.Pool.Claim(want); err == nil {
+			return addrs, nil
+		}
+	}
+	return r.cfg.Pool.Allocate()
+}
+
+func (r *Router) connectOK(c *Connect, s *session) *ConnectOK {
+	return &ConnectOK{RequestID: c.RequestID, Addrs: s.addrs, MTU: uint16(r.mtu)}
+}
+
+// dataUp writes a Data request's packets to the TUN, in sequence order.
+func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
+	s := r.lookup(key)
+	if s == nil {
+		r.stats.dataNoSession.Add(1)
+		r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+		return
+	}
+	r.stats.bundlesUp.Add(1)
+	var info *Info
+	s.mu.Lock()
+	if !s.closed {
+		s.lastSeen = now
+		var out [][]byte
+		release := func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) }
+		if s.up == nil {
+			release(d.Bundle)
+		} else {
+			before := s.up.Stats()
+			s.up.Push(d.Seq, d.Bundle, now, release)
+			r.stats.addReorder(s.up.Stats().sub(before))
+			r.markGapped(s)
+		}
+		r.writeTUN(out)
+		if info != nil && now.Sub(s.lastInfo) < r.cfg.InfoInterval {
+			info = nil
+		} else if info != nil {
+			s.lastInfo = now
+			r.stats.policyInfosSent.Add(1)
+		}
+	}
+	s.mu.Unlock()
+	if info != nil {
+		r.reply(key, info)
+	}
+}
+
+// filterUp splits one upstream bundle and appends to out the packets that
+// may go to the internet: well-formed, from the session's own address, and
+// allowed by the policy. A refusal is noted in *info. s.mu is held.
+func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **Info) [][]byte {
+	pkts, malformed := SplitBundle(bundle, s.scratch[:0])
+	r.stats.drop(DropMalformed, malformed)
+	for _, pkt := range pkts {
+		h, err := parseIP(pkt)
+		if err != nil { // SplitBundle checked; kept so a change there cannot let junk through
+			r.stats.drop(DropMalformed, 1)
+			continue
+		}
+		if !s.ownsSource(h.src) {
+			r.stats.drop(DropSpoofed, 1)
+			continue
+		}
+		if r.cfg.Policy != nil {
+			dst := netip.AddrPortFrom(h.dst, h.dstPort)
+			if ok, reason := r.cfg.Policy(dst, h.proto); !ok {
+				r.stats.drop(DropPolicy, 1)
+				r.stats.policyRefusals.Add(1)
+				*info = &Info{Code: InfoPolicyRefused, Dest: dst, Proto: h.proto, Text: reason}
+				continue
+			}
+		}
+		out = append(out, pkt)
+	}
+	clear(pkts) // do not keep the message alive through the scratch slice
+	s.scratch = pkts[:0]
+	return out
+}
+
+// writeTUN writes packets and counts them. Called with the session locked,
+// so one session's packets reach the TUN in the order they were released.
+func (r *Router) writeTUN(pkts [][]byte) {
+	if len(pkts) == 0 {
+		return
+	}
+	if err := r.cfg.TUN.Write(pkts); err != nil {
+		r.stats.drop(DropTUNWrite, len(pkts))
+		return
+	}
+	var n int
+	for _, p := range pkts {
+		n += len(p)
+	}
+	r.stats.packetsUp.Add(uint64(len(pkts)))
+	r.stats.bytesUp.Add(uint64(n))
+}
+
+// markGapped keeps the gapped set in step with the session's resequencer.
+// s.mu is held.
+func (r *Router) markGapped(s *session) {
+	r.gapMu.Lock()
+	if s.up != nil && s.up.Buffered() > 0 && !s.closed {
+		r.gapped[s] = struct{}{}
+	} else {
+		delete(r.gapped, s)
+	}
+	r.gapMu.Unlock()
+}
+
+// FromTUN queues packets read from the TUN for the sessions they are
+// addressed to. The packets are copied: the caller may reuse its buffers.
+func (r *Router) FromTUN(pkts [][]byte) {
+	now := r.cfg.Now()
+	targets := make([]*session, len(pkts))
+	r.mu.RLock()
+	for i, pkt := range pkts {
+		h, err := parseIP(pkt)
+		if err != nil {
+			r.stats.drop(DropMalformed, 1)
+			continue
+		}
+		if targets[i] = r.byAddr[h.dst]; targets[i] == nil {
+			r.stats.drop(DropNoSession, 1)
+		}
+	}
+	r.mu.RUnlock()
+
+	var ready []SessionKey
+	for i, s := range targets {
+		if s == nil {
+			continue
+		}
+		pkt := pkts[i]
+		if len(pkt)+LengthPrefixSize > r.bundleCap {
+			// The exit's TUN MTU is MaxIPPacket, so the kernel answers
+			// such packets with ICMP "too big" before they get here; this
+			// only catches a TUN set up otherwise.
+			r.stats.drop(DropTooBig, 1)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			r.stats.drop(DropNoSession, 1)
+			continue
+		}
+		wasEmpty := s.down.len() == 0
+		if !s.down.push(append([]byte(nil), pkt...), now) {
+			r.stats.drop(DropQueueFull, 1)
+		} else if wasEmpty {
+			ready = append(ready, s.key)
+		}
+		s.mu.Unlock()
+	}
+	if r.cfg.Ready != nil {
+		for _, key := range ready {
+			r.cfg.Ready(key)
+		}
+	}
+}
+
+// NextBundle returns the session's next downstream Data response, packed
+// with as many queued packets as fit one payload, or false when nothing is
+// queued. The transport calls it when its schedule has a packet to fill, so
+// bundles leave full under load and small when the link is quiet, without a
+// flush timer.
+func (r *Router) NextBundle(key SessionKey) ([]byte, bool) {
+	s := r.lookup(key)
+	if s == nil {
+		return nil, false
+	}
+	now := r.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.down.len() == 0 {
+		return nil, false
+	}
+	s.enc.Reset(make([]byte, DataDownOverhead, DataDownOverhead+r.bundleCap))
+	var bytes int
+	for {
+		p, ok, dropped := s.down.pop(now)
+		r.stats.drop(DropSojourn, dropped)
+		if !ok {
+			break
+		}
+		if err := s.enc.Add(p.data); errors.Is(err, ErrBundleFull) {
+			s.down.unshift(p) // it opens the next bundle
+			break
+		} else if err != nil { // FromTUN let no such packet in; never wedge the queue on one
+			r.stats.drop(DropTooBig, 1)
+			continue
+		}
+		bytes += len(p.data)
+	}
+	if s.enc.Packets() == 0 {
+		return nil, false // CoDel dropped all there was
+	}
+	msg := s.enc.Bytes()
+	putDataDownHeader(msg, s.downSeq, s.backlog(r.bundleCap))
+	s.downSeq++
+	r.stats.bundlesDown.Add(1)
+	r.stats.packetsDown.Add(uint64(s.enc.Packets()))
+	r.stats.bytesDown.Add(uint64(bytes))
+	return msg, true
+}
+
+// Tick gives up upstream gaps that waited too long and, once a second, ends
+// idle sessions. Run calls it; tests call it with a fake clock.
+func (r *Router) Tick(now time.Time) {
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	r.expireGaps(now)
+	if now.Before(r.nextIdleCheck) {
+		return
+	}
+	r.nextIdleCheck = now.Add(idleCheckInterval)
+	r.expireIdle(now)
+}
+
+func (r *Router) expireGaps(now time.Time) {
+	r.gapMu.Lock()
+	sessions := make([]*session, 0, len(r.gapped))
+	for s := range r.gapped {
+		sessions = append(sessions, s)
+	}
+	r.gapMu.Unlock()
+	for _, s := range sessions {
+		var info *Info // refusals found here go unreported: the client will send again
+		s.mu.Lock()
+		if !s.closed && s.up != nil {
+			var out [][]byte
+			before := s.up.Stats()
+			s.up.Expire(now, func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) })
+			r.stats.addReorder(s.up.Stats().sub(before))
+			r.writeTUN(out)
+		}
+		r.markGapped(s)
+		s.mu.Unlock()
+	}
+}
+
+func (r *Router) expireIdle(now time.Time) {
+	var gone []SessionKey
+	r.mu.Lock()
+	for key, s := range r.sessions {
+		s.mu.Lock()
+		idle := now.Sub(s.lastSeen) >= r.cfg.IdleTimeout
+		s.mu.Unlock()
+		if idle {
+			r.endLocked(s)
+			r.stats.sessionsExpired.Add(1)
+			gone = append(gone, key)
+		}
+	}
+	r.mu.Unlock()
+	for _, key := range gone {
+		// Sent in case the client still listens and holds SURBs with us;
+		// failure is likely and harmless.
+		r.reply(key, &UnrequestedDisconnect{Reason: ReasonIdle})
+	}
+}
+
+// Shutdown ends every session, telling each client.
+func (r *Router) Shutdown() {
+	var gone []SessionKey
+	r.mu.Lock()
+	for key, s := range r.sessions {
+		r.endLocked(s)
+		r.stats.sessionsClosed.Add(1)
+		gone = append(gone, key)
+	}
+	r.mu.Unlock()
+	for _, key := range gone {
+		r.reply(key, &UnrequestedDisconnect{Reason: ReasonShutdown})
+	}
+}
+
+// endLocked removes a session and returns its addresses to the pool. r.mu
+// is held.
+func (r *Router) endLocked(s *session) {
+	delete(r.sessions, s.key)
+	delete(r.byNonce, s.nonce)
+	delete(r.byAddr, s.addrs.V4)
+	delete(r.byAddr, s.addrs.V6)
+	s.mu.Lock()
+	s.closed = true
+	r.stats.drop(DropSessionClosed, s.down.reset())
+	r.markGapped(s)
+	s.mu.Unlock()
+	r.cfg.Pool.Release(s.addrs)
+}
+
+func (r *Router) lookup(key SessionKey) *session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.sessions[key]
+}
+
+// reply marshals and sends a response, counting the outcome.
+func (r *Router) reply(key SessionKey, resp Response) {
+	b, err := MarshalResponse(resp)
+	if err != nil { // only our own values are marshalled: a bug, not input
+		r.stats.repliesFailed.Add(1)
+		return
+	}
+	if err := r.cfg.Reply(key, b); err != nil {
+		r.stats.repliesFailed.Add(1)
+		return
+	}
+	r.stats.repliesSent.Add(1)
+}
+
+func (s *session) touch(now time.Time) {
+	s.mu.Lock()
+	s.lastSeen = now
+	s.mu.Unlock()
+}

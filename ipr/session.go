@@ -1,0 +1,48 @@
+package ipr
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// SessionKey names an anonymous client: the sender tag its requests arrive
+// with, which is also how replies find their way back (through the SURBs the
+// client left under that tag).
+type SessionKey [16]byte
+
+// String returns a short form for logs.
+func (k SessionKey) String() string { return hex.EncodeToString(k[:4]) }
+
+// session is one connected client.
+type session struct {
+	mu sync.Mutex
+
+	// key changes when a new sender tag takes the session over; it is
+	// written with both Router.mu and mu held, so either suffices to read.
+	key   SessionKey
+	nonce [NonceSize]byte
+	addrs AddrPair
+
+	lastSeen time.Time            // last request; guarded by mu
+	up       *Resequencer[[]byte] // upstream bundles; nil when resequencing is off
+	down     packetQueue          // downstream IP packets
+	downSeq  uint64               // sequence number of the next downstream Data
+	enc      *BundleEncoder       // reused by every NextBundle
+	scratch  [][]byte             // reused by every upstream bundle
+	closed   bool                 // ended; whoever still holds it must let go
+	lastInfo time.Time            // last policy Info sent, to spare the client's SURBs
+}
+
+// ownsSource reports whether src is one of the session's addresses.
+func (s *session) ownsSource(src netip.Addr) bool {
+	return src == s.addrs.V4 || src == s.addrs.V6
+}
+
+// backlog estimates how many more full bundles the queue holds.
+func (s *session) backlog(bundleCap int) uint16 {
+	need := s.down.bytes + LengthPrefixSize*s.down.len()
+	n := (need + bundleCap - 1) / bundleCap
+	return uint16(min(n, 1<<16-1))
+}

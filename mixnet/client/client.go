@@ -1,0 +1,318 @@
+package client
+
+import (
+	"context"
+	"crypto/ecdh"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// Client is a connected mixnet client. Its methods are safe for concurrent
+// use.
+type Client struct {
+	cfg      Config
+	log      *slog.Logger
+	identity link.KeyPair
+	priv     *ecdh.PrivateKey
+	selfPub  *ecdh.PublicKey
+	addr     Address
+	dir      *directory.Client
+	rnd      *randomSource
+	router   *router
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	link      *gatewayLink
+	linkStats *link.Stats
+
+	window       window
+	jobs         chan *job // new packets, in the order queued
+	retries      chan *job // fragments to send again
+	ready        chan *builtPacket
+	covers       chan *builtPacket
+	inbound      chan inbound
+	messages     chan Message
+	surbRequests chan surbRequest
+
+	acks      *ackTracker
+	reasm     *reassembler // owned by runReceive
+	surbs     *surbStore
+	replyKeys *replyKeyStore
+
+	stats    counters
+	lastWarn atomic.Int64
+}
+
+// testHooks let tests in this package watch the client's traffic.
+type testHooks struct {
+	onSend    func(at time.Time, wire []byte, real bool)
+	onMessage func(plaintext []byte) // every reassembled message
+}
+
+// maxReplyKeys bounds the keys kept for SURBs we handed out.
+const maxReplyKeys = 100_000
+
+// Connect fetches and verifies the topology, picks a gateway, connects to it
+// and starts sending (cover traffic included, unless configured off). ctx
+// bounds only the connecting; Close stops the client.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	id, err := resolveIdentity(cfg)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(id.Private[:])
+	if err != nil {
+		return nil, fmt.Errorf("client: identity: %w", err)
+	}
+	workers := runtime.GOMAXPROCS(0)
+	c := &Client{
+		cfg:          cfg,
+		identity:     id,
+		priv:         priv,
+		selfPub:      priv.PublicKey(),
+		dir:          &directory.Client{BaseURL: cfg.DirectoryURL, Key: cfg.DirectoryKey, HTTP: cfg.HTTPClient},
+		rnd:          newRandomSource(),
+		link:         newGatewayLink(),
+		linkStats:    &link.Stats{},
+		window:       make(window, cfg.MaxInFlight),
+		jobs:         make(chan *job, cfg.MaxInFlight),
+		retries:      make(chan *job, cfg.MaxInFlight),
+		ready:        make(chan *builtPacket, workers),
+		covers:       make(chan *builtPacket, 4),
+		inbound:      make(chan inbound, 1024),
+		messages:     make(chan Message, cfg.ReceiveBuffer),
+		surbRequests: make(chan surbRequest, 16),
+		acks:         newAckTracker(),
+		reasm:        newReassembler(cfg.MaxMessageSize+messageOverheadMax, max(64<<20, 2*cfg.MaxMessageSize), cfg.ReassemblyTimeout, FragmentCapacity),
+		surbs:        newSURBStore(cfg.SURBs),
+		replyKeys:    newReplyKeyStore(cfg.SURBs.MaxAge, maxReplyKeys),
+	}
+	c.router = &router{rnd: c.rnd, hopDelay: cfg.Loopix.HopDelay}
+	c.addr.Identity = id.Public
+
+	topo, err := c.dir.Topology(ctx)
+	if cfg.ownHTTP {
+		// Between refreshes (minutes apart) nothing should sit idle.
+		defer cfg.HTTPClient.CloseIdleConnections()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if err := mixLayersFilled(topo); err != nil {
+		return nil, err
+	}
+	c.router.topo.Store(topo)
+	gw, err := chooseGateway(topo, cfg.Gateway, c.rnd)
+	if err != nil {
+		return nil, err
+	}
+	c.addr.Gateway = gw.Identity
+	c.router.own.Store(&gw)
+	c.log = cfg.Logger.With("client", c.addr.String()[:8])
+
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	conn, err := c.dial(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.link.set(conn)
+	c.log.Info("connected", "address", c.addr, "gateway_addr", gw.ClientsAddr, "epoch", topo.Epoch)
+
+	c.start(conn, workers)
+	return c, nil
+}
+
+func (c *Client) start(conn *link.Conn, workers int) {
+	run := func(f func(context.Context)) {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			f(c.ctx)
+		}()
+	}
+	run(func(ctx context.Context) { c.runLink(ctx, conn) })
+	run(c.runTopology)
+	run(c.runReceive)
+	run(c.runAcks)
+	run(c.runSURBRequests)
+	for range workers {
+		run(c.runBuilder)
+	}
+	lp := c.cfg.Loopix
+	if lp.SendInterval > 0 {
+		run(func(ctx context.Context) { runPoisson(ctx, lp.SendInterval, c.rnd, c.realTick) })
+	} else {
+		run(c.runDirect)
+	}
+	if lp.CoverInterval > 0 {
+		run(func(ctx context.Context) { runPoisson(ctx, lp.CoverInterval, c.rnd, c.coverTick) })
+	}
+	if lp.SendInterval > 0 || lp.CoverInterval > 0 {
+		run(c.runCoverBuilder)
+	}
+}
+
+// mixLayersFilled reports whether t has a mix in every layer. Unlike
+// Topology.Routable it does not ask for exit gateways, which a client that
+// talks to other clients does not need.
+func mixLayersFilled(t *directory.Topology) error {
+	for l := range t.Layers {
+		if len(t.Layers[l]) == 0 {
+			return fmt.Errorf("client: %w: epoch %d has no mix in layer %d", ErrNoRoute, t.Epoch, l+1)
+		}
+	}
+	return nil
+}
+
+func resolveIdentity(cfg Config) (link.KeyPair, error) {
+	switch {
+	case cfg.Identity != nil:
+		kp, err := link.KeyPairFromPrivate(cfg.Identity.Private)
+		if err != nil || kp.Public != cfg.Identity.Public {
+			return link.KeyPair{}, errors.New("client: Config.Identity: public key does not match the private key")
+		}
+		return kp, nil
+	case cfg.IdentityFile != "":
+		return LoadOrCreateIdentity(cfg.IdentityFile)
+	}
+	kp, err := link.GenerateKeyPair(nil)
+	if err != nil {
+		return link.KeyPair{}, fmt.Errorf("client: identity: %w", err)
+	}
+	return kp, nil
+}
+
+// chooseGateway returns the configured gateway, or an entry gateway at
+// random, weighted by performance.
+func chooseGateway(t *directory.Topology, want directory.Key, rnd *randomSource) (directory.Node, error) {
+	if !want.IsZero() {
+		n, ok := t.NodeByIdentity(want)
+		if !ok {
+			return directory.Node{}, fmt.Errorf("client: gateway %s is not in the topology of epoch %d", want, t.Epoch)
+		}
+		if n.ClientsAddr == "" {
+			return directory.Node{}, fmt.Errorf("client: node %s serves no clients", want)
+		}
+		return n, nil
+	}
+	var total float64
+	for _, n := range t.Entry {
+		total += max(n.Performance, minWeight)
+	}
+	x := rnd.float64() * total
+	for _, n := range t.Entry {
+		w := max(n.Performance, minWeight)
+		if x < w {
+			return n, nil
+		}
+		x -= w
+	}
+	if len(t.Entry) == 0 {
+		return directory.Node{}, fmt.Errorf("client: epoch %d has no entry gateways", t.Epoch)
+	}
+	return t.Entry[len(t.Entry)-1], nil
+}
+
+// Close stops the client: its goroutines end and the gateway connection
+// closes. Packets still queued are dropped; the Receive channel is closed.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	if c.cfg.ownHTTP {
+		c.cfg.HTTPClient.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Address is this client's address, to give to those who send to it.
+func (c *Client) Address() Address { return c.addr }
+
+// Identity is the client's key pair, for callers that want to persist a
+// generated one.
+func (c *Client) Identity() link.KeyPair { return c.identity }
+
+// Receive returns the channel of received messages. They come in no
+// particular order: mixing reorders packets, and so messages. The
+// application must keep reading: when the channel is full, reception stalls
+// (acks included). Close closes it.
+func (c *Client) Receive() <-chan Message { return c.messages }
+
+// Flush waits until every fragment sent so far has been acknowledged or given
+// up, and every other queued packet sent.
+func (c *Client) Flush(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for len(c.window) > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("client: flush: %d packets in flight: %w", len(c.window), ctx.Err())
+		case <-c.ctx.Done():
+			return errClosed
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+var errClosed = errors.New("client: closed")
+
+// runTopology refreshes the topology at each epoch end and at least every
+// TopologyRefresh, so routes follow the nodes the directory lists.
+func (c *Client) runTopology(ctx context.Context) {
+	failures := 0
+	for {
+		wait := c.cfg.TopologyRefresh
+		if t := c.router.topo.Load(); t != nil {
+			// Just past the boundary, give or take, so that clients do
+			// not all ask at the same instant.
+			untilEnd := time.Until(t.EpochEnd) + jitter(time.Second, c.rnd)
+			wait = max(min(wait, untilEnd), time.Second)
+		}
+		if failures > 0 {
+			wait = min(time.Duration(failures)*2*time.Second, time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		t, err := c.dir.Topology(fctx)
+		cancel()
+		if c.cfg.ownHTTP {
+			c.cfg.HTTPClient.CloseIdleConnections()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			c.log.Warn("topology refresh failed", "err", err)
+			continue
+		}
+		failures = 0
+		if old := c.router.topo.Load(); old != nil && t.IssuedAt.Before(old.IssuedAt) {
+			continue // never go back to an older topology
+		}
+		c.router.topo.Store(t)
+		c.router.health.forget(t)
+		if err := mixLayersFilled(t); err != nil {
+			c.log.Warn("cannot route through the new topology", "err", err)
+		}
+	}
+}

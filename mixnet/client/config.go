@@ -1,0 +1,201 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// Loopix holds the traffic-shaping parameters. Every field is used as given:
+// zero turns that part off.
+type Loopix struct {
+	// HopDelay is the mean of the exponential delay each mix holds a packet.
+	// Zero: mixes forward at once.
+	HopDelay time.Duration
+	// SendInterval is the mean interval of the main Poisson stream, which
+	// carries real packets and, when none is queued, loop cover. Zero: no
+	// stream; real packets are sent as soon as they are ready.
+	SendInterval time.Duration
+	// CoverInterval is the mean interval of the second Poisson stream, which
+	// sends only loop cover. Zero: no such stream.
+	CoverInterval time.Duration
+}
+
+// NymDefaults are Nym's client defaults: 15 ms per hop, 50 packets/s,
+// one loop cover packet per 200 ms.
+func NymDefaults() Loopix {
+	return Loopix{HopDelay: 15 * time.Millisecond, SendInterval: 20 * time.Millisecond, CoverInterval: 200 * time.Millisecond}
+}
+
+// Retransmit controls how unacknowledged fragments are sent again. Fields
+// are used as given.
+type Retransmit struct {
+	// Max is how many times one fragment is sent again; zero never resends.
+	Max int
+	// Multiplier and Slack set the wait for an ack: (forward delays + ack
+	// delays) × Multiplier + Slack.
+	Multiplier float64
+	Slack      time.Duration
+}
+
+// DefaultRetransmit resends up to 10 times after (delays × 1.5 + 1.5 s), as
+// Nym does (Nym has no limit by default).
+func DefaultRetransmit() Retransmit {
+	return Retransmit{Max: 10, Multiplier: 1.5, Slack: 1500 * time.Millisecond}
+}
+
+// SURBPolicy controls reply SURBs on the replying side.
+type SURBPolicy struct {
+	// LowWater: after a reply leaves fewer SURBs than this for a sender,
+	// ask that sender for more. Default 10.
+	LowWater int
+	// Request is how many SURBs one request asks for. Default 20.
+	Request int
+	// MaxPerSender bounds the SURBs kept for one sender tag; older ones go
+	// first. Default 500.
+	MaxPerSender int
+	// MaxSenders bounds the sender tags remembered; the least recently used
+	// goes first. Default 10000.
+	MaxSenders int
+	// MaxAge drops SURBs that were not used in time: the nodes on their
+	// route rotate keys. Default 12 h.
+	MaxAge time.Duration
+	// RequestRetry is the least time between two requests for one tag.
+	// Default 10 s.
+	RequestRetry time.Duration
+	// Grant bounds how many SURBs we send in answer to one request.
+	// Default 100.
+	Grant int
+}
+
+// Config configures a Client. Zero fields take the documented defaults.
+type Config struct {
+	// DirectoryURL and DirectoryKey name the directory and pin its key.
+	// Required.
+	DirectoryURL string
+	DirectoryKey ed25519.PublicKey
+	// HTTPClient fetches topologies; nil uses a client of our own with a
+	// 15 s timeout, whose idle connections Close closes.
+	HTTPClient *http.Client
+
+	// Identity is the client's key pair. When nil, IdentityFile is loaded
+	// (or created); when that is empty too, a fresh identity is made.
+	Identity     *link.KeyPair
+	IdentityFile string
+
+	// Gateway is the gateway to use, by identity. Zero picks an entry
+	// gateway at random, weighted by performance. A client's address
+	// includes its gateway, so a client that wants a stable address keeps
+	// the gateway it got (see Client.Address).
+	Gateway directory.Key
+
+	// Loopix is the traffic shaping; nil means NymDefaults.
+	Loopix *Loopix
+	// Retransmit is the ack policy; nil means DefaultRetransmit.
+	Retransmit *Retransmit
+	// SURBs is the reply SURB policy; zero fields take defaults.
+	SURBs SURBPolicy
+
+	// MaxInFlight bounds the fragments queued or awaiting an ack; Send
+	// blocks when it is reached. Default 4096.
+	MaxInFlight int
+	// MaxMessageSize bounds messages sent and received. Default 8 MiB.
+	MaxMessageSize int
+	// ReassemblyTimeout drops a partly received message that has received
+	// nothing for this long. Default 2 min.
+	ReassemblyTimeout time.Duration
+	// ReceiveBuffer is the capacity of the Receive channel. Default 256.
+	ReceiveBuffer int
+
+	// TopologyRefresh is the longest time between topology fetches; the
+	// client also fetches at every epoch end. Default 5 min.
+	TopologyRefresh time.Duration
+	// ReconnectMin and ReconnectMax bound the wait between attempts to
+	// reach the gateway; it doubles after each failure. Defaults 100 ms, 10 s.
+	ReconnectMin, ReconnectMax time.Duration
+
+	// DialContext makes the TCP connection to the gateway; nil uses a
+	// net.Dialer.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives the client's logs; nil uses slog.Default().
+	Logger *slog.Logger
+
+	hooks   *testHooks
+	ownHTTP bool // HTTPClient was made by withDefaults
+}
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxInFlight       = 4096
+	DefaultMaxMessageSize    = 8 << 20
+	DefaultReassemblyTimeout = 2 * time.Minute
+	DefaultReceiveBuffer     = 256
+	DefaultTopologyRefresh   = 5 * time.Minute
+	DefaultReconnectMin      = 100 * time.Millisecond
+	DefaultReconnectMax      = 10 * time.Second
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.DirectoryURL == "" {
+		return c, errors.New("client: Config.DirectoryURL is required")
+	}
+	if len(c.DirectoryKey) != ed25519.PublicKeySize {
+		return c, fmt.Errorf("client: Config.DirectoryKey has %d bytes, want %d", len(c.DirectoryKey), ed25519.PublicKeySize)
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 15 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.ownHTTP = true
+	}
+	if c.Loopix == nil {
+		d := NymDefaults()
+		c.Loopix = &d
+	}
+	if c.Loopix.HopDelay < 0 || c.Loopix.SendInterval < 0 || c.Loopix.CoverInterval < 0 {
+		return c, errors.New("client: negative Loopix parameter")
+	}
+	if c.Retransmit == nil {
+		d := DefaultRetransmit()
+		c.Retransmit = &d
+	}
+	if c.Retransmit.Max < 0 || c.Retransmit.Multiplier < 0 || c.Retransmit.Slack < 0 {
+		return c, errors.New("client: negative Retransmit parameter")
+	}
+	s := &c.SURBs
+	setDefault(&s.LowWater, 10)
+	setDefault(&s.Request, 20)
+	setDefault(&s.MaxPerSender, 500)
+	setDefault(&s.MaxSenders, 10000)
+	setDefault(&s.MaxAge, 12*time.Hour)
+	setDefault(&s.RequestRetry, 10*time.Second)
+	setDefault(&s.Grant, 100)
+	s.Request = min(s.Request, maxSURBsPerMessage)
+	s.Grant = min(s.Grant, maxSURBsPerMessage)
+	setDefault(&c.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&c.MaxMessageSize, DefaultMaxMessageSize)
+	setDefault(&c.ReassemblyTimeout, DefaultReassemblyTimeout)
+	setDefault(&c.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&c.TopologyRefresh, DefaultTopologyRefresh)
+	setDefault(&c.ReconnectMin, DefaultReconnectMin)
+	setDefault(&c.ReconnectMax, DefaultReconnectMax)
+	if c.MaxMessageSize > maxFragments*FragmentCapacity {
+		return c, fmt.Errorf("client: MaxMessageSize %d exceeds what %d fragments carry", c.MaxMessageSize, maxFragments)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}

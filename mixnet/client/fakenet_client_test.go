@@ -1,0 +1,217 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
+)
+
+// These tests run the client against fakeNet: real gateways, in-memory mixes.
+
+func TestFakeNetSendSizes(t *testing.T) {
+	f := newFakeNet(t, 2, 1)
+	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity })
+	b := f.connect(t, func(c *Config) { c.Gateway = f.topo.Exit[0].Identity })
+	for _, size := range []int{0, 1, FragmentCapacity, FragmentCapacity + 1, 10 << 10, 1 << 20} {
+		msg := randomBytes(size)
+		if err := a.Send(context.Background(), b.Address(), msg); err != nil {
+			t.Fatal(err)
+		}
+		if m := receive(t, b, 30*time.Second); !bytes.Equal(m.Data, msg) {
+			t.Fatalf("size %d: received %d bytes that differ", size, len(m.Data))
+		}
+	}
+	flush(t, a, 10*time.Second)
+	if s := a.Stats(); s.Retransmissions != 0 || s.FragmentsLost != 0 {
+		t.Fatalf("losses on a lossless network: %+v", s)
+	}
+}
+
+func TestFakeNetReplies(t *testing.T) {
+	f := newFakeNet(t, 2, 1)
+	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity })
+	b := f.connect(t, func(c *Config) {
+		c.Gateway = f.topo.Exit[0].Identity
+		c.SURBs = SURBPolicy{LowWater: 2, Request: 3}
+	})
+	if err := a.SendWithReplySURBs(context.Background(), b.Address(), []byte("q"), 3); err != nil {
+		t.Fatal(err)
+	}
+	var m Message
+	select {
+	case m = <-b.Receive():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("nothing received; sender %+v", a.Stats())
+	}
+	// Ten replies from three SURBs: the replier has to ask for more, several
+	// times, and one reply needs three packets.
+	for i := range 10 {
+		msg := []byte(fmt.Sprint("reply ", i))
+		if i == 5 {
+			msg = randomBytes(2*ReplyFragmentCapacity + 1)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.Reply(ctx, m.SenderTag, msg); err != nil {
+			t.Fatalf("reply %d: %v; stats %+v", i, err, b.Stats())
+		}
+		cancel()
+		r := receive(t, a, 10*time.Second)
+		if !bytes.Equal(r.Data, msg) || !r.IsReply || r.From != b.Address() {
+			t.Fatalf("reply %d arrived as %d bytes, reply=%v from %v", i, len(r.Data), r.IsReply, r.From)
+		}
+	}
+	s := b.Stats()
+	if s.SURBRequestsSent == 0 || a.Stats().SURBRequestsReceived == 0 {
+		t.Fatalf("no SURB requests: replier %+v", s)
+	}
+	if _, err := b.surbs.takeForReply(AnonymousSenderTag{9}, 1, time.Now()); err == nil {
+		t.Fatal("reply to an unknown tag")
+	}
+}
+
+func TestFakeNetDeadMix(t *testing.T) {
+	f := newFakeNet(t, 1, 2)
+	quick := func(c *Config) { c.Retransmit = &Retransmit{Max: 20, Multiplier: 1.5, Slack: 200 * time.Millisecond} }
+	a := f.connect(t, quick)
+	b := f.connect(t, quick)
+	f.mixes[f.topo.Layers[0][0].Identity].dead.Store(true)
+	msg := randomBytes(100 << 10)
+	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, b, 30*time.Second); !bytes.Equal(m.Data, msg) {
+		t.Fatal("message differs")
+	}
+	flush(t, a, 30*time.Second)
+	s := a.Stats()
+	if s.Retransmissions == 0 || s.FragmentsLost != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	t.Logf("%d fragments, %d retransmissions", s.AcksReceived, s.Retransmissions)
+}
+
+func TestFakeNetOffline(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	id := newIdentity(t)
+	b := f.connect(t, func(c *Config) { c.Identity = id })
+	addr := b.Address()
+	b.Close()
+	a := f.connect(t, nil)
+	for i := range 5 {
+		if err := a.Send(context.Background(), addr, []byte(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+		flush(t, a, 10*time.Second)
+	}
+	b2 := f.connect(t, func(c *Config) { c.Identity = id })
+	for i := range 5 {
+		if m := receive(t, b2, 10*time.Second); string(m.Data) != fmt.Sprint("m", i) {
+			t.Fatalf("message %d is %q", i, m.Data)
+		}
+	}
+	expectNothing(t, b2, 200*time.Millisecond)
+}
+
+// With the Poisson stream on, the client keeps sending at the rate even
+// when idle, and real packets take the place of cover when queued.
+func TestFakeNetPoissonStream(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	rec := &shapeRecorder{sizes: map[int]int{}}
+	// 30 packets/s: within reach of the race detector's slow Sphinx.
+	lp := Loopix{HopDelay: time.Millisecond, SendInterval: 40 * time.Millisecond, CoverInterval: 200 * time.Millisecond}
+	a := f.connect(t, func(c *Config) { c.Loopix = &lp; c.hooks = &testHooks{onSend: rec.onSend} })
+	b := f.connect(t, nil)
+	time.Sleep(3 * time.Second)
+	real, cover, sizes := rec.take()
+	// 90 expected, standard deviation 9.5.
+	if real != 0 || cover < 63 || cover > 117 || len(sizes) != 1 {
+		t.Fatalf("3 idle seconds: %d real, %d cover, sizes %v; want 90 cover of one size", real, cover, sizes)
+	}
+	msg := randomBytes(20 * FragmentCapacity)
+	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, b, 10*time.Second); !bytes.Equal(m.Data, msg) {
+		t.Fatal("message differs")
+	}
+	waitFor(t, 10*time.Second, "loop cover to come back", func() bool { return a.Stats().CoverReceived > 10 })
+}
+
+// SendPacket carries exactly PacketCapacity bytes in one unacknowledged
+// packet, SURBs included, and the answer comes back through them.
+func TestFakeNetSendPacket(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	a := f.connect(t, nil)
+	b := f.connect(t, nil)
+	for _, surbs := range []int{0, 1, 3} {
+		capacity := a.PacketCapacity(surbs)
+		if err := a.SendPacket(context.Background(), b.Address(), make([]byte, capacity+1), surbs); !errors.Is(err, ErrMessageTooLarge) {
+			t.Fatalf("%d SURBs: %d bytes accepted, capacity %d: %v", surbs, capacity+1, capacity, err)
+		}
+		data := randomBytes(capacity)
+		before := a.Stats().RealPacketsSent
+		if err := a.SendPacket(context.Background(), b.Address(), data, surbs); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, b, 10*time.Second)
+		if !bytes.Equal(m.Data, data) {
+			t.Fatal("packet differs")
+		}
+		if sent := a.Stats().RealPacketsSent - before; sent != 1 {
+			t.Fatalf("%d SURBs: %d packets sent, want 1", surbs, sent)
+		}
+		if surbs == 0 {
+			continue
+		}
+		reply := randomBytes(b.ReplyCapacity())
+		if err := b.Reply(context.Background(), m.SenderTag, reply); err != nil {
+			t.Fatal(err)
+		}
+		if r := receive(t, a, 10*time.Second); !bytes.Equal(r.Data, reply) || !r.IsReply {
+			t.Fatal("reply differs")
+		}
+	}
+	if s := a.Stats(); s.AwaitingAck != 0 || s.Retransmissions != 0 {
+		t.Fatalf("unacknowledged packets tracked: %+v", s)
+	}
+	if FragmentCapacity != 1568 || a.PacketCapacity(0) != 1567 {
+		t.Fatalf("capacity %d / %d, documented 1568 / 1567", FragmentCapacity, a.PacketCapacity(0))
+	}
+}
+
+// A client can send to itself, and Close stops everything: the Receive
+// channel closes and sending fails.
+func TestFakeNetSelfAndClose(t *testing.T) {
+	leakcheck.Check(t) // every goroutine the client started ends with Close
+	f := newFakeNet(t, 1, 1)
+	a := f.connect(t, nil)
+	if err := a.Send(context.Background(), a.Address(), []byte("me")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, a, 10*time.Second); string(m.Data) != "me" {
+		t.Fatalf("got %q", m.Data)
+	}
+	nowhere := a.Address()
+	nowhere.Gateway[0] ^= 1
+	if err := a.Send(context.Background(), nowhere, []byte("x")); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("send via an unknown gateway: %v", err)
+	}
+	a.Close()
+	select {
+	case _, ok := <-a.Receive():
+		if ok {
+			t.Fatal("message after Close")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Receive channel not closed by Close")
+	}
+	if err := a.Send(context.Background(), a.Address(), []byte("x")); err == nil {
+		t.Fatal("Send after Close succeeded")
+	}
+	a.Close() // twice is fine
+}

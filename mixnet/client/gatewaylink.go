@@ -1,0 +1,188 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/gatewire"
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// gatewayLink holds the current connection to our gateway, nil while we are
+// reconnecting.
+type gatewayLink struct {
+	mu    sync.Mutex
+	conn  *link.Conn
+	ready chan struct{} // closed while conn is set
+}
+
+func newGatewayLink() *gatewayLink { return &gatewayLink{ready: make(chan struct{})} }
+
+func (g *gatewayLink) current() *link.Conn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.conn
+}
+
+func (g *gatewayLink) set(c *link.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	was := g.conn
+	g.conn = c
+	switch {
+	case c != nil && was == nil:
+		close(g.ready)
+	case c == nil && was != nil:
+		g.ready = make(chan struct{})
+	}
+}
+
+// wait returns the connection, waiting for one while we are reconnecting.
+func (g *gatewayLink) wait(ctx context.Context) (*link.Conn, error) {
+	for {
+		g.mu.Lock()
+		c, ready := g.conn, g.ready
+		g.mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// gatewayNode returns how to reach our gateway: from the current topology,
+// or as last seen when it has left the topology (it may still serve us).
+func (c *Client) gatewayNode() directory.Node {
+	if t := c.router.topo.Load(); t != nil {
+		if n, ok := t.NodeByIdentity(c.addr.Gateway); ok {
+			c.router.own.Store(&n)
+			return n
+		}
+	}
+	return *c.router.own.Load()
+}
+
+// dial connects to our gateway. The connection lives as long as the client
+// unless it drops; stopDial, when non-nil, ends an attempt early.
+func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
+	gw := c.gatewayNode()
+	if gw.ClientsAddr == "" {
+		return nil, fmt.Errorf("client: gateway %s has no clients address", gw.Identity)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	stop := func() bool { return true }
+	if stopDial != nil {
+		stop = context.AfterFunc(stopDial, cancel)
+	}
+	conn, err := link.Dial(ctx, gw.ClientsAddr, gw.NoiseKey, link.Config{
+		Static:      c.identity,
+		Handler:     c.handleFrame,
+		OnClose:     func(*link.Conn, error) { cancel() },
+		DialContext: c.cfg.DialContext,
+		Logger:      c.log,
+		Stats:       c.linkStats,
+	})
+	if !stop() && err == nil {
+		conn.Close()
+		err = stopDial.Err()
+	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("client: connecting to gateway %s at %s: %w", gw.Identity, gw.ClientsAddr, err)
+	}
+	return conn, nil
+}
+
+// runLink keeps us connected to the gateway: when the connection drops it
+// dials again, waiting longer after each failure. On reconnecting, the
+// gateway delivers what it stored for us meanwhile.
+func (c *Client) runLink(ctx context.Context, conn *link.Conn) {
+	backoff := c.cfg.ReconnectMin
+	for {
+		up := time.Now()
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			c.link.set(nil)
+			return
+		case <-conn.Done():
+		}
+		c.link.set(nil)
+		if ctx.Err() != nil { // closing, not a lost connection
+			return
+		}
+		c.log.Warn("gateway connection lost; reconnecting", "gateway", c.addr.Gateway, "err", conn.Err())
+		// A connection that dies at once (the gateway refuses us) must not
+		// turn into a tight reconnect loop.
+		if time.Since(up) > 10*time.Second {
+			backoff = c.cfg.ReconnectMin
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(jitter(backoff, c.rnd)):
+			}
+			backoff = min(2*backoff, c.cfg.ReconnectMax)
+			var err error
+			conn, err = c.dial(nil)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				return
+			}
+			c.log.Info("gateway reconnect failed", "err", err, "retry_in", backoff)
+		}
+		c.stats.reconnects.Add(1)
+		c.log.Info("gateway reconnected", "gateway", c.addr.Gateway)
+		c.link.set(conn)
+	}
+}
+
+// jitter spreads d by ±25% so that many clients of a restarted gateway do
+// not come back in lockstep.
+func jitter(d time.Duration, rnd *randomSource) time.Duration {
+	return time.Duration(float64(d) * (0.75 + 0.5*rnd.float64()))
+}
+
+// handleFrame runs on the connection's reader goroutine. Deliveries go to
+// the receive loop; when it falls behind, this blocks and TCP pushes back on
+// the gateway, which keeps the rest stored.
+func (c *Client) handleFrame(conn *link.Conn, f link.Frame) error {
+	if f.Kind != link.KindClient {
+		return nil
+	}
+	msg, err := gatewire.Parse(f.Payload)
+	if err != nil {
+		c.stats.badDeliveries.Add(1)
+		c.logLimited("malformed message from gateway", "err", err)
+		return nil
+	}
+	switch m := msg.(type) {
+	case *gatewire.Deliver:
+		select {
+		case c.inbound <- inbound{d: m, conn: conn}:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	case *gatewire.Status:
+		if m.Code == gatewire.StatusOK {
+			c.log.Debug("gateway status", "text", m.Text)
+		} else {
+			c.log.Warn("gateway status", "code", m.Code, "text", m.Text)
+		}
+	default:
+		c.stats.badDeliveries.Add(1)
+		c.logLimited("unexpected message from gateway", "type", fmt.Sprintf("%T", msg))
+	}
+	return nil
+}

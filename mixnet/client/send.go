@@ -1,0 +1,186 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// buildRetryDelay is how long a reliable fragment whose packet could not be
+// built (no route for now) waits before the next attempt.
+const buildRetryDelay = time.Second
+
+// runBuilder turns queued jobs into packets until ctx ends. Several run at
+// once: building costs about five X25519 ladders per packet, and with the
+// Poisson stream off it is what limits the send rate.
+func (c *Client) runBuilder(ctx context.Context) {
+	for {
+		var j *job
+		// Resends go first: their messages are already late.
+		select {
+		case j = <-c.retries:
+		default:
+			select {
+			case j = <-c.retries:
+			case j = <-c.jobs:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if j.finished.Load() { // acknowledged while it waited to be resent
+			continue
+		}
+		p, err := c.build(j)
+		if err != nil {
+			c.buildFailed(j, err)
+			continue
+		}
+		p.j = j
+		select {
+		case c.ready <- p:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *Client) build(j *job) (*builtPacket, error) {
+	if j.surb != nil {
+		return buildReply(j.surb, j.plaintext)
+	}
+	return c.buildForward(j.to, j.toKey, j.plaintext, j.ackID)
+}
+
+func (c *Client) buildFailed(j *job, err error) {
+	c.stats.buildFailures.Add(1)
+	c.logLimited("cannot build packet", "err", err)
+	if j.reliable {
+		j.sends.Add(1)
+		c.acks.track(j, packetMixes{}, time.Now().Add(buildRetryDelay))
+		return
+	}
+	c.stats.packetsDropped.Add(1)
+	c.finish(j)
+}
+
+// realTick serves one tick of the main Poisson stream: the next packet that
+// is ready, or loop cover when none is.
+func (c *Client) realTick(now time.Time) {
+	conn := c.link.current()
+	if conn == nil {
+		return // offline: nothing can be sent, and queued packets wait
+	}
+	select {
+	case p := <-c.ready:
+		c.transmit(conn, p, now)
+	default:
+		c.sendCover(conn, now)
+	}
+}
+
+// runDirect sends packets as soon as they are built: the Poisson stream is
+// off.
+func (c *Client) runDirect(ctx context.Context) {
+	for {
+		var p *builtPacket
+		select {
+		case p = <-c.ready:
+		case <-ctx.Done():
+			return
+		}
+		conn, err := c.link.wait(ctx)
+		if err != nil {
+			return
+		}
+		c.transmit(conn, p, time.Now())
+	}
+}
+
+// coverTick serves one tick of the loop cover stream.
+func (c *Client) coverTick(now time.Time) {
+	if conn := c.link.current(); conn != nil {
+		c.sendCover(conn, now)
+	}
+}
+
+func (c *Client) sendCover(conn *link.Conn, now time.Time) {
+	var p *builtPacket
+	select {
+	case p = <-c.covers:
+	default:
+		// The builder fell behind (or the topology is missing): build one
+		// here rather than skip the tick, which would change the rate.
+		var err error
+		if p, err = c.buildCover(); err != nil {
+			c.stats.buildFailures.Add(1)
+			c.logLimited("cannot build cover packet", "err", err)
+			return
+		}
+	}
+	c.transmit(conn, p, now)
+}
+
+// runCoverBuilder keeps a few loop cover packets ready, so a tick costs a
+// channel receive and not five scalar multiplications.
+func (c *Client) runCoverBuilder(ctx context.Context) {
+	for {
+		p, err := c.buildCover()
+		if err != nil {
+			c.logLimited("cannot build cover packet", "err", err)
+			select {
+			case <-time.After(buildRetryDelay):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case c.covers <- p:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// transmit hands p to the gateway. A reliable fragment's ack timer starts
+// before the packet leaves, so even an ack that beats this goroutine back
+// finds it.
+func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
+	j := p.j
+	if j != nil && j.reliable && j.finished.Load() {
+		// Acknowledged while this resend waited to go out. A Poisson
+		// slot must not be seen empty: cover takes its place.
+		if c.cfg.Loopix.SendInterval > 0 {
+			c.sendCover(conn, now)
+		}
+		return
+	}
+	if j != nil && j.reliable {
+		j.sends.Add(1)
+		c.acks.track(j, p.mixes, now.Add(c.ackTimeout(p.rtt)))
+	}
+	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire})
+	if !ok {
+		c.stats.packetsDropped.Add(1)
+	}
+	switch {
+	case j == nil:
+		c.stats.coverSent.Add(1)
+	default:
+		c.stats.realSent.Add(1)
+		if !j.reliable {
+			c.finish(j)
+		}
+	}
+	if h := c.cfg.hooks; h != nil && h.onSend != nil {
+		h.onSend(now, p.wire, j != nil)
+	}
+}
+
+// ackTimeout is how long to wait for an ack: the delays the packet and its
+// ack were given, stretched, plus slack for queues and links (Nym's rule).
+func (c *Client) ackTimeout(rtt time.Duration) time.Duration {
+	r := c.cfg.Retransmit
+	return time.Duration(float64(rtt)*r.Multiplier) + r.Slack
+}

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func testPolicy() SURBPolicy {
+	return SURBPolicy{LowWater: 3, Request: 5, MaxPerSender: 8, MaxSenders: 2, MaxAge: time.Hour, RequestRetry: 10 * time.Second, Grant: 100}
+}
+
+func surbs(t *testing.T, n int) []replySURB {
+	s := testSURB(t)
+	out := make([]replySURB, n)
+	for i := range out {
+		out[i] = s
+		out[i].surb.Key[0] = byte(i) // tell them apart
+	}
+	return out
+}
+
+func TestSURBStoreReplyAndRequest(t *testing.T) {
+	s := newSURBStore(testPolicy())
+	tag := AnonymousSenderTag{1}
+	now := time.Now()
+	if _, err := s.takeForReply(tag, 1, now); !errors.Is(err, ErrNoSURBs) {
+		t.Fatalf("unknown tag: %v", err)
+	}
+	s.add(tag, surbs(t, 6), now)
+
+	// 6 held, reply takes 2: 4 left, not below the low water of 3.
+	plan, err := s.takeForReply(tag, 2, now)
+	if err != nil || len(plan.surbs) != 2 || plan.request != nil {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	if plan.surbs[0].surb.Key[0] != 0 || plan.surbs[1].surb.Key[0] != 1 {
+		t.Fatal("SURBs not used oldest first")
+	}
+	// Reply takes 2 more: 2 left, below low water: one goes to a request.
+	plan, _ = s.takeForReply(tag, 2, now)
+	if len(plan.surbs) != 2 || plan.request == nil || plan.want != 5 {
+		t.Fatalf("plan %+v: want 2 SURBs and a request for 5", plan)
+	}
+	if got := s.count(tag); got != 1 {
+		t.Fatalf("%d SURBs left, want 1", got)
+	}
+	// A reply of 3 cannot be sent with 1; a request is outstanding, so wait.
+	plan, err = s.takeForReply(tag, 3, now.Add(time.Second))
+	if err != nil || plan.surbs != nil || plan.request != nil || plan.wait == nil {
+		t.Fatalf("plan %+v, %v: want to wait", plan, err)
+	}
+	s.add(tag, surbs(t, 5), now.Add(2*time.Second))
+	select {
+	case <-plan.wait:
+	default:
+		t.Fatal("adding SURBs did not wake the waiter")
+	}
+	plan, _ = s.takeForReply(tag, 3, now.Add(2*time.Second))
+	if len(plan.surbs) != 3 {
+		t.Fatalf("after the top-up: %+v", plan)
+	}
+}
+
+func TestSURBStoreLimits(t *testing.T) {
+	s := newSURBStore(testPolicy())
+	now := time.Now()
+	a, b, c := AnonymousSenderTag{1}, AnonymousSenderTag{2}, AnonymousSenderTag{3}
+	s.add(a, surbs(t, 20), now)
+	if s.count(a) != 8 || s.total() != 8 {
+		t.Fatalf("kept %d (total %d), limit 8 per sender", s.count(a), s.total())
+	}
+	s.add(b, surbs(t, 1), now.Add(time.Second))
+	s.add(c, surbs(t, 1), now.Add(2*time.Second)) // evicts a, least recently used
+	if s.count(a) != 0 || s.total() != 2 {
+		t.Fatalf("after eviction: a has %d, total %d", s.count(a), s.total())
+	}
+	s.expire(now.Add(2 * time.Hour))
+	if s.total() != 0 {
+		t.Fatalf("%d SURBs survived MaxAge", s.total())
+	}
+}
+
+func TestSURBStoreNoSURBsNoRequest(t *testing.T) {
+	s := newSURBStore(testPolicy())
+	tag := AnonymousSenderTag{1}
+	now := time.Now()
+	s.add(tag, surbs(t, 1), now)
+	// One SURB, a reply of two: spend it on a request and wait.
+	plan, err := s.takeForReply(tag, 2, now)
+	if err != nil || plan.request == nil || plan.wait == nil {
+		t.Fatalf("plan %+v, %v", plan, err)
+	}
+	// Nobody answered within RequestRetry, and we have nothing to ask with.
+	if _, err := s.takeForReply(tag, 2, now.Add(11*time.Second)); !errors.Is(err, ErrNoSURBs) {
+		t.Fatalf("after an unanswered request: %v", err)
+	}
+}
