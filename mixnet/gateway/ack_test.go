@@ -109,3 +109,28 @@ func TestSURBAckSentAndPayloadDelivered(t *testing.T) {
 		t.Errorf("acks_sent_total = %v after a reply, want still 1", v)
 	}
 }
+
+// A packet the gateway cannot deliver sends no ack: its sender must not
+// believe it arrived, and retransmits it.
+func TestNoAckForUnknownClient(t *testing.T) {
+	leakcheck.Check(t)
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, nil)
+	ackMix, senderGateway, mix, thisGateway := newSphinxNode(), newSphinxNode(), newSphinxNode(), newSphinxNode()
+	ackPkt, err := sphinx.NewPacket([]sphinx.Hop{ackMix.hop(), senderGateway.hop()}, sphinx.Destination{}, []byte("frag"), sphinx.SizeAck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := (&gatewire.Envelope{HasAck: true, AckHop: ackMix.addr, Ack: ackPkt, Body: []byte("body")}).Append(nil)
+	stranger := sphinx.Destination{Address: [32]byte{0x57}}
+	pkt, err := sphinx.NewPacket([]sphinx.Hop{mix.hop(), thisGateway.hop()}, stranger, env, sphinx.SizeRegular)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Deliver(walk(t, pkt, mix, thisGateway))
+	if v := tg.metric("nym_gateway_acks_sent_total"); v != 0 {
+		t.Fatalf("acks_sent_total = %v for a packet nobody can receive, want 0", v)
+	}
+	if got := tg.fwd.count(); got != 0 {
+		t.Fatalf("%d packets forwarded, want none", got)
+	}
+}

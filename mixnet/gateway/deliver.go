@@ -27,13 +27,18 @@ func (g *Gateway) Deliver(p sphinx.Processed) {
 		g.metrics.drop(dropClosed)
 		return
 	}
-	g.sendAck(p.Payload)
+	// The SURB-ack tells the sender its packet arrived, so it goes out only
+	// once the packet is accepted: a packet for an unknown client, or one
+	// dropped for a full queue or store, gets none and is sent again.
 	if handle := g.service(p.Destination.Address); handle != nil {
+		g.sendAck(p.Payload) // before the handler, which owns the payload
 		g.metrics.deliveredService.Inc()
 		handle(p.Destination.ID, p.Payload)
 		return
 	}
-	g.deliverToClient(p.Destination, p.Payload)
+	if g.deliverToClient(p.Destination, p.Payload) {
+		g.sendAck(p.Payload) // only reads the payload
+	}
 }
 
 // sendAck sends the SURB-ack at the front of a forward packet's payload back
@@ -88,17 +93,16 @@ func (g *Gateway) service(addr [sphinx.AddressSize]byte) func([sphinx.IDSize]byt
 
 // deliverToClient sends the payload to its client now if it is connected and
 // caught up, and stores it otherwise.
-func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) {
+func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (accepted bool) {
 	cl := g.lookup(dest.Address)
 	if cl == nil {
 		g.metrics.drop(dropUnknownClient)
-		return
+		return false
 	}
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.live {
-		g.storeLocked(cl, 0, dest.ID, payload)
-		return
+		return g.storeLocked(cl, 0, dest.ID, payload)
 	}
 	// Seq and Send under one lock: concurrent workers must not put a
 	// higher Seq on the wire before a lower one.
@@ -110,26 +114,26 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) {
 		cl.bytesOut.Add(uint64(len(frame)))
 		g.metrics.deliveredLive.Inc()
 		g.metrics.bytesOut.Add(float64(len(frame)))
-		return
+		return true
 	}
 	if cl.conn.Err() == nil {
 		// The client is not reading fast enough. Storing would only move
 		// the backlog to disk and reorder it; drop, as a mix node would.
 		g.metrics.drop(dropClientQueue)
-		return
+		return false
 	}
 	// The connection is going away: keep the packet for the next one.
-	g.storeLocked(cl, seq, dest.ID, payload)
+	return g.storeLocked(cl, seq, dest.ID, payload)
 }
 
-// storeLocked queues payload for the disk under seq (0: take the next one).
-// cl.mu is held.
-func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, payload []byte) {
+// storeLocked queues payload for the disk under seq (0: take the next one)
+// and reports whether it was accepted. cl.mu is held.
+func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, payload []byte) bool {
 	size := int64(recordHeaderLen + len(payload))
 	if cl.storedBytes+size > g.cfg.MaxStoredBytes {
 		cl.dropped++
 		g.metrics.drop(dropStorageFull)
-		return
+		return false
 	}
 	if seq == 0 {
 		seq = g.issueSeqLocked(cl)
@@ -141,12 +145,13 @@ func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, pa
 		} else {
 			g.metrics.drop(dropStoreQueueFull)
 		}
-		return
+		return false
 	}
 	cl.storedCount++
 	cl.storedBytes += size
 	cl.storedHigh = max(cl.storedHigh, seq)
 	cl.pending++
+	return true
 }
 
 // drain is the goroutine that sends a newly connected client what was stored

@@ -66,6 +66,12 @@ func (f *forwarder) forward(hop [32]byte, pkt []byte, odd bool) bool {
 	return !f.refuse
 }
 
+func (f *forwarder) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
 func (f *forwarder) waitN(t testing.TB, n int) []forwarded {
 	t.Helper()
 	var got []forwarded
