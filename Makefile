@@ -47,6 +47,8 @@ test: deps lint
 	@# since a timing test on a shared machine can lose a round to a neighbour.
 	$(GO) test -count=1 -run 'TestDelayDistribution' -v ./mixnet/mixnode || \
 		$(GO) test -count=1 -run 'TestDelayDistribution' -v ./mixnet/mixnode
+	$(GO) test -count=1 -run 'TestTrafficShape' -v ./mixnet/client || \
+		$(GO) test -count=1 -run 'TestTrafficShape' -v ./mixnet/client
 
 # bench runs every benchmark that carries a target and prints a table of
 # ns/op, allocs/op and the ratio to the floor measured in the same run.
