@@ -118,6 +118,10 @@ type Descriptor struct {
 	MixnetAddr string `json:"mixnet_addr"`
 	// ClientsAddr is host:port where clients connect; required for gateways.
 	ClientsAddr string `json:"clients_addr,omitempty"`
+	// RouterKey is the client identity of the exit's IP packet router, a
+	// mixnet client on this gateway: VPN clients address their IP traffic
+	// to RouterKey at this node. Empty for nodes that run no router.
+	RouterKey *Key `json:"router_key,omitempty"`
 	// HTTPAddr is host:port of the node's HTTP API; the directory probes
 	// http://HTTPAddr/api/v1/health.
 	HTTPAddr     string       `json:"http_addr"`

@@ -160,3 +160,17 @@ func TestSignDescriptorNeedsTheIdentitysKey(t *testing.T) {
 		t.Fatal("signed a descriptor with a key that is not its identity's")
 	}
 }
+
+// An exit's IP router key reaches clients through the signed topology.
+func TestRouterKeyTravels(t *testing.T) {
+	n := newTestNode(t, Capabilities{Entry: true, Exit: true})
+	rk := Key{7}
+	n.desc.RouterKey = &rk
+	got, err := n.signed(t, time.Now()).Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RouterKey == nil || *got.RouterKey != rk {
+		t.Fatalf("router key %v, want %v", got.RouterKey, rk)
+	}
+}

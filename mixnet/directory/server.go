@@ -561,6 +561,7 @@ func (n *nodeState) topologyNode() Node {
 		SphinxKeys:   append([]SphinxKey(nil), d.SphinxKeys...),
 		MixnetAddr:   d.MixnetAddr,
 		ClientsAddr:  d.ClientsAddr,
+		RouterKey:    d.RouterKey,
 		HTTPAddr:     d.HTTPAddr,
 		Capabilities: d.Capabilities,
 		Version:      d.Version,

@@ -65,9 +65,11 @@ type Node struct {
 	NoiseKey Key `json:"noise_key"`
 	// SphinxKeys holds the keys the node announced, for the topology's
 	// rotation and, when known, the next one.
-	SphinxKeys   []SphinxKey  `json:"sphinx_keys"`
-	MixnetAddr   string       `json:"mixnet_addr"`
-	ClientsAddr  string       `json:"clients_addr,omitempty"`
+	SphinxKeys  []SphinxKey `json:"sphinx_keys"`
+	MixnetAddr  string      `json:"mixnet_addr"`
+	ClientsAddr string      `json:"clients_addr,omitempty"`
+	// RouterKey, on exit-capable nodes, names their IP packet router.
+	RouterKey    *Key         `json:"router_key,omitempty"`
 	HTTPAddr     string       `json:"http_addr"`
 	Capabilities Capabilities `json:"capabilities"`
 	Version      string       `json:"version,omitempty"`
@@ -376,7 +378,8 @@ func (n *Node) validate(role Role, rotation uint64) error {
 func (n *Node) equalRouting(o *Node) bool {
 	if n.Identity != o.Identity || n.NoiseKey != o.NoiseKey || n.MixnetAddr != o.MixnetAddr ||
 		n.ClientsAddr != o.ClientsAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
-		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) {
+		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) ||
+		(n.RouterKey == nil) != (o.RouterKey == nil) || (n.RouterKey != nil && *n.RouterKey != *o.RouterKey) {
 		return false
 	}
 	for i := range n.SphinxKeys {

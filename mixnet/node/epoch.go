@@ -115,6 +115,10 @@ func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
 	if n.clientsLn != nil {
 		d.ClientsAddr = n.cfg.announce(n.clientsLn.Addr().String())
 	}
+	if n.opts.RouterKey != nil {
+		rk := directory.Key(*n.opts.RouterKey)
+		d.RouterKey = &rk
+	}
 	for _, r := range []uint64{rotation, rotation + 1} {
 		k, err := n.keys.Sphinx(r)
 		if err != nil {

@@ -41,6 +41,9 @@ type Options struct {
 	Deliver func(p sphinx.Processed)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// RouterKey, for an exit that runs an IP packet router, is the router's
+	// client identity, announced so that VPN clients can address it.
+	RouterKey *[32]byte
 }
 
 // Node is a running nym-node.
