@@ -1,0 +1,102 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// ExitTable is the nftables table (family inet) that holds the exit's NAT,
+// MSS clamping and exit policy. Nothing else of the ruleset is touched.
+const ExitTable = "nymexit"
+
+// ExitConfig describes the exit host's networking for the IP packet router.
+type ExitConfig struct {
+	// StatePath is the state file that records each change before it is
+	// made, for Restore after a crash.
+	StatePath string
+	// TUN is the router's TUN interface (nymtun0): clients' packets come
+	// out of it.
+	TUN string
+	// Uplink is the interface towards the internet; clients' traffic is
+	// masqueraded to its address. Empty means every interface but the TUN.
+	Uplink string
+	// ClientPrefixes are the ranges clients get their addresses from
+	// (10.0.0.0/16, fc00::/112).
+	ClientPrefixes []netip.Prefix
+	// AllowPrivate are private or local destinations the operator lets
+	// clients reach anyway, for tests; everything else in
+	// PrivateDestinations is rejected.
+	AllowPrivate []netip.Prefix
+	// Policy is the operator's accept/reject list, applied after the
+	// built-in rejections. Nil accepts what those let through.
+	Policy *ExitPolicy
+}
+
+func (c ExitConfig) validate() error {
+	if c.StatePath == "" {
+		return errors.New("no state file path")
+	}
+	if c.TUN == "" || len(c.TUN) > 15 || len(c.Uplink) > 15 {
+		return fmt.Errorf("bad interface names %q, %q", c.TUN, c.Uplink)
+	}
+	if len(c.ClientPrefixes) == 0 {
+		return errors.New("no client prefixes")
+	}
+	for _, p := range append(append([]netip.Prefix(nil), c.ClientPrefixes...), c.AllowPrivate...) {
+		if !p.IsValid() {
+			return errors.New("invalid prefix")
+		}
+	}
+	return nil
+}
+
+// PrivateDestinations are the ranges clients may not reach through the exit
+// (unless ExitConfig.AllowPrivate says otherwise): private, shared, local,
+// link-local, multicast and reserved ranges, where the exit's own network
+// and its neighbours live.
+var PrivateDestinations = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("ff00::/8"),
+}
+
+// Reasons the exit rejects a client's packet, as keys of the counters that
+// ExitNetworking.Rejected reports. Private ranges count under
+// "private PREFIX" and policy rules under "policy RULE".
+const (
+	RejectClientToClient = "client-to-client"
+	RejectSMTP           = "smtp"
+	RejectExitHost       = "exit-host"
+	DropUnsolicited      = "unsolicited-to-client"
+)
+
+// RejectPrivate is the counter key of the rejection of one private range.
+func RejectPrivate(p netip.Prefix) string { return "private " + p.String() }
+
+// RejectPolicy is the counter key of one reject rule of the exit policy.
+func RejectPolicy(r ExitRule) string { return "policy " + r.String() }
+
+// exitRecord is what StartExitNetworking changed, for undoing it exactly.
+type exitRecord struct {
+	NetNS   uint64         `json:"netns"`
+	Table   string         `json:"table"`
+	Sysctls []sysctlRecord `json:"sysctls,omitempty"`
+}
+
+// sysctlRecord is a sysctl's value before we changed it.
+type sysctlRecord struct {
+	Key string `json:"key"` // path under /proc/sys
+	Old string `json:"old"`
+}

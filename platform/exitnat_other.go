@@ -1,0 +1,28 @@
+//go:build !linux
+
+package platform
+
+import "fmt"
+
+// ExitNetworking is the exit host's forwarding, NAT and exit policy.
+type ExitNetworking struct{}
+
+// StartExitNetworking is not supported on this platform yet.
+func StartExitNetworking(ExitConfig) (*ExitNetworking, error) {
+	return nil, fmt.Errorf("exit networking: %w", ErrUnsupported)
+}
+
+// SetPolicy is not supported on this platform yet.
+func (*ExitNetworking) SetPolicy(*ExitPolicy) error {
+	return fmt.Errorf("exit networking: %w", ErrUnsupported)
+}
+
+// Rejected is not supported on this platform yet.
+func (*ExitNetworking) Rejected() (map[string]Counter, error) {
+	return nil, fmt.Errorf("exit networking: %w", ErrUnsupported)
+}
+
+// Stop does nothing: nothing was started.
+func (*ExitNetworking) Stop() error { return nil }
+
+func restoreExit(*exitRecord) error { return fmt.Errorf("exit networking: %w", ErrUnsupported) }

@@ -1,0 +1,85 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// KillSwitchTable is the nftables table (family inet) that holds the kill
+// switch. Nothing else of the ruleset is touched.
+const KillSwitchTable = "nymvpn"
+
+// Protocol is the transport protocol of an allowed endpoint.
+type Protocol uint8
+
+// Transport protocols, by their IP protocol numbers.
+const (
+	AnyProtocol Protocol = 0 // TCP and UDP
+	TCP         Protocol = 6
+	UDP         Protocol = 17
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case AnyProtocol:
+		return "tcp+udp"
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return fmt.Sprintf("protocol(%d)", uint8(p))
+}
+
+// Endpoint is a remote address the kill switch lets through outside the
+// tunnel: the entry gateway, and the directory while connecting.
+type Endpoint struct {
+	Addr     netip.AddrPort // port 0 allows every port of the address
+	Protocol Protocol
+}
+
+// KillSwitchRules is what the kill switch lets pass besides loopback.
+type KillSwitchRules struct {
+	// TUN is the VPN's TUN interface: everything may leave through it, and
+	// replies to that traffic may come back. Empty while there is no TUN yet.
+	TUN string
+	// Allowed are the endpoints reachable outside the tunnel, both ways.
+	Allowed []Endpoint
+}
+
+func (r KillSwitchRules) validate() error {
+	if len(r.TUN) > 15 {
+		return fmt.Errorf("bad TUN name %q", r.TUN)
+	}
+	for _, e := range r.Allowed {
+		if !e.Addr.Addr().IsValid() {
+			return errors.New("invalid allowed endpoint")
+		}
+		switch e.Protocol {
+		case AnyProtocol, TCP, UDP:
+		default:
+			return fmt.Errorf("allowed endpoint %s: unsupported %s", e.Addr, e.Protocol)
+		}
+	}
+	return nil
+}
+
+// Counter is a packet and byte count of an nftables rule.
+type Counter struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// Dropped counts what the kill switch dropped, per direction.
+type Dropped struct {
+	Output  Counter // sent by this host, outside the tunnel
+	Input   Counter // received outside the tunnel
+	Forward Counter // routed through this host (containers, VMs), outside the tunnel
+}
+
+// killSwitchRecord names the kill switch's table, for Restore.
+type killSwitchRecord struct {
+	NetNS uint64 `json:"netns"`
+	Table string `json:"table"`
+}

@@ -1,0 +1,12 @@
+//go:build !unix
+
+package platform
+
+import (
+	"io/fs"
+	"os"
+)
+
+// fileOwner reports the current user: files have no numeric owner here, and
+// replaceFile changes the owner only when it differs from the current one.
+func fileOwner(fs.FileInfo) (uid, gid int) { return os.Getuid(), os.Getgid() }

@@ -1,0 +1,185 @@
+package platform
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// routeLab is a namespace with an uplink veth to a router namespace
+// (default routes via 192.0.2.1 and 2001:db8:1::1) and a TUN nymvpn0 that
+// plays the VPN's TUN.
+func routeLab(t *testing.T, suffix string) (ns string, listing func() string) {
+	ns = newNS(t, suffix)
+	router := newNS(t, suffix+"g")
+	vethPair(t, ns, "up0", router, "down0")
+	ipNS(t, router, "addr", "add", "192.0.2.1/24", "dev", "down0")
+	ipNS(t, router, "addr", "add", "2001:db8:1::1/64", "dev", "down0", "nodad")
+	ipNS(t, ns, "addr", "add", "192.0.2.2/24", "dev", "up0")
+	ipNS(t, ns, "addr", "add", "2001:db8:1::2/64", "dev", "up0", "nodad")
+	ipNS(t, ns, "route", "add", "default", "via", "192.0.2.1")
+	ipNS(t, ns, "-6", "route", "add", "default", "via", "2001:db8:1::1")
+	ipNS(t, ns, "tuntap", "add", "dev", "nymvpn0", "mode", "tun")
+	listing = func() string {
+		// The qdisc the kernel attaches when a link first goes up stays
+		// after it goes down again; it is not ours to compare.
+		link := qdisc.ReplaceAllString(ipNS(t, ns, "addr", "show", "nymvpn0"), "")
+		return ipNS(t, ns, "-4", "route", "show", "table", "all") + ipNS(t, ns, "-6", "route", "show", "table", "all") + link
+	}
+	return ns, listing
+}
+
+var qdisc = regexp.MustCompile(`qdisc \S+ `)
+
+var testRouteConfig = RouteConfig{
+	TUN:       "nymvpn0",
+	Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.7/32"), netip.MustParsePrefix("fc00::7/128")},
+	Exceptions: []netip.Addr{
+		netip.MustParseAddr("198.51.100.10"), // the entry gateway
+		netip.MustParseAddr("2001:db8:2::10"),
+		netip.MustParseAddr("192.0.2.77"), // on the uplink's own subnet
+	},
+}
+
+func routeGet(t *testing.T, ns, addr string) string {
+	t.Helper()
+	return ipNS(t, ns, "route", "get", addr)
+}
+
+func TestRoutesSendEverythingThroughTheTUNButTheExceptions(t *testing.T) {
+	requireNetAdmin(t)
+	ns, listing := routeLab(t, "r")
+	before := listing()
+	cfg := testRouteConfig
+	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+
+	var routes *Routes
+	mustInNS(t, ns, func() error {
+		var err error
+		routes, err = ApplyRoutes(cfg)
+		return err
+	})
+
+	for _, dst := range []string{"203.0.113.5", "8.8.8.8", "198.51.100.11", "2001:db8:5::1", "2606:4700::1111"} {
+		if got := routeGet(t, ns, dst); !strings.Contains(got, "dev nymvpn0") {
+			t.Errorf("route to %s does not go through the TUN: %s", dst, got)
+		}
+	}
+	for dst, want := range map[string]string{
+		"198.51.100.10":  "via 192.0.2.1 dev up0",
+		"2001:db8:2::10": "via 2001:db8:1::1 dev up0",
+		"192.0.2.77":     "dev up0",
+	} {
+		if got := routeGet(t, ns, dst); !strings.Contains(got, want) {
+			t.Errorf("exception %s: route %q, want %q", dst, got, want)
+		}
+	}
+	if got := ipNS(t, ns, "addr", "show", "nymvpn0"); !strings.Contains(got, "10.0.0.7/32") || !strings.Contains(got, "fc00::7/128") {
+		t.Errorf("TUN addresses missing:\n%s", got)
+	}
+	if _, err := os.Stat(cfg.StatePath); err != nil {
+		t.Errorf("no state file while routes are applied: %v", err)
+	}
+
+	// Remove from this goroutine, which is not in the namespace: the
+	// Routes value is bound to the namespace it was made in.
+	if err := routes.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := listing(); after != before {
+		t.Errorf("routes not restored exactly:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if _, err := os.Stat(cfg.StatePath); !os.IsNotExist(err) {
+		t.Errorf("state file still present after Remove: %v", err)
+	}
+	if err := routes.Remove(); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+}
+
+func TestRestoreUndoesRoutesOfACrashedRun(t *testing.T) {
+	requireNetAdmin(t)
+	ns, listing := routeLab(t, "rc")
+	before := listing()
+	cfg := testRouteConfig
+	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	mustInNS(t, ns, func() error {
+		_, err := ApplyRoutes(cfg) // "crashes": never removed
+		return err
+	})
+
+	// Restore acts on the calling thread's namespace; here that is the
+	// host's, and it must refuse rather than delete routes there.
+	if err := Restore(cfg.StatePath); err == nil || !strings.Contains(err.Error(), "namespace") {
+		t.Fatalf("Restore in the wrong namespace: err = %v, want a refusal", err)
+	}
+	if got := routeGet(t, ns, "203.0.113.5"); !strings.Contains(got, "dev nymvpn0") {
+		t.Fatalf("refused Restore changed the routes: %s", got)
+	}
+
+	mustInNS(t, ns, func() error { return Restore(cfg.StatePath) })
+	if after := listing(); after != before {
+		t.Errorf("Restore did not undo the routes:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	mustInNS(t, ns, func() error { return Restore(cfg.StatePath) }) // idempotent
+}
+
+func TestApplyRoutesTakesOverLeftoversOfACrashedRun(t *testing.T) {
+	requireNetAdmin(t)
+	ns, listing := routeLab(t, "rt")
+	before := listing()
+	cfg := testRouteConfig
+	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	var routes *Routes
+	mustInNS(t, ns, func() error {
+		if _, err := ApplyRoutes(cfg); err != nil { // crashed run
+			return err
+		}
+		var err error
+		routes, err = ApplyRoutes(cfg) // the restarted daemon
+		return err
+	})
+	if err := routes.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := listing(); after != before {
+		t.Errorf("leftovers not removed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestRoutesBlockIPv6WhenTheTUNCannotCarryIt: a TUN without IPv6 must not
+// leave IPv6 on the original default route, where it would leak.
+func TestRoutesBlockIPv6WhenTheTUNCannotCarryIt(t *testing.T) {
+	requireNetAdmin(t)
+	ns, listing := routeLab(t, "r6")
+	sh(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.nymvpn0.disable_ipv6=1")
+	before := listing()
+	cfg := testRouteConfig
+	cfg.Addresses = cfg.Addresses[:1] // IPv4 only
+	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	var routes *Routes
+	mustInNS(t, ns, func() error {
+		var err error
+		routes, err = ApplyRoutes(cfg)
+		return err
+	})
+	if out, err := exec.Command("ip", "-n", ns, "route", "get", "2001:db8:5::1").CombinedOutput(); err == nil && !strings.Contains(string(out), "unreachable") {
+		t.Errorf("IPv6 still routed outside the tunnel: %s", out)
+	}
+	if got := routeGet(t, ns, "2001:db8:2::10"); !strings.Contains(got, "dev up0") {
+		t.Errorf("IPv6 exception blocked too: %s", got)
+	}
+	if got := routeGet(t, ns, "203.0.113.5"); !strings.Contains(got, "dev nymvpn0") {
+		t.Errorf("IPv4 not through the TUN: %s", got)
+	}
+	if err := routes.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := listing(); after != before {
+		t.Errorf("not restored:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
