@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nym-go/nym/mixnet/sphinx"
+	"github.com/nym-go/nym/tun/ippkt"
 )
 
 func TestMaxIPPacket(t *testing.T) {
@@ -142,18 +143,18 @@ func TestSplitBundle(t *testing.T) {
 
 func TestParseIPPorts(t *testing.T) {
 	src4, dst4 := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("192.0.2.9")
-	tcp := ipv4Packet(t, src4, dst4, protoTCP, 8443, nil)
+	tcp := ipv4Packet(t, src4, dst4, ippkt.ProtoTCP, 8443, nil)
 	icmp := ipv4Packet(t, src4, dst4, 1, 0, []byte("ping"))
 	frag := append([]byte(nil), tcp...)
 	binary.BigEndian.PutUint16(frag[6:], 185) // a later fragment: its "port" is payload
 	src6, dst6 := netip.MustParseAddr("fc00::2"), netip.MustParseAddr("2001:db8::9")
-	udp := ipv6Packet(t, src6, dst6, protoUDP, 53, []byte("q"))
+	udp := ipv6Packet(t, src6, dst6, ippkt.ProtoUDP, 53, []byte("q"))
 	// The same UDP datagram behind a hop-by-hop and a fragment header.
 	ext := make([]byte, 0, len(udp)+16)
 	ext = append(ext, udp[:40]...)
 	ext[6] = protoHopByHop
-	ext = append(ext, protoFragment, 0, 1, 4, 0, 0, 0, 0) // hop-by-hop: PadN
-	ext = append(ext, protoUDP, 0, 0, 0, 0, 0, 0, 1)      // fragment: offset 0
+	ext = append(ext, protoFragment, 0, 1, 4, 0, 0, 0, 0)  // hop-by-hop: PadN
+	ext = append(ext, ippkt.ProtoUDP, 0, 0, 0, 0, 0, 0, 1) // fragment: offset 0
 	ext = append(ext, udp[40:]...)
 	binary.BigEndian.PutUint16(ext[4:], uint16(len(ext)-40))
 	laterFrag := append([]byte(nil), ext...)
@@ -165,12 +166,12 @@ func TestParseIPPorts(t *testing.T) {
 		proto uint8
 		port  uint16
 	}{
-		{"tcp", tcp, protoTCP, 8443},
+		{"tcp", tcp, ippkt.ProtoTCP, 8443},
 		{"icmp", icmp, 1, 0},
-		{"ipv4 later fragment", frag, protoTCP, 0},
-		{"udp6", udp, protoUDP, 53},
-		{"udp6 behind extension headers", ext, protoUDP, 53},
-		{"ipv6 later fragment", laterFrag, protoUDP, 0},
+		{"ipv4 later fragment", frag, ippkt.ProtoTCP, 0},
+		{"udp6", udp, ippkt.ProtoUDP, 53},
+		{"udp6 behind extension headers", ext, ippkt.ProtoUDP, 53},
+		{"ipv6 later fragment", laterFrag, ippkt.ProtoUDP, 0},
 	}
 	for _, tt := range tests {
 		h, err := parseIP(tt.pkt)
@@ -185,3 +186,9 @@ func TestParseIPPorts(t *testing.T) {
 		t.Error("overlong extension header parsed")
 	}
 }
+
+// IPv6 extension header numbers the tests build packets with.
+const (
+	protoHopByHop = 0
+	protoFragment = 44
+)

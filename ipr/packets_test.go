@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/nym-go/nym/tun/ippkt"
 )
 
 // Real IPv4 and IPv6 packets for the tests, with correct lengths and
@@ -37,13 +39,13 @@ func checksum(parts ...[]byte) uint16 {
 // field is left zero for fillChecksum.
 func transport(proto uint8, dstPort uint16, payload []byte) (seg []byte, csumAt int) {
 	switch proto {
-	case protoUDP:
+	case ippkt.ProtoUDP:
 		seg = make([]byte, 8, 8+len(payload))
 		binary.BigEndian.PutUint16(seg[0:], 40000)
 		binary.BigEndian.PutUint16(seg[2:], dstPort)
 		binary.BigEndian.PutUint16(seg[4:], uint16(8+len(payload)))
 		return append(seg, payload...), 6
-	case protoTCP:
+	case ippkt.ProtoTCP:
 		seg = make([]byte, 20, 20+len(payload))
 		binary.BigEndian.PutUint16(seg[0:], 40000)
 		binary.BigEndian.PutUint16(seg[2:], dstPort)
@@ -81,7 +83,7 @@ func ipv4Packet(t testing.TB, src, dst netip.Addr, proto uint8, dstPort uint16, 
 	copy(h[12:], s[:])
 	copy(h[16:], d[:])
 	binary.BigEndian.PutUint16(h[10:], checksum(h))
-	if proto == protoUDP || proto == protoTCP {
+	if proto == ippkt.ProtoUDP || proto == ippkt.ProtoTCP {
 		pseudo := make([]byte, 12)
 		copy(pseudo, s[:])
 		copy(pseudo[4:], d[:])
@@ -119,24 +121,24 @@ func ipv6Packet(t testing.TB, src, dst netip.Addr, proto uint8, dstPort uint16, 
 
 // udp4 and udp6 are the common case.
 func udp4(t testing.TB, src, dst string, port uint16, payload string) []byte {
-	return ipv4Packet(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), protoUDP, port, []byte(payload))
+	return ipv4Packet(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func udp6(t testing.TB, src, dst string, port uint16, payload string) []byte {
-	return ipv6Packet(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), protoUDP, port, []byte(payload))
+	return ipv6Packet(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func TestTestPacketsAreValid(t *testing.T) {
-	p4 := ipv4Packet(t, netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("192.0.2.1"), protoTCP, 443, []byte("hi"))
+	p4 := ipv4Packet(t, netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoTCP, 443, []byte("hi"))
 	if checksum(p4[:20]) != 0 {
 		t.Fatal("IPv4 header checksum does not verify")
 	}
-	pseudo := append(append(append([]byte{}, p4[12:20]...), 0, protoTCP), 0, byte(len(p4)-20))
+	pseudo := append(append(append([]byte{}, p4[12:20]...), 0, ippkt.ProtoTCP), 0, byte(len(p4)-20))
 	if checksum(pseudo, p4[20:]) != 0 {
 		t.Fatal("TCP checksum does not verify")
 	}
 	h, err := parseIP(p4)
-	if err != nil || h.dstPort != 443 || h.proto != protoTCP {
+	if err != nil || h.dstPort != 443 || h.proto != ippkt.ProtoTCP {
 		t.Fatalf("parseIP = %+v, %v", h, err)
 	}
 	p6 := udp6(t, "fc00::2", "2001:db8::1", 53, "q")

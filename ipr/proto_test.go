@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nym-go/nym/tun/ippkt"
 )
 
 var (
@@ -63,8 +65,8 @@ func TestResponseRoundTrip(t *testing.T) {
 		{"pong", &Pong{ID: 5}},
 		{"data", &DataDown{Seq: 9, Backlog: 3, Bundle: []byte{0, 1, 0x60}}},
 		{"info plain", &Info{Code: InfoLowSURBs, Text: "3 SURBs left"}},
-		{"info v4", &Info{Code: InfoPolicyRefused, Dest: netip.MustParseAddrPort("192.0.2.1:25"), Proto: protoTCP, Text: "port 25 is closed"}},
-		{"info v6", &Info{Code: InfoPolicyRefused, Dest: netip.MustParseAddrPort("[2001:db8::1]:25"), Proto: protoTCP}},
+		{"info v4", &Info{Code: InfoPolicyRefused, Dest: netip.MustParseAddrPort("192.0.2.1:25"), Proto: ippkt.ProtoTCP, Text: "port 25 is closed"}},
+		{"info v6", &Info{Code: InfoPolicyRefused, Dest: netip.MustParseAddrPort("[2001:db8::1]:25"), Proto: ippkt.ProtoTCP}},
 		{"unrequested disconnect", &UnrequestedDisconnect{Reason: ReasonIdle}},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/sphinx"
+	"github.com/nym-go/nym/tun/ippkt"
 )
 
 // memTUN is an in-memory TUN that records every packet written to it.
@@ -219,11 +220,11 @@ func (c *testClient) pull() []*DataDown {
 }
 
 func (c *testClient) v4(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv4Packet(t, c.addrs.V4, netip.MustParseAddr(dst), protoUDP, port, []byte(payload))
+	return ipv4Packet(t, c.addrs.V4, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func (c *testClient) v6(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv6Packet(t, c.addrs.V6, netip.MustParseAddr(dst), protoUDP, port, []byte(payload))
+	return ipv6Packet(t, c.addrs.V6, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func samePackets(t *testing.T, got, want [][]byte) {
@@ -270,10 +271,10 @@ func TestRouterEndToEnd(t *testing.T) {
 	var down [][]byte
 	for i := range 40 {
 		down = append(down,
-			ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, protoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
-			ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, protoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
+			ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
+			ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
 	}
-	stray := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), protoUDP, 1, nil)
+	stray := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
 	e.r.FromTUN(append(down[:len(down):len(down)], stray))
 	e.mu.Lock()
 	readyCalls := e.ready[c.key]
@@ -315,9 +316,9 @@ func TestRouterDropsSpoofedSources(t *testing.T) {
 	a.mustConnect()
 	b.mustConnect()
 	good := a.v4(t, "192.0.2.1", 53, "mine")
-	spoofV4 := ipv4Packet(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), protoUDP, 53, []byte("b's address"))
-	spoofV6 := ipv6Packet(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), protoUDP, 53, nil)
-	wrongFamily := ipv4Packet(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), protoUDP, 53, nil)
+	spoofV4 := ipv4Packet(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, []byte("b's address"))
+	spoofV6 := ipv6Packet(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), ippkt.ProtoUDP, 53, nil)
+	wrongFamily := ipv4Packet(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, nil)
 	a.data(spoofV4, good, spoofV6, wrongFamily)
 	samePackets(t, e.tun.take(), [][]byte{good})
 	if n := e.r.Stats().Drops[DropSpoofed]; n != 3 {
@@ -330,7 +331,7 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	e := newTestExit(t, func(c *Config) {
 		c.Policy = func(dst netip.AddrPort, proto uint8) (bool, string) {
 			asked = append(asked, dst)
-			if dst.Port() == 25 && proto == protoTCP {
+			if dst.Port() == 25 && proto == ippkt.ProtoTCP {
 				return false, "SMTP is not allowed from this exit"
 			}
 			return true, ""
@@ -338,13 +339,13 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	})
 	c := e.client(1)
 	c.mustConnect()
-	smtp := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), protoTCP, 25, nil)
-	web := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), protoTCP, 443, nil)
+	smtp := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), ippkt.ProtoTCP, 25, nil)
+	web := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), ippkt.ProtoTCP, 443, nil)
 	c.data(smtp, web)
 	samePackets(t, e.tun.take(), [][]byte{web})
 	info, ok := e.lastResponse(c.key).(*Info)
 	if !ok || info.Code != InfoPolicyRefused || info.Dest != netip.MustParseAddrPort("192.0.2.25:25") ||
-		info.Proto != protoTCP || info.Text != "SMTP is not allowed from this exit" {
+		info.Proto != ippkt.ProtoTCP || info.Text != "SMTP is not allowed from this exit" {
 		t.Fatalf("info %+v", info)
 	}
 	if len(asked) != 2 {
@@ -512,7 +513,7 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 	// The internet sends 100 packets/s of 1000 bytes; the transport pulls
 	// one bundle (one packet) every 20 ms: a standing queue.
 	for range 300 {
-		e.r.FromTUN([][]byte{ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, protoUDP, 1, make([]byte, 972))})
+		e.r.FromTUN([][]byte{ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
 		e.clock.advance(10 * time.Millisecond)
 		if e.clock.Now().Sub(t0)%(20*time.Millisecond) == 0 {
 			if _, ok := e.r.NextBundle(c.key); !ok {
@@ -560,7 +561,7 @@ func TestRouterCountsFailures(t *testing.T) {
 	e.refuse[c.key] = true
 	e.mu.Unlock()
 	c.send(&Ping{ID: 1})
-	tooBig := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, protoUDP, 1, make([]byte, MaxIPPacket(testCapacity)))
+	tooBig := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, MaxIPPacket(testCapacity)))
 	e.r.FromTUN([][]byte{tooBig})
 	s := e.r.Stats()
 	if s.Drops[DropTUNWrite] != 1 || s.RepliesFailed != 1 || s.Drops[DropTooBig] != 1 {
@@ -605,7 +606,7 @@ func TestRouterConcurrent(t *testing.T) {
 		})
 		wg.Go(func() {
 			for i := range rounds {
-				e.r.FromTUN([][]byte{ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, protoUDP, 1, []byte{byte(i)})})
+				e.r.FromTUN([][]byte{ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoUDP, 1, []byte{byte(i)})})
 			}
 		})
 		wg.Go(func() {

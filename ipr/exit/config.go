@@ -1,0 +1,158 @@
+package exit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/platform"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultTUNName        = "nymtun0"
+	IdentityFileName      = "router.key"
+	StateFileName         = "exit-network.state"
+	DefaultControlTimeout = time.Second
+	DefaultReplyWait      = 2 * time.Second
+	DefaultRetryInterval  = 20 * time.Millisecond
+	// lowSURBWait: a reply that waited this long for SURBs found the
+	// sender's supply empty, and the client library had to ask for more.
+	lowSURBWait = 20 * time.Millisecond
+)
+
+// ServiceLoopix is the traffic shaping of the router's own mixnet client:
+// Nym's per-hop delay, but no Poisson send stream and no cover streams.
+//
+// Why: almost everything the router sends is a reply through a SURB that a
+// VPN client made and paid for with its own upstream Poisson slots; those
+// clients' streams (and their cover) are what hides the traffic pattern.
+// A Poisson stream here would cap every client of the exit together at one
+// client's rate (Nym's 50 packets/s), and cover from a well-known service
+// hides nothing about which client is talking.
+func ServiceLoopix() client.Loopix {
+	return client.Loopix{HopDelay: client.NymDefaults().HopDelay}
+}
+
+// Config configures a Service. Zero fields take the documented defaults.
+type Config struct {
+	// DataDir is the node's data directory: router.key and the networking
+	// state file live there. Required unless IdentityFile, Identity and
+	// StatePath are all given.
+	DataDir string
+	// Identity overrides the key in IdentityFile (default DataDir/router.key).
+	Identity     *link.KeyPair
+	IdentityFile string
+
+	// DirectoryURL and DirectoryKey name the directory. Required.
+	DirectoryURL string
+	DirectoryKey ed25519.PublicKey
+	// Gateway is this node's identity: the router connects to its own
+	// gateway. Required.
+	Gateway directory.Key
+	// Loopix is the router client's shaping; nil means ServiceLoopix().
+	Loopix *client.Loopix
+	// SURBs is the router client's SURB policy.
+	SURBs client.SURBPolicy
+	// DialContext and HTTPClient, when set, are handed to the mixnet client.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	HTTPClient  *http.Client
+
+	// TUNName is the exit TUN's name; default nymtun0.
+	TUNName string
+	// Uplink is the interface toward the internet (masquerade); empty lets
+	// platform masquerade out of every interface but the TUN.
+	Uplink string
+	// StatePath records the host changes for platform.Restore; default
+	// DataDir/exit-network.state.
+	StatePath string
+	// Policy is the operator's exit policy; nil accepts what the built-in
+	// rejections let through.
+	Policy *platform.ExitPolicy
+	// AllowPrivate lets clients reach these private ranges (tests only).
+	AllowPrivate []netip.Prefix
+	// InNetNS, when set, runs fn on an OS thread of the network namespace
+	// the exit's TUN and nftables belong in (tests put the exit in its own
+	// namespace). Nil runs fn in the calling namespace.
+	InNetNS func(fn func() error) error
+
+	// Router holds the ipr.Router settings beyond the ones the service
+	// sets itself (PayloadCapacity, TUN, Reply, Ready, Policy).
+	Router ipr.Config
+
+	// ControlTimeout bounds a control reply (ConnectOK, Pong, ...): the
+	// router calls it from the request path. Default 1 s.
+	ControlTimeout time.Duration
+	// ReplyWait bounds how long a downstream bundle waits for a SURB;
+	// after that it is dropped and the session is retried later.
+	// Default 2 s.
+	ReplyWait time.Duration
+	// RetryInterval is how often sessions whose pump stopped on a failed
+	// reply are tried again. Default 20 ms.
+	RetryInterval time.Duration
+
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.DirectoryURL == "" || len(c.DirectoryKey) != ed25519.PublicKeySize {
+		return errors.New("exit: directory URL and key are required")
+	}
+	if c.Gateway.IsZero() {
+		return errors.New("exit: the node's gateway identity is required")
+	}
+	if c.DataDir == "" && (c.StatePath == "" || (c.Identity == nil && c.IdentityFile == "")) {
+		return errors.New("exit: data directory is required")
+	}
+	if c.IdentityFile == "" {
+		c.IdentityFile = filepath.Join(c.DataDir, IdentityFileName)
+	}
+	if c.StatePath == "" {
+		c.StatePath = filepath.Join(c.DataDir, StateFileName)
+	}
+	if c.TUNName == "" {
+		c.TUNName = DefaultTUNName
+	}
+	if c.Loopix == nil {
+		l := ServiceLoopix()
+		c.Loopix = &l
+	}
+	if c.ControlTimeout <= 0 {
+		c.ControlTimeout = DefaultControlTimeout
+	}
+	if c.ReplyWait <= 0 {
+		c.ReplyWait = DefaultReplyWait
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.InNetNS == nil {
+		c.InNetNS = func(fn func() error) error { return fn() }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// LoadOrCreateIdentity loads the router's identity from dataDir/router.key,
+// creating it (mode 0600) on first use. Its public key is what the node
+// announces as its RouterKey.
+func LoadOrCreateIdentity(dataDir string) (link.KeyPair, error) {
+	kp, err := client.LoadOrCreateIdentity(filepath.Join(dataDir, IdentityFileName))
+	if err != nil {
+		return kp, fmt.Errorf("exit: router identity: %w", err)
+	}
+	return kp, nil
+}

@@ -1,0 +1,249 @@
+package exit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/tun/ippkt"
+)
+
+// TestExitRoutesThroughNamespaces runs the exit's router for real:
+//
+//	test namespace: directory + nodes on loopback, the VPN test client and
+//	  the router's mixnet client (all mixnet sockets)
+//	ipx<pid>-e (exit): the router's TUN ipx<pid>t, nftables, forwarding;
+//	  uplink ipx<pid>xi 198.51.100.1/24
+//	ipx<pid>-i ("internet"): ipx<pid>ix 198.51.100.2/24, a UDP server that
+//	  answers with the source address it saw; no route to the clients'
+//	  10.0.0.0/16, so its answer only comes back through the exit's NAT.
+//
+// The router's mixnet client may live outside the exit namespace because
+// only the TUN and the nftables rules have to be there (Config.InNetNS).
+func TestExitRoutesThroughNamespaces(t *testing.T) {
+	needRoot(t)
+	pid := os.Getpid() % 1000000
+	exitName, inetName := fmt.Sprintf("ipx%d-e", pid), fmt.Sprintf("ipx%d-i", pid)
+	uplink, inetLink, tunName := fmt.Sprintf("ipx%dxi", pid), fmt.Sprintf("ipx%dix", pid), fmt.Sprintf("ipx%dt", pid)
+	exitNS, inetNS := newNS(t, exitName), newNS(t, inetName)
+	ip(t, "-n", exitName, "link", "add", uplink, "type", "veth", "peer", "name", inetLink, "netns", inetName)
+	ip(t, "-n", exitName, "addr", "add", "198.51.100.1/24", "dev", uplink)
+	ip(t, "-n", exitName, "link", "set", uplink, "up")
+	ip(t, "-n", inetName, "addr", "add", "198.51.100.2/24", "dev", inetLink)
+	ip(t, "-n", inetName, "link", "set", inetLink, "up")
+
+	server := netip.MustParseAddrPort("198.51.100.2:7777")
+	var conn *net.UDPConn
+	if err := inNS(inetNS, func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(server))
+		return err
+	}); err != nil {
+		t.Fatalf("internet server: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	go serveWhoAmI(conn)
+
+	dataDir := t.TempDir()
+	routerID, err := LoadOrCreateIdentity(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mix := startMiniNet(t, routerID.Public)
+	top, err := mix.topology()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Exit) != 1 || top.Exit[0].RouterKey == nil || *top.Exit[0].RouterKey != directory.Key(routerID.Public) {
+		t.Fatalf("exit does not announce the router key: %+v", top.Exit)
+	}
+
+	svc, err := New(Config{
+		DataDir:      dataDir,
+		DirectoryURL: mix.DirectoryURL,
+		DirectoryKey: mix.DirectoryKey,
+		Gateway:      directory.Key(mix.Exit.Identity()),
+		Loopix:       &client.Loopix{}, // no mixing delay: a quick test
+		TUNName:      tunName,
+		Uplink:       uplink,
+		InNetNS:      func(fn func() error) error { return inNS(exitNS, fn) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- svc.Run(ctx) }()
+	stopped := false
+	stopService := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		stop()
+		select {
+		case err := <-svcDone:
+			return err
+		case <-time.After(20 * time.Second):
+			return errors.New("service did not stop")
+		}
+	}
+	t.Cleanup(func() {
+		if err := stopService(); err != nil {
+			t.Errorf("service: %v", err)
+		}
+	})
+	waitUp(t, svc, svcDone)
+
+	// The VPN client: a plain mixnet client speaking the ipr protocol.
+	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer ccancel()
+	vpn, err := client.Connect(cctx, client.Config{DirectoryURL: mix.DirectoryURL, DirectoryKey: mix.DirectoryKey, Loopix: &client.Loopix{}})
+	if err != nil {
+		t.Fatalf("VPN client: %v", err)
+	}
+	defer vpn.Close()
+	to := client.Address{Identity: [32]byte(*top.Exit[0].RouterKey), Gateway: top.Exit[0].Identity}
+
+	connect := &ipr.Connect{RequestID: 7}
+	rand.Read(connect.Nonce[:])
+	send(t, cctx, vpn, to, connect, 10)
+	ok := waitResponse[*ipr.ConnectOK](t, cctx, vpn)
+	if ok.RequestID != 7 || !ipr.ClientNetV4.Contains(ok.Addrs.V4) || int(ok.MTU) != ipr.MaxIPPacket(svc.Client().ReplyCapacity()) {
+		t.Fatalf("ConnectOK = %+v", ok)
+	}
+
+	src := netip.AddrPortFrom(ok.Addrs.V4, 40000)
+	enc := ipr.NewBundleEncoder(1500) // SendWithReplySURBs fragments as needed
+	enc.Reset(nil)
+	if err := enc.Add(udp4(src, server, []byte("hello"))); err != nil {
+		t.Fatal(err)
+	}
+	send(t, cctx, vpn, to, &ipr.DataUp{Seq: 0, Bundle: enc.Bytes()}, 20)
+
+	data := waitResponse[*ipr.DataDown](t, cctx, vpn)
+	pkts, bad := ipr.SplitBundle(data.Bundle, nil)
+	if bad != 0 || len(pkts) != 1 {
+		t.Fatalf("downstream bundle: %d packets, %d malformed", len(pkts), bad)
+	}
+	p, err := ippkt.Parse(pkts[0])
+	if err != nil || p.Protocol != ippkt.ProtoUDP || p.Src != server.Addr() || p.Dst != ok.Addrs.V4 || p.DstPort != src.Port() {
+		t.Fatalf("reply packet %+v (%v)", p, err)
+	}
+	// The internet saw the exit's uplink address, not the client's.
+	if got := string(pkts[0][p.HeaderLen+8 : p.TotalLen]); !strings.HasPrefix(got, "198.51.100.1:") {
+		t.Fatalf("internet saw %q, want the exit's address 198.51.100.1", got)
+	}
+	if st := svc.Stats().Router; st.PacketsUp != 1 || st.PacketsDown != 1 {
+		t.Errorf("router stats: up %d, down %d", st.PacketsUp, st.PacketsDown)
+	}
+
+	// On stop the TUN goes and forwarding is put back.
+	if err := stopService(); err != nil {
+		t.Fatalf("service: %v", err)
+	}
+	if out, err := exec.Command("ip", "-n", exitName, "link", "show", tunName).CombinedOutput(); err == nil {
+		t.Errorf("TUN %s still there after stop: %s", tunName, out)
+	}
+	out, err := exec.Command("ip", "netns", "exec", exitName, "cat", "/proc/sys/net/ipv4/ip_forward").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("ip_forward after stop = %q (%v), want 0", out, err)
+	}
+}
+
+// serveWhoAmI answers each datagram with the address it came from.
+func serveWhoAmI(c *net.UDPConn) {
+	buf := make([]byte, 2048)
+	for {
+		_, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		c.WriteToUDPAddrPort([]byte(from.String()), from)
+	}
+}
+
+func waitUp(t *testing.T, svc *Service, done <-chan error) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("service stopped: %v", err)
+		default:
+		}
+		if svc.Router() != nil {
+			return
+		}
+	}
+	t.Fatal("service not up after 30 s")
+}
+
+func send(t *testing.T, ctx context.Context, c *client.Client, to client.Address, r ipr.Request, surbs int) {
+	t.Helper()
+	msg, err := ipr.MarshalRequest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendWithReplySURBs(ctx, to, msg, surbs); err != nil {
+		t.Fatalf("send %T: %v", r, err)
+	}
+}
+
+// waitResponse returns the first response of type T, skipping others.
+func waitResponse[T ipr.Response](t *testing.T, ctx context.Context, c *client.Client) T {
+	t.Helper()
+	for {
+		select {
+		case <-ctx.Done():
+			var zero T
+			t.Fatalf("no %T: %v", zero, ctx.Err())
+		case m := <-c.Receive():
+			r, err := ipr.ParseResponse(m.Data)
+			if err != nil {
+				t.Fatalf("response: %v", err)
+			}
+			if v, ok := r.(T); ok {
+				return v
+			}
+			t.Logf("skipping %T %+v", r, r)
+		}
+	}
+}
+
+// udp4 builds an IPv4 UDP packet (UDP checksum 0: none, allowed on IPv4).
+func udp4(src, dst netip.AddrPort, payload []byte) []byte {
+	b := make([]byte, 28+len(payload))
+	b[0], b[8], b[9] = 0x45, 64, ippkt.ProtoUDP
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	binary.BigEndian.PutUint16(b[10:], ^checksum(b[:20]))
+	binary.BigEndian.PutUint16(b[20:], src.Port())
+	binary.BigEndian.PutUint16(b[22:], dst.Port())
+	binary.BigEndian.PutUint16(b[24:], uint16(8+len(payload)))
+	copy(b[28:], payload)
+	return b
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}

@@ -1,0 +1,46 @@
+package exit
+
+import (
+	"net/netip"
+
+	"github.com/nym-go/nym/platform"
+)
+
+const smtpPort = 25
+
+// routerPolicy is the ipr.Config.Policy of the exit: the same decisions as
+// platform's nftables rules (private ranges, SMTP, the operator's list), made
+// before the packet reaches the TUN so that the client hears why in an Info
+// instead of waiting for a timeout. The nftables rules stay the enforcement;
+// the exit host's own addresses are left to them.
+func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix) func(netip.AddrPort, uint8) (bool, string) {
+	return func(dst netip.AddrPort, proto uint8) (bool, string) {
+		a := dst.Addr().Unmap()
+		if private(a, allowPrivate) {
+			return false, "private or local destination"
+		}
+		if (proto == protoTCP) && dst.Port() == smtpPort {
+			return false, "SMTP (port 25) is not allowed"
+		}
+		if p != nil && !p.Allows(a, proto, dst.Port()) {
+			return false, "refused by the exit policy"
+		}
+		return true, ""
+	}
+}
+
+const protoTCP = 6
+
+func private(a netip.Addr, allow []netip.Prefix) bool {
+	for _, p := range allow {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	for _, p := range platform.PrivateDestinations {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
