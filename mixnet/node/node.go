@@ -176,7 +176,7 @@ func (n *Node) NoiseKey() [32]byte { return n.linkKey.Public }
 // Identity is the node's identity key: its address in Sphinx headers.
 func (n *Node) Identity() [32]byte { return n.keys.IdentityKey() }
 
-// MixnetAddr, HTTPAddr and ClientsAddr are the bound listen addresses.
+// MixnetAddr is the bound address of the node-to-node listener.
 func (n *Node) MixnetAddr() string { return n.mixnetLn.Addr().String() }
 
 // HTTPAddr is the bound HTTP API address.
@@ -214,7 +214,7 @@ func (n *Node) Run(ctx context.Context) error {
 	httpSrv := &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 5 * time.Second}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5) // one per goroutine below, so none blocks on it
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
