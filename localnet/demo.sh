@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# demo.sh: bring the local network up, connect nymvpn inside the client
+# namespace, fetch pages from the pretend internet through the mixnet, show
+# what the server saw, disconnect and tear everything down. Exits non-zero,
+# naming the step, when anything does not work; it never skips a step.
+#
+# Environment: as localnet.sh, plus
+#   DEMO_CONNECT_TIMEOUT  seconds to wait for traffic to flow (default 120)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+P=${LOCALNET_PREFIX:-nym}
+STATE=${LOCALNET_DIR:-/tmp/$P-localnet}
+BIN=${LOCALNET_BIN:-$REPO/bin}
+CONNECT_TIMEOUT=${DEMO_CONNECT_TIMEOUT:-120}
+CLIENT=$P-client
+DIR_URL=http://192.0.2.10:8000
+INET4=198.51.100.2 INET6=2001:db8:1::2 EXIT4=198.51.100.1
+
+STEP="bring the local network up"
+say() { printf '\n== %s\n' "$*"; }
+fail() {
+	echo "demo FAILED at step \"$STEP\": $*" >&2
+	exit 1
+}
+step() { STEP=$1; say "$1"; }
+inclient() { ip netns exec "$CLIENT" "$@"; }
+
+[[ $(id -u) == 0 ]] || fail "must run as root: sudo make demo"
+
+# Whatever happens, take the network down again (that also stops nymvpn,
+# whose PID is recorded with the others).
+finish() {
+	local rc=$?
+	if [[ -x $BIN/nymvpn && -e /run/netns/$CLIENT ]]; then
+		inclient "$BIN/nymvpn" disconnect >/dev/null 2>&1 || true
+	fi
+	say "tear down"
+	"$HERE/localnet.sh" down || rc=1
+	if ((rc == 0)); then echo "demo OK"; else echo "demo FAILED (exit $rc); logs were in $STATE/log" >&2; fi
+	exit $rc
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+say "$STEP"
+"$HERE/localnet.sh" up
+KEY=$(cat "$STATE/directory-key")
+
+step "the client cannot reach the internet without the VPN"
+if inclient curl -s --max-time 3 "http://$INET4/" >/dev/null; then
+	fail "nym-client reached $INET4 directly; the topology leaks"
+fi
+echo "ok: $CLIENT has no path to $INET4"
+
+step "nymvpn connect"
+[[ -x $BIN/nymvpn ]] || fail "missing: $BIN/nymvpn does not exist (cmd/nymvpn is absent or does not build yet)"
+help=$("$BIN/nymvpn" connect --help 2>&1) ||
+	fail "missing: '$BIN/nymvpn connect --help' fails: $(echo "$help" | head -3)"
+args=(connect --directory "$DIR_URL" --directory-key "$KEY")
+# Point nymvpn's DNS at the internet's resolver and at the namespace's own
+# resolv.conf (which `ip netns exec` mounts over /etc/resolv.conf), when it
+# has flags for them; otherwise its defaults apply.
+[[ $help == *--dns* ]] && args+=(--dns "$INET4")
+[[ $help == *--resolv-conf* ]] && args+=(--resolv-conf "/etc/netns/$CLIENT/resolv.conf")
+echo "+ ip netns exec $CLIENT nymvpn ${args[*]}"
+# connect may stay in the foreground or return once connected; run it in the
+# background either way and record it so localnet.sh down stops it.
+ip netns exec "$CLIENT" "$BIN/nymvpn" "${args[@]}" </dev/null >"$STATE/log/nymvpn.log" 2>&1 &
+vpn=$!
+echo "$vpn $CLIENT" >"$STATE/pids/nymvpn"
+
+step "traffic flows through the tunnel"
+deadline=$((SECONDS + CONNECT_TIMEOUT)) vpn_done=
+until page=$(inclient curl -s --max-time 5 "http://$INET4/"); do
+	# A connect that returns once connected is fine; one that fails is not.
+	if [[ -z $vpn_done ]] && ! kill -0 "$vpn" 2>/dev/null; then
+		vpn_done=1
+		wait "$vpn" || { tail -20 "$STATE/log/nymvpn.log" >&2; fail "nymvpn connect exited with an error (log above)"; }
+	fi
+	if ((SECONDS >= deadline)); then
+		tail -20 "$STATE/log/nymvpn.log" >&2
+		inclient "$BIN/nymvpn" status >&2 || true
+		fail "no answer from http://$INET4/ through the tunnel in ${CONNECT_TIMEOUT}s"
+	fi
+	sleep 1
+done
+inclient "$BIN/nymvpn" status || fail "nymvpn status fails while connected"
+
+step "fetch http://$INET4/ through the tunnel"
+echo "server said: $page"
+[[ $page == *"you are $EXIT4:"* ]] || fail "the server did not see the exit's address $EXIT4"
+
+step "fetch http://internet.test/ (DNS through the tunnel)"
+page=$(inclient curl -4 -s --max-time 20 http://internet.test/) ||
+	fail "curl http://internet.test/ failed; $CLIENT's resolv.conf: $(tr '\n' ' ' <"/etc/netns/$CLIENT/resolv.conf")"
+echo "server said: $page"
+[[ $page == *"you are $EXIT4:"* ]] || fail "the server did not see the exit's address $EXIT4"
+
+step "download 1 MiB and check its SHA-256"
+want=$("$BIN/nym-localnet" sha256)
+start=$SECONDS
+got=$(inclient curl -sf --max-time 120 "http://$INET4/1MiB" | sha256sum | cut -d' ' -f1)
+[[ $got == "$want" ]] || fail "sha256 $got, want $want"
+echo "ok: sha256 $got in $((SECONDS - start))s"
+
+step "IPv6 through the tunnel (reported, not required)"
+if page=$(inclient curl -s --max-time 20 "http://[$INET6]/"); then
+	echo "server said: $page"
+else
+	echo "warning: no answer from http://[$INET6]/ through the tunnel"
+fi
+
+step "nymvpn disconnect"
+inclient "$BIN/nymvpn" disconnect || fail "nymvpn disconnect failed"
+for _ in $(seq 20); do kill -0 "$vpn" 2>/dev/null || break; sleep 0.5; done
+if inclient curl -s --max-time 3 "http://$INET4/" >/dev/null; then
+	fail "after disconnect nym-client still reaches $INET4"
+fi
+echo "ok: disconnected; $CLIENT has no path to the internet again"

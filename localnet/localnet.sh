@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# localnet.sh builds a whole mixnet plus a pretend internet out of network
+# namespaces on this machine, and takes it down again.
+#
+#   localnet.sh up       build, start everything, wait until routable
+#   localnet.sh down     stop what `up` started, delete the namespaces (idempotent)
+#   localnet.sh status   print the namespaces, addresses and how to use them
+#
+# Environment:
+#   LOCALNET_PREFIX  namespace name prefix (default nym: nym-dir, nym-entry, …)
+#   LOCALNET_DIR     state: data dirs, logs, PIDs (default /tmp/$PREFIX-localnet)
+#   LOCALNET_BIN     where the binaries are built (default <repo>/bin)
+#   LOCALNET_EPOCH   directory epoch length (default 10m)
+#   LOCALNET_TIMEOUT seconds to wait for a routable topology (default 90)
+#
+# Only documentation addresses are used and no namespace gets a default
+# route, so nothing here can reach or change the host's own network.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+P=${LOCALNET_PREFIX:-nym}
+STATE=${LOCALNET_DIR:-/tmp/$P-localnet}
+BIN=${LOCALNET_BIN:-$REPO/bin}
+EPOCH=${LOCALNET_EPOCH:-10m}
+TIMEOUT=${LOCALNET_TIMEOUT:-90}
+
+# Roles, in the order they are built. "net" holds the bridge of the mixnet
+# LAN; every other namespace but inet has one leg on it.
+ROLES=(net dir entry mix1 mix2 mix3 exit inet client)
+declare -A LAN_IP=(
+	[dir]=192.0.2.10 [entry]=192.0.2.20 [mix1]=192.0.2.31 [mix2]=192.0.2.32
+	[mix3]=192.0.2.33 [exit]=192.0.2.40 [client]=192.0.2.100
+)
+EXIT_UP4=198.51.100.1 INET4=198.51.100.2
+EXIT_UP6=2001:db8:1::1 INET6=2001:db8:1::2
+DIR_URL=http://${LAN_IP[dir]}:8000
+
+die() { echo "localnet: $*" >&2; exit 1; }
+log() { echo "localnet: $*" >&2; }
+ns() { echo "$P-$1"; }
+inns() { local role=$1; shift; ip netns exec "$(ns "$role")" "$@"; }
+
+# --- building the network ---------------------------------------------------
+
+build_bins() {
+	log "building binaries into $BIN"
+	mkdir -p "$BIN"
+	(cd "$REPO" && for c in nym-api nym-node nym-localnet; do
+		go build -o "$BIN/$c" "./cmd/$c" || exit 1
+	done) || die "go build failed"
+	# nymvpn is not needed to bring the network up; a stale binary must not
+	# stand in for one that no longer builds, though.
+	if [[ -d $REPO/cmd/nymvpn ]] && ! (cd "$REPO" && go build -o "$BIN/nymvpn" ./cmd/nymvpn); then
+		rm -f "$BIN/nymvpn"
+		log "warning: cmd/nymvpn does not build; no nymvpn in $BIN"
+	fi
+}
+
+build_namespaces() {
+	local r
+	for r in "${ROLES[@]}"; do
+		ip netns add "$(ns "$r")" || die "cannot create namespace $(ns "$r") (left over? run: $0 down)"
+		ip -n "$(ns "$r")" link set lo up
+	done
+	# The LAN: a bridge in the net namespace and one veth per node. Interface
+	# names live inside the namespaces, so they need no prefix and stay short.
+	ip -n "$(ns net)" link add br0 type bridge
+	ip -n "$(ns net)" link set br0 up
+	for r in dir entry mix1 mix2 mix3 exit client; do
+		ip -n "$(ns net)" link add "$r" type veth peer name lan0 netns "$(ns "$r")"
+		ip -n "$(ns net)" link set "$r" master br0 up
+		ip -n "$(ns "$r")" addr add "${LAN_IP[$r]}/24" dev lan0
+		ip -n "$(ns "$r")" link set lan0 up
+	done
+	# The exit's uplink to the pretend internet. inet gets no route back to
+	# the LAN or to the VPN's client pool, so its answers can only return
+	# through the exit's masquerade, as on a real exit.
+	ip -n "$(ns exit)" link add uplink0 type veth peer name eth0 netns "$(ns inet)"
+	ip -n "$(ns exit)" addr add "$EXIT_UP4/24" dev uplink0
+	ip -n "$(ns exit)" addr add "$EXIT_UP6/64" dev uplink0 nodad
+	ip -n "$(ns inet)" addr add "$INET4/24" dev eth0
+	ip -n "$(ns inet)" addr add "$INET6/64" dev eth0 nodad
+	ip -n "$(ns exit)" link set uplink0 up
+	ip -n "$(ns inet)" link set eth0 up
+	# `ip netns exec` bind-mounts this file over /etc/resolv.conf, so a
+	# resolver change made inside the client namespace (nymvpn's DNS) lands
+	# here and never in the host's resolv.conf.
+	mkdir -p "/etc/netns/$(ns client)"
+	echo "nameserver $INET4" >"/etc/netns/$(ns client)/resolv.conf"
+}
+
+# start ROLE NAME CMD...: run CMD in ROLE's namespace in the background, log
+# to $STATE/log/NAME.log and record its PID (ip netns exec execs, so $! is
+# the server itself) for `down`.
+start() {
+	local role=$1 name=$2; shift 2
+	# Not through inns: a backgrounded function is a subshell, and $! would
+	# be that subshell's PID instead of the server's.
+	ip netns exec "$(ns "$role")" "$@" </dev/null >"$STATE/log/$name.log" 2>&1 &
+	echo "$! $(ns "$role")" >"$STATE/pids/$name"
+}
+
+# wait_for SECONDS CMD...: retry CMD until it succeeds.
+wait_for() {
+	local secs=$1; shift
+	local deadline=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.5
+	done
+}
+
+start_servers() {
+	start inet inet "$BIN/nym-localnet" inet --http :80 --dns :53 \
+		--name "internet.test=$INET4" --name "internet.test=$INET6"
+	start inet iperf3 iperf3 -s
+	wait_for 10 inns exit curl -sf "http://$INET4/" ||
+		die "the internet's HTTP server did not come up; see $STATE/log/inet.log"
+
+	"$BIN/nym-api" init --data-dir "$STATE/dir" >/dev/null
+	DIR_KEY=$("$BIN/nym-api" identity --data-dir "$STATE/dir" | tr -d '[:space:]')
+	[[ -n $DIR_KEY ]] || die "nym-api identity printed no key"
+	echo "$DIR_KEY" >"$STATE/directory-key"
+	start dir nym-api "$BIN/nym-api" run --data-dir "$STATE/dir" --listen "${LAN_IP[dir]}:8000" \
+		--epoch-length "$EPOCH" --probe-interval 2s
+	wait_for 15 inns client curl -sf "$DIR_URL/api/v1/health" ||
+		die "nym-api did not answer; see $STATE/log/nym-api.log"
+
+	local r mode extra
+	for r in mix1 mix2 mix3 entry exit; do
+		extra=()
+		case $r in
+		mix*) mode=mixnode ;;
+		entry) mode=entry-gateway ;;
+		exit)
+			mode=exit-gateway
+			# The exit's IP router (being written) routes through this
+			# interface; until the flag exists the exit runs as a plain gateway.
+			if "$BIN/nym-node" run --help 2>&1 | grep -q -- --exit-uplink; then
+				extra=(--exit-uplink uplink0)
+			else
+				log "note: nym-node has no --exit-uplink yet; the exit cannot route IP"
+			fi
+			;;
+		esac
+		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
+			--directory "$DIR_URL" --directory-key "$DIR_KEY" \
+			--mixnet-listen "${LAN_IP[$r]}:1789" --http-listen "${LAN_IP[$r]}:8080" \
+			--clients-listen "${LAN_IP[$r]}:9000" --announce-host "${LAN_IP[$r]}" "${extra[@]}"
+	done
+}
+
+routable() {
+	local h
+	h=$(inns client curl -sf --max-time 2 "$DIR_URL/api/v1/health") || return 1
+	[[ $h == *'"status":"ok"'* && $h != *'"routable"'* ]]
+}
+
+check_alive() {
+	local f pid nsname
+	for f in "$STATE"/pids/*; do
+		read -r pid nsname <"$f"
+		kill -0 "$pid" 2>/dev/null || die "$(basename "$f") exited; see $STATE/log/$(basename "$f").log"
+	done
+}
+
+cmd_up() {
+	[[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
+	for c in ip curl iperf3 go; do command -v "$c" >/dev/null || die "$c not found (make deps installs the system packages)"; done
+	if [[ -e /run/netns/$(ns dir) || -d $STATE/pids ]]; then
+		die "a local network with prefix $P is already up (or half-built); run: $0 down"
+	fi
+	build_bins
+	rm -rf "$STATE"
+	mkdir -p "$STATE/log" "$STATE/pids"
+	# Any failure from here on (set -e, die, ^C) leaves nothing half-built.
+	UP_OK=
+	trap '[[ -n $UP_OK ]] || { log "up failed; tearing down"; cmd_down; }' EXIT
+	trap 'exit 130' INT TERM
+	build_namespaces
+	start_servers
+	log "waiting up to ${TIMEOUT}s for a routable topology"
+	local deadline=$((SECONDS + TIMEOUT))
+	until routable; do
+		check_alive
+		if ((SECONDS >= deadline)); then
+			inns client curl -s "$DIR_URL/api/v1/health" >&2 || true
+			die "the topology did not become routable in ${TIMEOUT}s"
+		fi
+		sleep 1
+	done
+	UP_OK=1
+	trap - INT TERM
+	cmd_status
+}
+
+# --- taking it down -------------------------------------------------------
+
+# stop PID NS: stop a process we started, but only if that PID still lives in
+# the namespace we started it in (a recycled PID belongs to someone else).
+stop_pid() {
+	local pid=$1 nsname=$2 i
+	[[ $(ip netns identify "$pid" 2>/dev/null) == "$nsname" ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	log "pid $pid did not stop on SIGTERM; killing"
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cmd_down() {
+	[[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
+	local f pid nsname r left
+	# Clients first (nymvpn must undo its routes and kill switch while the
+	# mixnet is still there), then nodes, then the directory and servers.
+	for name in nymvpn nym-node-exit nym-node-entry nym-node-mix1 nym-node-mix2 nym-node-mix3 nym-api inet iperf3; do
+		f=$STATE/pids/$name
+		[[ -f $f ]] || continue
+		read -r pid nsname <"$f"
+		stop_pid "$pid" "$nsname"
+		rm -f "$f"
+	done
+	for f in "$STATE"/pids/*; do # anything else recorded (by demo.sh)
+		[[ -f $f ]] || continue
+		read -r pid nsname <"$f"
+		stop_pid "$pid" "$nsname"
+		rm -f "$f"
+	done
+	for r in "${ROLES[@]}"; do
+		nsname=$(ns "$r")
+		[[ -e /run/netns/$nsname ]] || continue
+		# A process still inside (say, a shell or nymvpn started by hand)
+		# would keep the namespace and its links alive after the delete.
+		left=$(ip netns pids "$nsname" 2>/dev/null || true)
+		if [[ -n $left ]]; then
+			log "stopping processes still in $nsname: $(echo $left)"
+			for pid in $left; do stop_pid "$pid" "$nsname"; done
+		fi
+		ip netns del "$nsname" || log "could not delete namespace $nsname"
+	done
+	rm -rf "/etc/netns/$(ns client)"
+	rm -rf "$STATE/pids"
+	return 0
+}
+
+# --- looking at it --------------------------------------------------------
+
+cmd_status() {
+	local key
+	key=$(cat "$STATE/directory-key" 2>/dev/null || echo '?')
+	echo
+	echo "Local network \"$P\": state, data dirs and logs in $STATE"
+	echo
+	row() { printf '  %-13s %-44s %s\n' "$@"; }
+	row namespace "address(es)" runs
+	row "$(ns net)" "bridge br0 (the mixnet LAN 192.0.2.0/24)" -
+	row "$(ns dir)" "${LAN_IP[dir]}" "nym-api :8000 (epoch $EPOCH)"
+	row "$(ns entry)" "${LAN_IP[entry]}" "nym-node entry-gateway, clients :9000"
+	row "$(ns mix1)..3" "${LAN_IP[mix1]}..33" "nym-node mixnode"
+	row "$(ns exit)" "${LAN_IP[exit]}; uplink0 $EXIT_UP4 $EXIT_UP6" "nym-node exit-gateway"
+	row "$(ns inet)" "eth0 $INET4 $INET6" "HTTP :80, DNS :53 (internet.test), iperf3 -s"
+	row "$(ns client)" "${LAN_IP[client]}" "nothing yet; no route to $INET4"
+	cat <<EOF
+
+  directory: $DIR_URL   key: $key
+  every node's HTTP API: http://<its LAN address>:8080/api/v1/roles
+
+Try:
+  sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/health
+  sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/topology | head -c 600
+  sudo ip netns exec $(ns exit) curl -s http://$INET4/      # the internet, seen from the exit
+  sudo ip netns exec $(ns client) $BIN/nymvpn connect --directory $DIR_URL --directory-key $key
+  sudo ip netns exec $(ns client) curl -s http://$INET4/    # works only through the VPN
+  sudo ip netns exec $(ns client) iperf3 -c $INET4 -R
+  sudo make localnet-down
+EOF
+}
+
+case ${1:-} in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+*) die "usage: $0 up|down|status" ;;
+esac
