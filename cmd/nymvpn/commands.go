@@ -1,0 +1,144 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// call sends one request to the daemon and returns its answer.
+func call(socket string, req request) (*response, error) {
+	conn, err := net.DialTimeout("unix", socket, 2*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("no daemon at %s: %w", socket, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(3 * time.Minute))
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, fmt.Errorf("talking to the daemon: %w", err)
+	}
+	var resp response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("reading the daemon's answer: %w", err)
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}
+
+func newConnect(o *options) *cobra.Command {
+	var req connectRequest
+	var foreground bool
+	cmd := &cobra.Command{
+		Use:   "connect --directory URL --directory-key KEY",
+		Short: "Bring the tunnel up; returns once it carries traffic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := req.check(); err != nil {
+				return err
+			}
+			if foreground {
+				return fmt.Errorf("--foreground: run `nymvpn daemon` in one terminal and `nymvpn connect` in another")
+			}
+			if _, err := call(o.socket, request{Op: "status"}); err != nil {
+				if err := startDaemon(o); err != nil {
+					return err
+				}
+			}
+			resp, err := call(o.socket, request{Op: "connect", Connect: &req})
+			if err != nil {
+				return err
+			}
+			printStatus(cmd, resp.Status)
+			return nil
+		},
+	}
+	req.flags(cmd.Flags())
+	cmd.Flags().BoolVar(&foreground, "foreground", false, "do not start a detached daemon")
+	return cmd
+}
+
+// startDaemon re-executes this binary as a detached daemon and waits for
+// its socket.
+func startDaemon(o *options) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("starting the daemon: %w", err)
+	}
+	c := exec.Command(self, "daemon", "--socket", o.socket, "--log-level", o.logLevel)
+	c.SysProcAttr = detached()
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("starting the daemon: %w", err)
+	}
+	c.Process.Release()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := call(o.socket, request{Op: "status"}); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the daemon did not come up at %s", o.socket)
+}
+
+func newStatus(o *options) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the tunnel's state, exit, addresses and traffic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := call(o.socket, request{Op: "status"})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp.Status)
+			}
+			printStatus(cmd, resp.Status)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newDisconnect(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "disconnect",
+		Short: "Tear the tunnel down and restore routes, DNS and firewall",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := call(o.socket, request{Op: "disconnect"})
+			if err != nil {
+				return err
+			}
+			printStatus(cmd, resp.Status)
+			return nil
+		},
+	}
+}
+
+func printStatus(cmd *cobra.Command, s *status) {
+	w := cmd.OutOrStdout()
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "state:     %s\n", s.State)
+	if s.Stats != nil {
+		st := s.Stats
+		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))
+		fmt.Fprintf(w, "sent:      %d bytes, %d packets\nreceived:  %d bytes, %d packets\n", st.BytesUp, st.PacketsUp, st.BytesDown, st.PacketsDown)
+		fmt.Fprintf(w, "SURBs:     %d sent, %d used, ~%d at the exit\nreconnects: %d\n", st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Reconnects)
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "error:     %s\n", s.Error)
+	}
+}

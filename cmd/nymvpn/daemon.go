@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nym-go/nym/vpn"
+)
+
+// request and response are the control protocol: one JSON object each way
+// per connection to the socket.
+type request struct {
+	Op      string          `json:"op"` // connect, status, disconnect
+	Connect *connectRequest `json:"connect,omitempty"`
+}
+
+type response struct {
+	Error  string  `json:"error,omitempty"`
+	Status *status `json:"status,omitempty"`
+}
+
+// status is what `nymvpn status` shows.
+type status struct {
+	State  string     `json:"state"`
+	Exit   string     `json:"exit,omitempty"`
+	Router string     `json:"router,omitempty"`
+	Addrs  []string   `json:"addresses,omitempty"`
+	MTU    int        `json:"mtu,omitempty"`
+	Stats  *vpn.Stats `json:"stats,omitempty"`
+	Error  string     `json:"last_error,omitempty"`
+}
+
+// daemon owns at most one tunnel and the host changes made for it.
+type daemon struct {
+	log       *slog.Logger
+	statePath string
+
+	mu      sync.Mutex
+	tunnel  *vpn.Tunnel
+	plan    *plan
+	cancel  context.CancelFunc
+	done    chan struct{}
+	host    host
+	lastErr string
+}
+
+func newDaemon(o *options) *cobra.Command {
+	var statePath string
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the daemon that holds the tunnel (connect starts it when needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := o.logger()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d := &daemon{log: log, statePath: statePath}
+			return d.serve(ctx, o.socket)
+		},
+	}
+	cmd.Flags().StringVar(&statePath, "state", defaultState, "file recording host changes, for restoring them after a crash")
+	return cmd
+}
+
+func (d *daemon) serve(ctx context.Context, socket string) error {
+	h, err := newHost(d.statePath)
+	if err != nil {
+		return err
+	}
+	d.host = h
+	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	os.Remove(socket) // a stale socket from a crashed daemon
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(socket, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { <-ctx.Done(); ln.Close() })
+	d.log.Info("nymvpn daemon listening", "socket", socket)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		wg.Go(func() { d.handle(ctx, conn) })
+	}
+	d.disconnect()
+	wg.Wait()
+	return nil
+}
+
+func (d *daemon) handle(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	var req request
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+		return
+	}
+	var resp response
+	switch req.Op {
+	case "connect":
+		if req.Connect == nil {
+			resp.Error = "connect: no parameters"
+		} else if err := d.connect(ctx, *req.Connect); err != nil {
+			resp.Error = err.Error()
+		}
+		resp.Status = d.status()
+	case "status":
+		resp.Status = d.status()
+	case "disconnect":
+		if err := d.disconnect(); err != nil {
+			resp.Error = err.Error()
+		}
+		resp.Status = d.status()
+	default:
+		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	json.NewEncoder(conn).Encode(resp)
+}
+
+// connect brings the tunnel up and returns once it carries traffic.
+func (d *daemon) connect(ctx context.Context, req connectRequest) error {
+	if err := req.check(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tunnel != nil {
+		return errors.New("already connected; disconnect first")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	p, err := makePlan(cctx, req)
+	if err != nil {
+		return err
+	}
+	if req.KillSwitch {
+		if err := d.host.KillSwitch(p.outside); err != nil {
+			return err
+		}
+	}
+	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
+	if err != nil {
+		d.host.Down()
+		return err
+	}
+	a := t.Addrs()
+	prefixes := []netip.Prefix{netip.PrefixFrom(a.V4, 16), netip.PrefixFrom(a.V6, 112)}
+	dev, err := d.host.Up(prefixes, t.MTU(), p.outside, req.DNS)
+	if err != nil {
+		d.host.Down()
+		return err
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.tunnel, d.plan, d.cancel, d.done, d.lastErr = t, p, rcancel, done, ""
+	go func() {
+		defer close(done)
+		if err := t.Run(rctx, dev); err != nil {
+			// The kill switch stays on: traffic must not leak until
+			// the user disconnects.
+			d.log.Error("tunnel stopped", "err", err)
+			d.mu.Lock()
+			d.lastErr = err.Error()
+			d.mu.Unlock()
+		}
+	}()
+	if p.profile.Weak {
+		d.log.Warn("profile " + p.profile.Name + ": " + p.profile.Description)
+	}
+	return nil
+}
+
+// disconnect tears the tunnel down and restores routes, DNS and firewall.
+func (d *daemon) disconnect() error {
+	d.mu.Lock()
+	cancel, done := d.cancel, d.done
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.tunnel, d.plan, d.cancel, d.done = nil, nil, nil, nil
+	if d.host == nil {
+		return nil
+	}
+	return d.host.Down()
+}
+
+func (d *daemon) status() *status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tunnel == nil {
+		return &status{State: "disconnected", Error: d.lastErr}
+	}
+	st := d.tunnel.Stats()
+	return &status{
+		State:  st.State.String(),
+		Exit:   d.plan.exit.String(),
+		Router: d.plan.router.String(),
+		Addrs:  []string{st.Addrs.V4.String(), st.Addrs.V6.String()},
+		MTU:    st.MTU,
+		Stats:  &st,
+		Error:  d.lastErr,
+	}
+}

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"net/netip"
+	"runtime"
+
+	"github.com/nym-go/nym/tun"
+)
+
+var errUnsupported = errors.New("nymvpn: " + runtime.GOOS + " is not supported yet (Linux only)")
+
+type otherHost struct{}
+
+func newHost(statePath string) (host, error) { return nil, errUnsupported }
+
+func (otherHost) KillSwitch([]netip.AddrPort) error { return errUnsupported }
+func (otherHost) Up([]netip.Prefix, int, []netip.AddrPort, []netip.Addr) (tun.Device, error) {
+	return nil, errUnsupported
+}
+func (otherHost) Down() error { return nil }

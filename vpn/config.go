@@ -1,0 +1,114 @@
+package vpn
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/client"
+)
+
+// Mixnet is what a Tunnel needs of a connected mixnet client; *client.Client
+// has it.
+type Mixnet interface {
+	SendPacket(ctx context.Context, to client.Address, data []byte, nSURBs int) error
+	PacketCapacity(nSURBs int) int
+	ReplyCapacity() int
+	Receive() <-chan client.Message
+	Stats() client.Stats
+	Close() error
+}
+
+var _ Mixnet = (*client.Client)(nil)
+
+// Dialer connects a mixnet client and names the exit router to use through
+// it. The tunnel calls it once to start and again after losing its path; a
+// dialer for a real network should then pick another entry gateway. The
+// router must stay the same: the session lives there.
+type Dialer func(ctx context.Context, attempt int) (Mixnet, client.Address, error)
+
+// Config configures a Tunnel. Zero fields take the documented defaults.
+type Config struct {
+	// Dial connects the mixnet. Required.
+	Dial Dialer
+	// Profile is the mixing profile the dialer used; it sets the
+	// resequencing timeout. Zero means DefaultProfile.
+	Profile Profile
+
+	// MinSURBs is the reply SURBs the exit should hold when it has nothing
+	// to send (for pongs and the first packets of a download); MaxSURBs
+	// caps the supply (the exit keeps at most 500 per sender).
+	// Defaults 20 and 400.
+	MinSURBs, MaxSURBs int
+	// ConnectSURBs go with each Connect and Ping. Default 10.
+	ConnectSURBs int
+
+	// QueueTarget and QueueInterval are CoDel's parameters for the
+	// upstream queue: a few Poisson slots, and about the tunnel's round
+	// trip. Defaults ipr.DefaultQueueTarget (50 ms) and
+	// ipr.DefaultQueueInterval (500 ms). MaxQueueBytes is a memory guard;
+	// default 1 MiB.
+	QueueTarget, QueueInterval time.Duration
+	MaxQueueBytes              int
+	// MaxClientQueue is how many of our packets may wait inside the mixnet
+	// client for a Poisson slot; more wait in our CoDel queue, where
+	// their sojourn is seen. Default 2.
+	MaxClientQueue int
+
+	// ConnectRetry is the wait for a ConnectOK before the Connect is sent
+	// again; ConnectTimeout bounds one whole handshake. Defaults 5 s, 60 s.
+	ConnectRetry, ConnectTimeout time.Duration
+	// PingInterval: a ping is sent when nothing came back, or nothing was
+	// sent, for this long; it keeps the session from expiring at the exit
+	// (60 s) and tests the path. Default 10 s.
+	PingInterval time.Duration
+	// DeadAfter: with no reply for this long the path is declared dead and
+	// the tunnel redials. Default 30 s.
+	DeadAfter time.Duration
+	// RedialMin and RedialMax bound the wait between failed redials; it
+	// doubles. Defaults 500 ms and 15 s.
+	RedialMin, RedialMax time.Duration
+
+	// OnState, when set, is called on every state change, from the
+	// tunnel's goroutines; it must not block.
+	OnState func(State)
+	// Logger; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Dial == nil {
+		return errors.New("vpn: Config.Dial is required")
+	}
+	if c.Profile.Name == "" {
+		c.Profile = DefaultProfile()
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&c.MinSURBs, 20)
+	defInt(&c.MaxSURBs, 400)
+	defInt(&c.ConnectSURBs, 10)
+	def(&c.QueueTarget, 50*time.Millisecond)
+	def(&c.QueueInterval, 500*time.Millisecond)
+	defInt(&c.MaxQueueBytes, 1<<20)
+	defInt(&c.MaxClientQueue, 2)
+	def(&c.ConnectRetry, 5*time.Second)
+	def(&c.ConnectTimeout, 60*time.Second)
+	def(&c.PingInterval, 10*time.Second)
+	def(&c.DeadAfter, 30*time.Second)
+	def(&c.RedialMin, 500*time.Millisecond)
+	def(&c.RedialMax, 15*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

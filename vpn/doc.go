@@ -1,0 +1,24 @@
+// Package vpn is nymvpn's tunnel engine: it carries the IP packets of a TUN
+// device (a kernel interface or a userspace gVisor stack) to an exit's IP
+// packet router through the mixnet, and the router's answers back.
+//
+// A Tunnel is one ipr session. Connect dials the mixnet, sends ipr.Connect
+// with reply SURBs and waits for ConnectOK, which gives the addresses and the
+// MTU the caller configures its TUN with. Run then pumps packets both ways:
+//
+//   - upstream, packets read from the TUN wait in a queue bounded by sojourn
+//     time (CoDel), so TCP inside the tunnel sees loss as soon as the Poisson
+//     stream — the tunnel's bottleneck — falls behind, instead of a deep
+//     buffer; each mixnet packet is a DataUp bundle filled as far as one
+//     packet allows, its spare room filled with reply SURBs;
+//   - downstream, DataDown replies are put back in sequence order by an
+//     ipr.Resequencer whose timeout follows the mixing profile, split, and
+//     written to the TUN;
+//   - the exit can send one reply per SURB, so the tunnel keeps a supply
+//     sized by the backlog the exit reports, and tops it up when low;
+//   - pings keep an idle session from expiring at the exit (60 s) and prove
+//     the path alive; when no reply comes for DeadAfter, the tunnel dials a
+//     fresh mixnet client (another gateway, if the dialer picks one) and
+//     moves its session there with its nonce, keeping addresses and
+//     sequence numbers.
+package vpn

@@ -1,0 +1,244 @@
+package vpn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/tun"
+)
+
+// readTUN moves packets from dev into the upstream queue until dev closes.
+// It outlives reconnects: packets read while the path is down wait in the
+// queue, where CoDel ages them out.
+func (t *Tunnel) readTUN(dev tun.Device) error {
+	bufs, sizes := tun.NewBatch(dev)
+	for {
+		n, err := dev.Read(bufs, sizes)
+		for i := range n {
+			pkt := bufs[i][:sizes[i]]
+			if len(pkt) > t.mtu {
+				// The TUN's MTU keeps these out; a packet that
+				// slips through could never fit a bundle.
+				t.tooBig.Add(1)
+				continue
+			}
+			t.queue.push(pkt, time.Now())
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, tun.ErrShortBuffer) {
+				return err
+			}
+			t.log.Debug("vpn TUN read", "err", err)
+		}
+	}
+}
+
+// sendLoop sends one DataUp per free slot of the mixnet client: queued
+// packets, with the spare room filled by SURBs while the exit needs them,
+// or SURBs alone when there is nothing to send but the exit runs low.
+func (t *Tunnel) sendLoop(ctx context.Context) error {
+	mix, router := t.mix, t.router
+	enc := ipr.NewBundleEncoder(mix.PacketCapacity(1) - ipr.DataUpOverhead)
+	var msg []byte
+	recheck := time.NewTicker(100 * time.Millisecond) // for SURB stalls
+	defer recheck.Stop()
+	pace := max(t.cfg.Profile.Loopix.SendInterval/4, time.Millisecond)
+	for {
+		now := time.Now()
+		queued, _ := t.queue.len()
+		if queued == 0 && t.budget.deficit(now) <= 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.queue.ready:
+			case <-recheck.C:
+			}
+			continue
+		}
+		// Keep the mixnet client's own queue short: a packet waiting
+		// there has a sojourn CoDel cannot see.
+		if mix.Stats().InFlight >= t.cfg.MaxClientQueue {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(pace):
+			}
+			continue
+		}
+		enc.Reset(nil)
+		for {
+			pkt, ok := t.queue.popIf(now, enc.Fits)
+			if !ok {
+				break
+			}
+			if err := enc.Add(pkt); err != nil { // Fits said yes: cannot happen
+				t.tooBig.Add(1)
+			}
+		}
+		var err error
+		msg, err = (&ipr.DataUp{Seq: t.upSeq, Bundle: enc.Bytes()}).AppendBinary(msg[:0])
+		if err != nil {
+			return fmt.Errorf("vpn: encoding data: %w", err)
+		}
+		nSURBs := maxSURBs(mix, len(msg), t.budget.deficit(now))
+		if err := mix.SendPacket(ctx, router, msg, nSURBs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("vpn: sending data: %w", err)
+		}
+		t.upSeq++
+		t.budget.gave(nSURBs)
+		t.bundlesUp.Add(1)
+		t.packetsUp.Add(uint64(enc.Packets()))
+		t.bytesUp.Add(uint64(enc.Len() - 2*enc.Packets()))
+		t.lastSent.Store(now.UnixNano())
+	}
+}
+
+// recvLoop takes the router's replies: data goes through the resequencer to
+// dev, the rest updates the tunnel's view of the exit.
+func (t *Tunnel) recvLoop(ctx context.Context, dev tun.Device) error {
+	mix, router := t.mix, t.router
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var out [][]byte
+	release := func(bundle []byte) {
+		pkts, bad := ipr.SplitBundle(bundle, out)
+		out = pkts
+		t.malformedDown.Add(uint64(bad))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-mix.Receive():
+			if !ok {
+				return errMixClosed
+			}
+			if !m.IsReply || m.From != router {
+				continue
+			}
+			if err := t.handleReply(m.Data, release); err != nil {
+				return err
+			}
+		case now := <-timer.C:
+			t.reseq.Expire(now, release)
+		}
+		if len(out) > 0 {
+			t.writeTUN(dev, out)
+			clear(out)
+			out = out[:0]
+		}
+		t.mu.Lock()
+		t.reorder = t.reseq.Stats()
+		t.mu.Unlock()
+		timer.Stop()
+		if d, ok := t.reseq.Deadline(); ok {
+			timer.Reset(time.Until(d))
+		}
+	}
+}
+
+func (t *Tunnel) handleReply(data []byte, release func([]byte)) error {
+	now := time.Now()
+	t.lastReply.Store(now.UnixNano())
+	resp, err := ipr.ParseResponse(data)
+	if err != nil {
+		t.budget.replied(-1, now)
+		t.malformedDown.Add(1)
+		return nil
+	}
+	switch r := resp.(type) {
+	case *ipr.DataDown:
+		t.budget.replied(int(r.Backlog), now)
+		t.bundlesDown.Add(1)
+		t.reseq.Push(r.Seq, r.Bundle, now, release)
+	case *ipr.Pong:
+		t.budget.replied(-1, now)
+		t.pongs.Add(1)
+		if r.ID == t.pingID.Load() {
+			t.lastRTT.Store(now.UnixNano() - t.lastPing.Load())
+		}
+	case *ipr.Info:
+		t.budget.replied(-1, now)
+		switch r.Code {
+		case ipr.InfoLowSURBs:
+			t.budget.low()
+		case ipr.InfoPolicyRefused:
+			t.log.Info("the exit policy refused traffic", "dest", r.Dest, "proto", r.Proto, "reason", r.Text)
+		default:
+			t.log.Info("exit info", "code", r.Code, "text", r.Text)
+		}
+	case *ipr.UnrequestedDisconnect:
+		t.budget.replied(-1, now)
+		return fmt.Errorf("%w: %s", errSessionEnded, r.Reason)
+	default: // late answers to a retried Connect
+		t.budget.replied(-1, now)
+	}
+	return nil
+}
+
+func (t *Tunnel) writeTUN(dev tun.Device, pkts [][]byte) {
+	var n uint64
+	for _, p := range pkts {
+		n += uint64(len(p))
+	}
+	if err := dev.Write(pkts); err != nil {
+		t.tunWriteErrs.Add(1)
+		t.log.Debug("vpn TUN write", "err", err)
+	}
+	t.packetsDown.Add(uint64(len(pkts)))
+	t.bytesDown.Add(n)
+}
+
+// watchdog pings when the session is quiet, so the exit does not expire it
+// and we learn whether the path still works, and declares the path dead
+// when nothing came back for DeadAfter.
+func (t *Tunnel) watchdog(ctx context.Context) error {
+	period := min(t.cfg.PingInterval/4, time.Second)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			sinceReply := now.Sub(time.Unix(0, t.lastReply.Load()))
+			if sinceReply > t.cfg.DeadAfter {
+				return fmt.Errorf("%w for %v", errPathDead, sinceReply.Round(time.Second))
+			}
+			quiet := sinceReply >= t.cfg.PingInterval || now.Sub(time.Unix(0, t.lastSent.Load())) >= t.cfg.PingInterval
+			if quiet && now.Sub(time.Unix(0, t.lastPing.Load())) >= t.cfg.PingInterval {
+				if err := t.ping(ctx, now); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (t *Tunnel) ping(ctx context.Context, now time.Time) error {
+	id := t.pingID.Add(1)
+	msg, err := ipr.MarshalRequest(&ipr.Ping{ID: id})
+	if err != nil {
+		return fmt.Errorf("vpn: encoding ping: %w", err)
+	}
+	n := maxSURBs(t.mix, len(msg), t.cfg.ConnectSURBs)
+	t.lastPing.Store(now.UnixNano())
+	if err := t.mix.SendPacket(ctx, t.router, msg, n); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("vpn: sending ping: %w", err)
+	}
+	t.budget.gave(n)
+	t.pings.Add(1)
+	t.lastSent.Store(now.UnixNano())
+	return nil
+}

@@ -1,0 +1,69 @@
+package vpn
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
+)
+
+// Profile is a mixing setting: how the mixnet client shapes the tunnel's
+// traffic. It trades anonymity for speed, so the choice is the user's.
+type Profile struct {
+	Name string
+	// Loopix is passed to the mixnet client.
+	Loopix client.Loopix
+	// Weak marks a profile that gives up much of the mixnet's anonymity:
+	// without mixing delays and cover traffic a network observer can match
+	// the packets entering and leaving the mixnet by their timing.
+	Weak bool
+	// Description is one line for users.
+	Description string
+}
+
+// reorderFloor bounds the resequencing timeout from below: even without
+// mixing delays packets race through goroutines and sockets.
+const reorderFloor = 20 * time.Millisecond
+
+// DefaultProfile is Nym's mixing: 15 ms mean delay per hop, a Poisson stream
+// of 50 packets/s and loop cover every 200 ms.
+func DefaultProfile() Profile {
+	return Profile{
+		Name:        "default",
+		Loopix:      client.NymDefaults(),
+		Description: "Nym's mixing parameters: 15 ms per hop, 50 packets/s Poisson, cover every 200 ms",
+	}
+}
+
+// FastProfile turns mixing down for speed: 1 ms mean delay per hop, packets
+// sent as soon as they are ready, no cover traffic. WEAKER ANONYMITY: timing
+// correlation between the entry and the exit becomes easy.
+func FastProfile() Profile {
+	return Profile{
+		Name:        "fast",
+		Loopix:      client.Loopix{HopDelay: time.Millisecond},
+		Weak:        true,
+		Description: "WEAKER ANONYMITY: 1 ms per hop, no Poisson stream, no cover traffic",
+	}
+}
+
+// ProfileByName returns the profile called name ("default" or "fast").
+func ProfileByName(name string) (Profile, error) {
+	switch name {
+	case "", "default":
+		return DefaultProfile(), nil
+	case "fast":
+		return FastProfile(), nil
+	}
+	return Profile{}, fmt.Errorf("vpn: unknown profile %q (want default or fast)", name)
+}
+
+// ReorderTimeout is how long the downstream resequencer waits for a missing
+// message. The quantile of a sum of exponential delays scales with their
+// mean, so Nym's figure is scaled by the profile's hop delay.
+func (p Profile) ReorderTimeout() time.Duration {
+	nym := client.NymDefaults().HopDelay
+	d := time.Duration(float64(ipr.DefaultReorderTimeout) * float64(p.Loopix.HopDelay) / float64(nym))
+	return max(d, reorderFloor)
+}

@@ -1,0 +1,67 @@
+package vpn
+
+import (
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+)
+
+// State is where a tunnel is in its life.
+type State int
+
+// States.
+const (
+	StateConnecting   State = iota // first handshake
+	StateConnected                 // pumping packets
+	StateReconnecting              // the path died; dialing again
+	StateClosed                    // Run returned
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateReconnecting:
+		return "reconnecting"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// MarshalText implements encoding.TextMarshaler, for status JSON.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Stats is a snapshot of a tunnel's counters. Up is towards the exit.
+type Stats struct {
+	State     State
+	Addrs     ipr.AddrPair
+	MTU       int
+	Connected time.Time     // when the session was first granted
+	Uptime    time.Duration // since Connected
+
+	PacketsUp, BytesUp     uint64 // IP packets sent in bundles
+	BundlesUp              uint64 // DataUp messages sent (SURB-only ones included)
+	PacketsDown, BytesDown uint64 // IP packets written to the TUN
+	BundlesDown            uint64 // DataDown messages received
+
+	QueueDropsSojourn uint64 // upstream packets CoDel dropped
+	QueueDropsFull    uint64 // upstream packets the memory guard refused
+	TooBig            uint64 // upstream packets larger than one bundle
+	MalformedDown     uint64 // bad replies or bundle entries
+	TUNWriteErrors    uint64
+
+	SURBsSent        uint64 // reply SURBs given to the exit
+	SURBsUsed        uint64 // replies received: SURBs the exit spent
+	SURBsOutstanding int    // our estimate of SURBs the exit holds
+	SURBResets       uint64 // times that estimate was found too high
+	Backlog          int    // the exit's last reported backlog
+
+	Reorder ipr.ReorderStats // downstream resequencing
+
+	Pings, Pongs uint64
+	LastRTT      time.Duration // of the last pong
+	Reconnects   uint64
+}

@@ -1,0 +1,89 @@
+package vpn
+
+import (
+	"sync"
+	"time"
+)
+
+// surbBudget estimates how many of our reply SURBs the exit holds and how
+// many it should hold. The exit sends one reply per SURB, so its supply caps
+// the download rate; each SURB costs about 400 bytes upstream, so holding
+// far more than the traffic needs wastes the Poisson slots.
+//
+// The estimate is SURBs given minus replies received. Lost replies make it
+// too high, which would starve the exit, so it is reset when the exit says
+// it runs low, and when the exit reported a backlog but no reply came for
+// stall.
+type surbBudget struct {
+	min, max int
+	stall    time.Duration
+
+	mu        sync.Mutex
+	given     uint64 // SURBs sent to the exit
+	used      uint64 // replies received, each one spent SURB
+	base      uint64 // used at the last reset: outstanding = given − base − (used since)
+	backlog   int
+	lastReply time.Time
+	resets    uint64
+}
+
+func newSURBBudget(min, max int, stall time.Duration, now time.Time) *surbBudget {
+	return &surbBudget{min: min, max: max, stall: stall, lastReply: now}
+}
+
+func (b *surbBudget) outstandingLocked() int {
+	spent := b.used + b.base
+	if spent >= b.given {
+		return 0
+	}
+	return int(b.given - spent)
+}
+
+// deficit is how many SURBs to send now; at most zero when the exit holds
+// enough.
+func (b *surbBudget) deficit(now time.Time) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.backlog > 0 && now.Sub(b.lastReply) > b.stall && b.outstandingLocked() > 0 {
+		// The exit had data for us but nothing came: assume the
+		// SURBs we counted were lost with their replies.
+		b.resetLocked()
+	}
+	want := min(b.min+2*b.backlog, b.max)
+	return want - b.outstandingLocked()
+}
+
+func (b *surbBudget) gave(n int) {
+	b.mu.Lock()
+	b.given += uint64(n)
+	b.mu.Unlock()
+}
+
+// replied notes a reply; backlog < 0 leaves the last backlog as it is.
+func (b *surbBudget) replied(backlog int, now time.Time) {
+	b.mu.Lock()
+	b.used++
+	if backlog >= 0 {
+		b.backlog = backlog
+	}
+	b.lastReply = now
+	b.mu.Unlock()
+}
+
+// low is the exit saying it runs out of SURBs.
+func (b *surbBudget) low() {
+	b.mu.Lock()
+	b.resetLocked()
+	b.mu.Unlock()
+}
+
+func (b *surbBudget) resetLocked() {
+	b.base = b.given - b.used
+	b.resets++
+}
+
+func (b *surbBudget) snapshot() (given, used uint64, outstanding, backlog int, resets uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.given, b.used, b.outstandingLocked(), b.backlog, b.resets
+}

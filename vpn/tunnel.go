@@ -1,0 +1,356 @@
+package vpn
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
+	"github.com/nym-go/nym/tun"
+)
+
+// Errors Run and Connect return or wrap.
+var (
+	// ErrRefused: the exit refused the session (ConnectFail).
+	ErrRefused = errors.New("vpn: the exit refused the session")
+	// ErrAddrsChanged: after a reconnect the exit granted other addresses
+	// (the session had expired there); the TUN must be set up again.
+	ErrAddrsChanged = errors.New("vpn: the exit granted new addresses")
+	// ErrTUNClosed: the TUN device stopped reading.
+	ErrTUNClosed = errors.New("vpn: TUN device closed")
+
+	errPathDead     = errors.New("vpn: no reply from the exit")
+	errSessionEnded = errors.New("vpn: the exit ended the session")
+	errMixClosed    = errors.New("vpn: mixnet client closed")
+)
+
+// Tunnel is one session with an exit's IP packet router. Make it with
+// Connect, then call Run once.
+type Tunnel struct {
+	cfg   Config
+	log   *slog.Logger
+	nonce [ipr.NonceSize]byte
+	reqID atomic.Uint64
+
+	// Set by Connect and by redial, while no pump runs.
+	mix    Mixnet
+	router client.Address
+
+	addrs       ipr.AddrPair
+	mtu         int
+	connectedAt time.Time
+
+	queue  *upQueue
+	budget *surbBudget
+	upSeq  uint64                   // the send loop's alone
+	reseq  *ipr.Resequencer[[]byte] // the receive loop's alone
+
+	lastSent, lastReply, lastPing atomic.Int64 // unix nanoseconds
+	pingID                        atomic.Uint64
+
+	packetsUp, bytesUp, bundlesUp       atomic.Uint64
+	packetsDown, bytesDown, bundlesDown atomic.Uint64
+	tooBig, malformedDown, tunWriteErrs atomic.Uint64
+	pings, pongs, reconnects            atomic.Uint64
+	lastRTT                             atomic.Int64
+
+	mu      sync.Mutex
+	state   State
+	reorder ipr.ReorderStats
+}
+
+// Connect dials the mixnet through cfg.Dial and opens a session with the
+// exit's router. It returns once the router granted addresses: the caller
+// sets up its TUN with Addrs and MTU, then calls Run.
+func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	t := &Tunnel{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		queue:  newUpQueue(cfg.QueueTarget, cfg.QueueInterval, cfg.MaxQueueBytes),
+		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()),
+		reseq:  ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
+	}
+	if _, err := rand.Read(t.nonce[:]); err != nil {
+		return nil, fmt.Errorf("vpn: session nonce: %w", err)
+	}
+	t.setState(StateConnecting)
+	mix, router, err := cfg.Dial(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("vpn: connecting the mixnet: %w", err)
+	}
+	ok, err := t.handshake(ctx, mix, router)
+	if err != nil {
+		mix.Close()
+		return nil, err
+	}
+	t.mix, t.router = mix, router
+	t.addrs = ok.Addrs
+	// Every upstream packet carries at least one SURB, so that the exit
+	// knows its sender tag; the MTU is what fits both ways.
+	t.mtu = min(int(ok.MTU), ipr.MaxIPPacket(min(mix.PacketCapacity(1), mix.ReplyCapacity())))
+	t.connectedAt = time.Now()
+	t.log.Info("vpn session granted", "v4", ok.Addrs.V4, "v6", ok.Addrs.V6, "mtu", t.mtu, "profile", cfg.Profile.Name)
+	return t, nil
+}
+
+// stallAfter is how long the exit may hold a backlog without a reply
+// arriving before we assume our SURBs were lost: well past the mixing
+// delay of a reply.
+func stallAfter(p Profile) time.Duration {
+	return 500*time.Millisecond + 4*p.ReorderTimeout()
+}
+
+// Addrs are the tunnel's addresses, for the TUN.
+func (t *Tunnel) Addrs() ipr.AddrPair { return t.addrs }
+
+// MTU is the largest IP packet the tunnel carries, for the TUN.
+func (t *Tunnel) MTU() int { return t.mtu }
+
+// State is the tunnel's state now.
+func (t *Tunnel) State() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.state
+}
+
+func (t *Tunnel) setState(s State) {
+	t.mu.Lock()
+	changed := t.state != s
+	t.state = s
+	t.mu.Unlock()
+	if changed && t.cfg.OnState != nil {
+		t.cfg.OnState(s)
+	}
+}
+
+// Stats returns the tunnel's counters. It is safe to call at any time.
+func (t *Tunnel) Stats() Stats {
+	given, used, outstanding, backlog, resets := t.budget.snapshot()
+	soj, full := t.queue.drops()
+	t.mu.Lock()
+	st := Stats{State: t.state, Reorder: t.reorder}
+	t.mu.Unlock()
+	st.Addrs, st.MTU, st.Connected = t.addrs, t.mtu, t.connectedAt
+	if !t.connectedAt.IsZero() {
+		st.Uptime = time.Since(t.connectedAt)
+	}
+	st.PacketsUp, st.BytesUp, st.BundlesUp = t.packetsUp.Load(), t.bytesUp.Load(), t.bundlesUp.Load()
+	st.PacketsDown, st.BytesDown, st.BundlesDown = t.packetsDown.Load(), t.bytesDown.Load(), t.bundlesDown.Load()
+	st.QueueDropsSojourn, st.QueueDropsFull = soj, full
+	st.TooBig, st.MalformedDown, st.TUNWriteErrors = t.tooBig.Load(), t.malformedDown.Load(), t.tunWriteErrs.Load()
+	st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Backlog, st.SURBResets = given, used, outstanding, backlog, resets
+	st.Pings, st.Pongs, st.Reconnects = t.pings.Load(), t.pongs.Load(), t.reconnects.Load()
+	st.LastRTT = time.Duration(t.lastRTT.Load())
+	return st
+}
+
+// maxSURBs is the most SURBs a packet of msgLen bytes can carry beside it,
+// at most want and at least one.
+func maxSURBs(mix Mixnet, msgLen, want int) int {
+	n := 1
+	for n < want && mix.PacketCapacity(n+1) >= msgLen {
+		n++
+	}
+	return n
+}
+
+// handshake sends Connect (again every ConnectRetry) until the router
+// answers.
+func (t *Tunnel) handshake(ctx context.Context, mix Mixnet, router client.Address) (*ipr.ConnectOK, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.ConnectTimeout)
+	defer cancel()
+	first := t.reqID.Load() + 1
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("vpn: no answer to Connect from %s: %w", router, ctx.Err())
+		case <-retry.C:
+			req, err := ipr.MarshalRequest(&ipr.Connect{RequestID: t.reqID.Add(1), Nonce: t.nonce, Want: t.addrs})
+			if err != nil {
+				return nil, fmt.Errorf("vpn: encoding Connect: %w", err)
+			}
+			n := maxSURBs(mix, len(req), t.cfg.ConnectSURBs)
+			if err := mix.SendPacket(ctx, router, req, n); err != nil {
+				return nil, fmt.Errorf("vpn: sending Connect to %s: %w", router, err)
+			}
+			t.budget.gave(n)
+			retry.Reset(t.cfg.ConnectRetry)
+		case m, ok := <-mix.Receive():
+			if !ok {
+				return nil, errMixClosed
+			}
+			if !m.IsReply || m.From != router {
+				continue
+			}
+			resp, err := ipr.ParseResponse(m.Data)
+			t.budget.replied(-1, time.Now())
+			if err != nil {
+				t.malformedDown.Add(1)
+				continue
+			}
+			switch r := resp.(type) {
+			case *ipr.ConnectOK:
+				if r.RequestID >= first {
+					return r, nil
+				}
+			case *ipr.ConnectFail:
+				if r.RequestID >= first {
+					return nil, fmt.Errorf("%w: %s", ErrRefused, r.Reason)
+				}
+			case *ipr.Info:
+				if r.Code == ipr.InfoVersionMismatch {
+					return nil, fmt.Errorf("%w: %s", ErrRefused, r.Text)
+				}
+			}
+		}
+	}
+}
+
+// Run pumps packets between dev and the exit until ctx ends, reconnecting
+// when the path dies. It owns dev and the mixnet client from then on and
+// closes both before it returns; on ctx's end it tells the exit goodbye
+// and returns nil. Other errors: ErrAddrsChanged, ErrTUNClosed, or a
+// refusal by the exit.
+func (t *Tunnel) Run(ctx context.Context, dev tun.Device) error {
+	defer t.setState(StateClosed)
+	t.setState(StateConnected)
+	readerDone := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readerDone <- t.readTUN(dev)
+	}()
+	defer func() {
+		dev.Close() // unblocks the reader
+		wg.Wait()
+	}()
+	for {
+		err := t.pump(ctx, dev, readerDone)
+		if ctx.Err() != nil {
+			t.goodbye()
+			t.mix.Close()
+			return nil
+		}
+		if errors.Is(err, ErrTUNClosed) {
+			t.mix.Close()
+			return err
+		}
+		t.log.Warn("vpn path lost; reconnecting", "err", err)
+		if err := t.redial(ctx, errors.Is(err, errSessionEnded)); err != nil {
+			t.mix.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// pump runs the send, receive and watchdog loops over the current mixnet
+// client until one fails or ctx ends.
+func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	now := time.Now().UnixNano()
+	t.lastReply.Store(now)
+	t.lastSent.Store(now)
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context) error{t.sendLoop, func(ctx context.Context) error { return t.recvLoop(ctx, dev) }, t.watchdog} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := loop(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-readerDone:
+		cancel(fmt.Errorf("%w: %v", ErrTUNClosed, err))
+	}
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// redial gets a working path again: first the same mixnet client when only
+// the session ended, else fresh ones from the dialer, with backoff.
+func (t *Tunnel) redial(ctx context.Context, sameMix bool) error {
+	t.setState(StateReconnecting)
+	t.reconnects.Add(1)
+	wait := t.cfg.RedialMin
+	for attempt := 1; ; attempt++ {
+		err := t.tryRedial(ctx, attempt, sameMix && attempt == 1)
+		if err == nil {
+			t.setState(StateConnected)
+			return nil
+		}
+		if errors.Is(err, ErrAddrsChanged) || errors.Is(err, ErrRefused) {
+			return err
+		}
+		t.log.Warn("vpn reconnect failed", "attempt", attempt, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, t.cfg.RedialMax)
+	}
+}
+
+func (t *Tunnel) tryRedial(ctx context.Context, attempt int, sameMix bool) error {
+	if !sameMix {
+		t.mix.Close()
+		mix, router, err := t.cfg.Dial(ctx, attempt)
+		if err != nil {
+			return fmt.Errorf("vpn: dialing the mixnet: %w", err)
+		}
+		if router != t.router {
+			mix.Close()
+			return fmt.Errorf("vpn: dialer named router %s, the session is at %s", router, t.router)
+		}
+		t.mix = mix
+	}
+	// SURBs given under the old sender tag are gone with it.
+	t.budget.low()
+	ok, err := t.handshake(ctx, t.mix, t.router)
+	if err != nil {
+		return err
+	}
+	if ok.Addrs != t.addrs {
+		return fmt.Errorf("%w: %s, had %s", ErrAddrsChanged, ok.Addrs, t.addrs)
+	}
+	t.log.Info("vpn session moved to a new path", "attempt", attempt)
+	return nil
+}
+
+// goodbye tells the exit the session is over, so it frees the addresses
+// now rather than after its idle timeout.
+func (t *Tunnel) goodbye() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	msg, err := ipr.MarshalRequest(&ipr.Disconnect{})
+	if err != nil {
+		return
+	}
+	if err := t.mix.SendPacket(ctx, t.router, msg, 1); err != nil {
+		t.log.Debug("vpn disconnect not sent", "err", err)
+		return
+	}
+	// The Poisson stream may hold it for a moment: wait for it to leave.
+	if f, ok := t.mix.(interface{ Flush(context.Context) error }); ok {
+		_ = f.Flush(ctx)
+	}
+}

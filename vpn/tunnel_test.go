@@ -1,0 +1,151 @@
+package vpn
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
+	"github.com/nym-go/nym/tun"
+)
+
+// serveInternet serves page at http://192.0.2.1/ on the exit's internet.
+func serveInternet(t *testing.T, e *testExit, page []byte) {
+	t.Helper()
+	ln, err := e.net.ListenTCPAddrPort(netip.AddrPortFrom(internetAddr, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(page)
+	})}
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(ln) })
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+}
+
+// vpnSide connects a tunnel to e with profile p and runs it over a
+// userspace stack; it returns the tunnel and an HTTP client on that stack.
+func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Config)) (*Tunnel, *http.Client) {
+	t.Helper()
+	cfg := Config{
+		Profile: p,
+		Logger:  quietLogger(),
+		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
+			return connectMixnet(t, n, p.Loopix, directory0(n)), e.mix.Address(), nil
+		},
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tn, err := Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if !ipr.ClientNetV4.Contains(tn.Addrs().V4) || tn.MTU() < 1000 {
+		t.Fatalf("granted %s, MTU %d", tn.Addrs(), tn.MTU())
+	}
+	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tn.Run(rctx, dev) }()
+	t.Cleanup(func() {
+		rcancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return stack.DialContext(ctx, network, addr)
+		},
+		DisableKeepAlives: true,
+	}}
+	return tn, hc
+}
+
+func fetch(t *testing.T, hc *http.Client, timeout time.Duration) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://192.0.2.1/", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the page: %v", err)
+	}
+	return body
+}
+
+func randomPage(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// A page fetched over TCP through the whole mixnet path arrives intact,
+// with the fast profile.
+func TestFetchThroughMixnetFast(t *testing.T) {
+	leakcheck.Check(t)
+	n := startMiniNet(t, [32]byte{})
+	e := startExit(t, n, FastProfile().Loopix)
+	page := randomPage(512 << 10)
+	serveInternet(t, e, page)
+	tn, hc := vpnSide(t, n, e, FastProfile(), nil)
+
+	start := time.Now()
+	body := fetch(t, hc, 60*time.Second)
+	took := time.Since(start)
+	if sha256.Sum256(body) != sha256.Sum256(page) {
+		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
+	}
+	st := tn.Stats()
+	t.Logf("fast: %d KiB in %v (%.0f KiB/s); stats %+v; router %+v", len(page)>>10, took.Round(time.Millisecond),
+		float64(len(page))/1024/took.Seconds(), st, e.router.Stats())
+	if st.State != StateConnected || st.PacketsDown == 0 || st.PacketsUp == 0 || st.SURBsSent < st.SURBsUsed {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.BytesDown < uint64(len(page)) {
+		t.Fatalf("%d bytes down for a %d-byte page", st.BytesDown, len(page))
+	}
+}
+
+// At Nym's default mixing a small page still arrives.
+func TestFetchThroughMixnetNymDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("Nym's mixing takes seconds")
+	}
+	leakcheck.Check(t)
+	n := startMiniNet(t, [32]byte{})
+	e := startExit(t, n, client.NymDefaults())
+	page := randomPage(32 << 10)
+	serveInternet(t, e, page)
+	tn, hc := vpnSide(t, n, e, DefaultProfile(), nil)
+
+	start := time.Now()
+	body := fetch(t, hc, 120*time.Second)
+	took := time.Since(start)
+	if !bytes.Equal(body, page) {
+		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
+	}
+	t.Logf("nym defaults: %d KiB in %v; stats %+v", len(page)>>10, took.Round(time.Millisecond), tn.Stats())
+}
