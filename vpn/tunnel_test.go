@@ -121,7 +121,9 @@ func TestFetchThroughMixnetFast(t *testing.T) {
 	st := tn.Stats()
 	t.Logf("fast: %d KiB in %v (%.0f KiB/s); stats %+v; router %+v", len(page)>>10, took.Round(time.Millisecond),
 		float64(len(page))/1024/took.Seconds(), st, e.router.Stats())
-	if st.State != StateConnected || st.PacketsDown == 0 || st.PacketsUp == 0 || st.SURBsSent < st.SURBsUsed {
+	// SURBsUsed may exceed SURBsSent: the mixnet client also hands the exit
+	// SURBs of its own when the exit asks for more.
+	if st.State != StateConnected || st.PacketsDown == 0 || st.PacketsUp == 0 || st.SURBsUsed == 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if st.BytesDown < uint64(len(page)) {

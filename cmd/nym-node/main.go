@@ -138,6 +138,7 @@ func printIdentity(cmd *cobra.Command, keys *nodekey.Keys) {
 
 func newRun() *cobra.Command {
 	var s settings
+	var ef exitFlags
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the node until interrupted",
@@ -151,15 +152,27 @@ func newRun() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			n, err := node.New(cfg, node.Options{Logger: log})
+			router, err := ef.prepareRouter(cfg, log)
+			if err != nil {
+				return err
+			}
+			opts := node.Options{Logger: log}
+			if router != nil {
+				opts.RouterKey = &router.key
+			}
+			n, err := node.New(cfg, opts)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return n.Run(ctx)
+			if router == nil {
+				return n.Run(ctx)
+			}
+			return runWithRouter(ctx, n, router)
 		},
 	}
 	s.bind(cmd)
+	ef.bind(cmd)
 	return cmd
 }

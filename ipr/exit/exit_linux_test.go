@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -78,6 +79,7 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		TUNName:      tunName,
 		Uplink:       uplink,
 		InNetNS:      func(fn func() error) error { return inNS(exitNS, fn) },
+		Logger:       testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +111,7 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 	// The VPN client: a plain mixnet client speaking the ipr protocol.
 	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ccancel()
-	vpn, err := client.Connect(cctx, client.Config{DirectoryURL: mix.DirectoryURL, DirectoryKey: mix.DirectoryKey, Loopix: &client.Loopix{}})
+	vpn, err := client.Connect(cctx, client.Config{DirectoryURL: mix.DirectoryURL, DirectoryKey: mix.DirectoryKey, Loopix: &client.Loopix{}, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("VPN client: %v", err)
 	}
@@ -149,6 +151,18 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		t.Errorf("router stats: up %d, down %d", st.PacketsUp, st.PacketsDown)
 	}
 
+	// A private destination is refused, and the client hears why.
+	private := netip.MustParseAddrPort("192.168.1.1:53")
+	enc.Reset(nil)
+	if err := enc.Add(udp4(src, private, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	send(t, cctx, vpn, to, &ipr.DataUp{Seq: 1, Bundle: enc.Bytes()}, 5)
+	info := waitResponse[*ipr.Info](t, cctx, vpn)
+	if info.Code != ipr.InfoPolicyRefused || info.Dest != private || info.Proto != ippkt.ProtoUDP {
+		t.Fatalf("Info = %+v, want a policy refusal of %v", info, private)
+	}
+
 	// On stop the TUN goes and forwarding is put back.
 	if err := stopService(); err != nil {
 		t.Fatalf("service: %v", err)
@@ -160,6 +174,10 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "0" {
 		t.Errorf("ip_forward after stop = %q (%v), want 0", out, err)
 	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // serveWhoAmI answers each datagram with the address it came from.

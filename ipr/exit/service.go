@@ -30,7 +30,9 @@ type Service struct {
 
 	repliesFailed atomic.Uint64
 	lowSURBInfos  atomic.Uint64
-	lastLowInfo   sync.Map // ipr.SessionKey → time.Time
+
+	lowMu   sync.Mutex
+	lastLow map[ipr.SessionKey]time.Time // last low-SURB Info per session
 }
 
 // New checks cfg and returns a Service. Nothing is opened before Run.
@@ -173,10 +175,9 @@ func (s *Service) lowSURBs(ctx context.Context, key ipr.SessionKey, mix *client.
 	if interval <= 0 {
 		interval = ipr.DefaultInfoInterval
 	}
-	if last, ok := s.lastLowInfo.Load(key); ok && now.Sub(last.(time.Time)) < interval {
+	if !s.mayInfoLow(key, now, interval) {
 		return
 	}
-	s.lastLowInfo.Store(key, now)
 	msg, err := ipr.MarshalResponse(&ipr.Info{Code: ipr.InfoLowSURBs})
 	if err != nil {
 		return
@@ -186,6 +187,30 @@ func (s *Service) lowSURBs(ctx context.Context, key ipr.SessionKey, mix *client.
 	if mix.Reply(rctx, client.AnonymousSenderTag(key), msg) == nil {
 		s.lowSURBInfos.Add(1)
 	}
+}
+
+// maxLowInfoEntries bounds the low-SURB Info record: entries older than
+// the Info interval say nothing and are pruned when it fills.
+const maxLowInfoEntries = 4096
+
+func (s *Service) mayInfoLow(key ipr.SessionKey, now time.Time, interval time.Duration) bool {
+	s.lowMu.Lock()
+	defer s.lowMu.Unlock()
+	if s.lastLow == nil {
+		s.lastLow = make(map[ipr.SessionKey]time.Time)
+	}
+	if last, ok := s.lastLow[key]; ok && now.Sub(last) < interval {
+		return false
+	}
+	if len(s.lastLow) >= maxLowInfoEntries {
+		for k, t := range s.lastLow {
+			if now.Sub(t) >= interval {
+				delete(s.lastLow, k)
+			}
+		}
+	}
+	s.lastLow[key] = now
+	return true
 }
 
 // receive hands every request to the router until the client closes.
@@ -220,6 +245,9 @@ func (s *Service) readTUN(dev tun.Device, router *ipr.Router) {
 		}
 		if err != nil {
 			s.log.Debug("TUN read", "err", err)
+			if n == 0 {
+				time.Sleep(time.Millisecond) // no busy loop on a repeating error
+			}
 		}
 		pkts = pkts[:0]
 		for i := range n {

@@ -1,0 +1,68 @@
+package exit
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/nym-go/nym/platform"
+)
+
+func TestRouterPolicy(t *testing.T) {
+	op, err := platform.ParseExitPolicy("reject 203.0.113.0/24:*\naccept *:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}
+	pol := routerPolicy(op, allow)
+	for _, c := range []struct {
+		dst   string
+		proto uint8
+		want  bool
+	}{
+		{"198.51.100.2:80", 6, true},
+		{"198.51.100.2:25", 6, false},  // SMTP
+		{"198.51.100.2:25", 17, true},  // port 25 is refused for TCP only
+		{"10.0.0.7:80", 6, false},      // another client
+		{"127.0.0.1:80", 6, false},     // loopback
+		{"192.168.1.1:53", 17, false},  // private
+		{"192.168.50.9:53", 17, true},  // private, but allowed by the operator
+		{"203.0.113.5:443", 6, false},  // the operator's list
+		{"[fc00::5]:80", 6, false},     // another client, IPv6
+		{"[2001:db8::1]:443", 6, true}, // public enough for the policy
+		{"[::ffff:10.1.1.1]:80", 6, false},
+	} {
+		got, reason := pol(netip.MustParseAddrPort(c.dst), c.proto)
+		if got != c.want {
+			t.Errorf("%s/%d: allowed %v (%q), want %v", c.dst, c.proto, got, reason, c.want)
+		}
+		if !got && reason == "" {
+			t.Errorf("%s/%d: refused without a reason", c.dst, c.proto)
+		}
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	good := Config{DataDir: t.TempDir(), DirectoryURL: "http://x", DirectoryKey: make([]byte, 32), Gateway: [32]byte{1}}
+	if _, err := New(good); err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	for name, edit := range map[string]func(*Config){
+		"no directory": func(c *Config) { c.DirectoryURL = "" },
+		"bad key":      func(c *Config) { c.DirectoryKey = nil },
+		"no gateway":   func(c *Config) { c.Gateway = [32]byte{} },
+		"no data dir":  func(c *Config) { c.DataDir = "" },
+	} {
+		c := good
+		edit(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+}
+
+func TestServiceLoopixHasNoRateLimit(t *testing.T) {
+	l := ServiceLoopix()
+	if l.SendInterval != 0 || l.CoverInterval != 0 || l.HopDelay <= 0 {
+		t.Fatalf("ServiceLoopix = %+v", l)
+	}
+}
