@@ -74,7 +74,17 @@ func (r *Routes) apply(cfg RouteConfig) error {
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", cfg.TUN, err)
 	}
+	v6, err := r.tunIPv6(cfg.TUN)
+	if err != nil {
+		return err
+	}
 	for _, p := range cfg.Addresses {
+		if p.Addr().Is6() && v6 != ipv6Enabled {
+			// The kernel turns IPv6 off on a link whose MTU is below 1280
+			// and refuses IPv6 addresses there; the IPv6 routes below then
+			// become unreachable ones, so nothing leaks around the TUN.
+			continue
+		}
 		if !slices.ContainsFunc(present, func(a netlink.Addr) bool { return prefixOf(a.IPNet) == p }) {
 			plan.Addrs = append(plan.Addrs, addrEntry{Prefix: p, Dev: cfg.TUN})
 		}
@@ -87,10 +97,6 @@ func (r *Routes) apply(cfg RouteConfig) error {
 		if ok {
 			plan.Routes = append(plan.Routes, e)
 		}
-	}
-	v6, err := r.tunIPv6(cfg.TUN)
-	if err != nil {
-		return err
 	}
 	for _, p := range splitDefaults {
 		switch {
