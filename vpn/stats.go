@@ -1,6 +1,7 @@
 package vpn
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/nym-go/nym/ipr"
@@ -64,4 +65,16 @@ type Stats struct {
 	Pings, Pongs uint64
 	LastRTT      time.Duration // of the last pong
 	Reconnects   uint64
+}
+
+// UnmarshalText reads what MarshalText wrote, so `nymvpn status` can decode
+// the daemon's answer.
+func (s *State) UnmarshalText(b []byte) error {
+	for c := StateConnecting; c <= StateClosed; c++ {
+		if c.String() == string(b) {
+			*s = c
+			return nil
+		}
+	}
+	return fmt.Errorf("vpn: unknown state %q", b)
 }
