@@ -259,6 +259,15 @@ func (n *Net) Topology() (*directory.Topology, error) {
 // running node has reached its epoch and taken up its role.
 func (n *Net) WaitRoutable(timeout time.Duration) *directory.Topology {
 	n.t.Helper()
+	t, err := n.Routable(timeout)
+	if err != nil {
+		n.t.Fatalf("testnet: %v", err)
+	}
+	return t
+}
+
+// Routable is WaitRoutable that reports a timeout instead of failing the test.
+func (n *Net) Routable(timeout time.Duration) (*directory.Topology, error) {
 	var last error
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -266,15 +275,14 @@ func (n *Net) WaitRoutable(timeout time.Duration) *directory.Topology {
 		if err == nil {
 			if err = t.Routable(); err == nil {
 				if err = n.nodesFollow(t); err == nil {
-					return t
+					return t, nil
 				}
 			}
 		}
 		last = err
 		time.Sleep(50 * time.Millisecond)
 	}
-	n.t.Fatalf("testnet: network not routable after %v: %v", timeout, last)
-	return nil
+	return nil, fmt.Errorf("network not routable after %v: %v", timeout, last)
 }
 
 func (n *Net) nodesFollow(t *directory.Topology) error {
