@@ -4,7 +4,7 @@ SHELL     := /bin/bash
 GO        ?= go
 BIN       := bin
 CMDS      := nym-node nym-api nymvpn
-APT_PKGS  := iproute2 nftables iperf3 curl ca-certificates
+APT_PKGS  := iproute2 nftables iperf3 curl ca-certificates iputils-ping
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
@@ -59,6 +59,7 @@ bench:
 	$(GO) test -run '^$$' -bench NodeSockets -benchtime 1x ./mixnet/node | tee -a $(BIN)/bench.txt
 	$(GO) test -run '^$$' -bench 'PacketCreation|Goodput' -benchtime 3x ./mixnet/client | tee -a $(BIN)/bench.txt
 	$(GO) run ./internal/benchtable < $(BIN)/bench.txt
+	@if [ "$$(id -u)" = 0 ]; then localnet/bench.sh; else echo "bench: not root, skipping the VPN benchmark (localnet/bench.sh)"; fi
 
 # fuzz runs every fuzz target in the repository for FUZZTIME each.
 fuzz:

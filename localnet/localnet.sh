@@ -12,6 +12,8 @@
 #   LOCALNET_BIN     where the binaries are built (default <repo>/bin)
 #   LOCALNET_EPOCH   directory epoch length (default 10m)
 #   LOCALNET_TIMEOUT seconds to wait for a routable topology (default 90)
+#   LOCALNET_ENTRIES number of entry gateways, 1 or 2 (default 1); the second,
+#                    entry2, lives in $PREFIX-entry2 at 192.0.2.21
 #
 # Only documentation addresses are used and no namespace gets a default
 # route, so nothing here can reach or change the host's own network.
@@ -26,9 +28,16 @@ TIMEOUT=${LOCALNET_TIMEOUT:-90}
 
 # Roles, in the order they are built. "net" holds the bridge of the mixnet
 # LAN; every other namespace but inet has one leg on it.
+ENTRIES=${LOCALNET_ENTRIES:-1}
+[[ $ENTRIES == 1 || $ENTRIES == 2 ]] || { echo "localnet: LOCALNET_ENTRIES must be 1 or 2" >&2; exit 1; }
 ROLES=(net dir entry mix1 mix2 mix3 exit inet client)
+ENTRY_ROLES=(entry)
+if ((ENTRIES == 2)); then
+	ROLES+=(entry2)
+	ENTRY_ROLES+=(entry2)
+fi
 declare -A LAN_IP=(
-	[dir]=192.0.2.10 [entry]=192.0.2.20 [mix1]=192.0.2.31 [mix2]=192.0.2.32
+	[dir]=192.0.2.10 [entry]=192.0.2.20 [entry2]=192.0.2.21 [mix1]=192.0.2.31 [mix2]=192.0.2.32
 	[mix3]=192.0.2.33 [exit]=192.0.2.40 [client]=192.0.2.100
 )
 EXIT_UP4=198.51.100.1 INET4=198.51.100.2
@@ -66,7 +75,7 @@ build_namespaces() {
 	# names live inside the namespaces, so they need no prefix and stay short.
 	ip -n "$(ns net)" link add br0 type bridge
 	ip -n "$(ns net)" link set br0 up
-	for r in dir entry mix1 mix2 mix3 exit client; do
+	for r in dir "${ENTRY_ROLES[@]}" mix1 mix2 mix3 exit client; do
 		ip -n "$(ns net)" link add "$r" type veth peer name lan0 netns "$(ns "$r")"
 		ip -n "$(ns net)" link set "$r" master br0 up
 		ip -n "$(ns "$r")" addr add "${LAN_IP[$r]}/24" dev lan0
@@ -127,11 +136,11 @@ start_servers() {
 		die "nym-api did not answer; see $STATE/log/nym-api.log"
 
 	local r mode extra
-	for r in mix1 mix2 mix3 entry exit; do
+	for r in mix1 mix2 mix3 "${ENTRY_ROLES[@]}" exit; do
 		extra=()
 		case $r in
 		mix*) mode=mixnode ;;
-		entry) mode=entry-gateway ;;
+		entry*) mode=entry-gateway ;;
 		exit)
 			mode=exit-gateway
 			# The exit's IP router (being written) routes through this
@@ -215,7 +224,7 @@ cmd_down() {
 	local f pid nsname r left
 	# Clients first (nymvpn must undo its routes and kill switch while the
 	# mixnet is still there), then nodes, then the directory and servers.
-	for name in nymvpn nym-node-exit nym-node-entry nym-node-mix1 nym-node-mix2 nym-node-mix3 nym-api inet iperf3; do
+	for name in nymvpn nym-node-exit nym-node-entry nym-node-entry2 nym-node-mix1 nym-node-mix2 nym-node-mix3 nym-api inet iperf3; do
 		f=$STATE/pids/$name
 		[[ -f $f ]] || continue
 		read -r pid nsname <"$f"
@@ -228,7 +237,8 @@ cmd_down() {
 		stop_pid "$pid" "$nsname"
 		rm -f "$f"
 	done
-	for r in "${ROLES[@]}"; do
+	# entry2 too, whatever LOCALNET_ENTRIES says now: up may have made it.
+	for r in "${ROLES[@]}" entry2; do
 		nsname=$(ns "$r")
 		[[ -e /run/netns/$nsname ]] || continue
 		# A process still inside (say, a shell or nymvpn started by hand)

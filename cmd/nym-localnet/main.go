@@ -76,6 +76,22 @@ func blobSHA256() string {
 	return hex.EncodeToString(h[:])
 }
 
+// The page at /page: 20 objects of 25 KiB, 500 KiB in all besides the HTML.
+const (
+	pageObjects    = 20
+	pageObjectSize = 25 << 10
+)
+
+func pageHTML() string {
+	var b strings.Builder
+	b.WriteString("<!doctype html>\n<html><head><title>nym-localnet page</title></head><body>\n")
+	for i := range pageObjects {
+		fmt.Fprintf(&b, "<img src=\"/obj/%d\">\n", i)
+	}
+	b.WriteString("</body></html>\n")
+	return b.String()
+}
+
 // names maps a lower-case fully qualified name ("internet.test.") to its
 // addresses; repeated --name flags add addresses.
 type names map[string][]netip.Addr
@@ -153,6 +169,22 @@ func newHTTPHandler() http.Handler {
 	mux.HandleFunc("GET /1MiB", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		http.ServeContent(w, r, "1MiB", time.Time{}, bytes.NewReader(data))
+	})
+	// A page as a browser loads it (localnet/bench.sh): /page is HTML that
+	// references pageObjects objects /obj/0.. of pageObjectSize bytes each.
+	mux.HandleFunc("GET /page", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, pageHTML())
+	})
+	mux.HandleFunc("GET /obj/{n}", func(w http.ResponseWriter, r *http.Request) {
+		var i int
+		if _, err := fmt.Sscan(r.PathValue("n"), &i); err != nil || i < 0 || i >= pageObjects {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		off := i * pageObjectSize % (blobSize - pageObjectSize)
+		http.ServeContent(w, r, "obj", time.Time{}, bytes.NewReader(data[off:off+pageObjectSize]))
 	})
 	return mux
 }

@@ -29,6 +29,17 @@ func TestHTTP(t *testing.T) {
 	if !strings.HasPrefix(body, "hello from the internet; you are 127.0.0.1:") {
 		t.Errorf("/ = %q", body)
 	}
+	page := get(t, srv.URL+"/page")
+	total := 0
+	for i := range pageObjects {
+		if !strings.Contains(page, `src="/obj/`+strconv.Itoa(i)+`"`) {
+			t.Errorf("/page does not reference /obj/%d", i)
+		}
+		total += len(get(t, srv.URL+"/obj/"+strconv.Itoa(i)))
+	}
+	if total != 500<<10 {
+		t.Errorf("/page's objects: %d bytes, want 500 KiB", total)
+	}
 	blob := get(t, srv.URL+"/1MiB")
 	sum := sha256.Sum256([]byte(blob))
 	if len(blob) != 1<<20 || hex.EncodeToString(sum[:]) != wantBlobSHA256 || blobSHA256() != wantBlobSHA256 {

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# bench.sh: throughput and latency of nymvpn through the local network.
+# Brings up a local network of its own, then measures from the client
+# namespace to the internet namespace (198.51.100.2):
+#
+#   (a) nymvpn at Nym's default parameters (--profile default)
+#   (b) nymvpn with delays and cover off (--profile fast)
+#   (c) a plain vxlan tunnel client -> exit -> internet between the same
+#       namespaces, without the mixnet: the ceiling
+#
+# each with iperf3 TCP goodput (download, -R) and ping RTT, printed as a
+# table with ratios to (c); plus a page load as a browser does it (/page:
+# one HTML page, then its 20 objects of 25 KiB over 6 parallel connections)
+# at Nym's defaults. Tears the network down whatever happens.
+#
+# Environment: as localnet.sh (LOCALNET_PREFIX defaults to bn<pid> here), plus
+#   BENCH_IPERF_TIME  seconds per iperf3 run (default 10)
+#   BENCH_PINGS       pings per RTT measurement (default 20)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+export LOCALNET_PREFIX=${LOCALNET_PREFIX:-bn$$}
+P=$LOCALNET_PREFIX
+export LOCALNET_DIR=${LOCALNET_DIR:-/tmp/$P-localnet}
+STATE=$LOCALNET_DIR
+BIN=${LOCALNET_BIN:-$REPO/bin}
+IPERF_TIME=${BENCH_IPERF_TIME:-10}
+PINGS=${BENCH_PINGS:-20}
+DIR_URL=http://192.0.2.10:8000
+INET4=198.51.100.2
+SOCK=$STATE/nymvpn.sock
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+inns() { local r=$1; shift; ip netns exec "$P-$r" "$@"; }
+vpn() { inns client "$BIN/nymvpn" --socket "$SOCK" "$@"; }
+
+[[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
+for c in ip curl iperf3 ping nft awk; do command -v "$c" >/dev/null || die "$c not found"; done
+
+finish() {
+	local rc=$?
+	[[ -S $SOCK ]] && vpn disconnect >/dev/null 2>&1 || true
+	"$HERE/localnet.sh" down >/dev/null || rc=1
+	exit $rc
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+"$HERE/localnet.sh" up >/dev/null
+KEY=$(cat "$STATE/directory-key")
+[[ -x $BIN/nymvpn ]] || die "no $BIN/nymvpn"
+
+# The daemon, with a socket and state file of this network's own.
+inns client "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" \
+	</dev/null >"$STATE/log/nymvpn.log" 2>&1 &
+echo "$! $P-client" >"$STATE/pids/nymvpn"
+for _ in $(seq 50); do vpn status >/dev/null 2>&1 && break; sleep 0.2; done
+
+wait_page() {
+	local i
+	for i in $(seq 90); do
+		inns client curl -sf --max-time 5 "http://$INET4/" >/dev/null && return 0
+		sleep 1
+	done
+	return 1
+}
+
+# goodput: iperf3 download (-R) in Mbit/s, receiver side.
+goodput() {
+	local out
+	out=$(inns client iperf3 -c "$INET4" -R -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
+		{ log "iperf3 failed: $(echo "$out" | tail -2)"; echo "-"; return; }
+	echo "$out" | awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i-1) } END { print (v == "" ? "-" : v) }'
+}
+
+# rtt: average ping RTT in ms, and the loss.
+rtt() {
+	local out
+	out=$(inns client ping -q -c "$PINGS" -i 0.2 -W 5 "$INET4" 2>&1) || true
+	echo "$out" | awk -F'[/ ]+' '/^rtt|^round-trip/ { avg = $7 } /packet loss/ { for (i = 1; i <= NF; i++) if ($i ~ /%$/) loss = $i }
+		END { printf "%s %s\n", (avg == "" ? "-" : avg), (loss == "" ? "?" : loss) }'
+}
+
+# pageload: /page, then its 20 objects over at most 6 connections; seconds.
+pageload() {
+	local t0 t1 html urls=()
+	t0=$(date +%s.%N)
+	html=$(inns client curl -sf --max-time 120 "http://$INET4/page") || { echo "-"; return; }
+	while read -r u; do urls+=(-o /dev/null "http://$INET4$u"); done < <(echo "$html" | sed -n 's/.*src="\([^"]*\)".*/\1/p')
+	((${#urls[@]} == 60)) || { log "/page lists $((${#urls[@]} / 3)) objects, want 20"; echo "-"; return; }
+	inns client curl -sf --no-progress-meter --max-time 300 -Z --parallel-max 6 --parallel-immediate "${urls[@]}" || { echo "-"; return; }
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+}
+
+declare -A GP RTT LOSS
+measure() {
+	local k=$1 r
+	log "($k) iperf3 -R for ${IPERF_TIME}s"
+	GP[$k]=$(goodput)
+	log "($k) $PINGS pings"
+	read -r RTT[$k] LOSS[$k] < <(rtt)
+}
+
+log "(a) nymvpn connect --profile default"
+vpn connect --directory "$DIR_URL" --directory-key "$KEY" --dns "$INET4" --profile default >/dev/null
+wait_page || die "(a): no page through the tunnel"
+measure a
+log "(a) page load: /page + 20 objects, 6 connections"
+PAGE=$(pageload)
+vpn disconnect >/dev/null
+
+log "(b) nymvpn connect --profile fast"
+vpn connect --directory "$DIR_URL" --directory-key "$KEY" --dns "$INET4" --profile fast >/dev/null
+wait_page || die "(b): no page through the tunnel"
+measure b
+vpn disconnect >/dev/null
+
+log "(c) plain tunnel (vxlan over the LAN) client -> exit -> internet"
+# vxlan, since it is the encapsulation this kernel is sure to have (ipip,
+# gre and wireguard may be modules that are not loaded).
+inns client ip link add pt0 type vxlan id 99 local 192.0.2.100 remote 192.0.2.40 dstport 4789
+inns client ip addr add 10.99.0.2/30 dev pt0
+inns client ip link set pt0 up
+inns exit ip link add pt0 type vxlan id 99 local 192.0.2.40 remote 192.0.2.100 dstport 4789
+inns exit ip addr add 10.99.0.1/30 dev pt0
+inns exit ip link set pt0 up
+inns exit sysctl -qw net.ipv4.ip_forward=1
+inns client ip route add "$INET4/32" via 10.99.0.1 dev pt0
+# The exit's own nftables (the IP router's NAT and policy) may drop
+# forwarding that is not its own; this table runs first and accepts it, and
+# masquerades as the exit does.
+inns exit nft -f - <<'EOF'
+table ip bench_plain {
+	chain forward_plain {
+		type filter hook forward priority -300; policy accept;
+		iifname "pt0" accept
+		oifname "pt0" accept
+	}
+	chain postrouting_plain {
+		type nat hook postrouting priority 50; policy accept;
+		ip saddr 10.99.0.0/30 oifname "uplink0" masquerade
+	}
+}
+EOF
+inns client curl -sf --max-time 5 "http://$INET4/" >/dev/null || die "(c): no page through the plain tunnel"
+measure c
+PAGE_PLAIN=$(pageload)
+
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
+echo
+echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
+printf '%-34s %14s %10s %12s %10s %8s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss
+for k in a b c; do
+	case $k in
+	a) name="(a) Nym defaults" ;;
+	b) name="(b) --profile fast (no delay/cover)" ;;
+	c) name="(c) plain vxlan tunnel (ceiling)" ;;
+	esac
+	printf '%-34s %14s %10s %12s %10s %8s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
+		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}"
+done
+echo
+echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"
