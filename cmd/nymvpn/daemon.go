@@ -68,13 +68,18 @@ func newDaemon(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("state") {
+				// Beside the socket: a daemon per socket (one per network
+				// namespace, say) must not restore another's changes.
+				statePath = filepath.Join(filepath.Dir(o.socket), filepath.Base(defaultState))
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			d := &daemon{log: log, statePath: statePath}
 			return d.serve(ctx, o.socket)
 		},
 	}
-	cmd.Flags().StringVar(&statePath, "state", defaultState, "file recording host changes, for restoring them after a crash")
+	cmd.Flags().StringVar(&statePath, "state", defaultState, "file recording host changes, for restoring them after a crash (default: beside --socket)")
 	return cmd
 }
 
