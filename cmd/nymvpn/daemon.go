@@ -68,7 +68,7 @@ func newDaemon(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("state") {
+			if statePath == "" {
 				// Beside the socket: a daemon per socket (one per network
 				// namespace, say) must not restore another's changes.
 				statePath = filepath.Join(filepath.Dir(o.socket), filepath.Base(defaultState))
@@ -79,7 +79,7 @@ func newDaemon(o *options) *cobra.Command {
 			return d.serve(ctx, o.socket)
 		},
 	}
-	cmd.Flags().StringVar(&statePath, "state", defaultState, "file recording host changes, for restoring them after a crash (default: beside --socket)")
+	cmd.Flags().StringVar(&statePath, "state", "", "file recording host changes, for restoring them after a crash (default: platform.state beside --socket)")
 	return cmd
 }
 
