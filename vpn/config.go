@@ -10,10 +10,12 @@ import (
 )
 
 // Mixnet is what a Tunnel needs of a connected mixnet client; *client.Client
-// has it.
+// has it. Every packet the tunnel sends carries the sender tag, by which the
+// exit knows the session, but most carry no reply SURBs: those go where room
+// is spare, or alone when the exit runs low.
 type Mixnet interface {
-	SendPacket(ctx context.Context, to client.Address, data []byte, nSURBs int) error
-	PacketCapacity(nSURBs int) int
+	SendRepliablePacket(ctx context.Context, to client.Address, data []byte, nSURBs int) error
+	RepliablePacketCapacity(nSURBs int) int
 	ReplyCapacity() int
 	Receive() <-chan client.Message
 	Stats() client.Stats

@@ -10,12 +10,16 @@
 //     time (CoDel), so TCP inside the tunnel sees loss as soon as the Poisson
 //     stream — the tunnel's bottleneck — falls behind, instead of a deep
 //     buffer; each mixnet packet is a DataUp bundle filled as far as one
-//     packet allows, its spare room filled with reply SURBs;
+//     packet allows, its spare room filled with reply SURBs; every packet
+//     carries the sender tag that names the session at the exit, but a full
+//     one no SURB (client.Client.SendRepliablePacket with none), so the MTU
+//     is a whole tagged packet less the ipr framing — 1537, enough for IPv6;
 //   - downstream, DataDown replies are put back in sequence order by an
 //     ipr.Resequencer whose timeout follows the mixing profile, split, and
 //     written to the TUN;
 //   - the exit can send one reply per SURB, so the tunnel keeps a supply
-//     sized by the backlog the exit reports, and tops it up when low;
+//     sized by the backlog the exit reports, and tops it up when low, in
+//     bundles packed to leave room for SURBs or in SURB-only packets;
 //   - pings keep an idle session from expiring at the exit (60 s) and prove
 //     the path alive; when no reply comes for DeadAfter, the tunnel dials a
 //     fresh mixnet client (another gateway, if the dialer picks one) and

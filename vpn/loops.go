@@ -40,9 +40,18 @@ func (t *Tunnel) readTUN(dev tun.Device) error {
 // sendLoop sends one DataUp per free slot of the mixnet client: queued
 // packets, with the spare room filled by SURBs while the exit needs them,
 // or SURBs alone when there is nothing to send but the exit runs low.
+//
+// Every DataUp carries our sender tag, which names the session at the exit,
+// but a full one carries no SURB: that is what lets a bundle hold an IP
+// packet of the tunnel's MTU (maxUpPacket). While the exit needs SURBs,
+// bundles are packed to leave room for at least one; when the head packet
+// is too big for that, slots alternate between a SURB-only DataUp and a
+// full bundle, so neither the SURB supply nor the upload stalls.
 func (t *Tunnel) sendLoop(ctx context.Context) error {
 	mix, router := t.mix, t.router
-	enc := ipr.NewBundleEncoder(mix.PacketCapacity(1) - ipr.DataUpOverhead)
+	encFull := ipr.NewBundleEncoder(mix.RepliablePacketCapacity(0) - ipr.DataUpOverhead)
+	encSURB := ipr.NewBundleEncoder(mix.RepliablePacketCapacity(1) - ipr.DataUpOverhead)
+	bigTurn := false // the last slot went to SURBs alone, past a big head packet
 	var msg []byte
 	recheck := time.NewTicker(100 * time.Millisecond) // for SURB stalls
 	defer recheck.Stop()
@@ -50,7 +59,8 @@ func (t *Tunnel) sendLoop(ctx context.Context) error {
 	for {
 		now := time.Now()
 		queued, _ := t.queue.len()
-		if queued == 0 && t.budget.deficit(now) <= 0 {
+		deficit := t.budget.deficit(now)
+		if queued == 0 && deficit <= 0 {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -69,6 +79,11 @@ func (t *Tunnel) sendLoop(ctx context.Context) error {
 			}
 			continue
 		}
+		enc := encFull
+		if deficit > 0 && !bigTurn {
+			enc = encSURB
+		}
+		bigTurn = false
 		enc.Reset(nil)
 		for {
 			pkt, ok := t.queue.popIf(now, enc.Fits)
@@ -79,13 +94,19 @@ func (t *Tunnel) sendLoop(ctx context.Context) error {
 				t.tooBig.Add(1)
 			}
 		}
+		if enc == encSURB && enc.Packets() == 0 {
+			// The head, if any, needs a bundle without SURBs: it
+			// goes in the next slot, after these SURBs.
+			queued, _ = t.queue.len()
+			bigTurn = queued > 0
+		}
 		var err error
 		msg, err = (&ipr.DataUp{Seq: t.upSeq, Bundle: enc.Bytes()}).AppendBinary(msg[:0])
 		if err != nil {
 			return fmt.Errorf("vpn: encoding data: %w", err)
 		}
-		nSURBs := maxSURBs(mix, len(msg), t.budget.deficit(now))
-		if err := mix.SendPacket(ctx, router, msg, nSURBs); err != nil {
+		nSURBs := maxSURBs(mix, len(msg), 0, deficit)
+		if err := mix.SendRepliablePacket(ctx, router, msg, nSURBs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -229,9 +250,9 @@ func (t *Tunnel) ping(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("vpn: encoding ping: %w", err)
 	}
-	n := maxSURBs(t.mix, len(msg), t.cfg.ConnectSURBs)
+	n := maxSURBs(t.mix, len(msg), 1, t.cfg.ConnectSURBs)
 	t.lastPing.Store(now.UnixNano())
-	if err := t.mix.SendPacket(ctx, t.router, msg, n); err != nil {
+	if err := t.mix.SendRepliablePacket(ctx, t.router, msg, n); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -94,9 +94,12 @@ func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
 	}
 	t.mix, t.router = mix, router
 	t.addrs = ok.Addrs
-	// Every upstream packet carries at least one SURB, so that the exit
-	// knows its sender tag; the MTU is what fits both ways.
-	t.mtu = min(int(ok.MTU), ipr.MaxIPPacket(min(mix.PacketCapacity(1), mix.ReplyCapacity())))
+	// Upstream packets carry the sender tag without SURBs when they are
+	// full, so a bundle holds a packet of RepliablePacketCapacity(0) less
+	// the framing; downstream the exit's MTU (from a reply's capacity)
+	// applies. The MTU is what fits both ways: 1537 with today's sizes,
+	// above IPv6's minimum of 1280.
+	t.mtu = min(int(ok.MTU), ipr.MaxIPPacket(mix.ReplyCapacity()), maxUpPacket(mix))
 	t.connectedAt = time.Now()
 	t.log.Info("vpn session granted", "v4", ok.Addrs.V4, "v6", ok.Addrs.V6, "mtu", t.mtu, "profile", cfg.Profile.Name)
 	return t, nil
@@ -153,11 +156,18 @@ func (t *Tunnel) Stats() Stats {
 	return st
 }
 
+// maxUpPacket is the largest IP packet that fits one upstream bundle: a
+// tagged packet without SURBs, less the DataUp header and the length prefix.
+func maxUpPacket(mix Mixnet) int {
+	return mix.RepliablePacketCapacity(0) - ipr.DataUpOverhead - ipr.LengthPrefixSize
+}
+
 // maxSURBs is the most SURBs a packet of msgLen bytes can carry beside it,
-// at most want and at least one.
-func maxSURBs(mix Mixnet, msgLen, want int) int {
-	n := 1
-	for n < want && mix.PacketCapacity(n+1) >= msgLen {
+// at most want and at least least (whether or not they fit: the caller
+// sized the message for them).
+func maxSURBs(mix Mixnet, msgLen, least, want int) int {
+	n := max(least, 0)
+	for n < want && mix.RepliablePacketCapacity(n+1) >= msgLen {
 		n++
 	}
 	return n
@@ -180,8 +190,8 @@ func (t *Tunnel) handshake(ctx context.Context, mix Mixnet, router client.Addres
 			if err != nil {
 				return nil, fmt.Errorf("vpn: encoding Connect: %w", err)
 			}
-			n := maxSURBs(mix, len(req), t.cfg.ConnectSURBs)
-			if err := mix.SendPacket(ctx, router, req, n); err != nil {
+			n := maxSURBs(mix, len(req), 1, t.cfg.ConnectSURBs)
+			if err := mix.SendRepliablePacket(ctx, router, req, n); err != nil {
 				return nil, fmt.Errorf("vpn: sending Connect to %s: %w", router, err)
 			}
 			t.budget.gave(n)
@@ -345,7 +355,8 @@ func (t *Tunnel) goodbye() {
 	if err != nil {
 		return
 	}
-	if err := t.mix.SendPacket(ctx, t.router, msg, 1); err != nil {
+	// No SURBs: the exit does not answer a Disconnect.
+	if err := t.mix.SendRepliablePacket(ctx, t.router, msg, 0); err != nil {
 		t.log.Debug("vpn disconnect not sent", "err", err)
 		return
 	}

@@ -54,9 +54,12 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	if !ipr.ClientNetV4.Contains(tn.Addrs().V4) || tn.MTU() < 1000 {
-		t.Fatalf("granted %s, MTU %d", tn.Addrs(), tn.MTU())
+	// IPv6 needs an MTU of at least 1280; a full tagged packet without
+	// SURBs gives 1537.
+	if !ipr.ClientNetV4.Contains(tn.Addrs().V4) || tn.MTU() < 1280 || tn.MTU() != maxUpPacket(tn.mix) {
+		t.Fatalf("granted %s, MTU %d (a full upstream bundle holds %d)", tn.Addrs(), tn.MTU(), maxUpPacket(tn.mix))
 	}
+	t.Logf("tunnel MTU %d", tn.MTU())
 	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +124,8 @@ func TestFetchThroughMixnetFast(t *testing.T) {
 	st := tn.Stats()
 	t.Logf("fast: %d KiB in %v (%.0f KiB/s); stats %+v; router %+v", len(page)>>10, took.Round(time.Millisecond),
 		float64(len(page))/1024/took.Seconds(), st, e.router.Stats())
+	es := e.mix.Stats()
+	t.Logf("exit client: %d SURB requests sent, %d SURBs received, %d replies sent", es.SURBRequestsSent, es.SURBsReceived, es.SURBsSpent)
 	// SURBsUsed may exceed SURBsSent: the mixnet client also hands the exit
 	// SURBs of its own when the exit asks for more.
 	if st.State != StateConnected || st.PacketsDown == 0 || st.PacketsUp == 0 || st.SURBsUsed == 0 {

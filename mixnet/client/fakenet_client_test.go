@@ -184,6 +184,70 @@ func TestFakeNetSendPacket(t *testing.T) {
 	}
 }
 
+// SendRepliablePacket with no SURBs still carries the sender tag, the same
+// as an earlier packet that brought SURBs, and the recipient answers it
+// through those: the way a tunnel sends full data packets and tops the
+// SURBs up separately.
+func TestFakeNetRepliablePacketNoSURBs(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	a := f.connect(t, nil)
+	// b must not ask for more SURBs: all its replies go through the three
+	// of the first packet.
+	b := f.connect(t, func(c *Config) { c.SURBs = SURBPolicy{LowWater: 1} })
+	if got, want := a.RepliablePacketCapacity(0), FragmentCapacity-19; got != want {
+		t.Fatalf("capacity with a tag and no SURBs %d, want %d", got, want)
+	}
+	if got, want := a.RepliablePacketCapacity(2), FragmentCapacity-19-2*replySURBSize; got != want || a.PacketCapacity(2) != got {
+		t.Fatalf("capacity with 2 SURBs %d (PacketCapacity %d), want %d", got, a.PacketCapacity(2), want)
+	}
+	capacity := a.RepliablePacketCapacity(0)
+	if err := a.SendRepliablePacket(context.Background(), b.Address(), make([]byte, capacity+1), 0); !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("%d bytes accepted, capacity %d: %v", capacity+1, capacity, err)
+	}
+
+	// First the SURBs, with a little data.
+	if err := a.SendRepliablePacket(context.Background(), b.Address(), []byte("surbs"), 3); err != nil {
+		t.Fatal(err)
+	}
+	first := receive(t, b, 10*time.Second)
+	if first.SenderTag.IsZero() || string(first.Data) != "surbs" {
+		t.Fatalf("first packet: tag %s, data %q", first.SenderTag, first.Data)
+	}
+	// Then full packets without SURBs: same tag, and each answered through
+	// one of the SURBs given before.
+	for i := range 2 {
+		data := randomBytes(capacity)
+		before := a.Stats()
+		if err := a.SendRepliablePacket(context.Background(), b.Address(), data, 0); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, b, 10*time.Second)
+		if !bytes.Equal(m.Data, data) {
+			t.Fatalf("packet %d differs", i)
+		}
+		if m.SenderTag != first.SenderTag {
+			t.Fatalf("packet %d: tag %s, want %s", i, m.SenderTag, first.SenderTag)
+		}
+		if s := a.Stats(); s.RealPacketsSent-before.RealPacketsSent != 1 || s.SURBsCreated != before.SURBsCreated {
+			t.Fatalf("packet %d: %d packets, %d SURBs made; want 1, 0", i,
+				s.RealPacketsSent-before.RealPacketsSent, s.SURBsCreated-before.SURBsCreated)
+		}
+		reply := randomBytes(b.ReplyCapacity())
+		if err := b.Reply(context.Background(), m.SenderTag, reply); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if r := receive(t, a, 10*time.Second); !bytes.Equal(r.Data, reply) || !r.IsReply || r.From != b.Address() {
+			t.Fatalf("reply %d differs or is not a reply from b", i)
+		}
+	}
+	if s := b.Stats(); s.SURBsReceived != 3 || s.SURBRequestsSent != 0 {
+		t.Fatalf("replier: %d SURBs received, %d requests sent; want 3, 0", s.SURBsReceived, s.SURBRequestsSent)
+	}
+	if s := a.Stats(); s.AwaitingAck != 0 || s.Retransmissions != 0 {
+		t.Fatalf("unacknowledged packets tracked: %+v", s)
+	}
+}
+
 // A client can send to itself, and Close stops everything: the Receive
 // channel closes and sending fails.
 func TestFakeNetSelfAndClose(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 // A reassembled message starts with a kind byte:
 //
 //	1 plain         data…
-//	2 repliable     tag 16 ‖ n u16 ‖ n × reply SURB ‖ data…
+//	2 repliable     tag 16 ‖ n u16 ‖ n × reply SURB ‖ data…   (n ≥ 0)
 //	3 more SURBs    tag 16 ‖ n u16 ‖ n × reply SURB          (n ≥ 1, nothing after)
 //	4 reply         data…                                    (only through our SURBs)
 //	5 SURB request  n u16                                    (only through our SURBs)
@@ -19,6 +19,12 @@ import (
 // A reply SURB is the key-rotation parity of its first hop's key (1 byte,
 // 0 or 1) then the 412-byte sphinx.SURB. Kinds 1–3 arrive sealed on the
 // forward path; 4 and 5 arrive through SURBs we made, which say whose they are.
+//
+// A repliable message may carry no SURBs (n = 0): it still names its sender
+// by tag, so the recipient can tie it to a session and answer through SURBs
+// given earlier, at 19 bytes of header rather than 19 + 413 per SURB
+// (SendRepliablePacket). Receivers have always accepted n = 0, so this
+// needs no new kind.
 type messageKind uint8
 
 const (

@@ -39,17 +39,30 @@ func (c *Client) SendWithReplySURBs(ctx context.Context, to Address, msg []byte,
 // SendPacket sends data in exactly one packet, with nSURBs reply SURBs when
 // nSURBs > 0, without acknowledgement or retransmission: for traffic such as
 // a tunnel's, whose own protocol recovers losses. data may be at most
-// PacketCapacity(nSURBs) bytes.
+// PacketCapacity(nSURBs) bytes. With nSURBs == 0 the packet is plain: it
+// carries no sender tag. SendRepliablePacket always carries one.
 func (c *Client) SendPacket(ctx context.Context, to Address, data []byte, nSURBs int) error {
+	if nSURBs > 0 {
+		return c.SendRepliablePacket(ctx, to, data, nSURBs)
+	}
 	if len(data) > c.PacketCapacity(nSURBs) {
 		return fmt.Errorf("%w: %d bytes, one packet with %d SURBs carries %d", ErrMessageTooLarge, len(data), nSURBs, c.PacketCapacity(nSURBs))
 	}
-	m := &message{kind: kindPlain, data: data}
-	if nSURBs > 0 {
-		var err error
-		if m, err = c.repliable(to, data, nSURBs); err != nil {
-			return err
-		}
+	return c.sendMessage(ctx, to, &message{kind: kindPlain, data: data}, false)
+}
+
+// SendRepliablePacket is SendPacket that always carries our sender tag for
+// the recipient, with nSURBs ≥ 0 reply SURBs: with none, the recipient can
+// still tell the packet's sender (by tag, not by address) and answer it
+// through SURBs we gave earlier. data may be at most
+// RepliablePacketCapacity(nSURBs) bytes.
+func (c *Client) SendRepliablePacket(ctx context.Context, to Address, data []byte, nSURBs int) error {
+	if limit := c.RepliablePacketCapacity(nSURBs); len(data) > limit {
+		return fmt.Errorf("%w: %d bytes, one tagged packet with %d SURBs carries %d", ErrMessageTooLarge, len(data), nSURBs, limit)
+	}
+	m, err := c.repliable(to, data, nSURBs)
+	if err != nil {
+		return err
 	}
 	return c.sendMessage(ctx, to, m, false)
 }
@@ -57,10 +70,17 @@ func (c *Client) SendPacket(ctx context.Context, to Address, data []byte, nSURBs
 // PacketCapacity is how many bytes of data SendPacket carries in one packet
 // with nSURBs reply SURBs; negative when the SURBs alone do not fit.
 func (c *Client) PacketCapacity(nSURBs int) int {
-	m := message{kind: kindPlain}
 	if nSURBs > 0 {
-		m = message{kind: kindRepliable, surbs: make([]replySURB, nSURBs)}
+		return c.RepliablePacketCapacity(nSURBs)
 	}
+	return FragmentCapacity - (&message{kind: kindPlain}).headerLen()
+}
+
+// RepliablePacketCapacity is how many bytes of data SendRepliablePacket
+// carries in one packet with nSURBs ≥ 0 reply SURBs; negative when the tag
+// and SURBs alone do not fit.
+func (c *Client) RepliablePacketCapacity(nSURBs int) int {
+	m := message{kind: kindRepliable, surbs: make([]replySURB, max(nSURBs, 0))}
 	return FragmentCapacity - m.headerLen()
 }
 
