@@ -16,7 +16,7 @@ BIN=${LOCALNET_BIN:-$REPO/bin}
 CONNECT_TIMEOUT=${DEMO_CONNECT_TIMEOUT:-120}
 CLIENT=$P-client
 DIR_URL=http://192.0.2.10:8000
-INET4=198.51.100.2 INET6=2001:db8:1::2 EXIT4=198.51.100.1
+INET4=198.51.100.2 INET6=2001:db8:1::2 EXIT4=198.51.100.1 EXIT6=2001:db8:1::1
 
 STEP="bring the local network up"
 say() { printf '\n== %s\n' "$*"; }
@@ -105,12 +105,10 @@ got=$(inclient curl -sf --max-time 120 "http://$INET4/1MiB" | sha256sum | cut -d
 [[ $got == "$want" ]] || fail "sha256 $got, want $want"
 echo "ok: sha256 $got in $((SECONDS - start))s"
 
-step "IPv6 through the tunnel (reported, not required)"
-if page=$(inclient curl -s --max-time 20 "http://[$INET6]/"); then
-	echo "server said: $page"
-else
-	echo "warning: no answer from http://[$INET6]/ through the tunnel"
-fi
+step "IPv6 through the tunnel"
+page=$(inclient curl -sf --max-time 20 "http://[$INET6]/") || fail "no answer from http://[$INET6]/ through the tunnel"
+echo "server said: $page"
+[[ $page == *"$EXIT6"* ]] || fail "the server saw ${page##* }, not the exit's IPv6 address $EXIT6"
 
 step "nymvpn disconnect"
 inclient "$BIN/nymvpn" disconnect || fail "nymvpn disconnect failed"
