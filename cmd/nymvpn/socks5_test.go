@@ -7,14 +7,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,11 +22,11 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
-	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/vpn"
 )
@@ -37,8 +35,7 @@ import (
 // and an exit gateway) whose exit announces the router key of an
 // ipr.Router reached through a mixnet client of its own, as ipr/exit runs
 // it. The router's "internet" is a gVisor stack with a web server at
-// webAddr and a DNS server at dnsAddr that alone knows webName. A trimmed
-// copy of vpn's test harness, which is not exported.
+// webAddr and a DNS server at dnsAddr that alone knows webName.
 var (
 	webAddr = netip.MustParseAddr("192.0.2.1")
 	dnsAddr = netip.MustParseAddr("192.0.2.53")
@@ -46,132 +43,30 @@ var (
 
 const webName = "internet.test"
 
+// testNet is the in-process mixnet of internal/testnet; its exit announces
+// the test router's key.
 type testNet struct {
+	*testnet.Net
 	dirURL string
 	dirKey ed25519.PublicKey
-	nodes  []*node.Node
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func startTestNet(t *testing.T, routerKey [32]byte) *testNet {
 	t.Helper()
-	log := quietLogger()
-	srv, err := directory.NewServer(directory.Config{
-		DataDir:        t.TempDir(),
-		EpochLength:    time.Hour,
-		RotationEpochs: 24,
-		ProbeInterval:  100 * time.Millisecond,
-		ProbeTimeout:   2 * time.Second,
-		Limits:         directory.Limits{MaxEntries: 1, MaxExits: 1, LayerSize: 1},
-		Logger:         log,
-	})
-	if err != nil {
-		t.Fatalf("directory: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	hs := &http.Server{Handler: srv}
-	wg.Go(func() { hs.Serve(ln) })
-	wg.Go(func() { srv.Run(ctx) })
-	t.Cleanup(func() {
-		cancel()
-		hs.Close()
-		wg.Wait()
-		srv.Close()
-	})
-	n := &testNet{dirURL: "http://" + ln.Addr().String(), dirKey: srv.PublicKey()}
-	modes := []node.Mode{node.ModeMixnode, node.ModeMixnode, node.ModeMixnode, node.ModeEntryGateway, node.ModeExitGateway}
-	for i, mode := range modes {
-		cfg := node.DefaultConfig()
-		cfg.DataDir = filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
-		cfg.Mode = mode
-		cfg.DirectoryURL = n.dirURL
-		cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(n.dirKey)
-		cfg.MixnetListen, cfg.HTTPListen, cfg.ClientsListen = freeAddr(t), freeAddr(t), freeAddr(t)
-		cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
-		opts := node.Options{Logger: log}
-		if mode == node.ModeExitGateway {
-			opts.RouterKey = &routerKey
-		}
-		nd, err := node.New(cfg, opts)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		nctx, ncancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- nd.Run(nctx) }()
-		t.Cleanup(func() {
-			ncancel()
-			if err := <-done; err != nil {
-				t.Errorf("node %d: %v", i, err)
-			}
-		})
-		n.nodes = append(n.nodes, nd)
-	}
-	n.waitRoutable(t, 30*time.Second)
-	return n
+	n := testnet.Start(t, testnet.Options{RouterKey: &routerKey})
+	return &testNet{Net: n, dirURL: n.DirectoryURL, dirKey: n.DirectoryKey}
 }
 
-func (n *testNet) waitRoutable(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	var last error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		last = n.routable()
-		if last == nil {
-			return
-		}
-	}
-	t.Fatalf("mixnet not routable after %v: %v", timeout, last)
-}
-
-func (n *testNet) routable() error {
-	c := directory.Client{BaseURL: n.dirURL, Key: n.dirKey}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	top, err := c.Topology(ctx)
-	if err != nil {
-		return err
-	}
-	if err := top.Routable(); err != nil {
-		return err
-	}
-	for i, nd := range n.nodes {
-		if nd.Epoch() < top.Epoch {
-			return fmt.Errorf("node %d is at epoch %d, topology at %d", i, nd.Epoch(), top.Epoch)
-		}
-		want, wl := top.RoleOf(directory.Key(nd.Identity()))
-		got, gl := nd.Role()
-		if want != got || wl != gl {
-			return fmt.Errorf("node %d has role %v/%d, topology says %v/%d", i, got, gl, want, wl)
-		}
-	}
-	if len(top.Exit) == 0 || top.Exit[0].RouterKey == nil {
-		return errors.New("no exit with a router yet")
-	}
-	return nil
-}
-
+// gateway is the identity of the running node in role.
 func (n *testNet) gateway(role directory.Role) directory.Key {
-	for _, nd := range n.nodes {
-		if r, _ := nd.Role(); r == role {
+	for _, nd := range n.Nodes() {
+		if r, _ := nd.Role(); nd.Running() && r == role {
 			return directory.Key(nd.Identity())
 		}
 	}
 	return directory.Key{}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startExit runs an ipr.Router behind a mixnet client with identity id at

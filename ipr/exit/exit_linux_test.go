@@ -62,7 +62,7 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	mix := startMiniNet(t, routerID.Public)
-	top, err := mix.topology()
+	top, err := mix.Topology()
 	if err != nil {
 		t.Fatal(err)
 	}

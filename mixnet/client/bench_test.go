@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/directory"
-	"github.com/nym-go/nym/mixnet/internal/testnet"
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/mixnet/directory"
-	"github.com/nym-go/nym/mixnet/internal/testnet"
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )

@@ -39,6 +39,9 @@ type Options struct {
 	// Deliver, if set, sees every packet a node receives as its last hop,
 	// with the index of that node.
 	Deliver func(node int, p sphinx.Processed)
+	// RouterKey, if set, is announced by exit-gateway nodes as their IP
+	// packet router's client identity (the router itself is the test's).
+	RouterKey *[32]byte
 	// Logger for every component; default discards.
 	Logger *slog.Logger
 }
@@ -188,6 +191,16 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	return nd
 }
 
+// Exit returns the first running exit-gateway node, or nil.
+func (n *Net) Exit() *Node {
+	for _, nd := range n.Nodes() {
+		if nd.Running() && nd.Config.Mode == node.ModeExitGateway {
+			return nd
+		}
+	}
+	return nil
+}
+
 // Nodes returns the nodes, running or not.
 func (n *Net) Nodes() []*Node {
 	n.mu.Lock()
@@ -205,6 +218,9 @@ func (n *Net) StartNode(i int) {
 		return
 	}
 	opts := node.Options{Logger: n.opts.Logger.With("node", i)}
+	if nd.Config.Mode == node.ModeExitGateway {
+		opts.RouterKey = n.opts.RouterKey
+	}
 	if n.opts.Deliver != nil {
 		opts.Deliver = func(p sphinx.Processed) { n.opts.Deliver(i, p) }
 	}
