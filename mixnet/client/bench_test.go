@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/internal/testnet"
+	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/leakcheck"
-	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/internal/testnet"
+	"github.com/nym-go/nym/mixnet/directory"
 )
 
 func randomBytes(n int) []byte {

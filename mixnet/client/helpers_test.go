@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/poll"
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
-	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/link"
 )
 

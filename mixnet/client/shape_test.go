@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
-	"github.com/nym-go/nym/internal/testnet"
 )
 
 // shapeRecorder counts what a client hands its gateway.

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/poll"
-	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/internal/testnet"
+	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )

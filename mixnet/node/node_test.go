@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/poll"
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
-	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/nodekey"
