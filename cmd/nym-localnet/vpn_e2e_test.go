@@ -343,8 +343,8 @@ func TestVPNTraffic(t *testing.T) {
 			logb, _ := os.ReadFile(n.vpnLog)
 			logged := regexp.MustCompile(`the exit policy refused traffic" dest=` + regexp.QuoteMeta(tc.dest)).Match(logb)
 			fast := time.Since(start) < 7*time.Second
-			if !logged && !fast {
-				t.Errorf("%s: %s was refused silently (no refusal in the daemon's log, curl timed out: %v)", tc.what, tc.url, err)
+			if !logged {
+				t.Errorf("%s: %s was refused but not reported to the client (nothing in the daemon's log; curl failed fast: %v, %v)", tc.what, tc.url, fast, err)
 			} else {
 				t.Logf("%s: refused (reported in log: %v, curl: %v after %v)", tc.what, logged, err, time.Since(start).Round(time.Millisecond))
 			}

@@ -1,7 +1,9 @@
 package exit
 
 import (
+	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/nym-go/nym/platform"
 )
@@ -11,11 +13,15 @@ const smtpPort = 25
 // routerPolicy is the ipr.Config.Policy of the exit: the same decisions as
 // platform's nftables rules (private ranges, SMTP, the operator's list), made
 // before the packet reaches the TUN so that the client hears why in an Info
-// instead of waiting for a timeout. The nftables rules stay the enforcement;
-// the exit host's own addresses are left to them.
-func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix) func(netip.AddrPort, uint8) (bool, string) {
+// instead of waiting for a timeout. The nftables rules stay the enforcement.
+// own are the exit host's addresses (its uplink's included), which no client
+// may reach.
+func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix, own []netip.Addr) func(netip.AddrPort, uint8) (bool, string) {
 	return func(dst netip.AddrPort, proto uint8) (bool, string) {
 		a := dst.Addr().Unmap()
+		if slices.Contains(own, a) {
+			return false, "the exit host itself"
+		}
 		if private(a, allowPrivate) {
 			return false, "private or local destination"
 		}
@@ -43,4 +49,20 @@ func private(a netip.Addr, allow []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// hostAddrs lists the addresses of every interface in the calling thread's
+// network namespace: the exit host, as its clients must not see it.
+func hostAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var own []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own = append(own, p.Addr().Unmap())
+		}
+	}
+	return own, nil
 }

@@ -13,22 +13,25 @@ func TestRouterPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	allow := []netip.Prefix{netip.MustParsePrefix("192.168.50.0/24")}
-	pol := routerPolicy(op, allow)
+	own := []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:1::1")}
+	pol := routerPolicy(op, allow, own)
 	for _, c := range []struct {
 		dst   string
 		proto uint8
 		want  bool
 	}{
 		{"198.51.100.2:80", 6, true},
-		{"198.51.100.2:25", 6, false},  // SMTP
-		{"198.51.100.2:25", 17, true},  // port 25 is refused for TCP only
-		{"10.0.0.7:80", 6, false},      // another client
-		{"127.0.0.1:80", 6, false},     // loopback
-		{"192.168.1.1:53", 17, false},  // private
-		{"192.168.50.9:53", 17, true},  // private, but allowed by the operator
-		{"203.0.113.5:443", 6, false},  // the operator's list
-		{"[fc00::5]:80", 6, false},     // another client, IPv6
-		{"[2001:db8::1]:443", 6, true}, // public enough for the policy
+		{"198.51.100.1:80", 6, false},    // the exit host itself
+		{"[2001:db8:1::1]:22", 6, false}, // the exit host itself, IPv6
+		{"198.51.100.2:25", 6, false},    // SMTP
+		{"198.51.100.2:25", 17, true},    // port 25 is refused for TCP only
+		{"10.0.0.7:80", 6, false},        // another client
+		{"127.0.0.1:80", 6, false},       // loopback
+		{"192.168.1.1:53", 17, false},    // private
+		{"192.168.50.9:53", 17, true},    // private, but allowed by the operator
+		{"203.0.113.5:443", 6, false},    // the operator's list
+		{"[fc00::5]:80", 6, false},       // another client, IPv6
+		{"[2001:db8::1]:443", 6, true},   // public enough for the policy
 		{"[::ffff:10.1.1.1]:80", 6, false},
 	} {
 		got, reason := pol(netip.MustParseAddrPort(c.dst), c.proto)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -91,10 +92,17 @@ func (s *Service) Run(ctx context.Context) error {
 	capacity := mix.ReplyCapacity()
 	mtu := ipr.MaxIPPacket(capacity)
 	var host *hostNet
+	var own []netip.Addr
 	if err := s.cfg.InNetNS(func() error {
 		var err error
-		host, err = openHostNet(&s.cfg, mtu)
-		return err
+		if host, err = openHostNet(&s.cfg, mtu); err != nil {
+			return err
+		}
+		if own, err = hostAddrs(); err != nil {
+			host.close()
+			return fmt.Errorf("exit: the host's addresses: %w", err)
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -118,7 +126,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
 	}
 	rcfg.Ready = func(key ipr.SessionKey) { down.kick(key) }
-	rcfg.Policy = routerPolicy(s.cfg.Policy, s.cfg.AllowPrivate)
+	rcfg.Policy = routerPolicy(s.cfg.Policy, s.cfg.AllowPrivate, own)
 	router, err := ipr.New(rcfg)
 	if err != nil {
 		return fmt.Errorf("exit: router: %w", err)
