@@ -95,11 +95,20 @@ pageload() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
 
-declare -A GP RTT LOSS
+declare -A GP RTT LOSS CPU
+# cpu_sample: total and idle jiffies of the whole machine. Every namespace
+# shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
+# load together: near 100% busy means the path is bound by CPU, not by a
+# queue or timer in our plumbing.
+cpu_sample() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
+
 measure() {
-	local k=$1 r
+	local k=$1 r t0 i0 t1 i1
 	log "($k) iperf3 -R for ${IPERF_TIME}s"
+	read -r t0 i0 < <(cpu_sample)
 	GP[$k]=$(goodput)
+	read -r t1 i1 < <(cpu_sample)
+	CPU[$k]=$(awk -v t="$((t1 - t0))" -v i="$((i1 - i0))" 'BEGIN { printf "%.0f%%\n", (t > 0 ? 100 * (t - i) / t : 0) }')
 	log "($k) $PINGS pings"
 	read -r RTT[$k] LOSS[$k] < <(rtt)
 }
@@ -152,15 +161,15 @@ PAGE_PLAIN=$(pageload)
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
-printf '%-34s %14s %10s %12s %10s %8s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss
+printf '%-34s %14s %10s %12s %10s %8s %9s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss "CPU busy"
 for k in a b c; do
 	case $k in
 	a) name="(a) Nym defaults" ;;
 	b) name="(b) --profile fast (no delay/cover)" ;;
 	c) name="(c) plain vxlan tunnel (ceiling)" ;;
 	esac
-	printf '%-34s %14s %10s %12s %10s %8s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
-		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}"
+	printf '%-34s %14s %10s %12s %10s %8s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
+		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${CPU[$k]}"
 done
 echo
 echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"
