@@ -5,10 +5,12 @@
 #
 #   (a) nymvpn at Nym's default parameters (--profile default)
 #   (b) nymvpn with delays and cover off (--profile fast)
+#   (s) `nymvpn socks5` at Nym's defaults, run as nobody (rootless): a
+#       1 MiB download through it with curl --socks5-hostname
 #   (c) a plain vxlan tunnel client -> exit -> internet between the same
 #       namespaces, without the mixnet: the ceiling
 #
-# each with iperf3 TCP goodput (download, -R) and ping RTT, printed as a
+# (a), (b) and (c) each with iperf3 TCP goodput (download, -R) and ping RTT, printed as a
 # table with ratios to (c); plus a page load as a browser does it (/page:
 # one HTML page, then its 20 objects of 25 KiB over 6 parallel connections)
 # at Nym's defaults. Tears the network down whatever happens.
@@ -37,11 +39,12 @@ inns() { local r=$1; shift; ip netns exec "$P-$r" "$@"; }
 vpn() { inns client "$BIN/nymvpn" --socket "$SOCK" "$@"; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
-for c in ip curl iperf3 ping nft awk; do command -v "$c" >/dev/null || die "$c not found"; done
+for c in ip curl iperf3 ping nft awk setpriv sha256sum; do command -v "$c" >/dev/null || die "$c not found"; done
 
 finish() {
 	local rc=$?
 	[[ -S $SOCK ]] && vpn disconnect >/dev/null 2>&1 || true
+	[[ -n ${SOCKS_BIN:-} ]] && rm -rf "$SOCKS_BIN" || true
 	"$HERE/localnet.sh" down >/dev/null || rc=1
 	exit $rc
 }
@@ -96,6 +99,7 @@ pageload() {
 }
 
 declare -A GP RTT LOSS CPU
+GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=-
 # cpu_sample: total and idle jiffies of the whole machine. Every namespace
 # shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
 # load together: near 100% busy means the path is bound by CPU, not by a
@@ -120,6 +124,38 @@ measure a
 log "(a) page load: /page + 20 objects, 6 connections"
 PAGE=$(pageload)
 vpn disconnect >/dev/null
+
+log "(s) nymvpn socks5 as nobody, Nym defaults: 1 MiB through curl --socks5-hostname"
+# A copy nobody can execute whatever LOCALNET_BIN's permissions.
+SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
+chmod 755 "$SOCKS_BIN"
+install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
+ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --directory "$DIR_URL" --directory-key "$KEY" \
+	--dns "$INET4" --profile default </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
+SOCKS_PID=$!
+echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
+socks_ok=
+for _ in $(seq 90); do
+	inns client curl -sf --max-time 5 --socks5-hostname 127.0.0.1:1080 "http://internet.test/" >/dev/null && { socks_ok=1; break; }
+	sleep 1
+done
+if [[ -n $socks_ok ]]; then
+	# speed_download is in bytes/s; the checksum proves the whole MiB came.
+	out=$(inns client curl -sf --max-time 300 --socks5-hostname 127.0.0.1:1080 -o "$STATE/socks-1MiB" \
+		-w '%{speed_download}' "http://internet.test/1MiB") || out=
+	if [[ -n $out && $(sha256sum <"$STATE/socks-1MiB" | awk '{ print $1 }') == $("$BIN/nym-localnet" sha256) ]]; then
+		GP[s]=$(awk -v b="$out" 'BEGIN { printf "%.2f\n", b * 8 / 1e6 }')
+	else
+		log "(s) the 1 MiB download through the proxy failed or was corrupt"
+	fi
+	rm -f "$STATE/socks-1MiB"
+else
+	log "(s) no page through the SOCKS proxy; see $STATE/log/nymvpn-socks.log"
+fi
+kill "$SOCKS_PID" 2>/dev/null || true
+wait "$SOCKS_PID" 2>/dev/null || true
+rm -f "$STATE/pids/nymvpn-socks"
 
 log "(b) nymvpn connect --profile fast"
 vpn connect --directory "$DIR_URL" --directory-key "$KEY" --dns "$INET4" --profile fast >/dev/null
@@ -162,14 +198,16 @@ ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) p
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
 printf '%-34s %14s %10s %12s %10s %8s %9s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss "CPU busy"
-for k in a b c; do
+for k in a b s c; do
 	case $k in
 	a) name="(a) Nym defaults" ;;
+	s) name="(s) socks5, Nym defaults (1 MiB)" ;;
 	b) name="(b) --profile fast (no delay/cover)" ;;
 	c) name="(c) plain vxlan tunnel (ceiling)" ;;
 	esac
 	printf '%-34s %14s %10s %12s %10s %8s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
 		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${CPU[$k]}"
 done
+echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
 echo
 echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"
