@@ -136,7 +136,10 @@ start_servers() {
 		die "nym-api did not answer; see $STATE/log/nym-api.log"
 
 	local r mode extra
-	for r in mix1 mix2 mix3 "${ENTRY_ROLES[@]}" exit; do
+	# Entry gateways first: a node that joins after the topology is complete
+	# waits on standby until the next epoch, and a second entry is only
+	# useful (for failover) if it is in the topology from the start.
+	for r in "${ENTRY_ROLES[@]}" mix1 mix2 mix3 exit; do
 		extra=()
 		case $r in
 		mix*) mode=mixnode ;;
@@ -159,10 +162,16 @@ start_servers() {
 	done
 }
 
+# routable: the directory says every role is filled, and every entry
+# gateway has the entry role (not standby) by its own account.
 routable() {
-	local h
+	local h r
 	h=$(inns client curl -sf --max-time 2 "$DIR_URL/api/v1/health") || return 1
-	[[ $h == *'"status":"ok"'* && $h != *'"routable"'* ]]
+	[[ $h == *'"status":"ok"'* && $h != *'"routable"'* ]] || return 1
+	for r in "${ENTRY_ROLES[@]}"; do
+		h=$(inns client curl -sf --max-time 2 "http://${LAN_IP[$r]}:8080/api/v1/roles") || return 1
+		[[ $h == *'"role":"entry"'* ]] || return 1
+	done
 }
 
 check_alive() {

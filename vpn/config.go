@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/nym-go/nym/mixnet/client"
@@ -75,6 +76,10 @@ type Config struct {
 	// OnState, when set, is called on every state change, from the
 	// tunnel's goroutines; it must not block.
 	OnState func(State)
+	// OnRefused, when set, is called when the exit reports that its policy
+	// refused traffic to dst, so that a proxy can fail the connection at
+	// once with a clear reason. From the tunnel's goroutines; must not block.
+	OnRefused func(dst netip.AddrPort, proto uint8, reason string)
 	// Logger; nil uses slog.Default().
 	Logger *slog.Logger
 }

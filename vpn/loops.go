@@ -193,6 +193,9 @@ func (t *Tunnel) handleReply(data []byte, release func([]byte)) error {
 			t.budget.low()
 		case ipr.InfoPolicyRefused:
 			t.log.Info("the exit policy refused traffic", "dest", r.Dest, "proto", r.Proto, "reason", r.Text)
+			if t.cfg.OnRefused != nil {
+				t.cfg.OnRefused(r.Dest, r.Proto, r.Text)
+			}
 		default:
 			t.log.Info("exit info", "code", r.Code, "text", r.Text)
 		}

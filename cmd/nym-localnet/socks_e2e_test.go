@@ -167,6 +167,17 @@ func TestSOCKSRootless(t *testing.T) {
 		t.Errorf("after the bad request: %v %q", err, out)
 	}
 
+	// A destination the exit's policy refuses (SMTP): the exit's notice
+	// becomes "not allowed by ruleset" at once, not a timeout.
+	start := time.Now()
+	if rep, err := socksRaw(client, []byte{5, 1, 0, 1, 198, 51, 100, 2, 0, 25}); err != nil {
+		t.Errorf("policy refusal: %v", err)
+	} else if len(rep) < 2 || rep[1] != 0x02 {
+		t.Errorf("CONNECT to %s:25: reply % x after %v, want 05 02 (not allowed by ruleset)", e2eInet4, rep, time.Since(start))
+	} else {
+		t.Logf("policy refusal: reply % x after %v", rep, time.Since(start).Round(time.Millisecond))
+	}
+
 	if lan, any := counter("lan53"), counter("any53"); lan != 0 || any != 0 {
 		t.Errorf("the client namespace sent %d packets to port 53 on its LAN (%d on any interface); the proxy must resolve through the tunnel only", lan, any)
 	}

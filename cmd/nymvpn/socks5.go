@@ -138,6 +138,8 @@ type circuit struct {
 	cancel context.CancelFunc // stops Run
 	done   chan struct{}      // closed when Run returned
 
+	refusals refusals // the exit's policy refusals, for dials in flight
+
 	// Under the pool's mutex.
 	active   int // connections, sockets and lookups using it
 	lastUsed time.Time
@@ -276,7 +278,8 @@ func (tp *tunnelPool) connect(c *circuit) {
 	if tp.so.Isolate {
 		log = log.With("user", c.key)
 	}
-	t, err := vpn.Connect(ctx, vpn.Config{Dial: tp.plan.dialer(log), Profile: tp.plan.profile, Logger: log})
+	t, err := vpn.Connect(ctx, vpn.Config{Dial: tp.plan.dialer(log), Profile: tp.plan.profile, Logger: log,
+		OnRefused: func(dst netip.AddrPort, _ uint8, _ string) { c.refusals.refused(dst) }})
 	if err != nil {
 		c.err = fmt.Errorf("connecting to the exit %s: %w", tp.plan.exit, err)
 		close(c.done)
@@ -371,9 +374,30 @@ func (d poolDialer) DialContext(ctx context.Context, network, address string) (n
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.net.DialContext(ctx, network, address)
+	// A refusal from the exit ends the dial at once, as "not allowed".
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var refused <-chan struct{}
+	if dst, perr := netip.ParseAddrPort(address); perr == nil {
+		var stop func()
+		refused, stop = c.refusals.wait(dst)
+		defer stop()
+		go func() {
+			select {
+			case <-refused:
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
+	}
+	conn, err := c.net.DialContext(dctx, network, address)
 	if err != nil {
 		d.pool.release(c)
+		select {
+		case <-refused:
+			return nil, fmt.Errorf("%w: the exit refused %s", socks.ErrPolicy, address)
+		default:
+		}
 		return nil, dialError(err)
 	}
 	tc := &trackedConn{Conn: conn}
