@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/internal/testexit"
 	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/client"
@@ -73,99 +74,7 @@ func (n *testNet) gateway(role directory.Role) directory.Key {
 // the exit gateway, over a userspace internet; it returns that internet.
 func startExit(t *testing.T, n *testNet, id link.KeyPair, lp client.Loopix) *tun.Net {
 	t.Helper()
-	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer ccancel()
-	mix, err := client.Connect(cctx, client.Config{
-		DirectoryURL: n.dirURL,
-		DirectoryKey: n.dirKey,
-		Identity:     &id,
-		Loopix:       &lp,
-		Gateway:      n.gateway(directory.RoleExit),
-		Logger:       quietLogger(),
-	})
-	if err != nil {
-		t.Fatalf("exit's mixnet client: %v", err)
-	}
-	inet, inetNet, err := tun.CreateNetstack([]netip.Addr{webAddr, dnsAddr}, nil, 1500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan ipr.SessionKey, 64)
-	router, err := ipr.New(ipr.Config{
-		PayloadCapacity: mix.ReplyCapacity(),
-		TUN:             inet,
-		Reply: func(key ipr.SessionKey, resp []byte) error {
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			defer rcancel()
-			return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
-		},
-		Ready: func(key ipr.SessionKey) {
-			select {
-			case ready <- key:
-			default:
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { router.Run(ctx) })
-	wg.Go(func() { // requests from the mixnet
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case m, ok := <-mix.Receive():
-				if !ok {
-					return
-				}
-				if !m.SenderTag.IsZero() {
-					router.HandleRequest(ipr.SessionKey(m.SenderTag), m.Data)
-				}
-			}
-		}
-	})
-	wg.Go(func() { // the internet's answers
-		bufs, sizes := tun.NewBatch(inet)
-		for {
-			k, err := inet.Read(bufs, sizes)
-			pkts := make([][]byte, k)
-			for i := range k {
-				pkts[i] = bufs[i][:sizes[i]]
-			}
-			router.FromTUN(pkts)
-			if err != nil && ctx.Err() != nil {
-				return
-			}
-		}
-	})
-	wg.Go(func() { // downstream data
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case key := <-ready:
-				for {
-					b, ok := router.NextBundle(key)
-					if !ok {
-						break
-					}
-					rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-					mix.Reply(rctx, client.AnonymousSenderTag(key), b)
-					rcancel()
-				}
-			}
-		}
-	})
-	t.Cleanup(func() {
-		cancel()
-		inet.Close()
-		mix.Close()
-		wg.Wait()
-	})
-	return inetNet
+	return testexit.Start(t, n.Net, &id, lp, webAddr, dnsAddr).Internet
 }
 
 // serveInternet serves page over HTTP at webAddr, with the client's
