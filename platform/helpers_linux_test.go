@@ -6,12 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/nym-go/nym/internal/netnstest"
 )
 
 // requireNetAdmin skips tests that build network namespaces unless they can.
@@ -90,31 +89,7 @@ func vethPair(t *testing.T, a, ifA, b, ifB string) {
 // ns, so fn starts none.
 func inNS(t *testing.T, ns string, fn func() error) error {
 	t.Helper()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return netnstest.DoNamed(ns, fn)
 }
 
 // mustInNS is inNS failing the test on error.

@@ -13,14 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/nym-go/nym/internal/netnstest"
 )
 
 const (
@@ -193,35 +193,7 @@ func TestSOCKSRootless(t *testing.T) {
 // the client's (the main thread cannot die with its goroutine), it would put
 // the test process on the list of processes localnet.sh down kills there.
 func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		err = f()
-		if rerr := netns.Set(orig); rerr != nil {
-			// Stay locked: the thread is discarded with its goroutine.
-			errc <- fmt.Errorf("back to the test's namespace: %v (after %v)", rerr, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+	return netnstest.DoNamed(name, f)
 }
 
 // socks5Greet dials the proxy in namespace ns and negotiates no auth.

@@ -1,14 +1,14 @@
 package exit
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/nym-go/nym/internal/netnstest"
 )
 
 // needRoot skips a test that needs root, a TUN device and iproute2.
@@ -61,24 +61,5 @@ func newNS(t *testing.T, name string) netns.NsHandle {
 // sockets, netlink and nftables handles) stays bound to ns and may be used
 // from any goroutine afterwards; goroutines fn starts do not run in ns.
 func inNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return // the thread stays locked and dies with the goroutine
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("entering netns: %w", err)
-			return
-		}
-		err = fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+	return netnstest.Do(ns, fn)
 }
