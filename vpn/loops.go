@@ -70,8 +70,11 @@ func (t *Tunnel) sendLoop(ctx context.Context) error {
 			continue
 		}
 		// Keep the mixnet client's own queue short: a packet waiting
-		// there has a sojourn CoDel cannot see.
-		if mix.Stats().InFlight >= t.cfg.MaxClientQueue {
+		// there has a sojourn CoDel cannot see. Only packets waiting for
+		// a slot count: the client's reliable messages (SURBs it grants
+		// the exit) stay in flight until acknowledged, seconds at Nym's
+		// delays, and must not hold up the tunnel meanwhile.
+		if mix.Stats().Queued >= t.cfg.MaxClientQueue {
 			select {
 			case <-ctx.Done():
 				return nil

@@ -146,6 +146,7 @@ func (c *Client) runAcks(ctx context.Context) {
 			c.stats.retransmissions.Add(1)
 			// The retry queue holds as many jobs as the window, and a job
 			// is in it at most once, so this never blocks.
+			c.stats.queued.Add(1)
 			c.retries <- p.j
 		}
 		if wait < 0 {

@@ -286,3 +286,37 @@ func TestFakeNetSelfAndClose(t *testing.T) {
 	}
 	a.Close() // twice is fine
 }
+
+// Queued counts what waits for a Poisson slot, not what was sent and waits
+// for its ack: a caller that keeps the client's queue short (the VPN) must
+// not stall behind acknowledgements.
+func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	// A slot every 100 ms and a mean hop delay of 300 ms: acks take far
+	// longer than slots, so sent fragments pile up awaiting acks.
+	lp := Loopix{HopDelay: 300 * time.Millisecond, SendInterval: 100 * time.Millisecond}
+	a := f.connect(t, func(c *Config) { c.Loopix = &lp })
+	b := f.connect(t, nil)
+	msg := randomBytes(8 * FragmentCapacity)
+	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
+		t.Fatal(err)
+	}
+	s := a.Stats()
+	if s.Queued < 5 || s.Queued > s.InFlight {
+		t.Fatalf("just after Send: %d queued, %d in flight; want most of the 9 fragments queued", s.Queued, s.InFlight)
+	}
+	var sent Stats
+	waitFor(t, 10*time.Second, "every fragment sent", func() bool {
+		sent = a.Stats()
+		return sent.Queued == 0
+	})
+	// Acks take seconds here: the last fragments are still unacknowledged.
+	if sent.AwaitingAck == 0 {
+		t.Fatalf("queue empty: nothing awaits an ack, %d in flight", sent.InFlight)
+	}
+	receive(t, b, 30*time.Second)
+	flush(t, a, 30*time.Second)
+	if s := a.Stats(); s.Queued != 0 || s.InFlight != 0 {
+		t.Fatalf("after flush: %d queued, %d in flight", s.Queued, s.InFlight)
+	}
+}

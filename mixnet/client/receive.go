@@ -190,11 +190,11 @@ func (c *Client) handleMessage(ctx context.Context, m *message, o origin) {
 	case kindPlain:
 		c.deliver(ctx, Message{Data: m.data})
 	case kindRepliable:
-		c.surbs.add(m.tag, m.surbs, time.Now())
+		c.surbs.add(m.tag, m.surbs, false, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
 		c.deliver(ctx, Message{Data: m.data, SenderTag: m.tag})
 	case kindMoreSURBs:
-		c.surbs.add(m.tag, m.surbs, time.Now())
+		c.surbs.add(m.tag, m.surbs, true, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
 	default:
 		c.badDelivery("message", ErrBadMessage)

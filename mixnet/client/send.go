@@ -29,6 +29,7 @@ func (c *Client) runBuilder(ctx context.Context) {
 			}
 		}
 		if j.finished.Load() { // acknowledged while it waited to be resent
+			c.stats.queued.Add(-1)
 			continue
 		}
 		p, err := c.build(j)
@@ -53,6 +54,7 @@ func (c *Client) build(j *job) (*builtPacket, error) {
 }
 
 func (c *Client) buildFailed(j *job, err error) {
+	c.stats.queued.Add(-1)
 	c.stats.buildFailures.Add(1)
 	c.logLimited("cannot build packet", "err", err)
 	if j.reliable {
@@ -148,6 +150,9 @@ func (c *Client) runCoverBuilder(ctx context.Context) {
 // finds it.
 func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 	j := p.j
+	if j != nil {
+		c.stats.queued.Add(-1)
+	}
 	if j != nil && j.reliable && j.finished.Load() {
 		// Acknowledged while this resend waited to go out. A Poisson
 		// slot must not be seen empty: cover takes its place.

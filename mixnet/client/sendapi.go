@@ -173,6 +173,7 @@ func (c *Client) enqueue(ctx context.Context, j *job) error {
 	}
 	// Every queued job holds a window slot and jobs has the window's
 	// capacity, so this never blocks.
+	c.stats.queued.Add(1)
 	c.jobs <- j
 	return nil
 }

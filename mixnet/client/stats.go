@@ -16,6 +16,7 @@ type Stats struct {
 	Retransmissions uint64 // fragments sent again after their ack was late
 	FragmentsLost   uint64 // fragments given up after the last retransmission
 	InFlight        int    // fragments queued or awaiting an ack
+	Queued          int    // packets waiting to be sent: queued, being built, or built and waiting for a slot
 	AwaitingAck     int    // fragments sent and not yet acknowledged
 
 	MessagesSent     uint64 // messages queued by Send, SendWithReplySURBs, SendPacket, Reply
@@ -47,6 +48,10 @@ type counters struct {
 	surbRequestsReceived, surbsCreated                             atomic.Uint64
 	deliveries, badDeliveries, duplicates, unmatchedDeliveries     atomic.Uint64
 	reconnects                                                     atomic.Uint64
+	// queued counts jobs between enqueue (or a retransmission's requeue)
+	// and transmission or giving up: the wait a caller's own queue cannot
+	// see. Unlike the window it excludes packets sent and awaiting acks.
+	queued atomic.Int64
 }
 
 // Stats returns the client's counters. It is cheap enough to poll.
@@ -61,6 +66,7 @@ func (c *Client) Stats() Stats {
 		Retransmissions:      s.retransmissions.Load(),
 		FragmentsLost:        s.fragmentsLost.Load(),
 		InFlight:             len(c.window),
+		Queued:               int(s.queued.Load()),
 		AwaitingAck:          c.acks.len(),
 		MessagesSent:         s.messagesSent.Load(),
 		MessagesReceived:     s.messagesReceived.Load(),

@@ -65,7 +65,12 @@ func (s *surbStore) sender(tag AnonymousSenderTag, now time.Time) *senderSURBs {
 }
 
 // add stores SURBs from tag, dropping the oldest beyond MaxPerSender.
-func (s *surbStore) add(tag AnonymousSenderTag, surbs []replySURB, now time.Time) {
+// answer says they came in answer to our request (kindMoreSURBs): only that
+// lets us ask again before RequestRetry. SURBs riding on the sender's own
+// messages do not answer a request; were they to re-arm it, a sender that
+// tops up its supply with every packet (the VPN) would draw one request,
+// and one grant in reliable fragments, per reply.
+func (s *surbStore) add(tag AnonymousSenderTag, surbs []replySURB, answer bool, now time.Time) {
 	if len(surbs) == 0 {
 		return
 	}
@@ -81,7 +86,9 @@ func (s *surbStore) add(tag AnonymousSenderTag, surbs []replySURB, now time.Time
 		e.surbs = append(e.surbs[:0], e.surbs[over:]...)
 		s.held -= over
 	}
-	e.lastRequest = time.Time{} // the request, if any, was answered
+	if answer {
+		e.lastRequest = time.Time{}
+	}
 	close(e.more)
 	e.more = make(chan struct{})
 }

@@ -27,7 +27,7 @@ func TestSURBStoreReplyAndRequest(t *testing.T) {
 	if _, err := s.takeForReply(tag, 1, now); !errors.Is(err, ErrNoSURBs) {
 		t.Fatalf("unknown tag: %v", err)
 	}
-	s.add(tag, surbs(t, 6), now)
+	s.add(tag, surbs(t, 6), false, now)
 
 	// 6 held, reply takes 2: 4 left, not below the low water of 3.
 	plan, err := s.takeForReply(tag, 2, now)
@@ -50,7 +50,7 @@ func TestSURBStoreReplyAndRequest(t *testing.T) {
 	if err != nil || plan.surbs != nil || plan.request != nil || plan.wait == nil {
 		t.Fatalf("plan %+v, %v: want to wait", plan, err)
 	}
-	s.add(tag, surbs(t, 5), now.Add(2*time.Second))
+	s.add(tag, surbs(t, 5), true, now.Add(2*time.Second))
 	select {
 	case <-plan.wait:
 	default:
@@ -62,16 +62,47 @@ func TestSURBStoreReplyAndRequest(t *testing.T) {
 	}
 }
 
+// SURBs that ride on the sender's own messages do not answer our request:
+// only a grant lets us ask again before RequestRetry. Otherwise a sender
+// that tops up with every packet draws a request per reply.
+func TestSURBStoreRequestRearm(t *testing.T) {
+	tag := AnonymousSenderTag{1}
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		answer    bool
+		wantAgain bool
+	}{
+		{"piggybacked SURBs", false, false},
+		{"granted SURBs", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSURBStore(testPolicy())
+			s.add(tag, surbs(t, 4), false, now)
+			// 4 held, reply takes 2: 2 left, below low water: a request.
+			if plan, _ := s.takeForReply(tag, 2, now); plan.request == nil {
+				t.Fatalf("no request below low water: %+v", plan)
+			}
+			s.add(tag, surbs(t, 3), tc.answer, now.Add(time.Second))
+			// 4 held, reply takes 3: 1 left, below low water again.
+			plan, _ := s.takeForReply(tag, 3, now.Add(time.Second))
+			if again := plan.request != nil; again != tc.wantAgain {
+				t.Fatalf("asked again: %v, want %v", again, tc.wantAgain)
+			}
+		})
+	}
+}
+
 func TestSURBStoreLimits(t *testing.T) {
 	s := newSURBStore(testPolicy())
 	now := time.Now()
 	a, b, c := AnonymousSenderTag{1}, AnonymousSenderTag{2}, AnonymousSenderTag{3}
-	s.add(a, surbs(t, 20), now)
+	s.add(a, surbs(t, 20), false, now)
 	if s.count(a) != 8 || s.total() != 8 {
 		t.Fatalf("kept %d (total %d), limit 8 per sender", s.count(a), s.total())
 	}
-	s.add(b, surbs(t, 1), now.Add(time.Second))
-	s.add(c, surbs(t, 1), now.Add(2*time.Second)) // evicts a, least recently used
+	s.add(b, surbs(t, 1), false, now.Add(time.Second))
+	s.add(c, surbs(t, 1), false, now.Add(2*time.Second)) // evicts a, least recently used
 	if s.count(a) != 0 || s.total() != 2 {
 		t.Fatalf("after eviction: a has %d, total %d", s.count(a), s.total())
 	}
@@ -85,7 +116,7 @@ func TestSURBStoreNoSURBsNoRequest(t *testing.T) {
 	s := newSURBStore(testPolicy())
 	tag := AnonymousSenderTag{1}
 	now := time.Now()
-	s.add(tag, surbs(t, 1), now)
+	s.add(tag, surbs(t, 1), false, now)
 	// One SURB, a reply of two: spend it on a request and wait.
 	plan, err := s.takeForReply(tag, 2, now)
 	if err != nil || plan.request == nil || plan.wait == nil {
