@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,6 +107,18 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 // epoch), so failures are retried with backoff.
 func (r *exitRouter) run(ctx context.Context, n *node.Node) {
 	r.cfg.Gateway = directory.Key(n.Identity())
+	var current atomic.Pointer[exit.Service]
+	metrics := exit.NewCollector(func() (exit.Stats, bool) {
+		if svc := current.Load(); svc != nil && svc.Router() != nil {
+			return svc.Stats(), true
+		}
+		return exit.Stats{}, false
+	})
+	if err := n.Registerer().Register(metrics); err != nil {
+		r.log.Warn("IP packet router metrics", "err", err)
+	} else {
+		defer n.Registerer().Unregister(metrics)
+	}
 	wait := time.Second
 	for {
 		svc, err := exit.New(r.cfg)
@@ -113,7 +126,9 @@ func (r *exitRouter) run(ctx context.Context, n *node.Node) {
 			r.log.Error("IP packet router", "err", err)
 			return
 		}
+		current.Store(svc)
 		err = svc.Run(ctx)
+		current.Store(nil)
 		if ctx.Err() != nil {
 			return
 		}

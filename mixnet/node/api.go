@@ -41,6 +41,10 @@ func (n *Node) apiHandler() http.Handler {
 	return mux
 }
 
+// Registerer is the registry behind GET /metrics, for what runs beside the
+// node (the exit's IP packet router) to add its own metrics to.
+func (n *Node) Registerer() prometheus.Registerer { return n.registry }
+
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
