@@ -27,8 +27,17 @@ const seqBlock = 1 << 16
 // the byte counters.
 type client struct {
 	addr [sphinx.AddressSize]byte
+	// recorded is false for a client registered over MaxStoredClients: it
+	// never reaches the database and is forgotten when it disconnects.
+	// Fixed at creation.
+	recorded bool
 
 	mu sync.Mutex
+	// removed is set, with Gateway.mu held too, when the client is taken
+	// out of Gateway.clients. Nothing may be queued for it after that: its
+	// database record is being deleted, and a returning client gets a new
+	// object.
+	removed bool
 	// conn and sess change only with both Gateway.mu and mu held.
 	conn *link.Conn
 	sess *session
@@ -37,6 +46,9 @@ type client struct {
 	nextSeq        uint64
 	reserved       uint64 // durable: every Seq handed out is below it
 	reservePending bool
+	reserveQueued  uint64 // highest Reserved in any meta op queued so far
+	queued         int    // ops of any kind queued, not yet committed
+	lastSeen       int64  // Unix ns: last connected, disconnected or stored for
 
 	storedCount int   // records committed or queued
 	storedBytes int64 // their size, which MaxStoredBytes bounds
@@ -84,14 +96,46 @@ func (g *Gateway) lookup(addr [32]byte) *client {
 	return g.clients[addr]
 }
 
-// newClientLocked registers a client on its first connection. g.mu is held.
+// newClientLocked registers a client on its first connection (or its first
+// since it was forgotten). g.mu is held. Numbering starts at the sequence
+// floor, above every Seq a forgotten client was ever given.
 func (g *Gateway) newClientLocked(addr [32]byte) *client {
-	cl := &client{addr: addr, nextSeq: 1, reserved: 1}
+	next := max(g.seqFloor, 1)
+	cl := &client{
+		addr:     addr,
+		recorded: g.recorded < g.cfg.MaxStoredClients,
+		nextSeq:  next,
+		reserved: next,
+		lastSeen: g.now().UnixNano(),
+	}
 	g.clients[addr] = cl
+	if !cl.recorded {
+		// Over the cap: serve it, but keep nothing of it, so a flood of
+		// fresh identities cannot grow the database.
+		g.metrics.clientsNotKept.Inc()
+		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(addr), "max", g.cfg.MaxStoredClients)
+		return cl
+	}
+	g.recorded++
+	g.metrics.clientsRecorded.Set(float64(g.recorded))
 	cl.mu.Lock()
 	g.reserveSeqsLocked(cl) // also makes the client known to a restarted gateway
 	cl.mu.Unlock()
 	return cl
+}
+
+// forgetLocked takes cl out of the gateway's memory: a later connection
+// from its identity registers afresh. Numbering stays unique because the
+// floor is raised above every Seq cl was given. g.mu and cl.mu are held;
+// the caller deletes any database record.
+func (g *Gateway) forgetLocked(cl *client) {
+	cl.removed = true
+	delete(g.clients, cl.addr)
+	g.seqFloor = max(g.seqFloor, cl.nextSeq)
+	if cl.recorded {
+		g.recorded--
+		g.metrics.clientsRecorded.Set(float64(g.recorded))
+	}
 }
 
 // issueSeqLocked hands out the client's next Seq. It never waits for the
@@ -108,13 +152,35 @@ func (g *Gateway) issueSeqLocked(cl *client) uint64 {
 }
 
 func (g *Gateway) reserveSeqsLocked(cl *client) {
-	if cl.reservePending {
+	if cl.reservePending || !cl.recorded || cl.removed {
 		return
 	}
-	target := cl.nextSeq + seqBlock
-	op := &writeOp{kind: opMeta, client: cl, seq: target, value: clientMeta{Reserved: target, Dropped: cl.dropped}.encode()}
+	// Never below a Reserved already queued: meta ops commit in queue
+	// order, and the last one written is what a restart resumes from.
+	target := max(cl.nextSeq+seqBlock, cl.reserveQueued)
+	op := &writeOp{kind: opMeta, reserve: true, client: cl, seq: target, value: cl.metaLocked(target).encode()}
 	if g.enqueueLocked(op) {
 		cl.reservePending = true
+		cl.reserveQueued = target
+	}
+}
+
+// metaLocked is the client's meta with this Reserved. cl.mu is held.
+func (cl *client) metaLocked(reserved uint64) clientMeta {
+	return clientMeta{Reserved: reserved, Dropped: cl.dropped, LastSeen: cl.lastSeen}
+}
+
+// touchLocked queues a write of the client's meta, so its last-seen time
+// (and drop count) survive a crash. It keeps Reserved at least where any
+// queued reservation put it. Best effort: if the queue is full, the next
+// meta write or Close records it. cl.mu is held.
+func (g *Gateway) touchLocked(cl *client) {
+	if !cl.recorded || cl.removed {
+		return
+	}
+	reserved := max(cl.reserveQueued, cl.reserved, cl.nextSeq)
+	if g.enqueueLocked(&writeOp{kind: opMeta, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
+		cl.reserveQueued = reserved
 	}
 }
 
@@ -133,7 +199,8 @@ func (g *Gateway) onConn(c *link.Conn) {
 		g.closeLater(c, closeGrace)
 		return
 	}
-	if cl == nil {
+	fresh := cl == nil
+	if fresh {
 		cl = g.newClientLocked(addr)
 	}
 	s := &session{c: c, client: cl, wake: make(chan struct{}, 1)}
@@ -146,6 +213,10 @@ func (g *Gateway) onConn(c *link.Conn) {
 	drainFrom := cl.confirmed
 	dropped := cl.dropped
 	cl.dropped = 0
+	cl.lastSeen = g.now().UnixNano()
+	if !fresh {
+		g.touchLocked(cl) // a fresh client's reservation already holds it
+	}
 	// Anything stored, or on its way to the store, goes out before live
 	// traffic, so the client sees one ordered stream.
 	needDrain := cl.storedCount > 0 || cl.pending > 0
@@ -188,6 +259,14 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 		cl.conn, cl.sess, cl.live = nil, nil, false
 		g.connected--
 		g.metrics.clientsConnected.Set(float64(g.connected))
+		cl.lastSeen = g.now().UnixNano()
+		if cl.recorded {
+			g.touchLocked(cl)
+		} else {
+			// Nothing of it was stored, or ever will be: it has no reason
+			// to stay in memory.
+			g.forgetLocked(cl)
+		}
 	}
 	cl.mu.Unlock()
 	g.mu.Unlock()

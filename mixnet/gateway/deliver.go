@@ -94,12 +94,20 @@ func (g *Gateway) service(addr [sphinx.AddressSize]byte) func([sphinx.IDSize]byt
 // deliverToClient sends the payload to its client now if it is connected and
 // caught up, and stores it otherwise.
 func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (accepted bool) {
-	cl := g.lookup(dest.Address)
-	if cl == nil {
-		g.metrics.drop(dropUnknownClient)
-		return false
+	var cl *client
+	for {
+		if cl = g.lookup(dest.Address); cl == nil {
+			g.metrics.drop(dropUnknownClient)
+			return false
+		}
+		cl.mu.Lock()
+		if !cl.removed {
+			break
+		}
+		// Forgotten between the lookup and the lock: look again, for the
+		// object of a client that has just reconnected, if any.
+		cl.mu.Unlock()
 	}
-	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if !cl.live {
 		return g.storeLocked(cl, 0, dest.ID, payload)
@@ -129,6 +137,11 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 // storeLocked queues payload for the disk under seq (0: take the next one)
 // and reports whether it was accepted. cl.mu is held.
 func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, payload []byte) bool {
+	if !cl.recorded {
+		// Registered over MaxStoredClients: nothing of it goes to disk.
+		g.metrics.drop(dropClientsCap)
+		return false
+	}
 	size := int64(recordHeaderLen + len(payload))
 	if cl.storedBytes+size > g.cfg.MaxStoredBytes {
 		cl.dropped++
@@ -138,7 +151,8 @@ func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, pa
 	if seq == 0 {
 		seq = g.issueSeqLocked(cl)
 	}
-	op := &writeOp{kind: opStore, client: cl, seq: seq, value: encodeRecord(g.now().UnixNano(), id, payload)}
+	now := g.now().UnixNano()
+	op := &writeOp{kind: opStore, client: cl, seq: seq, value: encodeRecord(now, id, payload)}
 	if !g.enqueueLocked(op) {
 		if g.closed.Load() {
 			g.metrics.drop(dropClosed)
@@ -147,6 +161,7 @@ func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, pa
 		}
 		return false
 	}
+	cl.lastSeen = max(cl.lastSeen, now) // the record holds it on disk
 	cl.storedCount++
 	cl.storedBytes += size
 	cl.storedHigh = max(cl.storedHigh, seq)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 )
 
@@ -25,15 +26,56 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// metaV1 is a version 1 meta as gateways before last-seen wrote it.
+func metaV1(reserved, dropped uint64) []byte {
+	b := []byte{metaVersion1}
+	b = binary.BigEndian.AppendUint64(b, reserved)
+	return binary.BigEndian.AppendUint64(b, dropped)
+}
+
+// A version 2 meta re-encodes to the same bytes; a version 1 meta reads
+// with LastSeen unknown (0) and, written again as version 2, keeps its
+// Reserved and Dropped. Nothing else is accepted.
 func FuzzDecodeMeta(f *testing.F) {
-	f.Add(clientMeta{Reserved: 65537, Dropped: 3}.encode())
+	f.Add(clientMeta{Reserved: 65537, Dropped: 3, LastSeen: 1_700_000_000_000_000_000}.encode())
+	f.Add(clientMeta{LastSeen: -1}.encode())
+	f.Add(metaV1(65537, 3))
 	f.Add([]byte{metaVersion, 1, 2})
+	f.Add([]byte{metaVersion1})
+	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeMeta(b)
 		if err != nil {
 			return
 		}
-		if again := m.encode(); !bytes.Equal(again, b) {
+		switch {
+		case len(b) == metaLen && b[0] == metaVersion:
+			if again := m.encode(); !bytes.Equal(again, b) {
+				t.Fatalf("re-encoded %x, read %x", again, b)
+			}
+		case len(b) == metaLenV1 && b[0] == metaVersion1:
+			if m.LastSeen != 0 {
+				t.Fatalf("version 1 meta %x read with last seen %d", b, m.LastSeen)
+			}
+			up, err := decodeMeta(m.encode())
+			if err != nil || up != m || !bytes.Equal(m.encode()[1:metaLenV1], b[1:]) {
+				t.Fatalf("version 1 meta %x upgraded to %+v (%v)", b, up, err)
+			}
+		default:
+			t.Fatalf("accepted %x as %+v", b, m)
+		}
+	})
+}
+
+func FuzzDecodeSeqFloor(f *testing.F) {
+	f.Add(binary.BigEndian.AppendUint64(nil, 1<<20))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		floor, err := decodeSeqFloor(b)
+		if err != nil || b == nil {
+			return
+		}
+		if again := binary.BigEndian.AppendUint64(nil, floor); !bytes.Equal(again, b) {
 			t.Fatalf("re-encoded %x, read %x", again, b)
 		}
 	})

@@ -16,6 +16,11 @@
 // directory. Stored packets survive restarts, go out in order when the client
 // reconnects, and are deleted only once the client confirms them with
 // gatewire.Received, or when their TTL passes.
+//
+// The database stays bounded however many identities come and go: a client
+// with nothing stored that has not been seen for ClientRetention is
+// forgotten, and beyond MaxStoredClients recorded identities a new one is
+// served while connected but not recorded.
 package gateway
 
 import (
@@ -29,6 +34,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -42,6 +48,21 @@ const (
 	DefaultMessageTTL     = 24 * time.Hour // as Nym's gateways
 	DefaultSweepInterval  = time.Hour      // as Nym's stale-message cleaner
 	DefaultStoreQueueLen  = 8192
+
+	// DefaultClientRetention is how long an idle client with nothing
+	// stored stays recorded. Forgetting a client costs it only this: until
+	// it reconnects, packets for it are dropped unacknowledged (their
+	// senders retransmit) instead of being stored. A week covers a laptop
+	// shut for a long weekend or a holiday, while an identity made up and
+	// abandoned holds its place under MaxStoredClients for no more than a
+	// week. It is 7 × DefaultMessageTTL, comfortably above the TTL.
+	DefaultClientRetention = 7 * 24 * time.Hour
+	// DefaultMaxStoredClients bounds recorded identities. A record costs a
+	// few hundred bytes on disk and in memory, so the cap holds both to
+	// some tens of MB; it is over twelve times DefaultMaxClients, room for
+	// the distinct clients a busy gateway sees within DefaultClientRetention
+	// while a flood of fresh identities still cannot grow the file.
+	DefaultMaxStoredClients = 100_000
 )
 
 // Config configures a Gateway.
@@ -77,7 +98,23 @@ type Config struct {
 	// packets that find it full are dropped and counted. Default
 	// DefaultStoreQueueLen.
 	StoreQueueLen int
-	// Now is the clock for stored packets' ages; nil is time.Now.
+	// ClientRetention is how long a client that is not connected and has
+	// nothing stored stays recorded after it was last seen (connected,
+	// disconnected, or had a packet stored). Then the sweep deletes its
+	// record, and until it connects again packets for it are dropped as
+	// for an unknown address. It must exceed MessageTTL, so that a client
+	// is remembered well past its last stored packet. Default
+	// DefaultClientRetention, or 7 × MessageTTL if that is longer.
+	ClientRetention time.Duration
+	// MaxStoredClients bounds the client identities recorded in the
+	// database. Beyond it a client never seen before is still served while
+	// it is connected, but it is not recorded: packets for it that cannot
+	// go out live are dropped, not stored, and it is forgotten when it
+	// disconnects. Recorded clients are unaffected. Default
+	// DefaultMaxStoredClients.
+	MaxStoredClients int
+	// Now is the clock for stored packets' ages and clients' last-seen
+	// times; nil is time.Now.
 	Now func() time.Time
 
 	// Logger receives connection and storage events; nil is slog.Default().
@@ -118,6 +155,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StoreQueueLen <= 0 {
 		c.StoreQueueLen = DefaultStoreQueueLen
 	}
+	if c.ClientRetention <= 0 {
+		c.ClientRetention = max(DefaultClientRetention, 7*c.MessageTTL)
+	}
+	if c.ClientRetention <= c.MessageTTL {
+		return c, fmt.Errorf("gateway: ClientRetention %v must exceed MessageTTL %v", c.ClientRetention, c.MessageTTL)
+	}
+	if c.MaxStoredClients <= 0 {
+		c.MaxStoredClients = DefaultMaxStoredClients
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -145,6 +191,8 @@ type Gateway struct {
 	mu        sync.RWMutex
 	clients   map[[sphinx.AddressSize]byte]*client
 	connected int      // clients with a connection; guarded by mu
+	recorded  int      // clients with a database record; guarded by mu
+	seqFloor  uint64   // where a new client's numbering starts; guarded by mu
 	sessions  sync.Map // *link.Conn → *session
 	ops       chan *writeOp
 
@@ -183,19 +231,41 @@ func New(cfg Config) (*Gateway, error) {
 		serveCtx:    context.Background(),
 	}
 	g.services.Store(&map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte){})
+	if g.seqFloor, err = st.seqFloor(); err != nil {
+		// Clients the gateway knows keep their own numbering; only a
+		// forgotten client that returns could see a Seq again, and no
+		// client relies on that (see forgetIdle). Not worth refusing to
+		// start over.
+		g.log.Error("gateway sequence floor unreadable; starting from 0", "err", err)
+		g.seqFloor = 0
+	}
+	loadedAt := cfg.Now().UnixNano()
 	stored := 0
 	err = st.load(func(sum storedSummary) {
 		// Resume numbering above the reservation and above anything stored,
 		// whichever is higher.
 		next := max(sum.meta.Reserved, sum.highSeq+1, 1)
+		if !sum.metaOK {
+			// The reservation is lost: the floor is all that is left above
+			// Seqs that went out and were confirmed and deleted.
+			next = max(next, g.seqFloor)
+		}
+		// A version 1 or unreadable meta does not say when the client was
+		// last seen: count from now, so an upgrade forgets nobody early.
+		lastSeen := sum.meta.LastSeen
+		if !sum.metaOK || lastSeen == 0 {
+			lastSeen = loadedAt
+		}
 		g.clients[sum.addr] = &client{
 			addr:        sum.addr,
+			recorded:    true,
 			nextSeq:     next,
 			reserved:    next,
 			storedCount: sum.count,
 			storedBytes: sum.bytes,
 			storedHigh:  sum.highSeq,
 			dropped:     sum.meta.Dropped,
+			lastSeen:    max(lastSeen, sum.newest),
 		}
 		stored += sum.count
 	})
@@ -203,6 +273,8 @@ func New(cfg Config) (*Gateway, error) {
 		st.close()
 		return nil, fmt.Errorf("gateway: load clients: %w", err)
 	}
+	g.recorded = len(g.clients)
+	g.metrics.clientsRecorded.Set(float64(g.recorded))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			st.close()
@@ -290,20 +362,30 @@ func (g *Gateway) Close() error {
 		cl.mu.Unlock()
 		all = append(all, cl)
 	}
+	floor := g.seqFloor
 	g.mu.RUnlock()
 	g.flushOps()
 
-	// Record exactly where each client's numbering stands, so a clean
-	// restart continues without a gap.
+	// Record exactly where each recorded client's numbering stands, so a
+	// clean restart continues without a gap. Unrecorded clients stay out
+	// of the database.
 	batch := make([]*writeOp, 0, len(all))
 	for _, cl := range all {
+		if !cl.recorded {
+			continue
+		}
 		cl.mu.Lock()
-		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped}
+		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped, LastSeen: cl.lastSeen}
 		cl.mu.Unlock()
 		batch = append(batch, &writeOp{kind: opMeta, client: cl, seq: m.Reserved, value: m.encode()})
 	}
 	if len(batch) > 0 {
 		g.commit(batch)
+	}
+	// Unrecorded clients forgotten at disconnect raised the floor in
+	// memory only.
+	if err := g.store.db.Update(func(tx *bolt.Tx) error { return putSeqFloor(tx, floor) }); err != nil {
+		g.log.Error("gateway cannot record its sequence floor", "err", err)
 	}
 	if g.cfg.Registerer != nil {
 		g.metrics.unregister(g.cfg.Registerer)

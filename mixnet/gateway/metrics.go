@@ -10,13 +10,14 @@ import (
 type dropReason int
 
 const (
-	dropUnknownClient  dropReason = iota // last hop here for an address that never connected
+	dropUnknownClient  dropReason = iota // last hop here for an address not known: never connected, or forgotten
 	dropClientQueue                      // the client's link queue was full
 	dropStorageFull                      // the client already has MaxStoredBytes waiting
 	dropStoreQueueFull                   // the database writer is that far behind
 	dropStoreError                       // the database refused the write
 	dropForwardRefused                   // Forward refused a client packet or an ack
 	dropClosed                           // the gateway was already closed
+	dropClientsCap                       // not deliverable live to a client unrecorded for MaxStoredClients, so not stored
 	numDropReasons
 )
 
@@ -28,6 +29,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropStoreError:     "store_error",
 	dropForwardRefused: "forward_refused",
 	dropClosed:         "closed",
+	dropClientsCap:     "clients_cap",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so
@@ -35,6 +37,9 @@ var dropReasonNames = [numDropReasons]string{
 // they would grow without bound and put client identities in the metrics.
 type metrics struct {
 	clientsConnected prometheus.Gauge
+	clientsRecorded  prometheus.Gauge   // identities with a database record
+	clientsNotKept   prometheus.Counter // served unrecorded: over MaxStoredClients
+	clientsForgotten prometheus.Counter // records deleted after ClientRetention
 	clientsRefused   prometheus.Counter // over MaxClients
 	clientsKicked    prometheus.Counter // too many malformed messages
 	badMessages      prometheus.Counter
@@ -65,6 +70,12 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "clients_connected",
 			Help: "Clients with an open connection.",
 		}),
+		clientsRecorded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "clients_recorded",
+			Help: "Client identities recorded in the database, for which packets are stored while they are offline.",
+		}),
+		clientsNotKept:   counter("clients_unrecorded_total", "New client identities served without being recorded because MaxStoredClients was reached."),
+		clientsForgotten: counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
 		clientsRefused:   counter("clients_refused_total", "Client connections refused because the gateway was full."),
 		clientsKicked:    counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),
 		badMessages:      counter("client_bad_messages_total", "Malformed messages received from clients."),
@@ -88,7 +99,7 @@ func newMetrics() *metrics {
 		m.dropped[r] = dropped.WithLabelValues(name)
 	}
 	m.collectors = []prometheus.Collector{
-		m.clientsConnected, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
+		m.clientsConnected, m.clientsRecorded, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
 		m.deliveredService, m.stored, m.expired, m.storeCommits, dropped,
 	}

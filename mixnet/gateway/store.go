@@ -18,11 +18,14 @@ const dbFileName = "gateway.db"
 
 // Database layout:
 //
-//	clients/                    one nested bucket per client that ever connected
+//	clients/                    one nested bucket per recorded client (see
+//	                            Config.ClientRetention and MaxStoredClients)
 //	  <client address, 32 B>/
 //	    meta                    clientMeta
 //	    msgs/                   stored deliveries, in arrival order
 //	      <seq u64 BE>          record
+//	state/
+//	  seq_floor                 see keySeqFloor
 var (
 	bucketClients = []byte("clients")
 	bucketMsgs    = []byte("msgs")
@@ -60,36 +63,96 @@ func decodeRecord(b []byte) (storedAt int64, id [sphinx.IDSize]byte, payload []b
 
 // clientMeta is what the gateway keeps about a client besides its messages:
 //
-//	version u8 (1) ‖ reserved u64 BE ‖ dropped u64 BE
+//	version u8 (2) ‖ reserved u64 BE ‖ dropped u64 BE ‖ last seen i64 BE (Unix ns)
+//
+// Version 1 is the same without last seen; it still loads, with LastSeen 0.
 //
 // Reserved is above every Seq ever given to the client, so after a restart
-// numbering resumes there and never repeats. Dropped counts deliveries refused
-// for lack of room that the client has not been told about yet.
+// numbering resumes there and never repeats: a repeated Seq would overwrite
+// a stored record under the same key, and a drain that has sent up to Seq n
+// would skip a new record numbered below n. Dropped counts deliveries
+// refused for lack of room that the client has not been told about yet.
+// LastSeen is when the client last connected, disconnected or had a
+// delivery stored; the retention sweep forgets idle clients by it. 0 means
+// unknown (a version 1 record), which loading treats as "now" so an upgrade
+// forgets nobody early.
 type clientMeta struct {
 	Reserved uint64
 	Dropped  uint64
+	LastSeen int64
 }
 
 const (
-	metaVersion = 1
-	metaLen     = 1 + 8 + 8
+	metaVersion  = 2
+	metaLen      = 1 + 8 + 8 + 8
+	metaVersion1 = 1
+	metaLenV1    = 1 + 8 + 8
 )
 
 func (m clientMeta) encode() []byte {
 	b := make([]byte, 0, metaLen)
 	b = append(b, metaVersion)
 	b = binary.BigEndian.AppendUint64(b, m.Reserved)
-	return binary.BigEndian.AppendUint64(b, m.Dropped)
+	b = binary.BigEndian.AppendUint64(b, m.Dropped)
+	return binary.BigEndian.AppendUint64(b, uint64(m.LastSeen))
 }
 
+// decodeMeta reads a version 2 or version 1 meta. It checks the length
+// against the version before reading, so damaged bytes give an error, never
+// a panic.
 func decodeMeta(b []byte) (clientMeta, error) {
-	if len(b) != metaLen || b[0] != metaVersion {
-		return clientMeta{}, fmt.Errorf("%w: meta of %d bytes", errCorrupt, len(b))
+	switch {
+	case len(b) == metaLen && b[0] == metaVersion:
+		return clientMeta{
+			Reserved: binary.BigEndian.Uint64(b[1:]),
+			Dropped:  binary.BigEndian.Uint64(b[9:]),
+			LastSeen: int64(binary.BigEndian.Uint64(b[17:])),
+		}, nil
+	case len(b) == metaLenV1 && b[0] == metaVersion1:
+		return clientMeta{
+			Reserved: binary.BigEndian.Uint64(b[1:]),
+			Dropped:  binary.BigEndian.Uint64(b[9:]),
+			// LastSeen 0: unknown.
+		}, nil
 	}
-	return clientMeta{
-		Reserved: binary.BigEndian.Uint64(b[1:]),
-		Dropped:  binary.BigEndian.Uint64(b[9:]),
-	}, nil
+	return clientMeta{}, fmt.Errorf("%w: meta of %d bytes", errCorrupt, len(b))
+}
+
+// The sequence floor is the gateway-wide tombstone of forgotten clients:
+//
+//	state/seq_floor   u64 BE
+//
+// It is at least the next Seq of every client record ever deleted, and a
+// client the gateway does not know starts numbering there. A client that is
+// forgotten and comes back therefore never sees a Seq again, without the
+// gateway keeping anything per forgotten identity. It costs nothing but
+// larger numbers: the floor grows by the deliveries to forgotten clients,
+// which a u64 does not run out of.
+var (
+	bucketState = []byte("state")
+	keySeqFloor = []byte("seq_floor")
+)
+
+func decodeSeqFloor(b []byte) (uint64, error) {
+	if b == nil {
+		return 0, nil // a database from before there was a floor
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: seq floor of %d bytes", errCorrupt, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// putSeqFloor records floor in tx; it never lowers the stored value.
+func putSeqFloor(tx *bolt.Tx, floor uint64) error {
+	st := tx.Bucket(bucketState)
+	if old, err := decodeSeqFloor(st.Get(keySeqFloor)); err == nil && old >= floor {
+		return nil
+	}
+	if err := st.Put(keySeqFloor, binary.BigEndian.AppendUint64(nil, floor)); err != nil {
+		return fmt.Errorf("put seq floor: %w", err)
+	}
+	return nil
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
@@ -112,7 +175,10 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("gateway: open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketClients)
+		if _, err := tx.CreateBucketIfNotExists(bucketClients); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bucketState)
 		return err
 	}); err != nil {
 		db.Close()
@@ -123,13 +189,26 @@ func openStore(dir string) (*store, error) {
 
 func (s *store) close() error { return s.db.Close() }
 
+// seqFloor reads the sequence floor.
+func (s *store) seqFloor() (uint64, error) {
+	var floor uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		floor, err = decodeSeqFloor(tx.Bucket(bucketState).Get(keySeqFloor))
+		return err
+	})
+	return floor, err
+}
+
 // storedSummary is what loading learns about one client.
 type storedSummary struct {
 	addr    [sphinx.AddressSize]byte
 	meta    clientMeta
+	metaOK  bool
 	count   int
 	bytes   int64
 	highSeq uint64
+	newest  int64 // latest stored-at among readable records; 0 if none
 }
 
 // load reports every client in the database. A client whose meta is
@@ -144,7 +223,8 @@ func (s *store) load(fn func(storedSummary)) error {
 			b := tx.Bucket(bucketClients).Bucket(k)
 			sum := storedSummary{}
 			copy(sum.addr[:], k)
-			sum.meta, _ = decodeMeta(b.Get(keyMeta))
+			meta, err := decodeMeta(b.Get(keyMeta))
+			sum.meta, sum.metaOK = meta, err == nil
 			if msgs := b.Bucket(bucketMsgs); msgs != nil {
 				c := msgs.Cursor()
 				for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -153,12 +233,41 @@ func (s *store) load(fn func(storedSummary)) error {
 					if len(k) == 8 {
 						sum.highSeq = max(sum.highSeq, binary.BigEndian.Uint64(k))
 					}
+					if storedAt, _, _, err := decodeRecord(v); err == nil {
+						sum.newest = max(sum.newest, storedAt)
+					}
 				}
 			}
 			fn(sum)
 			return nil
 		})
 	})
+}
+
+// withoutRecords returns the clients of cls that have no stored record on
+// disk. Memory already says they have none; the retention sweep checks the
+// disk too before deleting anything on memory's word.
+func (s *store) withoutRecords(cls []*client) ([]*client, error) {
+	var out []*client
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out = out[:0]
+		clients := tx.Bucket(bucketClients)
+		for _, cl := range cls {
+			if cb := clients.Bucket(cl.addr[:]); cb != nil {
+				if msgs := cb.Bucket(bucketMsgs); msgs != nil {
+					if k, _ := msgs.Cursor().First(); k != nil {
+						continue
+					}
+				}
+			}
+			out = append(out, cl)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: read client records: %w", err)
+	}
+	return out, nil
 }
 
 // storedMessage is a record read back for delivery.

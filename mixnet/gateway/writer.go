@@ -25,10 +25,12 @@ const (
 // under the client's lock and applied in queue order by the one writer
 // goroutine, so a client's records are committed in Seq order.
 type writeOp struct {
-	kind   opKind
-	client *client
-	seq    uint64
-	value  []byte
+	kind    opKind
+	reserve bool // an opMeta that extends the Seq reservation
+	queued  bool // went through enqueueLocked, so counted in client.queued
+	client  *client
+	seq     uint64
+	value   []byte
 
 	// Filled in by the transaction, applied to client once it commits.
 	freedCount int
@@ -44,6 +46,8 @@ func (g *Gateway) enqueueLocked(op *writeOp) bool {
 	}
 	select {
 	case g.ops <- op:
+		op.queued = true
+		op.client.queued++
 		return true
 	default:
 		return false
@@ -166,6 +170,9 @@ func (g *Gateway) committed(op *writeOp, err error) {
 	cl := op.client
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if op.queued {
+		cl.queued--
+	}
 	switch op.kind {
 	case opStore:
 		cl.pending--
@@ -184,17 +191,26 @@ func (g *Gateway) committed(op *writeOp, err error) {
 			cl.storedBytes -= op.freedBytes
 		}
 	case opMeta:
-		cl.reservePending = false
+		if op.reserve {
+			cl.reservePending = false
+		}
 		if err == nil {
 			cl.reserved = max(cl.reserved, op.seq)
 		}
 	}
 }
 
-// sweep deletes stored messages older than the TTL. Records are in arrival
-// order, so each client's scan stops at its first message still in date.
-// Unreadable records go too.
+// sweep runs on the writer goroutine, so nothing else writes meanwhile: it
+// deletes expired messages, then forgets idle clients.
 func (g *Gateway) sweep() {
+	g.sweepExpired()
+	g.forgetIdle()
+}
+
+// sweepExpired deletes stored messages older than the TTL. Records are in
+// arrival order, so each client's scan stops at its first message still in
+// date. Unreadable records go too.
+func (g *Gateway) sweepExpired() {
 	cutoff := g.now().Add(-g.cfg.MessageTTL).UnixNano()
 	type freed struct {
 		addr  [32]byte
@@ -215,24 +231,33 @@ func (g *Gateway) sweep() {
 			return err
 		}
 		for _, addr := range addrs {
-			msgs := clients.Bucket(addr[:]).Bucket(bucketMsgs)
+			cb := clients.Bucket(addr[:])
+			msgs := cb.Bucket(bucketMsgs)
 			if msgs == nil {
 				continue
 			}
 			f := freed{addr: addr}
+			var highSeq uint64
 			c := msgs.Cursor()
 			for k, v := c.First(); k != nil; k, v = c.First() {
 				if storedAt, _, _, err := decodeRecord(v); err == nil && storedAt >= cutoff {
 					break
 				}
+				if len(k) == 8 {
+					highSeq = max(highSeq, binary.BigEndian.Uint64(k))
+				}
 				f.count++
 				f.bytes += int64(len(v))
 				if err := c.Delete(); err != nil {
-					return fmt.Errorf("delete expired record: %w", err)
+					return fmt.Errorf("delete expired record of %s: %w", shortID(addr), err)
 				}
 			}
-			if f.count > 0 {
-				all = append(all, f)
+			if f.count == 0 {
+				continue
+			}
+			all = append(all, f)
+			if err := g.keepMetaAfterExpiry(cb, addr, highSeq); err != nil {
+				return fmt.Errorf("meta of %s: %w", shortID(addr), err)
 			}
 		}
 		return nil
@@ -256,4 +281,123 @@ func (g *Gateway) sweep() {
 	if len(all) > 0 {
 		g.log.Debug("gateway expired stored messages", "clients", len(all))
 	}
+}
+
+// keepMetaAfterExpiry rewrites a client's meta once its records up to
+// highSeq expired. Those records were the database's only trace of when the
+// client last had something stored, and, were the meta unreadable, of how
+// far its numbering went; the meta takes both over, so a restart neither
+// forgets the client early nor numbers below a Seq it was given.
+func (g *Gateway) keepMetaAfterExpiry(cb *bolt.Bucket, addr [32]byte, highSeq uint64) error {
+	old, err := decodeMeta(cb.Get(keyMeta))
+	if err != nil {
+		old = clientMeta{} // rebuilt from what is known below
+	}
+	m := old
+	m.Reserved = max(m.Reserved, highSeq+1)
+	if cl := g.lookup(addr); cl != nil {
+		// Memory is ahead of the disk: it saw the stores, and every Seq
+		// handed out is below its nextSeq.
+		cl.mu.Lock()
+		m.LastSeen = max(m.LastSeen, cl.lastSeen)
+		m.Reserved = max(m.Reserved, cl.nextSeq)
+		cl.mu.Unlock()
+	}
+	if err == nil && m == old {
+		return nil
+	}
+	return cb.Put(keyMeta, m.encode())
+}
+
+// forgetIdle deletes the clients that are not connected, have nothing
+// stored or queued, and were last seen more than ClientRetention ago, from
+// memory and from the database.
+//
+// Deleting a record cannot lose a message or make one look old:
+//   - Only a client with no stored record, and no write queued, goes, and
+//     only once the disk agrees it has no record. Only this goroutine
+//     writes, so the disk cannot change between that check and the delete.
+//   - It is taken out of memory first, under Gateway.mu and its own lock,
+//     and marked removed, so nothing is queued for it afterwards: Deliver
+//     looks the address up again and finds either nothing (dropped as an
+//     unknown client, with no ack, so the sender retransmits) or the new
+//     object of a client that has just reconnected.
+//   - This runs on the writer goroutine, so the deletion commits before
+//     anything a returning client queues.
+//   - Numbering: Reserved promises a client never sees a Seq twice. The
+//     record holding it is deleted, so the gateway-wide sequence floor is
+//     raised above every Seq the client was given, in the same transaction,
+//     and a returning client starts there. Clients in fact rely on less:
+//     they echo Seq back in Received on the connection it came from, and
+//     the gateway honours Received only from the current connection and
+//     only up to what it sent on it; the floor keeps the promise anyway, at
+//     the cost of eight bytes for all forgotten clients together.
+//
+// The only thing forgotten is a drop count the client was never told (its
+// messages expired at least ClientRetention − MessageTTL ago).
+func (g *Gateway) forgetIdle() {
+	cutoff := g.now().Add(-g.cfg.ClientRetention).UnixNano()
+	idle := func(cl *client) bool {
+		return cl.recorded && !cl.removed && cl.conn == nil && cl.sess == nil &&
+			cl.storedCount == 0 && cl.pending == 0 && cl.queued == 0 && !cl.reservePending &&
+			cl.lastSeen < cutoff
+	}
+	// Look first under the read lock, so Deliver is not held up while
+	// every client is checked; the write lock then re-checks candidates.
+	var candidates []*client
+	g.mu.RLock()
+	for _, cl := range g.clients {
+		cl.mu.Lock()
+		if idle(cl) {
+			candidates = append(candidates, cl)
+		}
+		cl.mu.Unlock()
+	}
+	g.mu.RUnlock()
+	if len(candidates) == 0 {
+		return
+	}
+	candidates, err := g.store.withoutRecords(candidates)
+	if err != nil {
+		g.log.Error("gateway cannot check idle clients", "err", err)
+		return
+	}
+	var gone [][32]byte
+	g.mu.Lock()
+	for _, cl := range candidates {
+		cl.mu.Lock()
+		if idle(cl) {
+			g.forgetLocked(cl)
+			gone = append(gone, cl.addr)
+		}
+		cl.mu.Unlock()
+	}
+	floor := g.seqFloor
+	g.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+
+	err = g.store.db.Update(func(tx *bolt.Tx) error {
+		clients := tx.Bucket(bucketClients)
+		for _, addr := range gone {
+			if clients.Bucket(addr[:]) == nil {
+				continue // never reached the disk: its first write failed
+			}
+			if err := clients.DeleteBucket(addr[:]); err != nil {
+				return fmt.Errorf("delete client %s: %w", shortID(addr), err)
+			}
+		}
+		return putSeqFloor(tx, floor)
+	})
+	g.metrics.storeCommits.Inc()
+	if err != nil {
+		// Already gone from memory: the records stay on disk until a
+		// restart loads them and a later sweep retries. The floor in
+		// memory still keeps a returning client's numbering unique.
+		g.log.Error("gateway cannot delete idle clients", "clients", len(gone), "err", err)
+		return
+	}
+	g.metrics.clientsForgotten.Add(float64(len(gone)))
+	g.log.Debug("gateway forgot idle clients", "clients", len(gone))
 }
