@@ -181,6 +181,10 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	cfg.HTTPListen = freeAddr(t)
 	cfg.ClientsListen = freeAddr(t)
 	cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
+	// A million tags is far more than any test sends, and keeps each
+	// node's replay filter (and its save at shutdown) at a few MB rather
+	// than a real node's 167.
+	cfg.ReplayCapacity = 1_000_000
 	for _, e := range edit {
 		e(&cfg)
 	}

@@ -25,6 +25,10 @@ const (
 	// at a 15 ms mean delay is 300); only senders asking for long delays
 	// reach it.
 	DefaultMaxHeld = 50_000
+	// DefaultReplayFlushInterval is how often replay filters are saved when
+	// ReplayDir is set (Nym's interval). A crash loses the tags of at most
+	// this long; a clean stop saves them all.
+	DefaultReplayFlushInterval = 10 * time.Minute
 )
 
 // Config configures a Mixer. Forward is required; zero values of the other
@@ -45,6 +49,15 @@ type Config struct {
 	// Defaults replay.DefaultCapacity and replay.DefaultFPRate.
 	ReplayCapacity uint64
 	ReplayFPRate   float64
+	// ReplayDir, if set, is the directory where each key's replay filter is
+	// saved, so that a restarted node still refuses replays of packets it
+	// saw before (see persist.go). It is created (mode 0700) if missing.
+	// Empty keeps filters in memory only.
+	ReplayDir string
+	// ReplayFlushInterval is how often filters are saved to ReplayDir while
+	// Run runs; they are saved again when it returns. Default
+	// DefaultReplayFlushInterval.
+	ReplayFlushInterval time.Duration
 
 	// Forward sends pkt to the node next, in a frame marked with
 	// oddRotation: every hop of a route uses the same rotation's keys, so
@@ -72,7 +85,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Forward == nil {
 		return c, fmt.Errorf("mixnode: Config.Forward is required")
 	}
-	if c.Workers < 0 || c.QueueLen < 0 || c.MaxDelay < 0 || c.MaxHeld < 0 {
+	if c.Workers < 0 || c.QueueLen < 0 || c.MaxDelay < 0 || c.MaxHeld < 0 || c.ReplayFlushInterval < 0 {
 		return c, fmt.Errorf("mixnode: negative Config value")
 	}
 	if c.Workers == 0 {
@@ -92,6 +105,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReplayFPRate == 0 {
 		c.ReplayFPRate = replay.DefaultFPRate
+	}
+	if c.ReplayFlushInterval == 0 {
+		c.ReplayFlushInterval = DefaultReplayFlushInterval
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -27,5 +27,8 @@
 // Sphinx keys rotate; a [Mixer] holds at most two at a time (the current
 // rotation and, during the one-epoch overlap, the previous or next one), told
 // apart by the rotation parity that each link frame carries. Each key has its
-// own replay filter, dropped with the key.
+// own replay filter, dropped with the key. With Config.ReplayDir set, filters
+// are saved there every Config.ReplayFlushInterval and when Run returns, and
+// loaded back when a key is installed, so a restart does not let replays
+// through (persist.go).
 package mixnode

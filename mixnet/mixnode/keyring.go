@@ -21,6 +21,16 @@ type heldKey struct {
 	public   [32]byte
 	key      *sphinx.PrivateKey
 	replay   *replay.Filter
+
+	// The filter's file, when the Mixer persists filters (see replayStore).
+	binding [32]byte // ties the file to public
+	path    string   // "" without persistence
+	fileMu  sync.Mutex
+	dropped bool // under fileMu: the key is gone, its file deleted; save no more
+	// savedTags is the filter's count when last loaded or saved (under
+	// fileMu): an unchanged count means the file is current, or, at 0, that
+	// no file is needed (a missing file loads as an empty filter).
+	savedTags uint64
 }
 
 // keySet is immutable once published: workers load it with one atomic read
@@ -32,9 +42,9 @@ type keySet struct {
 
 // keyRing holds the current keySet. Readers never lock.
 type keyRing struct {
-	mu        sync.Mutex // serialises set
-	current   atomic.Pointer[keySet]
-	newFilter func() (*replay.Filter, error)
+	mu      sync.Mutex // serialises set
+	current atomic.Pointer[keySet]
+	store   *replayStore
 }
 
 // lookup returns the key for a packet of the given rotation parity, or nil.
@@ -50,8 +60,8 @@ func (r *keyRing) lookup(odd bool) *heldKey {
 }
 
 // set replaces the held keys with keys. A key already held for the same
-// rotation keeps its replay filter; any other gets a new one, and keys not
-// listed are dropped with their filters.
+// rotation keeps its replay filter; any other gets the one saved for it, or a
+// new one, and keys not listed are dropped with their filters and files.
 func (r *keyRing) set(keys []RotationKey) (added, removed []uint64, err error) {
 	if len(keys) > 2 {
 		return nil, nil, fmt.Errorf("mixnode: %d Sphinx keys, at most 2 (one per rotation parity)", len(keys))
@@ -60,7 +70,8 @@ func (r *keyRing) set(keys []RotationKey) (added, removed []uint64, err error) {
 	defer r.mu.Unlock()
 
 	old := r.current.Load()
-	if old == nil {
+	first := old == nil
+	if first {
 		old = &keySet{}
 	}
 	next := &keySet{}
@@ -77,18 +88,23 @@ func (r *keyRing) set(keys []RotationKey) (added, removed []uint64, err error) {
 			next.byParity[parity] = prev
 			continue
 		}
-		filter, err := r.newFilter()
-		if err != nil {
+		held := r.store.newKey(k.Rotation, pub, k.Key)
+		if err := r.store.open(held); err != nil {
 			return nil, nil, fmt.Errorf("mixnode: replay filter for rotation %d: %w", k.Rotation, err)
 		}
-		next.byParity[parity] = &heldKey{rotation: k.Rotation, public: pub, key: k.Key, replay: filter}
+		next.byParity[parity] = held
 		added = append(added, k.Rotation)
 	}
+	r.current.Store(next)
 	for parity, prev := range old.byParity {
 		if prev != nil && next.byParity[parity] != prev {
 			removed = append(removed, prev.rotation)
+			r.store.drop(prev)
 		}
 	}
-	r.current.Store(next)
+	// Files of keys no longer held (a node restarted after their rotation
+	// ended) would otherwise stay forever; on the first call no save can be
+	// running yet, so stale temporary files can go too.
+	r.store.prune(next, first)
 	return added, removed, nil
 }

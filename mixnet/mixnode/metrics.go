@@ -41,10 +41,12 @@ type metrics struct {
 	unwrap       prometheus.Histogram // seconds per Sphinx unwrap
 	addedLatency prometheus.Histogram // seconds held beyond the requested delay
 
+	replaySaveFailures prometheus.Counter
+
 	collectors []prometheus.Collector
 }
 
-func newMetrics(inputDepth, heldDepth func() float64) *metrics {
+func newMetrics(inputDepth, heldDepth func() float64, key func(odd bool) *heldKey) *metrics {
 	const ns, sub = "nym", "mixnode"
 	m := &metrics{
 		received: prometheus.NewCounter(prometheus.CounterOpts{
@@ -70,6 +72,10 @@ func newMetrics(inputDepth, heldDepth func() float64) *metrics {
 			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 15), // 10 µs … 164 ms
 		}),
 	}
+	m.replaySaveFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "replay_file_failures_total",
+		Help: "Replay filter saves or deletions that failed (see the log).",
+	})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
 		Help: "Packets dropped, by reason.",
@@ -87,8 +93,49 @@ func newMetrics(inputDepth, heldDepth func() float64) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "held_packets",
 			Help: "Packets held in the delay stage.",
 		}, heldDepth),
+		m.replaySaveFailures,
 	}
+	m.collectors = append(m.collectors, replayGauges(key)...)
 	return m
+}
+
+// replayGauges report how full each held key's replay filter is, one series
+// per rotation parity (the key slot: stable across rotations, unlike the
+// rotation number). An empty slot reads 0. Past capacity the false-positive
+// rate climbs, and those are honest packets dropped as replays: the operator
+// raises the capacity when the fill nears 1.
+func replayGauges(key func(odd bool) *heldKey) []prometheus.Collector {
+	const ns, sub = "nym", "mixnode"
+	var cs []prometheus.Collector
+	for _, odd := range []bool{false, true} {
+		labels := prometheus.Labels{"parity": "even"}
+		if odd {
+			labels["parity"] = "odd"
+		}
+		stat := func(v func(k *heldKey) float64) func() float64 {
+			return func() float64 {
+				if k := key(odd); k != nil {
+					return v(k)
+				}
+				return 0
+			}
+		}
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: ns, Subsystem: sub, Name: "replay_tags", ConstLabels: labels,
+				Help: "Replay tags recorded in the filter of the key of this rotation parity.",
+			}, stat(func(k *heldKey) float64 { return float64(k.replay.Inserted()) })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: ns, Subsystem: sub, Name: "replay_fill_ratio", ConstLabels: labels,
+				Help: "Replay tags recorded over the filter's capacity; past 1 the false-positive rate climbs fast.",
+			}, stat(func(k *heldKey) float64 { return float64(k.replay.Inserted()) / float64(k.replay.Capacity()) })),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: ns, Subsystem: sub, Name: "replay_expected_fp_rate", ConstLabels: labels,
+				Help: "Expected share of new packets the replay filter wrongly drops as replays, at its current fill.",
+			}, stat(func(k *heldKey) float64 { return k.replay.ExpectedFPRate(k.replay.Inserted()) })),
+		)
+	}
+	return cs
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {

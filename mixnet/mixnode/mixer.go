@@ -3,6 +3,8 @@ package mixnode
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,13 +47,27 @@ func New(cfg Config) (*Mixer, error) {
 		in:    make(chan inbound, cfg.QueueLen),
 		delay: delayStage{max: cfg.MaxHeld},
 	}
-	m.keys.newFilter = func() (*replay.Filter, error) {
-		return replay.New(cfg.ReplayCapacity, cfg.ReplayFPRate)
+	// Refuse a bad filter size here rather than at the first SetKeys.
+	if _, err := replay.BytesFor(cfg.ReplayCapacity, cfg.ReplayFPRate); err != nil {
+		return nil, fmt.Errorf("mixnode: %w", err)
+	}
+	if cfg.ReplayDir != "" {
+		if err := os.MkdirAll(cfg.ReplayDir, 0o700); err != nil {
+			return nil, fmt.Errorf("mixnode: replay directory: %w", err)
+		}
 	}
 	m.metrics = newMetrics(
 		func() float64 { return float64(len(m.in)) },
 		func() float64 { return float64(m.delay.len()) },
+		m.keys.lookup,
 	)
+	m.keys.store = &replayStore{
+		dir:      cfg.ReplayDir,
+		capacity: cfg.ReplayCapacity,
+		fpRate:   cfg.ReplayFPRate,
+		log:      cfg.Logger,
+		failures: m.metrics.replaySaveFailures,
+	}
 	if cfg.Registerer != nil {
 		if err := m.metrics.register(cfg.Registerer); err != nil {
 			return nil, err
@@ -63,8 +79,9 @@ func New(cfg Config) (*Mixer, error) {
 // SetKeys installs the Sphinx keys the node holds: the current rotation's,
 // plus during the overlap the next (or previous) one; at most one key per
 // rotation parity. A key already installed for the same rotation keeps its
-// replay filter; a new key gets an empty one; keys left out are dropped with
-// their filters, and packets of their parity are then refused. It is safe to
+// replay filter; a new key gets the one saved for it in Config.ReplayDir, or
+// an empty one; keys left out are dropped with their filters (and files), and
+// packets of their parity are then refused. It is safe to
 // call while Run is running. On error the held keys are unchanged.
 func (m *Mixer) SetKeys(keys ...RotationKey) error {
 	added, removed, err := m.keys.set(keys)
@@ -117,12 +134,17 @@ func (m *Mixer) Run(ctx context.Context) error {
 		wg.Go(func() { m.runWorker(ctx) })
 	}
 	wg.Go(func() { m.runDelay(ctx, precise) })
+	if m.cfg.ReplayDir != "" {
+		wg.Go(func() { m.runReplayFlush(ctx) })
+	}
 	<-ctx.Done()
 	s.wake() // the delay stage may be asleep with no deadline
 	wg.Wait()
 	if err := s.close(); err != nil {
 		m.cfg.Logger.Warn("mixnode: stopping", "err", err)
 	}
+	// The workers have stopped, so this save holds every tag accepted.
+	m.keys.store.saveAll(&m.keys)
 
 	// Everything has stopped: count what is left held or queued. A Submit
 	// racing with this may still queue a packet, which then stays until the
@@ -138,6 +160,21 @@ func (m *Mixer) Run(ctx context.Context) error {
 		default:
 			m.cfg.Logger.Debug("mixnode: stopped")
 			return nil
+		}
+	}
+}
+
+// runReplayFlush saves the replay filters every ReplayFlushInterval until ctx
+// is done, bounding what a crash loses.
+func (m *Mixer) runReplayFlush(ctx context.Context) {
+	t := time.NewTicker(m.cfg.ReplayFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.keys.store.saveAll(&m.keys)
 		}
 	}
 }

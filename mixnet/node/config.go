@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/nym-go/nym/mixnet/mixnode"
+	"github.com/nym-go/nym/mixnet/replay"
 )
 
 // Mode is what a node offers the directory.
@@ -22,6 +25,9 @@ const (
 	ModeExitGateway  Mode = "exit-gateway"
 	ModeAuto         Mode = "auto"
 )
+
+// MinReplayFlushInterval is the shortest replay_flush_interval accepted.
+const MinReplayFlushInterval = 10 * time.Second
 
 // ConfigFile is the settings file's name inside the data directory.
 const ConfigFile = "config.toml"
@@ -44,7 +50,23 @@ type Config struct {
 	Workers       int      `toml:"workers"`        // unwrap workers; 0 = one per CPU
 	QueueLen      int      `toml:"queue_len"`      // packets waiting to be unwrapped
 	RefreshPeriod Duration `toml:"refresh_period"` // how often to fetch the topology and re-register
+
+	// Replay filters: one per held Sphinx key, sized for ReplayCapacity tags
+	// at false-positive rate ReplayFPRate, saved in ReplayDirName under the
+	// data directory every ReplayFlushInterval and at shutdown.
+	// ReplayCapacity is signed so that a negative value in the file is
+	// reported as such rather than wrapping to an enormous capacity.
+	ReplayCapacity      int64    `toml:"replay_capacity"`
+	ReplayFPRate        float64  `toml:"replay_fp_rate"`
+	ReplayFlushInterval Duration `toml:"replay_flush_interval"`
 }
+
+// ReplayDirName is the subdirectory of the data directory holding the replay
+// filter files.
+const ReplayDirName = "replay"
+
+// ReplayDir is where the node keeps its replay filter files.
+func (c *Config) ReplayDir() string { return filepath.Join(c.DataDir, ReplayDirName) }
 
 // Duration is a time.Duration written as "10s" in TOML.
 type Duration struct{ time.Duration }
@@ -70,6 +92,10 @@ func DefaultConfig() Config {
 		MaxDelay:      Duration{10 * time.Second},
 		QueueLen:      4096,
 		RefreshPeriod: Duration{30 * time.Second},
+
+		ReplayCapacity:      int64(replay.DefaultCapacity),
+		ReplayFPRate:        replay.DefaultFPRate,
+		ReplayFlushInterval: Duration{mixnode.DefaultReplayFlushInterval},
 	}
 }
 
@@ -135,6 +161,17 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshPeriod.Duration <= 0 {
 		return fmt.Errorf("refresh period %v: must be positive", c.RefreshPeriod)
+	}
+	if c.ReplayCapacity <= 0 {
+		return fmt.Errorf("replay_capacity %d: must be positive", c.ReplayCapacity)
+	}
+	if _, err := replay.BytesFor(uint64(c.ReplayCapacity), c.ReplayFPRate); err != nil {
+		return fmt.Errorf("replay_capacity %d, replay_fp_rate %g: %w", c.ReplayCapacity, c.ReplayFPRate, err)
+	}
+	// Saving a default-size filter writes 167 MB; more often than this
+	// would keep the disk busy for little gain.
+	if c.ReplayFlushInterval.Duration < MinReplayFlushInterval {
+		return fmt.Errorf("replay flush interval %v: must be at least %v", c.ReplayFlushInterval, MinReplayFlushInterval)
 	}
 	return nil
 }

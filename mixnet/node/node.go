@@ -122,9 +122,15 @@ func New(cfg Config, opts Options) (*Node, error) {
 	n.registry.MustRegister(newLinkCollector(n.links))
 	n.state.Store(&roleState{Role: directory.RoleNone})
 	n.mixer, err = mixnode.New(mixnode.Config{
-		Workers:    cfg.Workers,
-		QueueLen:   cfg.QueueLen,
-		MaxDelay:   cfg.MaxDelay.Duration,
+		Workers:  cfg.Workers,
+		QueueLen: cfg.QueueLen,
+		MaxDelay: cfg.MaxDelay.Duration,
+
+		ReplayCapacity:      uint64(cfg.ReplayCapacity),
+		ReplayFPRate:        cfg.ReplayFPRate,
+		ReplayDir:           cfg.ReplayDir(),
+		ReplayFlushInterval: cfg.ReplayFlushInterval.Duration,
+
 		Forward:    n.forward,
 		Deliver:    n.deliver,
 		Logger:     n.log,

@@ -36,6 +36,14 @@ type Filter struct {
 	hashes   int
 	capacity uint64
 	locks    [lockStripes]atomic.Uint32
+
+	// inserted counts calls of Seen that returned false. Every honest packet
+	// adds one, from every worker, so it sits on its own cache line: sharing
+	// one with the fields above would make each worker's read of words miss
+	// after another worker's increment.
+	_        [64]byte
+	inserted atomic.Uint64
+	_        [56]byte
 }
 
 // New returns an empty filter that holds capacity tags with a false-positive
@@ -89,6 +97,9 @@ func (f *Filter) Seen(tag [32]byte) bool {
 		}
 	}
 	lock.Store(0)
+	if !seen {
+		f.inserted.Add(1)
+	}
 	return seen
 }
 
@@ -123,6 +134,11 @@ func covered(block []uint64, mask *[blockWords]uint64) bool {
 
 // Capacity is the number of tags the filter was sized for.
 func (f *Filter) Capacity() uint64 { return f.capacity }
+
+// Inserted is the number of tags added so far: calls of Seen that returned
+// false, plus those recorded in the file the filter was loaded from. With
+// [Filter.ExpectedFPRate] it tells how full the filter is.
+func (f *Filter) Inserted() uint64 { return f.inserted.Load() }
 
 // Bytes is the memory the filter's bits take.
 func (f *Filter) Bytes() uint64 { return f.blocks * blockBytes }

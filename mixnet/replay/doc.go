@@ -47,5 +47,18 @@
 // packets dropped as if they were replays. [Filter.ExpectedFPRate] gives the
 // rate for any number of inserted tags; with the default sizing it is 1e-5 at
 // capacity, 2e-3 at twice the capacity and 0.027 at three times. A node should
-// therefore watch its packet rate against the capacity it chose.
+// therefore watch its packet rate against the capacity it chose
+// ([Filter.Inserted] counts the tags added).
+//
+// # Persistence
+//
+// A filter lives in memory, so a node restarted while its key is valid would
+// forget every tag and forward each replayed packet once more. [Filter.Save]
+// writes a filter atomically (temporary file, fsync, rename) in the format
+// described in file.go, bound to a 32-byte value the caller chooses (the
+// mixnode uses a hash of the Sphinx public key); [Load] reads it back and
+// refuses a file of another binding, geometry or version, a truncated one,
+// and one whose SHA-256 checksum does not match. Saving is safe while Seen
+// runs, streams the bits in 64 KiB chunks and leaves all-zero stretches as
+// holes in the file.
 package replay

@@ -147,3 +147,14 @@ func distinctPositions(k, s int) []float64 {
 	}
 	return p
 }
+
+// BytesFor is the memory a filter made by New(capacity, fpRate) takes, or the
+// error New would return. Configuration checks use it to refuse bad settings
+// before any memory is allocated.
+func BytesFor(capacity uint64, fpRate float64) (uint64, error) {
+	g, err := size(capacity, fpRate)
+	if err != nil {
+		return 0, err
+	}
+	return g.blocks * blockBytes, nil
+}
