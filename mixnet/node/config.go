@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/mixnode"
 	"github.com/nym-go/nym/mixnet/replay"
 )
@@ -59,7 +60,26 @@ type Config struct {
 	ReplayCapacity      int64    `toml:"replay_capacity"`
 	ReplayFPRate        float64  `toml:"replay_fp_rate"`
 	ReplayFlushInterval Duration `toml:"replay_flush_interval"`
+
+	// Gateway limits, used when the node offers a gateway role; zero (or
+	// absent) is the gateway's own default, see mixnet/gateway.Config. They
+	// are signed so that a negative value in the file is reported as such
+	// rather than wrapping to an enormous limit, and left out of a written
+	// file when zero so that it keeps following the gateway's defaults
+	// (omitzero for numbers, omitempty for Duration: what the TOML encoder
+	// honours for each).
+	MaxClients              int      `toml:"max_clients,omitzero"`                 // connected clients; one more is refused
+	MaxStoredBytesPerClient int64    `toml:"max_stored_bytes_per_client,omitzero"` // held for one offline client; beyond it packets are dropped
+	MessageTTL              Duration `toml:"message_ttl,omitempty"`                // how long a stored packet waits for its client
+	ClientRetention         Duration `toml:"client_retention,omitempty"`           // how long an idle client with nothing stored stays recorded
+	MaxStoredClients        int      `toml:"max_stored_clients,omitzero"`          // client identities recorded in the gateway's database
 }
+
+// MaxGatewayClients is the largest max_clients accepted: each client holds a
+// connection, so more than this is beyond any one host, and the gateway's
+// connection bound (max_clients plus room for handshakes) stays far from
+// overflowing.
+const MaxGatewayClients = 1 << 20
 
 // ReplayDirName is the subdirectory of the data directory holding the replay
 // filter files.
@@ -172,6 +192,34 @@ func (c *Config) Validate() error {
 	// would keep the disk busy for little gain.
 	if c.ReplayFlushInterval.Duration < MinReplayFlushInterval {
 		return fmt.Errorf("replay flush interval %v: must be at least %v", c.ReplayFlushInterval, MinReplayFlushInterval)
+	}
+	return c.validateGateway()
+}
+
+// validateGateway checks the gateway limits as the gateway will apply them,
+// zero standing for its default, so that a node refuses them at start with
+// the setting's name rather than failing inside the gateway.
+func (c *Config) validateGateway() error {
+	switch {
+	case c.MaxClients < 0 || c.MaxClients > MaxGatewayClients:
+		return fmt.Errorf("max_clients %d: must be between 0 (the default, %d) and %d", c.MaxClients, gateway.DefaultMaxClients, MaxGatewayClients)
+	case c.MaxStoredBytesPerClient < 0:
+		return fmt.Errorf("max_stored_bytes_per_client %d: must not be negative (0 is the default, %d)", c.MaxStoredBytesPerClient, int64(gateway.DefaultMaxStoredBytes))
+	case c.MessageTTL.Duration < 0:
+		return fmt.Errorf("message_ttl %v: must not be negative (0 is the default, %v)", c.MessageTTL, gateway.DefaultMessageTTL)
+	case c.ClientRetention.Duration < 0:
+		return fmt.Errorf("client_retention %v: must not be negative (0 is the default, the longer of %v and 7 × message_ttl)", c.ClientRetention, gateway.DefaultClientRetention)
+	case c.MaxStoredClients < 0:
+		return fmt.Errorf("max_stored_clients %d: must not be negative (0 is the default, %d)", c.MaxStoredClients, gateway.DefaultMaxStoredClients)
+	}
+	ttl := c.MessageTTL.Duration
+	if ttl == 0 {
+		ttl = gateway.DefaultMessageTTL
+	}
+	// A zero retention follows the TTL (gateway.Config.ClientRetention), so
+	// only one that is set can be too short.
+	if r := c.ClientRetention.Duration; r != 0 && r <= ttl {
+		return fmt.Errorf("client_retention %v: must exceed message_ttl %v, so that a client is remembered past its last stored packet", r, ttl)
 	}
 	return nil
 }

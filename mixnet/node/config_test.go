@@ -3,9 +3,12 @@ package node
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/mixnet/gateway"
 )
 
 // The sample in contrib/ must stay loadable as the operator's config.
@@ -33,7 +36,13 @@ func TestSampleConfigLoads(t *testing.T) {
 	if c.ReplayCapacity != d.ReplayCapacity || c.ReplayFPRate != d.ReplayFPRate || c.ReplayFlushInterval != d.ReplayFlushInterval {
 		t.Errorf("sample replay settings %d %g %v differ from the defaults", c.ReplayCapacity, c.ReplayFPRate, c.ReplayFlushInterval)
 	}
-	uncommented := strings.NewReplacer("# replay_", "replay_").Replace(string(sample))
+	// So are its gateway limits: commented out, they leave the node's
+	// zeroes, which the gateway reads as its defaults.
+	if c.MaxClients != 0 || c.MaxStoredBytesPerClient != 0 || c.MessageTTL.Duration != 0 || c.ClientRetention.Duration != 0 || c.MaxStoredClients != 0 {
+		t.Errorf("sample sets gateway limits: %+v", c)
+	}
+	// Uncomment every "# key = value" line.
+	uncommented := regexp.MustCompile(`(?m)^# ([a-z_]+ *= )`).ReplaceAllString(string(sample), "$1")
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(uncommented), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +52,15 @@ func TestSampleConfigLoads(t *testing.T) {
 	}
 	if u.ReplayCapacity != d.ReplayCapacity || u.ReplayFPRate != d.ReplayFPRate || u.ReplayFlushInterval != d.ReplayFlushInterval {
 		t.Errorf("sample's commented replay values %d %g %v are not the defaults", u.ReplayCapacity, u.ReplayFPRate, u.ReplayFlushInterval)
+	}
+	if err := u.Validate(); err != nil {
+		t.Errorf("sample with its settings uncommented: %v", err)
+	}
+	if u.MaxClients != gateway.DefaultMaxClients || u.MaxStoredBytesPerClient != gateway.DefaultMaxStoredBytes ||
+		u.MessageTTL.Duration != gateway.DefaultMessageTTL || u.ClientRetention.Duration != gateway.DefaultClientRetention ||
+		u.MaxStoredClients != gateway.DefaultMaxStoredClients {
+		t.Errorf("sample's commented gateway limits %d %d %v %v %d are not the gateway's defaults",
+			u.MaxClients, u.MaxStoredBytesPerClient, u.MessageTTL, u.ClientRetention, u.MaxStoredClients)
 	}
 	if got := u.ReplayDir(); got != filepath.Join(dir, "replay") {
 		t.Errorf("ReplayDir %q, want the data directory's replay/", got)
@@ -103,5 +121,102 @@ func TestConfigErrors(t *testing.T) {
 		} else if strings.TrimSpace(err.Error()) == "" {
 			t.Errorf("case %d: empty error", i)
 		}
+	}
+}
+
+// The gateway limits: zero is the gateway's default, negative values and a
+// retention no longer than the TTL are refused with the setting's name.
+func TestConfigGatewayLimits(t *testing.T) {
+	cases := []struct {
+		name string
+		toml string
+		want string // substring of the error; "" = valid
+	}{
+		{"absent", "", ""},
+		{"zeroes", "max_clients = 0\nmax_stored_bytes_per_client = 0\nmessage_ttl = \"0s\"\nclient_retention = \"0s\"\nmax_stored_clients = 0\n", ""},
+		{"all set", "max_clients = 100\nmax_stored_bytes_per_client = 1048576\nmessage_ttl = \"2h\"\nclient_retention = \"48h\"\nmax_stored_clients = 5000\n", ""},
+		{"max clients cap", "max_clients = 1048576\n", ""},
+		{"long ttl, retention follows", "message_ttl = \"720h\"\n", ""},
+		{"retention over default ttl", "client_retention = \"25h\"\n", ""},
+		{"short ttl, short retention", "message_ttl = \"1m\"\nclient_retention = \"2m\"\n", ""},
+
+		{"negative max clients", "max_clients = -1\n", "max_clients -1"},
+		{"too many clients", "max_clients = 1048577\n", "max_clients 1048577"},
+		{"huge max clients", "max_clients = 9223372036854775807\n", "max_clients"},
+		{"negative stored bytes", "max_stored_bytes_per_client = -1\n", "max_stored_bytes_per_client -1"},
+		{"negative ttl", "message_ttl = \"-1h\"\n", "message_ttl -1h"},
+		{"negative retention", "client_retention = \"-1s\"\n", "client_retention -1s"},
+		{"negative stored clients", "max_stored_clients = -5\n", "max_stored_clients -5"},
+		{"retention equals ttl", "message_ttl = \"48h\"\nclient_retention = \"48h\"\n", "must exceed message_ttl"},
+		{"retention below ttl", "message_ttl = \"48h\"\nclient_retention = \"24h\"\n", "client_retention 24h0m0s: must exceed message_ttl 48h0m0s"},
+		{"retention below default ttl", "client_retention = \"12h\"\n", "must exceed message_ttl 24h0m0s"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := "directory_url = \"http://x\"\ndirectory_key = \"k\"\n" + tc.toml
+			if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := LoadConfig(dir)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			err = c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Errorf("validated %+v", c)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	// Duration syntax errors are caught at load.
+	for _, text := range []string{"message_ttl = \"a day\"\n", "client_retention = 7\n", "max_clients = \"many\"\n"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(dir); err == nil {
+			t.Errorf("%q loaded", text)
+		}
+	}
+}
+
+// WriteConfig leaves zero gateway limits out, so an initialised node keeps
+// following the gateway's defaults, and writes set ones so they load back.
+func TestConfigGatewayLimitsRoundTrip(t *testing.T) {
+	c := DefaultConfig()
+	c.DataDir = t.TempDir()
+	if err := WriteConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(filepath.Join(c.DataDir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"max_clients", "max_stored_bytes_per_client", "message_ttl", "client_retention", "max_stored_clients"} {
+		if strings.Contains(string(written), key) {
+			t.Errorf("default config writes %s:\n%s", key, written)
+		}
+	}
+
+	c.DataDir = t.TempDir()
+	c.MaxClients, c.MaxStoredBytesPerClient, c.MaxStoredClients = 10, 1<<20, 300
+	c.MessageTTL.Duration, c.ClientRetention.Duration = 2*time.Hour, 30*time.Hour
+	if err := WriteConfig(c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadConfig(c.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MaxClients != c.MaxClients || got.MaxStoredBytesPerClient != c.MaxStoredBytesPerClient || got.MaxStoredClients != c.MaxStoredClients ||
+		got.MessageTTL != c.MessageTTL || got.ClientRetention != c.ClientRetention {
+		t.Errorf("loaded %d %d %v %v %d, wrote %d %d %v %v %d",
+			got.MaxClients, got.MaxStoredBytesPerClient, got.MessageTTL, got.ClientRetention, got.MaxStoredClients,
+			c.MaxClients, c.MaxStoredBytesPerClient, c.MessageTTL, c.ClientRetention, c.MaxStoredClients)
 	}
 }

@@ -16,9 +16,17 @@ func (n *Node) newGateway() error {
 		return nil
 	}
 	g, err := gateway.New(gateway.Config{
-		Static:     n.linkKey,
-		DataDir:    n.cfg.DataDir,
-		Forward:    n.forwardFromClient,
+		Static:  n.linkKey,
+		DataDir: n.cfg.DataDir,
+		Forward: n.forwardFromClient,
+
+		// The operator's limits; zero ones take the gateway's defaults.
+		MaxClients:       n.cfg.MaxClients,
+		MaxStoredBytes:   n.cfg.MaxStoredBytesPerClient,
+		MessageTTL:       n.cfg.MessageTTL.Duration,
+		ClientRetention:  n.cfg.ClientRetention.Duration,
+		MaxStoredClients: n.cfg.MaxStoredClients,
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
