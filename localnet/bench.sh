@@ -10,7 +10,8 @@
 #   (c) a plain vxlan tunnel client -> exit -> internet between the same
 #       namespaces, without the mixnet: the ceiling
 #
-# (a), (b) and (c) each with iperf3 TCP goodput (download, -R) and ping RTT, printed as a
+# (a), (b) and (c) each with iperf3 TCP goodput (download, -R), ping RTT idle
+# and during the download, printed as a
 # table with ratios to (c); plus a page load as a browser does it (/page:
 # one HTML page, then its 20 objects of 25 KiB over 6 parallel connections)
 # at Nym's defaults. Tears the network down whatever happens.
@@ -78,11 +79,12 @@ goodput() {
 	echo "$out" | awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i-1) } END { print (v == "" ? "-" : v) }'
 }
 
-# rtt: average ping RTT in ms, and the loss.
+# rtt [count]: average ping RTT in ms, and the loss.
 rtt() {
 	local out
-	out=$(inns client ping -q -c "$PINGS" -i 0.2 -W 5 "$INET4" 2>&1) || true
-	echo "$out" | awk -F'[/ ]+' '/^rtt|^round-trip/ { avg = $7 } /packet loss/ { for (i = 1; i <= NF; i++) if ($i ~ /%$/) loss = $i }
+	out=$(inns client ping -q -c "${1:-$PINGS}" -i 0.2 -W 5 "$INET4" 2>&1) || true
+	# "rtt min/avg/max/mdev = 1/2/3/4 ms": the average is the second value after "=".
+	echo "$out" | awk -F'[/ ]+' '/^rtt|^round-trip/ { for (i = 1; i < NF; i++) if ($i == "=") avg = $(i + 2) } /packet loss/ { for (i = 1; i <= NF; i++) if ($i ~ /%$/) loss = $i }
 		END { printf "%s %s\n", (avg == "" ? "-" : avg), (loss == "" ? "?" : loss) }'
 }
 
@@ -98,20 +100,28 @@ pageload() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
 
-declare -A GP RTT LOSS CPU
-GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=-
+declare -A GP RTT LOSS CPU LRTT
+GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=- LRTT[s]=-
 # cpu_sample: total and idle jiffies of the whole machine. Every namespace
 # shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
 # load together: near 100% busy means the path is bound by CPU, not by a
 # queue or timer in our plumbing.
 cpu_sample() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
 
+# measure: goodput and CPU during iperf3 -R, the RTT under that load (pings
+# from its second second to a second before its end: what a call or a game
+# beside a download sees), then the RTT of the idle tunnel.
 measure() {
-	local k=$1 r t0 i0 t1 i1
-	log "($k) iperf3 -R for ${IPERF_TIME}s"
+	local k=$1 r t0 i0 t1 i1 loaded=$STATE/rtt-loaded pid
+	log "($k) iperf3 -R for ${IPERF_TIME}s, pinging meanwhile"
+	(sleep 2 && rtt $((IPERF_TIME > 4 ? (IPERF_TIME - 3) * 5 : 1)) >"$loaded") &
+	pid=$!
 	read -r t0 i0 < <(cpu_sample)
 	GP[$k]=$(goodput)
 	read -r t1 i1 < <(cpu_sample)
+	wait "$pid" || true
+	LRTT[$k]=$(awk '{ print $1 }' "$loaded" 2>/dev/null)
+	LRTT[$k]=${LRTT[$k]:--}
 	CPU[$k]=$(awk -v t="$((t1 - t0))" -v i="$((i1 - i0))" 'BEGIN { printf "%.0f%%\n", (t > 0 ? 100 * (t - i) / t : 0) }')
 	log "($k) $PINGS pings"
 	read -r RTT[$k] LOSS[$k] < <(rtt)
@@ -197,7 +207,7 @@ PAGE_PLAIN=$(pageload)
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
-printf '%-34s %14s %10s %12s %10s %8s %9s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss "CPU busy"
+printf '%-34s %14s %10s %12s %10s %8s %14s %9s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss "RTT loaded ms" "CPU busy"
 for k in a b s c; do
 	case $k in
 	a) name="(a) Nym defaults" ;;
@@ -205,9 +215,10 @@ for k in a b s c; do
 	b) name="(b) --profile fast (no delay/cover)" ;;
 	c) name="(c) plain vxlan tunnel (ceiling)" ;;
 	esac
-	printf '%-34s %14s %10s %12s %10s %8s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
-		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${CPU[$k]}"
+	printf '%-34s %14s %10s %12s %10s %8s %14s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
+		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}"
 done
 echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
+echo "RTT loaded: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
 echo
 echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"
