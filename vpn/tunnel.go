@@ -346,6 +346,15 @@ func (t *Tunnel) tryRedial(ctx context.Context, attempt int, sameMix bool) error
 	return nil
 }
 
+// Close ends a tunnel that will not be Run (its device could not be set
+// up): it tells the exit goodbye and closes the mixnet client. A tunnel
+// that is Run is closed by ending Run's context instead.
+func (t *Tunnel) Close() error {
+	t.goodbye()
+	t.setState(StateClosed)
+	return t.mix.Close()
+}
+
 // goodbye tells the exit the session is over, so it frees the addresses
 // now rather than after its idle timeout.
 func (t *Tunnel) goodbye() {

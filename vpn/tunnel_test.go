@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/tun"
@@ -155,4 +156,53 @@ func TestFetchThroughMixnetNymDefaults(t *testing.T) {
 		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
 	}
 	t.Logf("nym defaults: %d KiB in %v; stats %+v", len(page)>>10, took.Round(time.Millisecond), tn.Stats())
+}
+
+// A tunnel whose device could not be set up is closed without Run: the
+// exit hears goodbye and frees the session at once, and the mixnet client
+// is closed, not leaked.
+func TestCloseWithoutRun(t *testing.T) {
+	leakcheck.Check(t)
+	n := startMiniNet(t, [32]byte{})
+	e := startExit(t, n, FastProfile().Loopix)
+	var mix *client.Client
+	cfg := Config{
+		Profile: FastProfile(),
+		Logger:  quietLogger(),
+		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
+			mix = connectMixnet(t, n, FastProfile().Loopix, directory0(n))
+			return mix, e.mix.Address(), nil
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tn, err := Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	if got := e.router.Stats().Sessions; got != 1 {
+		t.Fatalf("%d sessions at the exit after Connect, want 1", got)
+	}
+	if err := tn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if tn.State() != StateClosed {
+		t.Fatalf("state %v after Close", tn.State())
+	}
+	// Closed: Receive ends once what was buffered is drained.
+	for drained := time.After(10 * time.Second); ; {
+		select {
+		case _, open := <-mix.Receive():
+			if open {
+				continue
+			}
+		case <-drained:
+			t.Fatal("the mixnet client's Receive is still open after Close")
+		}
+		break
+	}
+	poll.Until(t, 10*time.Second, "the exit to free the session", func() bool {
+		s := e.router.Stats()
+		return s.Sessions == 0 && s.SessionsClosed == 1
+	})
 }

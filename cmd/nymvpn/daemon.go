@@ -175,6 +175,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	prefixes := []netip.Prefix{netip.PrefixFrom(a.V4, 16), netip.PrefixFrom(a.V6, 112)}
 	dev, err := d.host.Up(prefixes, t.MTU(), p.outside, req.DNS)
 	if err != nil {
+		t.Close()
 		d.host.Down()
 		return err
 	}

@@ -129,7 +129,10 @@ func serveSocks(ctx context.Context, ln net.Listener, req connectRequest, so soc
 
 // circuit is one tunnel with its userspace stack.
 type circuit struct {
-	key   string
+	key string
+	// id names the circuit in logs: the key is a SOCKS username, which an
+	// operator's logs should not collect.
+	id    uint64
 	ready chan struct{} // closed when the connect ended; then err or t/net are set
 	err   error
 	t     *vpn.Tunnel
@@ -161,6 +164,7 @@ type tunnelPool struct {
 	mu       sync.Mutex
 	circuits map[string]*circuit
 	closed   bool
+	opened   uint64 // circuits ever made, for their ids
 }
 
 func newTunnelPool(p *plan, dns []netip.Addr, so socksOptions, log *slog.Logger) *tunnelPool {
@@ -189,7 +193,8 @@ func (tp *tunnelPool) acquire(ctx context.Context, key string) (*circuit, error)
 				tp.mu.Unlock()
 				return nil, errTooManyTunnels
 			}
-			c = &circuit{key: key, ready: make(chan struct{}), done: make(chan struct{})}
+			tp.opened++
+			c = &circuit{key: key, id: tp.opened, ready: make(chan struct{}), done: make(chan struct{})}
 			tp.circuits[key] = c
 			tp.wg.Go(func() { tp.connect(c) })
 		}
@@ -246,7 +251,7 @@ func (tp *tunnelPool) evictLocked() bool {
 		return false
 	}
 	delete(tp.circuits, lru.key)
-	tp.log.Info("closing the least recently used isolated tunnel", "user", lru.key)
+	tp.log.Info("closing the least recently used isolated tunnel", "circuit", lru.id)
 	tp.stop(lru)
 	return true
 }
@@ -276,7 +281,7 @@ func (tp *tunnelPool) connect(c *circuit) {
 	defer cancel()
 	log := tp.log
 	if tp.so.Isolate {
-		log = log.With("user", c.key)
+		log = log.With("circuit", c.id)
 	}
 	t, err := vpn.Connect(ctx, vpn.Config{Dial: tp.plan.dialer(log), Profile: tp.plan.profile, Logger: log,
 		OnRefused: func(dst netip.AddrPort, _ uint8, _ string) { c.refusals.refused(dst) }})
@@ -296,18 +301,14 @@ func (tp *tunnelPool) connect(c *circuit) {
 	}
 	dev, n, err := tun.CreateNetstack(addrs, tp.dns, t.MTU())
 	if err != nil {
-		// Run owns the mixnet client; give it a stack that closes at once.
-		dev, _, _ = tun.CreateNetstack(nil, nil, t.MTU())
+		t.Close()
 		err = fmt.Errorf("userspace stack for %v (MTU %d): %w", addrs, t.MTU(), err)
 	}
 	rctx, rcancel := context.WithCancel(tp.ctx)
 	c.t, c.net, c.cancel, c.err = t, n, rcancel, err
 	close(c.ready)
-	if err != nil || dev == nil {
+	if err != nil {
 		rcancel()
-		if dev != nil {
-			t.Run(rctx, dev)
-		}
 		close(c.done)
 		tp.forget(c)
 		return
@@ -337,7 +338,7 @@ func (tp *tunnelPool) reapIdle() {
 			for k, c := range tp.circuits {
 				if c.active == 0 && now.Sub(c.lastUsed) >= tp.so.IdleTimeout {
 					delete(tp.circuits, k)
-					tp.log.Info("closing idle isolated tunnel", "user", k)
+					tp.log.Info("closing idle isolated tunnel", "circuit", c.id)
 					tp.stop(c)
 				}
 			}
