@@ -10,12 +10,19 @@ import (
 
 // downstream sends each session's queued bundles back through its SURBs.
 // One pump goroutine per session with data drains NextBundle while replies
-// go out; Ready wakes it. A pump whose reply failed (the session ran out of
-// SURBs) stops, and the retry tick starts it again later: Ready is
-// edge-triggered and will not fire for a queue that never emptied.
+// go out; Ready wakes it. A pump stops when the session has no SURB to
+// reply with, or its reply failed, and the retry tick starts it again
+// later: Ready is edge-triggered and will not fire for a queue that never
+// emptied.
+//
+// A bundle is taken from the router's queue only when a SURB is there to
+// carry it. Taken earlier, it would wait for SURBs where the queue's CoDel
+// cannot see it, and a download starved of SURBs would build a standing
+// delay that nothing drops.
 type downstream struct {
 	next  func(ipr.SessionKey) ([]byte, bool)
 	send  func(ctx context.Context, key ipr.SessionKey, msg []byte) error
+	ready func(ipr.SessionKey) bool // a SURB is there for the session
 	retry time.Duration
 
 	ctx context.Context
@@ -27,9 +34,10 @@ type downstream struct {
 }
 
 func newDownstream(ctx context.Context, next func(ipr.SessionKey) ([]byte, bool),
-	send func(context.Context, ipr.SessionKey, []byte) error, retry time.Duration) *downstream {
+	send func(context.Context, ipr.SessionKey, []byte) error, ready func(ipr.SessionKey) bool,
+	retry time.Duration) *downstream {
 	return &downstream{
-		next: next, send: send, retry: retry, ctx: ctx,
+		next: next, send: send, ready: ready, retry: retry, ctx: ctx,
 		active:  make(map[ipr.SessionKey]bool),
 		stalled: make(map[ipr.SessionKey]struct{}),
 	}
@@ -57,6 +65,10 @@ func (d *downstream) kick(key ipr.SessionKey) {
 func (d *downstream) pump(key ipr.SessionKey) {
 	defer d.wg.Done()
 	for d.ctx.Err() == nil {
+		if !d.ready(key) {
+			d.stall(key)
+			return
+		}
 		b, ok := d.next(key)
 		if !ok {
 			d.mu.Lock()
@@ -70,15 +82,20 @@ func (d *downstream) pump(key ipr.SessionKey) {
 			return
 		}
 		if err := d.send(d.ctx, key, b); err != nil {
-			d.mu.Lock()
-			delete(d.active, key)
-			d.stalled[key] = struct{}{}
-			d.mu.Unlock()
+			d.stall(key)
 			return
 		}
 	}
 	d.mu.Lock()
 	delete(d.active, key)
+	d.mu.Unlock()
+}
+
+// stall ends key's pump until the retry tick restarts it.
+func (d *downstream) stall(key ipr.SessionKey) {
+	d.mu.Lock()
+	delete(d.active, key)
+	d.stalled[key] = struct{}{}
 	d.mu.Unlock()
 }
 

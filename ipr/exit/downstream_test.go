@@ -12,10 +12,26 @@ import (
 
 // fakeQueue stands in for the router's per-session downstream queues.
 type fakeQueue struct {
-	mu   sync.Mutex
-	q    map[ipr.SessionKey]int
-	sent map[ipr.SessionKey]int
-	fail int // replies to refuse before accepting
+	mu     sync.Mutex
+	q      map[ipr.SessionKey]int
+	sent   map[ipr.SessionKey]int
+	fail   int                     // replies to refuse before accepting
+	noSURB map[ipr.SessionKey]bool // sessions without a SURB to reply with
+}
+
+func (f *fakeQueue) ready(k ipr.SessionKey) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.noSURB[k]
+}
+
+func (f *fakeQueue) setSURBs(k ipr.SessionKey, have bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noSURB == nil {
+		f.noSURB = map[ipr.SessionKey]bool{}
+	}
+	f.noSURB[k] = !have
 }
 
 func (f *fakeQueue) next(k ipr.SessionKey) ([]byte, bool) {
@@ -70,7 +86,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestDownstreamDrainsEverySessionAndRetriesStalled(t *testing.T) {
 	f := &fakeQueue{q: map[ipr.SessionKey]int{}, sent: map[ipr.SessionKey]int{}, fail: 3}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := newDownstream(ctx, f.next, f.send, time.Millisecond)
+	d := newDownstream(ctx, f.next, f.send, f.ready, time.Millisecond)
 	done := make(chan struct{})
 	go func() { d.run(); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -87,11 +103,34 @@ func TestDownstreamDrainsEverySessionAndRetriesStalled(t *testing.T) {
 	})
 }
 
+// Without a SURB a session's bundles stay in the router's queue, where
+// CoDel sees how long they wait, and go out once SURBs arrive: none is taken
+// only to wait, or to be lost, for want of a SURB.
+func TestDownstreamTakesNothingWithoutSURB(t *testing.T) {
+	f := &fakeQueue{q: map[ipr.SessionKey]int{}, sent: map[ipr.SessionKey]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := newDownstream(ctx, f.next, f.send, f.ready, time.Millisecond)
+	done := make(chan struct{})
+	go func() { d.run(); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	k := ipr.SessionKey{5}
+	f.setSURBs(k, false)
+	f.push(k, 10)
+	d.kick(k)
+	time.Sleep(20 * time.Millisecond) // some twenty retry ticks
+	if q, s := f.queued(k), f.sentTo(k); q != 10 || s != 0 {
+		t.Fatalf("without SURBs: %d queued, %d sent; want all 10 left queued", q, s)
+	}
+	f.setSURBs(k, true) // SURBs arrive: the retry tick, not a new Ready, resumes
+	waitFor(t, "the queue drained", func() bool { return f.sentTo(k) == 10 && f.queued(k) == 0 })
+}
+
 func TestDownstreamKickWhilePumpRunsIsNotLost(t *testing.T) {
 	f := &fakeQueue{q: map[ipr.SessionKey]int{}, sent: map[ipr.SessionKey]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	// A retry interval far beyond the test: only kicks may start pumps.
-	d := newDownstream(ctx, f.next, f.send, time.Hour)
+	d := newDownstream(ctx, f.next, f.send, f.ready, time.Hour)
 	done := make(chan struct{})
 	go func() { d.run(); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -109,7 +148,7 @@ func TestDownstreamKickWhilePumpRunsIsNotLost(t *testing.T) {
 func TestDownstreamStopsWithContext(t *testing.T) {
 	f := &fakeQueue{q: map[ipr.SessionKey]int{}, sent: map[ipr.SessionKey]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := newDownstream(ctx, f.next, f.send, time.Millisecond)
+	d := newDownstream(ctx, f.next, f.send, f.ready, time.Millisecond)
 	done := make(chan struct{})
 	go func() { d.run(); close(done) }()
 	cancel()

@@ -131,7 +131,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("exit: router: %w", err)
 	}
-	down = newDownstream(runCtx, router.NextBundle, s.sendBundle, s.cfg.RetryInterval)
+	hasSURB := func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
+	down = newDownstream(runCtx, router.NextBundle, s.sendBundle, hasSURB, s.cfg.RetryInterval)
 	s.mu.Lock()
 	s.router, s.mix = router, mix
 	s.mu.Unlock()

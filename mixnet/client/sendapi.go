@@ -186,6 +186,10 @@ func (c *Client) newSetID() uint64 {
 	}
 }
 
+// ReplySURBs is how many of tag's SURBs we hold: how many reply packets
+// could go out now without waiting for more.
+func (c *Client) ReplySURBs(tag AnonymousSenderTag) int { return c.surbs.count(tag) }
+
 // Reply answers the sender of a message that carried reply SURBs, through
 // them, one SURB per packet. When we hold too few it asks the sender for
 // more (spending one SURB) and waits for them until ctx ends. Replies are not
