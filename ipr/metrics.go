@@ -59,6 +59,7 @@ type Stats struct {
 	RepliesFailed   uint64 // responses the Reply callback refused (no SURB left, say)
 	PolicyRefusals  uint64 // packets the policy refused (also in Drops)
 	PolicyInfosSent uint64 // Info responses that reported a refusal
+	ICMPTooBigSent  uint64 // ICMP "too big" errors written to the TUN for packets dropped as DropTooBig
 
 	PacketsUp, BytesUp     uint64 // IP packets written to the TUN
 	PacketsDown, BytesDown uint64 // IP packets put into downstream bundles
@@ -72,7 +73,7 @@ type Stats struct {
 type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
-	policyRefusals, policyInfosSent                                                 atomic.Uint64
+	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
@@ -109,6 +110,7 @@ func (c *counters) snapshot() Stats {
 		RepliesFailed:   c.repliesFailed.Load(),
 		PolicyRefusals:  c.policyRefusals.Load(),
 		PolicyInfosSent: c.policyInfosSent.Load(),
+		ICMPTooBigSent:  c.icmpTooBigSent.Load(),
 		PacketsUp:       c.packetsUp.Load(),
 		BytesUp:         c.bytesUp.Load(),
 		PacketsDown:     c.packetsDown.Load(),

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nym-go/nym/tun/icmperr"
 )
 
 // TUN is where the router writes client packets bound for the internet: the
@@ -123,6 +125,10 @@ type Router struct {
 	mtu       int
 	bundleCap int // bytes of bundle in one downstream Data message
 	stats     counters
+	// tooBig answers packets from the TUN too big for a bundle, so the
+	// internet host learns the path MTU rather than retransmitting into a
+	// black hole.
+	tooBig *icmperr.Responder
 
 	mu       sync.RWMutex
 	sessions map[SessionKey]*session
@@ -153,6 +159,10 @@ func New(cfg Config) (*Router, error) {
 		byNonce:   make(map[[NonceSize]byte]*session),
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
+		// The errors go from the client's address, not from RouterIPv4:
+		// the exit's kernel drops a packet that arrives on nymtun0 from
+		// nymtun0's own address as a martian source.
+		tooBig: icmperr.NewResponder(netip.Addr{}, netip.Addr{}, icmperr.DefaultRate, icmperr.DefaultBurst),
 	}, nil
 }
 
@@ -434,8 +444,10 @@ func (r *Router) FromTUN(pkts [][]byte) {
 		if len(pkt)+LengthPrefixSize > r.bundleCap {
 			// The exit's TUN MTU is MaxIPPacket, so the kernel answers
 			// such packets with ICMP "too big" before they get here; this
-			// only catches a TUN set up otherwise.
+			// only catches a TUN set up otherwise, and answers as the
+			// kernel would.
 			r.stats.drop(DropTooBig, 1)
+			r.answerTooBig(pkt, now)
 			continue
 		}
 		s.mu.Lock()
@@ -457,6 +469,23 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			r.cfg.Ready(key)
 		}
 	}
+}
+
+// answerTooBig writes to the TUN the ICMP error that tells pkt's sender the
+// largest packet a bundle carries, when the RFCs and the rate limit allow
+// one. The error goes back out to the internet through the exit's NAT,
+// which maps it to the flow it quotes.
+func (r *Router) answerTooBig(pkt []byte, now time.Time) {
+	msg, err := r.tooBig.TooBig(pkt, r.bundleCap-LengthPrefixSize, now)
+	if err != nil {
+		return // not allowed, or rate limited: the drop is counted
+	}
+	if err := r.cfg.TUN.Write([][]byte{msg}); err != nil {
+		// DropTUNWrite counts client packets; the packet this answers
+		// is counted as DropTooBig, and ICMPTooBigSent stays behind it.
+		return
+	}
+	r.stats.icmpTooBigSent.Add(1)
 }
 
 // NextBundle returns the session's next downstream Data response, packed

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun"
+	"github.com/nym-go/nym/tun/icmperr"
 )
 
 // readTUN moves packets from dev into the upstream queue until dev closes.
@@ -16,14 +17,21 @@ import (
 // queue, where CoDel ages them out.
 func (t *Tunnel) readTUN(dev tun.Device) error {
 	bufs, sizes := tun.NewBatch(dev)
+	// The errors come from the exit's TUN address: to the user's stack
+	// the tunnel is the next hop, and the exit the router behind it.
+	tooBig := icmperr.NewResponder(ipr.RouterIPv4, ipr.RouterIPv6, icmperr.DefaultRate, icmperr.DefaultBurst)
 	for {
 		n, err := dev.Read(bufs, sizes)
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
 			if len(pkt) > t.mtu {
 				// The TUN's MTU keeps these out; a packet that
-				// slips through could never fit a bundle.
+				// slips through (a device or stack set up with a
+				// larger MTU) could never fit a bundle. Tell its
+				// sender the MTU, so it shrinks its packets instead
+				// of retransmitting into a black hole.
 				t.tooBig.Add(1)
+				t.answerTooBig(dev, tooBig, pkt)
 				continue
 			}
 			t.queue.push(pkt, time.Now())
@@ -34,6 +42,19 @@ func (t *Tunnel) readTUN(dev tun.Device) error {
 			}
 			t.log.Debug("vpn TUN read", "err", err)
 		}
+	}
+}
+
+// answerTooBig writes to dev the ICMP error for pkt, when the RFCs and the
+// rate limit allow one.
+func (t *Tunnel) answerTooBig(dev tun.Device, r *icmperr.Responder, pkt []byte) {
+	msg, err := r.TooBig(pkt, t.mtu, time.Now())
+	if err != nil {
+		return // not allowed or rate limited; the drop is counted
+	}
+	if err := dev.Write([][]byte{msg}); err != nil {
+		t.tunWriteErrs.Add(1)
+		t.log.Debug("vpn TUN write of ICMP too big", "err", err)
 	}
 }
 

@@ -37,7 +37,7 @@ func NewCollector(stats func() (Stats, bool)) prometheus.Collector {
 		packets:       d("packets_total", "IP packets routed, by direction (up: client to internet).", "direction"),
 		bytes:         d("bytes_total", "IP bytes routed, by direction.", "direction"),
 		bundles:       d("bundles_total", "Mixnet messages of IP packets, by direction.", "direction"),
-		events:        d("reply_events_total", "Downstream reply events: bundles dropped for want of SURBs, low-SURB notices sent.", "event"),
+		events:        d("reply_events_total", "Downstream reply events: bundles dropped for want of SURBs, low-SURB notices sent, ICMP too-big errors sent.", "event"),
 	}
 }
 
@@ -83,4 +83,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bundles, r.BundlesDown, "down")
 	counter(c.events, s.RepliesFailed, "no_surb")
 	counter(c.events, s.LowSURBInfos, "low_surb_info")
+	counter(c.events, r.ICMPTooBigSent, "icmp_too_big")
 }
