@@ -20,6 +20,8 @@ type Mixnet interface {
 	ReplyCapacity() int
 	Receive() <-chan client.Message
 	Stats() client.Stats
+	// Offline is how long the client has been cut off from its gateway.
+	Offline() time.Duration
 	Close() error
 }
 
@@ -69,6 +71,12 @@ type Config struct {
 	// DeadAfter: with no reply for this long the path is declared dead and
 	// the tunnel redials. Default 30 s.
 	DeadAfter time.Duration
+	// GatewayTimeout: with the mixnet client cut off from its gateway for
+	// this long (the gateway is down or unreachable), the path is declared
+	// dead at once rather than after DeadAfter, and the tunnel redials,
+	// through another gateway if the dialer picks one. Long enough to ride
+	// out a gateway restart; default 5 s.
+	GatewayTimeout time.Duration
 	// RedialMin and RedialMax bound the wait between failed redials; it
 	// doubles. Defaults 500 ms and 15 s.
 	RedialMin, RedialMax time.Duration
@@ -112,6 +120,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ConnectTimeout, 60*time.Second)
 	def(&c.PingInterval, 10*time.Second)
 	def(&c.DeadAfter, 30*time.Second)
+	def(&c.GatewayTimeout, 5*time.Second)
 	def(&c.RedialMin, 500*time.Millisecond)
 	def(&c.RedialMax, 15*time.Second)
 	if c.Logger == nil {

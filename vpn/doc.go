@@ -21,7 +21,8 @@
 //     sized by the backlog the exit reports, and tops it up when low, in
 //     bundles packed to leave room for SURBs or in SURB-only packets;
 //   - pings keep an idle session from expiring at the exit (60 s) and prove
-//     the path alive; when no reply comes for DeadAfter, the tunnel dials a
+//     the path alive; when no reply comes for DeadAfter, or the mixnet
+//     client has lost its gateway for GatewayTimeout, the tunnel dials a
 //     fresh mixnet client (another gateway, if the dialer picks one) and
 //     moves its session there with its nonce, keeping addresses and
 //     sequence numbers.

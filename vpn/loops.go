@@ -247,7 +247,8 @@ func (t *Tunnel) writeTUN(dev tun.Device, pkts [][]byte) {
 
 // watchdog pings when the session is quiet, so the exit does not expire it
 // and we learn whether the path still works, and declares the path dead
-// when nothing came back for DeadAfter.
+// when nothing came back for DeadAfter, or when the mixnet client has been
+// cut off from its gateway for GatewayTimeout.
 func (t *Tunnel) watchdog(ctx context.Context) error {
 	period := min(t.cfg.PingInterval/4, time.Second)
 	tick := time.NewTicker(period)
@@ -260,6 +261,9 @@ func (t *Tunnel) watchdog(ctx context.Context) error {
 			sinceReply := now.Sub(time.Unix(0, t.lastReply.Load()))
 			if sinceReply > t.cfg.DeadAfter {
 				return fmt.Errorf("%w for %v", errPathDead, sinceReply.Round(time.Second))
+			}
+			if off := t.mix.Offline(); off > t.cfg.GatewayTimeout {
+				return fmt.Errorf("%w for %v", errGatewayLost, off.Round(time.Second))
 			}
 			quiet := sinceReply >= t.cfg.PingInterval || now.Sub(time.Unix(0, t.lastSent.Load())) >= t.cfg.PingInterval
 			if quiet && now.Sub(time.Unix(0, t.lastPing.Load())) >= t.cfg.PingInterval {

@@ -26,6 +26,7 @@ var (
 	ErrTUNClosed = errors.New("vpn: TUN device closed")
 
 	errPathDead     = errors.New("vpn: no reply from the exit")
+	errGatewayLost  = errors.New("vpn: no connection to the gateway")
 	errSessionEnded = errors.New("vpn: the exit ended the session")
 	errMixClosed    = errors.New("vpn: mixnet client closed")
 )

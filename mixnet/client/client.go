@@ -246,6 +246,12 @@ func (c *Client) Address() Address { return c.addr }
 // generated one.
 func (c *Client) Identity() link.KeyPair { return c.identity }
 
+// Offline is how long the client has been without a connection to its
+// gateway, reconnecting; 0 while connected. A caller that can move to
+// another gateway (the VPN) uses it to give up on a dead one quickly,
+// rather than wait for its own traffic to time out.
+func (c *Client) Offline() time.Duration { return c.link.offline(time.Now()) }
+
 // Receive returns the channel of received messages. They come in no
 // particular order: mixing reorders packets, and so messages. The
 // application must keep reading: when the channel is full, reception stalls

@@ -18,6 +18,7 @@ type gatewayLink struct {
 	mu    sync.Mutex
 	conn  *link.Conn
 	ready chan struct{} // closed while conn is set
+	lost  time.Time     // when conn went nil; zero while connected
 }
 
 func newGatewayLink() *gatewayLink { return &gatewayLink{ready: make(chan struct{})} }
@@ -36,9 +37,21 @@ func (g *gatewayLink) set(c *link.Conn) {
 	switch {
 	case c != nil && was == nil:
 		close(g.ready)
+		g.lost = time.Time{}
 	case c == nil && was != nil:
 		g.ready = make(chan struct{})
+		g.lost = time.Now()
 	}
+}
+
+// offline is how long we have been without a connection; 0 while connected.
+func (g *gatewayLink) offline(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conn != nil || g.lost.IsZero() {
+		return 0
+	}
+	return now.Sub(g.lost)
 }
 
 // wait returns the connection, waiting for one while we are reconnecting.
