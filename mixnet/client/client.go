@@ -228,9 +228,20 @@ func chooseGateway(t *directory.Topology, want directory.Key, rnd *randomSource)
 	return t.Entry[len(t.Entry)-1], nil
 }
 
+// closeFlushTimeout bounds how long Close waits for packets already handed
+// to the gateway connection to reach the socket.
+const closeFlushTimeout = time.Second
+
 // Close stops the client: its goroutines end and the gateway connection
-// closes. Packets still queued are dropped; the Receive channel is closed.
+// closes. Packets already sent go out first (a goodbye is often the last
+// thing a caller sends: Flush, then Close); packets still queued for a
+// Poisson slot are dropped. The Receive channel is closed.
 func (c *Client) Close() error {
+	if conn := c.link.current(); conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), closeFlushTimeout)
+		conn.Flush(ctx)
+		cancel()
+	}
 	c.cancel()
 	c.wg.Wait()
 	if c.cfg.ownHTTP {

@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -36,6 +37,11 @@ type Conn struct {
 	stopCtxWatch func() bool
 	running      atomic.Int32 // reader and writer goroutines still alive
 	done         chan struct{}
+
+	// For Flush: frames this Conn's Send queued, and frames its writer has
+	// finished with (written or dropped). Only Send counts into queued, so
+	// a Pool's frames leave Flush nothing to wait for.
+	queued, finished atomic.Uint64
 
 	rxFrames uint64 // frames delivered from the current message; reader only
 }
@@ -104,7 +110,33 @@ func (c *Conn) Err() error {
 // may read it until then, so the caller must not modify it after a
 // successful Send.
 func (c *Conn) Send(f Frame) bool {
-	return enqueue(c.queue, f, c.ctx.Done(), c.stats)
+	if !enqueue(c.queue, f, c.ctx.Done(), c.stats) {
+		return false
+	}
+	c.queued.Add(1)
+	return true
+}
+
+// flushPoll is how often Flush looks again; it runs only at shutdown.
+const flushPoll = time.Millisecond
+
+// Flush waits until every frame Send queued before the call has been
+// written to the socket (or dropped with the connection), so that a Close
+// that follows does not discard the last words of a client saying goodbye.
+// It returns ctx's error if ctx ends first, and nil once the connection is
+// closed: nothing more will be written then.
+func (c *Conn) Flush(ctx context.Context) error {
+	target := c.queued.Load()
+	for c.finished.Load() < target {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("link flush: %w", ctx.Err())
+		case <-c.done:
+			return nil
+		case <-time.After(flushPoll):
+		}
+	}
+	return nil
 }
 
 // enqueue is the non-blocking Send shared by Conn and Pool.

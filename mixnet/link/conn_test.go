@@ -334,3 +334,30 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Flush then Close delivers everything sent: a client's last words (the
+// VPN's goodbye to its exit) are not lost to the close. Close alone makes
+// no such promise, which is why Flush exists.
+func TestFlushBeforeCloseDeliversEverything(t *testing.T) {
+	leakcheck.Check(t)
+	for round := range 5 {
+		var got sink
+		ts := startServer(t, "127.0.0.1:0", ServerConfig{Config: Config{Handler: got.handle}})
+		c := dialTest(t, ts, Config{Static: newKey(t)})
+		const n = 200
+		for i := range n {
+			if !c.Send(Frame{Kind: KindClient, Payload: payload(2413, round*n+i)}) {
+				t.Fatalf("Send %d refused", i)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		c.Close()
+		if frames := got.waitN(t, n); len(frames) != n {
+			t.Fatalf("round %d: %d of %d frames arrived after Flush and Close", round, len(frames), n)
+		}
+	}
+}

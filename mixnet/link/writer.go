@@ -103,6 +103,7 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 		return Frame{}, false, fmt.Errorf("link write to %s: %w", c.nc.RemoteAddr(), err)
 	}
 	c.stats.FramesSent.Add(frames)
+	c.finished.Add(frames)
 	c.stats.MessagesSent.Add(messages)
 	c.stats.BytesSent.Add(uint64(len(buf)))
 	return next, have, nil
@@ -115,4 +116,5 @@ func (c *Conn) dropWritten(frames uint64, havePending bool) {
 		frames++
 	}
 	c.stats.DroppedWriteError.Add(frames)
+	c.finished.Add(frames)
 }
