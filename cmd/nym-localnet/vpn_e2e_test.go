@@ -81,11 +81,21 @@ func upNet(t *testing.T, entries int) *e2eNet {
 		"LOCALNET_TIMEOUT=120",
 		"LOCALNET_ENTRIES="+strconv.Itoa(entries),
 	)
+	if entries > 1 {
+		// A gateway whose first health probe comes after the topology
+		// is complete stands by until the next epoch, and on a loaded
+		// machine the second entry can lose that race: short epochs
+		// bring it in within seconds instead of the default 10 minutes.
+		n.env = append(n.env, "LOCALNET_EPOCH=20s")
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, f := range []string{n.vpnLog, filepath.Join(n.state, "log", "nym-node-exit.log")} {
+			// Every log: a network that never became routable may be
+			// missing any one of its nodes.
+			logs, _ := filepath.Glob(filepath.Join(n.state, "log", "*.log"))
+			for _, f := range append([]string{n.vpnLog}, logs...) {
 				if b, err := os.ReadFile(f); err == nil && f != "" {
-					t.Logf("tail of %s:\n%s", f, tail(string(b), 30))
+					t.Logf("tail of %s:\n%s", f, tail(string(b), 15))
 				}
 			}
 		}
