@@ -146,13 +146,8 @@ start_servers() {
 		entry*) mode=entry-gateway ;;
 		exit)
 			mode=exit-gateway
-			# The exit's IP router (being written) routes through this
-			# interface; until the flag exists the exit runs as a plain gateway.
-			if "$BIN/nym-node" run --help 2>&1 | grep -q -- --exit-uplink; then
-				extra=(--exit-uplink uplink0)
-			else
-				log "note: nym-node has no --exit-uplink yet; the exit cannot route IP"
-			fi
+			# The exit's IP packet router masquerades out of this interface.
+			extra=(--exit-uplink uplink0)
 			;;
 		esac
 		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
