@@ -288,6 +288,19 @@ func (c *Client) Flush(ctx context.Context) error {
 
 var errClosed = errors.New("client: closed")
 
+// dropStaleSURBs forgets the SURBs we hold that were built for the previous
+// key rotation, once t is past that rotation's overlap (its first epoch, when
+// nodes still hold the old key). Spending one would lose the reply.
+func (c *Client) dropStaleSURBs(t *directory.Topology) {
+	if t.RotationEpochs == 0 || t.Epoch%t.RotationEpochs == 0 {
+		return // no rotations, or the overlap: both parities work
+	}
+	if n := c.surbs.dropParity(uint8((t.Rotation + 1) & 1)); n > 0 {
+		c.stats.surbsDropped.Add(uint64(n))
+		c.log.Debug("dropped SURBs of the previous key rotation", "surbs", n, "rotation", t.Rotation)
+	}
+}
+
 // runTopology refreshes the topology at each epoch end and at least every
 // TopologyRefresh, so routes follow the nodes the directory lists.
 func (c *Client) runTopology(ctx context.Context) {
@@ -328,6 +341,7 @@ func (c *Client) runTopology(ctx context.Context) {
 		}
 		c.router.topo.Store(t)
 		c.router.health.forget(t)
+		c.dropStaleSURBs(t)
 		if err := mixLayersFilled(t); err != nil {
 			c.log.Warn("cannot route through the new topology", "err", err)
 		}

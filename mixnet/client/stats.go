@@ -27,6 +27,7 @@ type Stats struct {
 	SURBsHeld            int    // SURBs we hold to reply to others
 	SURBsReceived        uint64 // SURBs others gave us
 	SURBsSpent           uint64 // SURBs we used, for replies or requests
+	SURBsDropped         uint64 // SURBs we held past their key rotation, dropped unused
 	SURBRequestsSent     uint64 // requests for more SURBs we sent
 	SURBRequestsReceived uint64 // requests for more SURBs we received
 	SURBsCreated         uint64 // SURBs we made and gave to others
@@ -44,7 +45,7 @@ type counters struct {
 	realSent, coverSent, packetsDropped, buildFailures             atomic.Uint64
 	acksReceived, retransmissions, fragmentsLost                   atomic.Uint64
 	messagesSent, messagesReceived, repliesReceived, coverReceived atomic.Uint64
-	surbsReceived, surbsSpent, surbRequestsSent                    atomic.Uint64
+	surbsReceived, surbsSpent, surbRequestsSent, surbsDropped      atomic.Uint64
 	surbRequestsReceived, surbsCreated                             atomic.Uint64
 	deliveries, badDeliveries, duplicates, unmatchedDeliveries     atomic.Uint64
 	reconnects                                                     atomic.Uint64
@@ -75,6 +76,7 @@ func (c *Client) Stats() Stats {
 		SURBsHeld:            c.surbs.total(),
 		SURBsReceived:        s.surbsReceived.Load(),
 		SURBsSpent:           s.surbsSpent.Load(),
+		SURBsDropped:         s.surbsDropped.Load(),
 		SURBRequestsSent:     s.surbRequestsSent.Load(),
 		SURBRequestsReceived: s.surbRequestsReceived.Load(),
 		SURBsCreated:         s.surbsCreated.Load(),

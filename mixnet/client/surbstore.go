@@ -179,6 +179,31 @@ func (s *surbStore) total() int {
 
 // expire drops old SURBs, and senders that have none left and were not heard
 // from for MaxAge.
+// dropParity removes every SURB built for the key rotation parity given,
+// and returns how many went. Called once the previous rotation's overlap
+// is over: the mixes have deleted those keys, so a reply through such a
+// SURB would be refused at its first hop and lost, while the caller (the
+// exit) believed it had sent it.
+func (s *surbStore) dropParity(parity uint8) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dropped := 0
+	for _, e := range s.senders {
+		kept := e.surbs[:0]
+		for _, h := range e.surbs {
+			if h.s.parity == parity {
+				dropped++
+				continue
+			}
+			kept = append(kept, h)
+		}
+		clear(e.surbs[len(kept):])
+		e.surbs = kept
+	}
+	s.held -= dropped
+	return dropped
+}
+
 func (s *surbStore) expire(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,8 +2,11 @@ package client
 
 import (
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
 )
 
 func testPolicy() SURBPolicy {
@@ -125,5 +128,44 @@ func TestSURBStoreNoSURBsNoRequest(t *testing.T) {
 	// Nobody answered within RequestRetry, and we have nothing to ask with.
 	if _, err := s.takeForReply(tag, 2, now.Add(11*time.Second)); !errors.Is(err, ErrNoSURBs) {
 		t.Fatalf("after an unanswered request: %v", err)
+	}
+}
+
+// Once the overlap after a key rotation ends, SURBs built for the old
+// rotation are forgotten: a reply through one would be refused by its first
+// mix and lost. During the overlap both parities still work.
+func TestDropStaleSURBs(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		epoch, rotation, epochs uint64
+		wantLeft                [2]int // SURBs left of parity 0 and 1
+	}{
+		{"overlap: first epoch of rotation 1", 24, 1, 24, [2]int{2, 3}},
+		{"past the overlap of rotation 1", 25, 1, 24, [2]int{0, 3}},
+		{"past the overlap of rotation 2", 50, 2, 24, [2]int{2, 0}},
+		{"no rotations", 7, 0, 0, [2]int{2, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			policy := testPolicy()
+			policy.MaxPerSender = 10
+			c := &Client{surbs: newSURBStore(policy), log: slog.New(slog.DiscardHandler)}
+			tag := AnonymousSenderTag{1}
+			held := surbs(t, 5)
+			for i := range held {
+				held[i].parity = uint8(min(i/2, 1)) // 2 of parity 0, 3 of parity 1
+			}
+			c.surbs.add(tag, held, false, time.Now())
+			c.dropStaleSURBs(&directory.Topology{Epoch: tc.epoch, Rotation: tc.rotation, RotationEpochs: tc.epochs})
+			var left [2]int
+			for _, h := range c.surbs.senders[tag].surbs {
+				left[h.s.parity]++
+			}
+			if left != tc.wantLeft || c.surbs.total() != left[0]+left[1] {
+				t.Fatalf("left %v (total %d), want %v", left, c.surbs.total(), tc.wantLeft)
+			}
+			if got, want := c.stats.surbsDropped.Load(), uint64(5-left[0]-left[1]); got != want {
+				t.Fatalf("SURBsDropped %d, want %d", got, want)
+			}
+		})
 	}
 }
