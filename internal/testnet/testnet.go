@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,6 +67,7 @@ type Node struct {
 	*node.Node
 	cancel context.CancelFunc
 	done   chan error
+	ran    bool // has run: its addresses are known to the directory
 }
 
 // Running reports whether the node is up.
@@ -237,6 +239,12 @@ func (n *Net) StartNode(i int) {
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
+		if !nd.ran && errors.Is(err, syscall.EADDRINUSE) {
+			// Another test's process took a port between freeAddr and
+			// now. A node that never ran has announced no address, so
+			// it may as well take others.
+			nd.Config.MixnetListen, nd.Config.HTTPListen, nd.Config.ClientsListen = freeAddr(t), freeAddr(t), freeAddr(t)
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
@@ -246,7 +254,7 @@ func (n *Net) StartNode(i int) {
 	done := make(chan error, 1)
 	go func() { done <- nn.Run(ctx) }()
 	n.mu.Lock()
-	nd.Node, nd.cancel, nd.done = nn, cancel, done
+	nd.Node, nd.cancel, nd.done, nd.ran = nn, cancel, done, true
 	n.mu.Unlock()
 	t.Cleanup(func() { n.StopNode(i) })
 }
