@@ -19,7 +19,8 @@ type Mixnet interface {
 	RepliablePacketCapacity(nSURBs int) int
 	ReplyCapacity() int
 	Receive() <-chan client.Message
-	Stats() client.Stats
+	// Queued is how many packets wait in the client for a send slot.
+	Queued() int
 	// Offline is how long the client has been cut off from its gateway.
 	Offline() time.Duration
 	Close() error

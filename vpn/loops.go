@@ -95,7 +95,7 @@ func (t *Tunnel) sendLoop(ctx context.Context) error {
 		// a slot count: the client's reliable messages (SURBs it grants
 		// the exit) stay in flight until acknowledged, seconds at Nym's
 		// delays, and must not hold up the tunnel meanwhile.
-		if mix.Stats().Queued >= t.cfg.MaxClientQueue {
+		if mix.Queued() >= t.cfg.MaxClientQueue {
 			select {
 			case <-ctx.Done():
 				return nil

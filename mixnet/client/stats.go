@@ -89,6 +89,10 @@ func (c *Client) Stats() Stats {
 	}
 }
 
+// Queued is Stats().Queued alone: a sender that paces itself on the
+// client's queue asks for it per packet, and Stats takes several locks.
+func (c *Client) Queued() int { return int(c.stats.queued.Load()) }
+
 // logLimited logs a warning at most once a second: the events it reports
 // (bad packets, missing routes) can come at packet rate.
 func (c *Client) logLimited(msg string, args ...any) {
