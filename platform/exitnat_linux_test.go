@@ -92,28 +92,12 @@ func (l exitLab) fetch(t *testing.T, addr string, timeout time.Duration) (string
 // settled on for each, which the client's SYN (as clamped on the way) caps.
 func mssServer(t *testing.T, ns, addr string) {
 	t.Helper()
-	var ln net.Listener
-	mustInNS(t, ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
+	serveIn(t, ns, addr, func(c net.Conn) {
+		raw, _ := c.(*net.TCPConn).SyscallConn()
+		mss := -1
+		raw.Control(func(fd uintptr) { mss, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG) })
+		fmt.Fprintf(c, "%d\n", mss)
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			raw, _ := c.(*net.TCPConn).SyscallConn()
-			mss := -1
-			raw.Control(func(fd uintptr) { mss, _ = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG) })
-			fmt.Fprintf(c, "%d\n", mss)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
 }
 
 func TestExitNetworking(t *testing.T) {

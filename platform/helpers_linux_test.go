@@ -119,6 +119,16 @@ func dialIn(t *testing.T, ns, network, addr string, timeout time.Duration) (net.
 // address to it and closes; the listener closes when the test ends.
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
+	return serveIn(t, ns, addr, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "%s\n", c.RemoteAddr())
+	})
+}
+
+// serveIn opens a TCP listener in namespace ns that hands each connection
+// to answer and then closes it; the listener closes when the test ends.
+func serveIn(t *testing.T, ns, addr string, answer func(net.Conn)) net.Listener {
+	t.Helper()
 	var ln net.Listener
 	mustInNS(t, ns, func() error {
 		var err error
@@ -133,8 +143,7 @@ func listenIn(t *testing.T, ns, addr string) net.Listener {
 			if err != nil {
 				return
 			}
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(c, "%s\n", c.RemoteAddr())
+			answer(c)
 			c.Close()
 		}
 	}()
