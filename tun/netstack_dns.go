@@ -174,16 +174,22 @@ func (n *Net) exchange(ctx context.Context, server netip.Addr, q dnsmessage.Ques
 	return answerAddrs(resp, q.Type)
 }
 
+// followContext gives c ctx's deadline, and unblocks c's reads and writes
+// when ctx is cancelled before it; call the result once done with c.
+func followContext(ctx context.Context, c net.Conn) (stop func() bool) {
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	return context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+}
+
 func (n *Net) exchangeUDP(ctx context.Context, dst netip.AddrPort, id uint16, q dnsmessage.Question, query []byte) (*dnsmessage.Message, error) {
 	c, err := n.DialUDPAddrPort(netip.AddrPort{}, dst)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	defer context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
+	defer followContext(ctx, c)()
 	if _, err := c.Write(query); err != nil {
 		return nil, err
 	}
@@ -210,10 +216,7 @@ func (n *Net) exchangeTCP(ctx context.Context, dst netip.AddrPort, id uint16, q 
 		return nil, err
 	}
 	defer c.Close()
-	defer context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })()
-	if d, ok := ctx.Deadline(); ok {
-		c.SetDeadline(d)
-	}
+	defer followContext(ctx, c)()
 	framed := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(query)), uint16(len(query)))
 	if _, err := c.Write(append(framed, query...)); err != nil {
 		return nil, err
