@@ -82,6 +82,9 @@ func ApplyDNS(cfg DNSConfig) (*DNS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
+	if err := checkResolvConfPath(path); err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
 	ours := renderResolvConf(cfg.Servers)
 
 	var rec dnsRecord

@@ -34,7 +34,7 @@ func TestDNSOfANamespace(t *testing.T) {
 	if got := seen(); got != originalResolvConf {
 		t.Fatalf("namespace sees %q before, want %q", got, originalResolvConf)
 	}
-	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(t.TempDir(), "state.json"), ResolvConf: path, Servers: tunnelResolvers})
+	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(t.TempDir(), "state", "state.json"), ResolvConf: path, Servers: tunnelResolvers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestDNSOnABindMountedFile(t *testing.T) {
 	mountpoint := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(source, []byte(originalResolvConf), 0o644)
 	os.WriteFile(mountpoint, []byte("nameserver 203.0.113.53\n"), 0o644)
-	state := filepath.Join(dir, "state.json")
+	state := filepath.Join(dir, "state", "state.json")
 
 	errc := make(chan error, 1)
 	var whileConnected []byte

@@ -86,7 +86,7 @@ func TestDNSSymlinkIsReplacedNotWrittenThrough(t *testing.T) {
 	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(dir, "state.json")
+	state := filepath.Join(dir, "state", "state.json")
 	d, err := ApplyDNS(DNSConfig{StatePath: state, ResolvConf: path, Servers: tunnelResolvers})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestDNSSymlinkIsReplacedNotWrittenThrough(t *testing.T) {
 func TestDNSAbsentFileIsRemovedAgain(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
-	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(dir, "state.json"), ResolvConf: path, Servers: tunnelResolvers})
+	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(dir, "state", "state.json"), ResolvConf: path, Servers: tunnelResolvers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestDNSLeavesANewerConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(path, []byte(originalResolvConf), 0o644)
-	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(dir, "state.json"), ResolvConf: path, Servers: tunnelResolvers})
+	d, err := ApplyDNS(DNSConfig{StatePath: filepath.Join(dir, "state", "state.json"), ResolvConf: path, Servers: tunnelResolvers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestRestoreAfterDNSCrash(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(path, []byte(originalResolvConf), 0o644)
-	state := filepath.Join(dir, "state.json")
+	state := filepath.Join(dir, "state", "state.json")
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDNSCrashHelperProcess$")
 	cmd.Env = append(os.Environ(), crashHelperEnv+"="+state+"|"+path)
@@ -224,7 +224,7 @@ func TestApplyDNSAfterACrashKeepsTheRealOriginal(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(path, []byte(originalResolvConf), 0o644)
-	cfg := DNSConfig{StatePath: filepath.Join(dir, "state.json"), ResolvConf: path, Servers: tunnelResolvers}
+	cfg := DNSConfig{StatePath: filepath.Join(dir, "state", "state.json"), ResolvConf: path, Servers: tunnelResolvers}
 	if _, err := ApplyDNS(cfg); err != nil { // crashed run
 		t.Fatal(err)
 	}

@@ -46,6 +46,11 @@ type KillSwitchRules struct {
 	TUN string
 	// Allowed are the endpoints reachable outside the tunnel, both ways.
 	Allowed []Endpoint
+	// Mark, when not zero, lets only packets carrying this firewall mark
+	// (SO_MARK: the VPN's own sockets) out to Allowed, and from Allowed
+	// only replies on connections so opened. A process of the host cannot
+	// use the hole, whichever address it is.
+	Mark uint32
 }
 
 func (r KillSwitchRules) validate() error {
@@ -82,4 +87,17 @@ type Dropped struct {
 type killSwitchRecord struct {
 	NetNS uint64 `json:"netns"`
 	Table string `json:"table"`
+}
+
+// KillSwitchRecorded tells whether the state file records a kill switch: one
+// an earlier run left in force (RestoreKeepingKillSwitch keeps it), which a
+// restarted daemon takes over with EnableKillSwitch.
+func KillSwitchRecorded(statePath string) (bool, error) {
+	stateMu.Lock()
+	defer stateMu.Unlock()
+	st, err := loadState(statePath)
+	if err != nil {
+		return false, fmt.Errorf("kill switch: %w", err)
+	}
+	return st.KillSwitch != nil, nil
 }

@@ -3,6 +3,8 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables"
@@ -128,24 +130,41 @@ func (k *KillSwitch) install(rules KillSwitchRules) error {
 	return nil
 }
 
-// localLinkRules let through what keeps the host on its local link: IPv6
-// neighbour and router discovery (without it the gateway's IPv6 address
-// becomes unreachable) and DHCP (without it the lease runs out). None of it
-// leaves the local link.
+// localLinkRules let through what keeps the host on its local link, and no
+// further: IPv6 neighbour and router discovery (without it the gateway's
+// IPv6 address becomes unreachable) only to link-local and multicast
+// addresses with hop limit 255, and DHCP requests only to the broadcast
+// address (DHCPv4) or the link-local servers' addresses (DHCPv6). A unicast
+// renewal to a DHCPv4 server is dropped; the client then rebinds by
+// broadcast, which passes. Inbound, hop limit 255 proves a neighbour
+// discovery message came from the link.
 func localLinkRules(t *nftables.Table, c *nftables.Chain, out bool) []*nftables.Rule {
 	var rules []*nftables.Rule
+	linkLocal := netip.MustParsePrefix("fe80::/10")
+	linkMulticast := netip.MustParsePrefix("ff02::/16")
 	for _, typ := range []byte{133, 134, 135, 136, 137} { // RS, RA, NS, NA, redirect
-		rules = append(rules, rule(t, c, matchICMPv6Type(typ), one(accept())))
+		nd := slices.Concat(matchNfproto(false), matchICMPv6Type(typ), matchHopLimit255())
+		if out {
+			for _, dst := range []netip.Prefix{linkLocal, linkMulticast} {
+				rules = append(rules, rule(t, c, nd, matchAddr(dst, true), one(accept())))
+			}
+		} else {
+			rules = append(rules, rule(t, c, nd, one(accept())))
+		}
 	}
 	udp := matchL4proto(unix.IPPROTO_UDP)
 	if out {
 		rules = append(rules,
-			rule(t, c, matchNfproto(true), udp, matchPorts(68, 68, false), matchPorts(67, 67, true), one(accept())),
-			rule(t, c, matchNfproto(false), udp, matchPorts(546, 546, false), matchPorts(547, 547, true), one(accept())))
+			rule(t, c, matchAddr(netip.MustParsePrefix("255.255.255.255/32"), true), udp,
+				matchPorts(68, 68, false), matchPorts(67, 67, true), one(accept())))
+		for _, dst := range []netip.Prefix{linkLocal, netip.MustParsePrefix("ff02::1:2/128")} {
+			rules = append(rules, rule(t, c, matchAddr(dst, true), udp,
+				matchPorts(546, 546, false), matchPorts(547, 547, true), one(accept())))
+		}
 	} else {
 		rules = append(rules,
 			rule(t, c, matchNfproto(true), udp, matchPorts(67, 67, false), matchPorts(68, 68, true), one(accept())),
-			rule(t, c, matchNfproto(false), udp, matchPorts(547, 547, false), matchPorts(546, 546, true), one(accept())))
+			rule(t, c, matchAddr(linkLocal, false), udp, matchPorts(547, 547, false), matchPorts(546, 546, true), one(accept())))
 	}
 	return rules
 }
@@ -168,6 +187,11 @@ func (k *KillSwitch) addAllowRules(rules KillSwitchRules) {
 			protos = []Protocol{TCP, UDP}
 		}
 		for _, p := range protos {
+			if rules.Mark != 0 {
+				c.AddRule(rule(t, out, matchMark(rules.Mark), endpointMatch(e, p, true), one(accept())))
+				c.AddRule(rule(t, in, endpointMatch(e, p, false), matchCtEstablished(), one(accept())))
+				continue
+			}
 			c.AddRule(rule(t, out, endpointMatch(e, p, true), one(accept())))
 			c.AddRule(rule(t, in, endpointMatch(e, p, false), one(accept())))
 		}

@@ -1,7 +1,9 @@
 package platform
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -12,6 +14,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv6"
+
+	"github.com/nym-go/nym/internal/netnstest"
 )
 
 // killSwitchLab is a client namespace linked to a "world" namespace that
@@ -43,7 +49,7 @@ func TestKillSwitchDropsEverythingButTheTunnelAndTheGateway(t *testing.T) {
 	sh(t, "ip", "netns", "exec", client, "nft", "add table inet other; add chain inet other c { type filter hook output priority 10; }")
 	rulesetBefore := nftRuleset(t, client)
 	hostBefore := nftRuleset(t, "")
-	state := filepath.Join(t.TempDir(), "state.json")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
 
 	// Before: everything reachable, so the checks below can fail.
 	if _, err := dialIn(t, client, "tcp", "192.0.2.1:8080", time.Second); err != nil {
@@ -119,7 +125,7 @@ func TestKillSwitchUpdateHasNoGap(t *testing.T) {
 	listenIn(t, world, "192.0.2.1:443")
 	listenIn(t, world, "192.0.2.3:443")
 	sink := newUDPSink(t, world, "192.0.2.4:5000")
-	state := filepath.Join(t.TempDir(), "state.json")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
 	first := KillSwitchRules{Allowed: []Endpoint{gateway("192.0.2.1", 443, TCP), gateway("192.0.2.1", 0, UDP)}}
 	second := KillSwitchRules{Allowed: []Endpoint{gateway("192.0.2.3", 443, TCP), gateway("192.0.2.1", 0, UDP)}}
 	common := newUDPSink(t, world, "192.0.2.1:6000")
@@ -197,7 +203,7 @@ func TestKillSwitchOutlivesItsProcess(t *testing.T) {
 	client, world := killSwitchLab(t, "kc")
 	sink := newUDPSink(t, world, "192.0.2.4:5000")
 	before := nftRuleset(t, client)
-	state := filepath.Join(t.TempDir(), "state.json")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
 	rules := KillSwitchRules{Allowed: []Endpoint{gateway("192.0.2.1", 443, TCP)}}
 	mustInNS(t, client, func() error {
 		ks, err := EnableKillSwitch(state, rules)
@@ -238,5 +244,154 @@ func TestKillSwitchOutlivesItsProcess(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("state file left after Restore: %v", err)
+	}
+}
+
+// TestKillSwitchLetsLocalLinkTrafficOnlyOnTheLink: DHCP and neighbour
+// discovery are let out only towards the local link (the broadcast address,
+// link-local and multicast addresses with hop limit 255), not to any
+// address that takes the right port or ICMPv6 type. Counted by a table of
+// the test after the kill switch (postrouting), which counts both before
+// the kill switch is on to prove it can.
+func TestKillSwitchLetsLocalLinkTrafficOnlyOnTheLink(t *testing.T) {
+	requireNetAdmin(t)
+	client, world := killSwitchLab(t, "kl")
+	ipNS(t, client, "addr", "add", "2001:db8:7::2/64", "dev", "c0", "nodad")
+	ipNS(t, world, "addr", "add", "2001:db8:7::1/64", "dev", "w0", "nodad")
+	sh(t, "ip", "netns", "exec", client, "nft", `add table inet ll_count
+		add counter inet ll_count dhcp_bcast
+		add counter inet ll_count dhcp_other
+		add counter inet ll_count nd_mcast
+		add counter inet ll_count nd_other
+		add chain inet ll_count post { type filter hook postrouting priority 500; }
+		add rule inet ll_count post oifname "c0" ip daddr 255.255.255.255 udp dport 67 counter name dhcp_bcast
+		add rule inet ll_count post oifname "c0" ip daddr 192.0.2.4 udp dport 67 counter name dhcp_other
+		add rule inet ll_count post oifname "c0" ip6 daddr ff02::1 icmpv6 type nd-neighbor-advert counter name nd_mcast
+		add rule inet ll_count post oifname "c0" ip6 daddr 2001:db8:7::1 icmpv6 type nd-neighbor-advert counter name nd_other`)
+	count := func(name string) int64 {
+		out := sh(t, "ip", "netns", "exec", client, "nft", "list", "counter", "inet", "ll_count", name)
+		var n int64
+		if i := strings.Index(out, "packets "); i >= 0 {
+			fmt.Sscan(out[i+len("packets "):], &n)
+		}
+		return n
+	}
+	var dhcp *net.UDPConn
+	var icmp *ipv6.PacketConn
+	mustInNS(t, client, func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				// As DHCP clients do: bound to the link, broadcast allowed.
+				serr = errors.Join(syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1),
+					syscall.BindToDevice(int(fd), "c0"))
+			})
+			return serr
+		}}
+		pc, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
+		if err != nil {
+			return err
+		}
+		dhcp = pc.(*net.UDPConn)
+		raw, err := net.ListenPacket("ip6:ipv6-icmp", "::")
+		if err != nil {
+			return err
+		}
+		icmp = ipv6.NewPacketConn(raw)
+		return errors.Join(icmp.SetHopLimit(255), icmp.SetMulticastHopLimit(255), icmp.SetMulticastInterface(mustIface(client, "c0")))
+	})
+	t.Cleanup(func() { dhcp.Close(); icmp.Close() })
+	// A neighbour advertisement for 2001:db8:7::2 (type 136, no options).
+	na := []byte{136, 0, 0, 0, 0x20, 0, 0, 0, 0x20, 0x01, 0x0d, 0xb8, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}
+	send := func() {
+		dhcp.WriteTo([]byte("dhcp"), &net.UDPAddr{IP: net.IPv4bcast, Port: 67})
+		dhcp.WriteTo([]byte("dhcp"), &net.UDPAddr{IP: net.ParseIP("192.0.2.4"), Port: 67})
+		icmp.WriteTo(na, nil, &net.IPAddr{IP: net.ParseIP("ff02::1"), Zone: "c0"})
+		icmp.WriteTo(na, nil, &net.IPAddr{IP: net.ParseIP("2001:db8:7::1")})
+	}
+	names := []string{"dhcp_bcast", "dhcp_other", "nd_mcast", "nd_other"}
+	// Without the kill switch every one is counted: the counters work.
+	send()
+	for _, n := range names {
+		if c := count(n); c == 0 {
+			t.Fatalf("counter %s did not count without the kill switch", n)
+		}
+	}
+	sh(t, "ip", "netns", "exec", client, "nft", "reset counters table inet ll_count")
+
+	state := filepath.Join(t.TempDir(), "state", "state.json")
+	var ks *KillSwitch
+	mustInNS(t, client, func() error {
+		var err error
+		ks, err = EnableKillSwitch(state, KillSwitchRules{TUN: "nymvpn0"})
+		return err
+	})
+	t.Cleanup(func() { ks.Disable() })
+	for range 3 {
+		send()
+	}
+	if c := count("dhcp_other"); c != 0 {
+		t.Errorf("%d DHCP requests to a unicast address (not the link's broadcast) passed the kill switch", c)
+	}
+	if c := count("nd_other"); c != 0 {
+		t.Errorf("%d neighbour advertisements to a global address passed the kill switch", c)
+	}
+	// (A broadcast or multicast packet is counted twice: the copy looped
+	// back to this host passes postrouting too.)
+	if c := count("dhcp_bcast"); c < 3 {
+		t.Errorf("%d of 3 broadcast DHCP requests passed the kill switch", c)
+	}
+	if c := count("nd_mcast"); c < 3 {
+		t.Errorf("%d of 3 neighbour advertisements to ff02::1 passed the kill switch", c)
+	}
+}
+
+// mustIface looks up an interface of namespace ns.
+func mustIface(ns, name string) *net.Interface {
+	var ifi *net.Interface
+	netnstest.DoNamed(ns, func() error {
+		var err error
+		ifi, err = net.InterfaceByName(name)
+		return err
+	})
+	return ifi
+}
+
+// TestKillSwitchWithAMarkLetsOnlyMarkedSocketsOut: with Mark set, the
+// allowed endpoint is reachable by the VPN's own (marked) sockets only; a
+// plain socket of any other process is dropped even to that endpoint.
+func TestKillSwitchWithAMarkLetsOnlyMarkedSocketsOut(t *testing.T) {
+	requireNetAdmin(t)
+	client, world := killSwitchLab(t, "km")
+	listenIn(t, world, "192.0.2.1:443")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
+	var ks *KillSwitch
+	mustInNS(t, client, func() error {
+		var err error
+		ks, err = EnableKillSwitch(state, KillSwitchRules{TUN: "nymvpn0", Mark: testMark,
+			Allowed: []Endpoint{gateway("192.0.2.1", 443, TCP)}})
+		return err
+	})
+	t.Cleanup(func() { ks.Disable() })
+	if _, err := dialIn(t, client, "tcp", "192.0.2.1:443", 300*time.Millisecond); err == nil {
+		t.Errorf("an unmarked socket reached the allowed endpoint")
+	}
+	var c net.Conn
+	err := inNS(t, client, func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, testMark) })
+			return serr
+		}}
+		var err error
+		c, err = d.Dial("tcp", "192.0.2.1:443")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a marked socket did not reach the allowed endpoint: %v", err)
+	}
+	defer c.Close()
+	if got := readLine(t, c); got == "" {
+		t.Errorf("no answer over the marked connection")
 	}
 }

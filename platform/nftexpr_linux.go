@@ -105,6 +105,23 @@ func matchPorts(lo, hi uint16, dst bool) []expr.Any {
 		FromData: binaryutil.BigEndian.PutUint16(lo), ToData: binaryutil.BigEndian.PutUint16(hi)})
 }
 
+// matchMark is `meta mark MARK`.
+func matchMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(mark)},
+	}
+}
+
+// matchHopLimit255 is `ip6 hoplimit 255`: a neighbour discovery message
+// with it cannot have crossed a router (RFC 4861).
+func matchHopLimit255() []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{255}},
+	}
+}
+
 // matchCtEstablished is `ct state established,related`.
 func matchCtEstablished() []expr.Any {
 	return []expr.Any{

@@ -15,3 +15,6 @@ func fileOwner(fi fs.FileInfo) (uid, gid int) {
 	}
 	return -1, -1
 }
+
+// openNoFollow makes opening a symbolic link fail: a state file is never one.
+const openNoFollow = syscall.O_NOFOLLOW

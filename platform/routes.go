@@ -8,6 +8,13 @@ import (
 )
 
 // RouteConfig says how to send the host's traffic through the VPN's TUN.
+//
+// It is policy routing by firewall mark, as wg-quick and Mullvad do it: the
+// VPN's own sockets (to the entry gateway and the directory) carry Mark and
+// are routed by the main table as before; every other packet is routed by
+// Table, whose default routes go into the TUN. No destination is exempt:
+// what a directory says about a gateway never decides where the host's
+// other traffic goes.
 type RouteConfig struct {
 	// StatePath is the state file that records each change before it is
 	// made, for Restore after a crash.
@@ -16,17 +23,19 @@ type RouteConfig struct {
 	TUN string
 	// Addresses are put on the TUN: the addresses the exit allocated.
 	Addresses []netip.Prefix
-	// Exceptions keep the route they have now (through the original
-	// default route): the entry gateway and the directory. Sending them
-	// into the tunnel would loop.
-	Exceptions []netip.Addr
+	// Mark is the firewall mark (SO_MARK) of the sockets that bypass the
+	// tunnel. Required.
+	Mark uint32
+	// Table is the routing table of the tunnel's default routes; 0 means
+	// the number Mark (as wg-quick does). Not main, local or default.
+	Table uint32
 }
 
 func (c RouteConfig) validate() error {
 	if c.StatePath == "" {
 		return errors.New("no state file path")
 	}
-	if c.TUN == "" || len(c.TUN) > 15 {
+	if !validIfname(c.TUN) {
 		return fmt.Errorf("bad TUN name %q", c.TUN)
 	}
 	for _, p := range c.Addresses {
@@ -34,22 +43,42 @@ func (c RouteConfig) validate() error {
 			return errors.New("invalid TUN address")
 		}
 	}
-	for _, a := range c.Exceptions {
-		if !a.IsValid() {
-			return errors.New("invalid exception address")
-		}
+	if c.Mark == 0 {
+		return errors.New("no firewall mark for the tunnel's own sockets")
+	}
+	if t := c.table(); t == mainTable || t == localTable || t == defaultTable {
+		return fmt.Errorf("table %d is a table of the system", t)
 	}
 	return nil
 }
 
-// splitDefaults cover all of IPv4 and IPv6 with two halves each. Being more
-// specific than 0.0.0.0/0 and ::/0 they win over the original default routes,
-// which stay untouched, so undoing is deleting just these four.
-var splitDefaults = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/1"),
-	netip.MustParsePrefix("128.0.0.0/1"),
-	netip.MustParsePrefix("::/1"),
-	netip.MustParsePrefix("8000::/1"),
+func (c RouteConfig) table() uint32 {
+	if c.Table != 0 {
+		return c.Table
+	}
+	return c.Mark
+}
+
+// The system's routing tables, which the tunnel's routes never go into.
+const (
+	defaultTable = 253
+	mainTable    = 254
+	localTable   = 255
+)
+
+// Priorities of our two rules per family, just before the main table's
+// (32766). The first looks up the main table but ignores its default routes
+// (so the local network and other specific routes keep working); the second
+// sends what lacks the mark to the tunnel's table.
+const (
+	minRulePriority = 32760
+	maxRulePriority = 32761
+)
+
+// tunnelDefaults are the routes of the tunnel's table.
+var tunnelDefaults = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/0"),
+	netip.MustParsePrefix("::/0"),
 }
 
 // routeRecord is what ApplyRoutes changed, for undoing it exactly.
@@ -58,6 +87,19 @@ type routeRecord struct {
 	LinksUp []string     `json:"links_up,omitempty"` // links that were down and we set up
 	Addrs   []addrEntry  `json:"addrs,omitempty"`
 	Routes  []routeEntry `json:"routes,omitempty"`
+	Rules   []ruleEntry  `json:"rules,omitempty"`
+}
+
+// ruleEntry is one policy routing rule we added (tagged, like our routes,
+// with our protocol number).
+type ruleEntry struct {
+	IPv6     bool   `json:"ipv6,omitempty"`
+	Priority int    `json:"priority"`
+	Table    uint32 `json:"table"`
+	// NotMark: "not fwmark NotMark lookup Table".
+	NotMark uint32 `json:"not_mark,omitempty"`
+	// SuppressDefault: "lookup Table suppress_prefixlength 0".
+	SuppressDefault bool `json:"suppress_default,omitempty"`
 }
 
 // addrEntry is one address we put on a link.
@@ -69,6 +111,7 @@ type addrEntry struct {
 // routeEntry is one route we added. Routes are tagged with our own routing
 // protocol number, so undoing never deletes a route someone else added.
 type routeEntry struct {
+	Table   uint32       `json:"table,omitempty"` // 0: main
 	Dst     netip.Prefix `json:"dst"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	Dev     string       `json:"dev,omitempty"`
@@ -86,6 +129,7 @@ func (rec *routeRecord) merge(other *routeRecord) {
 	rec.LinksUp = appendNew(rec.LinksUp, other.LinksUp...)
 	rec.Addrs = appendNew(rec.Addrs, other.Addrs...)
 	rec.Routes = appendNew(rec.Routes, other.Routes...)
+	rec.Rules = appendNew(rec.Rules, other.Rules...)
 }
 
 // appendNew appends the items of add that list does not hold yet.

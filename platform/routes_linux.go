@@ -30,10 +30,10 @@ type Routes struct {
 	done     bool
 }
 
-// ApplyRoutes puts the addresses on the TUN, brings it up, pins host routes
-// for the exceptions through the route they use now, and sends the rest of
-// IPv4 and IPv6 into the TUN with split default routes. It works in the
-// calling thread's network namespace. On error it undoes what it did.
+// ApplyRoutes puts the addresses on the TUN, brings it up, and sends every
+// IPv4 and IPv6 packet without cfg.Mark into the TUN by policy routing (see
+// RouteConfig). It works in the calling thread's network namespace. On error
+// it undoes what it did.
 func ApplyRoutes(cfg RouteConfig) (*Routes, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
@@ -89,24 +89,22 @@ func (r *Routes) apply(cfg RouteConfig) error {
 			plan.Addrs = append(plan.Addrs, addrEntry{Prefix: p, Dev: cfg.TUN})
 		}
 	}
-	for _, a := range cfg.Exceptions {
-		e, ok, err := r.exceptionRoute(a, tun)
-		if err != nil {
-			return err
-		}
-		if ok {
-			plan.Routes = append(plan.Routes, e)
-		}
-	}
-	for _, p := range splitDefaults {
+	table := cfg.table()
+	for _, p := range tunnelDefaults {
 		switch {
 		case p.Addr().Is4():
-			plan.Routes = append(plan.Routes, routeEntry{Dst: p, Dev: cfg.TUN})
+			plan.Routes = append(plan.Routes, routeEntry{Table: table, Dst: p, Dev: cfg.TUN})
 		case v6 == ipv6Enabled:
-			plan.Routes = append(plan.Routes, routeEntry{Dst: p, Dev: cfg.TUN})
+			plan.Routes = append(plan.Routes, routeEntry{Table: table, Dst: p, Dev: cfg.TUN})
 		case v6 == ipv6DisabledOnTUN:
-			plan.Routes = append(plan.Routes, routeEntry{Dst: p, Unreachable: true})
+			plan.Routes = append(plan.Routes, routeEntry{Table: table, Dst: p, Unreachable: true})
+		default:
+			continue // no IPv6 here at all: no rules for it either
 		}
+		v6 := p.Addr().Is6()
+		plan.Rules = append(plan.Rules,
+			ruleEntry{IPv6: v6, Priority: minRulePriority, Table: mainTable, SuppressDefault: true},
+			ruleEntry{IPv6: v6, Priority: maxRulePriority, Table: table, NotMark: cfg.Mark})
 	}
 
 	// Record, then change.
@@ -140,13 +138,39 @@ func (r *Routes) apply(cfg RouteConfig) error {
 			return fmt.Errorf("add %s to %s: %w", a.Prefix, cfg.TUN, err)
 		}
 	}
-	// Exceptions first, so the gateway never goes into the tunnel.
+	// The routes first: the rules then find the tunnel's table complete.
 	for _, e := range plan.Routes {
 		if err := r.addRoute(e); err != nil {
 			return err
 		}
 	}
+	for _, e := range plan.Rules {
+		err := r.nl.RuleAdd(netlinkRule(e))
+		if err != nil && !errors.Is(err, unix.EEXIST) { // EEXIST: ours, from a crashed run
+			return fmt.Errorf("rule %+v: %w", e, err)
+		}
+	}
 	return nil
+}
+
+// netlinkRule builds the rule of e.
+func netlinkRule(e ruleEntry) *netlink.Rule {
+	r := netlink.NewRule()
+	r.Family = netlink.FAMILY_V4
+	if e.IPv6 {
+		r.Family = netlink.FAMILY_V6
+	}
+	r.Priority = e.Priority
+	r.Table = int(e.Table)
+	r.Protocol = uint8(routeProtocol)
+	if e.NotMark != 0 {
+		r.Mark = e.NotMark
+		r.Invert = true
+	}
+	if e.SuppressDefault {
+		r.SuppressPrefixlen = 0
+	}
+	return r
 }
 
 type ipv6State int
@@ -175,31 +199,6 @@ func (r *Routes) tunIPv6(tun string) (ipv6State, error) {
 	return state, err
 }
 
-// exceptionRoute pins addr to the route it takes now. Local addresses need no
-// pin: local routes are looked up before the main table.
-func (r *Routes) exceptionRoute(addr netip.Addr, tun netlink.Link) (routeEntry, bool, error) {
-	got, err := r.nl.RouteGet(addr.AsSlice())
-	if err != nil || len(got) == 0 {
-		return routeEntry{}, false, fmt.Errorf("exception %s: no route: %w", addr, err)
-	}
-	cur := got[0]
-	if cur.Type == unix.RTN_LOCAL {
-		return routeEntry{}, false, nil
-	}
-	if cur.LinkIndex == tun.Attrs().Index {
-		return routeEntry{}, false, fmt.Errorf("exception %s already goes through %s; Restore first", addr, tun.Attrs().Name)
-	}
-	dev, err := r.nl.LinkByIndex(cur.LinkIndex)
-	if err != nil {
-		return routeEntry{}, false, fmt.Errorf("exception %s: device: %w", addr, err)
-	}
-	e := routeEntry{Dst: netip.PrefixFrom(addr, addr.BitLen()), Dev: dev.Attrs().Name}
-	if gw, ok := netip.AddrFromSlice(cur.Gw); ok && cur.Gw != nil {
-		e.Gateway = gw.Unmap()
-	}
-	return e, true, nil
-}
-
 func (r *Routes) addRoute(e routeEntry) error {
 	var link netlink.Link
 	if !e.Unreachable {
@@ -213,7 +212,7 @@ func (r *Routes) addRoute(e routeEntry) error {
 		// Ours from a crashed run is fine; anyone else's (another VPN) is
 		// a conflict we must not paper over.
 		ours, lerr := r.nl.RouteListFiltered(familyOf(e.Dst.Addr()),
-			&netlink.Route{Dst: ipNetOf(e.Dst), Protocol: routeProtocol, Table: unix.RT_TABLE_MAIN},
+			&netlink.Route{Dst: ipNetOf(e.Dst), Protocol: routeProtocol, Table: routeTable(e)},
 			netlink.RT_FILTER_DST|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 		if lerr == nil && len(ours) > 0 {
 			return nil
@@ -288,6 +287,13 @@ func restoreRoutes(rec *routeRecord) error {
 // not an error.
 func undoRoutes(nl *netlink.Handle, rec *routeRecord) error {
 	var errs []error
+	// Rules first: without them nothing uses the tunnel's table.
+	for i := len(rec.Rules) - 1; i >= 0; i-- {
+		err := nl.RuleDel(netlinkRule(rec.Rules[i]))
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete rule %+v: %w", rec.Rules[i], err))
+		}
+	}
 	for i := len(rec.Routes) - 1; i >= 0; i-- {
 		e := rec.Routes[i]
 		var link netlink.Link
@@ -341,7 +347,7 @@ func netlinkRoute(e routeEntry, link netlink.Link) *netlink.Route {
 	rt := &netlink.Route{
 		Dst:      ipNetOf(e.Dst),
 		Protocol: routeProtocol,
-		Table:    unix.RT_TABLE_MAIN,
+		Table:    routeTable(e),
 		Scope:    netlink.SCOPE_LINK,
 	}
 	if e.Unreachable {
@@ -358,6 +364,13 @@ func netlinkRoute(e routeEntry, link netlink.Link) *netlink.Route {
 		rt.Scope = netlink.SCOPE_UNIVERSE // IPv6 routes have no scope
 	}
 	return rt
+}
+
+func routeTable(e routeEntry) int {
+	if e.Table == 0 {
+		return unix.RT_TABLE_MAIN
+	}
+	return int(e.Table)
 }
 
 func isLinkGone(err error) bool {

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,21 +29,20 @@ func routeLab(t *testing.T, suffix string) (ns string, listing func() string) {
 		// The qdisc the kernel attaches when a link first goes up stays
 		// after it goes down again; it is not ours to compare.
 		link := qdisc.ReplaceAllString(ipNS(t, ns, "addr", "show", "nymvpn0"), "")
-		return ipNS(t, ns, "-4", "route", "show", "table", "all") + ipNS(t, ns, "-6", "route", "show", "table", "all") + link
+		return ipNS(t, ns, "-4", "route", "show", "table", "all") + ipNS(t, ns, "-6", "route", "show", "table", "all") + link +
+			ipNS(t, ns, "-4", "rule") + ipNS(t, ns, "-6", "rule")
 	}
 	return ns, listing
 }
 
 var qdisc = regexp.MustCompile(`qdisc \S+ `)
 
+const testMark = 0x6e796d
+
 var testRouteConfig = RouteConfig{
 	TUN:       "nymvpn0",
 	Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.7/32"), netip.MustParsePrefix("fc00::7/128")},
-	Exceptions: []netip.Addr{
-		netip.MustParseAddr("198.51.100.10"), // the entry gateway
-		netip.MustParseAddr("2001:db8:2::10"),
-		netip.MustParseAddr("192.0.2.77"), // on the uplink's own subnet
-	},
+	Mark:      testMark,
 }
 
 func routeGet(t *testing.T, ns, addr string) string {
@@ -50,12 +50,20 @@ func routeGet(t *testing.T, ns, addr string) string {
 	return ipNS(t, ns, "route", "get", addr)
 }
 
-func TestRoutesSendEverythingThroughTheTUNButTheExceptions(t *testing.T) {
+// routeGetMarked is the route of a packet carrying the tunnel's mark.
+func routeGetMarked(t *testing.T, ns, addr string) string {
+	t.Helper()
+	return ipNS(t, ns, "route", "get", addr, "mark", fmt.Sprint(testMark))
+}
+
+// TestRoutesSendEverythingUnmarkedThroughTheTUN: only the tunnel's own
+// (marked) sockets use the original routes; no destination is exempt.
+func TestRoutesSendEverythingUnmarkedThroughTheTUN(t *testing.T) {
 	requireNetAdmin(t)
 	ns, listing := routeLab(t, "r")
 	before := listing()
 	cfg := testRouteConfig
-	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
 
 	var routes *Routes
 	mustInNS(t, ns, func() error {
@@ -64,7 +72,7 @@ func TestRoutesSendEverythingThroughTheTUNButTheExceptions(t *testing.T) {
 		return err
 	})
 
-	for _, dst := range []string{"203.0.113.5", "8.8.8.8", "198.51.100.11", "2001:db8:5::1", "2606:4700::1111"} {
+	for _, dst := range []string{"203.0.113.5", "8.8.8.8", "198.51.100.10", "2001:db8:5::1", "2001:db8:2::10"} {
 		if got := routeGet(t, ns, dst); !strings.Contains(got, "dev nymvpn0") {
 			t.Errorf("route to %s does not go through the TUN: %s", dst, got)
 		}
@@ -74,9 +82,14 @@ func TestRoutesSendEverythingThroughTheTUNButTheExceptions(t *testing.T) {
 		"2001:db8:2::10": "via 2001:db8:1::1 dev up0",
 		"192.0.2.77":     "dev up0",
 	} {
-		if got := routeGet(t, ns, dst); !strings.Contains(got, want) {
-			t.Errorf("exception %s: route %q, want %q", dst, got, want)
+		if got := routeGetMarked(t, ns, dst); !strings.Contains(got, want) {
+			t.Errorf("marked packet to %s: route %q, want %q", dst, got, want)
 		}
+	}
+	// As with wg-quick, the local network's own routes stay (the kill
+	// switch decides what may go there).
+	if got := routeGet(t, ns, "192.0.2.77"); !strings.Contains(got, "dev up0") {
+		t.Errorf("the uplink's subnet: %s", got)
 	}
 	if got := ipNS(t, ns, "addr", "show", "nymvpn0"); !strings.Contains(got, "10.0.0.7/32") || !strings.Contains(got, "fc00::7/128") {
 		t.Errorf("TUN addresses missing:\n%s", got)
@@ -106,7 +119,7 @@ func TestRestoreUndoesRoutesOfACrashedRun(t *testing.T) {
 	ns, listing := routeLab(t, "rc")
 	before := listing()
 	cfg := testRouteConfig
-	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
 	mustInNS(t, ns, func() error {
 		_, err := ApplyRoutes(cfg) // "crashes": never removed
 		return err
@@ -133,7 +146,7 @@ func TestApplyRoutesTakesOverLeftoversOfACrashedRun(t *testing.T) {
 	ns, listing := routeLab(t, "rt")
 	before := listing()
 	cfg := testRouteConfig
-	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
 	var routes *Routes
 	mustInNS(t, ns, func() error {
 		if _, err := ApplyRoutes(cfg); err != nil { // crashed run
@@ -160,7 +173,7 @@ func TestRoutesBlockIPv6WhenTheTUNCannotCarryIt(t *testing.T) {
 	before := listing()
 	cfg := testRouteConfig
 	cfg.Addresses = cfg.Addresses[:1] // IPv4 only
-	cfg.StatePath = filepath.Join(t.TempDir(), "state.json")
+	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
 	var routes *Routes
 	mustInNS(t, ns, func() error {
 		var err error
@@ -170,8 +183,8 @@ func TestRoutesBlockIPv6WhenTheTUNCannotCarryIt(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", ns, "route", "get", "2001:db8:5::1").CombinedOutput(); err == nil && !strings.Contains(string(out), "unreachable") {
 		t.Errorf("IPv6 still routed outside the tunnel: %s", out)
 	}
-	if got := routeGet(t, ns, "2001:db8:2::10"); !strings.Contains(got, "dev up0") {
-		t.Errorf("IPv6 exception blocked too: %s", got)
+	if got := routeGetMarked(t, ns, "2001:db8:2::10"); !strings.Contains(got, "dev up0") {
+		t.Errorf("marked IPv6 blocked too: %s", got)
 	}
 	if got := routeGet(t, ns, "203.0.113.5"); !strings.Contains(got, "dev nymvpn0") {
 		t.Errorf("IPv4 not through the TUN: %s", got)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -37,17 +38,40 @@ func (s *hostState) empty() bool {
 // process. One process (the daemon) owns a state file at a time.
 var stateMu sync.Mutex
 
-// loadState reads the state file; a missing file is an empty state.
+// loadState reads the state file; a missing file is an empty state. A file
+// (or directory) that someone else could have written, or a record this
+// package would never have made, is refused: see statecheck.go.
 func loadState(path string) (*hostState, error) {
 	if path == "" {
 		return nil, errors.New("state file: no path given")
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|openNoFollow, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &hostState{Version: stateVersion}, nil
 	}
 	if err != nil {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("state file %s: refused: a symbolic link", path)
+		}
 		return nil, fmt.Errorf("state file: %w", err)
+	}
+	defer f.Close()
+	if err := checkStateDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("state file %s: refused: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	if err := checkStateFile(fi); err != nil {
+		return nil, fmt.Errorf("state file %s: refused: %w", path, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("state file: %w", err)
+	}
+	if len(data) > maxStateSize {
+		return nil, fmt.Errorf("state file %s: refused: larger than %d bytes", path, maxStateSize)
 	}
 	var st hostState
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -56,13 +80,21 @@ func loadState(path string) (*hostState, error) {
 	if st.Version > stateVersion {
 		return nil, fmt.Errorf("state file %s: version %d is newer than this program understands (%d)", path, st.Version, stateVersion)
 	}
+	if err := st.validate(); err != nil {
+		return nil, fmt.Errorf("state file %s: refused: %w", path, err)
+	}
 	st.Version = stateVersion
 	return &st, nil
 }
 
+// maxStateSize bounds a state file: the records are small (a resolver file
+// is the largest).
+const maxStateSize = 1 << 20
+
 // saveState writes the state atomically (see replaceFile) so a crash leaves
 // either the old or the new record, never a torn one. An empty state removes
-// the file.
+// the file. The directory is made root-only (0700) if missing, and refused
+// if others could write to it.
 func saveState(path string, st *hostState) error {
 	if st.empty() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -70,12 +102,18 @@ func saveState(path string, st *hostState) error {
 		}
 		return nil
 	}
+	if err := st.validate(); err != nil {
+		return fmt.Errorf("state file: %w", err)
+	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("state file: %w", err)
+	}
+	if err := checkStateDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("state file %s: refused: %w", path, err)
 	}
 	if err := replaceFile(path, append(data, '\n'), 0o600, -1, -1); err != nil {
 		return fmt.Errorf("state file: %w", err)

@@ -17,8 +17,13 @@ func readSysctl(key string) (string, error) {
 }
 
 // writeSysctl writes /proc/sys/KEY, like readSysctl in the calling thread's
-// namespace.
+// namespace. Only the keys checkSysctlKey allows are written.
 func writeSysctl(key, value string) error {
+	// The key may come from a state file: only ours, never a path out of
+	// /proc/sys.
+	if err := checkSysctlKey(key); err != nil {
+		return err
+	}
 	if err := os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), 0o644); err != nil {
 		return fmt.Errorf("sysctl %s: %w", key, err)
 	}
