@@ -138,6 +138,9 @@ func printStatus(cmd *cobra.Command, s *status) {
 		fmt.Fprintf(w, "sent:      %d bytes, %d packets\nreceived:  %d bytes, %d packets\n", st.BytesUp, st.PacketsUp, st.BytesDown, st.PacketsDown)
 		fmt.Fprintf(w, "SURBs:     %d sent, %d used, ~%d at the exit\nreconnects: %d\n", st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Reconnects)
 	}
+	if s.KillSwitch {
+		fmt.Fprintf(w, "kill switch: on (only the tunnel gets out until `nymvpn disconnect`)\n")
+	}
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:     %s\n", s.Error)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +43,9 @@ type status struct {
 	MTU    int        `json:"mtu,omitempty"`
 	Stats  *vpn.Stats `json:"stats,omitempty"`
 	Error  string     `json:"last_error,omitempty"`
+	// KillSwitch: the kill switch is in force (also while disconnected,
+	// after a failed connect or a restart, until `nymvpn disconnect`).
+	KillSwitch bool `json:"kill_switch"`
 }
 
 // daemon owns at most one tunnel and the host changes made for it.
@@ -69,9 +74,7 @@ func newDaemon(o *options) *cobra.Command {
 				return err
 			}
 			if statePath == "" {
-				// Beside the socket: a daemon per socket (one per network
-				// namespace, say) must not restore another's changes.
-				statePath = filepath.Join(filepath.Dir(o.socket), filepath.Base(defaultState))
+				statePath = defaultStatePath(o.socket)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -79,8 +82,19 @@ func newDaemon(o *options) *cobra.Command {
 			return d.serve(ctx, o.socket)
 		},
 	}
-	cmd.Flags().StringVar(&statePath, "state", "", "file recording host changes, for restoring them after a crash (default: platform.state beside --socket)")
+	cmd.Flags().StringVar(&statePath, "state", "", "file recording host changes, for restoring them after a crash or reboot (default: under "+stateDir+", one per --socket)")
 	return cmd
+}
+
+// defaultStatePath is the state file of the daemon at socket: one per
+// socket, since a daemon per socket (one per network namespace, say) must
+// not restore another's changes.
+func defaultStatePath(socket string) string {
+	if socket == defaultSocket {
+		return defaultState
+	}
+	sum := sha256.Sum256([]byte(socket))
+	return filepath.Join(stateDir, "platform-"+hex.EncodeToString(sum[:8])+".state")
 }
 
 func (d *daemon) serve(ctx context.Context, socket string) error {
@@ -104,11 +118,25 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
 	d.log.Info("nymvpn daemon listening", "socket", socket)
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			break
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				break
+			}
+			// Out of file descriptors, say: wait and try again, as
+			// net/http does. Never a teardown: that would drop the kill
+			// switch and leak.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			d.log.Warn("control socket: accept failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			continue
 		}
+		backoff = 0
 		wg.Go(func() { d.handle(ctx, conn) })
 	}
 	d.disconnect()
@@ -157,27 +185,34 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	p, err := makePlan(cctx, req)
+	out, err := newOutside(cctx, req.DirectoryURL, true)
 	if err != nil {
 		return err
 	}
-	if req.KillSwitch {
-		if err := d.host.KillSwitch(p.outside); err != nil {
+	out.open = d.host.Open
+	// The kill switch goes up before anything is fetched: from here on
+	// only the daemon's marked connections to the directory, and then to
+	// the entry gateway it dials, leave outside the tunnel. One kept from
+	// an earlier run stays on even if this connect does not ask for it.
+	if req.KillSwitch || d.host.KillSwitchOn() {
+		if err := d.host.KillSwitch(out.dir); err != nil {
 			return err
 		}
 	}
+	p, err := makePlan(cctx, req, out)
+	if err != nil {
+		return d.failed(err, out)
+	}
 	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
 	if err != nil {
-		d.host.Down()
-		return err
+		return d.failed(err, out)
 	}
 	a := t.Addrs()
 	prefixes := []netip.Prefix{netip.PrefixFrom(a.V4, 16), netip.PrefixFrom(a.V6, 112)}
-	dev, err := d.host.Up(prefixes, t.MTU(), p.outside, req.DNS)
+	dev, err := d.host.Up(prefixes, t.MTU(), req.DNS)
 	if err != nil {
 		t.Close()
-		d.host.Down()
-		return err
+		return d.failed(err, out)
 	}
 	rctx, rcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -199,6 +234,19 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	return nil
 }
 
+// failed undoes a connect that did not come up, but the kill switch: it
+// stays (letting out only the marked directory) until the user disconnects.
+func (d *daemon) failed(err error, out *outside) error {
+	out.close()
+	if uerr := d.host.Unroute(); uerr != nil {
+		err = errors.Join(err, uerr)
+	}
+	if d.host.KillSwitchOn() {
+		err = fmt.Errorf("%w (the kill switch stays on; `nymvpn disconnect` removes it)", err)
+	}
+	return err
+}
+
 // disconnect tears the tunnel down and restores routes, DNS and firewall.
 func (d *daemon) disconnect() error {
 	d.mu.Lock()
@@ -210,6 +258,9 @@ func (d *daemon) disconnect() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.plan != nil {
+		d.plan.out.close()
+	}
 	d.tunnel, d.plan, d.cancel, d.done = nil, nil, nil, nil
 	if d.host == nil {
 		return nil
@@ -220,17 +271,19 @@ func (d *daemon) disconnect() error {
 func (d *daemon) status() *status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	ks := d.host != nil && d.host.KillSwitchOn()
 	if d.tunnel == nil {
-		return &status{State: "disconnected", Error: d.lastErr}
+		return &status{State: "disconnected", Error: d.lastErr, KillSwitch: ks}
 	}
 	st := d.tunnel.Stats()
 	return &status{
-		State:  st.State.String(),
-		Exit:   d.plan.exit.String(),
-		Router: d.plan.router.String(),
-		Addrs:  []string{st.Addrs.V4.String(), st.Addrs.V6.String()},
-		MTU:    st.MTU,
-		Stats:  &st,
-		Error:  d.lastErr,
+		KillSwitch: ks,
+		State:      st.State.String(),
+		Exit:       d.plan.exit.String(),
+		Router:     d.plan.router.String(),
+		Addrs:      []string{st.Addrs.V4.String(), st.Addrs.V6.String()},
+		MTU:        st.MTU,
+		Stats:      &st,
+		Error:      d.lastErr,
 	}
 }

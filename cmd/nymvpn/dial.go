@@ -7,40 +7,37 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/netip"
-	"net/url"
 
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/vpn"
 )
 
-// plan is what a connection needs from the topology: the exit's router,
-// and the gateways and directory that must stay reachable outside the
-// tunnel.
+// plan is what a connection needs from the topology: the exit's router and
+// the entry gateways to try. Nothing in it decides what bypasses the tunnel:
+// only the gateway the tunnel dials is let out (see outside).
 type plan struct {
 	dirKey  ed25519.PublicKey
 	router  client.Address
 	exit    directory.Key
 	entries []directory.Node // candidates, the chosen one first
-	outside []netip.AddrPort // entry gateways' client ports and the directory
 	profile vpn.Profile
 	dirURL  string
+	out     *outside
 }
 
-// makePlan fetches the topology and picks the exit (and the entry when
-// asked for one).
-func makePlan(ctx context.Context, req connectRequest) (*plan, error) {
+// makePlan fetches the topology through out and picks the exit (and the
+// entry when asked for one).
+func makePlan(ctx context.Context, req connectRequest, out *outside) (*plan, error) {
 	keyBytes, err := base64.RawURLEncoding.DecodeString(req.DirectoryKey)
 	if err != nil || len(keyBytes) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("--directory-key: not a base64url ed25519 key")
 	}
-	p := &plan{dirKey: keyBytes, dirURL: req.DirectoryURL}
+	p := &plan{dirKey: keyBytes, dirURL: req.DirectoryURL, out: out}
 	if p.profile, err = vpn.ProfileByName(req.Profile); err != nil {
 		return nil, err
 	}
-	dc := directory.Client{BaseURL: req.DirectoryURL, Key: p.dirKey}
+	dc := directory.Client{BaseURL: req.DirectoryURL, Key: p.dirKey, HTTP: out.hc}
 	top, err := dc.Topology(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetching the topology: %w", err)
@@ -63,39 +60,11 @@ func makePlan(ctx context.Context, req connectRequest) (*plan, error) {
 		} else {
 			p.entries = append(p.entries, n)
 		}
-		if ap, err := resolve(ctx, n.ClientsAddr); err == nil {
-			p.outside = append(p.outside, ap)
-		}
 	}
 	if req.Entry != "" && (len(p.entries) == 0 || p.entries[0].Identity.String() != req.Entry) {
 		return nil, fmt.Errorf("entry gateway %s is not in the topology", req.Entry)
 	}
-	if u, err := url.Parse(req.DirectoryURL); err == nil {
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"https": "443"}[u.Scheme]
-			if port == "" {
-				port = "80"
-			}
-		}
-		if ap, err := resolve(ctx, net.JoinHostPort(u.Hostname(), port)); err == nil {
-			p.outside = append(p.outside, ap)
-		}
-	}
 	return p, nil
-}
-
-func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil || len(addrs) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("resolving %s: %w", host, err)
-	}
-	ap, err := netip.ParseAddrPort(net.JoinHostPort(addrs[0].Unmap().String(), port))
-	return ap, err
 }
 
 // dialer returns a vpn.Dialer that connects through the plan's entry
@@ -107,6 +76,8 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 		cfg := client.Config{
 			DirectoryURL: p.dirURL,
 			DirectoryKey: p.dirKey,
+			HTTPClient:   p.out.hc,
+			DialContext:  p.out.dialGateway,
 			Loopix:       &lp,
 			Logger:       log,
 		}

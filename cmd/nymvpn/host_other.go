@@ -16,8 +16,11 @@ type otherHost struct{}
 
 func newHost(statePath string) (host, error) { return nil, errUnsupported }
 
-func (otherHost) KillSwitch([]netip.AddrPort) error { return errUnsupported }
-func (otherHost) Up([]netip.Prefix, int, []netip.AddrPort, []netip.Addr) (tun.Device, error) {
+func (otherHost) KillSwitch(netip.AddrPort) error     { return errUnsupported }
+func (otherHost) KillSwitchOn() bool                  { return false }
+func (otherHost) Open(netip.AddrPort) (func(), error) { return func() {}, nil }
+func (otherHost) Up([]netip.Prefix, int, []netip.Addr) (tun.Device, error) {
 	return nil, errUnsupported
 }
-func (otherHost) Down() error { return nil }
+func (otherHost) Unroute() error { return nil }
+func (otherHost) Down() error    { return nil }

@@ -14,7 +14,11 @@ import (
 
 const (
 	defaultSocket = "/run/nymvpn/nymvpn.sock"
-	defaultState  = "/run/nymvpn/platform.state"
+	// stateDir keeps the record of host changes; not under /run, so that
+	// after a reboot the daemon still finds and restores the resolver
+	// configuration it replaced. Root's alone (platform refuses otherwise).
+	stateDir     = "/var/lib/nymvpn"
+	defaultState = stateDir + "/platform.state"
 )
 
 // options are the global flags.

@@ -93,8 +93,15 @@ func serveSocks(ctx context.Context, ln net.Listener, req connectRequest, so soc
 		so.IdleTimeout = 5 * time.Minute
 	}
 	pctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	p, err := makePlan(pctx, req)
-	cancel()
+	defer cancel()
+	// Unmarked: the proxy changes nothing on the host, so nothing needs to
+	// bypass anything.
+	out, err := newOutside(pctx, req.DirectoryURL, false)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	p, err := makePlan(pctx, req, out)
 	if err != nil {
 		return err
 	}
