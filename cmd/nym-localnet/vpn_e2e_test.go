@@ -241,6 +241,8 @@ func (n *e2eNet) hostSnapshot() map[string]string {
 	snap := map[string]string{
 		"ip route":         n.must("client", "ip", "route"),
 		"ip -6 route":      n.must("client", "ip", "-6", "route"),
+		"ip rule":          n.must("client", "ip", "rule"),
+		"ip -6 rule":       n.must("client", "ip", "-6", "rule"),
 		"nft list ruleset": n.must("client", "nft", "list", "ruleset"),
 	}
 	b, err := os.ReadFile("/etc/netns/" + n.ns("client") + "/resolv.conf")
