@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,6 +114,39 @@ func dialIn(t *testing.T, ns, network, addr string, timeout time.Duration) (net.
 		t.Cleanup(func() { c.Close() })
 	}
 	return c, err
+}
+
+// dialMarkedIn dials TCP from namespace ns with a socket carrying the
+// tunnel's firewall mark (SO_MARK), as nymvpn's own sockets do.
+func dialMarkedIn(t *testing.T, ns, addr string, mark int, timeout time.Duration) (net.Conn, error) {
+	t.Helper()
+	var c net.Conn
+	err := inNS(t, ns, func() error {
+		d := net.Dialer{Timeout: timeout, Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, mark) })
+			return serr
+		}}
+		var err error
+		c, err = d.Dial("tcp", addr)
+		return err
+	})
+	if c != nil {
+		t.Cleanup(func() { c.Close() })
+	}
+	return c, err
+}
+
+// applyRoutesIn is ApplyRoutes in namespace ns, failing the test on error.
+func applyRoutesIn(t *testing.T, ns string, cfg RouteConfig) *Routes {
+	t.Helper()
+	var routes *Routes
+	mustInNS(t, ns, func() error {
+		var err error
+		routes, err = ApplyRoutes(cfg)
+		return err
+	})
+	return routes
 }
 
 // listenIn opens a TCP listener in namespace ns that writes each peer's

@@ -376,21 +376,10 @@ func TestKillSwitchWithAMarkLetsOnlyMarkedSocketsOut(t *testing.T) {
 	if _, err := dialIn(t, client, "tcp", "192.0.2.1:443", 300*time.Millisecond); err == nil {
 		t.Errorf("an unmarked socket reached the allowed endpoint")
 	}
-	var c net.Conn
-	err := inNS(t, client, func() error {
-		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_MARK, testMark) })
-			return serr
-		}}
-		var err error
-		c, err = d.Dial("tcp", "192.0.2.1:443")
-		return err
-	})
+	c, err := dialMarkedIn(t, client, "192.0.2.1:443", testMark, 5*time.Second)
 	if err != nil {
 		t.Fatalf("a marked socket did not reach the allowed endpoint: %v", err)
 	}
-	defer c.Close()
 	if got := readLine(t, c); got == "" {
 		t.Errorf("no answer over the marked connection")
 	}

@@ -59,6 +59,16 @@ func (c RouteConfig) table() uint32 {
 	return c.Mark
 }
 
+// MarkTable is the nftables table (family inet) that carries the tunnel's
+// mark from a marked connection's packets to its replies, as wg-quick does.
+//
+// Why: the replies of the gateway arrive unmarked, and a strict reverse
+// path filter (rp_filter=1) would look their source up without the mark,
+// find the tunnel's table and drop them as arriving on the wrong interface.
+// Restoring the mark from the connection (ct mark) before routing, with
+// net.ipv4.conf.all.src_valid_mark=1 so the filter uses it, keeps them.
+const MarkTable = "nymvpn_mark"
+
 // The system's routing tables, which the tunnel's routes never go into.
 const (
 	defaultTable = 253
@@ -88,6 +98,10 @@ type routeRecord struct {
 	Addrs   []addrEntry  `json:"addrs,omitempty"`
 	Routes  []routeEntry `json:"routes,omitempty"`
 	Rules   []ruleEntry  `json:"rules,omitempty"`
+	// MarkTable and Sysctls: the mark restoring for the reverse path
+	// filter (routes_mark_linux.go), and the sysctls' values before.
+	MarkTable string         `json:"mark_table,omitempty"`
+	Sysctls   []sysctlRecord `json:"sysctls,omitempty"`
 }
 
 // ruleEntry is one policy routing rule we added (tagged, like our routes,
@@ -130,6 +144,14 @@ func (rec *routeRecord) merge(other *routeRecord) {
 	rec.Addrs = appendNew(rec.Addrs, other.Addrs...)
 	rec.Routes = appendNew(rec.Routes, other.Routes...)
 	rec.Rules = appendNew(rec.Rules, other.Rules...)
+	if other.MarkTable != "" {
+		rec.MarkTable = other.MarkTable
+	}
+	// A crashed run's record holds the real original values.
+	for _, s := range other.Sysctls {
+		rec.Sysctls = slices.DeleteFunc(rec.Sysctls, func(o sysctlRecord) bool { return o.Key == s.Key })
+		rec.Sysctls = append(rec.Sysctls, s)
+	}
 }
 
 // appendNew appends the items of add that list does not hold yet.

@@ -107,6 +107,11 @@ func (r *Routes) apply(cfg RouteConfig) error {
 			ruleEntry{IPv6: v6, Priority: maxRulePriority, Table: table, NotMark: cfg.Mark})
 	}
 
+	if plan.Sysctls, err = planMarkRestore(r.ns); err != nil {
+		return err
+	}
+	plan.MarkTable = MarkTable
+
 	// Record, then change.
 	err = updateState(r.statePath, func(st *hostState) error {
 		if st.Routes != nil {
@@ -143,6 +148,9 @@ func (r *Routes) apply(cfg RouteConfig) error {
 		if err := r.addRoute(e); err != nil {
 			return err
 		}
+	}
+	if err := applyMarkRestore(r.ns, cfg.Mark, plan.Sysctls); err != nil {
+		return err
 	}
 	for _, e := range plan.Rules {
 		err := r.nl.RuleAdd(netlinkRule(e))
@@ -233,7 +241,7 @@ func (r *Routes) Remove() error {
 	if r.done {
 		return nil
 	}
-	if err := undoRoutes(r.nl, &r.rec); err != nil {
+	if err := undoRoutes(r.ns, r.nl, &r.rec); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
 	err := updateState(r.statePath, func(st *hostState) error {
@@ -276,7 +284,7 @@ func restoreRoutes(rec *routeRecord) error {
 		return fmt.Errorf("routes: netlink: %w", err)
 	}
 	defer nl.Close()
-	if err := undoRoutes(nl, rec); err != nil {
+	if err := undoRoutes(ns, nl, rec); err != nil {
 		return fmt.Errorf("routes: %w", err)
 	}
 	return nil
@@ -285,7 +293,7 @@ func restoreRoutes(rec *routeRecord) error {
 // undoRoutes deletes in the reverse order of adding. What is already gone
 // (a TUN that died with its process takes its routes and addresses along) is
 // not an error.
-func undoRoutes(nl *netlink.Handle, rec *routeRecord) error {
+func undoRoutes(ns *boundNetNS, nl *netlink.Handle, rec *routeRecord) error {
 	var errs []error
 	// Rules first: without them nothing uses the tunnel's table.
 	for i := len(rec.Rules) - 1; i >= 0; i-- {
@@ -293,6 +301,9 @@ func undoRoutes(nl *netlink.Handle, rec *routeRecord) error {
 		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete rule %+v: %w", rec.Rules[i], err))
 		}
+	}
+	if err := undoMarkRestore(ns, rec); err != nil {
+		errs = append(errs, err)
 	}
 	for i := len(rec.Routes) - 1; i >= 0; i-- {
 		e := rec.Routes[i]

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // routeLab is a namespace with an uplink veth to a router namespace
@@ -25,6 +26,14 @@ func routeLab(t *testing.T, suffix string) (ns string, listing func() string) {
 	ipNS(t, ns, "route", "add", "default", "via", "192.0.2.1")
 	ipNS(t, ns, "-6", "route", "add", "default", "via", "2001:db8:1::1")
 	ipNS(t, ns, "tuntap", "add", "dev", "nymvpn0", "mode", "tun")
+	// The uplink's link-local address gets its local route only when
+	// duplicate address detection ends; a listing taken before would
+	// differ from one taken after for no fault of ours.
+	for deadline := time.Now().Add(30 * time.Second); strings.TrimSpace(ipNS(t, ns, "-6", "addr", "show", "dev", "up0", "tentative")) != ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("up0's IPv6 addresses still tentative after 30 s")
+		}
+	}
 	listing = func() string {
 		// The qdisc the kernel attaches when a link first goes up stays
 		// after it goes down again; it is not ours to compare.
@@ -65,12 +74,7 @@ func TestRoutesSendEverythingUnmarkedThroughTheTUN(t *testing.T) {
 	cfg := testRouteConfig
 	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
 
-	var routes *Routes
-	mustInNS(t, ns, func() error {
-		var err error
-		routes, err = ApplyRoutes(cfg)
-		return err
-	})
+	routes := applyRoutesIn(t, ns, cfg)
 
 	for _, dst := range []string{"203.0.113.5", "8.8.8.8", "198.51.100.10", "2001:db8:5::1", "2001:db8:2::10"} {
 		if got := routeGet(t, ns, dst); !strings.Contains(got, "dev nymvpn0") {
@@ -174,12 +178,7 @@ func TestRoutesBlockIPv6WhenTheTUNCannotCarryIt(t *testing.T) {
 	cfg := testRouteConfig
 	cfg.Addresses = cfg.Addresses[:1] // IPv4 only
 	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
-	var routes *Routes
-	mustInNS(t, ns, func() error {
-		var err error
-		routes, err = ApplyRoutes(cfg)
-		return err
-	})
+	routes := applyRoutesIn(t, ns, cfg)
 	if out, err := exec.Command("ip", "-n", ns, "route", "get", "2001:db8:5::1").CombinedOutput(); err == nil && !strings.Contains(string(out), "unreachable") {
 		t.Errorf("IPv6 still routed outside the tunnel: %s", out)
 	}
@@ -194,5 +193,46 @@ func TestRoutesBlockIPv6WhenTheTUNCannotCarryIt(t *testing.T) {
 	}
 	if after := listing(); after != before {
 		t.Errorf("not restored:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestRoutesMarkedConnectionsPassAStrictReversePathFilter: the replies to
+// the tunnel's own (marked) connections arrive unmarked; a strict reverse
+// path filter must not drop them as belonging to the TUN. A server off the
+// local link (whose address only the default route reaches) answers a
+// marked connection while the routes are applied.
+func TestRoutesMarkedConnectionsPassAStrictReversePathFilter(t *testing.T) {
+	requireNetAdmin(t)
+	ns, listing := routeLab(t, "rp")
+	router := fmt.Sprintf("plt%d-rpg", os.Getpid())
+	ipNS(t, router, "addr", "add", "198.51.100.10/32", "dev", "lo")
+	listenIn(t, router, "198.51.100.10:443")
+	sysctl := func(key string) string { return sh(t, "ip", "netns", "exec", ns, "sysctl", "-n", key) }
+	sh(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.up0.rp_filter=1")
+	validBefore := sysctl("net.ipv4.conf.all.src_valid_mark")
+	before := listing()
+	cfg := testRouteConfig
+	cfg.StatePath = filepath.Join(t.TempDir(), "state", "state.json")
+	routes := applyRoutesIn(t, ns, cfg)
+	c, err := dialMarkedIn(t, ns, "198.51.100.10:443", testMark, 3*time.Second)
+	if err != nil {
+		t.Errorf("a marked connection to a server beyond the default route failed under rp_filter=1: %v", err)
+	} else {
+		if got := readLine(t, c); !strings.HasPrefix(got, "192.0.2.2:") {
+			t.Errorf("the server saw %q, want the uplink's address", got)
+		}
+		c.Close()
+	}
+	if err := routes.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if after := listing(); after != before {
+		t.Errorf("not restored:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := sysctl("net.ipv4.conf.all.src_valid_mark"); got != validBefore {
+		t.Errorf("src_valid_mark after Remove: %q, want %q", got, validBefore)
+	}
+	if got := nftRuleset(t, ns); strings.Contains(got, MarkTable) {
+		t.Errorf("table %s left after Remove:\n%s", MarkTable, got)
 	}
 }

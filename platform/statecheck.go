@@ -107,6 +107,14 @@ func (r *routeRecord) validate() error {
 			return fmt.Errorf("bad route record %+v", e)
 		}
 	}
+	if r.MarkTable != "" && r.MarkTable != MarkTable {
+		return fmt.Errorf("table %q is not ours", r.MarkTable)
+	}
+	for _, s := range r.Sysctls {
+		if err := checkSysctl(s); err != nil {
+			return err
+		}
+	}
 	for _, e := range r.Rules {
 		if e.Priority < minRulePriority || e.Priority > maxRulePriority || !validTable(e.Table) {
 			return fmt.Errorf("bad rule record %+v", e)
@@ -178,12 +186,17 @@ func (r dnsRecord) validate() error {
 	return nil
 }
 
+// srcValidMark lets the reverse path filter use the mark restored from the
+// connection (see routes_mark_linux.go).
+const srcValidMark = "net/ipv4/conf/all/src_valid_mark"
+
 // The sysctls this package may change: fixed keys, and per-interface
 // forwarding and router advertisement keys.
 var (
 	fixedSysctls = map[string]bool{
 		"net/ipv4/ip_forward":          true,
 		"net/ipv6/conf/all/forwarding": true,
+		srcValidMark:                   true,
 	}
 	ifSysctl   = regexp.MustCompile(`^net/(ipv4/conf/([^/]+)/forwarding|ipv6/conf/([^/]+)/(forwarding|accept_ra))$`)
 	sysctlOld  = regexp.MustCompile(`^-?[0-9]{1,3}$`)
@@ -212,12 +225,19 @@ func validateExitRecord(r *exitRecord) error {
 		return fmt.Errorf("table %q is not ours", r.Table)
 	}
 	for _, s := range r.Sysctls {
-		if err := checkSysctlKey(s.Key); err != nil {
+		if err := checkSysctl(s); err != nil {
 			return err
 		}
-		if !sysctlOld.MatchString(s.Old) {
-			return fmt.Errorf("sysctl %s: bad old value %q", s.Key, s.Old)
-		}
+	}
+	return nil
+}
+
+func checkSysctl(s sysctlRecord) error {
+	if err := checkSysctlKey(s.Key); err != nil {
+		return err
+	}
+	if !sysctlOld.MatchString(s.Old) {
+		return fmt.Errorf("sysctl %s: bad old value %q", s.Key, s.Old)
 	}
 	return nil
 }

@@ -283,7 +283,10 @@ func TestSocks5FetchThroughTunnel(t *testing.T) {
 // address at the exit), opened lazily, and idle tunnels are closed.
 func TestSocks5Isolation(t *testing.T) {
 	leakcheck.Check(t)
-	s := startSocks(t, socksOptions{Isolate: true, MaxTunnels: 2, IdleTimeout: 3 * time.Second})
+	// The idle timeout is long enough for another user's tunnel to open
+	// on a loaded machine (-race, load 20 took over 3 s) before alice's
+	// second fetch.
+	s := startSocks(t, socksOptions{Isolate: true, MaxTunnels: 2, IdleTimeout: 10 * time.Second})
 	_, fromA := s.get(t, "http://"+webName+"/", "alice")
 	_, fromB := s.get(t, "http://"+webName+"/", "bob")
 	_, fromA2 := s.get(t, "http://"+webName+"/", "alice")
@@ -304,7 +307,7 @@ func TestSocks5Isolation(t *testing.T) {
 		t.Errorf("%d tunnels open, want 1 or 2 (--isolate-max)", n)
 	}
 	// Unused, they are closed after IdleTimeout.
-	for deadline := time.Now().Add(15 * time.Second); s.pool.tunnels() > 0; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); s.pool.tunnels() > 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d idle tunnels still open", s.pool.tunnels())
 		}
