@@ -166,3 +166,32 @@ func TestSysctlKeys(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLoadState: whatever a state file holds, loading it does not panic,
+// and what it accepts passes validation again after a save and a load.
+func FuzzLoadState(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`{"version":1,"dns":[{"path":"/etc/resolv.conf","kind":"file","content":"eA==","mode":420,"uid":0,"gid":0,"ours":null}]}`))
+	f.Add([]byte(`{"version":1,"routes":{"netns":1,"rules":[{"priority":32760,"table":254,"suppress_default":true}],"sysctls":[{"key":"net/ipv4/conf/all/src_valid_mark","old":"0"}]}}`))
+	f.Add([]byte(`{"version":1,"exit":{"netns":0,"table":"nymexit","sysctls":[{"key":"net/ipv4/conf/eth0/forwarding","old":"0"}]}}`))
+	f.Add([]byte(`{"version":1,"kill_switch":{"netns":3,"table":"nymvpn"}}`))
+	path := filepath.Join(dir, "state.json")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := loadState(path)
+		if err != nil {
+			return
+		}
+		if err := saveState(path, st); err != nil {
+			t.Fatalf("an accepted state does not save: %v", err)
+		}
+		if _, err := loadState(path); err != nil && !st.empty() {
+			t.Fatalf("a saved state does not load: %v", err)
+		}
+	})
+}
