@@ -113,7 +113,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 		opts:     opts,
 		log:      opts.Logger.With("node", base64.RawURLEncoding.EncodeToString(id[:])[:8]),
 		keys:     keys,
-		dir:      &directory.Client{BaseURL: cfg.DirectoryURL, Key: ed25519.PublicKey(dirKey), HTTP: &http.Client{Timeout: 10 * time.Second}},
+		dir:      &directory.Client{BaseURL: cfg.DirectoryURL, Key: ed25519.PublicKey(dirKey), HTTP: &http.Client{Timeout: 10 * time.Second}, Now: opts.Now},
 		registry: prometheus.NewRegistry(),
 		linkKey:  lk,
 		links:    &link.Stats{},
