@@ -80,7 +80,8 @@ bench:
 fuzz:
 	@mkdir -p $(BIN)/fuzz; : > $(BIN)/fuzz/summary.txt; failed=0; \
 	for p in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+		targets=$$($(GO) test -list '^Fuzz' $$p) || { echo "fuzz: cannot list the targets of $$p"; failed=1; continue; }; \
+		for t in $$(echo "$$targets" | grep ^Fuzz); do \
 			log=$(BIN)/fuzz/$$(echo $$p | tr / _).$$t.log; \
 			$(GO) test -count=1 -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) \
 				-fuzzminimizetime $(FUZZMINIMIZETIME) $$p > $$log 2>&1; rc=$$?; \
