@@ -334,6 +334,15 @@ func (n *Node) forward(next [sphinx.AddressSize]byte, pkt []byte, odd bool) {
 // the previous epoch's topology, for layerGrace after we took up the new
 // one. Each topology is judged whole (our layer and the next hop's in the
 // same epoch), so the grace never allows a step neither epoch's routes take.
+//
+// The other side of the boundary: a sender (or the mix before us) may hold
+// the next epoch's topology before we do, for the moments between the
+// boundary and our fetch of it, or a little before the boundary by our
+// clock if it runs behind the directory's. We cannot judge layers we have
+// not seen, so from boundarySlack before our topology's epoch ends until we
+// adopt the next one, a hop our topology lists is let through unjudged, as
+// before stratification. Normally that is tens of milliseconds an epoch; a
+// node cut off from the directory stays lenient until it hears from it.
 func (n *Node) nextHop(next directory.Key) (directory.Node, bool) {
 	t := n.topo.Load()
 	if t == nil {
@@ -343,8 +352,12 @@ func (n *Node) nextHop(next directory.Key) (directory.Node, bool) {
 	if peer, ok := nextInStratum(t, n.self, next); ok {
 		return peer, true
 	}
-	_, listed := t.NodeByIdentity(next)
-	if p := n.prev.Load(); p != nil && n.opts.Now().Before(p.until) {
+	now := n.opts.Now()
+	cur, listed := t.NodeByIdentity(next)
+	if listed && !now.Before(t.EpochEnd.Add(-boundarySlack(t))) {
+		return cur, true
+	}
+	if p := n.prev.Load(); p != nil && now.Before(p.until) {
 		if peer, ok := nextInStratum(p.t, n.self, next); ok {
 			return peer, true
 		}
@@ -358,6 +371,12 @@ func (n *Node) nextHop(next directory.Key) (directory.Node, bool) {
 		n.metrics.dropped.WithLabelValues("unknown_next_hop").Inc()
 	}
 	return directory.Node{}, false
+}
+
+// boundarySlack is how long before its epoch's end a topology stops being
+// trusted to judge layers (Node.nextHop): 2 s, or a quarter of a short epoch.
+func boundarySlack(t *directory.Topology) time.Duration {
+	return min(2*time.Second, t.EpochLength/4)
 }
 
 // nextInStratum reports whether, in topology t, node self is a mix whose

@@ -19,12 +19,17 @@ func TestNextHopEpochBoundaryGrace(t *testing.T) {
 		return directory.Node{Identity: k, Capabilities: directory.Capabilities{Mixnode: true}}
 	}
 	gateway := directory.Node{Identity: gw, Capabilities: directory.Capabilities{Entry: true}}
-	// Epoch 1: me in layer 1, a in layer 2, b in layer 3.
-	old := &directory.Topology{Epoch: 1, Layers: [3][]directory.Node{{mix(me)}, {mix(a)}, {mix(b)}}, Entry: []directory.Node{gateway}}
-	// Epoch 2: me in layer 1, b in layer 2, a in layer 3.
-	cur := &directory.Topology{Epoch: 2, Layers: [3][]directory.Node{{mix(me)}, {mix(b)}, {mix(a)}}, Entry: []directory.Node{gateway}}
-
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	epoch := func(n uint64, layers [3][]directory.Node) *directory.Topology {
+		start := now.Add(time.Duration(n-2) * time.Hour)
+		return &directory.Topology{Epoch: n, EpochStart: start, EpochEnd: start.Add(time.Hour), EpochLength: time.Hour,
+			Layers: layers, Entry: []directory.Node{gateway}}
+	}
+	// Epoch 1: me in layer 1, a in layer 2, b in layer 3.
+	old := epoch(1, [3][]directory.Node{{mix(me)}, {mix(a)}, {mix(b)}})
+	// Epoch 2, which has just begun: me in layer 1, b in layer 2, a in layer 3.
+	cur := epoch(2, [3][]directory.Node{{mix(me)}, {mix(b)}, {mix(a)}})
+
 	n := &Node{self: me, opts: Options{Now: func() time.Time { return now }}, metrics: newMetrics(prometheus.NewRegistry())}
 	n.topo.Store(old)
 	n.adopt(cur)
@@ -60,5 +65,24 @@ func TestNextHopEpochBoundaryGrace(t *testing.T) {
 	}
 	if _, ok := n.nextHop(b); !ok {
 		t.Fatal("refused layer 2 of the current epoch after the grace")
+	}
+
+	// Just before the epoch ends, and after it until the node has the next
+	// topology, senders may route by that one: listed hops go through,
+	// unknown ones still do not.
+	now = cur.EpochEnd.Add(-boundarySlack(cur) - time.Millisecond)
+	if _, ok := n.nextHop(gw); ok {
+		t.Fatal("layer 1 forwarded to a gateway before the boundary slack")
+	}
+	now = cur.EpochEnd.Add(-boundarySlack(cur))
+	if _, ok := n.nextHop(gw); !ok {
+		t.Fatal("a listed hop refused at the boundary, where the next epoch's layers may apply")
+	}
+	now = cur.EpochEnd.Add(time.Second)
+	if _, ok := n.nextHop(gw); !ok {
+		t.Fatal("a listed hop refused past the epoch's end, before the next topology came")
+	}
+	if _, ok := n.nextHop(directory.Key{9}); ok {
+		t.Fatal("forwarded to a node no topology lists, at the boundary")
 	}
 }
