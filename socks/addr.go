@@ -61,7 +61,10 @@ func readAddr5(r io.Reader, atyp byte) (Addr, error) {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			return a, badRequest(ReplyCommandNotSupported, "truncated IPv6 address", eofToUnexpected(err))
 		}
-		a.IP = netip.AddrFrom16(b)
+		// An IPv4-mapped address names an IPv4 host: keep it as one, so it
+		// is dialled, logged, policed and encoded back (appendAddr5) as
+		// IPv4, the one form an address has in this package.
+		a.IP = netip.AddrFrom16(b).Unmap()
 	case atypDomain:
 		var n [1]byte
 		if _, err := io.ReadFull(r, n[:]); err != nil {

@@ -122,6 +122,9 @@ func TestFetchThroughMixnetFast(t *testing.T) {
 	if sha256.Sum256(body) != sha256.Sum256(page) {
 		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
 	}
+	// The tunnel counts packets after writing them to the TUN, so the page
+	// can be read before the last of them is counted: wait for the count.
+	poll.Until(t, 10*time.Second, "the page's bytes counted down", func() bool { return tn.Stats().BytesDown >= uint64(len(page)) })
 	st := tn.Stats()
 	t.Logf("fast: %d KiB in %v (%.0f KiB/s); stats %+v; router %+v", len(page)>>10, took.Round(time.Millisecond),
 		float64(len(page))/1024/took.Seconds(), st, e.router.Stats())

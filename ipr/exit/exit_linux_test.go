@@ -147,6 +147,12 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 	if got := string(pkts[0][p.HeaderLen+8 : p.TotalLen]); !strings.HasPrefix(got, "198.51.100.1:") {
 		t.Fatalf("internet saw %q, want the exit's address 198.51.100.1", got)
 	}
+	// The router counts an upstream packet after writing it to the TUN, so
+	// the answer can be back before the count moves: wait for it.
+	waitFor(t, "one packet counted each way", func() bool {
+		st := svc.Stats().Router
+		return st.PacketsUp >= 1 && st.PacketsDown >= 1
+	})
 	if st := svc.Stats().Router; st.PacketsUp != 1 || st.PacketsDown != 1 {
 		t.Errorf("router stats: up %d, down %d", st.PacketsUp, st.PacketsDown)
 	}

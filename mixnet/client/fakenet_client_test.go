@@ -169,6 +169,11 @@ func TestFakeNetSendPacket(t *testing.T) {
 		if !bytes.Equal(m.Data, data) {
 			t.Fatal("packet differs")
 		}
+		// The sender counts a packet after handing it to its link, so b
+		// can hold it before the count moves: wait for the count.
+		waitFor(t, 10*time.Second, fmt.Sprintf("%d SURBs: the packet counted", surbs), func() bool {
+			return a.Stats().RealPacketsSent-before >= 1
+		})
 		if sent := a.Stats().RealPacketsSent - before; sent != 1 {
 			t.Fatalf("%d SURBs: %d packets sent, want 1", surbs, sent)
 		}
@@ -235,6 +240,9 @@ func TestFakeNetRepliablePacketNoSURBs(t *testing.T) {
 		if m.SenderTag != first.SenderTag {
 			t.Fatalf("packet %d: tag %s, want %s", i, m.SenderTag, first.SenderTag)
 		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("packet %d counted", i), func() bool {
+			return a.Stats().RealPacketsSent-before.RealPacketsSent >= 1
+		})
 		if s := a.Stats(); s.RealPacketsSent-before.RealPacketsSent != 1 || s.SURBsCreated != before.SURBsCreated {
 			t.Fatalf("packet %d: %d packets, %d SURBs made; want 1, 0", i,
 				s.RealPacketsSent-before.RealPacketsSent, s.SURBsCreated-before.SURBsCreated)

@@ -60,7 +60,8 @@ func newReassembler(maxMessage, maxBytes int, timeout time.Duration, chunk int) 
 	}
 }
 
-// add files f and returns the whole message when f completes its set.
+// add files f and returns the whole message when f completes its set; msg
+// is non-nil exactly then, even for an empty message.
 func (r *reassembler) add(now time.Time, f Fragment, o origin) (msg []byte, err error) {
 	if _, ok := r.done[f.SetID]; ok {
 		r.duplicates++
@@ -71,7 +72,7 @@ func (r *reassembler) add(now time.Time, f Fragment, o origin) (msg []byte, err 
 	}
 	if f.Count == 1 {
 		r.remember(f.SetID, now)
-		return append([]byte(nil), f.Data...), nil
+		return append([]byte{}, f.Data...), nil // not nil: nil means "not yet"
 	}
 	s := r.sets[f.SetID]
 	if s == nil {

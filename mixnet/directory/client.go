@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Client fetches and verifies topologies from a directory and registers
@@ -23,6 +24,11 @@ type Client struct {
 	// HTTP makes the requests; nil means http.DefaultClient. Give it a
 	// timeout or pass contexts with deadlines.
 	HTTP *http.Client
+	// Now is the clock topologies are judged fresh by; nil is time.Now.
+	Now func() time.Time
+	// MaxClockSkew is how far in the future a topology may be issued;
+	// 0 is DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
 }
 
 // maxErrorBody bounds how much of an error answer is read into an error.
@@ -44,7 +50,8 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
-// Topology fetches the current topology and verifies it against c.Key.
+// Topology fetches the current topology, verifies it against c.Key and
+// checks that it is fresh (Topology.CheckFresh).
 func (c *Client) Topology(ctx context.Context) (*Topology, error) {
 	if len(c.Key) != ed25519.PublicKeySize {
 		return nil, errors.New("directory client: no pinned directory key")
@@ -55,6 +62,16 @@ func (c *Client) Topology(ctx context.Context) (*Topology, error) {
 	}
 	t, err := st.Verify(c.Key)
 	if err != nil {
+		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
+	}
+	now, skew := time.Now, c.MaxClockSkew
+	if c.Now != nil {
+		now = c.Now
+	}
+	if skew <= 0 {
+		skew = DefaultMaxClockSkew
+	}
+	if err := t.CheckFresh(now(), skew); err != nil {
 		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
 	}
 	return t, nil

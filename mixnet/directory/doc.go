@@ -15,6 +15,11 @@
 // (at most two consecutive rotations); a node gets a role only if it has a key
 // for the rotation of that epoch.
 //
+// A signature does not say when a topology is served, so [Client.Topology]
+// also refuses one whose epoch ended more than one epoch ago (a replay) or
+// that was issued, or starts, beyond [DefaultMaxClockSkew] in the future
+// ([Topology.CheckFresh]).
+//
 // # What a node does
 //
 //  1. Fetch the topology ([Client.Topology]) to learn the epoch and rotation.

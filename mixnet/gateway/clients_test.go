@@ -45,6 +45,13 @@ func TestClientPacketsForwardedUnchanged(t *testing.T) {
 				i, got[i].hop[:3], got[i].odd, len(got[i].pkt), s.FirstHop[:3], s.Parity == 1, len(s.Packet))
 		}
 	}
+	// The gateway counts a forward after Forward returns, so the fake
+	// forwarder can hold both packets before the counts move.
+	tg.waitMetric("nym_gateway_packets_forwarded_total", 2)
+	waitFor(t, "2 forwards counted for the client", func() bool {
+		st, _ := tg.Client(c.addr())
+		return st.Forwarded >= 2
+	})
 	st, _ := tg.Client(c.addr())
 	if st.BytesIn != wireBytes || st.Forwarded != 2 {
 		t.Errorf("client counters: %d bytes in, %d forwarded; want %d, 2", st.BytesIn, st.Forwarded, wireBytes)

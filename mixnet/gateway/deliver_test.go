@@ -120,6 +120,8 @@ func TestStoredWhileOfflineDeliveredInOrderUntilConfirmed(t *testing.T) {
 	if d := expectNextIsMarker(t, tg, c); d.Seq <= seqs[4] {
 		t.Errorf("marker seq %d does not follow %d", d.Seq, seqs[4])
 	}
+	// The drain counts a delivery after sending it.
+	tg.waitMetric("nym_gateway_delivered_from_store_total", 10)
 	if v := tg.metric("nym_gateway_delivered_from_store_total"); v != 10 {
 		t.Errorf("delivered_from_store_total = %v, want 10", v)
 	}

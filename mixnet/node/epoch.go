@@ -150,7 +150,7 @@ func (n *Node) apply(t *directory.Topology) error {
 	if err := n.installKeys(t); err != nil {
 		return err
 	}
-	n.topo.Store(t)
+	n.adopt(t)
 	role, layer := t.RoleOf(directory.Key(n.keys.IdentityKey()))
 	prev := n.state.Swap(&roleState{Epoch: t.Epoch, Rotation: t.Rotation, Role: role, Layer: layer})
 	if prev.Role != role || prev.Layer != layer {
@@ -158,6 +158,24 @@ func (n *Node) apply(t *directory.Topology) error {
 	}
 	n.metrics.epoch.Set(float64(t.Epoch))
 	return nil
+}
+
+// adopt makes t the current topology; the one of an earlier epoch it
+// replaces is kept for the boundary grace (Node.nextHop).
+func (n *Node) adopt(t *directory.Topology) {
+	if old := n.topo.Load(); old != nil && t.Epoch > old.Epoch {
+		n.prev.Store(&prevTopology{t: old, until: n.opts.Now().Add(n.layerGrace())})
+	}
+	n.topo.Store(t)
+}
+
+// layerGrace is how long after taking up a new epoch's topology the node
+// still forwards along the previous epoch's layers (Node.nextHop). Packets
+// built just before the boundary may wait in a client's send queue and then
+// in up to three mixes' delays, each at most MaxDelay; a few of those, and
+// never less than two minutes for clients whose clocks lag, cover them.
+func (n *Node) layerGrace() time.Duration {
+	return max(2*time.Minute, 4*n.cfg.MaxDelay.Duration)
 }
 
 // installKeys gives the mixer the keys a packet may be made for in epoch

@@ -65,12 +65,21 @@ type Node struct {
 
 	mixnetLn, httpLn, clientsLn net.Listener
 
+	self  directory.Key // our identity, as topologies name it
 	topo  atomic.Pointer[directory.Topology]
+	prev  atomic.Pointer[prevTopology] // the epoch before topo's, during its grace
 	state atomic.Pointer[roleState]
 
 	mu         sync.Mutex
 	installed  []uint64 // rotations whose keys the mixer holds
 	descriptor directory.Descriptor
+}
+
+// prevTopology is the previous epoch's topology, still honoured for routing
+// until until; see Node.nextHop.
+type prevTopology struct {
+	t     *directory.Topology
+	until time.Time
 }
 
 // roleState is what the node does this epoch.
@@ -113,7 +122,8 @@ func New(cfg Config, opts Options) (*Node, error) {
 		opts:     opts,
 		log:      opts.Logger.With("node", base64.RawURLEncoding.EncodeToString(id[:])[:8]),
 		keys:     keys,
-		dir:      &directory.Client{BaseURL: cfg.DirectoryURL, Key: ed25519.PublicKey(dirKey), HTTP: &http.Client{Timeout: 10 * time.Second}},
+		self:     directory.Key(id),
+		dir:      &directory.Client{BaseURL: cfg.DirectoryURL, Key: ed25519.PublicKey(dirKey), HTTP: &http.Client{Timeout: 10 * time.Second}, Now: opts.Now},
 		registry: prometheus.NewRegistry(),
 		linkKey:  lk,
 		links:    &link.Stats{},
@@ -259,17 +269,22 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-// authorizePeer admits only nodes the current topology lists: frames from
-// unknown peers are dropped with the connection.
+// authorizePeer admits only nodes the current topology lists, or, during
+// the boundary grace, the previous one (a node that held a layer then still
+// passes us the packets it was sent then): frames from unknown peers are
+// dropped with the connection.
 func (n *Node) authorizePeer(static [32]byte) error {
 	t := n.topo.Load()
 	if t == nil {
 		return errors.New("no topology yet")
 	}
-	if !topologyHasNoiseKey(t, static) {
-		return errors.New("not in the topology")
+	if topologyHasNoiseKey(t, static) {
+		return nil
 	}
-	return nil
+	if p := n.prev.Load(); p != nil && n.opts.Now().Before(p.until) && topologyHasNoiseKey(p.t, static) {
+		return nil
+	}
+	return errors.New("not in the topology")
 }
 
 func topologyHasNoiseKey(t *directory.Topology, k [32]byte) bool {
@@ -293,14 +308,98 @@ func (n *Node) handleFrame(_ *link.Conn, f link.Frame) error {
 	return nil
 }
 
-// forward sends a packet to the next hop named in its header. A next hop
-// the topology does not list is refused: forwarding to arbitrary addresses
-// would make the network a tool against third parties.
+// forward sends a packet a mix has processed to the next hop named in its
+// header, if that is a node of the next layer (nextHop).
 func (n *Node) forward(next [sphinx.AddressSize]byte, pkt []byte, odd bool) {
-	n.send(next, pkt, odd)
+	if peer, ok := n.nextHop(directory.Key(next)); ok {
+		n.sendTo(peer, pkt, odd)
+	}
 }
 
-// send queues pkt on the link to the node named next; false if dropped.
+// nextHop returns the node a mix may forward to, or counts the drop.
+//
+// Routes are stratified: gateway → layer 1 → layer 2 → layer 3 → a gateway.
+// A mix that forwarded to any listed node would let a sender skip layers,
+// loop a packet through one layer, or send it back to a gateway early, each
+// weakening the mixing the route is meant to get; a next hop the topology
+// does not list at all would make the network a tool against third parties.
+// So a layer-L mix forwards only to a layer-L+1 mix, and layer 3 only to a
+// gateway (a node in the entry or exit role, or one offering a gateway: a
+// client's gateway that lost its role still serves it, and the client's
+// acks and SURBs go there).
+//
+// At an epoch boundary, packets built from the previous epoch's topology
+// are still in flight: in clients' send queues and in the delays of the
+// mixes before us. So a step is also allowed when it is the next layer in
+// the previous epoch's topology, for layerGrace after we took up the new
+// one. Each topology is judged whole (our layer and the next hop's in the
+// same epoch), so the grace never allows a step neither epoch's routes take.
+//
+// The other side of the boundary: a sender (or the mix before us) may hold
+// the next epoch's topology before we do, for the moments between the
+// boundary and our fetch of it, or a little before the boundary by our
+// clock if it runs behind the directory's. We cannot judge layers we have
+// not seen, so from boundarySlack before our topology's epoch ends until we
+// adopt the next one, a hop our topology lists is let through unjudged, as
+// before stratification. Normally that is tens of milliseconds an epoch; a
+// node cut off from the directory stays lenient until it hears from it.
+func (n *Node) nextHop(next directory.Key) (directory.Node, bool) {
+	t := n.topo.Load()
+	if t == nil {
+		n.metrics.dropped.WithLabelValues("no_topology").Inc()
+		return directory.Node{}, false
+	}
+	if peer, ok := nextInStratum(t, n.self, next); ok {
+		return peer, true
+	}
+	now := n.opts.Now()
+	cur, listed := t.NodeByIdentity(next)
+	if listed && !now.Before(t.EpochEnd.Add(-boundarySlack(t))) {
+		return cur, true
+	}
+	if p := n.prev.Load(); p != nil && now.Before(p.until) {
+		if peer, ok := nextInStratum(p.t, n.self, next); ok {
+			return peer, true
+		}
+		if !listed {
+			_, listed = p.t.NodeByIdentity(next)
+		}
+	}
+	if listed {
+		n.metrics.dropped.WithLabelValues("wrong_layer").Inc()
+	} else {
+		n.metrics.dropped.WithLabelValues("unknown_next_hop").Inc()
+	}
+	return directory.Node{}, false
+}
+
+// boundarySlack is how long before its epoch's end a topology stops being
+// trusted to judge layers (Node.nextHop): 2 s, or a quarter of a short epoch.
+func boundarySlack(t *directory.Topology) time.Duration {
+	return min(2*time.Second, t.EpochLength/4)
+}
+
+// nextInStratum reports whether, in topology t, node self is a mix whose
+// packets may go to next, and returns next's entry.
+func nextInStratum(t *directory.Topology, self, next directory.Key) (directory.Node, bool) {
+	role, layer := t.RoleOf(self)
+	if role != directory.RoleMix {
+		return directory.Node{}, false
+	}
+	peer, ok := t.NodeByIdentity(next)
+	if !ok {
+		return directory.Node{}, false
+	}
+	nextRole, nextLayer := t.RoleOf(next)
+	if layer < 3 {
+		return peer, nextRole == directory.RoleMix && nextLayer == layer+1
+	}
+	return peer, nextRole == directory.RoleEntry || nextRole == directory.RoleExit ||
+		(nextRole != directory.RoleMix && peer.Capabilities.Gateway())
+}
+
+// send queues pkt on the link to the node named next, which the current
+// topology must list; false if dropped.
 func (n *Node) send(next [sphinx.AddressSize]byte, pkt []byte, odd bool) bool {
 	t := n.topo.Load()
 	if t == nil {
@@ -312,6 +411,11 @@ func (n *Node) send(next [sphinx.AddressSize]byte, pkt []byte, odd bool) bool {
 		n.metrics.dropped.WithLabelValues("unknown_next_hop").Inc()
 		return false
 	}
+	return n.sendTo(peer, pkt, odd)
+}
+
+// sendTo queues pkt on the link to peer; false if dropped.
+func (n *Node) sendTo(peer directory.Node, pkt []byte, odd bool) bool {
 	if !n.pool.Send(link.Peer{Addr: peer.MixnetAddr, Static: peer.NoiseKey}, link.Frame{Kind: link.KindPacket, KeyParity: odd, Payload: pkt}) {
 		n.metrics.dropped.WithLabelValues("link_queue_full").Inc()
 		return false
