@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -24,6 +25,11 @@ import (
 
 // request and response are the control protocol: one JSON object each way
 // per connection to the socket.
+// maxRequest bounds one request on the control socket. A connect request is
+// well under 1 KiB; the socket is root's, but the daemon must not buffer
+// whatever a confused or hostile writer sends.
+const maxRequest = 64 << 10
+
 type request struct {
 	Op      string          `json:"op"` // connect, status, disconnect
 	Connect *connectRequest `json:"connect,omitempty"`
@@ -148,7 +154,8 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	var req request
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	if err := json.NewDecoder(conn).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(conn, maxRequest)).Decode(&req); err != nil {
+		d.log.Warn("control socket: bad request", "err", err)
 		return
 	}
 	var resp response

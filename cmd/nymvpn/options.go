@@ -34,6 +34,9 @@ func (o *options) logger() (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
+// maxDNS bounds the resolvers in one request (resolv.conf reads three).
+const maxDNS = 8
+
 // connectRequest is what connect asks the daemon for; it travels as JSON.
 type connectRequest struct {
 	DirectoryURL string       `json:"directory"`
@@ -65,13 +68,25 @@ func (r *connectRequest) check() error {
 	if _, err := vpn.ProfileByName(r.Profile); err != nil {
 		return err
 	}
-	r.DNS = r.DNS[:0]
+	// dnsText is set by the command line only: a request that crossed the
+	// control socket as JSON carries DNS parsed already.
+	if r.dnsText != nil {
+		r.DNS = r.DNS[:0]
+	}
 	for _, s := range r.dnsText {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return fmt.Errorf("--dns %q: %w", s, err)
 		}
 		r.DNS = append(r.DNS, a)
+	}
+	if len(r.DNS) > maxDNS {
+		return fmt.Errorf("--dns: %d resolvers, at most %d", len(r.DNS), maxDNS)
+	}
+	for _, a := range r.DNS {
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("--dns %v: not a resolver address", a)
+		}
 	}
 	for _, s := range []string{r.Entry, r.Exit} {
 		if s != "" {

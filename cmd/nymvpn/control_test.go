@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// TestHandleBoundsTheRequest: a local user who can reach the control socket
+// must not make the root daemon buffer an endless request. The old handler
+// read a JSON string of any length into memory.
+func TestHandleBoundsTheRequest(t *testing.T) {
+	d := &daemon{log: slog.New(slog.DiscardHandler)}
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() { defer close(done); d.handle(context.Background(), server) }()
+
+	// An opening that stays valid JSON as long as it is fed: a string that
+	// never ends.
+	client.SetWriteDeadline(time.Now().Add(time.Minute))
+	written, _ := io.WriteString(client, `{"op":"status","pad":"`)
+	chunk := strings.Repeat("a", 4096)
+	for written < 16*maxRequest {
+		n, err := io.WriteString(client, chunk)
+		written += n
+		if err != nil {
+			break
+		}
+	}
+	<-done
+	client.Close()
+	if written > maxRequest+len(chunk) {
+		t.Fatalf("the daemon read %d bytes of one request; at most %d expected", written, maxRequest+len(chunk))
+	}
+}
+
+// TestConnectRequestSurvivesTheSocket: --dns is parsed on the command line;
+// the daemon checks the request again after it crossed the socket as JSON,
+// where the unparsed flag text is gone. The resolvers must survive that.
+func TestConnectRequestSurvivesTheSocket(t *testing.T) {
+	var req connectRequest
+	fs := pflag.NewFlagSet("connect", pflag.ContinueOnError)
+	req.flags(fs)
+	if err := fs.Parse([]string{"--directory", "http://192.0.2.10:8000", "--directory-key", "k", "--dns", "198.51.100.2,2001:db8::53"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := req.check(); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(req.DNS)
+	data, err := json.Marshal(request{Op: "connect", Connect: &req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got request
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Connect.check(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Connect.DNS, want) {
+		t.Fatalf("DNS after the socket: %v, want %v", got.Connect.DNS, want)
+	}
+}
