@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -27,10 +29,16 @@ const seqBlock = 1 << 16
 // the byte counters.
 type client struct {
 	addr [sphinx.AddressSize]byte
-	// recorded is false for a client registered over MaxStoredClients: it
-	// never reaches the database and is forgotten when it disconnects.
-	// Fixed at creation.
+	// recorded is false for a client that has not yet stayed connected
+	// for RecordClientsAfter, or that did when MaxStoredClients were
+	// already recorded: it never reaches the database and is forgotten when
+	// it disconnects. It changes only from false to true, with both
+	// Gateway.mu and mu held (recordLocked).
 	recorded bool
+	// limit is the client's token bucket for packets into the mixnet. It
+	// lives as long as the client object, so reconnecting does not refill
+	// it.
+	limit *rate.Limiter
 
 	mu sync.Mutex
 	// removed is set, with Gateway.mu held too, when the client is taken
@@ -70,6 +78,11 @@ type session struct {
 	bad     int         // malformed messages; reader goroutine only
 	closing atomic.Bool // kicked or replaced: ignore what it sends
 	wake    chan struct{}
+	// since is when the connection was registered (Unix ns); toRecord is
+	// set while the client is not recorded and may become so once the
+	// connection is RecordClientsAfter old.
+	since    int64
+	toRecord atomic.Bool
 }
 
 func (s *session) nudge() {
@@ -98,30 +111,70 @@ func (g *Gateway) lookup(addr [32]byte) *client {
 
 // newClientLocked registers a client on its first connection (or its first
 // since it was forgotten). g.mu is held. Numbering starts at the sequence
-// floor, above every Seq a forgotten client was ever given.
+// floor, above every Seq a forgotten client was ever given. The client is
+// recorded at once only if RecordClientsAfter is negative; otherwise it
+// must show life first (recordIfDue).
 func (g *Gateway) newClientLocked(addr [32]byte) *client {
 	next := max(g.seqFloor, 1)
 	cl := &client{
 		addr:     addr,
-		recorded: g.recorded < g.cfg.MaxStoredClients,
+		limit:    g.newLimiter(),
 		nextSeq:  next,
 		reserved: next,
 		lastSeen: g.now().UnixNano(),
 	}
 	g.clients[addr] = cl
-	if !cl.recorded {
+	if g.cfg.RecordClientsAfter < 0 {
+		cl.mu.Lock()
+		g.recordLocked(cl)
+		cl.mu.Unlock()
+	}
+	return cl
+}
+
+// recordLocked records cl in the database if MaxStoredClients allows.
+// g.mu and cl.mu are held.
+func (g *Gateway) recordLocked(cl *client) {
+	if cl.recorded || cl.removed {
+		return
+	}
+	if g.recorded >= g.cfg.MaxStoredClients {
 		// Over the cap: serve it, but keep nothing of it, so a flood of
 		// fresh identities cannot grow the database.
 		g.metrics.clientsNotKept.Inc()
-		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(addr), "max", g.cfg.MaxStoredClients)
-		return cl
+		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(cl.addr), "max", g.cfg.MaxStoredClients)
+		return
 	}
+	cl.recorded = true
 	g.recorded++
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
-	cl.mu.Lock()
 	g.reserveSeqsLocked(cl) // also makes the client known to a restarted gateway
+}
+
+// recordIfDue records s's client once s has been connected for
+// RecordClientsAfter: a client that has shown life by staying. Identities
+// cost nothing to make, so recording each at its handshake would let
+// anyone fill MaxStoredClients, and the database, with throwaway ones.
+// When final, the connection is ending and this is the last chance.
+// Neither lock is held.
+func (g *Gateway) recordIfDue(s *session, final bool) {
+	if !s.toRecord.Load() || time.Duration(g.now().UnixNano()-s.since) < g.cfg.RecordClientsAfter {
+		return
+	}
+	g.mu.Lock()
+	cl := s.client
+	cl.mu.Lock()
+	if s.toRecord.Swap(false) && (cl.sess == s || final) {
+		g.recordLocked(cl)
+	}
 	cl.mu.Unlock()
-	return cl
+	g.mu.Unlock()
+}
+
+// newLimiter is a client's token bucket, full to start with. It is always
+// asked with the gateway's clock (Config.Now).
+func (g *Gateway) newLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(g.cfg.ClientRate), g.cfg.ClientBurst)
 }
 
 // forgetLocked takes cl out of the gateway's memory: a later connection
@@ -203,10 +256,11 @@ func (g *Gateway) onConn(c *link.Conn) {
 	if fresh {
 		cl = g.newClientLocked(addr)
 	}
-	s := &session{c: c, client: cl, wake: make(chan struct{}, 1)}
+	s := &session{c: c, client: cl, wake: make(chan struct{}, 1), since: g.now().UnixNano()}
 	g.sessions.Store(c, s)
 
 	cl.mu.Lock()
+	s.toRecord.Store(!cl.recorded)
 	old := cl.sess
 	cl.conn, cl.sess = c, s
 	cl.sentHigh = cl.confirmed
@@ -253,6 +307,7 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 	}
 	s := v.(*session)
 	cl := s.client
+	g.recordIfDue(s, true)
 	g.mu.Lock()
 	cl.mu.Lock()
 	if cl.sess == s {
@@ -288,6 +343,7 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	cl := s.client
 	cl.bytesIn.Add(uint64(len(f.Payload)))
 	g.metrics.bytesIn.Add(float64(len(f.Payload)))
+	g.recordIfDue(s, false)
 	if f.Kind != link.KindClient {
 		g.metrics.ignoredFrames.Inc()
 		return nil
@@ -299,6 +355,12 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
+		if !cl.limit.AllowN(g.now(), 1) {
+			// Over its rate: drop here, so one client's flood cannot
+			// crowd everybody else out of the first mix layer.
+			g.metrics.drop(dropRateLimited)
+			return nil
+		}
 		// f.Payload is ours, so Forward may own the packet inside it.
 		if g.cfg.Forward(m.FirstHop, m.Packet, m.Parity == 1) {
 			cl.forwarded.Add(1)

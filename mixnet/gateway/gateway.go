@@ -17,10 +17,16 @@
 // reconnects, and are deleted only once the client confirms them with
 // gatewire.Received, or when their TTL passes.
 //
-// The database stays bounded however many identities come and go: a client
-// with nothing stored that has not been seen for ClientRetention is
-// forgotten, and beyond MaxStoredClients recorded identities a new one is
-// served while connected but not recorded.
+// The database stays bounded however many identities come and go: a new
+// identity is recorded only once it has stayed connected for
+// RecordClientsAfter, a client with nothing stored that has not been seen
+// for ClientRetention is forgotten, and beyond MaxStoredClients recorded
+// identities a new one is served while connected but not recorded.
+//
+// One client cannot crowd out the others: its packets into the mixnet pass
+// a token bucket (ClientRate, ClientBurst), a link on which nothing arrives
+// for IdleTimeout is closed, and one source address holds at most
+// MaxClientsPerIP links and MaxHandshakesPerIP handshakes.
 package gateway
 
 import (
@@ -63,6 +69,39 @@ const (
 	// the distinct clients a busy gateway sees within DefaultClientRetention
 	// while a flood of fresh identities still cannot grow the file.
 	DefaultMaxStoredClients = 100_000
+
+	// DefaultClientRate bounds the packets per second one client may send
+	// into the mixnet; DefaultClientBurst is how many it may send at once
+	// after a quiet spell. Nym's default Loopix client sends some 55
+	// packets/s with cover and acks, the no-delay "fast" profile pushes bulk
+	// at up to ~1000/s, and constant-rate profiles of up to 1000/s are
+	// planned: 2000/s is twice the fastest, and a burst of two seconds of
+	// it absorbs a client's catch-up after a stall. One client flooding at
+	// link speed (tens of thousands per second) is cut to this, so the mix
+	// layer behind the gateway keeps room for everybody else.
+	DefaultClientRate  = 2000
+	DefaultClientBurst = 4000
+	// DefaultIdleTimeout closes a client link on which nothing arrived for
+	// this long. A Loopix client sends cover several times a second, so it
+	// is never idle; five minutes spares clients without cover that pause,
+	// while an idle link cannot hold a MaxClients slot for ever.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxClientsPerIP bounds the client links from one source (an
+	// IPv4 address or IPv6 /64): room for a household or office behind one
+	// NAT, while filling MaxClients takes a hundred-odd addresses.
+	DefaultMaxClientsPerIP = 64
+	// DefaultRecordClientsAfter is how long a new identity must stay
+	// connected before it is recorded (see Config.RecordClientsAfter). A
+	// client sticks with its gateway for its whole session, so it passes
+	// this within its first minute, while minting identities that are
+	// recorded costs an attacker a connection held this long each, out of
+	// MaxClientsPerIP per address.
+	DefaultRecordClientsAfter = 30 * time.Second
+	// DefaultMaxStoredBytesTotal bounds everything stored, over all
+	// clients: 64 full per-client stores, or about a million packets. Past
+	// it the largest stores lose their oldest packets first, so a few
+	// heavy or abandoned stores cannot crowd out everybody else's.
+	DefaultMaxStoredBytesTotal = 2 << 30
 )
 
 // Config configures a Gateway.
@@ -113,8 +152,39 @@ type Config struct {
 	// disconnects. Recorded clients are unaffected. Default
 	// DefaultMaxStoredClients.
 	MaxStoredClients int
-	// Now is the clock for stored packets' ages and clients' last-seen
-	// times; nil is time.Now.
+	// MaxStoredBytesTotal bounds what is stored for all clients together.
+	// When a commit would pass it, the clients with the most stored lose
+	// their oldest packets until the total is back under it (a little
+	// below, so eviction runs in batches); each evicted packet counts as
+	// dropped for its client, which is told on its next connection.
+	// Default DefaultMaxStoredBytesTotal.
+	MaxStoredBytesTotal int64
+	// ClientRate bounds the packets per second one client identity may
+	// send into the mixnet (over its one link), with bursts of up to
+	// ClientBurst; excess packets are dropped and counted. Defaults
+	// DefaultClientRate and DefaultClientBurst.
+	ClientRate  float64
+	ClientBurst int
+	// IdleTimeout closes a client link on which nothing has arrived for
+	// that long. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxClientsPerIP bounds the client links from one source address
+	// (IPv6: one /64). Default DefaultMaxClientsPerIP.
+	MaxClientsPerIP int
+	// MaxHandshakesPerIP bounds the handshakes in progress from one source
+	// address. Default link.DefaultMaxHandshakesPerIP.
+	MaxHandshakesPerIP int
+	// RecordClientsAfter is how long a client identity never recorded
+	// must stay connected, in one connection, before it is recorded: only
+	// then are packets stored for it while it is offline and is it kept
+	// across restarts. Until then it is served while connected and
+	// forgotten when it leaves, as one over MaxStoredClients is. It is
+	// checked whenever the client sends something and when it disconnects.
+	// Negative records clients at the handshake. Default
+	// DefaultRecordClientsAfter.
+	RecordClientsAfter time.Duration
+	// Now is the clock for stored packets' ages, clients' last-seen
+	// times, connection ages and the rate limit; nil is time.Now.
 	Now func() time.Time
 
 	// Logger receives connection and storage events; nil is slog.Default().
@@ -163,6 +233,24 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxStoredClients <= 0 {
 		c.MaxStoredClients = DefaultMaxStoredClients
+	}
+	if c.MaxStoredBytesTotal <= 0 {
+		c.MaxStoredBytesTotal = DefaultMaxStoredBytesTotal
+	}
+	if c.ClientRate <= 0 {
+		c.ClientRate = DefaultClientRate
+	}
+	if c.ClientBurst <= 0 {
+		c.ClientBurst = DefaultClientBurst
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxClientsPerIP <= 0 {
+		c.MaxClientsPerIP = DefaultMaxClientsPerIP
+	}
+	if c.RecordClientsAfter == 0 {
+		c.RecordClientsAfter = DefaultRecordClientsAfter
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -259,6 +347,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.clients[sum.addr] = &client{
 			addr:        sum.addr,
 			recorded:    true,
+			limit:       g.newLimiter(),
 			nextSeq:     next,
 			reserved:    next,
 			storedCount: sum.count,
@@ -311,8 +400,12 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 			OnClose: g.onClose,
 			Logger:  g.log,
 			Stats:   g.cfg.LinkStats,
+
+			IdleTimeout: g.cfg.IdleTimeout,
 		},
-		OnConn: g.onConn,
+		OnConn:             g.onConn,
+		MaxHandshakesPerIP: g.cfg.MaxHandshakesPerIP,
+		MaxConnsPerIP:      g.cfg.MaxClientsPerIP,
 		// Room for handshakes in progress and refused clients being told
 		// so, on top of the clients themselves.
 		MaxConns: g.cfg.MaxClients + max(64, g.cfg.MaxClients/8),
@@ -371,12 +464,13 @@ func (g *Gateway) Close() error {
 	// of the database.
 	batch := make([]*writeOp, 0, len(all))
 	for _, cl := range all {
-		if !cl.recorded {
-			continue
-		}
 		cl.mu.Lock()
+		recorded := cl.recorded
 		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped, LastSeen: cl.lastSeen}
 		cl.mu.Unlock()
+		if !recorded {
+			continue
+		}
 		batch = append(batch, &writeOp{kind: opMeta, client: cl, seq: m.Reserved, value: m.encode()})
 	}
 	if len(batch) > 0 {

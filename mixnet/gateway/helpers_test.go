@@ -124,6 +124,9 @@ func newGateway(t *testing.T, dir string, key link.KeyPair, mutate func(*Config)
 		Logger:     testLogger(t),
 		Registerer: tg.reg,
 		LinkStats:  tg.links,
+		// Record clients at the handshake, as the tests written before
+		// RecordClientsAfter expect; the tests of it set their own.
+		RecordClientsAfter: -1,
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -17,7 +17,8 @@ const (
 	dropStoreError                       // the database refused the write
 	dropForwardRefused                   // Forward refused a client packet or an ack
 	dropClosed                           // the gateway was already closed
-	dropClientsCap                       // not deliverable live to a client unrecorded for MaxStoredClients, so not stored
+	dropClientsCap                       // not deliverable live to an unrecorded client (new, or over MaxStoredClients), so not stored
+	dropRateLimited                      // a client packet over the client's ClientRate
 	numDropReasons
 )
 
@@ -30,6 +31,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropForwardRefused: "forward_refused",
 	dropClosed:         "closed",
 	dropClientsCap:     "clients_cap",
+	dropRateLimited:    "rate_limited",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so
@@ -74,7 +76,7 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "clients_recorded",
 			Help: "Client identities recorded in the database, for which packets are stored while they are offline.",
 		}),
-		clientsNotKept:   counter("clients_unrecorded_total", "New client identities served without being recorded because MaxStoredClients was reached."),
+		clientsNotKept:   counter("clients_unrecorded_total", "Client identities that stayed long enough to be recorded but were not, because MaxStoredClients was reached."),
 		clientsForgotten: counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
 		clientsRefused:   counter("clients_refused_total", "Client connections refused because the gateway was full."),
 		clientsKicked:    counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/mixnet/gatewire"
+	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/sphinx"
+)
+
+// sendPackets has c send n Sphinx-sized packets towards hop.
+func sendPackets(c *testClient, hop byte, n int) {
+	c.t.Helper()
+	frame := (&gatewire.Send{FirstHop: [32]byte{hop}, Packet: randomBytes(sphinx.AckPacketSize)}).Append(nil)
+	for range n {
+		c.sendRaw(link.KindClient, frame)
+	}
+}
+
+// TestClientFloodIsRateLimited is the attack of issue 10: one client pushed
+// packets into the mixnet as fast as its link went, and the first mix layer
+// dropped honest and dishonest packets alike. Its gateway now passes on at
+// most its token bucket and drops the rest, while another client of the
+// same gateway is unaffected. The clock stands still, so the bucket never
+// refills unless the test moves it.
+func TestClientFloodIsRateLimited(t *testing.T) {
+	leakcheck.Check(t)
+	clock := newTestClock()
+	const burst, flood = 50, 2000
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) {
+		c.Now = clock.now
+		c.ClientRate = 10
+		c.ClientBurst = burst
+	})
+	flooder := tg.dial(link.KeyPair{}, false)
+	honest := tg.dial(link.KeyPair{}, false)
+
+	sendPackets(flooder, 1, flood)
+	tg.waitMetric("nym_gateway_packets_dropped_total", flood-burst, "reason", "rate_limited")
+	sendPackets(honest, 2, 5)
+	waitFor(t, "the honest client's packets", func() bool {
+		st, _ := tg.Client(honest.addr())
+		return st.Forwarded == 5
+	})
+	if st, _ := tg.Client(flooder.addr()); st.Forwarded != burst {
+		t.Errorf("flooder had %d packets forwarded, want the burst of %d", st.Forwarded, burst)
+	}
+	if v := tg.metric("nym_gateway_packets_dropped_total", "reason", "rate_limited"); v != flood-burst {
+		t.Errorf("rate_limited drops = %v, want %d", v, flood-burst)
+	}
+
+	// A second later the bucket holds ClientRate more, and no more.
+	clock.set(time.Second)
+	sendPackets(flooder, 1, 30)
+	tg.waitMetric("nym_gateway_packets_dropped_total", flood-burst+20, "reason", "rate_limited")
+	if st, _ := tg.Client(flooder.addr()); st.Forwarded != burst+10 {
+		t.Errorf("flooder had %d packets forwarded, want %d", st.Forwarded, burst+10)
+	}
+	hops := map[byte]int{}
+	for _, f := range tg.fwd.waitN(t, burst+10+5) {
+		hops[f.hop[0]]++
+	}
+	if hops[1] != burst+10 || hops[2] != 5 {
+		t.Errorf("forwarded %d flood and %d honest packets, want %d and 5", hops[1], hops[2], burst+10)
+	}
+}
+
+// TestIdleClientsAreClosed is the attack of issue 10: idle authenticated
+// links held every MaxClients slot for ever. They are now closed after
+// IdleTimeout and a fresh client gets in.
+func TestIdleClientsAreClosed(t *testing.T) {
+	leakcheck.Check(t)
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) {
+		c.MaxClients = 2
+		c.IdleTimeout = 100 * time.Millisecond
+	})
+	idle := []*testClient{tg.dial(link.KeyPair{}, false), tg.dial(link.KeyPair{}, false)}
+	for _, c := range idle {
+		c.waitClosed()
+	}
+	waitFor(t, "the gateway to see both leave", func() bool { return tg.metric("nym_gateway_clients_connected") == 0 })
+	if n := tg.links.IdleClosed.Load(); n != 2 {
+		t.Errorf("IdleClosed = %d, want 2", n)
+	}
+	fresh := tg.dial(link.KeyPair{}, false)
+	sendPackets(fresh, 1, 1)
+	tg.fwd.waitN(t, 1)
+	if v := tg.metric("nym_gateway_clients_refused_total"); v != 0 {
+		t.Errorf("clients_refused_total = %v, want 0", v)
+	}
+}
+
+// TestMaxClientsPerIP refuses client links past the per-address cap.
+func TestMaxClientsPerIP(t *testing.T) {
+	leakcheck.Check(t)
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxClientsPerIP = 2 })
+	tg.dial(link.KeyPair{}, false)
+	tg.dial(link.KeyPair{}, false)
+	third := tg.dialNoWait(link.KeyPair{}, false)
+	third.waitClosed()
+	if n := tg.links.ConnsRejectedPerIP.Load(); n != 1 {
+		t.Errorf("ConnsRejectedPerIP = %d, want 1", n)
+	}
+	if _, ok := tg.Client(third.addr()); ok {
+		t.Error("a client refused for its address was registered")
+	}
+}
+
+// TestIdentityRecordedOnlyAfterLife is the attack of issue 10: every fresh
+// identity that completed a handshake was recorded, so throwaway ones could
+// fill MaxStoredClients and the database. An identity is now recorded only
+// once it has stayed connected RecordClientsAfter.
+func TestIdentityRecordedOnlyAfterLife(t *testing.T) {
+	leakcheck.Check(t)
+	dir, gwKey, clock := t.TempDir(), newKey(t), newTestClock()
+	cfg := func(c *Config) {
+		c.Now = clock.now
+		c.RecordClientsAfter = time.Minute
+	}
+	tg := startGateway(t, dir, gwKey, cfg)
+
+	// A throwaway identity: handshake, a packet, gone.
+	throwaway := tg.dial(link.KeyPair{}, false)
+	sendPackets(throwaway, 1, 1)
+	tg.fwd.waitN(t, 1)
+	throwaway.conn.Close()
+	waitFor(t, "the throwaway identity to be forgotten", func() bool {
+		_, ok := tg.Client(throwaway.addr())
+		return !ok
+	})
+	tg.deliver(throwaway.addr(), id(1), payloadN(1))
+	tg.waitMetric("nym_gateway_packets_dropped_total", 1, "reason", "unknown_client")
+
+	// A client that stays: recorded at its first message a minute on.
+	stayer := tg.dial(link.KeyPair{}, false)
+	if v := tg.metric("nym_gateway_clients_recorded"); v != 0 {
+		t.Fatalf("clients_recorded = %v before anyone stayed, want 0", v)
+	}
+	clock.set(time.Minute)
+	sendPackets(stayer, 1, 1)
+	tg.waitMetric("nym_gateway_clients_recorded", 1)
+	stayer.disconnect(tg)
+	tg.deliver(stayer.addr(), id(2), payloadN(2))
+	tg.waitMetric("nym_gateway_stored_total", 1)
+
+	// A restarted gateway knows the one that stayed, not the throwaway.
+	tg.stop()
+	tg2 := startGateway(t, dir, gwKey, cfg)
+	if _, ok := tg2.Client(throwaway.addr()); ok {
+		t.Error("the throwaway identity was recorded")
+	}
+	if st, ok := tg2.Client(stayer.addr()); !ok || st.StoredMessages != 1 {
+		t.Errorf("stayer after restart: %+v, known %v; want one stored message", st, ok)
+	}
+}
