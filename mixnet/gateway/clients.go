@@ -290,7 +290,7 @@ func (g *Gateway) onConn(c *link.Conn) {
 	}
 	if dropped > 0 {
 		g.sendStatus(cl, c, gatewire.StatusRefused, fmt.Sprintf(
-			"%d messages for you were dropped while you were offline: stored-message limit of %d bytes reached",
+			"%d messages for you were dropped while you were offline: stored-message limit reached (%d bytes for you, or the gateway's total)",
 			dropped, g.cfg.MaxStoredBytes))
 	}
 	if needDrain {

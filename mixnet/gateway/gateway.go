@@ -276,6 +276,10 @@ type Gateway struct {
 	drainWindow int
 	drainStall  time.Duration
 
+	// diskBytes is the size of every record in the database: written by
+	// the writer goroutine only, so it needs no lock.
+	diskBytes int64
+
 	mu        sync.RWMutex
 	clients   map[[sphinx.AddressSize]byte]*client
 	connected int      // clients with a connection; guarded by mu
@@ -357,6 +361,7 @@ func New(cfg Config) (*Gateway, error) {
 			lastSeen:    max(lastSeen, sum.newest),
 		}
 		stored += sum.count
+		g.diskBytes += sum.bytes
 	})
 	if err != nil {
 		st.close()
@@ -364,6 +369,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.recorded = len(g.clients)
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
+	g.metrics.storedBytes.Set(float64(g.diskBytes))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			st.close()

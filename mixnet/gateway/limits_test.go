@@ -1,6 +1,10 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,5 +157,67 @@ func TestIdentityRecordedOnlyAfterLife(t *testing.T) {
 	}
 	if st, ok := tg2.Client(stayer.addr()); !ok || st.StoredMessages != 1 {
 		t.Errorf("stayer after restart: %+v, known %v; want one stored message", st, ok)
+	}
+}
+
+// TestStoredBytesCapEvictsLargestFirst is the attack of issue 10: storage
+// was bounded only per client, so identities × MaxStoredBytes could fill a
+// disk. MaxStoredBytesTotal now holds for the whole database: past it the
+// largest stores lose their oldest packets first and a small store is left
+// alone.
+func TestStoredBytesCapEvictsLargestFirst(t *testing.T) {
+	leakcheck.Check(t)
+	body := bytes.Repeat([]byte{0x5a}, 1000)
+	record := int64(recordHeaderLen + len(body))
+	limit := 20 * record
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) { c.MaxStoredBytesTotal = limit })
+	small, medium, big := tg.dial(link.KeyPair{}, true), tg.dial(link.KeyPair{}, true), tg.dial(link.KeyPair{}, true)
+	for _, c := range []*testClient{small, medium, big} {
+		c.disconnect(tg)
+	}
+	stored := 0
+	for _, s := range []struct {
+		c *testClient
+		n int
+	}{{small, 4}, {medium, 12}, {big, 30}} {
+		for i := range s.n {
+			p := append(binary.BigEndian.AppendUint32(nil, uint32(i)), body[4:]...)
+			tg.deliver(s.c.addr(), id(byte(i)), p)
+		}
+		stored += s.n
+		tg.waitMetric("nym_gateway_stored_total", float64(stored))
+	}
+
+	if v := tg.metric("nym_gateway_stored_bytes"); v > float64(limit) {
+		t.Errorf("stored_bytes = %v, over the cap of %d", v, limit)
+	}
+	counts := map[*testClient]int{}
+	total := 0
+	for _, c := range []*testClient{small, medium, big} {
+		st, _ := tg.Client(c.addr())
+		counts[c] = st.StoredMessages
+		total += st.StoredMessages
+	}
+	if total > int(limit/record) {
+		t.Errorf("%d messages stored, more than the cap's %d", total, limit/record)
+	}
+	if counts[small] != 4 || counts[medium] >= 12 || counts[big] >= 30 {
+		t.Errorf("stored small %d, medium %d, big %d; want 4 and fewer than 12 and 30", counts[small], counts[medium], counts[big])
+	}
+	if v := tg.metric("nym_gateway_evicted_total"); int(v) != stored-total {
+		t.Errorf("evicted_total = %v, want %d", v, stored-total)
+	}
+
+	// The big client lost its oldest: it gets a notice, then the newest
+	// ones in order.
+	back := tg.dial(big.key, true)
+	if s := back.nextStatus(); !strings.Contains(s.Text, fmt.Sprint(30-counts[big])) {
+		t.Errorf("status %q does not report %d dropped", s.Text, 30-counts[big])
+	}
+	for i := 30 - counts[big]; i < 30; i++ {
+		d := back.nextDeliver()
+		if got := binary.BigEndian.Uint32(d.Payload); got != uint32(i) {
+			t.Fatalf("got message %d, want %d", got, i)
+		}
 	}
 }

@@ -56,6 +56,8 @@ type metrics struct {
 	deliveredService prometheus.Counter
 	stored           prometheus.Counter
 	expired          prometheus.Counter
+	evicted          prometheus.Counter // stored packets deleted for MaxStoredBytesTotal
+	storedBytes      prometheus.Gauge   // bytes of stored records in the database
 	storeCommits     prometheus.Counter
 	dropped          [numDropReasons]prometheus.Counter
 
@@ -91,7 +93,12 @@ func newMetrics() *metrics {
 		deliveredService: counter("delivered_service_total", "Packets handed to a local service."),
 		stored:           counter("stored_total", "Packets stored for a disconnected client."),
 		expired:          counter("expired_total", "Stored packets deleted unread after their TTL."),
-		storeCommits:     counter("store_commits_total", "Database write transactions; each batches many operations."),
+		evicted:          counter("evicted_total", "Stored packets deleted unread because the gateway's total storage cap was reached; the largest stores lose their oldest first."),
+		storedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "stored_bytes",
+			Help: "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds.",
+		}),
+		storeCommits: counter("store_commits_total", "Database write transactions; each batches many operations."),
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
@@ -103,7 +110,7 @@ func newMetrics() *metrics {
 	m.collectors = []prometheus.Collector{
 		m.clientsConnected, m.clientsRecorded, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
-		m.deliveredService, m.stored, m.expired, m.storeCommits, dropped,
+		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
 	}
 	return m
 }
