@@ -172,8 +172,10 @@ type Config struct {
 	// (IPv6: one /64). Default DefaultMaxClientsPerIP.
 	MaxClientsPerIP int
 	// MaxHandshakesPerIP bounds the handshakes in progress from one source
-	// address. Default link.DefaultMaxHandshakesPerIP.
-	MaxHandshakesPerIP int
+	// address, and FirstMessageTimeout how long a connection may stay
+	// silent before its handshake. Defaults: the link package's.
+	MaxHandshakesPerIP  int
+	FirstMessageTimeout time.Duration
 	// RecordClientsAfter is how long a client identity never recorded
 	// must stay connected, in one connection, before it is recorded: only
 	// then are packets stored for it while it is offline and is it kept
@@ -409,9 +411,10 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 
 			IdleTimeout: g.cfg.IdleTimeout,
 		},
-		OnConn:             g.onConn,
-		MaxHandshakesPerIP: g.cfg.MaxHandshakesPerIP,
-		MaxConnsPerIP:      g.cfg.MaxClientsPerIP,
+		OnConn:              g.onConn,
+		MaxHandshakesPerIP:  g.cfg.MaxHandshakesPerIP,
+		FirstMessageTimeout: g.cfg.FirstMessageTimeout,
+		MaxConnsPerIP:       g.cfg.MaxClientsPerIP,
 		// Room for handshakes in progress and refused clients being told
 		// so, on top of the clients themselves.
 		MaxConns: g.cfg.MaxClients + max(64, g.cfg.MaxClients/8),

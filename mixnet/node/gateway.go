@@ -27,6 +27,15 @@ func (n *Node) newGateway() error {
 		ClientRetention:  n.cfg.ClientRetention.Duration,
 		MaxStoredClients: n.cfg.MaxStoredClients,
 
+		MaxStoredBytesTotal: n.cfg.MaxStoredBytes,
+		ClientRate:          n.cfg.ClientRate,
+		ClientBurst:         n.cfg.ClientBurst,
+		IdleTimeout:         n.cfg.ClientIdleTimeout.Duration,
+		MaxClientsPerIP:     n.cfg.MaxClientsPerIP,
+		MaxHandshakesPerIP:  n.cfg.MaxHandshakesPerIP,
+		FirstMessageTimeout: n.cfg.FirstMessageTimeout.Duration,
+		RecordClientsAfter:  n.cfg.RecordClientsAfter.Duration,
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
