@@ -183,9 +183,6 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	cfg.HTTPListen = freeAddr(t)
 	cfg.ClientsListen = freeAddr(t)
 	cfg.MetricsListen = freeAddr(t)
-	// Test clients come and go within a second; record them at once, as a
-	// gateway did before it waited for clients to show life.
-	cfg.RecordClientsAfter = node.Duration{Duration: -1}
 	cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
 	// A million tags is far more than any test sends, and keeps each
 	// node's replay filter (and its save at shutdown) at a few MB rather

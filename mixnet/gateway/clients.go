@@ -35,6 +35,10 @@ type client struct {
 	// it disconnects. It changes only from false to true, with both
 	// Gateway.mu and mu held (recordLocked).
 	recorded bool
+	// provisional is set for a client recorded before it showed life,
+	// while MaxProvisionalClients allowed; it is cleared once the client
+	// stays RecordClientsAfter. Changes with Gateway.mu and mu held.
+	provisional bool
 	// limit is the client's token bucket for packets into the mixnet. It
 	// lives as long as the client object, so reconnecting does not refill
 	// it.
@@ -112,8 +116,9 @@ func (g *Gateway) lookup(addr [32]byte) *client {
 // newClientLocked registers a client on its first connection (or its first
 // since it was forgotten). g.mu is held. Numbering starts at the sequence
 // floor, above every Seq a forgotten client was ever given. The client is
-// recorded at once only if RecordClientsAfter is negative; otherwise it
-// must show life first (recordIfDue).
+// recorded at once if RecordClientsAfter is negative, provisionally while
+// fewer than MaxProvisionalClients are, and otherwise only once it shows
+// life (recordIfDue).
 func (g *Gateway) newClientLocked(addr [32]byte) *client {
 	next := max(g.seqFloor, 1)
 	cl := &client{
@@ -124,17 +129,20 @@ func (g *Gateway) newClientLocked(addr [32]byte) *client {
 		lastSeen: g.now().UnixNano(),
 	}
 	g.clients[addr] = cl
-	if g.cfg.RecordClientsAfter < 0 {
-		cl.mu.Lock()
-		g.recordLocked(cl)
-		cl.mu.Unlock()
+	cl.mu.Lock()
+	switch {
+	case g.cfg.RecordClientsAfter < 0:
+		g.recordLocked(cl, false)
+	case g.provisional < g.cfg.MaxProvisionalClients:
+		g.recordLocked(cl, true)
 	}
+	cl.mu.Unlock()
 	return cl
 }
 
-// recordLocked records cl in the database if MaxStoredClients allows.
-// g.mu and cl.mu are held.
-func (g *Gateway) recordLocked(cl *client) {
+// recordLocked records cl in the database, provisionally or not, if
+// MaxStoredClients allows. g.mu and cl.mu are held.
+func (g *Gateway) recordLocked(cl *client, provisional bool) {
 	if cl.recorded || cl.removed {
 		return
 	}
@@ -145,18 +153,35 @@ func (g *Gateway) recordLocked(cl *client) {
 		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(cl.addr), "max", g.cfg.MaxStoredClients)
 		return
 	}
-	cl.recorded = true
+	cl.recorded, cl.provisional = true, provisional
 	g.recorded++
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
+	if provisional {
+		g.provisional++
+		g.metrics.clientsProvisional.Set(float64(g.provisional))
+	}
 	g.reserveSeqsLocked(cl) // also makes the client known to a restarted gateway
 }
 
-// recordIfDue records s's client once s has been connected for
-// RecordClientsAfter: a client that has shown life by staying. Identities
-// cost nothing to make, so recording each at its handshake would let
-// anyone fill MaxStoredClients, and the database, with throwaway ones.
-// When final, the connection is ending and this is the last chance.
-// Neither lock is held.
+// proveLocked marks a provisional client as one that showed life, on disk
+// too. g.mu and cl.mu are held.
+func (g *Gateway) proveLocked(cl *client) {
+	if !cl.provisional || cl.removed {
+		return
+	}
+	cl.provisional = false
+	g.provisional--
+	g.metrics.clientsProvisional.Set(float64(g.provisional))
+	g.touchLocked(cl) // its meta op deletes the marker
+}
+
+// recordIfDue records s's client, or confirms its provisional record, once
+// s has been connected for RecordClientsAfter: a client that has shown life
+// by staying. Identities cost nothing to make, so recording each at its
+// handshake would let anyone fill MaxStoredClients, and the database, with
+// throwaway ones; they can hold no more than MaxProvisionalClients
+// provisional records. When final, the connection is ending and this is
+// the last chance. Neither lock is held.
 func (g *Gateway) recordIfDue(s *session, final bool) {
 	if !s.toRecord.Load() || time.Duration(g.now().UnixNano()-s.since) < g.cfg.RecordClientsAfter {
 		return
@@ -165,7 +190,8 @@ func (g *Gateway) recordIfDue(s *session, final bool) {
 	cl := s.client
 	cl.mu.Lock()
 	if s.toRecord.Swap(false) && (cl.sess == s || final) {
-		g.recordLocked(cl)
+		g.recordLocked(cl, false)
+		g.proveLocked(cl)
 	}
 	cl.mu.Unlock()
 	g.mu.Unlock()
@@ -189,6 +215,10 @@ func (g *Gateway) forgetLocked(cl *client) {
 		g.recorded--
 		g.metrics.clientsRecorded.Set(float64(g.recorded))
 	}
+	if cl.provisional {
+		g.provisional--
+		g.metrics.clientsProvisional.Set(float64(g.provisional))
+	}
 }
 
 // issueSeqLocked hands out the client's next Seq. It never waits for the
@@ -211,7 +241,7 @@ func (g *Gateway) reserveSeqsLocked(cl *client) {
 	// Never below a Reserved already queued: meta ops commit in queue
 	// order, and the last one written is what a restart resumes from.
 	target := max(cl.nextSeq+seqBlock, cl.reserveQueued)
-	op := &writeOp{kind: opMeta, reserve: true, client: cl, seq: target, value: cl.metaLocked(target).encode()}
+	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).encode()}
 	if g.enqueueLocked(op) {
 		cl.reservePending = true
 		cl.reserveQueued = target
@@ -232,7 +262,7 @@ func (g *Gateway) touchLocked(cl *client) {
 		return
 	}
 	reserved := max(cl.reserveQueued, cl.reserved, cl.nextSeq)
-	if g.enqueueLocked(&writeOp{kind: opMeta, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
+	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
 		cl.reserveQueued = reserved
 	}
 }
@@ -260,7 +290,7 @@ func (g *Gateway) onConn(c *link.Conn) {
 	g.sessions.Store(c, s)
 
 	cl.mu.Lock()
-	s.toRecord.Store(!cl.recorded)
+	s.toRecord.Store(!cl.recorded || cl.provisional)
 	old := cl.sess
 	cl.conn, cl.sess = c, s
 	cl.sentHigh = cl.confirmed

@@ -18,8 +18,8 @@
 // gatewire.Received, or when their TTL passes.
 //
 // The database stays bounded however many identities come and go: a new
-// identity is recorded only once it has stayed connected for
-// RecordClientsAfter, a client with nothing stored that has not been seen
+// identity that has not yet stayed connected for RecordClientsAfter holds
+// at most one of MaxProvisionalClients records, a client with nothing stored that has not been seen
 // for ClientRetention is forgotten, and beyond MaxStoredClients recorded
 // identities a new one is served while connected but not recorded.
 //
@@ -97,6 +97,10 @@ const (
 	// recorded costs an attacker a connection held this long each, out of
 	// MaxClientsPerIP per address.
 	DefaultRecordClientsAfter = 30 * time.Second
+	// DefaultMaxProvisionalClients is about 1% of DefaultMaxStoredClients:
+	// what a flood of throwaway identities can take at most, leaving the
+	// rest to clients that stay.
+	DefaultMaxProvisionalClients = 1024
 	// DefaultMaxStoredBytesTotal bounds everything stored, over all
 	// clients: 64 full per-client stores, or about a million packets. Past
 	// it the largest stores lose their oldest packets first, so a few
@@ -176,15 +180,25 @@ type Config struct {
 	// silent before its handshake. Defaults: the link package's.
 	MaxHandshakesPerIP  int
 	FirstMessageTimeout time.Duration
-	// RecordClientsAfter is how long a client identity never recorded
-	// must stay connected, in one connection, before it is recorded: only
-	// then are packets stored for it while it is offline and is it kept
-	// across restarts. Until then it is served while connected and
-	// forgotten when it leaves, as one over MaxStoredClients is. It is
-	// checked whenever the client sends something and when it disconnects.
-	// Negative records clients at the handshake. Default
+	// RecordClientsAfter is how long a new client identity must stay
+	// connected, in one connection, to show life. It is checked whenever
+	// the client sends something and when it disconnects. A new identity
+	// is recorded (packets are stored for it while it is offline, and it
+	// is kept across restarts) provisionally at its handshake while fewer
+	// than MaxProvisionalClients provisional records exist; beyond that
+	// only once it has shown life. Until recorded it is served while
+	// connected and forgotten when it leaves, as one over
+	// MaxStoredClients is. Showing life turns a provisional record into a
+	// full one. Negative records every client at the handshake. Default
 	// DefaultRecordClientsAfter.
 	RecordClientsAfter time.Duration
+	// MaxProvisionalClients bounds the clients recorded before they showed
+	// life, so that throwaway identities hold at most this many of the
+	// MaxStoredClients records, while a client that connects for a moment
+	// still usually finds its messages stored when it returns. Negative
+	// records nobody before they show life. Default
+	// DefaultMaxProvisionalClients.
+	MaxProvisionalClients int
 	// Now is the clock for stored packets' ages, clients' last-seen
 	// times, connection ages and the rate limit; nil is time.Now.
 	Now func() time.Time
@@ -254,6 +268,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RecordClientsAfter == 0 {
 		c.RecordClientsAfter = DefaultRecordClientsAfter
 	}
+	switch {
+	case c.MaxProvisionalClients == 0:
+		c.MaxProvisionalClients = DefaultMaxProvisionalClients
+	case c.MaxProvisionalClients < 0:
+		c.MaxProvisionalClients = 0
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -284,11 +304,14 @@ type Gateway struct {
 
 	mu        sync.RWMutex
 	clients   map[[sphinx.AddressSize]byte]*client
-	connected int      // clients with a connection; guarded by mu
-	recorded  int      // clients with a database record; guarded by mu
-	seqFloor  uint64   // where a new client's numbering starts; guarded by mu
-	sessions  sync.Map // *link.Conn → *session
-	ops       chan *writeOp
+	connected int // clients with a connection; guarded by mu
+	recorded  int // clients with a database record; guarded by mu
+	// provisional counts recorded clients that have not shown life;
+	// guarded by mu.
+	provisional int
+	seqFloor    uint64   // where a new client's numbering starts; guarded by mu
+	sessions    sync.Map // *link.Conn → *session
+	ops         chan *writeOp
 
 	servicesMu sync.Mutex // serialises RegisterService
 	services   atomic.Pointer[map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte)]
@@ -353,6 +376,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.clients[sum.addr] = &client{
 			addr:        sum.addr,
 			recorded:    true,
+			provisional: sum.provisional,
 			limit:       g.newLimiter(),
 			nextSeq:     next,
 			reserved:    next,
@@ -364,6 +388,9 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		stored += sum.count
 		g.diskBytes += sum.bytes
+		if sum.provisional {
+			g.provisional++
+		}
 	})
 	if err != nil {
 		st.close()
@@ -372,6 +399,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.recorded = len(g.clients)
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
 	g.metrics.storedBytes.Set(float64(g.diskBytes))
+	g.metrics.clientsProvisional.Set(float64(g.provisional))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			st.close()
@@ -474,13 +502,13 @@ func (g *Gateway) Close() error {
 	batch := make([]*writeOp, 0, len(all))
 	for _, cl := range all {
 		cl.mu.Lock()
-		recorded := cl.recorded
+		recorded, provisional := cl.recorded, cl.provisional
 		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped, LastSeen: cl.lastSeen}
 		cl.mu.Unlock()
 		if !recorded {
 			continue
 		}
-		batch = append(batch, &writeOp{kind: opMeta, client: cl, seq: m.Reserved, value: m.encode()})
+		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.encode()})
 	}
 	if len(batch) > 0 {
 		g.commit(batch)

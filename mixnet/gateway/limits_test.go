@@ -114,50 +114,83 @@ func TestMaxClientsPerIP(t *testing.T) {
 
 // TestIdentityRecordedOnlyAfterLife is the attack of issue 10: every fresh
 // identity that completed a handshake was recorded, so throwaway ones could
-// fill MaxStoredClients and the database. An identity is now recorded only
-// once it has stayed connected RecordClientsAfter.
+// fill MaxStoredClients and the database. Now identities that have not
+// stayed connected RecordClientsAfter hold at most MaxProvisionalClients
+// records; past that an identity is recorded only once it has stayed.
 func TestIdentityRecordedOnlyAfterLife(t *testing.T) {
 	leakcheck.Check(t)
 	dir, gwKey, clock := t.TempDir(), newKey(t), newTestClock()
 	cfg := func(c *Config) {
 		c.Now = clock.now
 		c.RecordClientsAfter = time.Minute
+		c.MaxProvisionalClients = 1
 	}
 	tg := startGateway(t, dir, gwKey, cfg)
 
-	// A throwaway identity: handshake, a packet, gone.
-	throwaway := tg.dial(link.KeyPair{}, false)
-	sendPackets(throwaway, 1, 1)
-	tg.fwd.waitN(t, 1)
-	throwaway.conn.Close()
-	waitFor(t, "the throwaway identity to be forgotten", func() bool {
-		_, ok := tg.Client(throwaway.addr())
-		return !ok
-	})
-	tg.deliver(throwaway.addr(), id(1), payloadN(1))
-	tg.waitMetric("nym_gateway_packets_dropped_total", 1, "reason", "unknown_client")
+	// The first brief visitor takes the one provisional record: it gets
+	// its messages stored.
+	brief := tg.dial(link.KeyPair{}, false)
+	brief.disconnect(tg)
+	tg.deliver(brief.addr(), id(1), payloadN(1))
+	tg.waitMetric("nym_gateway_stored_total", 1)
+	if v := tg.metric("nym_gateway_clients_provisional"); v != 1 {
+		t.Fatalf("clients_provisional = %v, want 1", v)
+	}
+
+	// Throwaway identities beyond it: handshake, a packet, gone, and
+	// forgotten with nothing recorded.
+	for i := range 3 {
+		throwaway := tg.dial(link.KeyPair{}, false)
+		sendPackets(throwaway, 1, 1)
+		tg.fwd.waitN(t, i+1)
+		throwaway.conn.Close()
+		waitFor(t, "the throwaway identity to be forgotten", func() bool {
+			_, ok := tg.Client(throwaway.addr())
+			return !ok
+		})
+		tg.deliver(throwaway.addr(), id(2), payloadN(2))
+		tg.waitMetric("nym_gateway_packets_dropped_total", float64(i+1), "reason", "unknown_client")
+	}
+	if v := tg.metric("nym_gateway_clients_recorded"); v != 1 {
+		t.Fatalf("clients_recorded = %v after throwaways, want 1", v)
+	}
 
 	// A client that stays: recorded at its first message a minute on.
 	stayer := tg.dial(link.KeyPair{}, false)
-	if v := tg.metric("nym_gateway_clients_recorded"); v != 0 {
-		t.Fatalf("clients_recorded = %v before anyone stayed, want 0", v)
-	}
 	clock.set(time.Minute)
 	sendPackets(stayer, 1, 1)
-	tg.waitMetric("nym_gateway_clients_recorded", 1)
+	tg.waitMetric("nym_gateway_clients_recorded", 2)
 	stayer.disconnect(tg)
-	tg.deliver(stayer.addr(), id(2), payloadN(2))
-	tg.waitMetric("nym_gateway_stored_total", 1)
+	tg.deliver(stayer.addr(), id(3), payloadN(3))
+	tg.waitMetric("nym_gateway_stored_total", 2)
+	if v := tg.metric("nym_gateway_clients_provisional"); v != 1 {
+		t.Errorf("clients_provisional = %v, want 1 (the brief visitor)", v)
+	}
 
-	// A restarted gateway knows the one that stayed, not the throwaway.
+	// A restarted gateway knows both, and still holds the brief visitor
+	// as provisional; nothing of the throwaways.
 	tg.stop()
 	tg2 := startGateway(t, dir, gwKey, cfg)
-	if _, ok := tg2.Client(throwaway.addr()); ok {
-		t.Error("the throwaway identity was recorded")
+	if v := tg2.metric("nym_gateway_clients_recorded"); v != 2 {
+		t.Errorf("clients_recorded after restart = %v, want 2", v)
+	}
+	if v := tg2.metric("nym_gateway_clients_provisional"); v != 1 {
+		t.Errorf("clients_provisional after restart = %v, want 1", v)
 	}
 	if st, ok := tg2.Client(stayer.addr()); !ok || st.StoredMessages != 1 {
 		t.Errorf("stayer after restart: %+v, known %v; want one stored message", st, ok)
 	}
+	// The brief visitor comes back and stays: its record is confirmed, and
+	// the provisional place is free again.
+	back := tg2.dial(brief.key, true)
+	if d := back.nextDeliver(); string(d.Payload) != string(payloadN(1)) {
+		t.Errorf("brief visitor got %q", d.Payload)
+	}
+	clock.set(2*time.Minute + time.Second)
+	sendPackets(back, 1, 1)
+	waitFor(t, "the provisional record to be confirmed", func() bool {
+		return tg2.metric("nym_gateway_clients_provisional") == 0
+	})
 }
 
 // TestStoredBytesCapEvictsLargestFirst is the attack of issue 10: storage

@@ -38,16 +38,17 @@ var dropReasonNames = [numDropReasons]string{
 // the packet path never looks up a label. There are no per-client labels:
 // they would grow without bound and put client identities in the metrics.
 type metrics struct {
-	clientsConnected prometheus.Gauge
-	clientsRecorded  prometheus.Gauge   // identities with a database record
-	clientsNotKept   prometheus.Counter // served unrecorded: over MaxStoredClients
-	clientsForgotten prometheus.Counter // records deleted after ClientRetention
-	clientsRefused   prometheus.Counter // over MaxClients
-	clientsKicked    prometheus.Counter // too many malformed messages
-	badMessages      prometheus.Counter
-	ignoredFrames    prometheus.Counter
-	bytesIn          prometheus.Counter
-	bytesOut         prometheus.Counter
+	clientsConnected   prometheus.Gauge
+	clientsRecorded    prometheus.Gauge   // identities with a database record
+	clientsProvisional prometheus.Gauge   // of those, recorded before they showed life
+	clientsNotKept     prometheus.Counter // served unrecorded: over MaxStoredClients
+	clientsForgotten   prometheus.Counter // records deleted after ClientRetention
+	clientsRefused     prometheus.Counter // over MaxClients
+	clientsKicked      prometheus.Counter // too many malformed messages
+	badMessages        prometheus.Counter
+	ignoredFrames      prometheus.Counter
+	bytesIn            prometheus.Counter
+	bytesOut           prometheus.Counter
 
 	forwarded        prometheus.Counter // client packets handed to Forward
 	acksSent         prometheus.Counter
@@ -77,6 +78,10 @@ func newMetrics() *metrics {
 		clientsRecorded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "clients_recorded",
 			Help: "Client identities recorded in the database, for which packets are stored while they are offline.",
+		}),
+		clientsProvisional: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "clients_provisional",
+			Help: "Recorded client identities that have not yet stayed connected RecordClientsAfter; at most MaxProvisionalClients.",
 		}),
 		clientsNotKept:   counter("clients_unrecorded_total", "Client identities that stayed long enough to be recorded but were not, because MaxStoredClients was reached."),
 		clientsForgotten: counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
@@ -108,7 +113,7 @@ func newMetrics() *metrics {
 		m.dropped[r] = dropped.WithLabelValues(name)
 	}
 	m.collectors = []prometheus.Collector{
-		m.clientsConnected, m.clientsRecorded, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
+		m.clientsConnected, m.clientsRecorded, m.clientsProvisional, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
 		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
 	}

@@ -27,10 +27,13 @@ const (
 type writeOp struct {
 	kind    opKind
 	reserve bool // an opMeta that extends the Seq reservation
-	queued  bool // went through enqueueLocked, so counted in client.queued
-	client  *client
-	seq     uint64
-	value   []byte
+	// provisional, for an opMeta, is the client's provisional flag when
+	// the op was queued; the op writes or deletes the marker to match.
+	provisional bool
+	queued      bool // went through enqueueLocked, so counted in client.queued
+	client      *client
+	seq         uint64
+	value       []byte
 
 	// Filled in by the transaction, applied to client once it commits.
 	freedCount int
@@ -203,6 +206,13 @@ func applyOp(clients *bolt.Bucket, op *writeOp) error {
 		}
 		if err := cb.Put(keyMeta, op.value); err != nil {
 			return fmt.Errorf("put meta: %w", err)
+		}
+		mark := cb.Delete
+		if op.provisional {
+			mark = func(k []byte) error { return cb.Put(k, nil) }
+		}
+		if err := mark(keyProvisional); err != nil {
+			return fmt.Errorf("provisional marker: %w", err)
 		}
 	}
 	return nil

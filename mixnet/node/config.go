@@ -84,9 +84,11 @@ type Config struct {
 	ClientIdleTimeout       Duration `toml:"client_idle_timeout,omitempty"`        // a client link with nothing received this long is closed
 	MaxClientsPerIP         int      `toml:"max_clients_per_ip,omitzero"`          // client links from one address (IPv6: /64)
 	// RecordClientsAfter is how long a new client identity must stay
-	// connected before the gateway records it (stores for it offline).
-	// Negative records at the handshake.
-	RecordClientsAfter Duration `toml:"record_clients_after,omitempty"`
+	// connected to show life; until then it may hold one of
+	// MaxProvisionalClients records, or none. Negative records every
+	// client at the handshake.
+	RecordClientsAfter    Duration `toml:"record_clients_after,omitempty"`
+	MaxProvisionalClients int      `toml:"max_provisional_clients,omitzero"`
 
 	// Link limits on both the mixnet and the clients port; zero is the
 	// link package's default. Handshakes from one address beyond
@@ -271,6 +273,8 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("client_rate %g, client_burst %d: must not be negative (0 is the default, %d and %d)", c.ClientRate, c.ClientBurst, gateway.DefaultClientRate, gateway.DefaultClientBurst)
 	case c.ClientIdleTimeout.Duration < 0:
 		return fmt.Errorf("client_idle_timeout %v: must not be negative (0 is the default, %v)", c.ClientIdleTimeout, gateway.DefaultIdleTimeout)
+	case c.MaxProvisionalClients < -1:
+		return fmt.Errorf("max_provisional_clients %d: must be -1 (none), 0 (the default, %d) or positive", c.MaxProvisionalClients, gateway.DefaultMaxProvisionalClients)
 	case c.MaxClientsPerIP < 0:
 		return fmt.Errorf("max_clients_per_ip %d: must not be negative (0 is the default, %d)", c.MaxClientsPerIP, gateway.DefaultMaxClientsPerIP)
 	}

@@ -66,6 +66,7 @@ func TestSampleConfigLoads(t *testing.T) {
 	if u.MaxStoredBytes != gateway.DefaultMaxStoredBytesTotal || u.ClientRate != gateway.DefaultClientRate ||
 		u.ClientBurst != gateway.DefaultClientBurst || u.ClientIdleTimeout.Duration != gateway.DefaultIdleTimeout ||
 		u.MaxClientsPerIP != gateway.DefaultMaxClientsPerIP || u.RecordClientsAfter.Duration != gateway.DefaultRecordClientsAfter ||
+		u.MaxProvisionalClients != gateway.DefaultMaxProvisionalClients ||
 		u.MaxHandshakesPerIP != link.DefaultMaxHandshakesPerIP || u.FirstMessageTimeout.Duration != link.DefaultFirstMessageTimeout {
 		t.Errorf("sample's commented gateway and link hardening values are not the defaults: %+v", u)
 	}
@@ -170,6 +171,8 @@ func TestConfigGatewayLimits(t *testing.T) {
 		{"negative burst", "client_burst = -1\n", "client_burst -1"},
 		{"negative idle", "client_idle_timeout = \"-1s\"\n", "client_idle_timeout -1s"},
 		{"negative per ip", "max_clients_per_ip = -1\n", "max_clients_per_ip -1"},
+		{"no provisional clients", "max_provisional_clients = -1\n", ""},
+		{"bad provisional clients", "max_provisional_clients = -2\n", "max_provisional_clients -2"},
 		{"negative handshakes per ip", "max_handshakes_per_ip = -1\n", "max_handshakes_per_ip"},
 		{"negative first message", "first_message_timeout = \"-1s\"\n", "first_message_timeout"},
 		{"negative http conns", "http_max_conns = -1\n", "http_max_conns"},

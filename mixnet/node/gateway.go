@@ -36,6 +36,8 @@ func (n *Node) newGateway() error {
 		FirstMessageTimeout: n.cfg.FirstMessageTimeout.Duration,
 		RecordClientsAfter:  n.cfg.RecordClientsAfter.Duration,
 
+		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
