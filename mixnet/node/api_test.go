@@ -3,9 +3,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -30,16 +27,8 @@ const apiTimeout = 10 * time.Second
 // are closed, connections past http_max_conns are refused at once, and
 // /metrics is only on metrics_listen.
 func TestHTTPAPILimits(t *testing.T) {
-	dirPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.DirectoryURL = "http://127.0.0.1:1"
-	cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(dirPub)
-	cfg.MixnetListen, cfg.HTTPListen, cfg.MetricsListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ReplayCapacity = 10_000
+	cfg := isolatedConfig(t, ModeMixnode)
+	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.HTTPMaxConns = 2
 	cfg.HTTPIdleTimeout = Duration{100 * time.Millisecond}
 	cfg.HTTPReadTimeout = Duration{time.Hour} // silent connections stay, holding their slots
