@@ -80,7 +80,10 @@ func TestIdleClientsAreClosed(t *testing.T) {
 		c.MaxClients = 2
 		c.IdleTimeout = 100 * time.Millisecond
 	})
-	idle := []*testClient{tg.dial(link.KeyPair{}, false), tg.dial(link.KeyPair{}, false)}
+	// Not dial: an idle client may be gone again before a poll could see
+	// it registered. Both were admitted (none refused), so they held both
+	// slots until closed.
+	idle := []*testClient{tg.dialNoWait(link.KeyPair{}, false), tg.dialNoWait(link.KeyPair{}, false)}
 	for _, c := range idle {
 		c.waitClosed()
 	}
@@ -88,7 +91,8 @@ func TestIdleClientsAreClosed(t *testing.T) {
 	if n := tg.links.IdleClosed.Load(); n != 2 {
 		t.Errorf("IdleClosed = %d, want 2", n)
 	}
-	fresh := tg.dial(link.KeyPair{}, false)
+	// A fresh client sends at once, so it is not idle, and is served.
+	fresh := tg.dialNoWait(link.KeyPair{}, false)
 	sendPackets(fresh, 1, 1)
 	tg.fwd.waitN(t, 1)
 	if v := tg.metric("nym_gateway_clients_refused_total"); v != 0 {

@@ -105,16 +105,16 @@ func (l *capListener) Accept() (net.Conn, error) {
 	}
 }
 
-// cappedConn gives its slot back when closed.
+// cappedConn gives its slot back when closed: first, so that by the time
+// the peer sees the connection end, its slot is free.
 type cappedConn struct {
 	net.Conn
 	release func()
 }
 
 func (c *cappedConn) Close() error {
-	err := c.Conn.Close()
 	c.release()
-	return err
+	return c.Conn.Close()
 }
 
 // serveHTTP serves h on ln with the node's limits until ctx ends.
