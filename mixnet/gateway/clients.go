@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,10 @@ type session struct {
 	// connection is RecordClientsAfter old.
 	since    int64
 	toRecord atomic.Bool
+	// src is the connection's source address and srcLimit the token
+	// bucket it shares with the other clients from there.
+	src      netip.Prefix
+	srcLimit *rate.Limiter
 }
 
 func (s *session) nudge() {
@@ -286,7 +291,8 @@ func (g *Gateway) onConn(c *link.Conn) {
 	if fresh {
 		cl = g.newClientLocked(addr)
 	}
-	s := &session{c: c, client: cl, wake: make(chan struct{}, 1), since: g.now().UnixNano()}
+	s := &session{c: c, client: cl, wake: make(chan struct{}, 1), since: g.now().UnixNano(), src: link.SourceOf(c.RemoteAddr())}
+	s.srcLimit = g.sources.acquire(s.src)
 	g.sessions.Store(c, s)
 
 	cl.mu.Lock()
@@ -337,6 +343,7 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 	}
 	s := v.(*session)
 	cl := s.client
+	g.sources.release(s.src)
 	g.recordIfDue(s, true)
 	g.mu.Lock()
 	cl.mu.Lock()
@@ -385,10 +392,15 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
-		if !cl.limit.AllowN(g.now(), 1) {
-			// Over its rate: drop here, so one client's flood cannot
-			// crowd everybody else out of the first mix layer.
+		// Over its rate, or its address's: drop here, so one client's
+		// flood cannot crowd everybody else out of the first mix layer.
+		now := g.now()
+		if !cl.limit.AllowN(now, 1) {
 			g.metrics.drop(dropRateLimited)
+			return nil
+		}
+		if !s.srcLimit.AllowN(now, 1) {
+			g.metrics.drop(dropSourceRateLimited)
 			return nil
 		}
 		// f.Payload is ours, so Forward may own the packet inside it.

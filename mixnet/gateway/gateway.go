@@ -24,7 +24,8 @@
 // identities a new one is served while connected but not recorded.
 //
 // One client cannot crowd out the others: its packets into the mixnet pass
-// a token bucket (ClientRate, ClientBurst), a link on which nothing arrives
+// a token bucket of its own (ClientRate, ClientBurst) and one shared with
+// the other clients of its source address (SourceRate, SourceBurst), a link on which nothing arrives
 // for IdleTimeout is closed, and one source address holds at most
 // MaxClientsPerIP links and MaxHandshakesPerIP handshakes.
 package gateway
@@ -81,6 +82,12 @@ const (
 	// layer behind the gateway keeps room for everybody else.
 	DefaultClientRate  = 2000
 	DefaultClientBurst = 4000
+	// DefaultSourceRate and DefaultSourceBurst bound all clients of one
+	// source address together: four clients at full ClientRate, so a
+	// household behind one NAT is not held back, while one host cannot
+	// multiply ClientRate by MaxClientsPerIP identities.
+	DefaultSourceRate  = 4 * DefaultClientRate
+	DefaultSourceBurst = 4 * DefaultClientBurst
 	// DefaultIdleTimeout closes a client link on which nothing arrived for
 	// this long. A Loopix client sends cover several times a second, so it
 	// is never idle; five minutes spares clients without cover that pause,
@@ -169,6 +176,11 @@ type Config struct {
 	// DefaultClientRate and DefaultClientBurst.
 	ClientRate  float64
 	ClientBurst int
+	// SourceRate and SourceBurst are a second bucket, shared by all the
+	// clients connected from one source address (IPv6: one /64). Defaults
+	// DefaultSourceRate and DefaultSourceBurst.
+	SourceRate  float64
+	SourceBurst int
 	// IdleTimeout closes a client link on which nothing has arrived for
 	// that long. Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -259,6 +271,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ClientBurst <= 0 {
 		c.ClientBurst = DefaultClientBurst
 	}
+	if c.SourceRate <= 0 {
+		c.SourceRate = DefaultSourceRate
+	}
+	if c.SourceBurst <= 0 {
+		c.SourceBurst = DefaultSourceBurst
+	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
@@ -311,6 +329,7 @@ type Gateway struct {
 	provisional int
 	seqFloor    uint64   // where a new client's numbering starts; guarded by mu
 	sessions    sync.Map // *link.Conn → *session
+	sources     *sources
 	ops         chan *writeOp
 
 	servicesMu sync.Mutex // serialises RegisterService
@@ -344,6 +363,7 @@ func New(cfg Config) (*Gateway, error) {
 		drainWindow: defaultDrainWindow,
 		drainStall:  defaultDrainStall,
 		clients:     make(map[[sphinx.AddressSize]byte]*client),
+		sources:     newSources(cfg.SourceRate, cfg.SourceBurst),
 		ops:         make(chan *writeOp, cfg.StoreQueueLen),
 		serveCtx:    context.Background(),
 	}

@@ -71,6 +71,40 @@ func TestClientFloodIsRateLimited(t *testing.T) {
 	}
 }
 
+// TestSourceRateShared: identities are free, so one host opening many
+// clients shares one bucket for all of them; another host has its own.
+func TestSourceRateShared(t *testing.T) {
+	leakcheck.Check(t)
+	clock := newTestClock()
+	const burst = 30
+	tg := startGateway(t, t.TempDir(), link.KeyPair{}, func(c *Config) {
+		c.Now = clock.now
+		c.SourceRate = 10
+		c.SourceBurst = burst
+	})
+	var flood []*testClient
+	for range 3 {
+		c := tg.dialFrom("127.0.0.2", link.KeyPair{}, false)
+		flood = append(flood, c)
+		sendPackets(c, 1, 20)
+	}
+	other := tg.dialFrom("127.0.0.3", link.KeyPair{}, false)
+	tg.waitMetric("nym_gateway_packets_dropped_total", 3*20-burst, "reason", "source_rate_limited")
+	sendPackets(other, 2, 20)
+	waitFor(t, "the other host's packets", func() bool {
+		st, _ := tg.Client(other.addr())
+		return st.Forwarded == 20
+	})
+	var forwarded uint64
+	for _, c := range flood {
+		st, _ := tg.Client(c.addr())
+		forwarded += st.Forwarded
+	}
+	if forwarded != burst {
+		t.Errorf("one host's clients had %d packets forwarded, want the shared burst of %d", forwarded, burst)
+	}
+}
+
 // TestIdleClientsAreClosed is the attack of issue 10: idle authenticated
 // links held every MaxClients slot for ever. They are now closed after
 // IdleTimeout and a fresh client gets in.

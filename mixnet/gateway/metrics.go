@@ -10,28 +10,30 @@ import (
 type dropReason int
 
 const (
-	dropUnknownClient  dropReason = iota // last hop here for an address not known: never connected, or forgotten
-	dropClientQueue                      // the client's link queue was full
-	dropStorageFull                      // the client already has MaxStoredBytes waiting
-	dropStoreQueueFull                   // the database writer is that far behind
-	dropStoreError                       // the database refused the write
-	dropForwardRefused                   // Forward refused a client packet or an ack
-	dropClosed                           // the gateway was already closed
-	dropClientsCap                       // not deliverable live to an unrecorded client (new, or over MaxStoredClients), so not stored
-	dropRateLimited                      // a client packet over the client's ClientRate
+	dropUnknownClient     dropReason = iota // last hop here for an address not known: never connected, or forgotten
+	dropClientQueue                         // the client's link queue was full
+	dropStorageFull                         // the client already has MaxStoredBytes waiting
+	dropStoreQueueFull                      // the database writer is that far behind
+	dropStoreError                          // the database refused the write
+	dropForwardRefused                      // Forward refused a client packet or an ack
+	dropClosed                              // the gateway was already closed
+	dropClientsCap                          // not deliverable live to an unrecorded client (new, or over MaxStoredClients), so not stored
+	dropRateLimited                         // a client packet over the client's ClientRate
+	dropSourceRateLimited                   // a client packet over its source address's SourceRate
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	dropUnknownClient:  "unknown_client",
-	dropClientQueue:    "client_queue_full",
-	dropStorageFull:    "client_storage_full",
-	dropStoreQueueFull: "store_queue_full",
-	dropStoreError:     "store_error",
-	dropForwardRefused: "forward_refused",
-	dropClosed:         "closed",
-	dropClientsCap:     "clients_cap",
-	dropRateLimited:    "rate_limited",
+	dropUnknownClient:     "unknown_client",
+	dropClientQueue:       "client_queue_full",
+	dropStorageFull:       "client_storage_full",
+	dropStoreQueueFull:    "store_queue_full",
+	dropStoreError:        "store_error",
+	dropForwardRefused:    "forward_refused",
+	dropClosed:            "closed",
+	dropClientsCap:        "clients_cap",
+	dropRateLimited:       "rate_limited",
+	dropSourceRateLimited: "source_rate_limited",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so

@@ -23,9 +23,10 @@ func newPerIP(maxHandshakes, maxConns int) *perIP {
 	return &perIP{maxHandshakes: maxHandshakes, maxConns: maxConns, counts: make(map[netip.Prefix]*ipCount)}
 }
 
-// sourceOf is the key addr is counted under. Addresses that are not TCP (a
-// test's pipe, a Unix socket) all share the zero key.
-func sourceOf(addr net.Addr) netip.Prefix {
+// SourceOf is the source a connection from addr is counted under: its IPv4
+// address, or its IPv6 /64. Addresses that are not TCP (a test's pipe, a
+// Unix socket) all share the zero prefix.
+func SourceOf(addr net.Addr) netip.Prefix {
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return netip.Prefix{}

@@ -140,7 +140,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			nc.Close()
 			continue
 		}
-		src := sourceOf(nc.RemoteAddr())
+		src := SourceOf(nc.RemoteAddr())
 		if !sources.startHandshake(src) {
 			<-slots
 			s.cfg.Stats.ConnsRejectedPerIP.Add(1)

@@ -81,6 +81,8 @@ type Config struct {
 	MaxStoredBytes          int64    `toml:"max_stored_bytes,omitzero"`            // stored for all clients together; past it the largest stores lose their oldest
 	ClientRate              float64  `toml:"client_rate,omitzero"`                 // packets/s one client may send into the mixnet
 	ClientBurst             int      `toml:"client_burst,omitzero"`                // packets one client may send at once
+	SourceRate              float64  `toml:"source_rate,omitzero"`                 // packets/s all clients of one address may send together
+	SourceBurst             int      `toml:"source_burst,omitzero"`                // packets they may send at once
 	ClientIdleTimeout       Duration `toml:"client_idle_timeout,omitempty"`        // a client link with nothing received this long is closed
 	MaxClientsPerIP         int      `toml:"max_clients_per_ip,omitzero"`          // client links from one address (IPv6: /64)
 	// RecordClientsAfter is how long a new client identity must stay
@@ -271,6 +273,8 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("max_stored_bytes %d: must not be negative (0 is the default, %d)", c.MaxStoredBytes, int64(gateway.DefaultMaxStoredBytesTotal))
 	case c.ClientRate < 0 || c.ClientBurst < 0:
 		return fmt.Errorf("client_rate %g, client_burst %d: must not be negative (0 is the default, %d and %d)", c.ClientRate, c.ClientBurst, gateway.DefaultClientRate, gateway.DefaultClientBurst)
+	case c.SourceRate < 0 || c.SourceBurst < 0:
+		return fmt.Errorf("source_rate %g, source_burst %d: must not be negative (0 is the default, %d and %d)", c.SourceRate, c.SourceBurst, gateway.DefaultSourceRate, gateway.DefaultSourceBurst)
 	case c.ClientIdleTimeout.Duration < 0:
 		return fmt.Errorf("client_idle_timeout %v: must not be negative (0 is the default, %v)", c.ClientIdleTimeout, gateway.DefaultIdleTimeout)
 	case c.MaxProvisionalClients < -1:

@@ -64,7 +64,7 @@ func TestSampleConfigLoads(t *testing.T) {
 			u.MaxClients, u.MaxStoredBytesPerClient, u.MessageTTL, u.ClientRetention, u.MaxStoredClients)
 	}
 	if u.MaxStoredBytes != gateway.DefaultMaxStoredBytesTotal || u.ClientRate != gateway.DefaultClientRate ||
-		u.ClientBurst != gateway.DefaultClientBurst || u.ClientIdleTimeout.Duration != gateway.DefaultIdleTimeout ||
+		u.ClientBurst != gateway.DefaultClientBurst || u.SourceRate != gateway.DefaultSourceRate || u.SourceBurst != gateway.DefaultSourceBurst || u.ClientIdleTimeout.Duration != gateway.DefaultIdleTimeout ||
 		u.MaxClientsPerIP != gateway.DefaultMaxClientsPerIP || u.RecordClientsAfter.Duration != gateway.DefaultRecordClientsAfter ||
 		u.MaxProvisionalClients != gateway.DefaultMaxProvisionalClients ||
 		u.MaxHandshakesPerIP != link.DefaultMaxHandshakesPerIP || u.FirstMessageTimeout.Duration != link.DefaultFirstMessageTimeout {
@@ -169,6 +169,8 @@ func TestConfigGatewayLimits(t *testing.T) {
 		{"negative total stored", "max_stored_bytes = -1\n", "max_stored_bytes -1"},
 		{"negative rate", "client_rate = -1.0\n", "client_rate -1"},
 		{"negative burst", "client_burst = -1\n", "client_burst -1"},
+		{"negative source rate", "source_rate = -1.0\n", "source_rate -1"},
+		{"negative source burst", "source_burst = -1\n", "source_burst -1"},
 		{"negative idle", "client_idle_timeout = \"-1s\"\n", "client_idle_timeout -1s"},
 		{"negative per ip", "max_clients_per_ip = -1\n", "max_clients_per_ip -1"},
 		{"no provisional clients", "max_provisional_clients = -1\n", ""},

@@ -30,6 +30,8 @@ func (n *Node) newGateway() error {
 		MaxStoredBytesTotal: n.cfg.MaxStoredBytes,
 		ClientRate:          n.cfg.ClientRate,
 		ClientBurst:         n.cfg.ClientBurst,
+		SourceRate:          n.cfg.SourceRate,
+		SourceBurst:         n.cfg.SourceBurst,
 		IdleTimeout:         n.cfg.ClientIdleTimeout.Duration,
 		MaxClientsPerIP:     n.cfg.MaxClientsPerIP,
 		MaxHandshakesPerIP:  n.cfg.MaxHandshakesPerIP,
