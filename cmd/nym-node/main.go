@@ -51,7 +51,8 @@ func (s *settings) bind(cmd *cobra.Command) {
 	f.StringVar(&s.cfg.DirectoryURL, "directory", "", "URL of the nym-api directory")
 	f.StringVar(&s.cfg.DirectoryKey, "directory-key", "", "the directory's public key (nym-api identity)")
 	f.StringVar(&s.cfg.MixnetListen, "mixnet-listen", d.MixnetListen, "address for links from other nodes")
-	f.StringVar(&s.cfg.HTTPListen, "http-listen", d.HTTPListen, "address for the HTTP API and /metrics")
+	f.StringVar(&s.cfg.HTTPListen, "http-listen", d.HTTPListen, "address for the public HTTP API")
+	f.StringVar(&s.cfg.MetricsListen, "metrics-listen", d.MetricsListen, "address for /metrics, e.g. 127.0.0.1:9100 (default: not served)")
 	f.StringVar(&s.cfg.ClientsListen, "clients-listen", d.ClientsListen, "address for client connections (gateways)")
 	f.StringVar(&s.cfg.AnnounceHost, "announce-host", "", "host other nodes and clients reach this node at (default: the listen host)")
 	f.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -76,6 +77,7 @@ func (s *settings) resolve(cmd *cobra.Command) (node.Config, error) {
 	set("directory-key", &cfg.DirectoryKey, s.cfg.DirectoryKey)
 	set("mixnet-listen", &cfg.MixnetListen, s.cfg.MixnetListen)
 	set("http-listen", &cfg.HTTPListen, s.cfg.HTTPListen)
+	set("metrics-listen", &cfg.MetricsListen, s.cfg.MetricsListen)
 	set("clients-listen", &cfg.ClientsListen, s.cfg.ClientsListen)
 	set("announce-host", &cfg.AnnounceHost, s.cfg.AnnounceHost)
 	return cfg, nil

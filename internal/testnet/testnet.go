@@ -182,6 +182,7 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	cfg.MixnetListen = freeAddr(t)
 	cfg.HTTPListen = freeAddr(t)
 	cfg.ClientsListen = freeAddr(t)
+	cfg.MetricsListen = freeAddr(t)
 	cfg.RefreshPeriod = node.Duration{Duration: 200 * time.Millisecond}
 	// A million tags is far more than any test sends, and keeps each
 	// node's replay filter (and its save at shutdown) at a few MB rather
@@ -244,6 +245,7 @@ func (n *Net) StartNode(i int) {
 			// now. A node that never ran has announced no address, so
 			// it may as well take others.
 			nd.Config.MixnetListen, nd.Config.HTTPListen, nd.Config.ClientsListen = freeAddr(t), freeAddr(t), freeAddr(t)
+			nd.Config.MetricsListen = freeAddr(t)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -4,9 +4,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
@@ -27,10 +30,20 @@ const seqBlock = 1 << 16
 // the byte counters.
 type client struct {
 	addr [sphinx.AddressSize]byte
-	// recorded is false for a client registered over MaxStoredClients: it
-	// never reaches the database and is forgotten when it disconnects.
-	// Fixed at creation.
+	// recorded is false for a client that has not yet stayed connected
+	// for RecordClientsAfter, or that did when MaxStoredClients were
+	// already recorded: it never reaches the database and is forgotten when
+	// it disconnects. It changes only from false to true, with both
+	// Gateway.mu and mu held (recordLocked).
 	recorded bool
+	// provisional is set for a client recorded before it showed life,
+	// while MaxProvisionalClients allowed; it is cleared once the client
+	// stays RecordClientsAfter. Changes with Gateway.mu and mu held.
+	provisional bool
+	// limit is the client's token bucket for packets into the mixnet. It
+	// lives as long as the client object, so reconnecting does not refill
+	// it.
+	limit *rate.Limiter
 
 	mu sync.Mutex
 	// removed is set, with Gateway.mu held too, when the client is taken
@@ -70,6 +83,15 @@ type session struct {
 	bad     int         // malformed messages; reader goroutine only
 	closing atomic.Bool // kicked or replaced: ignore what it sends
 	wake    chan struct{}
+	// since is when the connection was registered (Unix ns); toRecord is
+	// set while the client is not recorded and may become so once the
+	// connection is RecordClientsAfter old.
+	since    int64
+	toRecord atomic.Bool
+	// src is the connection's source address and srcLimit the token
+	// bucket it shares with the other clients from there.
+	src      netip.Prefix
+	srcLimit *rate.Limiter
 }
 
 func (s *session) nudge() {
@@ -98,30 +120,92 @@ func (g *Gateway) lookup(addr [32]byte) *client {
 
 // newClientLocked registers a client on its first connection (or its first
 // since it was forgotten). g.mu is held. Numbering starts at the sequence
-// floor, above every Seq a forgotten client was ever given.
+// floor, above every Seq a forgotten client was ever given. The client is
+// recorded at once if RecordClientsAfter is negative, provisionally while
+// fewer than MaxProvisionalClients are, and otherwise only once it shows
+// life (recordIfDue).
 func (g *Gateway) newClientLocked(addr [32]byte) *client {
 	next := max(g.seqFloor, 1)
 	cl := &client{
 		addr:     addr,
-		recorded: g.recorded < g.cfg.MaxStoredClients,
+		limit:    g.newLimiter(),
 		nextSeq:  next,
 		reserved: next,
 		lastSeen: g.now().UnixNano(),
 	}
 	g.clients[addr] = cl
-	if !cl.recorded {
+	cl.mu.Lock()
+	switch {
+	case g.cfg.RecordClientsAfter < 0:
+		g.recordLocked(cl, false)
+	case g.provisional < g.cfg.MaxProvisionalClients:
+		g.recordLocked(cl, true)
+	}
+	cl.mu.Unlock()
+	return cl
+}
+
+// recordLocked records cl in the database, provisionally or not, if
+// MaxStoredClients allows. g.mu and cl.mu are held.
+func (g *Gateway) recordLocked(cl *client, provisional bool) {
+	if cl.recorded || cl.removed {
+		return
+	}
+	if g.recorded >= g.cfg.MaxStoredClients {
 		// Over the cap: serve it, but keep nothing of it, so a flood of
 		// fresh identities cannot grow the database.
 		g.metrics.clientsNotKept.Inc()
-		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(addr), "max", g.cfg.MaxStoredClients)
-		return cl
+		g.log.Debug("client not recorded: MaxStoredClients reached", "client", shortID(cl.addr), "max", g.cfg.MaxStoredClients)
+		return
 	}
+	cl.recorded, cl.provisional = true, provisional
 	g.recorded++
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
-	cl.mu.Lock()
+	if provisional {
+		g.provisional++
+		g.metrics.clientsProvisional.Set(float64(g.provisional))
+	}
 	g.reserveSeqsLocked(cl) // also makes the client known to a restarted gateway
+}
+
+// proveLocked marks a provisional client as one that showed life, on disk
+// too. g.mu and cl.mu are held.
+func (g *Gateway) proveLocked(cl *client) {
+	if !cl.provisional || cl.removed {
+		return
+	}
+	cl.provisional = false
+	g.provisional--
+	g.metrics.clientsProvisional.Set(float64(g.provisional))
+	g.touchLocked(cl) // its meta op deletes the marker
+}
+
+// recordIfDue records s's client, or confirms its provisional record, once
+// s has been connected for RecordClientsAfter: a client that has shown life
+// by staying. Identities cost nothing to make, so recording each at its
+// handshake would let anyone fill MaxStoredClients, and the database, with
+// throwaway ones; they can hold no more than MaxProvisionalClients
+// provisional records. When final, the connection is ending and this is
+// the last chance. Neither lock is held.
+func (g *Gateway) recordIfDue(s *session, final bool) {
+	if !s.toRecord.Load() || time.Duration(g.now().UnixNano()-s.since) < g.cfg.RecordClientsAfter {
+		return
+	}
+	g.mu.Lock()
+	cl := s.client
+	cl.mu.Lock()
+	if s.toRecord.Swap(false) && (cl.sess == s || final) {
+		g.recordLocked(cl, false)
+		g.proveLocked(cl)
+	}
 	cl.mu.Unlock()
-	return cl
+	g.mu.Unlock()
+}
+
+// newLimiter is a client's token bucket, full to start with. It is always
+// asked with the gateway's clock (Config.Now).
+func (g *Gateway) newLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(g.cfg.ClientRate), g.cfg.ClientBurst)
 }
 
 // forgetLocked takes cl out of the gateway's memory: a later connection
@@ -135,6 +219,10 @@ func (g *Gateway) forgetLocked(cl *client) {
 	if cl.recorded {
 		g.recorded--
 		g.metrics.clientsRecorded.Set(float64(g.recorded))
+	}
+	if cl.provisional {
+		g.provisional--
+		g.metrics.clientsProvisional.Set(float64(g.provisional))
 	}
 }
 
@@ -158,7 +246,7 @@ func (g *Gateway) reserveSeqsLocked(cl *client) {
 	// Never below a Reserved already queued: meta ops commit in queue
 	// order, and the last one written is what a restart resumes from.
 	target := max(cl.nextSeq+seqBlock, cl.reserveQueued)
-	op := &writeOp{kind: opMeta, reserve: true, client: cl, seq: target, value: cl.metaLocked(target).encode()}
+	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).encode()}
 	if g.enqueueLocked(op) {
 		cl.reservePending = true
 		cl.reserveQueued = target
@@ -179,7 +267,7 @@ func (g *Gateway) touchLocked(cl *client) {
 		return
 	}
 	reserved := max(cl.reserveQueued, cl.reserved, cl.nextSeq)
-	if g.enqueueLocked(&writeOp{kind: opMeta, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
+	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
 		cl.reserveQueued = reserved
 	}
 }
@@ -203,10 +291,12 @@ func (g *Gateway) onConn(c *link.Conn) {
 	if fresh {
 		cl = g.newClientLocked(addr)
 	}
-	s := &session{c: c, client: cl, wake: make(chan struct{}, 1)}
+	s := &session{c: c, client: cl, wake: make(chan struct{}, 1), since: g.now().UnixNano(), src: link.SourceOf(c.RemoteAddr())}
+	s.srcLimit = g.sources.acquire(s.src)
 	g.sessions.Store(c, s)
 
 	cl.mu.Lock()
+	s.toRecord.Store(!cl.recorded || cl.provisional)
 	old := cl.sess
 	cl.conn, cl.sess = c, s
 	cl.sentHigh = cl.confirmed
@@ -236,7 +326,7 @@ func (g *Gateway) onConn(c *link.Conn) {
 	}
 	if dropped > 0 {
 		g.sendStatus(cl, c, gatewire.StatusRefused, fmt.Sprintf(
-			"%d messages for you were dropped while you were offline: stored-message limit of %d bytes reached",
+			"%d messages for you were dropped while you were offline: stored-message limit reached (%d bytes for you, or the gateway's total)",
 			dropped, g.cfg.MaxStoredBytes))
 	}
 	if needDrain {
@@ -253,6 +343,8 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 	}
 	s := v.(*session)
 	cl := s.client
+	g.sources.release(s.src)
+	g.recordIfDue(s, true)
 	g.mu.Lock()
 	cl.mu.Lock()
 	if cl.sess == s {
@@ -288,6 +380,7 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	cl := s.client
 	cl.bytesIn.Add(uint64(len(f.Payload)))
 	g.metrics.bytesIn.Add(float64(len(f.Payload)))
+	g.recordIfDue(s, false)
 	if f.Kind != link.KindClient {
 		g.metrics.ignoredFrames.Inc()
 		return nil
@@ -299,6 +392,17 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
+		// Over its rate, or its address's: drop here, so one client's
+		// flood cannot crowd everybody else out of the first mix layer.
+		now := g.now()
+		if !cl.limit.AllowN(now, 1) {
+			g.metrics.drop(dropRateLimited)
+			return nil
+		}
+		if !s.srcLimit.AllowN(now, 1) {
+			g.metrics.drop(dropSourceRateLimited)
+			return nil
+		}
 		// f.Payload is ours, so Forward may own the packet inside it.
 		if g.cfg.Forward(m.FirstHop, m.Packet, m.Parity == 1) {
 			cl.forwarded.Add(1)

@@ -17,10 +17,17 @@
 // reconnects, and are deleted only once the client confirms them with
 // gatewire.Received, or when their TTL passes.
 //
-// The database stays bounded however many identities come and go: a client
-// with nothing stored that has not been seen for ClientRetention is
-// forgotten, and beyond MaxStoredClients recorded identities a new one is
-// served while connected but not recorded.
+// The database stays bounded however many identities come and go: a new
+// identity that has not yet stayed connected for RecordClientsAfter holds
+// at most one of MaxProvisionalClients records, a client with nothing stored that has not been seen
+// for ClientRetention is forgotten, and beyond MaxStoredClients recorded
+// identities a new one is served while connected but not recorded.
+//
+// One client cannot crowd out the others: its packets into the mixnet pass
+// a token bucket of its own (ClientRate, ClientBurst) and one shared with
+// the other clients of its source address (SourceRate, SourceBurst), a link on which nothing arrives
+// for IdleTimeout is closed, and one source address holds at most
+// MaxClientsPerIP links and MaxHandshakesPerIP handshakes.
 package gateway
 
 import (
@@ -63,6 +70,49 @@ const (
 	// the distinct clients a busy gateway sees within DefaultClientRetention
 	// while a flood of fresh identities still cannot grow the file.
 	DefaultMaxStoredClients = 100_000
+
+	// DefaultClientRate bounds the packets per second one client may send
+	// into the mixnet; DefaultClientBurst is how many it may send at once
+	// after a quiet spell. Nym's default Loopix client sends some 55
+	// packets/s with cover and acks, the no-delay "fast" profile pushes bulk
+	// at up to ~1000/s, and constant-rate profiles of up to 1000/s are
+	// planned: 2000/s is twice the fastest, and a burst of two seconds of
+	// it absorbs a client's catch-up after a stall. One client flooding at
+	// link speed (tens of thousands per second) is cut to this, so the mix
+	// layer behind the gateway keeps room for everybody else.
+	DefaultClientRate  = 2000
+	DefaultClientBurst = 4000
+	// DefaultSourceRate and DefaultSourceBurst bound all clients of one
+	// source address together: four clients at full ClientRate, so a
+	// household behind one NAT is not held back, while one host cannot
+	// multiply ClientRate by MaxClientsPerIP identities.
+	DefaultSourceRate  = 4 * DefaultClientRate
+	DefaultSourceBurst = 4 * DefaultClientBurst
+	// DefaultIdleTimeout closes a client link on which nothing arrived for
+	// this long. A Loopix client sends cover several times a second, so it
+	// is never idle; five minutes spares clients without cover that pause,
+	// while an idle link cannot hold a MaxClients slot for ever.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxClientsPerIP bounds the client links from one source (an
+	// IPv4 address or IPv6 /64): room for a household or office behind one
+	// NAT, while filling MaxClients takes a hundred-odd addresses.
+	DefaultMaxClientsPerIP = 64
+	// DefaultRecordClientsAfter is how long a new identity must stay
+	// connected before it is recorded (see Config.RecordClientsAfter). A
+	// client sticks with its gateway for its whole session, so it passes
+	// this within its first minute, while minting identities that are
+	// recorded costs an attacker a connection held this long each, out of
+	// MaxClientsPerIP per address.
+	DefaultRecordClientsAfter = 30 * time.Second
+	// DefaultMaxProvisionalClients is about 1% of DefaultMaxStoredClients:
+	// what a flood of throwaway identities can take at most, leaving the
+	// rest to clients that stay.
+	DefaultMaxProvisionalClients = 1024
+	// DefaultMaxStoredBytesTotal bounds everything stored, over all
+	// clients: 64 full per-client stores, or about a million packets. Past
+	// it the largest stores lose their oldest packets first, so a few
+	// heavy or abandoned stores cannot crowd out everybody else's.
+	DefaultMaxStoredBytesTotal = 2 << 30
 )
 
 // Config configures a Gateway.
@@ -113,8 +163,56 @@ type Config struct {
 	// disconnects. Recorded clients are unaffected. Default
 	// DefaultMaxStoredClients.
 	MaxStoredClients int
-	// Now is the clock for stored packets' ages and clients' last-seen
-	// times; nil is time.Now.
+	// MaxStoredBytesTotal bounds what is stored for all clients together.
+	// When a commit would pass it, the clients with the most stored lose
+	// their oldest packets until the total is back under it (a little
+	// below, so eviction runs in batches); each evicted packet counts as
+	// dropped for its client, which is told on its next connection.
+	// Default DefaultMaxStoredBytesTotal.
+	MaxStoredBytesTotal int64
+	// ClientRate bounds the packets per second one client identity may
+	// send into the mixnet (over its one link), with bursts of up to
+	// ClientBurst; excess packets are dropped and counted. Defaults
+	// DefaultClientRate and DefaultClientBurst.
+	ClientRate  float64
+	ClientBurst int
+	// SourceRate and SourceBurst are a second bucket, shared by all the
+	// clients connected from one source address (IPv6: one /64). Defaults
+	// DefaultSourceRate and DefaultSourceBurst.
+	SourceRate  float64
+	SourceBurst int
+	// IdleTimeout closes a client link on which nothing has arrived for
+	// that long. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxClientsPerIP bounds the client links from one source address
+	// (IPv6: one /64). Default DefaultMaxClientsPerIP.
+	MaxClientsPerIP int
+	// MaxHandshakesPerIP bounds the handshakes in progress from one source
+	// address, and FirstMessageTimeout how long a connection may stay
+	// silent before its handshake. Defaults: the link package's.
+	MaxHandshakesPerIP  int
+	FirstMessageTimeout time.Duration
+	// RecordClientsAfter is how long a new client identity must stay
+	// connected, in one connection, to show life. It is checked whenever
+	// the client sends something and when it disconnects. A new identity
+	// is recorded (packets are stored for it while it is offline, and it
+	// is kept across restarts) provisionally at its handshake while fewer
+	// than MaxProvisionalClients provisional records exist; beyond that
+	// only once it has shown life. Until recorded it is served while
+	// connected and forgotten when it leaves, as one over
+	// MaxStoredClients is. Showing life turns a provisional record into a
+	// full one. Negative records every client at the handshake. Default
+	// DefaultRecordClientsAfter.
+	RecordClientsAfter time.Duration
+	// MaxProvisionalClients bounds the clients recorded before they showed
+	// life, so that throwaway identities hold at most this many of the
+	// MaxStoredClients records, while a client that connects for a moment
+	// still usually finds its messages stored when it returns. Negative
+	// records nobody before they show life. Default
+	// DefaultMaxProvisionalClients.
+	MaxProvisionalClients int
+	// Now is the clock for stored packets' ages, clients' last-seen
+	// times, connection ages and the rate limit; nil is time.Now.
 	Now func() time.Time
 
 	// Logger receives connection and storage events; nil is slog.Default().
@@ -164,6 +262,36 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxStoredClients <= 0 {
 		c.MaxStoredClients = DefaultMaxStoredClients
 	}
+	if c.MaxStoredBytesTotal <= 0 {
+		c.MaxStoredBytesTotal = DefaultMaxStoredBytesTotal
+	}
+	if c.ClientRate <= 0 {
+		c.ClientRate = DefaultClientRate
+	}
+	if c.ClientBurst <= 0 {
+		c.ClientBurst = DefaultClientBurst
+	}
+	if c.SourceRate <= 0 {
+		c.SourceRate = DefaultSourceRate
+	}
+	if c.SourceBurst <= 0 {
+		c.SourceBurst = DefaultSourceBurst
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxClientsPerIP <= 0 {
+		c.MaxClientsPerIP = DefaultMaxClientsPerIP
+	}
+	if c.RecordClientsAfter == 0 {
+		c.RecordClientsAfter = DefaultRecordClientsAfter
+	}
+	switch {
+	case c.MaxProvisionalClients == 0:
+		c.MaxProvisionalClients = DefaultMaxProvisionalClients
+	case c.MaxProvisionalClients < 0:
+		c.MaxProvisionalClients = 0
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -188,13 +316,21 @@ type Gateway struct {
 	drainWindow int
 	drainStall  time.Duration
 
+	// diskBytes is the size of every record in the database: written by
+	// the writer goroutine only, so it needs no lock.
+	diskBytes int64
+
 	mu        sync.RWMutex
 	clients   map[[sphinx.AddressSize]byte]*client
-	connected int      // clients with a connection; guarded by mu
-	recorded  int      // clients with a database record; guarded by mu
-	seqFloor  uint64   // where a new client's numbering starts; guarded by mu
-	sessions  sync.Map // *link.Conn → *session
-	ops       chan *writeOp
+	connected int // clients with a connection; guarded by mu
+	recorded  int // clients with a database record; guarded by mu
+	// provisional counts recorded clients that have not shown life;
+	// guarded by mu.
+	provisional int
+	seqFloor    uint64   // where a new client's numbering starts; guarded by mu
+	sessions    sync.Map // *link.Conn → *session
+	sources     *sources
+	ops         chan *writeOp
 
 	servicesMu sync.Mutex // serialises RegisterService
 	services   atomic.Pointer[map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte)]
@@ -227,6 +363,7 @@ func New(cfg Config) (*Gateway, error) {
 		drainWindow: defaultDrainWindow,
 		drainStall:  defaultDrainStall,
 		clients:     make(map[[sphinx.AddressSize]byte]*client),
+		sources:     newSources(cfg.SourceRate, cfg.SourceBurst),
 		ops:         make(chan *writeOp, cfg.StoreQueueLen),
 		serveCtx:    context.Background(),
 	}
@@ -259,6 +396,8 @@ func New(cfg Config) (*Gateway, error) {
 		g.clients[sum.addr] = &client{
 			addr:        sum.addr,
 			recorded:    true,
+			provisional: sum.provisional,
+			limit:       g.newLimiter(),
 			nextSeq:     next,
 			reserved:    next,
 			storedCount: sum.count,
@@ -268,6 +407,10 @@ func New(cfg Config) (*Gateway, error) {
 			lastSeen:    max(lastSeen, sum.newest),
 		}
 		stored += sum.count
+		g.diskBytes += sum.bytes
+		if sum.provisional {
+			g.provisional++
+		}
 	})
 	if err != nil {
 		st.close()
@@ -275,6 +418,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.recorded = len(g.clients)
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
+	g.metrics.storedBytes.Set(float64(g.diskBytes))
+	g.metrics.clientsProvisional.Set(float64(g.provisional))
 	if cfg.Registerer != nil {
 		if err := g.metrics.register(cfg.Registerer); err != nil {
 			st.close()
@@ -311,8 +456,13 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 			OnClose: g.onClose,
 			Logger:  g.log,
 			Stats:   g.cfg.LinkStats,
+
+			IdleTimeout: g.cfg.IdleTimeout,
 		},
-		OnConn: g.onConn,
+		OnConn:              g.onConn,
+		MaxHandshakesPerIP:  g.cfg.MaxHandshakesPerIP,
+		FirstMessageTimeout: g.cfg.FirstMessageTimeout,
+		MaxConnsPerIP:       g.cfg.MaxClientsPerIP,
 		// Room for handshakes in progress and refused clients being told
 		// so, on top of the clients themselves.
 		MaxConns: g.cfg.MaxClients + max(64, g.cfg.MaxClients/8),
@@ -371,13 +521,14 @@ func (g *Gateway) Close() error {
 	// of the database.
 	batch := make([]*writeOp, 0, len(all))
 	for _, cl := range all {
-		if !cl.recorded {
-			continue
-		}
 		cl.mu.Lock()
+		recorded, provisional := cl.recorded, cl.provisional
 		m := clientMeta{Reserved: cl.nextSeq, Dropped: cl.dropped, LastSeen: cl.lastSeen}
 		cl.mu.Unlock()
-		batch = append(batch, &writeOp{kind: opMeta, client: cl, seq: m.Reserved, value: m.encode()})
+		if !recorded {
+			continue
+		}
+		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.encode()})
 	}
 	if len(batch) > 0 {
 		g.commit(batch)

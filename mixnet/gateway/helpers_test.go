@@ -124,6 +124,9 @@ func newGateway(t *testing.T, dir string, key link.KeyPair, mutate func(*Config)
 		Logger:     testLogger(t),
 		Registerer: tg.reg,
 		LinkStats:  tg.links,
+		// Record clients at the handshake, as the tests written before
+		// RecordClientsAfter expect; the tests of it set their own.
+		RecordClientsAfter: -1,
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -242,6 +245,18 @@ func (tg *testGateway) dial(key link.KeyPair, autoConfirm bool) *testClient {
 // dialNoWait connects a client without waiting for the gateway to accept it.
 func (tg *testGateway) dialNoWait(key link.KeyPair, autoConfirm bool) *testClient {
 	tg.t.Helper()
+	return tg.dialFrom("", key, autoConfirm)
+}
+
+// dialFrom is dialNoWait from the loopback address local ("" for any):
+// Linux routes all of 127.0.0.0/8 to lo, so one test can play several
+// hosts.
+func (tg *testGateway) dialFrom(local string, key link.KeyPair, autoConfirm bool) *testClient {
+	tg.t.Helper()
+	var d net.Dialer
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
 	if key.Public == ([32]byte{}) {
 		key = newKey(tg.t)
 	}
@@ -250,6 +265,8 @@ func (tg *testGateway) dialNoWait(key link.KeyPair, autoConfirm bool) *testClien
 		Static:  key,
 		Handler: tc.handle,
 		Logger:  testLogger(tg.t),
+
+		DialContext: d.DialContext,
 	})
 	if err != nil {
 		tg.t.Fatalf("dial gateway: %v", err)

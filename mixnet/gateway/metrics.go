@@ -10,42 +10,47 @@ import (
 type dropReason int
 
 const (
-	dropUnknownClient  dropReason = iota // last hop here for an address not known: never connected, or forgotten
-	dropClientQueue                      // the client's link queue was full
-	dropStorageFull                      // the client already has MaxStoredBytes waiting
-	dropStoreQueueFull                   // the database writer is that far behind
-	dropStoreError                       // the database refused the write
-	dropForwardRefused                   // Forward refused a client packet or an ack
-	dropClosed                           // the gateway was already closed
-	dropClientsCap                       // not deliverable live to a client unrecorded for MaxStoredClients, so not stored
+	dropUnknownClient     dropReason = iota // last hop here for an address not known: never connected, or forgotten
+	dropClientQueue                         // the client's link queue was full
+	dropStorageFull                         // the client already has MaxStoredBytes waiting
+	dropStoreQueueFull                      // the database writer is that far behind
+	dropStoreError                          // the database refused the write
+	dropForwardRefused                      // Forward refused a client packet or an ack
+	dropClosed                              // the gateway was already closed
+	dropClientsCap                          // not deliverable live to an unrecorded client (new, or over MaxStoredClients), so not stored
+	dropRateLimited                         // a client packet over the client's ClientRate
+	dropSourceRateLimited                   // a client packet over its source address's SourceRate
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	dropUnknownClient:  "unknown_client",
-	dropClientQueue:    "client_queue_full",
-	dropStorageFull:    "client_storage_full",
-	dropStoreQueueFull: "store_queue_full",
-	dropStoreError:     "store_error",
-	dropForwardRefused: "forward_refused",
-	dropClosed:         "closed",
-	dropClientsCap:     "clients_cap",
+	dropUnknownClient:     "unknown_client",
+	dropClientQueue:       "client_queue_full",
+	dropStorageFull:       "client_storage_full",
+	dropStoreQueueFull:    "store_queue_full",
+	dropStoreError:        "store_error",
+	dropForwardRefused:    "forward_refused",
+	dropClosed:            "closed",
+	dropClientsCap:        "clients_cap",
+	dropRateLimited:       "rate_limited",
+	dropSourceRateLimited: "source_rate_limited",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so
 // the packet path never looks up a label. There are no per-client labels:
 // they would grow without bound and put client identities in the metrics.
 type metrics struct {
-	clientsConnected prometheus.Gauge
-	clientsRecorded  prometheus.Gauge   // identities with a database record
-	clientsNotKept   prometheus.Counter // served unrecorded: over MaxStoredClients
-	clientsForgotten prometheus.Counter // records deleted after ClientRetention
-	clientsRefused   prometheus.Counter // over MaxClients
-	clientsKicked    prometheus.Counter // too many malformed messages
-	badMessages      prometheus.Counter
-	ignoredFrames    prometheus.Counter
-	bytesIn          prometheus.Counter
-	bytesOut         prometheus.Counter
+	clientsConnected   prometheus.Gauge
+	clientsRecorded    prometheus.Gauge   // identities with a database record
+	clientsProvisional prometheus.Gauge   // of those, recorded before they showed life
+	clientsNotKept     prometheus.Counter // served unrecorded: over MaxStoredClients
+	clientsForgotten   prometheus.Counter // records deleted after ClientRetention
+	clientsRefused     prometheus.Counter // over MaxClients
+	clientsKicked      prometheus.Counter // too many malformed messages
+	badMessages        prometheus.Counter
+	ignoredFrames      prometheus.Counter
+	bytesIn            prometheus.Counter
+	bytesOut           prometheus.Counter
 
 	forwarded        prometheus.Counter // client packets handed to Forward
 	acksSent         prometheus.Counter
@@ -54,6 +59,8 @@ type metrics struct {
 	deliveredService prometheus.Counter
 	stored           prometheus.Counter
 	expired          prometheus.Counter
+	evicted          prometheus.Counter // stored packets deleted for MaxStoredBytesTotal
+	storedBytes      prometheus.Gauge   // bytes of stored records in the database
 	storeCommits     prometheus.Counter
 	dropped          [numDropReasons]prometheus.Counter
 
@@ -74,7 +81,11 @@ func newMetrics() *metrics {
 			Namespace: ns, Subsystem: sub, Name: "clients_recorded",
 			Help: "Client identities recorded in the database, for which packets are stored while they are offline.",
 		}),
-		clientsNotKept:   counter("clients_unrecorded_total", "New client identities served without being recorded because MaxStoredClients was reached."),
+		clientsProvisional: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "clients_provisional",
+			Help: "Recorded client identities that have not yet stayed connected RecordClientsAfter; at most MaxProvisionalClients.",
+		}),
+		clientsNotKept:   counter("clients_unrecorded_total", "Client identities that stayed long enough to be recorded but were not, because MaxStoredClients was reached."),
 		clientsForgotten: counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
 		clientsRefused:   counter("clients_refused_total", "Client connections refused because the gateway was full."),
 		clientsKicked:    counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),
@@ -89,7 +100,12 @@ func newMetrics() *metrics {
 		deliveredService: counter("delivered_service_total", "Packets handed to a local service."),
 		stored:           counter("stored_total", "Packets stored for a disconnected client."),
 		expired:          counter("expired_total", "Stored packets deleted unread after their TTL."),
-		storeCommits:     counter("store_commits_total", "Database write transactions; each batches many operations."),
+		evicted:          counter("evicted_total", "Stored packets deleted unread because the gateway's total storage cap was reached; the largest stores lose their oldest first."),
+		storedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "stored_bytes",
+			Help: "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds.",
+		}),
+		storeCommits: counter("store_commits_total", "Database write transactions; each batches many operations."),
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
@@ -99,9 +115,9 @@ func newMetrics() *metrics {
 		m.dropped[r] = dropped.WithLabelValues(name)
 	}
 	m.collectors = []prometheus.Collector{
-		m.clientsConnected, m.clientsRecorded, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
+		m.clientsConnected, m.clientsRecorded, m.clientsProvisional, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
-		m.deliveredService, m.stored, m.expired, m.storeCommits, dropped,
+		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
 	}
 	return m
 }

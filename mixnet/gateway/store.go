@@ -22,14 +22,17 @@ const dbFileName = "gateway.db"
 //	                            Config.ClientRetention and MaxStoredClients)
 //	  <client address, 32 B>/
 //	    meta                    clientMeta
+//	    provisional             present (empty) while the client has not
+//	                            yet shown life (Config.RecordClientsAfter)
 //	    msgs/                   stored deliveries, in arrival order
 //	      <seq u64 BE>          record
 //	state/
 //	  seq_floor                 see keySeqFloor
 var (
-	bucketClients = []byte("clients")
-	bucketMsgs    = []byte("msgs")
-	keyMeta       = []byte("meta")
+	bucketClients  = []byte("clients")
+	bucketMsgs     = []byte("msgs")
+	keyMeta        = []byte("meta")
+	keyProvisional = []byte("provisional")
 )
 
 // errCorrupt is wrapped by every decoding error of stored values.
@@ -209,6 +212,8 @@ type storedSummary struct {
 	bytes   int64
 	highSeq uint64
 	newest  int64 // latest stored-at among readable records; 0 if none
+
+	provisional bool
 }
 
 // load reports every client in the database. A client whose meta is
@@ -225,6 +230,7 @@ func (s *store) load(fn func(storedSummary)) error {
 			copy(sum.addr[:], k)
 			meta, err := decodeMeta(b.Get(keyMeta))
 			sum.meta, sum.metaOK = meta, err == nil
+			sum.provisional = b.Get(keyProvisional) != nil
 			if msgs := b.Bucket(bucketMsgs); msgs != nil {
 				c := msgs.Cursor()
 				for k, v := c.First(); k != nil; k, v = c.Next() {

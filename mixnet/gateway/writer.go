@@ -27,10 +27,13 @@ const (
 type writeOp struct {
 	kind    opKind
 	reserve bool // an opMeta that extends the Seq reservation
-	queued  bool // went through enqueueLocked, so counted in client.queued
-	client  *client
-	seq     uint64
-	value   []byte
+	// provisional, for an opMeta, is the client's provisional flag when
+	// the op was queued; the op writes or deletes the marker to match.
+	provisional bool
+	queued      bool // went through enqueueLocked, so counted in client.queued
+	client      *client
+	seq         uint64
+	value       []byte
 
 	// Filled in by the transaction, applied to client once it commits.
 	freedCount int
@@ -102,24 +105,68 @@ func (g *Gateway) flushOps() {
 
 // commit applies batch in one transaction, then tells each client what
 // became durable.
+//
+// Whatever the batch stores beyond MaxStoredBytesTotal is evicted in the
+// same transaction (evictOver), so the file never holds more than the cap.
 func (g *Gateway) commit(batch []*writeOp) {
+	var (
+		delta, evictedBytes int64
+		evicted             []eviction
+	)
 	err := g.store.db.Update(func(tx *bolt.Tx) error {
+		delta = 0
 		clients := tx.Bucket(bucketClients)
 		for _, op := range batch {
 			op.freedCount, op.freedBytes = 0, 0
 			if err := applyOp(clients, op); err != nil {
 				return err
 			}
+			if op.kind == opStore {
+				delta += int64(len(op.value))
+			}
+			delta -= op.freedBytes
 		}
-		return nil
+		var err error
+		evicted, evictedBytes, err = g.evictOver(clients, g.diskBytes+delta)
+		return err
 	})
 	g.metrics.storeCommits.Inc()
 	if err != nil {
 		g.log.Error("gateway store write failed", "ops", len(batch), "err", err)
+	} else {
+		g.addDiskBytes(delta - evictedBytes)
 	}
 	for _, op := range batch {
 		g.committed(op, err)
 	}
+	if err == nil && len(evicted) > 0 {
+		g.evicted(evicted)
+	}
+}
+
+// evicted updates the clients whose records the global cap took. Each
+// evicted packet counts as dropped for its client, which is told on its
+// next connection.
+func (g *Gateway) evicted(all []eviction) {
+	var n int
+	for _, e := range all {
+		cl := e.client
+		cl.mu.Lock()
+		cl.storedCount -= e.count
+		cl.storedBytes -= e.bytes
+		cl.dropped += uint64(e.count)
+		cl.mu.Unlock()
+		n += e.count
+	}
+	g.metrics.evicted.Add(float64(n))
+	g.log.Debug("gateway evicted stored messages: MaxStoredBytesTotal reached", "messages", n, "clients", len(all))
+}
+
+// addDiskBytes moves the running total of stored bytes in the database.
+// Only the writer goroutine (or Close once it has stopped) calls it.
+func (g *Gateway) addDiskBytes(d int64) {
+	g.diskBytes += d
+	g.metrics.storedBytes.Set(float64(g.diskBytes))
 }
 
 func applyOp(clients *bolt.Bucket, op *writeOp) error {
@@ -159,6 +206,13 @@ func applyOp(clients *bolt.Bucket, op *writeOp) error {
 		}
 		if err := cb.Put(keyMeta, op.value); err != nil {
 			return fmt.Errorf("put meta: %w", err)
+		}
+		mark := cb.Delete
+		if op.provisional {
+			mark = func(k []byte) error { return cb.Put(k, nil) }
+		}
+		if err := mark(keyProvisional); err != nil {
+			return fmt.Errorf("provisional marker: %w", err)
 		}
 	}
 	return nil
@@ -269,6 +323,7 @@ func (g *Gateway) sweepExpired() {
 	}
 	for _, f := range all {
 		g.metrics.expired.Add(float64(f.count))
+		g.addDiskBytes(-f.bytes)
 		cl := g.lookup(f.addr)
 		if cl == nil {
 			continue

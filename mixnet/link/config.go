@@ -47,6 +47,11 @@ type Config struct {
 	// eventually disconnected rather than holding its queue full forever.
 	// Default 10 s.
 	WriteTimeout time.Duration
+	// IdleTimeout, if positive, closes a connection on which nothing has
+	// been received for that long (never sooner, at most a quarter later),
+	// counted in Stats.IdleClosed. A gateway sets it for client links: a
+	// client sending Loopix cover traffic is never idle. 0 never closes.
+	IdleTimeout time.Duration
 	// DialContext makes outbound TCP connections; nil uses a net.Dialer. Tests
 	// and network-namespace callers replace it.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)

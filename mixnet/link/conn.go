@@ -13,6 +13,10 @@ import (
 // ErrClosed is the reason recorded when Close ends a connection.
 var ErrClosed = errors.New("link: connection closed")
 
+// ErrIdle is the reason recorded when a connection ends after
+// Config.IdleTimeout without receiving anything.
+var ErrIdle = errors.New("link: idle timeout")
+
 // Conn is an established, authenticated link. Its reader goroutine hands
 // inbound frames to the Handler; its writer goroutine drains the send queue.
 // All methods are safe for concurrent use.
@@ -31,6 +35,7 @@ type Conn struct {
 	stats        *Stats
 	log          *slog.Logger
 	writeTimeout time.Duration
+	idleTimeout  time.Duration
 
 	ctx          context.Context
 	cancel       context.CancelCauseFunc
@@ -62,6 +67,7 @@ func newConn(ctx context.Context, nc net.Conn, s session, cfg *Config, queue cha
 		stats:        cfg.Stats,
 		log:          cfg.Logger.With("remote", nc.RemoteAddr().String()),
 		writeTimeout: cfg.WriteTimeout,
+		idleTimeout:  cfg.IdleTimeout,
 		done:         make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancelCause(ctx)

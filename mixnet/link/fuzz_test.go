@@ -73,7 +73,7 @@ func FuzzHandshake(f *testing.F) {
 		if asInitiator {
 			_, err = initiatorHandshake(context.Background(), nc, initiator, responder.Public, time.Second)
 		} else {
-			_, err = responderHandshake(context.Background(), nc, responder, time.Second)
+			_, err = responderHandshake(context.Background(), nc, responder, time.Second, time.Second)
 		}
 		if err == nil {
 			t.Fatal("handshake completed against a scripted peer")

@@ -99,8 +99,9 @@ func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteS
 }
 
 // responderHandshake runs the XK handshake as the accepting side and learns
-// the initiator's static key.
-func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, timeout time.Duration) (session, error) {
+// the initiator's static key. The initiator has firstTimeout to send its
+// first message and timeout for the whole handshake.
+func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTimeout, timeout time.Duration) (session, error) {
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   cipherSuite,
 		Pattern:       noise.HandshakeXK,
@@ -112,10 +113,26 @@ func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, timeout
 		return session{}, err
 	}
 	var s session
+	deadline := time.Now().Add(timeout)
 	err = underDeadline(ctx, nc, timeout, func() error {
+		if firstTimeout < timeout {
+			if err := nc.SetReadDeadline(time.Now().Add(firstTimeout)); err != nil {
+				return fmt.Errorf("setting first-message deadline: %w", err)
+			}
+		}
 		msg, err := readMessage(nc, maxHandshakeMessage)
 		if err != nil {
 			return fmt.Errorf("reading message 1: %w", err)
+		}
+		if firstTimeout < timeout {
+			if err := nc.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("setting handshake deadline: %w", err)
+			}
+			// Had ctx ended meanwhile, its past deadline was just
+			// overwritten: stop here instead.
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 		payload, _, _, err := hs.ReadMessage(nil, msg)
 		if err != nil {

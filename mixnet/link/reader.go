@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 )
 
 // Read buffer sizes. A connection starts with a buffer that holds a few
@@ -90,9 +92,26 @@ func (c *Conn) readLoop() {
 	defer c.exit()
 	mr := newMsgReader(c.nc)
 	deliver := c.deliver // bind once: a method value allocates
+	var idleUntil time.Time
 	for {
+		if c.idleTimeout > 0 {
+			// Move the deadline only once it is within IdleTimeout, so a
+			// busy link resets its timer once per quarter of the timeout,
+			// not on every message.
+			if now := time.Now(); idleUntil.Sub(now) < c.idleTimeout {
+				idleUntil = now.Add(c.idleTimeout + c.idleTimeout/4)
+				if err := c.nc.SetReadDeadline(idleUntil); err != nil {
+					c.fail(fmt.Errorf("link idle deadline for %s: %w", c.nc.RemoteAddr(), err))
+					return
+				}
+			}
+		}
 		msg, err := mr.next()
 		if err != nil {
+			if c.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+				c.stats.IdleClosed.Add(1)
+				err = fmt.Errorf("%w: nothing received for %v", ErrIdle, c.idleTimeout)
+			}
 			c.fail(fmt.Errorf("link read from %s: %w", c.nc.RemoteAddr(), err))
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -12,6 +13,22 @@ import (
 // DefaultMaxConns bounds a Server's concurrent connections, handshakes
 // included, when ServerConfig.MaxConns is zero.
 const DefaultMaxConns = 1024
+
+// DefaultMaxHandshakesPerIP bounds the handshakes in progress from one
+// source when ServerConfig.MaxHandshakesPerIP is zero. An honest peer runs
+// one handshake at a time (a pool reconnects one link per peer; a client
+// holds one connection), so 8 leaves room for a few hosts behind one NAT
+// while a single attacker holding silent connections gets nowhere near
+// MaxConns.
+const DefaultMaxHandshakesPerIP = 8
+
+// DefaultFirstMessageTimeout is how long an accepted connection may stay
+// silent before it sends the first handshake message, when
+// ServerConfig.FirstMessageTimeout is zero. An honest initiator sends it
+// the moment TCP connects, so 2 s covers a slow, lossy path (a SYN-ACK
+// retransmit plus a round trip) while a silent connection frees its slot
+// long before the whole HandshakeTimeout.
+const DefaultFirstMessageTimeout = 2 * time.Second
 
 // ServerConfig configures the accepting side of links.
 type ServerConfig struct {
@@ -29,6 +46,20 @@ type ServerConfig struct {
 	// Connections beyond it are closed at once and counted. Default
 	// DefaultMaxConns.
 	MaxConns int
+	// MaxHandshakesPerIP bounds the handshakes in progress from one source
+	// (an IPv4 address or an IPv6 /64); one more is closed at once and
+	// counted in Stats.ConnsRejectedPerIP. It keeps one host from taking
+	// every MaxConns slot with connections that never authenticate.
+	// Default DefaultMaxHandshakesPerIP; negative is unbounded.
+	MaxHandshakesPerIP int
+	// MaxConnsPerIP bounds the established links from one source; a link
+	// past it is closed right after its handshake and counted in
+	// Stats.ConnsRejectedPerIP. 0 is unbounded.
+	MaxConnsPerIP int
+	// FirstMessageTimeout bounds how long a connection may stay silent
+	// before the first handshake message; HandshakeTimeout still bounds
+	// the whole handshake. Default DefaultFirstMessageTimeout.
+	FirstMessageTimeout time.Duration
 }
 
 // Server accepts links: it runs the responder handshake for each TCP
@@ -46,6 +77,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	switch {
+	case cfg.MaxHandshakesPerIP == 0:
+		cfg.MaxHandshakesPerIP = DefaultMaxHandshakesPerIP
+	case cfg.MaxHandshakesPerIP < 0:
+		cfg.MaxHandshakesPerIP = 0 // perIP's unbounded
+	}
+	if cfg.FirstMessageTimeout <= 0 {
+		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
 	}
 	return &Server{cfg: cfg}, nil
 }
@@ -70,6 +110,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 
 	slots := make(chan struct{}, s.cfg.MaxConns)
+	sources := newPerIP(s.cfg.MaxHandshakesPerIP, s.cfg.MaxConnsPerIP)
 	log := s.cfg.Logger.With("listen", ln.Addr().String())
 	var retry time.Duration
 	for {
@@ -99,19 +140,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			nc.Close()
 			continue
 		}
+		src := SourceOf(nc.RemoteAddr())
+		if !sources.startHandshake(src) {
+			<-slots
+			s.cfg.Stats.ConnsRejectedPerIP.Add(1)
+			log.Debug("link connection refused: handshakes from its source at MaxHandshakesPerIP", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
+		}
 		wg.Add(1)
-		release := func() {
+		go s.handshake(ctx, nc, src, sources, func() {
 			<-slots
 			wg.Done()
-		}
-		go s.handshake(ctx, nc, release)
+		})
 	}
 }
 
 // handshake authenticates one accepted connection and, if it passes, starts
-// it. release frees the connection's slot once nothing of it runs.
-func (s *Server) handshake(ctx context.Context, nc net.Conn, release func()) {
-	sess, err := responderHandshake(ctx, nc, s.cfg.Static, s.cfg.HandshakeTimeout)
+// it. It moves the connection from a handshake slot of its source to a
+// connection slot, and release frees its server-wide slot once nothing of it
+// runs.
+func (s *Server) handshake(ctx context.Context, nc net.Conn, src netip.Prefix, sources *perIP, release func()) {
+	sess, err := responderHandshake(ctx, nc, s.cfg.Static, s.cfg.FirstMessageTimeout, s.cfg.HandshakeTimeout)
+	if !sources.established(src, err == nil) && err == nil {
+		s.cfg.Stats.ConnsRejectedPerIP.Add(1)
+		s.cfg.Logger.Debug("link connection refused: links from its source at MaxConnsPerIP", "remote", nc.RemoteAddr().String())
+		nc.Close()
+		release()
+		return
+	}
 	if err != nil {
 		s.cfg.Stats.HandshakeFails.Add(1)
 		s.cfg.Logger.Debug("link handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
@@ -124,11 +181,15 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, release func()) {
 			s.cfg.Stats.Unauthorized.Add(1)
 			s.cfg.Logger.Debug("link peer refused", "remote", nc.RemoteAddr().String(), "err", err)
 			nc.Close()
+			sources.closed(src)
 			release()
 			return
 		}
 	}
-	c := newConn(ctx, nc, sess, &s.cfg.Config, make(chan Frame, s.cfg.QueueLen), true, release)
+	c := newConn(ctx, nc, sess, &s.cfg.Config, make(chan Frame, s.cfg.QueueLen), true, func() {
+		sources.closed(src)
+		release()
+	})
 	if s.cfg.OnConn != nil {
 		s.cfg.OnConn(c)
 	}

@@ -6,12 +6,16 @@ import "sync/atomic"
 // why. All fields are updated atomically and may be read at any time; one
 // Stats may be shared by several Servers, Pools and Conns.
 type Stats struct {
-	ConnsOpened    atomic.Uint64 // handshakes completed and authorized
-	ConnsClosed    atomic.Uint64 // established connections that ended
-	ConnsRejected  atomic.Uint64 // accepted TCP connections refused: too many already
-	DialFailures   atomic.Uint64 // outbound TCP connects that failed
-	HandshakeFails atomic.Uint64 // handshakes that failed (bad key, garbage, timeout)
-	Unauthorized   atomic.Uint64 // peers that completed a handshake but Authorize refused
+	ConnsOpened   atomic.Uint64 // handshakes completed and authorized
+	ConnsClosed   atomic.Uint64 // established connections that ended
+	ConnsRejected atomic.Uint64 // accepted TCP connections refused: too many already
+	// ConnsRejectedPerIP counts connections refused because their source
+	// already had MaxHandshakesPerIP handshakes or MaxConnsPerIP links.
+	ConnsRejectedPerIP atomic.Uint64
+	IdleClosed         atomic.Uint64 // links closed after IdleTimeout without a message
+	DialFailures       atomic.Uint64 // outbound TCP connects that failed
+	HandshakeFails     atomic.Uint64 // handshakes that failed (bad key, garbage, timeout)
+	Unauthorized       atomic.Uint64 // peers that completed a handshake but Authorize refused
 
 	FramesSent       atomic.Uint64
 	FramesReceived   atomic.Uint64 // frames handed to the Handler
@@ -42,6 +46,8 @@ func (s *Stats) Each(fn func(name string, value uint64)) {
 		{"conns_opened", &s.ConnsOpened},
 		{"conns_closed", &s.ConnsClosed},
 		{"conns_rejected", &s.ConnsRejected},
+		{"conns_rejected_per_ip", &s.ConnsRejectedPerIP},
+		{"idle_closed", &s.IdleClosed},
 		{"dial_failures", &s.DialFailures},
 		{"handshake_failures", &s.HandshakeFails},
 		{"unauthorized", &s.Unauthorized},

@@ -1,8 +1,14 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -20,8 +26,9 @@ type RolesResponse struct {
 	Layer    int            `json:"layer,omitempty"`
 }
 
-// apiHandler serves the node's HTTP API: health for the directory's probes,
-// what the node does, and Prometheus metrics.
+// apiHandler serves the node's public HTTP API: health for the directory's
+// probes and what the node does. Metrics are on their own listener
+// (metricsHandler), if any.
 func (n *Node) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
@@ -37,8 +44,101 @@ func (n *Node) apiHandler() http.Handler {
 		n.mu.Unlock()
 		writeJSON(w, d)
 	})
+	return mux
+}
+
+// metricsHandler serves GET /metrics on Config.MetricsListen.
+func (n *Node) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// httpServer is an http.Server for h with the node's HTTP limits, so that
+// neither slow clients nor idle keep-alive connections hold file
+// descriptors for ever.
+func (n *Node) httpServer(h http.Handler) *http.Server {
+	or := func(d Duration, def time.Duration) time.Duration {
+		if d.Duration > 0 {
+			return d.Duration
+		}
+		return def
+	}
+	read := or(n.cfg.HTTPReadTimeout, DefaultHTTPReadTimeout)
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: read,
+		ReadTimeout:       read,
+		WriteTimeout:      or(n.cfg.HTTPWriteTimeout, DefaultHTTPWriteTimeout),
+		IdleTimeout:       or(n.cfg.HTTPIdleTimeout, DefaultHTTPIdleTimeout),
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// capListener closes at once every connection accepted while max others
+// are open, and counts it: unlike waiting in Accept, refusing keeps the
+// kernel's backlog from filling with connections nobody will serve soon.
+type capListener struct {
+	net.Listener
+	slots   chan struct{}
+	refused prometheus.Counter
+}
+
+func newCapListener(ln net.Listener, max int, refused prometheus.Counter) *capListener {
+	return &capListener{Listener: ln, slots: make(chan struct{}, max), refused: refused}
+}
+
+// Accept returns the next connection for which there is room.
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &cappedConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
+		default:
+			l.refused.Inc()
+			c.Close()
+		}
+	}
+}
+
+// cappedConn gives its slot back when closed: first, so that by the time
+// the peer sees the connection end, its slot is free.
+type cappedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// serveHTTP serves h on ln with the node's limits until ctx ends.
+func (n *Node) serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	max := n.cfg.HTTPMaxConns
+	if max <= 0 {
+		max = DefaultHTTPMaxConns
+	}
+	srv := n.httpServer(h)
+	shutDown := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(shutDown)
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	})
+	err := srv.Serve(newCapListener(ln, max, n.metrics.httpRefused))
+	if !stop() {
+		<-shutDown // let requests in progress finish before Run returns
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Registerer is the registry behind GET /metrics, for what runs beside the

@@ -167,10 +167,10 @@ func BenchmarkNodeSockets(b *testing.B) {
 
 	// The node under test.
 	dataDir := b.TempDir()
-	httpAddr := freeLoopback(b)
+	httpAddr, metricsAddr := freeLoopback(b), freeLoopback(b)
 	cmd := exec.CommandContext(ctx, bin, "run", "--data-dir", dataDir, "--mode", "mixnode",
 		"--directory", dirHTTP.URL, "--directory-key", base64.RawURLEncoding.EncodeToString(dirSrv.PublicKey()),
-		"--mixnet-listen", freeLoopback(b), "--http-listen", httpAddr, "--log-level", "warn")
+		"--mixnet-listen", freeLoopback(b), "--http-listen", httpAddr, "--metrics-listen", metricsAddr, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -323,7 +323,7 @@ func BenchmarkNodeSockets(b *testing.B) {
 	over := makePackets(int(3 * rate))
 	sent := feed(over, 3*rate, overload, nil)
 	rss := peakRSS(b, cmd.Process.Pid)
-	drops := scrapeDrops(httpAddr)
+	drops := scrapeDrops(metricsAddr)
 	b.ReportMetric(rss/1e6, "peak_rss_MB")
 	b.ReportMetric(drops, "drops")
 	b.Logf("overload: offered %d packets in %v (3x); node dropped %.0f in all; peak RSS %.0f MB", sent, overload, drops, rss/1e6)
@@ -404,8 +404,8 @@ func peakRSS(b *testing.B, pid int) float64 {
 	return 0
 }
 
-func scrapeDrops(httpAddr string) float64 {
-	resp, err := http.Get("http://" + httpAddr + "/metrics")
+func scrapeDrops(metricsAddr string) float64 {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		return -1
 	}

@@ -44,8 +44,13 @@ type Config struct {
 
 	MixnetListen  string `toml:"mixnet_listen"`  // node↔node links
 	ClientsListen string `toml:"clients_listen"` // client connections (gateways)
-	HTTPListen    string `toml:"http_listen"`    // API and metrics
-	AnnounceHost  string `toml:"announce_host"`  // host others reach us at; default: the listen host
+	HTTPListen    string `toml:"http_listen"`    // the public API
+	// MetricsListen is where /metrics is served, apart from the public API:
+	// the counters tell an observer how busy the node is and when, which
+	// helps traffic analysis. Empty (the default) serves no metrics; set it
+	// to a loopback or private address, e.g. 127.0.0.1:9100, to scrape.
+	MetricsListen string `toml:"metrics_listen,omitempty"`
+	AnnounceHost  string `toml:"announce_host"` // host others reach us at; default: the listen host
 
 	MaxDelay      Duration `toml:"max_delay"`      // cap on the delay a sender may ask for
 	Workers       int      `toml:"workers"`        // unwrap workers; 0 = one per CPU
@@ -73,7 +78,48 @@ type Config struct {
 	MessageTTL              Duration `toml:"message_ttl,omitempty"`                // how long a stored packet waits for its client
 	ClientRetention         Duration `toml:"client_retention,omitempty"`           // how long an idle client with nothing stored stays recorded
 	MaxStoredClients        int      `toml:"max_stored_clients,omitzero"`          // client identities recorded in the gateway's database
+	MaxStoredBytes          int64    `toml:"max_stored_bytes,omitzero"`            // stored for all clients together; past it the largest stores lose their oldest
+	ClientRate              float64  `toml:"client_rate,omitzero"`                 // packets/s one client may send into the mixnet
+	ClientBurst             int      `toml:"client_burst,omitzero"`                // packets one client may send at once
+	SourceRate              float64  `toml:"source_rate,omitzero"`                 // packets/s all clients of one address may send together
+	SourceBurst             int      `toml:"source_burst,omitzero"`                // packets they may send at once
+	ClientIdleTimeout       Duration `toml:"client_idle_timeout,omitempty"`        // a client link with nothing received this long is closed
+	MaxClientsPerIP         int      `toml:"max_clients_per_ip,omitzero"`          // client links from one address (IPv6: /64)
+	// RecordClientsAfter is how long a new client identity must stay
+	// connected to show life; until then it may hold one of
+	// MaxProvisionalClients records, or none. Negative records every
+	// client at the handshake.
+	RecordClientsAfter    Duration `toml:"record_clients_after,omitempty"`
+	MaxProvisionalClients int      `toml:"max_provisional_clients,omitzero"`
+
+	// Link limits on both the mixnet and the clients port; zero is the
+	// link package's default. Handshakes from one address beyond
+	// MaxHandshakesPerIP are refused, and a connection that has not begun
+	// its handshake within FirstMessageTimeout is closed, so silent
+	// connections cannot hold every slot.
+	MaxHandshakesPerIP  int      `toml:"max_handshakes_per_ip,omitzero"`
+	FirstMessageTimeout Duration `toml:"first_message_timeout,omitempty"`
+
+	// HTTP API and metrics limits; zero is the default below. Connections
+	// past HTTPMaxConns are closed at once; idle keep-alive connections
+	// are closed after HTTPIdleTimeout.
+	HTTPMaxConns     int      `toml:"http_max_conns,omitzero"`
+	HTTPReadTimeout  Duration `toml:"http_read_timeout,omitempty"`
+	HTTPWriteTimeout Duration `toml:"http_write_timeout,omitempty"`
+	HTTPIdleTimeout  Duration `toml:"http_idle_timeout,omitempty"`
 }
+
+// Defaults of the HTTP settings. The API answers small JSON documents to
+// the directory's probes and to the curious, so a request has 10 s to
+// arrive and its answer 10 s to leave, and a keep-alive connection may idle
+// a minute; 256 connections is many times what the directory and a
+// monitoring system need, and far below a process's file descriptors.
+const (
+	DefaultHTTPMaxConns     = 256
+	DefaultHTTPReadTimeout  = 10 * time.Second
+	DefaultHTTPWriteTimeout = 10 * time.Second
+	DefaultHTTPIdleTimeout  = time.Minute
+)
 
 // MaxGatewayClients is the largest max_clients accepted: each client holds a
 // connection, so more than this is beyond any one host, and the gateway's
@@ -168,6 +214,9 @@ func (c *Config) Validate() error {
 	if c.Mode != ModeMixnode {
 		addrs["clients listen"] = c.ClientsListen
 	}
+	if c.MetricsListen != "" {
+		addrs["metrics listen"] = c.MetricsListen
+	}
 	for name, a := range addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("%s address %q: %w", name, a, err)
@@ -193,6 +242,15 @@ func (c *Config) Validate() error {
 	if c.ReplayFlushInterval.Duration < MinReplayFlushInterval {
 		return fmt.Errorf("replay flush interval %v: must be at least %v", c.ReplayFlushInterval, MinReplayFlushInterval)
 	}
+	for name, v := range map[string]int64{
+		"max_handshakes_per_ip": int64(c.MaxHandshakesPerIP), "http_max_conns": int64(c.HTTPMaxConns),
+		"first_message_timeout": int64(c.FirstMessageTimeout.Duration), "http_read_timeout": int64(c.HTTPReadTimeout.Duration),
+		"http_write_timeout": int64(c.HTTPWriteTimeout.Duration), "http_idle_timeout": int64(c.HTTPIdleTimeout.Duration),
+	} {
+		if v < 0 {
+			return fmt.Errorf("%s: must not be negative (0 is the default)", name)
+		}
+	}
 	return c.validateGateway()
 }
 
@@ -211,6 +269,18 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("client_retention %v: must not be negative (0 is the default, the longer of %v and 7 × message_ttl)", c.ClientRetention, gateway.DefaultClientRetention)
 	case c.MaxStoredClients < 0:
 		return fmt.Errorf("max_stored_clients %d: must not be negative (0 is the default, %d)", c.MaxStoredClients, gateway.DefaultMaxStoredClients)
+	case c.MaxStoredBytes < 0:
+		return fmt.Errorf("max_stored_bytes %d: must not be negative (0 is the default, %d)", c.MaxStoredBytes, int64(gateway.DefaultMaxStoredBytesTotal))
+	case c.ClientRate < 0 || c.ClientBurst < 0:
+		return fmt.Errorf("client_rate %g, client_burst %d: must not be negative (0 is the default, %d and %d)", c.ClientRate, c.ClientBurst, gateway.DefaultClientRate, gateway.DefaultClientBurst)
+	case c.SourceRate < 0 || c.SourceBurst < 0:
+		return fmt.Errorf("source_rate %g, source_burst %d: must not be negative (0 is the default, %d and %d)", c.SourceRate, c.SourceBurst, gateway.DefaultSourceRate, gateway.DefaultSourceBurst)
+	case c.ClientIdleTimeout.Duration < 0:
+		return fmt.Errorf("client_idle_timeout %v: must not be negative (0 is the default, %v)", c.ClientIdleTimeout, gateway.DefaultIdleTimeout)
+	case c.MaxProvisionalClients < -1:
+		return fmt.Errorf("max_provisional_clients %d: must be -1 (none), 0 (the default, %d) or positive", c.MaxProvisionalClients, gateway.DefaultMaxProvisionalClients)
+	case c.MaxClientsPerIP < 0:
+		return fmt.Errorf("max_clients_per_ip %d: must not be negative (0 is the default, %d)", c.MaxClientsPerIP, gateway.DefaultMaxClientsPerIP)
 	}
 	ttl := c.MessageTTL.Duration
 	if ttl == 0 {

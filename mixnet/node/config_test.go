@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/gateway"
+	"github.com/nym-go/nym/mixnet/link"
 )
 
 // The sample in contrib/ must stay loadable as the operator's config.
@@ -61,6 +62,20 @@ func TestSampleConfigLoads(t *testing.T) {
 		u.MaxStoredClients != gateway.DefaultMaxStoredClients {
 		t.Errorf("sample's commented gateway limits %d %d %v %v %d are not the gateway's defaults",
 			u.MaxClients, u.MaxStoredBytesPerClient, u.MessageTTL, u.ClientRetention, u.MaxStoredClients)
+	}
+	if u.MaxStoredBytes != gateway.DefaultMaxStoredBytesTotal || u.ClientRate != gateway.DefaultClientRate ||
+		u.ClientBurst != gateway.DefaultClientBurst || u.SourceRate != gateway.DefaultSourceRate || u.SourceBurst != gateway.DefaultSourceBurst || u.ClientIdleTimeout.Duration != gateway.DefaultIdleTimeout ||
+		u.MaxClientsPerIP != gateway.DefaultMaxClientsPerIP || u.RecordClientsAfter.Duration != gateway.DefaultRecordClientsAfter ||
+		u.MaxProvisionalClients != gateway.DefaultMaxProvisionalClients ||
+		u.MaxHandshakesPerIP != link.DefaultMaxHandshakesPerIP || u.FirstMessageTimeout.Duration != link.DefaultFirstMessageTimeout {
+		t.Errorf("sample's commented gateway and link hardening values are not the defaults: %+v", u)
+	}
+	if u.HTTPMaxConns != DefaultHTTPMaxConns || u.HTTPReadTimeout.Duration != DefaultHTTPReadTimeout ||
+		u.HTTPWriteTimeout.Duration != DefaultHTTPWriteTimeout || u.HTTPIdleTimeout.Duration != DefaultHTTPIdleTimeout {
+		t.Errorf("sample's commented HTTP limits are not the defaults: %+v", u)
+	}
+	if c.MetricsListen != "" {
+		t.Errorf("sample serves metrics by default on %q", c.MetricsListen)
 	}
 	if got := u.ReplayDir(); got != filepath.Join(dir, "replay") {
 		t.Errorf("ReplayDir %q, want the data directory's replay/", got)
@@ -150,6 +165,21 @@ func TestConfigGatewayLimits(t *testing.T) {
 		{"retention equals ttl", "message_ttl = \"48h\"\nclient_retention = \"48h\"\n", "must exceed message_ttl"},
 		{"retention below ttl", "message_ttl = \"48h\"\nclient_retention = \"24h\"\n", "client_retention 24h0m0s: must exceed message_ttl 48h0m0s"},
 		{"retention below default ttl", "client_retention = \"12h\"\n", "must exceed message_ttl 24h0m0s"},
+		{"hardening set", "max_stored_bytes = 1000000\nclient_rate = 50.5\nclient_burst = 10\nclient_idle_timeout = \"1m\"\nmax_clients_per_ip = 4\nrecord_clients_after = \"-1s\"\nmax_handshakes_per_ip = 2\nfirst_message_timeout = \"1s\"\n", ""},
+		{"negative total stored", "max_stored_bytes = -1\n", "max_stored_bytes -1"},
+		{"negative rate", "client_rate = -1.0\n", "client_rate -1"},
+		{"negative burst", "client_burst = -1\n", "client_burst -1"},
+		{"negative source rate", "source_rate = -1.0\n", "source_rate -1"},
+		{"negative source burst", "source_burst = -1\n", "source_burst -1"},
+		{"negative idle", "client_idle_timeout = \"-1s\"\n", "client_idle_timeout -1s"},
+		{"negative per ip", "max_clients_per_ip = -1\n", "max_clients_per_ip -1"},
+		{"no provisional clients", "max_provisional_clients = -1\n", ""},
+		{"bad provisional clients", "max_provisional_clients = -2\n", "max_provisional_clients -2"},
+		{"negative handshakes per ip", "max_handshakes_per_ip = -1\n", "max_handshakes_per_ip"},
+		{"negative first message", "first_message_timeout = \"-1s\"\n", "first_message_timeout"},
+		{"negative http conns", "http_max_conns = -1\n", "http_max_conns"},
+		{"negative http idle", "http_idle_timeout = \"-1s\"\n", "http_idle_timeout"},
+		{"bad metrics address", "metrics_listen = \"nope\"\n", "metrics listen"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,19 @@ func (n *Node) newGateway() error {
 		ClientRetention:  n.cfg.ClientRetention.Duration,
 		MaxStoredClients: n.cfg.MaxStoredClients,
 
+		MaxStoredBytesTotal: n.cfg.MaxStoredBytes,
+		ClientRate:          n.cfg.ClientRate,
+		ClientBurst:         n.cfg.ClientBurst,
+		SourceRate:          n.cfg.SourceRate,
+		SourceBurst:         n.cfg.SourceBurst,
+		IdleTimeout:         n.cfg.ClientIdleTimeout.Duration,
+		MaxClientsPerIP:     n.cfg.MaxClientsPerIP,
+		MaxHandshakesPerIP:  n.cfg.MaxHandshakesPerIP,
+		FirstMessageTimeout: n.cfg.FirstMessageTimeout.Duration,
+		RecordClientsAfter:  n.cfg.RecordClientsAfter.Duration,
+
+		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,

@@ -16,17 +16,7 @@ import (
 // A node hands its configured gateway limits to its gateway: with
 // max_clients = 1, a second client is told the gateway is full.
 func TestNodeGatewayGetsLimits(t *testing.T) {
-	dirPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Mode = ModeEntryGateway
-	cfg.DirectoryURL = "http://127.0.0.1:1"
-	cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(dirPub)
-	cfg.MixnetListen, cfg.HTTPListen, cfg.ClientsListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ReplayCapacity = 10_000
+	cfg := isolatedConfig(t, ModeEntryGateway)
 	cfg.MaxClients = 1
 	n, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -106,4 +96,22 @@ func TestNodeGatewayGetsLimits(t *testing.T) {
 	if st, ok := g.Client(first.Public); !ok || !st.Connected {
 		t.Error("first client lost its place")
 	}
+}
+
+// isolatedConfig is a node of mode m on loopback ports, with a directory
+// that is never reached: for tests of one part of a node, run on its own.
+func isolatedConfig(t *testing.T, m Mode) Config {
+	t.Helper()
+	dirPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Mode = m
+	cfg.DirectoryURL = "http://127.0.0.1:1"
+	cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(dirPub)
+	cfg.MixnetListen, cfg.HTTPListen, cfg.ClientsListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ReplayCapacity = 10_000
+	return cfg
 }

@@ -63,7 +63,7 @@ type Node struct {
 
 	gateway *gateway.Gateway // nil for a mixnode
 
-	mixnetLn, httpLn, clientsLn net.Listener
+	mixnetLn, httpLn, clientsLn, metricsLn net.Listener
 
 	self  directory.Key // our identity, as topologies name it
 	topo  atomic.Pointer[directory.Topology]
@@ -170,6 +170,11 @@ func (n *Node) listen() error {
 	if n.httpLn, err = net.Listen("tcp", n.cfg.HTTPListen); err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
+	if n.cfg.MetricsListen != "" {
+		if n.metricsLn, err = net.Listen("tcp", n.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+	}
 	if n.cfg.Mode != ModeMixnode {
 		if n.clientsLn, err = net.Listen("tcp", n.cfg.ClientsListen); err != nil {
 			return fmt.Errorf("clients listener: %w", err)
@@ -179,7 +184,7 @@ func (n *Node) listen() error {
 }
 
 func (n *Node) closeListeners() {
-	for _, ln := range []net.Listener{n.mixnetLn, n.httpLn, n.clientsLn} {
+	for _, ln := range []net.Listener{n.mixnetLn, n.httpLn, n.clientsLn, n.metricsLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -197,6 +202,14 @@ func (n *Node) MixnetAddr() string { return n.mixnetLn.Addr().String() }
 
 // HTTPAddr is the bound HTTP API address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// MetricsAddr is the bound /metrics address, "" if metrics are not served.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
+}
 
 // Role is the node's role in the epoch it last saw.
 func (n *Node) Role() (directory.Role, int) {
@@ -222,15 +235,16 @@ func (n *Node) Run(ctx context.Context) error {
 	srv, err := link.NewServer(link.ServerConfig{
 		Config:    link.Config{Static: n.linkKey, Handler: n.handleFrame, Logger: n.log, Stats: n.links},
 		Authorize: n.authorizePeer,
+
+		MaxHandshakesPerIP:  n.cfg.MaxHandshakesPerIP,
+		FirstMessageTimeout: n.cfg.FirstMessageTimeout.Duration,
 	})
 	if err != nil {
 		return fmt.Errorf("link server: %w", err)
 	}
 
-	httpSrv := &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 5 * time.Second}
-
 	var wg sync.WaitGroup
-	errc := make(chan error, 5) // one per goroutine below, so none blocks on it
+	errc := make(chan error, 6) // one per goroutine below, so none blocks on it
 	run := func(name string, f func() error) {
 		wg.Add(1)
 		go func() {
@@ -245,7 +259,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	run("mixer", func() error { return n.mixer.Run(ctx) })
 	run("mixnet listener", func() error { return srv.Serve(ctx, n.mixnetLn) })
-	run("http", func() error { return httpSrv.Serve(n.httpLn) })
+	run("http", func() error { return n.serveHTTP(ctx, n.httpLn, n.apiHandler()) })
+	if n.metricsLn != nil {
+		run("metrics", func() error { return n.serveHTTP(ctx, n.metricsLn, n.metricsHandler()) })
+	}
 	run("epochs", func() error { return n.epochLoop(ctx) })
 	if n.clientsLn != nil {
 		run("clients listener", func() error { return n.serveClients(ctx, n.clientsLn) })
@@ -253,9 +270,6 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node running", "mode", n.cfg.Mode, "mixnet", n.MixnetAddr(), "http", n.HTTPAddr())
 
 	<-ctx.Done()
-	shutdown, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	httpSrv.Shutdown(shutdown)
-	stop()
 	n.closeListeners()
 	wg.Wait()
 	if n.gateway != nil {

@@ -115,7 +115,7 @@ func exitIndex(t *testing.T, n *testnet.Net, topo *directory.Topology) int {
 
 func metric(t *testing.T, nd *testnet.Node, name string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + nd.HTTPAddr() + "/metrics")
+	resp, err := http.Get("http://" + nd.MetricsAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
