@@ -55,6 +55,8 @@ type Stats struct {
 	RequestsIn      uint64 // requests handed to HandleRequest
 	BadRequests     uint64 // requests that did not parse
 	DataNoSession   uint64 // Data requests from senders without a session
+	RequestsNoSURB  uint64 // requests dropped: they needed an answer and the sender left no SURB
+	RequestsDropped uint64 // requests Submit dropped: the sender's queue or the router's was full
 	RepliesSent     uint64 // responses the Reply callback took
 	RepliesFailed   uint64 // responses the Reply callback refused (no SURB left, say)
 	PolicyRefusals  uint64 // packets the policy refused (also in Drops)
@@ -74,6 +76,7 @@ type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
 	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
+	requestsNoSURB, requestsQueueFull                                               atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
@@ -106,6 +109,8 @@ func (c *counters) snapshot() Stats {
 		RequestsIn:      c.requestsIn.Load(),
 		BadRequests:     c.badRequests.Load(),
 		DataNoSession:   c.dataNoSession.Load(),
+		RequestsNoSURB:  c.requestsNoSURB.Load(),
+		RequestsDropped: c.requestsQueueFull.Load(),
 		RepliesSent:     c.repliesSent.Load(),
 		RepliesFailed:   c.repliesFailed.Load(),
 		PolicyRefusals:  c.policyRefusals.Load(),

@@ -45,6 +45,12 @@ type Config struct {
 	// caller of HandleRequest, FromTUN or Tick, so it should not block for
 	// long. Required.
 	Reply func(session SessionKey, resp []byte) error
+	// CanReply, when set, reports whether a reply to the session could
+	// leave at once (its sender left us SURBs). Requests that need an
+	// answer (Connect, Ping) from a sender that cannot be answered are
+	// dropped and counted instead of waiting in Reply: a flood of them
+	// must not hold up anyone, the sender included.
+	CanReply func(session SessionKey) bool
 	// Ready, when set, is called when a session's downstream queue stops
 	// being empty: the transport should then call NextBundle when its
 	// sending schedule allows, until it returns false. It is edge-triggered:
@@ -82,6 +88,11 @@ type Config struct {
 	// TickInterval is how often Run calls Tick: the resolution of the
 	// resequencer's gap timeout. Default 10 ms.
 	TickInterval time.Duration
+	// MaxSenderRequests bounds the requests of one sender waiting for
+	// its worker (Submit); MaxPendingRequests bounds them for all senders.
+	// Beyond either, requests are dropped and counted. Defaults 64 and
+	// 8192.
+	MaxSenderRequests, MaxPendingRequests int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +114,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&c.InfoInterval, DefaultInfoInterval)
 	setDefault(&c.TickInterval, DefaultTickInterval)
+	setDefault(&c.MaxSenderRequests, DefaultMaxSenderRequests)
+	setDefault(&c.MaxPendingRequests, DefaultMaxPendingRequests)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -143,6 +156,8 @@ type Router struct {
 
 	tickMu        sync.Mutex // one Tick at a time
 	nextIdleCheck time.Time
+
+	dispatch dispatcher // Submit's per-sender workers
 }
 
 // New returns a Router.
@@ -159,6 +174,7 @@ func New(cfg Config) (*Router, error) {
 		byNonce:   make(map[[NonceSize]byte]*session),
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
+		dispatch:  dispatcher{queues: make(map[SessionKey]*requestQueue)},
 		// The errors go from the client's address, not from RouterIPv4:
 		// the exit's kernel drops a packet that arrives on nymtun0 from
 		// nymtun0's own address as a martian source.
@@ -202,8 +218,10 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// HandleRequest handles one request payload from a session. The router owns
-// msg from then on: upstream bundles may wait in the resequencer.
+// HandleRequest handles one request payload from a session and returns when
+// it is done, replies included: a transport that serves many senders calls
+// Submit instead. The router owns msg from then on: upstream bundles may
+// wait in the resequencer.
 func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	r.stats.requestsIn.Add(1)
 	now := r.cfg.Now()
@@ -214,6 +232,16 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 			r.reply(key, &Info{Code: InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ProtocolVersion)})
 		}
 		return
+	}
+	switch req.(type) {
+	case *Connect, *Ping:
+		// Nothing could carry the answer: drop the request rather than
+		// do its work (a Connect would take an address) or wait for
+		// SURBs that may never come.
+		if !r.canReply(key) {
+			r.stats.requestsNoSURB.Add(1)
+			return
+		}
 	}
 	switch req := req.(type) {
 	case *Connect:
@@ -323,7 +351,11 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 	s := r.lookup(key)
 	if s == nil {
 		r.stats.dataNoSession.Add(1)
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+		if r.canReply(key) {
+			r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+		} else {
+			r.stats.requestsNoSURB.Add(1)
+		}
 		return
 	}
 	r.stats.bundlesUp.Add(1)
@@ -589,8 +621,10 @@ func (r *Router) expireIdle(now time.Time) {
 	}
 }
 
-// Shutdown ends every session, telling each client.
+// Shutdown ends every session, telling each client. Requests Submit
+// queued are handled first; later ones are refused.
 func (r *Router) Shutdown() {
+	r.stopDispatch()
 	var gone []SessionKey
 	r.mu.Lock()
 	for key, s := range r.sessions {
@@ -625,8 +659,17 @@ func (r *Router) lookup(key SessionKey) *session {
 	return r.sessions[key]
 }
 
-// reply marshals and sends a response, counting the outcome.
+func (r *Router) canReply(key SessionKey) bool {
+	return r.cfg.CanReply == nil || r.cfg.CanReply(key)
+}
+
+// reply marshals and sends a response, counting the outcome. A session
+// that cannot be answered at once is not waited for.
 func (r *Router) reply(key SessionKey, resp Response) {
+	if !r.canReply(key) {
+		r.stats.repliesFailed.Add(1)
+		return
+	}
 	b, err := MarshalResponse(resp)
 	if err != nil { // only our own values are marshalled: a bug, not input
 		r.stats.repliesFailed.Add(1)

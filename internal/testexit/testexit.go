@@ -44,6 +44,8 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 	e.Router, err = ipr.New(ipr.Config{
 		PayloadCapacity: mix.ReplyCapacity(),
 		TUN:             dev,
+		// As ipr/exit wires it: a sender without SURBs is not waited for.
+		CanReply: func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 },
 		Reply: func(key ipr.SessionKey, resp []byte) error {
 			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 			defer rcancel()
@@ -71,7 +73,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 					return
 				}
 				if !m.SenderTag.IsZero() {
-					e.Router.HandleRequest(ipr.SessionKey(m.SenderTag), m.Data)
+					e.Router.Submit(ipr.SessionKey(m.SenderTag), m.Data)
 				}
 			}
 		}
@@ -113,6 +115,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 	})
 	t.Cleanup(func() {
 		cancel()
+		e.Router.Shutdown() // waits for the request workers; their replies fail at once now
 		dev.Close()
 		mix.Close()
 		wg.Wait()

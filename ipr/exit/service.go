@@ -118,9 +118,12 @@ func (s *Service) Run(ctx context.Context) error {
 	rcfg := s.cfg.Router
 	rcfg.PayloadCapacity = capacity
 	rcfg.TUN = host.dev
+	hasSURB := func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
+	rcfg.CanReply = hasSURB
 	rcfg.Reply = func(key ipr.SessionKey, resp []byte) error {
-		// Control replies are few; bound the wait so a session without
-		// SURBs cannot hold up the request path for long.
+		// Control replies run on the sender's own worker (Submit), and
+		// the router asked CanReply first; the timeout only bounds a
+		// race for the last SURB.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), s.cfg.ControlTimeout)
 		defer cancel()
 		return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
@@ -131,7 +134,6 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("exit: router: %w", err)
 	}
-	hasSURB := func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
 	down = newDownstream(runCtx, router.NextBundle, s.sendBundle, hasSURB, s.cfg.RetryInterval)
 	s.mu.Lock()
 	s.router, s.mix = router, mix
@@ -237,7 +239,9 @@ func (s *Service) receive(ctx context.Context, mix *client.Client, router *ipr.R
 				s.log.Debug("request without reply SURBs dropped")
 				continue
 			}
-			router.HandleRequest(ipr.SessionKey(m.SenderTag), m.Data)
+			// Never HandleRequest here: one sender's slow replies would
+			// hold up every other sender's requests.
+			router.Submit(ipr.SessionKey(m.SenderTag), m.Data)
 		}
 	}
 }
