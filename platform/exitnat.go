@@ -51,33 +51,12 @@ func (c ExitConfig) validate() error {
 	return nil
 }
 
-// PrivateDestinations are the ranges clients may not reach through the exit
-// (unless ExitConfig.AllowPrivate says otherwise): private, shared, local,
-// link-local, multicast and reserved ranges, where the exit's own network
-// and its neighbours live.
-var PrivateDestinations = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("::/128"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("ff00::/8"),
-}
-
 // Reasons the exit rejects a client's packet, as keys of the counters that
 // ExitNetworking.Rejected reports. Private ranges count under
 // "private PREFIX" and policy rules under "policy RULE".
 const (
 	RejectClientToClient = "client-to-client"
-	RejectSMTP           = "smtp"
+	RejectSMTP           = "smtp" // any of SMTPPorts
 	RejectExitHost       = "exit-host"
 	DropUnsolicited      = "unsolicited-to-client"
 )

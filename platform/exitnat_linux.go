@@ -180,7 +180,9 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 	for _, p := range cfg.ClientPrefixes {
 		c.AddRule(refuseCounted(RejectClientToClient, matchAddr(p, true)))
 	}
-	c.AddRule(refuseCounted(RejectSMTP, matchL4proto(unix.IPPROTO_TCP), matchPorts(25, 25, true)))
+	for _, port := range SMTPPorts {
+		c.AddRule(refuseCounted(RejectSMTP, matchL4proto(unix.IPPROTO_TCP), matchPorts(port, port, true)))
+	}
 	for _, p := range cfg.AllowPrivate {
 		c.AddRule(rule(t, fromClients, matchAddr(p, true), one(goTo(exPolicy))))
 	}
