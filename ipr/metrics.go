@@ -51,6 +51,8 @@ type Stats struct {
 	SessionsExpired uint64 // sessions ended after the idle timeout
 	SessionsClosed  uint64 // sessions ended by Disconnect or Shutdown
 	ConnectsRefused uint64 // ConnectFail responses
+	ConnectsOverCap uint64 // Connects refused: the sender held MaxAddrsPerSender pairs (also in ConnectsRefused)
+	WantRefused     uint64 // Connects whose wanted addresses were not the session's own; they got others
 
 	RequestsIn      uint64 // requests handed to HandleRequest
 	BadRequests     uint64 // requests that did not parse
@@ -76,7 +78,7 @@ type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
 	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
-	requestsNoSURB, requestsQueueFull                                               atomic.Uint64
+	requestsNoSURB, requestsQueueFull, connectsOverCap, wantRefused                 atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
@@ -106,6 +108,8 @@ func (c *counters) snapshot() Stats {
 		SessionsExpired: c.sessionsExpired.Load(),
 		SessionsClosed:  c.sessionsClosed.Load(),
 		ConnectsRefused: c.connectsRefused.Load(),
+		ConnectsOverCap: c.connectsOverCap.Load(),
+		WantRefused:     c.wantRefused.Load(),
 		RequestsIn:      c.requestsIn.Load(),
 		BadRequests:     c.badRequests.Load(),
 		DataNoSession:   c.dataNoSession.Load(),

@@ -26,6 +26,10 @@ const (
 	DefaultMaxQueueBytes   = 512 << 10
 	DefaultInfoInterval    = time.Second
 	DefaultTickInterval    = 10 * time.Millisecond
+	DefaultAddrQuarantine  = 2 * time.Minute
+	// DefaultMaxAddrsPerSender: a session, and room for a few
+	// reconnects with a fresh nonce within one quarantine.
+	DefaultMaxAddrsPerSender = 4
 
 	// idleCheckInterval spaces the idle scans of all sessions; an idle
 	// session lives at most this much past its timeout.
@@ -65,6 +69,21 @@ type Config struct {
 	Policy func(dst netip.AddrPort, proto uint8) (allowed bool, reason string)
 	// Pool hands out client addresses; nil means NewAddrPool().
 	Pool *AddrPool
+	// AddrQuarantine keeps a released address pair out of use for this
+	// long, so that nothing of its last session (conntrack entries,
+	// replies in flight) reaches the next one; the same client may take
+	// it back meanwhile. Default DefaultAddrQuarantine.
+	AddrQuarantine time.Duration
+	// MaxAddrsPerSender bounds the address pairs one sender tag holds:
+	// its session's and those its ended sessions left in quarantine.
+	// Beyond it a Connect is refused, so that no sender can empty the
+	// pool by connecting and disconnecting. Default
+	// DefaultMaxAddrsPerSender.
+	MaxAddrsPerSender int
+	// Released, when set, is told of every pair a session gave back (the
+	// exit flushes its conntrack entries). It is called with the router's
+	// lock held: it must not block or call the Router.
+	Released func(AddrPair)
 
 	// IdleTimeout ends a session that sent no request for this long.
 	// Default DefaultIdleTimeout.
@@ -114,6 +133,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&c.InfoInterval, DefaultInfoInterval)
 	setDefault(&c.TickInterval, DefaultTickInterval)
+	setDefault(&c.AddrQuarantine, DefaultAddrQuarantine)
+	setDefault(&c.MaxAddrsPerSender, DefaultMaxAddrsPerSender)
 	setDefault(&c.MaxSenderRequests, DefaultMaxSenderRequests)
 	setDefault(&c.MaxPendingRequests, DefaultMaxPendingRequests)
 	if c.Now == nil {
@@ -166,6 +187,7 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
 	return &Router{
 		cfg:       cfg,
 		mtu:       MaxIPPacket(cfg.PayloadCapacity),
@@ -303,7 +325,7 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Respon
 		r.stats.sessionsMoved.Add(1)
 		return r.connectOK(c, s)
 	}
-	addrs, err := r.allocate(c.Want)
+	addrs, err := r.allocate(key, c, now)
 	if err != nil {
 		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}
 	}
@@ -332,14 +354,21 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Respon
 	return r.connectOK(c, s)
 }
 
-// allocate grants the wanted addresses when free, else any.
-func (r *Router) allocate(want AddrPair) (AddrPair, error) {
-	if want.V4.IsValid() || want.V6.IsValid() {
-		if addrs, err := r.cfg.Pool.Claim(want); err == nil {
+// allocate gives a new session the pair it wants if that was its own (a
+// reconnect after its session ended), else any free pair, unless the sender
+// already holds its share.
+func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, error) {
+	if c.Want.V4.IsValid() || c.Want.V6.IsValid() {
+		if addrs, err := r.cfg.Pool.Claim(c.Want, c.Nonce, now); err == nil {
 			return addrs, nil
 		}
+		r.stats.wantRefused.Add(1)
 	}
-	return r.cfg.Pool.Allocate()
+	if _, mine := r.cfg.Pool.Quarantined(key, now); mine+1 > r.cfg.MaxAddrsPerSender {
+		r.stats.connectsOverCap.Add(1)
+		return AddrPair{}, fmt.Errorf("ipr: sender %v holds %d addresses in quarantine", key, mine)
+	}
+	return r.cfg.Pool.Allocate(now)
 }
 
 func (r *Router) connectOK(c *Connect, s *session) *ConnectOK {
@@ -649,8 +678,12 @@ func (r *Router) endLocked(s *session) {
 	s.closed = true
 	r.stats.drop(DropSessionClosed, s.down.reset())
 	r.markGapped(s)
+	owner := Owner{Nonce: s.nonce, Sender: s.key}
 	s.mu.Unlock()
-	r.cfg.Pool.Release(s.addrs)
+	r.cfg.Pool.Release(s.addrs, owner, r.cfg.Now())
+	if r.cfg.Released != nil {
+		r.cfg.Released(s.addrs)
+	}
 }
 
 func (r *Router) lookup(key SessionKey) *session {
