@@ -129,6 +129,8 @@ func (s *Service) Run(ctx context.Context) error {
 		return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
 	}
 	rcfg.Ready = func(key ipr.SessionKey) { down.kick(key) }
+	flusher := newConntrackFlusher(host.flushConntrack, s.log)
+	rcfg.Released = flusher.released
 	rcfg.Policy = routerPolicy(s.cfg.Policy, s.cfg.AllowPrivate, own)
 	router, err := ipr.New(rcfg)
 	if err != nil {
@@ -142,6 +144,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { router.Run(runCtx) })
+	wg.Go(func() { flusher.run(runCtx) })
 	wg.Go(down.run)
 	wg.Go(func() { s.readTUN(host.dev, router) })
 	wg.Go(func() { s.receive(runCtx, mix, router) })
