@@ -3,10 +3,14 @@ package ipr
 import "sync"
 
 // Defaults of the request queues (Config.MaxSenderRequests and
-// Config.MaxPendingRequests).
+// Config.MaxPendingRequests). A sender's worker only falls behind when its
+// replies wait (CanReply makes that rare) or the machine is overloaded; the
+// per-sender bound is generous so that a busy tunnel's bursts of Data on a
+// loaded exit are not dropped, which the old receive loop did not do
+// either (it held the mixnet client back instead).
 const (
-	DefaultMaxSenderRequests  = 64
-	DefaultMaxPendingRequests = 8192
+	DefaultMaxSenderRequests  = 1024
+	DefaultMaxPendingRequests = 16384
 )
 
 // requestQueue is one sender's requests waiting for its worker.

@@ -109,8 +109,8 @@ type Config struct {
 	TickInterval time.Duration
 	// MaxSenderRequests bounds the requests of one sender waiting for
 	// its worker (Submit); MaxPendingRequests bounds them for all senders.
-	// Beyond either, requests are dropped and counted. Defaults 64 and
-	// 8192.
+	// Beyond either, requests are dropped and counted. Defaults 1024 and
+	// 16384.
 	MaxSenderRequests, MaxPendingRequests int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -92,8 +92,8 @@ type Config struct {
 	// Router holds the ipr.Router settings beyond the ones the service
 	// sets itself (PayloadCapacity, TUN, Reply, CanReply, Ready, Policy,
 	// Released). The limits that keep one client from the others are
-	// there, zero meaning the default: MaxSenderRequests (64 requests
-	// waiting per sender tag) and MaxPendingRequests (8192 in all),
+	// there, zero meaning the default: MaxSenderRequests (1024 requests
+	// waiting per sender tag) and MaxPendingRequests (16384 in all),
 	// MaxAddrsPerSender (4 addresses per sender tag, live or in
 	// quarantine) and AddrQuarantine (2 min before a released address is
 	// handed to another client; its conntrack entries are flushed at
