@@ -75,29 +75,51 @@ func TestSubmitSlowSenderDoesNotStallOthers(t *testing.T) {
 	}
 }
 
-// A sender that left no SURBs gets nothing for its Connects and Pings: they
-// are dropped and counted, and Reply is never called for it, so it cannot
-// make the router wait for SURBs. Before CanReply every such request ended
-// in a Reply that waited for SURBs.
+// A sender without SURBs is waited for once (its top-up may be on the
+// way); when that reply fails, its Connects and Pings are dropped and
+// counted, and Reply is not called for it again, so it cannot make the
+// router wait for SURBs. Before, every such request ended in a Reply that
+// waited for SURBs. When SURBs show up it is served again.
 func TestRequestsWithoutSURBsDropped(t *testing.T) {
 	const nosurb = 0xb
+	var mu sync.Mutex
+	hasSURBs := false
 	e := newTestExit(t, func(c *Config) {
-		c.CanReply = func(key SessionKey) bool { return key[0] != nosurb }
+		c.CanReply = func(key SessionKey) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return key[0] != nosurb || hasSURBs
+		}
 	})
 	a := e.client(nosurb)
+	e.mu.Lock()
+	e.refuse[a.key] = true // the wait for SURBs ends without any
+	e.mu.Unlock()
 	a.send(&Ping{ID: 1})
+	if s := e.r.Stats(); s.RepliesFailed != 1 || s.RequestsNoSURB != 0 {
+		t.Fatalf("first Ping: %+v; want one failed reply", s)
+	}
+	a.send(&Ping{ID: 2})
 	a.send(&Connect{RequestID: 2, Nonce: a.nonce})
 	a.send(&DataUp{Seq: 0, Bundle: nil})
-	if rs := e.responses(a.key); len(rs) != 0 {
-		t.Fatalf("sender without SURBs got %+v", rs)
-	}
 	s := e.r.Stats()
-	if s.RequestsNoSURB != 3 || s.Sessions != 0 || e.r.cfg.Pool.InUse() != 0 {
-		t.Fatalf("stats %+v, addresses in use %d; want 3 requests dropped, no session", s, e.r.cfg.Pool.InUse())
+	if s.RequestsNoSURB != 3 || s.RepliesFailed != 1 || s.Sessions != 0 || e.r.cfg.Pool.InUse() != 0 {
+		t.Fatalf("stats %+v, addresses in use %d; want 3 requests dropped, no reply tried, no session", s, e.r.cfg.Pool.InUse())
 	}
 	// Others are served as before.
 	h := e.client(1)
 	h.mustConnect()
+	// With SURBs again, the starved sender is answered.
+	mu.Lock()
+	hasSURBs = true
+	mu.Unlock()
+	e.mu.Lock()
+	e.refuse[a.key] = false
+	e.mu.Unlock()
+	a.send(&Ping{ID: 3})
+	if p, ok := e.lastResponse(a.key).(*Pong); !ok || p.ID != 3 {
+		t.Fatalf("after the top-up: %+v", p)
+	}
 }
 
 // Submit keeps one sender's requests in order, and Shutdown handles what was

@@ -49,11 +49,13 @@ type Config struct {
 	// caller of HandleRequest, FromTUN or Tick, so it should not block for
 	// long. Required.
 	Reply func(session SessionKey, resp []byte) error
-	// CanReply, when set, reports whether a reply to the session could
-	// leave at once (its sender left us SURBs). Requests that need an
-	// answer (Connect, Ping) from a sender that cannot be answered are
-	// dropped and counted instead of waiting in Reply: a flood of them
-	// must not hold up anyone, the sender included.
+	// CanReply, when set, reports whether the session holds reply SURBs
+	// now. A sender without any may still be answered when the top-up it
+	// was asked for arrives, and the router waits for that, on the
+	// sender's own worker (Submit), once: when that reply fails, the
+	// sender is starved, and its requests that need an answer (Connect,
+	// Ping) are dropped and counted instead of waiting again, until it
+	// has SURBs. A flood of them must hold up nobody, the sender included.
 	CanReply func(session SessionKey) bool
 	// Ready, when set, is called when a session's downstream queue stops
 	// being empty: the transport should then call NextBundle when its
@@ -179,6 +181,9 @@ type Router struct {
 	nextIdleCheck time.Time
 
 	dispatch dispatcher // Submit's per-sender workers
+
+	starvedMu sync.Mutex
+	starved   map[SessionKey]time.Time // senders whose reply failed without SURBs, since when
 }
 
 // New returns a Router.
@@ -197,6 +202,7 @@ func New(cfg Config) (*Router, error) {
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
 		dispatch:  dispatcher{queues: make(map[SessionKey]*requestQueue)},
+		starved:   make(map[SessionKey]time.Time),
 		// The errors go from the client's address, not from RouterIPv4:
 		// the exit's kernel drops a packet that arrives on nymtun0 from
 		// nymtun0's own address as a martian source.
@@ -257,10 +263,10 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	}
 	switch req.(type) {
 	case *Connect, *Ping:
-		// Nothing could carry the answer: drop the request rather than
+		// Nothing will carry the answer: drop the request rather than
 		// do its work (a Connect would take an address) or wait for
-		// SURBs that may never come.
-		if !r.canReply(key) {
+		// SURBs that did not come last time.
+		if !r.canReply(key, now) {
 			r.stats.requestsNoSURB.Add(1)
 			return
 		}
@@ -380,7 +386,7 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 	s := r.lookup(key)
 	if s == nil {
 		r.stats.dataNoSession.Add(1)
-		if r.canReply(key) {
+		if r.canReply(key, now) {
 			r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
 		} else {
 			r.stats.requestsNoSURB.Add(1)
@@ -692,14 +698,53 @@ func (r *Router) lookup(key SessionKey) *session {
 	return r.sessions[key]
 }
 
-func (r *Router) canReply(key SessionKey) bool {
-	return r.cfg.CanReply == nil || r.cfg.CanReply(key)
+// maxStarved bounds the starved senders remembered; starveFor is how long
+// one is remembered without a new failed reply. Past the bound a sender's
+// replies may wait again, on its own worker only.
+const (
+	maxStarved = 1 << 16
+	starveFor  = time.Minute
+)
+
+// canReply reports whether a reply to key may be tried: the sender has
+// SURBs, or it is not starved.
+func (r *Router) canReply(key SessionKey, now time.Time) bool {
+	if r.cfg.CanReply == nil || r.cfg.CanReply(key) {
+		r.setStarved(key, false, now)
+		return true
+	}
+	r.starvedMu.Lock()
+	defer r.starvedMu.Unlock()
+	since, starved := r.starved[key]
+	return !starved || now.Sub(since) >= starveFor
 }
 
-// reply marshals and sends a response, counting the outcome. A session
-// that cannot be answered at once is not waited for.
+// setStarved records whether key's last reply failed for want of SURBs.
+func (r *Router) setStarved(key SessionKey, starved bool, now time.Time) {
+	r.starvedMu.Lock()
+	defer r.starvedMu.Unlock()
+	if !starved {
+		delete(r.starved, key)
+		return
+	}
+	if len(r.starved) >= maxStarved {
+		for k, since := range r.starved {
+			if now.Sub(since) >= starveFor {
+				delete(r.starved, k)
+			}
+		}
+		if len(r.starved) >= maxStarved {
+			return
+		}
+	}
+	r.starved[key] = now
+}
+
+// reply marshals and sends a response, counting the outcome. A starved
+// sender is not waited for.
 func (r *Router) reply(key SessionKey, resp Response) {
-	if !r.canReply(key) {
+	now := r.cfg.Now()
+	if !r.canReply(key, now) {
 		r.stats.repliesFailed.Add(1)
 		return
 	}
@@ -708,10 +753,15 @@ func (r *Router) reply(key SessionKey, resp Response) {
 		r.stats.repliesFailed.Add(1)
 		return
 	}
+	hadSURBs := r.cfg.CanReply == nil || r.cfg.CanReply(key)
 	if err := r.cfg.Reply(key, b); err != nil {
 		r.stats.repliesFailed.Add(1)
+		if !hadSURBs {
+			r.setStarved(key, true, r.cfg.Now())
+		}
 		return
 	}
+	r.setStarved(key, false, now)
 	r.stats.repliesSent.Add(1)
 }
 
