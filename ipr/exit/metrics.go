@@ -74,6 +74,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.requests, r.RequestsNoSURB, "no_surb")
 	counter(c.requests, r.RequestsDropped, "queue_full")
 	counter(c.requests, r.ConnectsRefused, "connect_refused")
+	counter(c.requests, r.ConnectsOverCap, "connect_over_cap") // also in connect_refused
+	counter(c.requests, r.WantRefused, "want_refused")         // granted other addresses
 	for reason := range ipr.NumDropReasons {
 		counter(c.drops, r.Drops[reason], reason.String())
 	}
