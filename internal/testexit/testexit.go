@@ -6,9 +6,11 @@ package testexit
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,11 +23,18 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
+// ReplyTimeout bounds how long a control reply waits for the sender's
+// SURBs.
+const ReplyTimeout = 5 * time.Second
+
 // Exit is a running test exit.
 type Exit struct {
 	Client   *client.Client
 	Router   *ipr.Router
 	Internet *tun.Net // the internet's side: serve things on it
+	// ReplyTimeouts counts control replies that waited ReplyTimeout for
+	// SURBs in vain.
+	ReplyTimeouts atomic.Uint64
 }
 
 // Start runs a router with identity id (nil: a fresh one) at n's exit
@@ -47,9 +56,13 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 		// As ipr/exit wires it: a sender without SURBs is not waited for.
 		CanReply: func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 },
 		Reply: func(key ipr.SessionKey, resp []byte) error {
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			rctx, rcancel := context.WithTimeout(ctx, ReplyTimeout)
 			defer rcancel()
-			return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
+			err := mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
+			if errors.Is(err, context.DeadlineExceeded) {
+				e.ReplyTimeouts.Add(1)
+			}
+			return err
 		},
 		Ready: func(key ipr.SessionKey) {
 			select {
