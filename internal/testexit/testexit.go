@@ -23,19 +23,23 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
-// ReplyTimeout bounds how long a control reply waits for the sender's
-// SURBs.
-const ReplyTimeout = 5 * time.Second
+// DefaultReplyTimeout bounds how long a control reply waits for the
+// sender's SURBs, unless SetReplyTimeout says otherwise.
+const DefaultReplyTimeout = 5 * time.Second
 
 // Exit is a running test exit.
 type Exit struct {
 	Client   *client.Client
 	Router   *ipr.Router
 	Internet *tun.Net // the internet's side: serve things on it
-	// ReplyTimeouts counts control replies that waited ReplyTimeout for
+	// ReplyTimeouts counts control replies that waited their timeout for
 	// SURBs in vain.
 	ReplyTimeouts atomic.Uint64
+	replyTimeout  atomic.Int64
 }
+
+// SetReplyTimeout sets how long later control replies wait for SURBs.
+func (e *Exit) SetReplyTimeout(d time.Duration) { e.replyTimeout.Store(int64(d)) }
 
 // Start runs a router with identity id (nil: a fresh one) at n's exit
 // gateway; the internet answers at the given addresses. Everything stops
@@ -49,6 +53,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Exit{Client: mix, Internet: inetNet}
+	e.SetReplyTimeout(DefaultReplyTimeout)
 	ready := make(chan ipr.SessionKey, 64)
 	e.Router, err = ipr.New(ipr.Config{
 		PayloadCapacity: mix.ReplyCapacity(),
@@ -56,7 +61,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 		// As ipr/exit wires it: a sender without SURBs is not waited for.
 		CanReply: func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 },
 		Reply: func(key ipr.SessionKey, resp []byte) error {
-			rctx, rcancel := context.WithTimeout(ctx, ReplyTimeout)
+			rctx, rcancel := context.WithTimeout(ctx, time.Duration(e.replyTimeout.Load()))
 			defer rcancel()
 			err := mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
 			if errors.Is(err, context.DeadlineExceeded) {

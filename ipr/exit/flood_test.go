@@ -94,28 +94,31 @@ func (l *floodLab) ping(t *testing.T, ctx context.Context, id uint64) time.Durat
 // The attack of issue 10: one sender's SURB-less Pings, each of whose
 // answers waited for SURBs on the exit's only request goroutine, stalled
 // every user. Now the sender's first reply waits on a worker of its own
-// (its top-up could have been on the way), and once that failed the rest are
-// dropped and counted. The honest Ping, sent after the flood, is answered
-// while that first reply still waits: no reply to the attacker has timed
-// out yet (the test exit waits 5 s). Before the fix the honest Pong came
-// only after the stuck replies to the attacker had timed out, and the flood
-// was never counted.
+// (its top-up could have been on the way; TestRequestsWithoutSURBsDropped
+// shows the rest dropped once it failed), and the honest Ping, sent once
+// the flood is at the exit, is answered while that reply still waits: no
+// reply to the attacker has timed out. Before the fix the honest Pong came
+// only after the stuck replies to the attacker had timed out.
 func TestSURBlessFloodDoesNotStallHonestClient(t *testing.T) {
 	l := newFloodLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Longer than the flood takes to arrive even under the race
+	// detector, so that "not yet timed out" means "not waited for".
+	l.exit.SetReplyTimeout(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	const flood = 50
+	before := l.exit.Client.Stats().MessagesReceived
 	l.attack(t, ctx, flood, false)
+	// The honest Ping leaves once the flood is at the exit, so that it
+	// does not queue behind the flood in the mix nodes (slow under the
+	// race detector) but only, if at all, in the router.
+	poll.Until(t, 30*time.Second, "the flood to reach the exit", func() bool {
+		return l.exit.Client.Stats().MessagesReceived >= before+flood+1
+	})
 	l.ping(t, ctx, 7)
 	if n := l.exit.ReplyTimeouts.Load(); n != 0 {
 		t.Fatalf("the honest Pong came after %d stuck replies to the attacker timed out", n)
 	}
-	// The first flood Ping's reply waits for the top-up the exit asked
-	// for; Pongs go out through what the attacker's client granted while
-	// it flushed; once a wait has timed out the rest are dropped.
-	poll.Until(t, 30*time.Second, "the flood to be dropped and counted", func() bool {
-		return l.exit.Router.Stats().RequestsNoSURB > 0
-	})
 }
 
 // TestTimingSURBlessFloodRTT measures the honest client's Ping round trip
