@@ -51,10 +51,14 @@ type Stats struct {
 	SessionsExpired uint64 // sessions ended after the idle timeout
 	SessionsClosed  uint64 // sessions ended by Disconnect or Shutdown
 	ConnectsRefused uint64 // ConnectFail responses
+	ConnectsOverCap uint64 // Connects refused: the sender held MaxAddrsPerSender pairs (also in ConnectsRefused)
+	WantRefused     uint64 // Connects whose wanted addresses were not the session's own; they got others
 
 	RequestsIn      uint64 // requests handed to HandleRequest
 	BadRequests     uint64 // requests that did not parse
 	DataNoSession   uint64 // Data requests from senders without a session
+	RequestsNoSURB  uint64 // requests dropped: they needed an answer and the sender left no SURB
+	RequestsDropped uint64 // requests Submit dropped: the sender's queue or the router's was full
 	RepliesSent     uint64 // responses the Reply callback took
 	RepliesFailed   uint64 // responses the Reply callback refused (no SURB left, say)
 	PolicyRefusals  uint64 // packets the policy refused (also in Drops)
@@ -74,6 +78,7 @@ type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
 	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
+	requestsNoSURB, requestsQueueFull, connectsOverCap, wantRefused                 atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
@@ -103,9 +108,13 @@ func (c *counters) snapshot() Stats {
 		SessionsExpired: c.sessionsExpired.Load(),
 		SessionsClosed:  c.sessionsClosed.Load(),
 		ConnectsRefused: c.connectsRefused.Load(),
+		ConnectsOverCap: c.connectsOverCap.Load(),
+		WantRefused:     c.wantRefused.Load(),
 		RequestsIn:      c.requestsIn.Load(),
 		BadRequests:     c.badRequests.Load(),
 		DataNoSession:   c.dataNoSession.Load(),
+		RequestsNoSURB:  c.requestsNoSURB.Load(),
+		RequestsDropped: c.requestsQueueFull.Load(),
 		RepliesSent:     c.repliesSent.Load(),
 		RepliesFailed:   c.repliesFailed.Load(),
 		PolicyRefusals:  c.policyRefusals.Load(),

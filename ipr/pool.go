@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"sync"
+	"time"
 
 	crand "crypto/rand"
 )
@@ -44,15 +45,43 @@ type AddrPair struct {
 
 func (a AddrPair) String() string { return a.V4.String() + "," + a.V6.String() }
 
+// Owner names who an address pair was handed to: the session's nonce (which
+// stays across a client's reconnects) and the sender tag that asked for it.
+type Owner struct {
+	Nonce  [NonceSize]byte
+	Sender SessionKey
+}
+
 // AddrPool hands out client addresses. A client gets one host number, so its
-// IPv4 and IPv6 addresses always go together. It is safe for concurrent use.
+// IPv4 and IPv6 addresses always go together. A released pair is quarantined
+// for a while: packets and conntrack state of its last owner must not reach
+// the next one, and a client that reconnects may get its pair back. It is
+// safe for concurrent use.
 type AddrPool struct {
 	mu     sync.Mutex
 	first  uint16
 	last   uint16
-	used   [1 << 16 / 64]uint64 // bit n: host number n is taken
+	used   [1 << 16 / 64]uint64 // bit n: host number n is taken or quarantined
 	inUse  int
 	random *rand.Rand
+
+	quarantine time.Duration
+	held       map[uint16]hold // quarantined pairs
+	order      []queued        // quarantined host numbers, oldest release first
+	bySender   map[SessionKey]int
+}
+
+// queued is a quarantine in release order; stale when the pair's hold has
+// another until (claimed back, released again).
+type queued struct {
+	n     uint16
+	until time.Time
+}
+
+// hold is a quarantined pair: until when, and whose it was.
+type hold struct {
+	until time.Time
+	owner Owner
 }
 
 // NewAddrPool returns a pool of every client address in ClientNetV4 and
@@ -67,7 +96,16 @@ func newAddrPool(first, last uint16, random *rand.Rand) *AddrPool {
 		crand.Read(seed[:])
 		random = rand.New(rand.NewChaCha8(seed))
 	}
-	return &AddrPool{first: first, last: last, random: random}
+	return &AddrPool{first: first, last: last, random: random,
+		held: make(map[uint16]hold), bySender: make(map[SessionKey]int)}
+}
+
+// SetQuarantine sets how long a released pair stays out of use; zero hands
+// it out again at once. The Router sets it from Config.AddrQuarantine.
+func (p *AddrPool) SetQuarantine(d time.Duration) {
+	p.mu.Lock()
+	p.quarantine = d
+	p.mu.Unlock()
 }
 
 // Size is the number of addresses the pool can hand out.
@@ -80,11 +118,21 @@ func (p *AddrPool) InUse() int {
 	return p.inUse
 }
 
-// Allocate takes a free address pair at random.
-func (p *AddrPool) Allocate() (AddrPair, error) {
+// Quarantined is the number of released pairs not yet free again, and how
+// many of them sender released.
+func (p *AddrPool) Quarantined(sender SessionKey, now time.Time) (all, bySender int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.inUse == p.Size() {
+	p.expire(now)
+	return len(p.held), p.bySender[sender]
+}
+
+// Allocate takes a free address pair at random.
+func (p *AddrPool) Allocate(now time.Time) (AddrPair, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expire(now)
+	if p.inUse+len(p.held) == p.Size() {
 		return AddrPair{}, ErrNoFreeAddress
 	}
 	span := uint32(p.Size())
@@ -103,33 +151,76 @@ func (p *AddrPool) Allocate() (AddrPair, error) {
 	return AddrPair{}, ErrNoFreeAddress // unreachable while inUse is right
 }
 
-// Claim takes the pair that want names by either or both of its addresses,
-// if that pair is free.
-func (p *AddrPool) Claim(want AddrPair) (AddrPair, error) {
+// Claim takes back the pair that want names by either or both of its
+// addresses, if owner released it and it is still quarantined: a
+// reconnecting client keeps its addresses. Nobody may claim any other pair,
+// free or not: a chosen address would let one client follow another's
+// traffic, or pick its neighbours.
+func (p *AddrPool) Claim(want AddrPair, owner [NonceSize]byte, now time.Time) (AddrPair, error) {
 	n, ok := p.hostOf(want)
 	if !ok {
 		return AddrPair{}, fmt.Errorf("%w: %v is not one client's pair", ErrAddressTaken, want)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.isUsed(n) {
-		return AddrPair{}, fmt.Errorf("%w: %v is in use", ErrAddressTaken, pairOf(n))
+	p.expire(now)
+	h, held := p.held[n]
+	if !held || h.owner.Nonce != owner {
+		return AddrPair{}, fmt.Errorf("%w: %v was not this session's", ErrAddressTaken, pairOf(n))
 	}
-	return p.take(n), nil
+	p.unhold(n, h)
+	p.inUse++ // the bit stays set
+	return pairOf(n), nil
 }
 
-// Release returns a pair to the pool. Releasing a free or foreign pair does
-// nothing.
-func (p *AddrPool) Release(a AddrPair) {
+// Release returns a pair to the pool, into quarantine under its owner.
+// Releasing a free or foreign pair does nothing.
+func (p *AddrPool) Release(a AddrPair, owner Owner, now time.Time) {
 	n, ok := p.hostOf(a)
 	if !ok {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.isUsed(n) {
+	if _, held := p.held[n]; !p.isUsed(n) || held {
+		return
+	}
+	p.inUse--
+	if p.quarantine <= 0 {
 		p.used[n/64] &^= 1 << (n % 64)
-		p.inUse--
+		return
+	}
+	h := hold{until: now.Add(p.quarantine), owner: owner}
+	p.held[n] = h
+	p.order = append(p.order, queued{n: n, until: h.until})
+	p.bySender[owner.Sender]++
+}
+
+// expire frees the quarantined pairs whose time is up. The quarantine is
+// the same for all, so order is by expiry too. Called with mu held.
+func (p *AddrPool) expire(now time.Time) {
+	for len(p.order) > 0 {
+		q := p.order[0]
+		h, held := p.held[q.n]
+		if held = held && h.until.Equal(q.until); held && now.Before(h.until) {
+			return
+		}
+		p.order = p.order[1:]
+		if held { // else claimed back since: skip
+			p.unhold(q.n, h)
+			p.used[q.n/64] &^= 1 << (q.n % 64)
+		}
+	}
+}
+
+// unhold ends n's quarantine record. Called with mu held.
+func (p *AddrPool) unhold(n uint16, h hold) {
+	delete(p.held, n)
+	if p.bySender[h.owner.Sender]--; p.bySender[h.owner.Sender] <= 0 {
+		delete(p.bySender, h.owner.Sender)
+	}
+	if len(p.order) == 0 {
+		p.order = nil // let the backing array go
 	}
 }
 

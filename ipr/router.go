@@ -26,6 +26,10 @@ const (
 	DefaultMaxQueueBytes   = 512 << 10
 	DefaultInfoInterval    = time.Second
 	DefaultTickInterval    = 10 * time.Millisecond
+	DefaultAddrQuarantine  = 2 * time.Minute
+	// DefaultMaxAddrsPerSender: a session, and room for a few
+	// reconnects with a fresh nonce within one quarantine.
+	DefaultMaxAddrsPerSender = 4
 
 	// idleCheckInterval spaces the idle scans of all sessions; an idle
 	// session lives at most this much past its timeout.
@@ -45,6 +49,14 @@ type Config struct {
 	// caller of HandleRequest, FromTUN or Tick, so it should not block for
 	// long. Required.
 	Reply func(session SessionKey, resp []byte) error
+	// CanReply, when set, reports whether the session holds reply SURBs
+	// now. A sender without any may still be answered when the top-up it
+	// was asked for arrives, and the router waits for that, on the
+	// sender's own worker (Submit), once: when that reply fails, the
+	// sender is starved, and its requests that need an answer (Connect,
+	// Ping) are dropped and counted instead of waiting again, until it
+	// has SURBs. A flood of them must hold up nobody, the sender included.
+	CanReply func(session SessionKey) bool
 	// Ready, when set, is called when a session's downstream queue stops
 	// being empty: the transport should then call NextBundle when its
 	// sending schedule allows, until it returns false. It is edge-triggered:
@@ -59,6 +71,21 @@ type Config struct {
 	Policy func(dst netip.AddrPort, proto uint8) (allowed bool, reason string)
 	// Pool hands out client addresses; nil means NewAddrPool().
 	Pool *AddrPool
+	// AddrQuarantine keeps a released address pair out of use for this
+	// long, so that nothing of its last session (conntrack entries,
+	// replies in flight) reaches the next one; the same client may take
+	// it back meanwhile. Default DefaultAddrQuarantine.
+	AddrQuarantine time.Duration
+	// MaxAddrsPerSender bounds the address pairs one sender tag holds:
+	// its session's and those its ended sessions left in quarantine.
+	// Beyond it a Connect is refused, so that no sender can empty the
+	// pool by connecting and disconnecting. Default
+	// DefaultMaxAddrsPerSender.
+	MaxAddrsPerSender int
+	// Released, when set, is told of every pair a session gave back (the
+	// exit flushes its conntrack entries). It is called with the router's
+	// lock held: it must not block or call the Router.
+	Released func(AddrPair)
 
 	// IdleTimeout ends a session that sent no request for this long.
 	// Default DefaultIdleTimeout.
@@ -82,6 +109,11 @@ type Config struct {
 	// TickInterval is how often Run calls Tick: the resolution of the
 	// resequencer's gap timeout. Default 10 ms.
 	TickInterval time.Duration
+	// MaxSenderRequests bounds the requests of one sender waiting for
+	// its worker (Submit); MaxPendingRequests bounds them for all senders.
+	// Beyond either, requests are dropped and counted. Defaults 1024 and
+	// 16384.
+	MaxSenderRequests, MaxPendingRequests int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +135,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxQueueBytes, DefaultMaxQueueBytes)
 	setDefault(&c.InfoInterval, DefaultInfoInterval)
 	setDefault(&c.TickInterval, DefaultTickInterval)
+	setDefault(&c.AddrQuarantine, DefaultAddrQuarantine)
+	setDefault(&c.MaxAddrsPerSender, DefaultMaxAddrsPerSender)
+	setDefault(&c.MaxSenderRequests, DefaultMaxSenderRequests)
+	setDefault(&c.MaxPendingRequests, DefaultMaxPendingRequests)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -143,6 +179,11 @@ type Router struct {
 
 	tickMu        sync.Mutex // one Tick at a time
 	nextIdleCheck time.Time
+
+	dispatch dispatcher // Submit's per-sender workers
+
+	starvedMu sync.Mutex
+	starved   map[SessionKey]time.Time // senders whose reply failed without SURBs, since when
 }
 
 // New returns a Router.
@@ -151,6 +192,7 @@ func New(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
 	return &Router{
 		cfg:       cfg,
 		mtu:       MaxIPPacket(cfg.PayloadCapacity),
@@ -159,6 +201,8 @@ func New(cfg Config) (*Router, error) {
 		byNonce:   make(map[[NonceSize]byte]*session),
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
+		dispatch:  dispatcher{queues: make(map[SessionKey]*requestQueue)},
+		starved:   make(map[SessionKey]time.Time),
 		// The errors go from the client's address, not from RouterIPv4:
 		// the exit's kernel drops a packet that arrives on nymtun0 from
 		// nymtun0's own address as a martian source.
@@ -202,8 +246,10 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// HandleRequest handles one request payload from a session. The router owns
-// msg from then on: upstream bundles may wait in the resequencer.
+// HandleRequest handles one request payload from a session and returns when
+// it is done, replies included: a transport that serves many senders calls
+// Submit instead. The router owns msg from then on: upstream bundles may
+// wait in the resequencer.
 func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	r.stats.requestsIn.Add(1)
 	now := r.cfg.Now()
@@ -214,6 +260,16 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 			r.reply(key, &Info{Code: InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ProtocolVersion)})
 		}
 		return
+	}
+	switch req.(type) {
+	case *Connect, *Ping:
+		// Nothing will carry the answer: drop the request rather than
+		// do its work (a Connect would take an address) or wait for
+		// SURBs that did not come last time.
+		if !r.canReply(key, now) {
+			r.stats.requestsNoSURB.Add(1)
+			return
+		}
 	}
 	switch req := req.(type) {
 	case *Connect:
@@ -275,7 +331,7 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Respon
 		r.stats.sessionsMoved.Add(1)
 		return r.connectOK(c, s)
 	}
-	addrs, err := r.allocate(c.Want)
+	addrs, err := r.allocate(key, c, now)
 	if err != nil {
 		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}
 	}
@@ -304,14 +360,21 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Respon
 	return r.connectOK(c, s)
 }
 
-// allocate grants the wanted addresses when free, else any.
-func (r *Router) allocate(want AddrPair) (AddrPair, error) {
-	if want.V4.IsValid() || want.V6.IsValid() {
-		if addrs, err := r.cfg.Pool.Claim(want); err == nil {
+// allocate gives a new session the pair it wants if that was its own (a
+// reconnect after its session ended), else any free pair, unless the sender
+// already holds its share.
+func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, error) {
+	if c.Want.V4.IsValid() || c.Want.V6.IsValid() {
+		if addrs, err := r.cfg.Pool.Claim(c.Want, c.Nonce, now); err == nil {
 			return addrs, nil
 		}
+		r.stats.wantRefused.Add(1)
 	}
-	return r.cfg.Pool.Allocate()
+	if _, mine := r.cfg.Pool.Quarantined(key, now); mine+1 > r.cfg.MaxAddrsPerSender {
+		r.stats.connectsOverCap.Add(1)
+		return AddrPair{}, fmt.Errorf("ipr: sender %v holds %d addresses in quarantine", key, mine)
+	}
+	return r.cfg.Pool.Allocate(now)
 }
 
 func (r *Router) connectOK(c *Connect, s *session) *ConnectOK {
@@ -323,7 +386,11 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 	s := r.lookup(key)
 	if s == nil {
 		r.stats.dataNoSession.Add(1)
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+		if r.canReply(key, now) {
+			r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+		} else {
+			r.stats.requestsNoSURB.Add(1)
+		}
 		return
 	}
 	r.stats.bundlesUp.Add(1)
@@ -589,8 +656,10 @@ func (r *Router) expireIdle(now time.Time) {
 	}
 }
 
-// Shutdown ends every session, telling each client.
+// Shutdown ends every session, telling each client. Requests Submit
+// queued are handled first; later ones are refused.
 func (r *Router) Shutdown() {
+	r.stopDispatch()
 	var gone []SessionKey
 	r.mu.Lock()
 	for key, s := range r.sessions {
@@ -615,8 +684,12 @@ func (r *Router) endLocked(s *session) {
 	s.closed = true
 	r.stats.drop(DropSessionClosed, s.down.reset())
 	r.markGapped(s)
+	owner := Owner{Nonce: s.nonce, Sender: s.key}
 	s.mu.Unlock()
-	r.cfg.Pool.Release(s.addrs)
+	r.cfg.Pool.Release(s.addrs, owner, r.cfg.Now())
+	if r.cfg.Released != nil {
+		r.cfg.Released(s.addrs)
+	}
 }
 
 func (r *Router) lookup(key SessionKey) *session {
@@ -625,17 +698,70 @@ func (r *Router) lookup(key SessionKey) *session {
 	return r.sessions[key]
 }
 
-// reply marshals and sends a response, counting the outcome.
+// maxStarved bounds the starved senders remembered; starveFor is how long
+// one is remembered without a new failed reply. Past the bound a sender's
+// replies may wait again, on its own worker only.
+const (
+	maxStarved = 1 << 16
+	starveFor  = time.Minute
+)
+
+// canReply reports whether a reply to key may be tried: the sender has
+// SURBs, or it is not starved.
+func (r *Router) canReply(key SessionKey, now time.Time) bool {
+	if r.cfg.CanReply == nil || r.cfg.CanReply(key) {
+		r.setStarved(key, false, now)
+		return true
+	}
+	r.starvedMu.Lock()
+	defer r.starvedMu.Unlock()
+	since, starved := r.starved[key]
+	return !starved || now.Sub(since) >= starveFor
+}
+
+// setStarved records whether key's last reply failed for want of SURBs.
+func (r *Router) setStarved(key SessionKey, starved bool, now time.Time) {
+	r.starvedMu.Lock()
+	defer r.starvedMu.Unlock()
+	if !starved {
+		delete(r.starved, key)
+		return
+	}
+	if len(r.starved) >= maxStarved {
+		for k, since := range r.starved {
+			if now.Sub(since) >= starveFor {
+				delete(r.starved, k)
+			}
+		}
+		if len(r.starved) >= maxStarved {
+			return
+		}
+	}
+	r.starved[key] = now
+}
+
+// reply marshals and sends a response, counting the outcome. A starved
+// sender is not waited for.
 func (r *Router) reply(key SessionKey, resp Response) {
+	now := r.cfg.Now()
+	if !r.canReply(key, now) {
+		r.stats.repliesFailed.Add(1)
+		return
+	}
 	b, err := MarshalResponse(resp)
 	if err != nil { // only our own values are marshalled: a bug, not input
 		r.stats.repliesFailed.Add(1)
 		return
 	}
+	hadSURBs := r.cfg.CanReply == nil || r.cfg.CanReply(key)
 	if err := r.cfg.Reply(key, b); err != nil {
 		r.stats.repliesFailed.Add(1)
+		if !hadSURBs {
+			r.setStarved(key, true, r.cfg.Now())
+		}
 		return
 	}
+	r.setStarved(key, false, now)
 	r.stats.repliesSent.Add(1)
 }
 

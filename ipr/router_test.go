@@ -400,8 +400,12 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 		t.Fatal("an expired session still has bundles")
 	}
 
-	// Its address goes to the next client.
+	// Its address goes to the next client, once its quarantine is over.
 	old := a.addrs
+	if fail, ok := b.connect().(*ConnectFail); !ok || fail.Reason != FailNoFreeAddress {
+		t.Fatalf("connect during the quarantine of the only address: %+v", fail)
+	}
+	e.clock.advance(DefaultAddrQuarantine)
 	b.mustConnect()
 	if b.addrs != old {
 		t.Fatalf("new client got %v, want the freed %v", b.addrs, old)
@@ -468,16 +472,63 @@ func TestRouterReconnect(t *testing.T) {
 		t.Fatalf("zero nonce: %+v", fail)
 	}
 
-	// Disconnect frees the addresses at once; wanted addresses are granted
-	// when free.
+	// Disconnect ends the session and quarantines its addresses.
 	moved.send(&Disconnect{})
-	if e.r.Stats().Sessions != 0 || e.r.cfg.Pool.InUse() != 0 {
-		t.Fatalf("after disconnect: %+v, pool %d", e.r.Stats(), e.r.cfg.Pool.InUse())
+	if all, _ := e.r.cfg.Pool.Quarantined(moved.key, e.clock.Now()); e.r.Stats().Sessions != 0 || e.r.cfg.Pool.InUse() != 0 || all != 1 {
+		t.Fatalf("after disconnect: %+v, pool %d in use, %d quarantined", e.r.Stats(), e.r.cfg.Pool.InUse(), all)
 	}
+	// Issue 10: nobody else may have them by asking (this Want was
+	// granted before): the other client gets other addresses.
 	w := e.client(3)
 	w.send(&Connect{RequestID: 1, Nonce: w.nonce, Want: AddrPair{V4: first.V4}})
-	if ok, isOK := e.lastResponse(w.key).(*ConnectOK); !isOK || ok.Addrs != first {
-		t.Fatalf("wanted %v, got %+v", first, ok)
+	if ok, isOK := e.lastResponse(w.key).(*ConnectOK); !isOK || ok.Addrs == first {
+		t.Fatalf("another session wanted %v and got %+v", first, ok)
+	}
+	if e.r.Stats().WantRefused != 1 {
+		t.Fatalf("WantRefused = %d, want 1", e.r.Stats().WantRefused)
+	}
+	// The session itself, reconnecting under yet another tag with its
+	// nonce, gets them back.
+	back := *a
+	back.key[15] = 0x77
+	back.send(&Connect{RequestID: 2, Nonce: back.nonce, Want: first})
+	if ok, isOK := e.lastResponse(back.key).(*ConnectOK); !isOK || ok.Addrs != first {
+		t.Fatalf("reconnecting session wanted its %v, got %+v", first, ok)
+	}
+}
+
+// Issue 10: one sender took every address by connecting and disconnecting
+// with fresh nonces. Its ended sessions' addresses stay in quarantine and
+// count against it: past MaxAddrsPerSender its Connects are refused, while
+// others still connect. Before the cap (and the quarantine) the loop below
+// cycled through the whole pool.
+func TestRouterCapsAddressesPerSender(t *testing.T) {
+	e := newTestExit(t, func(c *Config) { c.MaxAddrsPerSender = 3 })
+	m := e.client(0xd)
+	refused := 0
+	for i := range 50 {
+		m.nonce[2] = byte(i)
+		switch resp := m.connect().(type) {
+		case *ConnectOK:
+			m.send(&Disconnect{})
+		case *ConnectFail:
+			if resp.Reason != FailNoFreeAddress {
+				t.Fatalf("connect %d: %+v", i, resp)
+			}
+			refused++
+		}
+	}
+	all, mine := e.r.cfg.Pool.Quarantined(m.key, e.clock.Now())
+	if mine != 3 || all != 3 || refused != 47 || e.r.Stats().ConnectsOverCap != 47 {
+		t.Fatalf("sender holds %d (of %d) quarantined, %d connects refused (%d counted); want 3, 3, 47, 47",
+			mine, all, refused, e.r.Stats().ConnectsOverCap)
+	}
+	e.client(1).mustConnect()
+	// When the quarantine ends the sender may connect again.
+	e.clock.advance(DefaultAddrQuarantine)
+	m.nonce[2] = 0xff
+	if _, ok := m.connect().(*ConnectOK); !ok {
+		t.Fatal("sender still refused after its quarantine ended")
 	}
 }
 

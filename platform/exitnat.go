@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // ExitTable is the nftables table (family inet) that holds the exit's NAT,
@@ -19,7 +20,11 @@ type ExitConfig struct {
 	// out of it.
 	TUN string
 	// Uplink is the interface towards the internet; clients' traffic is
-	// masqueraded to its address. Empty means every interface but the TUN.
+	// masqueraded to its address. Required: clients' packets leave by it
+	// and no other interface, and while the exit runs the host forwards
+	// nothing but clients' traffic between the TUN and the uplink (a
+	// neighbour must not use the exit as its router, nor a client reach
+	// the networks behind the host's other interfaces).
 	Uplink string
 	// ClientPrefixes are the ranges clients get their addresses from
 	// (10.0.0.0/16, fc00::/112).
@@ -37,7 +42,7 @@ func (c ExitConfig) validate() error {
 	if c.StatePath == "" {
 		return errors.New("no state file path")
 	}
-	if c.TUN == "" || len(c.TUN) > 15 || len(c.Uplink) > 15 {
+	if !validIfname(c.TUN) || !validIfname(c.Uplink) || c.TUN == c.Uplink {
 		return fmt.Errorf("bad interface names %q, %q", c.TUN, c.Uplink)
 	}
 	if len(c.ClientPrefixes) == 0 {
@@ -51,25 +56,11 @@ func (c ExitConfig) validate() error {
 	return nil
 }
 
-// PrivateDestinations are the ranges clients may not reach through the exit
-// (unless ExitConfig.AllowPrivate says otherwise): private, shared, local,
-// link-local, multicast and reserved ranges, where the exit's own network
-// and its neighbours live.
-var PrivateDestinations = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("10.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("172.16.0.0/12"),
-	netip.MustParsePrefix("192.168.0.0/16"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("::/128"),
-	netip.MustParsePrefix("::1/128"),
-	netip.MustParsePrefix("fc00::/7"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("ff00::/8"),
+// validIfname accepts what the kernel accepts as an interface name and is
+// safe in a sysctl path.
+func validIfname(name string) bool {
+	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/ \t\n\x00:")
 }
 
 // Reasons the exit rejects a client's packet, as keys of the counters that
@@ -77,9 +68,11 @@ var PrivateDestinations = []netip.Prefix{
 // "private PREFIX" and policy rules under "policy RULE".
 const (
 	RejectClientToClient = "client-to-client"
-	RejectSMTP           = "smtp"
+	RejectSMTP           = "smtp" // any of SMTPPorts
 	RejectExitHost       = "exit-host"
+	RejectNotUplink      = "not-uplink" // clients' packets routed out of another interface than the uplink
 	DropUnsolicited      = "unsolicited-to-client"
+	DropNotExit          = "forward-not-exit" // forwarded packets neither from nor to a client (a neighbour routing through the exit)
 )
 
 // RejectPrivate is the counter key of the rejection of one private range.

@@ -4,10 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,8 +27,34 @@ const (
 	exRefuse      = "refuse"       // rejects so the client learns at once
 )
 
-// forwardingSysctls are turned on for the exit and put back on Stop.
-var forwardingSysctls = []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"}
+// exitSysctl is a sysctl the exit sets while it runs.
+type exitSysctl struct{ key, value string }
+
+// exitSysctls are set for the exit, in this order, and put back in the
+// reverse order on Stop. IPv4 forwards what arrives on an interface whose
+// own forwarding flag is on, so only the TUN (clients' packets) and the
+// uplink (the replies) get it, not the host's other interfaces. Linux
+// forwards IPv6 only with the global flag on, whatever the interface's own
+// (per-interface force_forwarding is too new to rely on): the forward chain
+// confines it to the TUN and the uplink, and accept_ra=2 keeps the uplink's
+// IPv6 autoconfiguration, which forwarding would otherwise turn off. The
+// uplink's accept_ra goes first so that it never lapses.
+func exitSysctls(tun, uplink string) []exitSysctl {
+	return []exitSysctl{
+		{"net/ipv6/conf/" + uplink + "/accept_ra", "2"},
+		{"net/ipv6/conf/all/forwarding", "1"},
+		{"net/ipv4/conf/" + tun + "/forwarding", "1"},
+		{"net/ipv4/conf/" + uplink + "/forwarding", "1"},
+	}
+}
+
+// exitSysctlValue is the value the exit sets key to.
+func exitSysctlValue(key string) string {
+	if strings.HasSuffix(key, "/accept_ra") {
+		return "2"
+	}
+	return "1"
+}
 
 // ExitNetworking is the exit host's forwarding, NAT and exit policy.
 type ExitNetworking struct {
@@ -79,15 +110,15 @@ func StartExitNetworking(cfg ExitConfig) (*ExitNetworking, error) {
 func (e *ExitNetworking) start(cfg ExitConfig) error {
 	var current []sysctlRecord
 	err := e.ns.run(func() error {
-		for _, key := range forwardingSysctls {
-			v, err := readSysctl(key)
+		for _, sc := range exitSysctls(cfg.TUN, cfg.Uplink) {
+			v, err := readSysctl(sc.key)
 			if errors.Is(err, unix.ENOENT) {
-				continue // IPv6 disabled
+				continue // IPv6 disabled, or no such interface: nothing to forward there
 			}
 			if err != nil {
 				return err
 			}
-			current = append(current, sysctlRecord{Key: key, Old: v})
+			current = append(current, sysctlRecord{Key: sc.key, Old: v})
 		}
 		return nil
 	})
@@ -116,7 +147,7 @@ func (e *ExitNetworking) start(cfg ExitConfig) error {
 	}
 	return e.ns.run(func() error {
 		for _, s := range e.sysctls {
-			if err := writeSysctl(s.Key, "1"); err != nil {
+			if err := writeSysctl(s.Key, exitSysctlValue(s.Key)); err != nil {
 				return err
 			}
 		}
@@ -146,12 +177,8 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 
 	// Masquerade: the internet sees the exit's address, and replies find
 	// their way back through conntrack only.
-	out := matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, cfg.TUN)
-	if cfg.Uplink != "" {
-		out = oifname(cfg.Uplink)
-	}
 	for _, p := range cfg.ClientPrefixes {
-		c.AddRule(rule(t, post, out, matchAddr(p, false), one(&expr.Masq{})))
+		c.AddRule(rule(t, post, oifname(cfg.Uplink), matchAddr(p, false), one(&expr.Masq{})))
 	}
 
 	// Clamp the MSS of SYNs both ways so no segment outgrows the tunnel
@@ -166,11 +193,17 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 		return commented(rule(t, fromClients, parts...), reason)
 	}
 
+	// Clients' packets pass the rejections; what comes back from them
+	// (the policy chain ends without a verdict) goes to the uplink.
 	c.AddRule(rule(t, forward, iifname(cfg.TUN), one(jump(exFromClients))))
+	c.AddRule(rule(t, forward, iifname(cfg.TUN), one(accept())))
 	// Only replies may go to clients: a neighbour on the uplink must not
 	// reach them by routing to their addresses.
-	c.AddRule(rule(t, forward, oifname(cfg.TUN), matchCtEstablished(), one(accept())))
+	c.AddRule(rule(t, forward, iifname(cfg.Uplink), oifname(cfg.TUN), matchCtEstablished(), one(accept())))
 	c.AddRule(commented(rule(t, forward, oifname(cfg.TUN), one(&expr.Counter{}, drop())), DropUnsolicited))
+	// Nothing else is forwarded while the exit runs: forwarding is on
+	// for the exit's sake only, and a neighbour must not route through it.
+	c.AddRule(commented(rule(t, forward, one(&expr.Counter{}, drop())), DropNotExit))
 
 	// Packets from clients to any address of the exit host are delivered
 	// locally, so they meet the input hook, not forward.
@@ -180,7 +213,12 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 	for _, p := range cfg.ClientPrefixes {
 		c.AddRule(refuseCounted(RejectClientToClient, matchAddr(p, true)))
 	}
-	c.AddRule(refuseCounted(RejectSMTP, matchL4proto(unix.IPPROTO_TCP), matchPorts(25, 25, true)))
+	for _, port := range SMTPPorts {
+		// Out of the uplink only: the host's other interfaces lead to its
+		// own networks (the mixnet's LAN, management), not the internet.
+		c.AddRule(refuseCounted(RejectNotUplink, matchIfname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, cfg.Uplink)))
+		c.AddRule(refuseCounted(RejectSMTP, matchL4proto(unix.IPPROTO_TCP), matchPorts(port, port, true)))
+	}
 	for _, p := range cfg.AllowPrivate {
 		c.AddRule(rule(t, fromClients, matchAddr(p, true), one(goTo(exPolicy))))
 	}
@@ -308,13 +346,14 @@ func (e *ExitNetworking) release() {
 }
 
 // undoExit switches forwarding back first, so nothing is forwarded without
-// the policy while the table goes.
+// the policy while the table goes. The sysctls go back in the reverse order
+// of their setting.
 func undoExit(ns *boundNetNS, conn *nftables.Conn, sysctls []sysctlRecord) error {
 	err := ns.run(func() error {
 		var errs []error
-		for _, s := range sysctls {
-			if err := writeSysctl(s.Key, s.Old); err != nil {
-				errs = append(errs, err)
+		for _, s := range slices.Backward(sysctls) {
+			if err := writeSysctl(s.Key, s.Old); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, err) // ENOENT: the interface is gone, and its setting with it
 			}
 		}
 		return errors.Join(errs...)
@@ -348,4 +387,59 @@ func restoreExit(rec *exitRecord) error {
 		return fmt.Errorf("exit networking: %w", err)
 	}
 	return nil
+}
+
+// FlushConntrack deletes the connection tracking entries of flows from or to
+// the given client addresses, in the exit's namespace: a released address
+// must not inherit its last session's NAT mappings (the internet host's
+// replies would reach the next client). It returns how many it deleted.
+func (e *ExitNetworking) FlushConntrack(addrs ...netip.Addr) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return 0, errors.New("exit networking: stopped")
+	}
+	h, err := netlink.NewHandleAt(e.ns.handle, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return 0, fmt.Errorf("exit networking: conntrack: %w", err)
+	}
+	defer h.Close()
+	f := conntrackAddrs(make(map[netip.Addr]bool, len(addrs)))
+	var v4, v6 bool
+	for _, a := range addrs {
+		f[a.Unmap()] = true
+		v4, v6 = v4 || a.Unmap().Is4(), v6 || a.Is6() && !a.Is4In6()
+	}
+	var n uint
+	var errs []error
+	for _, fam := range []struct {
+		on  bool
+		fam netlink.InetFamily
+	}{{v4, unix.AF_INET}, {v6, unix.AF_INET6}} {
+		if !fam.on {
+			continue
+		}
+		m, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam.fam, f)
+		n += m
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return int(n), fmt.Errorf("exit networking: conntrack: %w", err)
+	}
+	return int(n), nil
+}
+
+// conntrackAddrs matches flows with one of its addresses as the original
+// direction's source or destination (a client's address, before NAT).
+type conntrackAddrs map[netip.Addr]bool
+
+func (c conntrackAddrs) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	for _, ip := range []net.IP{flow.Forward.SrcIP, flow.Forward.DstIP} {
+		if a, ok := netip.AddrFromSlice(ip); ok && c[a.Unmap()] {
+			return true
+		}
+	}
+	return false
 }

@@ -11,13 +11,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // exitLab builds:
 //
-//	client c0 10.0.0.2 ── nymtun0 10.0.0.1/16 [exit] x-i 203.0.113.1 ── 203.0.113.2 internet
+//	client c0 10.0.0.2 ── nymtun0 10.0.0.1/16 [exit] x-i 203.0.113.1 ── 203.0.113.2 internet, also
+//	                                             │                        172.16.5.5 (private, allowed for tests)
+//	                                             │                        192.168.9.9 (private)
+//	                                             │                        64:ff9b::c0a8:707 (NAT64 of a private address)
 //	                                            c2x ── 10.0.0.3 other client, also
-//	                                                   192.168.7.7 (private) and 172.16.5.5 (allowed for tests)
+//	                                                   192.168.7.7 (private) and 198.51.100.7 (the
+//	                                                   exit's LAN: public addresses, but not the uplink)
 //
 // A veth named nymtun0 stands in for the IP packet router's TUN. The
 // internet namespace has a route back to the clients, so the lab works
@@ -46,12 +54,12 @@ func newExitLab(t *testing.T) exitLab {
 	vethPair(t, l.other, "o0", l.exit, "c2x")
 	ipNS(t, l.other, "addr", "add", "10.0.0.3/32", "dev", "o0")
 	ipNS(t, l.other, "addr", "add", "192.168.7.7/32", "dev", "lo")
-	ipNS(t, l.other, "addr", "add", "172.16.5.5/32", "dev", "lo")
+	ipNS(t, l.other, "addr", "add", "198.51.100.7/32", "dev", "lo")
 	ipNS(t, l.other, "route", "add", "10.0.0.1", "dev", "o0")
 	ipNS(t, l.other, "route", "add", "default", "via", "10.0.0.1")
 	ipNS(t, l.exit, "route", "add", "10.0.0.3/32", "dev", "c2x")
 	ipNS(t, l.exit, "route", "add", "192.168.7.0/24", "via", "10.0.0.3", "dev", "c2x", "onlink")
-	ipNS(t, l.exit, "route", "add", "172.16.5.0/24", "via", "10.0.0.3", "dev", "c2x", "onlink")
+	ipNS(t, l.exit, "route", "add", "198.51.100.0/24", "via", "10.0.0.3", "dev", "c2x", "onlink")
 
 	vethPair(t, l.exit, "x-i", l.inet, "i-x")
 	ipNS(t, l.exit, "link", "set", "x-i", "mtu", "1300") // the path MTU clamping must find
@@ -59,13 +67,29 @@ func newExitLab(t *testing.T) exitLab {
 	ipNS(t, l.exit, "addr", "add", "2001:db8:3::1/64", "dev", "x-i", "nodad")
 	ipNS(t, l.inet, "addr", "add", "203.0.113.2/24", "dev", "i-x")
 	ipNS(t, l.inet, "addr", "add", "2001:db8:3::2/64", "dev", "i-x", "nodad")
+	ipNS(t, l.inet, "addr", "add", "172.16.5.5/32", "dev", "lo")
+	ipNS(t, l.inet, "addr", "add", "192.168.9.9/32", "dev", "lo")
+	ipNS(t, l.inet, "addr", "add", "64:ff9b::c0a8:707/128", "dev", "lo")
 	ipNS(t, l.inet, "route", "add", "10.0.0.0/16", "via", "203.0.113.1")
 	ipNS(t, l.inet, "-6", "route", "add", "fc00::/112", "via", "2001:db8:3::1")
+	// The exit's LAN is reachable from the internet side through the exit,
+	// as a neighbour that picks the exit as its router would try.
+	ipNS(t, l.inet, "route", "add", "198.51.100.0/24", "via", "203.0.113.1")
+	ipNS(t, l.exit, "route", "add", "172.16.5.0/24", "via", "203.0.113.2")
+	ipNS(t, l.exit, "route", "add", "192.168.9.0/24", "via", "203.0.113.2")
+	ipNS(t, l.exit, "-6", "route", "add", "64:ff9b::/96", "via", "2001:db8:3::2")
 	return l
 }
 
+// exitSysctlFiles are the forwarding settings the exit may touch.
+var exitSysctlFiles = []string{
+	"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding",
+	"/proc/sys/net/ipv4/conf/nymtun0/forwarding", "/proc/sys/net/ipv4/conf/x-i/forwarding",
+	"/proc/sys/net/ipv4/conf/c2x/forwarding", "/proc/sys/net/ipv6/conf/x-i/accept_ra",
+}
+
 func (l exitLab) sysctls(t *testing.T) string {
-	return sh(t, "ip", "netns", "exec", l.exit, "cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
+	return strings.Join(strings.Fields(sh(t, "ip", append([]string{"netns", "exec", l.exit, "cat"}, exitSysctlFiles...)...)), " ")
 }
 
 func (l exitLab) setForwarding(t *testing.T, on string) {
@@ -106,8 +130,11 @@ func TestExitNetworking(t *testing.T) {
 	for _, addr := range []string{"203.0.113.2:80", "[2001:db8:3::2]:80", "203.0.113.2:25", "203.0.113.2:8081"} {
 		listenIn(t, l.inet, addr)
 	}
-	for _, addr := range []string{"10.0.0.3:80", "192.168.7.7:80", "172.16.5.5:80"} {
+	for _, addr := range []string{"10.0.0.3:80", "192.168.7.7:80", "198.51.100.7:80"} {
 		listenIn(t, l.other, addr)
+	}
+	for _, addr := range []string{"172.16.5.5:80", "192.168.9.9:80", "[64:ff9b::c0a8:707]:80"} {
+		listenIn(t, l.inet, addr)
 	}
 	listenIn(t, l.exit, "203.0.113.1:80")
 	listenIn(t, l.client, "10.0.0.2:7")
@@ -116,17 +143,21 @@ func TestExitNetworking(t *testing.T) {
 	rulesetBefore := nftRuleset(t, l.exit)
 	hostBefore := nftRuleset(t, "")
 	sysctlsBefore := l.sysctls(t)
-	if sysctlsBefore != "0\n0\n" {
+	if sysctlsBefore != "0 0 0 0 0 1" {
 		t.Fatalf("fresh namespace forwards already: %q", sysctlsBefore)
 	}
 
 	// Without the exit's table everything is reachable and nothing is
 	// masqueraded: each check below can fail.
 	l.setForwarding(t, "1")
-	for _, addr := range []string{"203.0.113.2:25", "[2001:db8:3::2]:80", "10.0.0.3:80", "192.168.7.7:80", "203.0.113.1:80"} {
+	for _, addr := range []string{"203.0.113.2:25", "[2001:db8:3::2]:80", "10.0.0.3:80", "192.168.7.7:80", "203.0.113.1:80",
+		"198.51.100.7:80", "192.168.9.9:80", "[64:ff9b::c0a8:707]:80"} {
 		if _, err := l.fetch(t, addr, 2*time.Second); err != nil {
 			t.Fatalf("lab broken: %s unreachable without the exit table: %v", addr, err)
 		}
+	}
+	if _, err := dialIn(t, l.inet, "tcp", "198.51.100.7:80", 2*time.Second); err != nil {
+		t.Fatalf("lab broken: the neighbour cannot route through the exit without its table: %v", err)
 	}
 	if seen, _ := l.fetch(t, "203.0.113.2:80", 2*time.Second); !strings.HasPrefix(seen, "10.0.0.2:") {
 		t.Fatalf("lab broken: internet sees %q without NAT", seen)
@@ -154,8 +185,10 @@ func TestExitNetworking(t *testing.T) {
 		return err
 	})
 	t.Cleanup(func() { exit.Stop() })
-	if got := l.sysctls(t); got != "1\n1\n" {
-		t.Errorf("forwarding sysctls while running: %q, want on", got)
+	// Issue 10: per interface for IPv4 (not the host's other interfaces),
+	// and the uplink keeps its IPv6 autoconfiguration.
+	if got, want := l.sysctls(t), "0 1 1 1 0 2"; got != want {
+		t.Errorf("forwarding sysctls while running: %q, want %q (%v)", got, want, exitSysctlFiles)
 	}
 
 	// Masquerade, both families.
@@ -178,10 +211,17 @@ func TestExitNetworking(t *testing.T) {
 	for addr, reason := range map[string]string{
 		"203.0.113.2:25":   RejectSMTP,
 		"10.0.0.3:80":      RejectClientToClient,
-		"192.168.7.7:80":   RejectPrivate(pfx("192.168.0.0/16")),
+		"192.168.7.7:80":   RejectNotUplink, // private too, but first: not the uplink
+		"192.168.9.9:80":   RejectPrivate(pfx("192.168.0.0/16")),
 		"203.0.113.1:80":   RejectExitHost,
 		"10.0.0.1:80":      RejectExitHost,
 		"203.0.113.2:8081": RejectPolicy(policy.Rules[0]),
+		"203.0.113.2:465":  RejectSMTP,
+		"203.0.113.2:587":  RejectSMTP,
+		// Issue 10: the exit's LAN behind another interface, and a
+		// private address inside a NAT64 one.
+		"198.51.100.7:80":        RejectNotUplink,
+		"[64:ff9b::c0a8:707]:80": RejectPrivate(pfx("64:ff9b::c0a8:0/112")),
 	} {
 		start := time.Now()
 		_, err := l.fetch(t, addr, 2*time.Second)
@@ -207,13 +247,18 @@ func TestExitNetworking(t *testing.T) {
 	if _, err := dialIn(t, l.inet, "tcp", "10.0.0.2:7", 300*time.Millisecond); err == nil {
 		t.Errorf("the internet reached a client directly")
 	}
+	// Issue 10: nor may a neighbour on the uplink route through the exit.
+	if _, err := dialIn(t, l.inet, "tcp", "198.51.100.7:80", 300*time.Millisecond); err == nil {
+		t.Errorf("a neighbour on the uplink routed through the exit to its LAN")
+	}
 
 	counts, err := exit.Rejected()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, reason := range []string{RejectSMTP, RejectClientToClient, RejectPrivate(pfx("192.168.0.0/16")),
-		RejectExitHost, RejectPolicy(policy.Rules[0]), DropUnsolicited} {
+		RejectExitHost, RejectPolicy(policy.Rules[0]), DropUnsolicited, RejectNotUplink, DropNotExit,
+		RejectPrivate(pfx("64:ff9b::c0a8:0/112"))} {
 		if counts[reason].Packets == 0 {
 			t.Errorf("counter %q is zero", reason)
 		}
@@ -244,5 +289,72 @@ func TestExitNetworking(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("state file left after Stop: %v", err)
+	}
+}
+
+// conntrackSources lists the original-direction source addresses of the
+// conntrack entries in ns.
+func conntrackSources(t *testing.T, ns string) map[netip.Addr]int {
+	t.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h, unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	out := make(map[netip.Addr]int)
+	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		flows, err := nh.ConntrackTableList(netlink.ConntrackTable, fam)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range flows {
+			if a, ok := netip.AddrFromSlice(f.Forward.SrcIP); ok {
+				out[a.Unmap()]++
+			}
+		}
+	}
+	return out
+}
+
+// Issue 10: a released client address kept its conntrack entries, so the
+// next client given the address inherited its predecessor's NAT mappings.
+// FlushConntrack removes the entries of the addresses given, and only those.
+func TestExitFlushConntrack(t *testing.T) {
+	requireNetAdmin(t)
+	l := newExitLab(t)
+	sink := newUDPSink(t, l.inet, "203.0.113.2:9000")
+	var exit *ExitNetworking
+	mustInNS(t, l.exit, func() (err error) {
+		exit, err = StartExitNetworking(ExitConfig{
+			StatePath:      filepath.Join(t.TempDir(), "state.json"),
+			TUN:            "nymtun0",
+			Uplink:         "x-i",
+			ClientPrefixes: []netip.Prefix{pfx("10.0.0.0/16"), pfx("fc00::/112")},
+		})
+		return err
+	})
+	t.Cleanup(func() { exit.Stop() })
+	// A client's flow, and one of the exit host's own.
+	to := &net.UDPAddr{IP: net.ParseIP("203.0.113.2"), Port: 9000}
+	udpSocketIn(t, l.client).WriteToUDP([]byte("client"), to)
+	udpSocketIn(t, l.exit).WriteToUDP([]byte("exit"), to)
+	if n := sink.received(2 * time.Second); n != 2 {
+		t.Fatalf("%d datagrams reached the internet, want 2", n)
+	}
+	client, host := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.1")
+	if got := conntrackSources(t, l.exit); got[client] == 0 || got[host] == 0 {
+		t.Fatalf("conntrack before the flush: %v, want entries from %v and %v", got, client, host)
+	}
+	n, err := exit.FlushConntrack(client, netip.MustParseAddr("fc00::2"))
+	if err != nil || n != 1 {
+		t.Fatalf("FlushConntrack = %d, %v; want 1 entry", n, err)
+	}
+	if got := conntrackSources(t, l.exit); got[client] != 0 || got[host] == 0 {
+		t.Fatalf("conntrack after the flush: %v, want none from %v and the host's kept", got, client)
 	}
 }

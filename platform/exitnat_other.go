@@ -2,7 +2,10 @@
 
 package platform
 
-import "fmt"
+import (
+	"fmt"
+	"net/netip"
+)
 
 // ExitNetworking is the exit host's forwarding, NAT and exit policy.
 type ExitNetworking struct{}
@@ -20,6 +23,11 @@ func (*ExitNetworking) SetPolicy(*ExitPolicy) error {
 // Rejected is not supported on this platform yet.
 func (*ExitNetworking) Rejected() (map[string]Counter, error) {
 	return nil, fmt.Errorf("exit networking: %w", ErrUnsupported)
+}
+
+// FlushConntrack is not supported on this platform yet.
+func (*ExitNetworking) FlushConntrack(...netip.Addr) (int, error) {
+	return 0, fmt.Errorf("exit networking: %w", ErrUnsupported)
 }
 
 // Stop does nothing: nothing was started.

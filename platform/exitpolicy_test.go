@@ -147,3 +147,64 @@ func FuzzParseExitPolicy(f *testing.F) {
 		checkPolicyCompiles(t, p)
 	})
 }
+
+// Issue 10: the exit's private list missed NAT64, 6to4, Teredo,
+// IPv4-mapped, 192.0.0.0/24, 198.18.0.0/15 and fec0::/10.
+func TestIsPrivateDestination(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"10.1.2.3", true},
+		{"192.0.0.8", true},      // IETF protocol assignments
+		{"198.18.0.1", true},     // benchmarking
+		{"198.19.255.254", true}, // benchmarking, end
+		{"198.20.0.1", false},
+		{"192.88.99.1", true},     // 6to4 relay anycast
+		{"255.255.255.255", true}, // limited broadcast
+		{"100.64.0.1", true},
+		{"192.0.2.1", false}, // documentation: test networks' internet
+		{"8.8.8.8", false},
+		{"::", true},
+		{"::1", true},
+		{"::10.0.0.1", true},               // IPv4-compatible
+		{"::ffff:8.8.8.8", true},           // IPv4-mapped, even of a public address
+		{"64:ff9b::10.0.0.1", true},        // NAT64 of a private address
+		{"64:ff9b::127.0.0.1", true},       // NAT64 of loopback
+		{"64:ff9b::169.254.169.254", true}, // NAT64 of the cloud metadata service
+		{"64:ff9b::8.8.8.8", false},        // NAT64 of a public address
+		{"64:ff9b:1::8.8.8.8", true},       // local-use NAT64: all of it
+		{"2002:0a00:0001::1", true},        // 6to4 of 10.0.0.1
+		{"2002:a9fe:a9fe::1", true},        // 6to4 of 169.254.169.254
+		{"2002:0808:0808::1", false},       // 6to4 of 8.8.8.8
+		{"2001:0:5ef5:79fb::1", true},      // Teredo
+		{"2001:2::1", true},                // benchmarking
+		{"2001:10::1", true},               // ORCHID
+		{"2001:4:112::1", false},           // AS112: reachable
+		{"2001:1::1", false},               // PCP anycast: reachable
+		{"100::1", true},                   // discard-only
+		{"5f00::1", true},                  // SRv6
+		{"fc00::2", true},
+		{"fd12::1", true},
+		{"fe80::1", true},
+		{"fec0::1", true}, // site-local
+		{"ff02::1", true},
+		{"2001:db8::1", false}, // documentation
+		{"2606:4700::1111", false},
+	} {
+		if got := IsPrivateDestination(netip.MustParseAddr(tc.addr), nil); got != tc.want {
+			t.Errorf("IsPrivateDestination(%s) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+	allow := []netip.Prefix{pfx("172.16.5.0/24")}
+	if IsPrivateDestination(netip.MustParseAddr("172.16.5.5"), allow) || !IsPrivateDestination(netip.MustParseAddr("172.16.6.5"), allow) {
+		t.Error("AllowPrivate not honoured exactly")
+	}
+	// Every derived prefix is canonical: nftables matches on the masked
+	// address.
+	for _, p := range PrivateDestinations {
+		if p != p.Masked() {
+			t.Errorf("%v is not masked", p)
+		}
+	}
+}

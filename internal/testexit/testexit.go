@@ -6,9 +6,11 @@ package testexit
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,12 +23,23 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
+// DefaultReplyTimeout bounds how long a control reply waits for the
+// sender's SURBs, unless SetReplyTimeout says otherwise.
+const DefaultReplyTimeout = 5 * time.Second
+
 // Exit is a running test exit.
 type Exit struct {
 	Client   *client.Client
 	Router   *ipr.Router
 	Internet *tun.Net // the internet's side: serve things on it
+	// ReplyTimeouts counts control replies that waited their timeout for
+	// SURBs in vain.
+	ReplyTimeouts atomic.Uint64
+	replyTimeout  atomic.Int64
 }
+
+// SetReplyTimeout sets how long later control replies wait for SURBs.
+func (e *Exit) SetReplyTimeout(d time.Duration) { e.replyTimeout.Store(int64(d)) }
 
 // Start runs a router with identity id (nil: a fresh one) at n's exit
 // gateway; the internet answers at the given addresses. Everything stops
@@ -40,14 +53,21 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Exit{Client: mix, Internet: inetNet}
+	e.SetReplyTimeout(DefaultReplyTimeout)
 	ready := make(chan ipr.SessionKey, 64)
 	e.Router, err = ipr.New(ipr.Config{
 		PayloadCapacity: mix.ReplyCapacity(),
 		TUN:             dev,
+		// As ipr/exit wires it: a sender without SURBs is not waited for.
+		CanReply: func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 },
 		Reply: func(key ipr.SessionKey, resp []byte) error {
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			rctx, rcancel := context.WithTimeout(ctx, time.Duration(e.replyTimeout.Load()))
 			defer rcancel()
-			return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
+			err := mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
+			if errors.Is(err, context.DeadlineExceeded) {
+				e.ReplyTimeouts.Add(1)
+			}
+			return err
 		},
 		Ready: func(key ipr.SessionKey) {
 			select {
@@ -71,7 +91,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 					return
 				}
 				if !m.SenderTag.IsZero() {
-					e.Router.HandleRequest(ipr.SessionKey(m.SenderTag), m.Data)
+					e.Router.Submit(ipr.SessionKey(m.SenderTag), m.Data)
 				}
 			}
 		}
@@ -113,6 +133,7 @@ func Start(t testing.TB, n *testnet.Net, id *link.KeyPair, lp client.Loopix, int
 	})
 	t.Cleanup(func() {
 		cancel()
+		e.Router.Shutdown() // waits for the request workers; their replies fail at once now
 		dev.Close()
 		mix.Close()
 		wg.Wait()

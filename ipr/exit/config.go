@@ -71,8 +71,10 @@ type Config struct {
 
 	// TUNName is the exit TUN's name; default nymtun0.
 	TUNName string
-	// Uplink is the interface toward the internet (masquerade); empty lets
-	// platform masquerade out of every interface but the TUN.
+	// Uplink is the interface toward the internet: clients' traffic is
+	// masqueraded out of it and no other interface, and the host forwards
+	// nothing else while the router runs. Empty means the interface of the
+	// exit namespace's IPv4 default route.
 	Uplink string
 	// StatePath records the host changes for platform.Restore; default
 	// DataDir/exit-network.state.
@@ -88,7 +90,14 @@ type Config struct {
 	InNetNS func(fn func() error) error
 
 	// Router holds the ipr.Router settings beyond the ones the service
-	// sets itself (PayloadCapacity, TUN, Reply, Ready, Policy).
+	// sets itself (PayloadCapacity, TUN, Reply, CanReply, Ready, Policy,
+	// Released). The limits that keep one client from the others are
+	// there, zero meaning the default: MaxSenderRequests (1024 requests
+	// waiting per sender tag) and MaxPendingRequests (16384 in all),
+	// MaxAddrsPerSender (4 addresses per sender tag, live or in
+	// quarantine) and AddrQuarantine (2 min before a released address is
+	// handed to another client; its conntrack entries are flushed at
+	// release).
 	Router ipr.Config
 
 	// ControlTimeout bounds a control reply (ConnectOK, Pong, ...): the

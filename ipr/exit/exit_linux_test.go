@@ -15,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
@@ -45,16 +50,20 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 	ip(t, "-n", inetName, "addr", "add", "198.51.100.2/24", "dev", inetLink)
 	ip(t, "-n", inetName, "link", "set", inetLink, "up")
 
+	// The exit's LAN: another interface of the exit host, with a host on
+	// it that records what reaches it.
+	lanName, lanLink := fmt.Sprintf("ipx%d-l", pid), fmt.Sprintf("ipx%dxl", pid)
+	lanNS := newNS(t, lanName)
+	ip(t, "-n", exitName, "link", "add", lanLink, "type", "veth", "peer", "name", "lan0", "netns", lanName)
+	ip(t, "-n", exitName, "addr", "add", "192.0.2.1/24", "dev", lanLink)
+	ip(t, "-n", exitName, "link", "set", lanLink, "up")
+	ip(t, "-n", lanName, "addr", "add", "192.0.2.50/24", "dev", "lan0")
+	ip(t, "-n", lanName, "link", "set", "lan0", "up")
+	ip(t, "-n", lanName, "route", "add", "default", "via", "192.0.2.1")
+	lanHost := netip.MustParseAddrPort("192.0.2.50:7777")
+	go serveWhoAmI(listenUDPIn(t, lanNS, lanHost))
 	server := netip.MustParseAddrPort("198.51.100.2:7777")
-	var conn *net.UDPConn
-	if err := inNS(inetNS, func() (err error) {
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(server))
-		return err
-	}); err != nil {
-		t.Fatalf("internet server: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	go serveWhoAmI(conn)
+	go serveWhoAmI(listenUDPIn(t, inetNS, server))
 
 	dataDir := t.TempDir()
 	routerID, err := LoadOrCreateIdentity(dataDir)
@@ -79,7 +88,9 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		TUNName:      tunName,
 		Uplink:       uplink,
 		InNetNS:      func(fn func() error) error { return inNS(exitNS, fn) },
-		Logger:       testLogger(t),
+		// Every refusal below is reported: no Info is held back.
+		Router: ipr.Config{InfoInterval: time.Nanosecond},
+		Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +180,43 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		t.Fatalf("Info = %+v, want a policy refusal of %v", info, private)
 	}
 
+	// Issue 10: the exit's LAN, behind an interface that is not the
+	// uplink, is out of reach: the packet is refused, and the client hears
+	// an ICMP error instead of the LAN host's answer.
+	enc.Reset(nil)
+	if err := enc.Add(udp4(src, lanHost, []byte("lan?"))); err != nil {
+		t.Fatal(err)
+	}
+	send(t, cctx, vpn, to, &ipr.DataUp{Seq: 2, Bundle: enc.Bytes()}, 5)
+	refusal := waitResponse[*ipr.DataDown](t, cctx, vpn)
+	pkts, _ = ipr.SplitBundle(refusal.Bundle, nil)
+	if len(pkts) != 1 {
+		t.Fatalf("%d packets in the refusal bundle", len(pkts))
+	}
+	if p, err := ippkt.Parse(pkts[0]); err != nil || p.Protocol != ippkt.ProtoICMP || p.Dst != ok.Addrs.V4 {
+		t.Fatalf("answer to a packet for the exit's LAN: %+v (%v), want an ICMP error", p, err)
+	}
+	// A NAT64 address embedding a private IPv4 one is refused as private.
+	nat64 := netip.MustParseAddrPort("[64:ff9b::c0a8:101]:53")
+	enc.Reset(nil)
+	if err := enc.Add(udp6(netip.AddrPortFrom(ok.Addrs.V6, 40000), nat64, []byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	send(t, cctx, vpn, to, &ipr.DataUp{Seq: 3, Bundle: enc.Bytes()}, 5)
+	if info := waitResponse[*ipr.Info](t, cctx, vpn); info.Code != ipr.InfoPolicyRefused || info.Dest != nat64 {
+		t.Fatalf("Info = %+v, want a policy refusal of %v", info, nat64)
+	}
+
+	// Issue 10: when the session ends, its address's conntrack entries
+	// go (the next holder of the address must not inherit its flows).
+	if n := conntrackFrom(t, exitNS, ok.Addrs.V4); n == 0 {
+		t.Fatalf("no conntrack entry from %v after its UDP exchange", ok.Addrs.V4)
+	}
+	send(t, cctx, vpn, to, &ipr.Disconnect{}, 1)
+	poll.Until(t, 20*time.Second, "the released address's conntrack entries to go", func() bool {
+		return conntrackFrom(t, exitNS, ok.Addrs.V4) == 0
+	})
+
 	// On stop the TUN goes and forwarding is put back.
 	if err := stopService(); err != nil {
 		t.Fatalf("service: %v", err)
@@ -184,6 +232,20 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// listenUDPIn opens a UDP socket at addr in ns, closed when the test ends.
+func listenUDPIn(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	if err := inNS(ns, func() (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	}); err != nil {
+		t.Fatalf("UDP socket at %v: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // serveWhoAmI answers each datagram with the address it came from.
@@ -270,4 +332,42 @@ func checksum(b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return uint16(s)
+}
+
+// udp6 builds an IPv6 UDP packet (checksum left zero: the exit refuses it
+// before anyone would check).
+func udp6(src, dst netip.AddrPort, payload []byte) []byte {
+	b := make([]byte, 48+len(payload))
+	b[0], b[6], b[7] = 0x60, ippkt.ProtoUDP, 64
+	binary.BigEndian.PutUint16(b[4:], uint16(8+len(payload)))
+	s, d := src.Addr().As16(), dst.Addr().As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	binary.BigEndian.PutUint16(b[40:], src.Port())
+	binary.BigEndian.PutUint16(b[42:], dst.Port())
+	binary.BigEndian.PutUint16(b[44:], uint16(8+len(payload)))
+	copy(b[48:], payload)
+	return b
+}
+
+// conntrackFrom counts the conntrack entries in ns whose original source is
+// a.
+func conntrackFrom(t *testing.T, ns netns.NsHandle, a netip.Addr) int {
+	t.Helper()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	flows, err := h.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range flows {
+		if src, ok := netip.AddrFromSlice(f.Forward.SrcIP); ok && src.Unmap() == a {
+			n++
+		}
+	}
+	return n
 }

@@ -40,10 +40,16 @@ func openHostNet(cfg *Config, mtu int) (_ *hostNet, err error) {
 	if err := configureTUN(dev, cfg); err != nil {
 		return nil, err
 	}
+	uplink := cfg.Uplink
+	if uplink == "" {
+		if uplink, err = DefaultUplink(); err != nil {
+			return nil, fmt.Errorf("exit: no uplink given and %w", err)
+		}
+	}
 	en, err := platform.StartExitNetworking(platform.ExitConfig{
 		StatePath:      cfg.StatePath,
 		TUN:            dev.Name(),
-		Uplink:         cfg.Uplink,
+		Uplink:         uplink,
 		ClientPrefixes: []netip.Prefix{ipr.ClientNetV4, ipr.ClientNetV6},
 		AllowPrivate:   cfg.AllowPrivate,
 		Policy:         cfg.Policy,
@@ -113,4 +119,9 @@ func DefaultUplink() (string, error) {
 func isZeroMask(m net.IPMask) bool {
 	ones, _ := m.Size()
 	return ones == 0
+}
+
+// flushConntrack deletes the conntrack entries of client addresses.
+func (h *hostNet) flushConntrack(addrs ...netip.Addr) (int, error) {
+	return h.net.FlushConntrack(addrs...)
 }

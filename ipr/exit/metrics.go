@@ -67,11 +67,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sessionEvents, r.SessionsMoved, "moved")
 	counter(c.sessionEvents, r.SessionsExpired, "expired")
 	counter(c.sessionEvents, r.SessionsClosed, "closed")
-	refused := r.BadRequests + r.DataNoSession
+	refused := r.BadRequests + r.DataNoSession + r.RequestsNoSURB
 	counter(c.requests, r.RequestsIn-min(refused, r.RequestsIn), "accepted")
 	counter(c.requests, r.BadRequests, "malformed")
 	counter(c.requests, r.DataNoSession, "no_session")
+	counter(c.requests, r.RequestsNoSURB, "no_surb")
+	counter(c.requests, r.RequestsDropped, "queue_full")
 	counter(c.requests, r.ConnectsRefused, "connect_refused")
+	counter(c.requests, r.ConnectsOverCap, "connect_over_cap") // also in connect_refused
+	counter(c.requests, r.WantRefused, "want_refused")         // granted other addresses
 	for reason := range ipr.NumDropReasons {
 		counter(c.drops, r.Drops[reason], reason.String())
 	}

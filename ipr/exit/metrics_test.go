@@ -22,6 +22,8 @@ func TestCollector(t *testing.T) {
 	running = true
 	st.Router.Sessions = 3
 	st.Router.RequestsIn, st.Router.BadRequests, st.Router.DataNoSession = 10, 2, 1
+	st.Router.RequestsNoSURB, st.Router.RequestsDropped = 1, 8
+	st.Router.ConnectsOverCap, st.Router.WantRefused = 3, 2
 	st.Router.PacketsDown, st.Router.BytesDown = 7, 7000
 	st.Router.Drops[ipr.DropSojourn] = 4
 	st.Client.Queued = 5
@@ -32,7 +34,11 @@ func TestCollector(t *testing.T) {
 	}{
 		{"nym_ipr_sessions", "", 3},
 		{"nym_ipr_replies_queued", "", 5},
-		{"nym_ipr_requests_total", `outcome="accepted"`, 7},
+		{"nym_ipr_requests_total", `outcome="accepted"`, 6},
+		{"nym_ipr_requests_total", `outcome="no_surb"`, 1},
+		{"nym_ipr_requests_total", `outcome="queue_full"`, 8},
+		{"nym_ipr_requests_total", `outcome="connect_over_cap"`, 3},
+		{"nym_ipr_requests_total", `outcome="want_refused"`, 2},
 		{"nym_ipr_requests_total", `outcome="malformed"`, 2},
 		{"nym_ipr_dropped_packets_total", `reason="sojourn"`, 4},
 		{"nym_ipr_bytes_total", `direction="down"`, 7000},

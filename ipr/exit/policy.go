@@ -8,8 +8,6 @@ import (
 	"github.com/nym-go/nym/platform"
 )
 
-const smtpPort = 25
-
 // routerPolicy is the ipr.Config.Policy of the exit: the same decisions as
 // platform's nftables rules (private ranges, SMTP, the operator's list), made
 // before the packet reaches the TUN so that the client hears why in an Info
@@ -18,15 +16,17 @@ const smtpPort = 25
 // may reach.
 func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix, own []netip.Addr) func(netip.AddrPort, uint8) (bool, string) {
 	return func(dst netip.AddrPort, proto uint8) (bool, string) {
-		a := dst.Addr().Unmap()
-		if slices.Contains(own, a) {
+		a := dst.Addr()
+		if slices.Contains(own, a.Unmap()) {
 			return false, "the exit host itself"
 		}
-		if private(a, allowPrivate) {
+		// Not unmapped: an IPv4-mapped destination is refused as such,
+		// as the nftables rules see it.
+		if platform.IsPrivateDestination(a, allowPrivate) {
 			return false, "private or local destination"
 		}
-		if (proto == protoTCP) && dst.Port() == smtpPort {
-			return false, "SMTP (port 25) is not allowed"
+		if proto == protoTCP && slices.Contains(platform.SMTPPorts, dst.Port()) {
+			return false, "SMTP (ports 25, 465, 587) is not allowed"
 		}
 		if p != nil && !p.Allows(a, proto, dst.Port()) {
 			return false, "refused by the exit policy"
@@ -36,20 +36,6 @@ func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix, own []net
 }
 
 const protoTCP = 6
-
-func private(a netip.Addr, allow []netip.Prefix) bool {
-	for _, p := range allow {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	for _, p := range platform.PrivateDestinations {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
 
 // hostAddrs lists the addresses of every interface in the calling thread's
 // network namespace: the exit host, as its clients must not see it.

@@ -118,20 +118,24 @@ func (s *Service) Run(ctx context.Context) error {
 	rcfg := s.cfg.Router
 	rcfg.PayloadCapacity = capacity
 	rcfg.TUN = host.dev
+	hasSURB := func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
+	rcfg.CanReply = hasSURB
 	rcfg.Reply = func(key ipr.SessionKey, resp []byte) error {
-		// Control replies are few; bound the wait so a session without
-		// SURBs cannot hold up the request path for long.
+		// Control replies run on the sender's own worker (Submit), and
+		// the router asked CanReply first; the timeout only bounds a
+		// race for the last SURB.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), s.cfg.ControlTimeout)
 		defer cancel()
 		return mix.Reply(rctx, client.AnonymousSenderTag(key), resp)
 	}
 	rcfg.Ready = func(key ipr.SessionKey) { down.kick(key) }
+	flusher := newConntrackFlusher(host.flushConntrack, s.log)
+	rcfg.Released = flusher.released
 	rcfg.Policy = routerPolicy(s.cfg.Policy, s.cfg.AllowPrivate, own)
 	router, err := ipr.New(rcfg)
 	if err != nil {
 		return fmt.Errorf("exit: router: %w", err)
 	}
-	hasSURB := func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
 	down = newDownstream(runCtx, router.NextBundle, s.sendBundle, hasSURB, s.cfg.RetryInterval)
 	s.mu.Lock()
 	s.router, s.mix = router, mix
@@ -140,6 +144,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { router.Run(runCtx) })
+	wg.Go(func() { flusher.run(runCtx) })
 	wg.Go(down.run)
 	wg.Go(func() { s.readTUN(host.dev, router) })
 	wg.Go(func() { s.receive(runCtx, mix, router) })
@@ -237,7 +242,9 @@ func (s *Service) receive(ctx context.Context, mix *client.Client, router *ipr.R
 				s.log.Debug("request without reply SURBs dropped")
 				continue
 			}
-			router.HandleRequest(ipr.SessionKey(m.SenderTag), m.Data)
+			// Never HandleRequest here: one sender's slow replies would
+			// hold up every other sender's requests.
+			router.Submit(ipr.SessionKey(m.SenderTag), m.Data)
 		}
 	}
 }

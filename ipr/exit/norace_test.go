@@ -1,0 +1,5 @@
+//go:build !race
+
+package exit
+
+const raceEnabled = false

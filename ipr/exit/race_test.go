@@ -1,0 +1,7 @@
+//go:build race
+
+package exit
+
+// raceEnabled is set under the race detector, which slows Sphinx several
+// times over: timing measurements are meaningless there.
+const raceEnabled = true
