@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 )
 
 // ExitTable is the nftables table (family inet) that holds the exit's NAT,
@@ -54,13 +53,6 @@ func (c ExitConfig) validate() error {
 		}
 	}
 	return nil
-}
-
-// validIfname accepts what the kernel accepts as an interface name and is
-// safe in a sysctl path.
-func validIfname(name string) bool {
-	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
-		!strings.ContainsAny(name, "/ \t\n\x00:")
 }
 
 // Reasons the exit rejects a client's packet, as keys of the counters that
