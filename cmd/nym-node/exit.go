@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/exit"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/node"
@@ -24,6 +25,10 @@ type exitFlags struct {
 	policyFile string
 	tunName    string
 	noRouter   bool
+	// limits that keep one client from the others; 0 is ipr's default
+	maxAddrsPerSender int
+	addrQuarantine    time.Duration
+	maxSenderRequests int
 }
 
 func (e *exitFlags) bind(cmd *cobra.Command) {
@@ -32,6 +37,9 @@ func (e *exitFlags) bind(cmd *cobra.Command) {
 	f.StringVar(&e.policyFile, "exit-policy", "", "file with the exit policy (Tor ExitPolicy syntax) applied after the built-in rejections")
 	f.StringVar(&e.tunName, "exit-tun", exit.DefaultTUNName, "name of the IP router's TUN interface")
 	f.BoolVar(&e.noRouter, "no-ip-router", false, "run an exit gateway without the IP packet router")
+	f.IntVar(&e.maxAddrsPerSender, "exit-max-addrs-per-sender", 0, "addresses one sender tag may hold, live or in quarantine (0: 4)")
+	f.DurationVar(&e.addrQuarantine, "exit-addr-quarantine", 0, "how long a released client address waits before another client gets it (0: 2m)")
+	f.IntVar(&e.maxSenderRequests, "exit-max-sender-requests", 0, "requests one sender tag may have waiting (0: 1024)")
 }
 
 // wantsRouter reports whether a node in mode runs the IP packet router:
@@ -81,8 +89,10 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 	uplink := e.uplink
 	if uplink == "" {
 		if uplink, err = exit.DefaultUplink(); err != nil {
-			// platform then masquerades out of every interface but the TUN.
-			rlog.Warn("no default route; the IP router masquerades out of every interface", "err", err)
+			// The router then looks for the default route itself when it
+			// starts, and retries until there is one: it forwards only
+			// between its TUN and one uplink.
+			rlog.Warn("no default route yet; the IP router waits for one (or set --exit-uplink)", "err", err)
 		}
 	}
 	return &exitRouter{
@@ -97,6 +107,11 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 			Uplink:       uplink,
 			Policy:       policy,
 			Logger:       log,
+			Router: ipr.Config{
+				MaxAddrsPerSender: e.maxAddrsPerSender,
+				AddrQuarantine:    e.addrQuarantine,
+				MaxSenderRequests: e.maxSenderRequests,
+			},
 		},
 	}, nil
 }
