@@ -26,12 +26,18 @@ func routeLab(t *testing.T, suffix string) (ns string, listing func() string) {
 	ipNS(t, ns, "route", "add", "default", "via", "192.0.2.1")
 	ipNS(t, ns, "-6", "route", "add", "default", "via", "2001:db8:1::1")
 	ipNS(t, ns, "tuntap", "add", "dev", "nymvpn0", "mode", "tun")
-	// The uplink's link-local address gets its local route only when
-	// duplicate address detection ends; a listing taken before would
-	// differ from one taken after for no fault of ours.
-	for deadline := time.Now().Add(30 * time.Second); strings.TrimSpace(ipNS(t, ns, "-6", "addr", "show", "dev", "up0", "tentative")) != ""; time.Sleep(50 * time.Millisecond) {
+	// The uplink's link-local address appears once the link has carrier
+	// and gets its local route only when duplicate address detection ends;
+	// a listing taken before would differ from one taken after for no
+	// fault of ours. So wait for the route itself, which also covers an
+	// address that is not there yet (a loaded machine is slow to make it).
+	settled := func() bool {
+		return strings.TrimSpace(ipNS(t, ns, "-6", "addr", "show", "dev", "up0", "tentative")) == "" &&
+			strings.Contains(ipNS(t, ns, "-6", "route", "show", "table", "local", "dev", "up0"), "fe80::")
+	}
+	for deadline := time.Now().Add(30 * time.Second); !settled(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("up0's IPv6 addresses still tentative after 30 s")
+			t.Fatal("up0's link-local address not settled after 30 s")
 		}
 	}
 	listing = func() string {
