@@ -114,7 +114,7 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, release func()) {
 	sess, err := responderHandshake(ctx, nc, s.cfg.Static, s.cfg.HandshakeTimeout)
 	if err != nil {
 		s.cfg.Stats.HandshakeFails.Add(1)
-		s.cfg.Logger.Debug("link handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		logHandshakeFailure(&s.cfg.Config, nc, err)
 		nc.Close()
 		release()
 		return
