@@ -92,16 +92,15 @@ type KEMKey struct {
 
 // NewKEMKey makes a KEM key from its KEMSeedSize-byte seed.
 func NewKEMKey(seed []byte) (*KEMKey, error) {
-	dk, err := mlkem.NewDecapsulationKey768(seed)
-	if err != nil {
-		return nil, fmt.Errorf("link: KEM key: %w", err)
-	}
-	return &KEMKey{dk: dk, id: kemKeyID(dk.EncapsulationKey().Bytes())}, nil
+	return kemKey(mlkem.NewDecapsulationKey768(seed))
 }
 
 // GenerateKEMKey makes a fresh KEM key.
 func GenerateKEMKey() (*KEMKey, error) {
-	dk, err := mlkem.GenerateKey768()
+	return kemKey(mlkem.GenerateKey768())
+}
+
+func kemKey(dk *mlkem.DecapsulationKey768, err error) (*KEMKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link: KEM key: %w", err)
 	}
