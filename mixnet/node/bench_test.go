@@ -102,17 +102,28 @@ func freeLoopback(t testing.TB) string {
 //   - overload_drops and peak_rss_MB: after NODE_OVERLOAD (default 20 s)
 //     at 3× the measured throughput, with a check that it recovers.
 //
-// It runs twice, with classical links and with hybrid (post-quantum) links
-// on both sides of the node; with -count N the two alternate, so a shared
-// machine's load hits both alike. Hybrid costs one ML-KEM per link, not per
-// packet: the target is pkts/s within 3% of classical.
+// It runs with classical links and with hybrid (post-quantum) links on both
+// sides of the node, alternating for NODE_ROUNDS rounds (default 1) so that a
+// shared machine's load hits both alike (-count would repeat each kind in a
+// row). Hybrid costs one ML-KEM per link, not per packet: the target is
+// pkts/s within 3% of classical.
 func BenchmarkNodeSockets(b *testing.B) {
-	for _, hybrid := range []bool{false, true} {
-		name := "links=classical"
-		if hybrid {
-			name = "links=hybrid"
+	rounds := 1
+	if v := os.Getenv("NODE_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("NODE_ROUNDS=%q: want a positive number", v)
 		}
-		b.Run(name, func(b *testing.B) { benchNodeSockets(b, hybrid) })
+		rounds = n
+	}
+	for range rounds {
+		for _, hybrid := range []bool{false, true} {
+			name := "links=classical"
+			if hybrid {
+				name = "links=hybrid"
+			}
+			b.Run(name, func(b *testing.B) { benchNodeSockets(b, hybrid) })
+		}
 	}
 }
 
