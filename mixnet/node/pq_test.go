@@ -3,8 +3,11 @@ package node_test
 import (
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,8 @@ import (
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/node"
+	"github.com/nym-go/nym/mixnet/nodekey"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -77,4 +82,71 @@ func TestHybridLinksEverywhere(t *testing.T) {
 			t.Errorf("node %d: %d hybrid and %d classical handshakes; want only hybrid", nd.Index, h, cl)
 		}
 	}
+}
+
+// logBuffer collects the log lines of every node.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNodeRequirePQLinks: a node configured with require_pq_links refuses a
+// classical handshake with one clear warning, accepts a hybrid one, and
+// announces the requirement in the topology.
+func TestNodeRequirePQLinks(t *testing.T) {
+	var logs logBuffer
+	n := testnet.Start(t, testnet.Options{EpochLength: shortEpoch, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	n.WaitRoutable(10 * time.Second)
+	strict := n.AddNode(node.ModeMixnode, func(c *node.Config) { c.RequirePQLinks = true })
+	noise := strict.NoiseKey()
+	me, _ := link.GenerateKeyPair(rand.Reader)
+
+	if _, err := link.Dial(context.Background(), strict.Config.MixnetListen, noise, link.Config{Static: me}); err == nil {
+		t.Fatal("a classical initiator got a link to a node that requires post-quantum links")
+	}
+	poll.Until(t, 10*time.Second, "the refusal logged", func() bool {
+		return strings.Contains(logs.String(), "requires post-quantum links")
+	})
+
+	keys, err := nodekey.Load(strict.Config.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := link.ParseKEMPublicKey(keys.KEM.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := new(link.Stats)
+	c, err := link.Dial(context.Background(), strict.Config.MixnetListen, noise, link.Config{
+		Static: me, Stats: stats, PeerKEM: func([32]byte) *link.KEMPublicKey { return pk },
+	})
+	if err != nil {
+		t.Fatalf("hybrid initiator refused: %v", err)
+	}
+	c.Close()
+	if stats.HandshakesHybrid.Load() != 1 {
+		t.Fatal("the accepted handshake was not hybrid")
+	}
+
+	// The next epoch's topology carries the requirement, signed.
+	poll.Until(t, 5*shortEpoch+5*time.Second, "a topology announcing the requirement", func() bool {
+		tp, err := n.Topology()
+		if err != nil {
+			return false
+		}
+		nd, ok := tp.NodeByIdentity(directory.Key(strict.Identity()))
+		return ok && nd.RequiresPQ && len(nd.KEMKey) == directory.KEMKeySize
+	})
 }
