@@ -57,7 +57,7 @@ func FuzzHybridHandshake(f *testing.F) {
 		} else {
 			local := responder
 			local.RequirePQ = requirePQ
-			_, err = responderHandshake(context.Background(), nc, local, time.Second)
+			_, err = respond(context.Background(), nc, local, time.Second)
 		}
 		if err == nil {
 			t.Fatal("handshake completed against a scripted peer")

@@ -368,3 +368,9 @@ func TestMITMStripsKEM(t *testing.T) {
 		t.Fatalf("responder completed %d handshakes", n)
 	}
 }
+
+// respond runs the responder handshake with timeout for the whole of it,
+// for the tests and benchmarks that drive it directly.
+func respond(ctx context.Context, nc net.Conn, local KeyPair, timeout time.Duration) (session, error) {
+	return responderHandshake(ctx, nc, local, timeout)
+}
