@@ -108,3 +108,26 @@ func TestKEMKeyChecks(t *testing.T) {
 		t.Fatalf("largest descriptor with a KEM key: %v", err)
 	}
 }
+
+// FuzzKEMKeyText checks the KEM key's text decoder, which reads every
+// descriptor a stranger registers: no panic, only KEMKeySize-byte keys
+// accepted, and what it accepts re-encodes to the input.
+func FuzzKEMKeyText(f *testing.F) {
+	good, _ := newKEMKey(f).MarshalText()
+	f.Add(good)
+	f.Add(good[:len(good)-1])
+	f.Add([]byte("AAAA"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		var k KEMKey
+		if err := k.UnmarshalText(text); err != nil {
+			return
+		}
+		if len(k) != KEMKeySize {
+			t.Fatalf("accepted a %d-byte key", len(k))
+		}
+		if re, _ := k.MarshalText(); !bytes.Equal(re, text) {
+			t.Fatal("key does not re-encode to its input")
+		}
+		validateKEM(k, true) // must not panic on any accepted bytes
+	})
+}
