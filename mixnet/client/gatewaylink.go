@@ -102,6 +102,7 @@ func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
 		DialContext: c.cfg.DialContext,
 		Logger:      c.log,
 		Stats:       c.linkStats,
+		PeerKEM:     gatewayKEM(gw),
 	})
 	if !stop() && err == nil {
 		conn.Close()

@@ -132,6 +132,14 @@ type Descriptor struct {
 	// descriptors more than its clock-skew allowance away from its own clock,
 	// and older than one it already holds.
 	IssuedAt time.Time `json:"issued_at"`
+	// KEMKey is the ML-KEM-768 key of the node's hybrid (post-quantum) link
+	// handshakes, for node-to-node and client-to-gateway links alike. A
+	// descriptor without one stays valid: its node predates post-quantum
+	// links, and peers talk to it with the classical handshake.
+	KEMKey KEMKey `json:"kem_key,omitempty"`
+	// RequiresPQ says the node refuses classical link handshakes and dials
+	// only peers that publish a KEMKey. It needs KEMKey.
+	RequiresPQ bool `json:"requires_pq,omitempty"`
 }
 
 // SphinxKeyFor returns the node's Sphinx key for rotation.
@@ -205,6 +213,9 @@ func (d *Descriptor) validate() error {
 		return fmt.Errorf("%w: noise key is missing", ErrInvalid)
 	}
 	if err := validateSphinxKeys(d.SphinxKeys); err != nil {
+		return err
+	}
+	if err := validateKEM(d.KEMKey, d.RequiresPQ); err != nil {
 		return err
 	}
 	if !d.Capabilities.Any() {

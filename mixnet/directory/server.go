@@ -566,5 +566,7 @@ func (n *nodeState) topologyNode() Node {
 		Capabilities: d.Capabilities,
 		Version:      d.Version,
 		Performance:  n.health.score(),
+		KEMKey:       d.KEMKey,
+		RequiresPQ:   d.RequiresPQ,
 	}
 }

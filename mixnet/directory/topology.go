@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,9 @@ import (
 // Limits on topologies, so a client never parses an unbounded document.
 const (
 	// MaxTopologySize is the largest encoded Topology accepted.
-	MaxTopologySize = 16 << 20
+	// 10000 nodes (the directory's default MaxNodes) of about 2.5 KB each,
+	// their 1.6 KB ML-KEM key included, with room to spare.
+	MaxTopologySize = 32 << 20
 	// MaxTopologyNodes bounds the nodes a topology may list across all roles.
 	MaxTopologyNodes = 20000
 )
@@ -91,6 +94,10 @@ type Node struct {
 	// Performance is the node's recent probe success rate, 0..1. Clients may
 	// weight their choice of route by it.
 	Performance float64 `json:"performance"`
+	// KEMKey and RequiresPQ are the node's post-quantum link key and
+	// policy, from its descriptor (see Descriptor.KEMKey).
+	KEMKey     KEMKey `json:"kem_key,omitempty"`
+	RequiresPQ bool   `json:"requires_pq,omitempty"`
 }
 
 // SphinxKeyFor returns the node's Sphinx key for rotation.
@@ -397,6 +404,9 @@ func (n *Node) validate(role Role, rotation uint64) error {
 	if err := validateSphinxKeys(n.SphinxKeys); err != nil {
 		return err
 	}
+	if err := validateKEM(n.KEMKey, n.RequiresPQ); err != nil {
+		return err
+	}
 	if role != RoleStandby {
 		if _, ok := n.SphinxKeyFor(rotation); !ok {
 			return fmt.Errorf("%w: no sphinx key for rotation %d", ErrInvalid, rotation)
@@ -433,6 +443,9 @@ func (n *Node) equalRouting(o *Node) bool {
 		n.ClientsAddr != o.ClientsAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
 		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) ||
 		(n.RouterKey == nil) != (o.RouterKey == nil) || (n.RouterKey != nil && *n.RouterKey != *o.RouterKey) {
+		return false
+	}
+	if !bytes.Equal(n.KEMKey, o.KEMKey) || n.RequiresPQ != o.RequiresPQ {
 		return false
 	}
 	for i := range n.SphinxKeys {

@@ -60,6 +60,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Stats receives the counters; nil allocates a fresh Stats.
 	Stats *Stats
+
+	// PeerKEM returns the ML-KEM key a peer published, by its static key,
+	// or nil if it has none. An initiator runs the hybrid handshake with
+	// every peer it returns a key for. Nil means classical handshakes only.
+	PeerKEM func(remoteStatic [32]byte) *KEMPublicKey
 }
 
 // withDefaults returns a copy of c with zero fields filled in.

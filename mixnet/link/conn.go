@@ -54,6 +54,7 @@ type Conn struct {
 // newConn wraps a finished handshake. The connection lives until Close, an
 // I/O or protocol error, or the end of ctx. Nothing runs until start.
 func newConn(ctx context.Context, nc net.Conn, s session, cfg *Config, queue chan Frame, ownsQueue bool, onExit func()) *Conn {
+	cfg.Stats.countHandshake(s.hybrid)
 	c := &Conn{
 		nc:           nc,
 		remoteStatic: s.remoteStatic,

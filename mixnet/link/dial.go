@@ -29,6 +29,11 @@ func Dial(ctx context.Context, addr string, remoteStatic [32]byte, cfg Config) (
 
 // connect dials addr and runs the initiator handshake, counting failures.
 func connect(ctx context.Context, addr string, remoteStatic [32]byte, cfg *Config) (net.Conn, session, error) {
+	kem, err := initiatorKEM(cfg, remoteStatic)
+	if err != nil {
+		cfg.Stats.HandshakeFails.Add(1)
+		return nil, session{}, fmt.Errorf("link handshake with %s: %w", addr, err)
+	}
 	dialCtx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	nc, err := cfg.DialContext(dialCtx, "tcp", addr)
 	cancel()
@@ -36,7 +41,7 @@ func connect(ctx context.Context, addr string, remoteStatic [32]byte, cfg *Confi
 		cfg.Stats.DialFailures.Add(1)
 		return nil, session{}, fmt.Errorf("link dial %s: %w", addr, err)
 	}
-	sess, err := initiatorHandshake(ctx, nc, cfg.Static, remoteStatic, cfg.HandshakeTimeout)
+	sess, err := initiatorHandshake(ctx, nc, cfg.Static, remoteStatic, kem, cfg.HandshakeTimeout)
 	if err != nil {
 		nc.Close()
 		cfg.Stats.HandshakeFails.Add(1)

@@ -71,7 +71,7 @@ func FuzzHandshake(f *testing.F) {
 		nc := scriptConn{bytes.NewReader(script)}
 		var err error
 		if asInitiator {
-			_, err = initiatorHandshake(context.Background(), nc, initiator, responder.Public, time.Second)
+			_, err = initiatorHandshake(context.Background(), nc, initiator, responder.Public, nil, time.Second)
 		} else {
 			_, err = responderHandshake(context.Background(), nc, responder, time.Second, time.Second)
 		}

@@ -18,24 +18,26 @@ import (
 const prologue = "nym-go/link/1"
 
 // maxHandshakeMessage bounds what we read before the peer is authenticated.
-// XK messages with empty payloads are 48, 48 and 64 bytes.
-const maxHandshakeMessage = 256
+// XK messages with empty payloads are 48, 48 and 64 bytes; a hybrid
+// message 1 carries a 1096-byte KEM payload (1144 bytes in all).
+const maxHandshakeMessage = hybridMessage1Size
 
 var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
 
 // ErrHandshake is wrapped by every handshake failure.
 var ErrHandshake = errors.New("noise handshake failed")
 
-// session is the outcome of a handshake: one cipher per direction and the
-// authenticated static key of the peer.
+// session is the outcome of a handshake: one cipher per direction, the
+// authenticated static key of the peer and the kind of handshake.
 type session struct {
 	send, recv   *transportCipher
 	remoteStatic [32]byte
+	hybrid       bool // X25519 and ML-KEM; false: X25519 only
 }
 
 // newSession turns the CipherStates that end a handshake into a session.
-func newSession(send, recv *noise.CipherState, remoteStatic [32]byte) (session, error) {
-	s := session{remoteStatic: remoteStatic}
+func newSession(send, recv *noise.CipherState, remoteStatic [32]byte, hybrid bool) (session, error) {
+	s := session{remoteStatic: remoteStatic, hybrid: hybrid}
 	var err error
 	if s.send, err = newTransportCipher(send); err != nil {
 		return session{}, err
@@ -46,23 +48,47 @@ func newSession(send, recv *noise.CipherState, remoteStatic [32]byte) (session, 
 	return s, nil
 }
 
-// initiatorHandshake runs the XK handshake as the connecting side. The
-// responder must prove it holds the private half of remoteStatic.
-func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteStatic [32]byte, timeout time.Duration) (session, error) {
-	hs, err := noise.NewHandshakeState(noise.Config{
+// handshakeConfig is the Noise configuration of one side: classical XK, or
+// hybrid XKpsk2 with its own prologue when hybrid is set. Initiator and
+// responder must agree on hybrid, or no message authenticates. rng nil is
+// crypto/rand; tests fix it to compare keys.
+func handshakeConfig(initiator bool, local KeyPair, remoteStatic []byte, hybrid bool, rng io.Reader) noise.Config {
+	c := noise.Config{
 		CipherSuite:   cipherSuite,
+		Random:        rng,
 		Pattern:       noise.HandshakeXK,
-		Initiator:     true,
+		Initiator:     initiator,
 		Prologue:      []byte(prologue),
 		StaticKeypair: noise.DHKey{Private: local.Private[:], Public: local.Public[:]},
-		PeerStatic:    remoteStatic[:],
-	})
+		PeerStatic:    remoteStatic,
+	}
+	if hybrid {
+		c.Prologue = []byte(hybridPrologue)
+		// The secret itself is set with SetPresharedKey: the responder
+		// learns it only from message 1.
+		c.PresharedKeyPlacement = pskPlacement
+	}
+	return c
+}
+
+// initiatorHandshake runs the XK handshake as the connecting side. The
+// responder must prove it holds the private half of remoteStatic and, when
+// kem is set (hybrid), the KEM key kem was encapsulated to.
+func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteStatic [32]byte, kem *kemEncap, timeout time.Duration) (session, error) {
+	hs, err := noise.NewHandshakeState(handshakeConfig(true, local, remoteStatic[:], kem != nil, nil))
 	if err != nil {
 		return session{}, err
 	}
+	var payload1 []byte
+	if kem != nil {
+		if err := hs.SetPresharedKey(kem.secret); err != nil {
+			return session{}, err
+		}
+		payload1, _ = kem.payload.MarshalBinary()
+	}
 	var s session
 	err = underDeadline(ctx, nc, timeout, func() error {
-		msg, _, _, err := hs.WriteMessage(nil, nil)
+		msg, _, _, err := hs.WriteMessage(nil, payload1)
 		if err != nil {
 			return err
 		}
@@ -73,14 +99,14 @@ func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteS
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			// The responder could not decrypt message 1: it does not hold
 			// the key we expected, or it is not a link server at all.
-			return fmt.Errorf("responder closed the connection after message 1 (wrong responder key or not a link server): %w", err)
+			return fmt.Errorf("responder closed the connection after message 1 (wrong responder key, refused handshake kind, or not a link server): %w", err)
 		}
 		if err != nil {
 			return fmt.Errorf("reading message 2: %w", err)
 		}
 		payload, _, _, err := hs.ReadMessage(nil, msg)
 		if err != nil {
-			return fmt.Errorf("message 2 failed authentication (responder does not hold the expected key): %w", err)
+			return fmt.Errorf("message 2 failed authentication (responder does not hold the expected X25519 or KEM key): %w", err)
 		}
 		if len(payload) != 0 {
 			return fmt.Errorf("message 2 has an unexpected %d-byte payload", len(payload))
@@ -92,29 +118,21 @@ func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteS
 		if err := writeMessage(nc, msg); err != nil {
 			return fmt.Errorf("sending message 3: %w", err)
 		}
-		s, err = newSession(send, recv, remoteStatic)
+		s, err = newSession(send, recv, remoteStatic, kem != nil)
 		return err
 	})
 	return s, err
 }
 
 // responderHandshake runs the XK handshake as the accepting side and learns
-// the initiator's static key. The initiator has firstTimeout to send its
-// first message and timeout for the whole handshake.
+// the initiator's static key. Message 1's length says which kind the
+// initiator chose (classicalMessage1Size or hybridMessage1Size); any other
+// length is refused, and a hybrid message needs local.KEM. The initiator has
+// firstTimeout to send its first message and timeout for the whole handshake.
 func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTimeout, timeout time.Duration) (session, error) {
-	hs, err := noise.NewHandshakeState(noise.Config{
-		CipherSuite:   cipherSuite,
-		Pattern:       noise.HandshakeXK,
-		Initiator:     false,
-		Prologue:      []byte(prologue),
-		StaticKeypair: noise.DHKey{Private: local.Private[:], Public: local.Public[:]},
-	})
-	if err != nil {
-		return session{}, err
-	}
 	var s session
 	deadline := time.Now().Add(timeout)
-	err = underDeadline(ctx, nc, timeout, func() error {
+	err := underDeadline(ctx, nc, timeout, func() error {
 		if firstTimeout < timeout {
 			if err := nc.SetReadDeadline(time.Now().Add(firstTimeout)); err != nil {
 				return fmt.Errorf("setting first-message deadline: %w", err)
@@ -134,11 +152,34 @@ func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTi
 				return err
 			}
 		}
+		var hybrid bool
+		switch {
+		case len(msg) == hybridMessage1Size && local.KEM != nil:
+			hybrid = true
+		case len(msg) == hybridMessage1Size:
+			return errors.New("initiator offers a hybrid handshake but this node has no KEM key")
+		case len(msg) != classicalMessage1Size:
+			return fmt.Errorf("message 1 is %d bytes, neither classical (%d) nor hybrid (%d)", len(msg), classicalMessage1Size, hybridMessage1Size)
+		case local.RequirePQ:
+			return ErrClassicalRefused
+		}
+		hs, err := noise.NewHandshakeState(handshakeConfig(false, local, nil, hybrid, nil))
+		if err != nil {
+			return err
+		}
 		payload, _, _, err := hs.ReadMessage(nil, msg)
 		if err != nil {
 			return fmt.Errorf("message 1 (initiator expects another responder key?): %w", err)
 		}
-		if len(payload) != 0 {
+		if hybrid {
+			secret, err := local.KEM.decapsulate(payload)
+			if err != nil {
+				return fmt.Errorf("message 1: %w", err)
+			}
+			if err := hs.SetPresharedKey(secret); err != nil {
+				return err
+			}
+		} else if len(payload) != 0 {
 			return fmt.Errorf("message 1 has an unexpected %d-byte payload", len(payload))
 		}
 		msg, _, _, err = hs.WriteMessage(nil, nil)
@@ -163,7 +204,7 @@ func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTi
 		if n := copy(peer[:], hs.PeerStatic()); n != len(peer) {
 			return fmt.Errorf("initiator static key is %d bytes", n)
 		}
-		s, err = newSession(send, recv, peer)
+		s, err = newSession(send, recv, peer, hybrid)
 		return err
 	})
 	return s, err

@@ -156,7 +156,7 @@ func rawHandshake(t *testing.T, ts *testServer, client KeyPair) (net.Conn, sessi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	sess, err := initiatorHandshake(context.Background(), nc, client, ts.key.Public, time.Second)
+	sess, err := initiatorHandshake(context.Background(), nc, client, ts.key.Public, nil, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

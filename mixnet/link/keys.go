@@ -12,6 +12,15 @@ import (
 type KeyPair struct {
 	Private [32]byte
 	Public  [32]byte
+
+	// KEM, when set, is the ML-KEM-768 key with which a responder accepts
+	// hybrid (post-quantum) handshakes; its public half is published next
+	// to Public. Clients, which only dial, leave it nil. See pq.go.
+	KEM *KEMKey
+	// RequirePQ makes this side refuse classical handshakes: a responder
+	// turns away initiators that do not encapsulate to KEM, an initiator
+	// does not dial peers that publish no KEM key.
+	RequirePQ bool
 }
 
 // GenerateKeyPair makes a fresh key pair from r, or from crypto/rand when r is

@@ -171,7 +171,7 @@ func (s *Server) handshake(ctx context.Context, nc net.Conn, src netip.Prefix, s
 	}
 	if err != nil {
 		s.cfg.Stats.HandshakeFails.Add(1)
-		s.cfg.Logger.Debug("link handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
+		logHandshakeFailure(&s.cfg.Config, nc, err)
 		nc.Close()
 		release()
 		return

@@ -33,6 +33,10 @@ type Stats struct {
 	BadFrames      atomic.Uint64 // messages with a malformed frame (version, kind, flags, length)
 	HandlerErrors  atomic.Uint64 // connections closed because the Handler returned an error
 	ControlIgnored atomic.Uint64 // KindControl frames received and discarded
+
+	HandshakesClassical atomic.Uint64 // handshakes completed with X25519 only
+	HandshakesHybrid    atomic.Uint64 // handshakes completed with X25519 and ML-KEM
+	RefusedClassical    atomic.Uint64 // classical initiators refused: RequirePQ
 }
 
 // Each calls fn with the name and current value of every counter, in a fixed
@@ -65,6 +69,9 @@ func (s *Stats) Each(fn func(name string, value uint64)) {
 		{"bad_frames", &s.BadFrames},
 		{"handler_errors", &s.HandlerErrors},
 		{"control_ignored", &s.ControlIgnored},
+		{"handshakes_classical", &s.HandshakesClassical},
+		{"handshakes_hybrid", &s.HandshakesHybrid},
+		{"refused_classical", &s.RefusedClassical},
 	} {
 		fn(c.name, c.v.Load())
 	}

@@ -62,6 +62,9 @@ func (f *fakeNode) register(t testing.TB, dir *directory.Client, caps directory.
 		HTTPAddr:     strings.TrimPrefix(f.health.URL, "http://"),
 		Capabilities: caps, Version: "bench", IssuedAt: time.Now(),
 	}
+	if f.noise.KEM != nil {
+		d.KEMKey = f.noise.KEM.PublicKey()
+	}
 	if caps.Gateway() {
 		d.ClientsAddr = f.addr
 	}
@@ -98,7 +101,33 @@ func freeLoopback(t testing.TB) string {
 //     load (target < 0.5 ms; it includes two loopback links);
 //   - overload_drops and peak_rss_MB: after NODE_OVERLOAD (default 20 s)
 //     at 3× the measured throughput, with a check that it recovers.
+//
+// It runs with classical links and with hybrid (post-quantum) links on both
+// sides of the node, alternating for NODE_ROUNDS rounds (default 1) so that a
+// shared machine's load hits both alike (-count would repeat each kind in a
+// row). Hybrid costs one ML-KEM per link, not per packet: the target is
+// pkts/s within 3% of classical.
 func BenchmarkNodeSockets(b *testing.B) {
+	rounds := 1
+	if v := os.Getenv("NODE_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("NODE_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	for range rounds {
+		for _, hybrid := range []bool{false, true} {
+			name := "links=classical"
+			if hybrid {
+				name = "links=hybrid"
+			}
+			b.Run(name, func(b *testing.B) { benchNodeSockets(b, hybrid) })
+		}
+	}
+}
+
+func benchNodeSockets(b *testing.B, hybrid bool) {
 	if testing.Short() {
 		b.Skip("runs a node process for about half a minute")
 	}
@@ -134,6 +163,15 @@ func BenchmarkNodeSockets(b *testing.B) {
 		b.Fatal(err)
 	}
 	feeder, sink := newFakeNode(b, nil), newFakeNode(b, sinkLn)
+	if hybrid {
+		// The node under test dials the sink hybrid once the sink
+		// publishes a KEM key; it always has one itself.
+		kem, err := link.GenerateKEMKey()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink.noise.KEM = kem
+	}
 	mixA, mixB := newFakeNode(b, nil), newFakeNode(b, nil)
 	feeder.register(b, dir, directory.Capabilities{Entry: true}, 0)
 	sink.register(b, dir, directory.Capabilities{Exit: true}, 0)
@@ -147,7 +185,8 @@ func BenchmarkNodeSockets(b *testing.B) {
 	var latMu sync.Mutex
 	sentAt := map[[sphinx.IDSize]byte]time.Time{}
 	var latencies []time.Duration
-	sinkSrv, _ := link.NewServer(link.ServerConfig{Config: link.Config{Static: sink.noise, QueueLen: 64,
+	sinkStats, feederStats := new(link.Stats), new(link.Stats)
+	sinkSrv, _ := link.NewServer(link.ServerConfig{Config: link.Config{Static: sink.noise, QueueLen: 64, Stats: sinkStats,
 		Handler: func(_ *link.Conn, f link.Frame) error {
 			at := time.Now()
 			received.Add(1)
@@ -210,7 +249,15 @@ func BenchmarkNodeSockets(b *testing.B) {
 		{Address: [32]byte(target.Identity), Key: [32]byte(targetKey)},
 		{Address: sink.identity(), Key: sink.sphinx.PublicKey()},
 	}
-	conn, err := link.Dial(ctx, target.MixnetAddr, [32]byte(target.NoiseKey), link.Config{Static: feeder.noise, QueueLen: 8192})
+	feederCfg := link.Config{Static: feeder.noise, QueueLen: 8192, Stats: feederStats}
+	if hybrid {
+		pk, err := link.ParseKEMPublicKey(target.KEMKey)
+		if err != nil {
+			b.Fatalf("node under test publishes no usable KEM key: %v", err)
+		}
+		feederCfg.PeerKEM = func([32]byte) *link.KEMPublicKey { return pk }
+	}
+	conn, err := link.Dial(ctx, target.MixnetAddr, [32]byte(target.NoiseKey), feederCfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -291,6 +338,12 @@ func BenchmarkNodeSockets(b *testing.B) {
 	rate := float64(to-from) / time.Since(window).Seconds()
 	b.StopTimer()
 	b.ReportMetric(rate, "pkts/s")
+	// Both of the node's links were of the kind this run measures.
+	for side, st := range map[string]*link.Stats{"feeder→node": feederStats, "node→sink": sinkStats} {
+		if h := st.HandshakesHybrid.Load(); (h > 0) != hybrid || st.HandshakesClassical.Load() > 0 == hybrid {
+			b.Fatalf("%s link: %d hybrid, %d classical handshakes; want hybrid %v", side, h, st.HandshakesClassical.Load(), hybrid)
+		}
+	}
 	b.ReportMetric(rate/floorRate, "floor_ratio")
 	b.Logf("node throughput %.0f pkts/s on one core; Sphinx bound here %.0f/s; ratio %.2f (target >= 0.80)", rate, floorRate, rate/floorRate)
 

@@ -66,6 +66,14 @@ type Config struct {
 	ReplayFPRate        float64  `toml:"replay_fp_rate"`
 	ReplayFlushInterval Duration `toml:"replay_flush_interval"`
 
+	// RequirePQLinks makes the node refuse classical (X25519-only) link
+	// handshakes, from nodes and clients alike, and not dial peers that
+	// publish no ML-KEM key; it announces so in its descriptor. Off by
+	// default: links are hybrid whenever both ends publish a KEM key (every
+	// node of this version does), classical with older nodes during an
+	// upgrade. Turn it on once the whole network runs post-quantum links.
+	RequirePQLinks bool `toml:"require_pq_links,omitempty"`
+
 	// Gateway limits, used when the node offers a gateway role; zero (or
 	// absent) is the gateway's own default, see mixnet/gateway.Config. They
 	// are signed so that a negative value in the file is reported as such

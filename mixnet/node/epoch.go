@@ -112,6 +112,9 @@ func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
 		Version:      Version,
 		IssuedAt:     n.opts.Now(),
 	}
+	if n.linkKey.KEM != nil {
+		d.KEMKey, d.RequiresPQ = n.linkKey.KEM.PublicKey(), n.linkKey.RequirePQ
+	}
 	if n.clientsLn != nil {
 		d.ClientsAddr = n.cfg.announce(n.clientsLn.Addr().String())
 	}

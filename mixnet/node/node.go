@@ -116,6 +116,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("noise key: %w", err)
 	}
+	lk.KEM, lk.RequirePQ = keys.KEM, cfg.RequirePQLinks // see pq.go
 	id := keys.IdentityKey()
 	n := &Node{
 		cfg:      cfg,
@@ -226,7 +227,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer cancel()
 
 	var err error
-	n.pool, err = link.NewPool(ctx, link.PoolConfig{Config: link.Config{Static: n.linkKey, Logger: n.log, Stats: n.links}})
+	n.pool, err = link.NewPool(ctx, link.PoolConfig{Config: link.Config{Static: n.linkKey, Logger: n.log, Stats: n.links, PeerKEM: n.peerKEM}})
 	if err != nil {
 		return fmt.Errorf("link pool: %w", err)
 	}

@@ -1,6 +1,13 @@
 // Package nodekey keeps a node's long-term keys in its data directory: the
 // ed25519 identity (its address in the network), the X25519 Noise key of its
-// links, and one X25519 Sphinx key per key rotation.
+// links with the ML-KEM-768 key of its post-quantum (hybrid) links, and one
+// X25519 Sphinx key per key rotation.
+//
+// The KEM key lives as long as the Noise key. That gives no forward
+// secrecy against a later compromise of the KEM key: whoever seizes it, and
+// can also break X25519, can open the links recorded before. Rotating it
+// with the Sphinx keys would close that gap (the link handshake already names
+// the KEM key it uses).
 //
 // Sphinx keys are random per rotation and deleted once their rotation is
 // over, not derived from a master secret: whoever seizes a node later cannot
@@ -20,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -27,6 +35,7 @@ import (
 const (
 	identityFile = "identity.key"
 	noiseFile    = "noise.key"
+	kemFile      = "kem.key"
 	sphinxPrefix = "sphinx-"
 	sphinxSuffix = ".key"
 )
@@ -39,6 +48,8 @@ type Keys struct {
 	dir      string
 	Identity ed25519.PrivateKey
 	Noise    *ecdh.PrivateKey
+	// KEM is the ML-KEM-768 key of hybrid link handshakes.
+	KEM *link.KEMKey
 }
 
 // IdentityKey is the node's public identity, its routing address.
@@ -89,7 +100,34 @@ func Load(dir string) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodekey: noise key: %w", err)
 	}
-	return &Keys{dir: dir, Identity: ed25519.NewKeyFromSeed(seed), Noise: noise}, nil
+	kem, err := loadKEM(filepath.Join(dir, kemFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Keys{dir: dir, Identity: ed25519.NewKeyFromSeed(seed), Noise: noise, KEM: kem}, nil
+}
+
+// loadKEM reads the KEM key, creating it the first time: at init, and when
+// a node made before post-quantum links starts with this version.
+func loadKEM(path string) (*link.KEMKey, error) {
+	b, err := readKey(path, link.KEMSeedSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		k, err := link.GenerateKEMKey()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeNew(path, k.Seed()); err != nil {
+			if errors.Is(err, fs.ErrExist) { // another caller made it first
+				return loadKEM(path)
+			}
+			return nil, err
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return link.NewKEMKey(b)
 }
 
 // LoadOrCreate loads the keys in dir, creating them on first use.

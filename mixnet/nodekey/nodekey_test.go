@@ -1,6 +1,7 @@
 package nodekey
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -23,10 +24,13 @@ func TestCreateLoad(t *testing.T) {
 	if k.IdentityKey() != again.IdentityKey() || k.NoiseKey() != again.NoiseKey() {
 		t.Fatal("a restarted node has a new identity")
 	}
+	if !bytes.Equal(k.KEM.PublicKey(), again.KEM.PublicKey()) {
+		t.Fatal("a restarted node has a new KEM key")
+	}
 	if _, err := Create(dir); err == nil {
 		t.Fatal("Create overwrote existing keys")
 	}
-	for _, name := range []string{identityFile, noiseFile} {
+	for _, name := range []string{identityFile, noiseFile, kemFile} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -89,5 +93,30 @@ func TestSphinxRotation(t *testing.T) {
 	e, _ := k.Sphinx(8)
 	if e.PublicKey() != c.PublicKey() {
 		t.Fatal("pruning removed the current rotation's key")
+	}
+}
+
+// TestKEMKeyUpgrade: a data directory made before post-quantum links (no
+// KEM key) gets one on the next load, keeps its identity, and a readable KEM
+// key is refused like any other.
+func TestKEMKeyUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	k, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, kemFile)); err != nil {
+		t.Fatal(err)
+	}
+	up, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.IdentityKey() != k.IdentityKey() || up.KEM == nil || bytes.Equal(up.KEM.PublicKey(), k.KEM.PublicKey()) {
+		t.Fatal("upgrade did not keep the identity and make a new KEM key")
+	}
+	os.Chmod(filepath.Join(dir, kemFile), 0o644)
+	if _, err := Load(dir); err == nil {
+		t.Fatal("loaded a world-readable KEM key")
 	}
 }

@@ -1,0 +1,133 @@
+package directory
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/mlkem"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newKEMKey(t testing.TB) KEMKey {
+	t.Helper()
+	dk, err := mlkem.GenerateKey768()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return KEMKey(dk.EncapsulationKey().Bytes())
+}
+
+// TestKEMKeyTravels: a node's ML-KEM key and its RequiresPQ bit are signed
+// in its descriptor and reach clients through the signed topology.
+func TestKEMKeyTravels(t *testing.T) {
+	s, clock := newTestServer(t, Config{Limits: Limits{LayerSize: 1}})
+	nodes := network(t)
+	kem := newKEMKey(t)
+	nodes[0].desc.KEMKey = kem
+	nodes[0].desc.RequiresPQ = true
+	got, err := nodes[0].signed(t, time.Now()).Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.KEMKey, kem) || !got.RequiresPQ {
+		t.Fatal("descriptor lost its KEM key or RequiresPQ")
+	}
+	registerAll(t, s, nodes...)
+	probeTwice(t, s)
+	nextEpoch(s, clock)
+	dirPub, dirPriv, _ := ed25519.GenerateKey(rand.Reader)
+	top := s.Topology()
+	top.DirectoryKey = Key(dirPub)
+	st, err := SignTopology(dirPriv, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verified, err := st.Verify(dirPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := verified.NodeByIdentity(nodes[0].id())
+	if !ok || !bytes.Equal(n.KEMKey, kem) || !n.RequiresPQ {
+		t.Fatal("topology lost the node's KEM key or RequiresPQ")
+	}
+	if n, _ := verified.NodeByIdentity(nodes[1].id()); n.KEMKey != nil || n.RequiresPQ {
+		t.Fatal("a node without a KEM key got one in the topology")
+	}
+}
+
+// TestKEMKeyChecks: a descriptor without a KEM key stays valid (a node
+// from before post-quantum links); a malformed one, or RequiresPQ without a
+// key, is refused; a swapped key breaks the signature; a descriptor with
+// every field at its longest still fits MaxDescriptorSize.
+func TestKEMKeyChecks(t *testing.T) {
+	n := newTestNode(t, exitGW)
+	if _, err := n.signed(t, time.Now()).Verify(); err != nil {
+		t.Fatalf("descriptor without a KEM key refused: %v", err)
+	}
+	bad := map[string]func(*Descriptor){
+		"short key":        func(d *Descriptor) { d.KEMKey = newKEMKey(t)[:100] },
+		"long key":         func(d *Descriptor) { d.KEMKey = append(newKEMKey(t), 0) },
+		"not a key":        func(d *Descriptor) { d.KEMKey = KEMKey(bytes.Repeat([]byte{0xff}, KEMKeySize)) },
+		"requires, no key": func(d *Descriptor) { d.RequiresPQ = true },
+	}
+	for name, mutate := range bad {
+		d := n.desc
+		mutate(&d)
+		if _, err := SignDescriptor(n.priv, d); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: SignDescriptor = %v, want ErrInvalid", name, err)
+		}
+		raw, _ := json.Marshal(d)
+		sd := SignedDescriptor{Descriptor: raw, Signature: ed25519.Sign(n.priv, signedMessage(descriptorDomain, raw))}
+		if _, err := sd.Verify(); err == nil {
+			t.Errorf("%s: Verify accepted it", name)
+		}
+	}
+
+	n.desc.KEMKey = newKEMKey(t)
+	sd := n.signed(t, time.Now())
+	var m map[string]any
+	json.Unmarshal(sd.Descriptor, &m)
+	other, _ := newKEMKey(t).MarshalText()
+	m["kem_key"] = string(other)
+	sd.Descriptor, _ = json.Marshal(m)
+	if _, err := sd.Verify(); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("swapped KEM key: Verify = %v, want ErrBadSignature", err)
+	}
+
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 57) + ":65535"
+	n.desc.MixnetAddr, n.desc.ClientsAddr, n.desc.HTTPAddr = long, long, long
+	n.desc.Version = strings.Repeat("v", MaxVersionLength)
+	rk := Key{1}
+	n.desc.RouterKey = &rk
+	n.desc.RequiresPQ = true
+	if _, err := SignDescriptor(n.priv, n.desc); err != nil {
+		t.Fatalf("largest descriptor with a KEM key: %v", err)
+	}
+}
+
+// FuzzKEMKeyText checks the KEM key's text decoder, which reads every
+// descriptor a stranger registers: no panic, only KEMKeySize-byte keys
+// accepted, and what it accepts re-encodes to the input.
+func FuzzKEMKeyText(f *testing.F) {
+	good, _ := newKEMKey(f).MarshalText()
+	f.Add(good)
+	f.Add(good[:len(good)-1])
+	f.Add([]byte("AAAA"))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		var k KEMKey
+		if err := k.UnmarshalText(text); err != nil {
+			return
+		}
+		if len(k) != KEMKeySize {
+			t.Fatalf("accepted a %d-byte key", len(k))
+		}
+		if re, _ := k.MarshalText(); !bytes.Equal(re, text) {
+			t.Fatal("key does not re-encode to its input")
+		}
+		validateKEM(k, true) // must not panic on any accepted bytes
+	})
+}
