@@ -124,22 +124,26 @@ func (n *Node) serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) e
 		max = DefaultHTTPMaxConns
 	}
 	srv := n.httpServer(h)
-	shutDown := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(shutDown)
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if srv.Shutdown(shutdown) != nil {
-			// Shutdown leaves a connection that has not sent its first
-			// request for 5 s, and one whose handler outlives the grace:
-			// close them, so nothing of the server outlives Run.
-			srv.Close()
-		}
-	})
-	err := srv.Serve(newCapListener(ln, max, n.metrics.httpRefused))
-	if !stop() {
-		<-shutDown // let requests in progress finish before Run returns
+	// shutdown ends the server's connections: gracefully, then by force
+	// for what Shutdown leaves after its grace (a connection that has not
+	// sent its first request for 5 s, a handler that outlives the grace).
+	// It runs once, when ctx ends or when Serve returns, whichever is
+	// first: Run closes the listener as ctx ends, so Serve can return
+	// before the context's callback has started.
+	var once sync.Once
+	shutdown := func() {
+		once.Do(func() {
+			grace, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if srv.Shutdown(grace) != nil {
+				srv.Close()
+			}
+		})
 	}
+	stop := context.AfterFunc(ctx, shutdown)
+	err := srv.Serve(newCapListener(ln, max, n.metrics.httpRefused))
+	stop()
+	shutdown() // or wait for the callback's: requests in progress finish before Run returns
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -142,3 +142,44 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestHTTPServeLeavesNoConnection: Node.Run closes its listeners as its
+// context ends, so serveHTTP may see its listener closed before the
+// context's shutdown has started. A keep-alive connection must not outlive
+// serveHTTP then (it did: the shutdown was skipped, and two in-process test
+// networks leaked a server and a client goroutine per node).
+func TestHTTPServeLeavesNoConnection(t *testing.T) {
+	cfg := isolatedConfig(t, ModeMixnode)
+	n, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- n.serveHTTP(ctx, n.httpLn, n.apiHandler()) }()
+
+	c, err := net.DialTimeout("tcp", n.HTTPAddr(), apiTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(apiTimeout))
+	io.WriteString(c, "GET /api/v1/health HTTP/1.1\r\nHost: node\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	n.closeListeners() // as Run does, here before the context ends
+	select {
+	case <-served:
+	case <-time.After(apiTimeout):
+		t.Fatal("serveHTTP did not return after its listener closed")
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the keep-alive connection outlived serveHTTP: read gave %v, want EOF", err)
+	}
+}
