@@ -287,6 +287,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.probeLoop(ctx) })
 	s.epochLoop(ctx)
 	wg.Wait()
+	// The probe client's idle connections hold two goroutines each until
+	// the nodes close them; the directory is done with them.
+	s.cfg.ProbeClient.CloseIdleConnections()
 	return nil
 }
 

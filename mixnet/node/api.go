@@ -129,7 +129,13 @@ func (n *Node) serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) e
 		defer close(shutDown)
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(shutdown)
+		if srv.Shutdown(shutdown) != nil {
+			// Out of patience: close what is left. Shutdown leaves a
+			// connection that has not sent its first request yet for 5 s
+			// (a peer's HTTP client may dial one it never uses), so under
+			// load its goroutine, and the peer's, outlived the node.
+			srv.Close()
+		}
 	})
 	err := srv.Serve(newCapListener(ln, max, n.metrics.httpRefused))
 	if !stop() {
