@@ -16,18 +16,23 @@ import (
 
 func TestFakeNetSendSizes(t *testing.T) {
 	f := newFakeNet(t, 2, 1)
-	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity })
+	// The network loses nothing, so a resend could only come from an ack
+	// later than the timer: give the timer minutes, not the default 1.5 s
+	// of slack, which a loaded machine under -race overran. The deadlines
+	// below guard against hangs: 1 MiB took over 30 s at load 14.
+	patient := &Retransmit{Max: 10, Multiplier: 1.5, Slack: 3 * time.Minute}
+	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity; c.Retransmit = patient })
 	b := f.connect(t, func(c *Config) { c.Gateway = f.topo.Exit[0].Identity })
 	for _, size := range []int{0, 1, FragmentCapacity, FragmentCapacity + 1, 10 << 10, 1 << 20} {
 		msg := randomBytes(size)
 		if err := a.Send(context.Background(), b.Address(), msg); err != nil {
 			t.Fatal(err)
 		}
-		if m := receive(t, b, 30*time.Second); !bytes.Equal(m.Data, msg) {
+		if m := receive(t, b, 3*time.Minute); !bytes.Equal(m.Data, msg) {
 			t.Fatalf("size %d: received %d bytes that differ", size, len(m.Data))
 		}
 	}
-	flush(t, a, 10*time.Second)
+	flush(t, a, 3*time.Minute)
 	if s := a.Stats(); s.Retransmissions != 0 || s.FragmentsLost != 0 {
 		t.Fatalf("losses on a lossless network: %+v", s)
 	}
@@ -331,7 +336,13 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 	// A slot every 100 ms and a mean hop delay of 300 ms: acks take far
 	// longer than slots, so sent fragments pile up awaiting acks.
 	lp := Loopix{HopDelay: 300 * time.Millisecond, SendInterval: 100 * time.Millisecond}
-	a := f.connect(t, func(c *Config) { c.Loopix = &lp })
+	// No resends: at load 12 under -race the default timer fired, and the
+	// resend of a fragment acknowledged meanwhile still counted as queued
+	// after Flush, until a builder dropped it.
+	a := f.connect(t, func(c *Config) {
+		c.Loopix = &lp
+		c.Retransmit = &Retransmit{Max: 10, Multiplier: 1.5, Slack: 3 * time.Minute}
+	})
 	b := f.connect(t, nil)
 	msg := randomBytes(8 * FragmentCapacity)
 	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
@@ -342,7 +353,7 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 		t.Fatalf("just after Send: %d queued, %d in flight; want most of the 9 fragments queued", s.Queued, s.InFlight)
 	}
 	var sent Stats
-	waitFor(t, 10*time.Second, "every fragment sent", func() bool {
+	waitFor(t, time.Minute, "every fragment sent", func() bool {
 		sent = a.Stats()
 		return sent.Queued == 0
 	})
@@ -350,8 +361,8 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 	if sent.AwaitingAck == 0 {
 		t.Fatalf("queue empty: nothing awaits an ack, %d in flight", sent.InFlight)
 	}
-	receive(t, b, 30*time.Second)
-	flush(t, a, 30*time.Second)
+	receive(t, b, 3*time.Minute)
+	flush(t, a, 3*time.Minute)
 	if s := a.Stats(); s.Queued != 0 || s.InFlight != 0 {
 		t.Fatalf("after flush: %d queued, %d in flight", s.Queued, s.InFlight)
 	}
