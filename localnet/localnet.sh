@@ -12,6 +12,8 @@
 #   LOCALNET_BIN     where the binaries are built (default <repo>/bin)
 #   LOCALNET_EPOCH   directory epoch length (default 10m)
 #   LOCALNET_TIMEOUT seconds to wait for a routable topology (default 90)
+#   LOCALNET_STOP_GRACE seconds `down` gives its processes to stop on SIGTERM
+#                    before SIGKILL (default 30)
 #   LOCALNET_ENTRIES number of entry gateways, 1 or 2 (default 1); the second,
 #                    entry2, lives in $PREFIX-entry2 at 192.0.2.21
 #
@@ -209,38 +211,67 @@ cmd_up() {
 
 # --- taking it down -------------------------------------------------------
 
-# stop PID NS: stop a process we started, but only if that PID still lives in
-# the namespace we started it in (a recycled PID belongs to someone else).
-stop_pid() {
-	local pid=$1 nsname=$2 i
-	[[ $(ip netns identify "$pid" 2>/dev/null) == "$nsname" ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || return 0
+# stop_pids PID:NS...: stop processes we started, but only those whose PID
+# still lives in the namespace we started it in (a recycled PID belongs to
+# someone else). All get SIGTERM at once and share one grace period, then
+# whatever is left gets SIGKILL. One by one, at load 10-20, each took ~1.7 s
+# (a node saves its replay filter on the way out) and a fixed grace per
+# process added up past any budget for `down`.
+STOP_GRACE=${LOCALNET_STOP_GRACE:-30}
+stop_pids() {
+	local pn pid nsname left=() deadline
+	for pn in "$@"; do
+		pid=${pn%%:*} nsname=${pn#*:}
+		[[ $(ip netns identify "$pid" 2>/dev/null) == "$nsname" ]] || continue
+		kill -TERM "$pid" 2>/dev/null && left+=("$pn")
+	done
+	deadline=$((SECONDS + STOP_GRACE))
+	while ((${#left[@]} > 0)); do
+		local still=()
+		for pn in "${left[@]}"; do
+			kill -0 "${pn%%:*}" 2>/dev/null && still+=("$pn")
+		done
+		left=("${still[@]+"${still[@]}"}")
+		((${#left[@]} > 0)) || break
+		if ((SECONDS >= deadline)); then
+			for pn in "${left[@]}"; do
+				pid=${pn%%:*} nsname=${pn#*:}
+				[[ $(ip netns identify "$pid" 2>/dev/null) == "$nsname" ]] || continue
+				log "pid $pid did not stop within ${STOP_GRACE}s of SIGTERM; killing"
+				kill -KILL "$pid" 2>/dev/null || true
+			done
+			break
+		fi
 		sleep 0.1
 	done
-	log "pid $pid did not stop on SIGTERM; killing"
-	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# stop_recorded NAME...: stop, together, the processes recorded under NAME
+# in $STATE/pids.
+stop_recorded() {
+	local name f pid nsname pns=()
+	for name in "$@"; do
+		f=$STATE/pids/$name
+		[[ -f $f ]] || continue
+		read -r pid nsname <"$f"
+		pns+=("$pid:$nsname")
+	done
+	((${#pns[@]} == 0)) || stop_pids "${pns[@]}"
+	for name in "$@"; do rm -f "$STATE/pids/$name"; done
 }
 
 cmd_down() {
 	[[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
-	local f pid nsname r left
+	local f nsname r left pid pns
 	# Clients first (nymvpn must undo its routes and kill switch while the
 	# mixnet is still there), then nodes, then the directory and servers.
-	for name in nymvpn nym-node-exit nym-node-entry nym-node-entry2 nym-node-mix1 nym-node-mix2 nym-node-mix3 nym-api inet iperf3; do
-		f=$STATE/pids/$name
-		[[ -f $f ]] || continue
-		read -r pid nsname <"$f"
-		stop_pid "$pid" "$nsname"
-		rm -f "$f"
-	done
-	for f in "$STATE"/pids/*; do # anything else recorded (by demo.sh)
-		[[ -f $f ]] || continue
-		read -r pid nsname <"$f"
-		stop_pid "$pid" "$nsname"
-		rm -f "$f"
-	done
+	stop_recorded nymvpn
+	stop_recorded nym-node-exit nym-node-entry nym-node-entry2 nym-node-mix1 nym-node-mix2 nym-node-mix3
+	stop_recorded nym-api inet iperf3
+	if [[ -d $STATE/pids ]]; then # anything else recorded (by demo.sh)
+		# shellcheck disable=SC2046
+		stop_recorded $(ls "$STATE/pids")
+	fi
 	# entry2 too, whatever LOCALNET_ENTRIES says now: up may have made it.
 	for r in "${ROLES[@]}" entry2; do
 		nsname=$(ns "$r")
@@ -250,7 +281,9 @@ cmd_down() {
 		left=$(ip netns pids "$nsname" 2>/dev/null || true)
 		if [[ -n $left ]]; then
 			log "stopping processes still in $nsname: $(echo $left)"
-			for pid in $left; do stop_pid "$pid" "$nsname"; done
+			pns=()
+			for pid in $left; do pns+=("$pid:$nsname"); done
+			stop_pids "${pns[@]}"
 		fi
 		ip netns del "$nsname" || log "could not delete namespace $nsname"
 	done

@@ -136,7 +136,7 @@ func TestLocalnetUpDown(t *testing.T) {
 		"LOCALNET_PREFIX="+prefix,
 		"LOCALNET_DIR="+t.TempDir(),
 		"LOCALNET_BIN="+t.TempDir(),
-		"LOCALNET_TIMEOUT=120",
+		"LOCALNET_TIMEOUT=600",
 	)
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(args[0], args[1:]...)

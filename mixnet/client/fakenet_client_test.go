@@ -16,18 +16,23 @@ import (
 
 func TestFakeNetSendSizes(t *testing.T) {
 	f := newFakeNet(t, 2, 1)
-	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity })
+	// The network loses nothing, so a resend could only come from an ack
+	// later than the timer: give the timer minutes, not the default 1.5 s
+	// of slack, which a loaded machine under -race overran. The deadlines
+	// below guard against hangs: 1 MiB took over 30 s at load 14.
+	patient := &Retransmit{Max: 10, Multiplier: 1.5, Slack: 3 * time.Minute}
+	a := f.connect(t, func(c *Config) { c.Gateway = f.topo.Entry[0].Identity; c.Retransmit = patient })
 	b := f.connect(t, func(c *Config) { c.Gateway = f.topo.Exit[0].Identity })
 	for _, size := range []int{0, 1, FragmentCapacity, FragmentCapacity + 1, 10 << 10, 1 << 20} {
 		msg := randomBytes(size)
 		if err := a.Send(context.Background(), b.Address(), msg); err != nil {
 			t.Fatal(err)
 		}
-		if m := receive(t, b, 30*time.Second); !bytes.Equal(m.Data, msg) {
+		if m := receive(t, b, 3*time.Minute); !bytes.Equal(m.Data, msg) {
 			t.Fatalf("size %d: received %d bytes that differ", size, len(m.Data))
 		}
 	}
-	flush(t, a, 10*time.Second)
+	flush(t, a, 3*time.Minute)
 	if s := a.Stats(); s.Retransmissions != 0 || s.FragmentsLost != 0 {
 		t.Fatalf("losses on a lossless network: %+v", s)
 	}
@@ -118,17 +123,53 @@ func TestFakeNetOffline(t *testing.T) {
 	expectNothing(t, b2, 200*time.Millisecond)
 }
 
-// With the Poisson stream on, the client keeps sending at the rate even
-// when idle, and real packets take the place of cover when queued.
+// With the Poisson stream on, the client keeps sending even when idle, every
+// packet of one size, and real packets take the place of cover when queued.
+// It waits on packets, not on the clock: the rate itself is
+// TestTimingFakeNetPoissonRate's to measure.
 func TestFakeNetPoissonStream(t *testing.T) {
 	f := newFakeNet(t, 1, 1)
 	rec := &shapeRecorder{sizes: map[int]int{}}
-	// 30 packets/s: within reach of the race detector's slow Sphinx.
 	lp := Loopix{HopDelay: time.Millisecond, SendInterval: 40 * time.Millisecond, CoverInterval: 200 * time.Millisecond}
 	a := f.connect(t, func(c *Config) { c.Loopix = &lp; c.hooks = &testHooks{onSend: rec.onSend} })
 	b := f.connect(t, nil)
-	// Count from here, not from a's start: connecting b takes a while on a
-	// loaded machine under the race detector, and a sends all along.
+	var idle struct{ real, cover, sizes int }
+	waitFor(t, time.Minute, "20 cover packets from an idle client", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		idle.real, idle.cover, idle.sizes = rec.real, rec.cover, len(rec.sizes)
+		return rec.cover >= 20
+	})
+	if idle.real != 0 || idle.sizes != 1 {
+		t.Fatalf("idle: %d real, %d cover, %d sizes; want no real packet and one size", idle.real, idle.cover, idle.sizes)
+	}
+	msg := randomBytes(20 * FragmentCapacity)
+	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, b, time.Minute); !bytes.Equal(m.Data, msg) {
+		t.Fatal("message differs")
+	}
+	if real, _, sizes := rec.take(); real < 20 || len(sizes) != 1 {
+		t.Fatalf("sending 20 fragments: %d real packets, sizes %v; want 20 or more (acks may resend) of one size", real, sizes)
+	}
+	waitFor(t, time.Minute, "loop cover to come back", func() bool { return a.Stats().CoverReceived > 10 })
+}
+
+// TestTimingFakeNetPoissonRate measures the idle stream's rate. A wall-clock
+// measurement: make test runs it apart, without the race detector (which
+// makes Sphinx too slow for the rate on a busy machine), with one retry.
+func TestTimingFakeNetPoissonRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test")
+	}
+	if raceEnabled {
+		t.Skip("timing test: run without -race (make test does)")
+	}
+	f := newFakeNet(t, 1, 1)
+	rec := &shapeRecorder{sizes: map[int]int{}}
+	lp := Loopix{HopDelay: time.Millisecond, SendInterval: 40 * time.Millisecond, CoverInterval: 200 * time.Millisecond}
+	f.connect(t, func(c *Config) { c.Loopix = &lp; c.hooks = &testHooks{onSend: rec.onSend} })
 	rec.take()
 	start := time.Now()
 	time.Sleep(3 * time.Second)
@@ -139,14 +180,6 @@ func TestFakeNetPoissonStream(t *testing.T) {
 	if sd := math.Sqrt(want); real != 0 || math.Abs(float64(cover)-want) > 3*sd || len(sizes) != 1 {
 		t.Fatalf("%v idle: %d real, %d cover, sizes %v; want %.0f±%.0f cover of one size", elapsed, real, cover, sizes, want, 3*sd)
 	}
-	msg := randomBytes(20 * FragmentCapacity)
-	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
-		t.Fatal(err)
-	}
-	if m := receive(t, b, 10*time.Second); !bytes.Equal(m.Data, msg) {
-		t.Fatal("message differs")
-	}
-	waitFor(t, 10*time.Second, "loop cover to come back", func() bool { return a.Stats().CoverReceived > 10 })
 }
 
 // SendPacket carries exactly PacketCapacity bytes in one unacknowledged
@@ -303,7 +336,13 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 	// A slot every 100 ms and a mean hop delay of 300 ms: acks take far
 	// longer than slots, so sent fragments pile up awaiting acks.
 	lp := Loopix{HopDelay: 300 * time.Millisecond, SendInterval: 100 * time.Millisecond}
-	a := f.connect(t, func(c *Config) { c.Loopix = &lp })
+	// No resends: at load 12 under -race the default timer fired, and the
+	// resend of a fragment acknowledged meanwhile still counted as queued
+	// after Flush, until a builder dropped it.
+	a := f.connect(t, func(c *Config) {
+		c.Loopix = &lp
+		c.Retransmit = &Retransmit{Max: 10, Multiplier: 1.5, Slack: 3 * time.Minute}
+	})
 	b := f.connect(t, nil)
 	msg := randomBytes(8 * FragmentCapacity)
 	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
@@ -314,7 +353,7 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 		t.Fatalf("just after Send: %d queued, %d in flight; want most of the 9 fragments queued", s.Queued, s.InFlight)
 	}
 	var sent Stats
-	waitFor(t, 10*time.Second, "every fragment sent", func() bool {
+	waitFor(t, time.Minute, "every fragment sent", func() bool {
 		sent = a.Stats()
 		return sent.Queued == 0
 	})
@@ -322,8 +361,8 @@ func TestFakeNetQueuedExcludesAwaitingAck(t *testing.T) {
 	if sent.AwaitingAck == 0 {
 		t.Fatalf("queue empty: nothing awaits an ack, %d in flight", sent.InFlight)
 	}
-	receive(t, b, 30*time.Second)
-	flush(t, a, 30*time.Second)
+	receive(t, b, 3*time.Minute)
+	flush(t, a, 3*time.Minute)
 	if s := a.Stats(); s.Queued != 0 || s.InFlight != 0 {
 		t.Fatalf("after flush: %d queued, %d in flight", s.Queued, s.InFlight)
 	}

@@ -89,7 +89,12 @@ func (s *Server) register(d Descriptor, sd SignedDescriptor, now time.Time) (Reg
 			}
 		}
 	}
-	if len(existing.health.Results) == 0 {
+	if len(existing.health.Results) > 0 {
+		// A probed node that was left out for want of this rotation's
+		// Sphinx key (it was slow to refresh across the boundary) may
+		// fill an empty role now that it announced one.
+		s.fillIncompleteLocked(now)
+	} else {
 		select {
 		case s.probeNow <- d.Identity:
 		default: // the next round will probe it

@@ -287,6 +287,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.probeLoop(ctx) })
 	s.epochLoop(ctx)
 	wg.Wait()
+	// The probe client's idle connections hold two goroutines each until
+	// the nodes close them; the directory is done with them.
+	s.cfg.ProbeClient.CloseIdleConnections()
 	return nil
 }
 
@@ -396,14 +399,21 @@ func (s *Server) recordProbes(results map[Key]error, now time.Time) {
 	if err := s.store.saveHealth(changed); err != nil {
 		s.log.Error("saving probe results", "err", err)
 	}
-	if s.topo != nil && s.topo.Routable() != nil {
-		epoch := s.clock.epochAt(now)
-		if epoch < s.current.Epoch {
-			epoch = s.current.Epoch
-		}
-		if err := s.assignLocked(epoch, now); err != nil {
-			s.log.Error("re-assigning incomplete topology", "err", err)
-		}
+	s.fillIncompleteLocked(now)
+}
+
+// fillIncompleteLocked re-assigns the current epoch at once while the
+// published topology cannot route (some role is empty), so that a node that
+// becomes eligible mid-epoch (it passed its probes, or announced the
+// rotation's Sphinx key late) fills the gap now rather than at the next
+// boundary: until then the network is unusable for every client.
+func (s *Server) fillIncompleteLocked(now time.Time) {
+	if s.topo == nil || s.topo.Routable() == nil {
+		return
+	}
+	epoch := max(s.clock.epochAt(now), s.current.Epoch)
+	if err := s.assignLocked(epoch, now); err != nil {
+		s.log.Error("re-assigning incomplete topology", "err", err)
 	}
 }
 

@@ -286,6 +286,48 @@ func TestNodeWithoutCurrentSphinxKeyGetsNoRole(t *testing.T) {
 	}
 }
 
+// TestLateSphinxKeyFillsLayerAtOnce: a node slow to refresh across a
+// rotation boundary (a loaded machine, a short rotation) misses the new
+// rotation's key and its layer is left empty. When it announces the key, the
+// layer is filled at once, not after the next probe round (by default a
+// sixth of an epoch, ten minutes, with no client able to route meanwhile).
+func TestLateSphinxKeyFillsLayerAtOnce(t *testing.T) {
+	s, clock := newTestServer(t, Config{RotationEpochs: 1})
+	nodes := []*testNode{newTestNode(t, entryGW), newTestNode(t, Capabilities{Exit: true}),
+		newTestNode(t, mixOnly), newTestNode(t, mixOnly), newTestNode(t, mixOnly)}
+	registerAll(t, s, nodes...)
+	probeTwice(t, s)
+	nextEpoch(s, clock) // epoch 1, rotation 1
+	if err := s.Topology().Routable(); err != nil {
+		t.Fatal(err)
+	}
+	late := nodes[2]
+	for _, n := range nodes {
+		if n != late {
+			n.desc.SphinxKeys = []SphinxKey{{Rotation: 1, Key: newKey(t)}, {Rotation: 2, Key: newKey(t)}}
+		}
+	}
+	clock.Advance(time.Second)
+	registerAll(t, s, nodes[0], nodes[1], nodes[3], nodes[4])
+	nextEpoch(s, clock) // epoch 2, rotation 2: late has keys for 0 and 1 only
+	if r, _ := s.Topology().RoleOf(late.id()); r != RoleNone {
+		t.Fatalf("node without a key for rotation 2 has role %s", r)
+	}
+	if s.Topology().Routable() == nil {
+		t.Fatal("three mixes for three layers, one without a key, and the topology routes")
+	}
+	late.desc.SphinxKeys = []SphinxKey{{Rotation: 2, Key: newKey(t)}, {Rotation: 3, Key: newKey(t)}}
+	clock.Advance(time.Second)
+	registerAll(t, s, late)
+	top := s.Topology()
+	if err := top.Routable(); err != nil {
+		t.Fatalf("after the late key, with no probe round: %v", err)
+	}
+	if top.Epoch != 2 {
+		t.Fatalf("epoch %d, want 2", top.Epoch)
+	}
+}
+
 func TestDescriptorChangeRepublishedWithinEpoch(t *testing.T) {
 	s, clock := newTestServer(t, Config{})
 	nodes := network(t)

@@ -137,12 +137,15 @@ func TestOrderFollowsDelays(t *testing.T) {
 	h := startMixer(t, nil)
 	h.mustSetKeys(t, RotationKey{Rotation: 0, Key: mix.key})
 
-	// Submitted with decreasing delays, 15 ms apart: far more than the
-	// time to unwrap all of them, so the order out is the delay order.
+	// Submitted with decreasing delays, 100 ms apart, after a base of 2 s:
+	// the base is the time all six have to be unwrapped and held (under
+	// -race at load 14, six unwraps took more than the 15 ms apart the
+	// delays once were), and once held they leave in deadline order however
+	// late the delay stage wakes. The spacing covers gaps between Submits.
 	const n = 6
 	pkts := make([][]byte, n)
 	for i := range pkts {
-		delay := time.Duration(n-i) * 15 * time.Millisecond
+		delay := 2*time.Second + time.Duration(n-i)*100*time.Millisecond
 		pkts[i] = packetTo(t, mix.key, delay, indexAddr(i), nextKey)
 	}
 	for _, p := range pkts {

@@ -183,3 +183,45 @@ func TestHTTPServeLeavesNoConnection(t *testing.T) {
 		t.Fatalf("the keep-alive connection outlived serveHTTP: read gave %v, want EOF", err)
 	}
 }
+
+// A connection that never sends a request (an HTTP client may dial one it
+// then never uses) is closed by the time serveHTTP returns. Shutdown alone
+// leaves such a connection for 5 s, longer than it waits, so its goroutine
+// (and the peer's) outlived the node: the -race ./... sweep at load 14 caught
+// it as a goroutine leak in mixnet/client.
+func TestHTTPStopClosesSilentConnections(t *testing.T) {
+	cfg := isolatedConfig(t, ModeMixnode)
+	cfg.HTTPReadTimeout = Duration{time.Hour} // only stopping may close it
+	n, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.closeListeners()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- n.serveHTTP(ctx, n.httpLn, n.apiHandler()) }()
+	if code, _ := get(t, n.HTTPAddr(), "/api/v1/health"); code != http.StatusOK {
+		t.Fatalf("health: %d", code) // the server is up and has accepted
+	}
+	silent := dialRaw(t, n.HTTPAddr())
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve http: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("serveHTTP did not return within a minute of its context ending")
+	}
+	// Returned: the connection must be closed already, so a read ends at
+	// once with EOF, not at the deadline.
+	silent.SetReadDeadline(time.Now().Add(apiTimeout))
+	if _, err := silent.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !isReset(err) {
+		t.Fatalf("silent connection after serveHTTP returned: %v, want closed", err)
+	}
+}
+
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "reset")
+}
