@@ -36,8 +36,9 @@ func dialGateway(entry directory.Node, kem directory.KEMKey, stats *link.Stats) 
 // TestHybridAcrossRotations: with a key rotation every epoch, a network
 // keeps carrying packets over hybrid links as its KEM keys rotate: each
 // rotation a fresh client link to the gateway, made with the KEM key of the
-// topology's rotation, is hybrid and its packet reaches the exit, and no
-// node ever falls back to a classical handshake. Once the overlap after a
+// topology's rotation, is hybrid and its packet reaches the exit; the
+// gateway also accepts the next rotation's key and, during the overlap, the
+// previous one's; and no node ever falls back to a classical handshake. Once the overlap after a
 // rotation is over, that rotation's KEM key file is gone from the gateway's
 // disk, and a handshake naming the key fails while the gateway goes on
 // serving the current one.
@@ -62,6 +63,9 @@ func TestHybridAcrossRotations(t *testing.T) {
 
 	stats := new(link.Stats)
 	hybrid := uint64(0)
+	var prevKEM directory.KEMKey
+	var prevRotation uint64
+	overlapChecks := 0
 	for round := 0; round < 3; round++ {
 		var tp *directory.Topology
 		// Every node has taken up the topology, so holds its Sphinx keys:
@@ -76,15 +80,33 @@ func TestHybridAcrossRotations(t *testing.T) {
 		if !ok {
 			t.Fatalf("entry publishes no KEM key for rotation %d", tp.Rotation)
 		}
-		// The gateway may not have taken up the directory's newest
-		// topology yet; it holds this key once it registered it.
-		var c *link.Conn
-		poll.Until(t, 10*time.Second, "a hybrid link to the gateway", func() bool {
-			var err error
-			c, err = dialGateway(entry, kem, stats)
-			return err == nil
-		})
+		c, err := dialGateway(entry, kem, stats)
+		if err != nil {
+			t.Fatalf("round %d: dial with rotation %d's key: %v", round, tp.Rotation, err)
+		}
 		hybrid++
+		// The next rotation's key, announced already, works too.
+		next, ok := entry.KEMKeyFor(tp.Rotation + 1)
+		if !ok {
+			t.Fatalf("entry announces no KEM key for the next rotation %d", tp.Rotation+1)
+		}
+		if nc, err := dialGateway(entry, next, new(link.Stats)); err != nil {
+			t.Fatalf("round %d: dial with the next rotation's key: %v", round, err)
+		} else {
+			nc.Close()
+		}
+		// And so does the previous rotation's during the overlap (every
+		// epoch is a rotation's first here), unless the network has
+		// already moved on meanwhile.
+		if round > 0 && prevRotation+1 == tp.Rotation {
+			if nc, err := dialGateway(entry, prevKEM, new(link.Stats)); err == nil {
+				nc.Close()
+				overlapChecks++
+			} else if now, terr := n.Topology(); terr != nil || now.Epoch == tp.Epoch {
+				t.Fatalf("round %d: dial with the previous rotation's key during the overlap: %v", round, err)
+			}
+		}
+		prevKEM, prevRotation = kem, tp.Rotation
 		if got := stats.HandshakesHybrid.Load(); got != hybrid || stats.HandshakesClassical.Load() != 0 {
 			t.Fatalf("round %d: %d hybrid, %d classical handshakes; want %d, 0", round, got, stats.HandshakesClassical.Load(), hybrid)
 		}
@@ -102,6 +124,7 @@ func TestHybridAcrossRotations(t *testing.T) {
 		poll.Until(t, 10*time.Second, "delivery at the exit, "+string(msg), func() bool { return box.count(exit, msg) >= 1 })
 		c.Close()
 	}
+	t.Logf("rotations %d..%d, previous key accepted in %d overlaps", first, prevRotation, overlapChecks)
 	for _, nd := range n.Nodes() {
 		if !nd.Running() {
 			continue
