@@ -16,11 +16,12 @@ import (
 // Limits on descriptors. They bound what a registering stranger can make the
 // directory parse and store.
 const (
-	// MaxDescriptorSize is the largest encoded Descriptor accepted.
+	// MaxDescriptorSize is the largest encoded Descriptor accepted: two
+	// ML-KEM keys (this rotation's and the next) take 3.2 KB of it.
 	MaxDescriptorSize = 8 << 10
 	// MaxSignedDescriptorSize bounds a whole SignedDescriptor on the wire
 	// (descriptor, base64 signature, JSON framing).
-	MaxSignedDescriptorSize = 8 << 10
+	MaxSignedDescriptorSize = MaxDescriptorSize + 1<<10
 	// MaxVersionLength bounds Descriptor.Version.
 	MaxVersionLength = 64
 )

@@ -137,8 +137,12 @@ func TestKEMKeyChecks(t *testing.T) {
 	if len(n.desc.KEMKeys) != 2 {
 		t.Fatalf("largest descriptor has %d KEM keys, want 2", len(n.desc.KEMKeys))
 	}
-	if _, err := SignDescriptor(n.priv, n.desc); err != nil {
-		t.Fatalf("largest descriptor with a KEM key: %v", err)
+	largest, err := SignDescriptor(n.priv, n.desc)
+	if err != nil {
+		t.Fatalf("largest descriptor with KEM keys: %v", err)
+	}
+	if env, _ := json.Marshal(largest); len(env) > MaxSignedDescriptorSize {
+		t.Fatalf("largest signed descriptor is %d bytes on the wire, limit %d", len(env), MaxSignedDescriptorSize)
 	}
 }
 
