@@ -83,6 +83,15 @@ func (c *Client) gatewayNode() directory.Node {
 	return *c.router.own.Load()
 }
 
+// rotation is the key rotation of the topology the client holds: the
+// gateway's KEM key for it is the one to dial with.
+func (c *Client) rotation() uint64 {
+	if t := c.router.topo.Load(); t != nil {
+		return t.Rotation
+	}
+	return 0
+}
+
 // dial connects to our gateway. The connection lives as long as the client
 // unless it drops; stopDial, when non-nil, ends an attempt early.
 func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
@@ -102,7 +111,7 @@ func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
 		DialContext: c.cfg.DialContext,
 		Logger:      c.log,
 		Stats:       c.linkStats,
-		PeerKEM:     gatewayKEM(gw),
+		PeerKEM:     gatewayKEM(gw, c.rotation()),
 	})
 	if !stop() && err == nil {
 		conn.Close()

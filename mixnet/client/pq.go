@@ -7,16 +7,18 @@ import (
 
 // gatewayKEM makes the link to our gateway hybrid (post-quantum) when the
 // gateway's descriptor, through the signed topology, publishes an ML-KEM
-// key, and classical when it does not (a gateway from before post-quantum
-// links). Nobody between us and the directory can remove the key: the
-// topology is signed, and a handshake stripped of its KEM part fails.
-func gatewayKEM(gw directory.Node) func([32]byte) *link.KEMPublicKey {
-	if len(gw.KEMKey) == 0 {
+// key for the topology's rotation, and classical when it does not (a
+// gateway from before post-quantum links). Nobody between us and the
+// directory can remove the key: the topology is signed, and a handshake
+// stripped of its KEM part fails.
+func gatewayKEM(gw directory.Node, rotation uint64) func([32]byte) *link.KEMPublicKey {
+	kem, ok := gw.KEMKeyFor(rotation)
+	if !ok {
 		return nil
 	}
 	// The topology's checks already parsed the key; an error here is
 	// impossible, and a nil result would only mean classical.
-	pk, err := link.ParseKEMPublicKey(gw.KEMKey)
+	pk, err := link.ParseKEMPublicKey(kem)
 	if err != nil {
 		return nil
 	}

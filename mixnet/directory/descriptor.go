@@ -16,11 +16,12 @@ import (
 // Limits on descriptors. They bound what a registering stranger can make the
 // directory parse and store.
 const (
-	// MaxDescriptorSize is the largest encoded Descriptor accepted.
-	MaxDescriptorSize = 4 << 10
+	// MaxDescriptorSize is the largest encoded Descriptor accepted: two
+	// ML-KEM keys (this rotation's and the next) take 3.2 KB of it.
+	MaxDescriptorSize = 8 << 10
 	// MaxSignedDescriptorSize bounds a whole SignedDescriptor on the wire
 	// (descriptor, base64 signature, JSON framing).
-	MaxSignedDescriptorSize = 8 << 10
+	MaxSignedDescriptorSize = MaxDescriptorSize + 1<<10
 	// MaxVersionLength bounds Descriptor.Version.
 	MaxVersionLength = 64
 )
@@ -132,14 +133,24 @@ type Descriptor struct {
 	// descriptors more than its clock-skew allowance away from its own clock,
 	// and older than one it already holds.
 	IssuedAt time.Time `json:"issued_at"`
-	// KEMKey is the ML-KEM-768 key of the node's hybrid (post-quantum) link
-	// handshakes, for node-to-node and client-to-gateway links alike. A
-	// descriptor without one stays valid: its node predates post-quantum
-	// links, and peers talk to it with the classical handshake.
-	KEMKey KEMKey `json:"kem_key,omitempty"`
+	// KEMKeys are the ML-KEM-768 keys of the node's hybrid (post-quantum)
+	// link handshakes, for node-to-node and client-to-gateway links alike,
+	// one per Sphinx key rotation like SphinxKeys: the current rotation's
+	// and the next one's, one or two entries with consecutive rotations in
+	// increasing order. The node deletes each key when its rotation (and
+	// the overlap after it) ends, which gives the links forward secrecy at
+	// rotation granularity. A descriptor without any stays valid: its node
+	// predates post-quantum links, and peers talk to it with the classical
+	// handshake.
+	KEMKeys []RotationKEMKey `json:"kem_keys,omitempty"`
 	// RequiresPQ says the node refuses classical link handshakes and dials
-	// only peers that publish a KEMKey. It needs KEMKey.
+	// only peers that publish KEM keys. It needs KEMKeys.
 	RequiresPQ bool `json:"requires_pq,omitempty"`
+}
+
+// KEMKeyFor returns the node's KEM key for rotation.
+func (d *Descriptor) KEMKeyFor(rotation uint64) (KEMKey, bool) {
+	return kemKeyFor(d.KEMKeys, rotation)
 }
 
 // SphinxKeyFor returns the node's Sphinx key for rotation.
@@ -215,7 +226,7 @@ func (d *Descriptor) validate() error {
 	if err := validateSphinxKeys(d.SphinxKeys); err != nil {
 		return err
 	}
-	if err := validateKEM(d.KEMKey, d.RequiresPQ); err != nil {
+	if err := validateKEMKeys(d.KEMKeys, d.RequiresPQ); err != nil {
 		return err
 	}
 	if !d.Capabilities.Any() {

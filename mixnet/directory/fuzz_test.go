@@ -3,6 +3,7 @@ package directory
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/mlkem"
 	"encoding/json"
 	"testing"
 	"time"
@@ -29,6 +30,20 @@ func fuzzDescriptor() Descriptor {
 	}
 }
 
+// fuzzKEMKeys are fixed KEM keys for the rotations of fuzzDescriptor's
+// Sphinx keys.
+func fuzzKEMKeys() []RotationKEMKey {
+	var keys []RotationKEMKey
+	for _, sk := range fuzzDescriptor().SphinxKeys {
+		dk, err := mlkem.NewDecapsulationKey768(bytes.Repeat([]byte{byte(sk.Rotation)}, mlkem.SeedSize))
+		if err != nil {
+			panic(err)
+		}
+		keys = append(keys, RotationKEMKey{Rotation: sk.Rotation, Key: dk.EncapsulationKey().Bytes()})
+	}
+	return keys
+}
+
 // FuzzVerifyDescriptor feeds arbitrary bytes to the descriptor verifier, both
 // as a wire envelope and as the signed body (signed on the fly, so the field
 // checks behind the signature are exercised too). It must never panic, and
@@ -44,6 +59,13 @@ func FuzzVerifyDescriptor(f *testing.F) {
 	}
 	envelope, _ := json.Marshal(sd)
 	f.Add(envelope)
+	f.Add([]byte(sd.Descriptor))
+	pq := fuzzDescriptor()
+	pq.KEMKeys, pq.RequiresPQ = fuzzKEMKeys(), true
+	sd, err = SignDescriptor(fuzzNodeKey, pq)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add([]byte(sd.Descriptor))
 	f.Add([]byte(`{"descriptor":null,"signature":""}`))
 	f.Add([]byte(`{"identity":"` + Key{}.String() + `","sphinx_keys":[{"rotation":18446744073709551615}]}`))
@@ -73,6 +95,9 @@ func checkAcceptedDescriptor(t *testing.T, d Descriptor) {
 	t.Helper()
 	if err := d.validate(); err != nil {
 		t.Fatalf("accepted an invalid descriptor: %v", err)
+	}
+	if len(d.KEMKeys) > 2 || (d.RequiresPQ && len(d.KEMKeys) == 0) {
+		t.Fatalf("accepted descriptor with %d KEM keys, requires_pq %v", len(d.KEMKeys), d.RequiresPQ)
 	}
 	if len(d.SphinxKeys) == 0 || len(d.SphinxKeys) > 2 || !d.Capabilities.Any() {
 		t.Fatalf("accepted descriptor with %d sphinx keys, capabilities %s", len(d.SphinxKeys), d.Capabilities)

@@ -40,16 +40,37 @@ func (k *KEMKey) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// validateKEM checks an optional KEM key and the RequiresPQ bit that
-// depends on it. Absent is fine (a node from before post-quantum links);
-// present must be a well-formed ML-KEM-768 key, so no initiator trips on it.
-func validateKEM(k KEMKey, requiresPQ bool) error {
-	if len(k) == 0 {
-		if requiresPQ {
-			return fmt.Errorf("%w: requires post-quantum links but publishes no KEM key", ErrInvalid)
-		}
-		return nil
+// RotationKEMKey is a node's KEM key for one Sphinx key rotation.
+type RotationKEMKey struct {
+	Rotation uint64 `json:"rotation"`
+	Key      KEMKey `json:"key"`
+}
+
+// validateKEMKeys checks a node's optional KEM keys and the RequiresPQ bit
+// that depends on them. None is fine (a node from before post-quantum
+// links); otherwise one key, or two for consecutive rotations in increasing
+// order, each a well-formed ML-KEM-768 key, so no initiator trips on it.
+func validateKEMKeys(keys []RotationKEMKey, requiresPQ bool) error {
+	switch {
+	case len(keys) == 0 && requiresPQ:
+		return fmt.Errorf("%w: requires post-quantum links but publishes no KEM key", ErrInvalid)
+	case len(keys) > 2:
+		return fmt.Errorf("%w: %d KEM keys, want the current and at most the next rotation's", ErrInvalid, len(keys))
 	}
+	for i, k := range keys {
+		if err := validateKEM(k.Key); err != nil {
+			return fmt.Errorf("%w (rotation %d)", err, k.Rotation)
+		}
+		if i > 0 && (keys[i-1].Rotation == ^uint64(0) || k.Rotation != keys[i-1].Rotation+1) {
+			return fmt.Errorf("%w: KEM keys for rotations %d and %d are not consecutive", ErrInvalid, keys[i-1].Rotation, k.Rotation)
+		}
+	}
+	return nil
+}
+
+// validateKEM checks one KEM key: exactly KEMKeySize bytes that ML-KEM-768
+// accepts as an encapsulation key.
+func validateKEM(k KEMKey) error {
 	if len(k) != KEMKeySize {
 		return fmt.Errorf("%w: KEM key is %d bytes, want %d", ErrInvalid, len(k), KEMKeySize)
 	}
@@ -57,4 +78,13 @@ func validateKEM(k KEMKey, requiresPQ bool) error {
 		return fmt.Errorf("%w: KEM key: %v", ErrInvalid, err)
 	}
 	return nil
+}
+
+func kemKeyFor(keys []RotationKEMKey, rotation uint64) (KEMKey, bool) {
+	for _, k := range keys {
+		if k.Rotation == rotation {
+			return k.Key, true
+		}
+	}
+	return nil, false
 }

@@ -576,7 +576,7 @@ func (n *nodeState) topologyNode() Node {
 		Capabilities: d.Capabilities,
 		Version:      d.Version,
 		Performance:  n.health.score(),
-		KEMKey:       d.KEMKey,
+		KEMKeys:      append([]RotationKEMKey(nil), d.KEMKeys...),
 		RequiresPQ:   d.RequiresPQ,
 	}
 }

@@ -13,9 +13,10 @@ import (
 // Limits on topologies, so a client never parses an unbounded document.
 const (
 	// MaxTopologySize is the largest encoded Topology accepted.
-	// 10000 nodes (the directory's default MaxNodes) of about 2.5 KB each,
-	// their 1.6 KB ML-KEM key included, with room to spare.
-	MaxTopologySize = 32 << 20
+	// 10000 nodes (the directory's default MaxNodes) of about 4.1 KB each,
+	// their two 1.6 KB ML-KEM keys (this rotation's and the next) included,
+	// with room to spare.
+	MaxTopologySize = 64 << 20
 	// MaxTopologyNodes bounds the nodes a topology may list across all roles.
 	MaxTopologyNodes = 20000
 )
@@ -94,10 +95,16 @@ type Node struct {
 	// Performance is the node's recent probe success rate, 0..1. Clients may
 	// weight their choice of route by it.
 	Performance float64 `json:"performance"`
-	// KEMKey and RequiresPQ are the node's post-quantum link key and
-	// policy, from its descriptor (see Descriptor.KEMKey).
-	KEMKey     KEMKey `json:"kem_key,omitempty"`
-	RequiresPQ bool   `json:"requires_pq,omitempty"`
+	// KEMKeys and RequiresPQ are the node's post-quantum link keys (one
+	// per rotation, see Descriptor.KEMKeys) and policy, from its
+	// descriptor. An initiator encapsulates to KEMKeyFor(Topology.Rotation).
+	KEMKeys    []RotationKEMKey `json:"kem_keys,omitempty"`
+	RequiresPQ bool             `json:"requires_pq,omitempty"`
+}
+
+// KEMKeyFor returns the node's KEM key for rotation.
+func (n *Node) KEMKeyFor(rotation uint64) (KEMKey, bool) {
+	return kemKeyFor(n.KEMKeys, rotation)
 }
 
 // SphinxKeyFor returns the node's Sphinx key for rotation.
@@ -404,7 +411,7 @@ func (n *Node) validate(role Role, rotation uint64) error {
 	if err := validateSphinxKeys(n.SphinxKeys); err != nil {
 		return err
 	}
-	if err := validateKEM(n.KEMKey, n.RequiresPQ); err != nil {
+	if err := validateKEMKeys(n.KEMKeys, n.RequiresPQ); err != nil {
 		return err
 	}
 	if role != RoleStandby {
@@ -445,8 +452,13 @@ func (n *Node) equalRouting(o *Node) bool {
 		(n.RouterKey == nil) != (o.RouterKey == nil) || (n.RouterKey != nil && *n.RouterKey != *o.RouterKey) {
 		return false
 	}
-	if !bytes.Equal(n.KEMKey, o.KEMKey) || n.RequiresPQ != o.RequiresPQ {
+	if len(n.KEMKeys) != len(o.KEMKeys) || n.RequiresPQ != o.RequiresPQ {
 		return false
+	}
+	for i := range n.KEMKeys {
+		if n.KEMKeys[i].Rotation != o.KEMKeys[i].Rotation || !bytes.Equal(n.KEMKeys[i].Key, o.KEMKeys[i].Key) {
+			return false
+		}
 	}
 	for i := range n.SphinxKeys {
 		if n.SphinxKeys[i] != o.SphinxKeys[i] {

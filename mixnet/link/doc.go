@@ -8,8 +8,9 @@
 // connection. For a client that key is its identity, so the handshake is
 // registration and authentication in one.
 //
-// When the responder publishes an ML-KEM-768 key (KeyPair.KEM) and the
-// initiator knows it (Config.PeerKEM), the handshake is hybrid,
+// When the responder publishes an ML-KEM-768 key (KeyPair.KEMKeys, which
+// rotate, or KeyPair.KEM) and the initiator knows it (Config.PeerKEM), the
+// handshake is hybrid,
 // Noise_XKpsk2_25519_AESGCM_SHA256: message 1 carries the KEM ciphertext and
 // the encapsulated secret is the PSK, so the session keys need both X25519 and
 // ML-KEM broken. How kinds are told apart, mixed networks during an upgrade

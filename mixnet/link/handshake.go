@@ -127,8 +127,9 @@ func initiatorHandshake(ctx context.Context, nc net.Conn, local KeyPair, remoteS
 // responderHandshake runs the XK handshake as the accepting side and learns
 // the initiator's static key. Message 1's length says which kind the
 // initiator chose (classicalMessage1Size or hybridMessage1Size); any other
-// length is refused, and a hybrid message needs local.KEM. The initiator has
-// firstTimeout to send its first message and timeout for the whole handshake.
+// length is refused, and a hybrid message needs local to hold the KEM key it
+// names. The initiator has firstTimeout to send its first message and
+// timeout for the whole handshake.
 func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTimeout, timeout time.Duration) (session, error) {
 	var s session
 	deadline := time.Now().Add(timeout)
@@ -154,7 +155,7 @@ func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTi
 		}
 		var hybrid bool
 		switch {
-		case len(msg) == hybridMessage1Size && local.KEM != nil:
+		case len(msg) == hybridMessage1Size && local.hasKEM():
 			hybrid = true
 		case len(msg) == hybridMessage1Size:
 			return errors.New("initiator offers a hybrid handshake but this node has no KEM key")
@@ -172,7 +173,7 @@ func responderHandshake(ctx context.Context, nc net.Conn, local KeyPair, firstTi
 			return fmt.Errorf("message 1 (initiator expects another responder key?): %w", err)
 		}
 		if hybrid {
-			secret, err := local.KEM.decapsulate(payload)
+			secret, err := local.decapsulate(payload)
 			if err != nil {
 				return fmt.Errorf("message 1: %w", err)
 			}

@@ -34,7 +34,8 @@ func FuzzKEMPayload(f *testing.F) {
 }
 
 // FuzzHybridHandshake feeds arbitrary bytes to a responder that has a KEM
-// key (and may require post-quantum links) and to a hybrid initiator. No
+// key (and may require post-quantum links), alone or among rotating keys
+// (KEMKeys), and to a hybrid initiator. No
 // input may panic either or complete a handshake without the keys; seeds
 // include a real hybrid message 1, so the fuzzer starts past the length
 // dispatch and into decryption and decapsulation.
@@ -42,6 +43,11 @@ func FuzzHybridHandshake(f *testing.F) {
 	responder := newPQKey(f)
 	initiator := newKey(f)
 	pk := publicKEM(f, responder)
+	other, err := GenerateKEMKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	rotating := KeyPair{Private: responder.Private, Public: responder.Public, KEMKeys: NewKEMKeyring(other, responder.KEM)}
 
 	msg1 := realHybridMessage1(f, initiator, responder, encapsulate(pk))
 	f.Add(msg1, false, false)
@@ -50,17 +56,19 @@ func FuzzHybridHandshake(f *testing.F) {
 	f.Add([]byte{0, 48}, false, true)
 	f.Add(bytes.Repeat([]byte{0, 48}, 100), true, false)
 	f.Fuzz(func(t *testing.T, script []byte, asInitiator, requirePQ bool) {
-		nc := scriptConn{bytes.NewReader(script)}
-		var err error
 		if asInitiator {
-			_, err = initiatorHandshake(context.Background(), nc, initiator, responder.Public, encapsulate(pk), time.Second)
-		} else {
-			local := responder
-			local.RequirePQ = requirePQ
-			_, err = respond(context.Background(), nc, local, time.Second)
+			nc := scriptConn{bytes.NewReader(script)}
+			if _, err := initiatorHandshake(context.Background(), nc, initiator, responder.Public, encapsulate(pk), time.Second); err == nil {
+				t.Fatal("handshake completed against a scripted peer")
+			}
+			return
 		}
-		if err == nil {
-			t.Fatal("handshake completed against a scripted peer")
+		for _, local := range []KeyPair{responder, rotating} {
+			local.RequirePQ = requirePQ
+			nc := scriptConn{bytes.NewReader(script)}
+			if _, err := respond(context.Background(), nc, local, time.Second); err == nil {
+				t.Fatal("handshake completed against a scripted peer")
+			}
 		}
 	})
 }

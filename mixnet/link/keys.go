@@ -13,10 +13,15 @@ type KeyPair struct {
 	Private [32]byte
 	Public  [32]byte
 
-	// KEM, when set, is the ML-KEM-768 key with which a responder accepts
+	// KEM, when set, is an ML-KEM-768 key with which a responder accepts
 	// hybrid (post-quantum) handshakes; its public half is published next
 	// to Public. Clients, which only dial, leave it nil. See pq.go.
 	KEM *KEMKey
+	// KEMKeys, when set, are more such keys, replaced as they rotate while
+	// the responder serves: a node's keys of the current, the next and,
+	// during the overlap, the previous rotation. Message 1 names the one
+	// it used. KeyPair values share the ring.
+	KEMKeys *KEMKeyring
 	// RequirePQ makes this side refuse classical handshakes: a responder
 	// turns away initiators that do not encapsulate to KEM, an initiator
 	// does not dial peers that publish no KEM key.

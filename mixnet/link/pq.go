@@ -5,13 +5,15 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"sync"
 )
 
 // Post-quantum (hybrid) links.
 //
-// A responder that has an ML-KEM-768 key (KeyPair.KEM, published in its
-// signed descriptor) accepts the hybrid handshake: the initiator
+// A responder that has ML-KEM-768 keys (KeyPair.KEMKeys or KeyPair.KEM,
+// published in its signed descriptor) accepts the hybrid handshake: the initiator
 // encapsulates to that key, sends the ciphertext in message 1's payload
 // (encrypted under es, so observers see neither it nor the key id), and the
 // 32-byte shared secret becomes the PSK of Noise_XKpsk2. The session keys
@@ -40,12 +42,18 @@ import (
 // operators who want it: such a node refuses classical initiators and does
 // not dial peers without a KEM key.
 //
-// Key lifetime: the KEM key is long-term, tied to the node's Noise key
-// (mixnet/nodekey). A link's secrecy against a future quantum attacker
-// therefore holds only while that KEM key stays secret: whoever later seizes
-// the node's KEM key and has broken X25519 can open recorded links. The key
-// id in message 1 lets a later version rotate KEM keys with the Sphinx keys
-// (several keys accepted at once) without a change of wire format.
+// Key lifetime: a node has one KEM key per Sphinx key rotation
+// (mixnet/nodekey), created and deleted with that rotation's Sphinx key. Its
+// descriptor announces the current and the next rotation's KEM keys; an
+// initiator encapsulates to the key of the rotation its topology says is in
+// force and names it by its key id in message 1. The responder holds
+// several keys at once (KeyPair.KEMKeys: current, next and, during the
+// first epoch of a rotation, previous) and decapsulates with the one named;
+// an unknown id (a deleted key, or one never ours) fails that handshake
+// only. So a link's secrecy against a future quantum attacker who also
+// steals the node's keys is forward at rotation granularity: once a
+// rotation's KEM key is deleted, the links made with it stay closed to
+// whoever seizes the node later.
 
 // hybridPrologue replaces prologue in hybrid handshakes; together with the
 // psk2 protocol name it binds the choice of kind into the handshake hash.
@@ -176,18 +184,89 @@ func encapsulate(pk *KEMPublicKey) *kemEncap {
 	return e
 }
 
-// decapsulate recovers the PSK from message 1's payload. ML-KEM rejects
-// implicitly: an altered ciphertext yields an unrelated secret, so the
-// handshake fails at message 2's tag rather than here.
-func (k *KEMKey) decapsulate(payload []byte) ([]byte, error) {
+// ErrUnknownKEMKey is wrapped by a responder's handshake failure when
+// message 1 names a KEM key the responder does not hold: one already
+// deleted (its rotation is over) or never its own.
+var ErrUnknownKEMKey = errors.New("message 1 names a KEM key this node does not hold")
+
+// KEMKeyring is the set of KEM keys a responder accepts, named by key id.
+// A node replaces its contents as rotations pass (Set) while its listener
+// keeps serving; it is safe for concurrent use.
+type KEMKeyring struct {
+	mu   sync.RWMutex
+	keys map[KEMKeyID]*KEMKey
+}
+
+// NewKEMKeyring makes a keyring holding keys.
+func NewKEMKeyring(keys ...*KEMKey) *KEMKeyring {
+	r := &KEMKeyring{}
+	r.Set(keys...)
+	return r
+}
+
+// Set makes keys the only keys accepted. Keys left out are forgotten:
+// handshakes naming them fail from now on.
+func (r *KEMKeyring) Set(keys ...*KEMKey) {
+	m := make(map[KEMKeyID]*KEMKey, len(keys))
+	for _, k := range keys {
+		m[k.id] = k
+	}
+	r.mu.Lock()
+	r.keys = m
+	r.mu.Unlock()
+}
+
+// Add accepts keys too, keeping those already held.
+func (r *KEMKeyring) Add(keys ...*KEMKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[KEMKeyID]*KEMKey, len(r.keys)+len(keys))
+	maps.Copy(m, r.keys)
+	for _, k := range keys {
+		m[k.id] = k
+	}
+	r.keys = m
+}
+
+// Len is how many keys the ring holds.
+func (r *KEMKeyring) Len() int {
+	if r == nil {
+		return 0
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.keys)
+}
+
+func (r *KEMKeyring) get(id KEMKeyID) *KEMKey {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.keys[id]
+}
+
+// hasKEM reports whether k accepts hybrid handshakes at all.
+func (k *KeyPair) hasKEM() bool { return k.KEM != nil || k.KEMKeys.Len() > 0 }
+
+// decapsulate recovers the PSK from message 1's payload with the KEM key it
+// names: one of k.KEMKeys, or k.KEM. ML-KEM rejects implicitly: an altered
+// ciphertext yields an unrelated secret, so the handshake fails at message
+// 2's tag rather than here.
+func (k *KeyPair) decapsulate(payload []byte) ([]byte, error) {
 	var p kemPayload
 	if err := p.UnmarshalBinary(payload); err != nil {
 		return nil, err
 	}
-	if p.KeyID != k.id {
-		return nil, fmt.Errorf("message 1 names KEM key %x, ours is %x", p.KeyID, k.id)
+	key := k.KEMKeys.get(p.KeyID)
+	if key == nil && k.KEM != nil && k.KEM.id == p.KeyID {
+		key = k.KEM
 	}
-	secret, err := k.dk.Decapsulate(p.Ciphertext[:])
+	if key == nil {
+		return nil, fmt.Errorf("%w: %x", ErrUnknownKEMKey, p.KeyID)
+	}
+	secret, err := key.dk.Decapsulate(p.Ciphertext[:])
 	if err != nil {
 		return nil, fmt.Errorf("KEM decapsulation: %w", err)
 	}

@@ -75,7 +75,7 @@ func hybridTranscript(t *testing.T, in katInputs) (fromInitiator, fromResponder 
 	if err != nil {
 		t.Fatal(err)
 	}
-	psk, err := responder.KEM.decapsulate(got)
+	psk, err := responder.decapsulate(got)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func (f *fakeNode) register(t testing.TB, dir *directory.Client, caps directory.
 		Capabilities: caps, Version: "bench", IssuedAt: time.Now(),
 	}
 	if f.noise.KEM != nil {
-		d.KEMKey = f.noise.KEM.PublicKey()
+		d.KEMKeys = []directory.RotationKEMKey{{Rotation: rotation, Key: f.noise.KEM.PublicKey()}}
 	}
 	if caps.Gateway() {
 		d.ClientsAddr = f.addr
@@ -251,7 +251,8 @@ func benchNodeSockets(b *testing.B, hybrid bool) {
 	}
 	feederCfg := link.Config{Static: feeder.noise, QueueLen: 8192, Stats: feederStats}
 	if hybrid {
-		pk, err := link.ParseKEMPublicKey(target.KEMKey)
+		kem, _ := target.KEMKeyFor(topo.Rotation)
+		pk, err := link.ParseKEMPublicKey(kem)
 		if err != nil {
 			b.Fatalf("node under test publishes no usable KEM key: %v", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/mixnode"
 )
 
@@ -112,9 +113,7 @@ func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
 		Version:      Version,
 		IssuedAt:     n.opts.Now(),
 	}
-	if n.linkKey.KEM != nil {
-		d.KEMKey, d.RequiresPQ = n.linkKey.KEM.PublicKey(), n.linkKey.RequirePQ
-	}
+	d.RequiresPQ = n.linkKey.RequirePQ
 	if n.clientsLn != nil {
 		d.ClientsAddr = n.cfg.announce(n.clientsLn.Addr().String())
 	}
@@ -128,6 +127,14 @@ func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
 			return d, fmt.Errorf("sphinx key for rotation %d: %w", r, err)
 		}
 		d.SphinxKeys = append(d.SphinxKeys, directory.SphinxKey{Rotation: r, Key: directory.Key(k.PublicKey())})
+		kem, err := n.keys.KEM(r)
+		if err != nil {
+			return d, fmt.Errorf("KEM key for rotation %d: %w", r, err)
+		}
+		d.KEMKeys = append(d.KEMKeys, directory.RotationKEMKey{Rotation: r, Key: kem.PublicKey()})
+		// Accept what we announce from now on: a peer may learn it from
+		// the directory before our next topology arrives.
+		n.linkKey.KEMKeys.Add(kem)
 	}
 	return d, nil
 }
@@ -184,7 +191,9 @@ func (n *Node) layerGrace() time.Duration {
 // installKeys gives the mixer the keys a packet may be made for in epoch
 // t.Epoch: the rotation's own key and, during the first epoch of a rotation,
 // the previous rotation's, for packets built from the previous topology.
-// Keys older than that are deleted from disk.
+// The link listener gets the KEM keys of the same rotations and of the next
+// one (announced already: a peer whose topology is a rotation ahead dials
+// with it). Keys older than that are deleted from disk, Sphinx and KEM alike.
 func (n *Node) installKeys(t *directory.Topology) error {
 	want := []uint64{t.Rotation}
 	if t.RotationEpochs > 0 && t.Epoch%t.RotationEpochs == 0 && t.Rotation > 0 {
@@ -203,13 +212,22 @@ func (n *Node) installKeys(t *directory.Topology) error {
 		}
 		keys = append(keys, mixnode.RotationKey{Rotation: r, Key: k})
 	}
+	kems := make([]*link.KEMKey, 0, len(want)+1)
+	for _, r := range append([]uint64{t.Rotation + 1}, want...) {
+		k, err := n.keys.KEM(r)
+		if err != nil {
+			return fmt.Errorf("KEM key for rotation %d: %w", r, err)
+		}
+		kems = append(kems, k)
+	}
 	if err := n.mixer.SetKeys(keys...); err != nil {
 		return fmt.Errorf("install sphinx keys: %w", err)
 	}
+	n.linkKey.KEMKeys.Set(kems...)
 	n.installed = want
-	n.log.Info("sphinx keys", "epoch", t.Epoch, "rotations", want)
-	if err := n.keys.PruneSphinx(slices.Min(want)); err != nil {
-		n.log.Warn("prune old sphinx keys", "err", err)
+	n.log.Info("sphinx and KEM keys", "epoch", t.Epoch, "rotations", want)
+	if err := n.keys.Prune(slices.Min(want)); err != nil {
+		n.log.Warn("prune old sphinx and KEM keys", "err", err)
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ type Node struct {
 	state atomic.Pointer[roleState]
 
 	mu         sync.Mutex
-	installed  []uint64 // rotations whose keys the mixer holds
+	installed  []uint64 // rotations whose Sphinx keys the mixer holds
 	descriptor directory.Descriptor
 }
 
@@ -116,7 +116,9 @@ func New(cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("noise key: %w", err)
 	}
-	lk.KEM, lk.RequirePQ = keys.KEM, cfg.RequirePQLinks // see pq.go
+	// The KEM keys rotate with the Sphinx keys: describe and installKeys
+	// fill the ring (see pq.go).
+	lk.KEMKeys, lk.RequirePQ = link.NewKEMKeyring(), cfg.RequirePQLinks
 	id := keys.IdentityKey()
 	n := &Node{
 		cfg:      cfg,

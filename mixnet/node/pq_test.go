@@ -41,14 +41,15 @@ func TestHybridLinksEverywhere(t *testing.T) {
 	topo := n.WaitRoutable(10 * time.Second)
 	for _, group := range [][]directory.Node{topo.Entry, topo.Exit, topo.Layers[0], topo.Layers[1], topo.Layers[2]} {
 		for _, nd := range group {
-			if len(nd.KEMKey) != directory.KEMKeySize {
-				t.Fatalf("node %s publishes no KEM key", nd.Identity)
+			if k, ok := nd.KEMKeyFor(topo.Rotation); !ok || len(k) != directory.KEMKeySize {
+				t.Fatalf("node %s publishes no KEM key for rotation %d", nd.Identity, topo.Rotation)
 			}
 		}
 	}
 	exit := exitIndex(t, n, topo)
 	entry := topo.Entry[0]
-	gwKEM, err := link.ParseKEMPublicKey(entry.KEMKey)
+	entryKEM, _ := entry.KEMKeyFor(topo.Rotation)
+	gwKEM, err := link.ParseKEMPublicKey(entryKEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,20 +125,36 @@ func TestNodeRequirePQLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := link.ParseKEMPublicKey(keys.KEM.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The node accepts its rotation's KEM key once it has announced it
+	// (its first registration): until then, and should a rotation pass
+	// meanwhile, dial again.
 	stats := new(link.Stats)
-	c, err := link.Dial(context.Background(), strict.Config.MixnetListen, noise, link.Config{
-		Static: me, Stats: stats, PeerKEM: func([32]byte) *link.KEMPublicKey { return pk },
+	var lastErr error
+	poll.Until(t, 10*time.Second, "a hybrid handshake accepted", func() bool {
+		tp, err := n.Topology()
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		kem, err := keys.KEM(tp.Rotation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk, err := link.ParseKEMPublicKey(kem.PublicKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := link.Dial(context.Background(), strict.Config.MixnetListen, noise, link.Config{
+			Static: me, Stats: stats, PeerKEM: func([32]byte) *link.KEMPublicKey { return pk },
+		})
+		if lastErr = err; err != nil {
+			return false
+		}
+		c.Close()
+		return true
 	})
-	if err != nil {
-		t.Fatalf("hybrid initiator refused: %v", err)
-	}
-	c.Close()
 	if stats.HandshakesHybrid.Load() != 1 {
-		t.Fatal("the accepted handshake was not hybrid")
+		t.Fatalf("the accepted handshake was not hybrid (last error %v)", lastErr)
 	}
 
 	// The next epoch's topology carries the requirement, signed.
@@ -147,6 +164,7 @@ func TestNodeRequirePQLinks(t *testing.T) {
 			return false
 		}
 		nd, ok := tp.NodeByIdentity(directory.Key(strict.Identity()))
-		return ok && nd.RequiresPQ && len(nd.KEMKey) == directory.KEMKeySize
+		k, _ := nd.KEMKeyFor(tp.Rotation)
+		return ok && nd.RequiresPQ && len(k) == directory.KEMKeySize
 	})
 }

@@ -1,17 +1,13 @@
-// Package nodekey keeps a node's long-term keys in its data directory: the
-// ed25519 identity (its address in the network), the X25519 Noise key of its
-// links with the ML-KEM-768 key of its post-quantum (hybrid) links, and one
-// X25519 Sphinx key per key rotation.
+// Package nodekey keeps a node's keys in its data directory: the long-term
+// ed25519 identity (its address in the network) and X25519 Noise key of its
+// links, and, per key rotation, one X25519 Sphinx key and one ML-KEM-768 key
+// of its post-quantum (hybrid) links.
 //
-// The KEM key lives as long as the Noise key. That gives no forward
-// secrecy against a later compromise of the KEM key: whoever seizes it, and
-// can also break X25519, can open the links recorded before. Rotating it
-// with the Sphinx keys would close that gap (the link handshake already names
-// the KEM key it uses).
-//
-// Sphinx keys are random per rotation and deleted once their rotation is
-// over, not derived from a master secret: whoever seizes a node later cannot
-// unwrap the packets it carried before.
+// Rotation keys are random per rotation and deleted once their rotation is
+// over (Prune), not derived from a master secret: whoever seizes a node later
+// cannot unwrap the packets it carried before, nor open the hybrid links
+// made with a deleted KEM key even if they can break X25519. That is forward
+// secrecy at rotation granularity.
 package nodekey
 
 import (
@@ -35,9 +31,12 @@ import (
 const (
 	identityFile = "identity.key"
 	noiseFile    = "noise.key"
-	kemFile      = "kem.key"
 	sphinxPrefix = "sphinx-"
-	sphinxSuffix = ".key"
+	kemPrefix    = "kem-"
+	keySuffix    = ".key"
+	// legacyKEMFile held the single KEM key of versions before KEM keys
+	// rotated; Load deletes it.
+	legacyKEMFile = "kem.key"
 )
 
 // ErrNoKeys means the directory has no identity yet (run init first).
@@ -48,8 +47,6 @@ type Keys struct {
 	dir      string
 	Identity ed25519.PrivateKey
 	Noise    *ecdh.PrivateKey
-	// KEM is the ML-KEM-768 key of hybrid link handshakes.
-	KEM *link.KEMKey
 }
 
 // IdentityKey is the node's public identity, its routing address.
@@ -100,34 +97,12 @@ func Load(dir string) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodekey: noise key: %w", err)
 	}
-	kem, err := loadKEM(filepath.Join(dir, kemFile))
-	if err != nil {
-		return nil, err
+	// A KEM key that outlived every rotation would undo the forward
+	// secrecy the rotating keys give.
+	if err := os.Remove(filepath.Join(dir, legacyKEMFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("nodekey: remove the old long-lived KEM key: %w", err)
 	}
-	return &Keys{dir: dir, Identity: ed25519.NewKeyFromSeed(seed), Noise: noise, KEM: kem}, nil
-}
-
-// loadKEM reads the KEM key, creating it the first time: at init, and when
-// a node made before post-quantum links starts with this version.
-func loadKEM(path string) (*link.KEMKey, error) {
-	b, err := readKey(path, link.KEMSeedSize)
-	if errors.Is(err, fs.ErrNotExist) {
-		k, err := link.GenerateKEMKey()
-		if err != nil {
-			return nil, err
-		}
-		if err := writeNew(path, k.Seed()); err != nil {
-			if errors.Is(err, fs.ErrExist) { // another caller made it first
-				return loadKEM(path)
-			}
-			return nil, err
-		}
-		return k, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return link.NewKEMKey(b)
+	return &Keys{dir: dir, Identity: ed25519.NewKeyFromSeed(seed), Noise: noise}, nil
 }
 
 // LoadOrCreate loads the keys in dir, creating them on first use.
@@ -141,41 +116,68 @@ func LoadOrCreate(dir string) (*Keys, error) {
 
 // Sphinx returns the Sphinx key for a rotation, creating it if needed.
 func (k *Keys) Sphinx(rotation uint64) (*sphinx.PrivateKey, error) {
-	path := filepath.Join(k.dir, sphinxPrefix+strconv.FormatUint(rotation, 10)+sphinxSuffix)
-	b, err := readKey(path, 32)
-	if errors.Is(err, fs.ErrNotExist) {
-		sk := sphinx.GenerateKey()
-		if err := writeNew(path, sk.Bytes()); err != nil {
-			if errors.Is(err, fs.ErrExist) { // another caller made it first
-				return k.Sphinx(rotation)
-			}
-			return nil, err
-		}
-		return sk, nil
-	}
+	b, err := k.rotationKey(sphinxPrefix, rotation, 32, func() ([]byte, error) { return sphinx.GenerateKey().Bytes(), nil })
 	if err != nil {
 		return nil, err
 	}
 	return sphinx.NewPrivateKey(b)
 }
 
-// PruneSphinx deletes the Sphinx keys of rotations before oldest.
-func (k *Keys) PruneSphinx(oldest uint64) error {
+// KEM returns the ML-KEM-768 link key for a rotation, creating it if
+// needed. It lives exactly as long as the rotation's Sphinx key.
+func (k *Keys) KEM(rotation uint64) (*link.KEMKey, error) {
+	b, err := k.rotationKey(kemPrefix, rotation, link.KEMSeedSize, func() ([]byte, error) {
+		kk, err := link.GenerateKEMKey()
+		if err != nil {
+			return nil, err
+		}
+		return kk.Seed(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return link.NewKEMKey(b)
+}
+
+// rotationKey reads the size-byte key of one rotation from its file,
+// prefix<rotation>.key, first writing one from generate if there is none.
+func (k *Keys) rotationKey(prefix string, rotation uint64, size int, generate func() ([]byte, error)) ([]byte, error) {
+	path := filepath.Join(k.dir, prefix+strconv.FormatUint(rotation, 10)+keySuffix)
+	b, err := readKey(path, size)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return b, err
+	}
+	if b, err = generate(); err != nil {
+		return nil, fmt.Errorf("nodekey: generate %s: %w", path, err)
+	}
+	if err := writeNew(path, b); err != nil {
+		if errors.Is(err, fs.ErrExist) { // another caller made it first
+			return readKey(path, size)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// Prune deletes the Sphinx and KEM keys of rotations before oldest.
+func (k *Keys) Prune(oldest uint64) error {
 	entries, err := os.ReadDir(k.dir)
 	if err != nil {
 		return fmt.Errorf("nodekey: prune: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, sphinxPrefix) || !strings.HasSuffix(name, sphinxSuffix) {
-			continue
-		}
-		r, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, sphinxPrefix), sphinxSuffix), 10, 64)
-		if err != nil || r >= oldest {
-			continue
-		}
-		if err := os.Remove(filepath.Join(k.dir, name)); err != nil {
-			return fmt.Errorf("nodekey: prune: %w", err)
+		for _, prefix := range []string{sphinxPrefix, kemPrefix} {
+			if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, keySuffix) {
+				continue
+			}
+			r, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, prefix), keySuffix), 10, 64)
+			if err != nil || r >= oldest {
+				continue
+			}
+			if err := os.Remove(filepath.Join(k.dir, name)); err != nil {
+				return fmt.Errorf("nodekey: prune: %w", err)
+			}
 		}
 	}
 	return nil

@@ -24,13 +24,10 @@ func TestCreateLoad(t *testing.T) {
 	if k.IdentityKey() != again.IdentityKey() || k.NoiseKey() != again.NoiseKey() {
 		t.Fatal("a restarted node has a new identity")
 	}
-	if !bytes.Equal(k.KEM.PublicKey(), again.KEM.PublicKey()) {
-		t.Fatal("a restarted node has a new KEM key")
-	}
 	if _, err := Create(dir); err == nil {
 		t.Fatal("Create overwrote existing keys")
 	}
-	for _, name := range []string{identityFile, noiseFile, kemFile} {
+	for _, name := range []string{identityFile, noiseFile} {
 		st, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +80,7 @@ func TestSphinxRotation(t *testing.T) {
 	if c.PublicKey() == a.PublicKey() {
 		t.Fatal("two rotations share a key")
 	}
-	if err := k.PruneSphinx(8); err != nil {
+	if err := k.Prune(8); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := k.Sphinx(7)
@@ -96,27 +93,81 @@ func TestSphinxRotation(t *testing.T) {
 	}
 }
 
-// TestKEMKeyUpgrade: a data directory made before post-quantum links (no
-// KEM key) gets one on the next load, keeps its identity, and a readable KEM
-// key is refused like any other.
-func TestKEMKeyUpgrade(t *testing.T) {
+// TestKEMKeyRotation: the KEM key is one per rotation like the Sphinx key:
+// stable across calls and restarts, mode 0600, distinct per rotation, and
+// Prune deletes the file of an ended rotation, so its key is gone from disk
+// (forward secrecy) while the current rotation's stays.
+func TestKEMKeyRotation(t *testing.T) {
 	dir := t.TempDir()
 	k, err := Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, kemFile)); err != nil {
+	a, err := k.KEM(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := restarted.KEM(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.PublicKey(), b.PublicKey()) {
+		t.Fatal("the same rotation gave two KEM keys")
+	}
+	c, err := k.KEM(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(c.PublicKey(), a.PublicKey()) {
+		t.Fatal("two rotations share a KEM key")
+	}
+	old := filepath.Join(dir, "kem-7.key")
+	st, err := os.Stat(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("KEM key file has mode %v, want 0600", st.Mode().Perm())
+	}
+	if err := k.Prune(8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the ended rotation's KEM key is still on disk: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kem-8.key")); err != nil {
+		t.Fatalf("pruning removed the current rotation's KEM key: %v", err)
+	}
+	os.Chmod(filepath.Join(dir, "kem-8.key"), 0o644)
+	if _, err := k.KEM(8); err == nil {
+		t.Fatal("loaded a world-readable KEM key")
+	}
+}
+
+// TestLegacyKEMKeyRemoved: the single long-lived KEM key of versions before
+// KEM keys rotated is deleted on load, keeping the identity.
+func TestLegacyKEMKeyRemoved(t *testing.T) {
+	dir := t.TempDir()
+	k, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := filepath.Join(dir, legacyKEMFile)
+	if err := os.WriteFile(legacy, []byte("AAAA\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	up, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.IdentityKey() != k.IdentityKey() || up.KEM == nil || bytes.Equal(up.KEM.PublicKey(), k.KEM.PublicKey()) {
-		t.Fatal("upgrade did not keep the identity and make a new KEM key")
+	if up.IdentityKey() != k.IdentityKey() {
+		t.Fatal("upgrade changed the identity")
 	}
-	os.Chmod(filepath.Join(dir, kemFile), 0o644)
-	if _, err := Load(dir); err == nil {
-		t.Fatal("loaded a world-readable KEM key")
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the long-lived KEM key survived the upgrade: %v", err)
 	}
 }
