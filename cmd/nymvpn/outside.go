@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -111,18 +110,5 @@ func (o *outside) dialGateway(ctx context.Context, network, addr string) (net.Co
 		release()
 		return nil, err
 	}
-	return &releasingConn{Conn: c, release: release}, nil
-}
-
-// releasingConn closes the kill switch's hole for its gateway when closed.
-type releasingConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *releasingConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
+	return &trackedConn{Conn: c, release: release}, nil // closing it closes the hole
 }

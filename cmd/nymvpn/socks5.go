@@ -446,8 +446,10 @@ func dialError(err error) error {
 	return err
 }
 
-// trackedConn counts as a use of its tunnel until closed. It keeps
-// CloseWrite, which the relay uses for half-closes.
+// trackedConn runs release once when closed: a SOCKS connection counts as
+// a use of its tunnel until then, a gateway connection keeps the kill
+// switch's hole for its gateway open. It keeps CloseWrite, which the relay
+// uses for half-closes.
 type trackedConn struct {
 	net.Conn
 	once    sync.Once
