@@ -1,4 +1,4 @@
-package directory
+package authority
 
 import (
 	"crypto/ed25519"
