@@ -131,8 +131,9 @@ func New(cfg Config, opts Options) (*Node, error) {
 		linkKey:  lk,
 		links:    &link.Stats{},
 	}
-	n.metrics = newMetrics(n.registry)
-	n.registry.MustRegister(newLinkCollector(n.links))
+	if n.metrics, err = newMetrics(n.registry, n.links); err != nil {
+		return nil, err
+	}
 	n.state.Store(&roleState{Role: directory.RoleNone})
 	n.mixer, err = mixnode.New(mixnode.Config{
 		Workers:  cfg.Workers,
