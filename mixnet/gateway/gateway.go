@@ -529,7 +529,7 @@ func (g *Gateway) Close() error {
 		if !recorded {
 			continue
 		}
-		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.encode()})
+		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.value()})
 	}
 	if len(batch) > 0 {
 		g.commit(batch)
