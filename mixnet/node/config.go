@@ -205,6 +205,28 @@ func WriteConfig(c Config) error {
 	return nil
 }
 
+// withDefaults checks c (Validate) and returns it with the zero settings the
+// node applies itself, the HTTP limits, at their defaults. Zero gateway and
+// link settings stay zero: those packages fill them in.
+func (c Config) withDefaults() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.HTTPMaxConns == 0 {
+		c.HTTPMaxConns = DefaultHTTPMaxConns
+	}
+	if c.HTTPReadTimeout.Duration == 0 {
+		c.HTTPReadTimeout.Duration = DefaultHTTPReadTimeout
+	}
+	if c.HTTPWriteTimeout.Duration == 0 {
+		c.HTTPWriteTimeout.Duration = DefaultHTTPWriteTimeout
+	}
+	if c.HTTPIdleTimeout.Duration == 0 {
+		c.HTTPIdleTimeout.Duration = DefaultHTTPIdleTimeout
+	}
+	return c, nil
+}
+
 // Validate reports the first setting that cannot work.
 func (c *Config) Validate() error {
 	switch c.Mode {

@@ -93,7 +93,8 @@ type roleState struct {
 // New loads keys and configuration and opens the listeners, so that a caller
 // learns of a taken port before Run.
 func New(cfg Config, opts Options) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	if opts.Logger == nil {
