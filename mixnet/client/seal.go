@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // A forward packet's body is read by the recipient's gateway, so it is sealed
@@ -34,21 +35,39 @@ var zeroNonce [12]byte
 // seal appends the sealed form of plaintext, for the holder of recipient's
 // private key, to dst.
 func seal(dst []byte, recipient *ecdh.PublicKey, plaintext []byte) ([]byte, error) {
+	n := len(dst)
+	dst = slices.Grow(dst, SealOverhead+len(plaintext))[:n+SealOverhead+len(plaintext)]
+	copy(dst[n+32:], plaintext)
+	if err := sealInPlace(dst[n:], recipient); err != nil {
+		return dst[:n], err
+	}
+	return dst, nil
+}
+
+// sealInPlace seals b = eph 32 ‖ plaintext ‖ 16 bytes for the tag, in place:
+// it writes the ephemeral key in front and the tag behind, and the
+// ciphertext exactly over the plaintext, as AEADs allow.
+func sealInPlace(b []byte, recipient *ecdh.PublicKey) error {
+	if len(b) < SealOverhead {
+		return fmt.Errorf("seal: %d bytes, less than the overhead", len(b))
+	}
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return dst, fmt.Errorf("seal: %w", err)
+		return fmt.Errorf("seal: %w", err)
 	}
 	secret, err := eph.ECDH(recipient)
 	if err != nil {
-		return dst, fmt.Errorf("seal: %w", err)
+		return fmt.Errorf("seal: %w", err)
 	}
 	ephPub := eph.PublicKey().Bytes()
 	aead, err := sealAEAD(secret, ephPub, recipient.Bytes())
 	if err != nil {
-		return dst, err
+		return err
 	}
-	dst = append(dst, ephPub...)
-	return aead.Seal(dst, zeroNonce[:], plaintext, nil), nil
+	copy(b, ephPub)
+	pt := b[32 : len(b)-16]
+	aead.Seal(pt[:0], zeroNonce[:], pt, nil)
+	return nil
 }
 
 // open returns the plaintext of a sealed body made for priv. The result does

@@ -105,7 +105,7 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 	}
 	// Fail now, not after every retransmission, when the recipient's
 	// gateway is unknown.
-	if err := c.router.knows(to.Gateway); err != nil {
+	if err := c.routes.knows(to.Gateway); err != nil {
 		return fmt.Errorf("client: sending to %s: %w", to, err)
 	}
 	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))

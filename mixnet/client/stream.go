@@ -40,12 +40,13 @@ type Source interface {
 // buffer that carries the packet to the gateway (headroom for every header
 // below it is already reserved).
 type Payload struct {
-	pkt    *wirePacket
-	reply  bool
-	nSURBs int
-	room   int  // data bytes that fit
-	n      int  // data bytes recorded by SetData
-	set    bool // SetData was called
+	buf     []byte // the packet's wire buffer
+	dataOff int    // where the data starts in buf
+	reply   bool
+	nSURBs  int
+	room    int  // data bytes that fit
+	n       int  // data bytes recorded by SetData
+	set     bool // SetData was called
 }
 
 // ErrPayload is wrapped by the errors of Payload's methods: the source broke
@@ -53,14 +54,13 @@ type Payload struct {
 var ErrPayload = errors.New("client: payload misuse")
 
 // reset prepares p for a packet of the stream's kind.
-func (p *Payload) reset(pkt *wirePacket, reply bool) {
-	*p = Payload{pkt: pkt, reply: reply}
+func (p *Payload) reset(buf []byte, reply bool) {
+	*p = Payload{buf: buf, reply: reply, dataOff: dataOffset(reply, 0)}
 	if reply {
 		p.room = replyDataCapacity
 	} else {
 		p.room = repliableDataCapacity(0)
 	}
-	pkt.setDataOffset(reply, 0)
 }
 
 // SetSURBs makes the packet carry n reply SURBs (forward streams only; a
@@ -81,15 +81,14 @@ func (p *Payload) SetSURBs(n int) (room int, err error) {
 	}
 	p.nSURBs = n
 	p.room = repliableDataCapacity(n)
-	p.pkt.setDataOffset(false, n)
+	p.dataOff = dataOffset(false, n)
 	return p.room, nil
 }
 
 // Buf returns the packet's data buffer: len 0 (or the data so far), cap the
 // bytes of data that fit. Append to it in place and hand the result to SetData.
 func (p *Payload) Buf() []byte {
-	off := p.pkt.dataOff
-	return p.pkt.b[off : off+p.n : off+p.room]
+	return p.buf[p.dataOff : p.dataOff+p.n : p.dataOff+p.room]
 }
 
 // SetData records b as the packet's data. b must be Buf() appended within its
@@ -98,17 +97,11 @@ func (p *Payload) SetData(b []byte) error {
 	if len(b) > p.room {
 		return fmt.Errorf("%w: %d bytes of data, %d fit", ErrPayload, len(b), p.room)
 	}
-	if len(b) > 0 && &b[0] != &p.pkt.b[p.pkt.dataOff] {
+	if len(b) > 0 && &b[0] != &p.buf[p.dataOff] {
 		return fmt.Errorf("%w: data not in the payload's buffer", ErrPayload)
 	}
 	p.n, p.set = len(b), true
 	return nil
-}
-
-// data is what the source wrote.
-func (p *Payload) data() []byte {
-	off := p.pkt.dataOff
-	return p.pkt.b[off : off+p.n]
 }
 
 // Stream is a registered Source.
@@ -157,7 +150,7 @@ func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.router.knows(to.Gateway); err != nil {
+	if err := c.routes.knows(to.Gateway); err != nil {
 		return nil, fmt.Errorf("client: stream to %s: %w", to, err)
 	}
 	s := c.newStream(src)
@@ -236,8 +229,7 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		c.sched.fed(s)
 	}
-	pkt := newWirePacket()
-	p.reset(pkt, s.reply)
+	p.reset(newWireBuffer(), s.reply)
 	if !s.src.Pull(p) {
 		if s.reply {
 			c.surbs.unshift(s.tag, surb)
@@ -250,13 +242,10 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		return false
 	}
-	var b *builtPacket
+	b, err := s.build(p, &surb.s)
 	if s.reply {
-		b, err = c.buildReplyStream(&surb.s, p)
 		c.stats.surbsSpent.Add(1)
 		c.afterReply(s.tag)
-	} else {
-		b, err = c.buildForwardStream(s, p)
 	}
 	if err != nil {
 		c.stats.buildFailures.Add(1)
@@ -279,6 +268,15 @@ func (s *Stream) pullOne(p *Payload) bool {
 	case <-s.ctx.Done():
 		return false
 	}
+}
+
+// build completes the packet whose data the source wrote into p; a reply
+// goes through surb.
+func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
+	if s.reply {
+		return s.c.buildReplyStream(surb, p)
+	}
+	return s.c.buildForwardStream(s, p)
 }
 
 // starve records that a reply stream found no SURB and tells its owner,
