@@ -35,7 +35,7 @@ func offlineClientKeys(tb testing.TB) (*Client, map[directory.Key]*sphinx.Privat
 		t.Layers[l] = []directory.Node{node(byte(10*l + 1)), node(byte(10*l + 2))}
 	}
 	priv, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	c := &Client{rnd: newRandomSource(), priv: priv, selfPub: priv.PublicKey()}
+	c := &Client{rnd: newRandomSource(), priv: priv}
 	c.routes = &routes{rnd: c.rnd, hopDelay: 15 * time.Millisecond}
 	c.routes.topo.Store(t)
 	copy(c.addr.Identity[:], priv.PublicKey().Bytes())
@@ -59,7 +59,7 @@ func BenchmarkPacketCreation(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := c.buildForward(c.addr, c.selfPub, pt, id); err != nil {
+		if _, err := c.buildForward(c.addr, pt, id); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -74,7 +74,7 @@ func BenchmarkPacketCreationParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		var id [16]byte
 		for pb.Next() {
-			if _, err := c.buildForward(c.addr, c.selfPub, pt, id); err != nil {
+			if _, err := c.buildForward(c.addr, pt, id); err != nil {
 				b.Error(err)
 				return
 			}

@@ -22,7 +22,6 @@ type Client struct {
 	log      *slog.Logger
 	identity link.KeyPair
 	priv     *ecdh.PrivateKey
-	selfPub  *ecdh.PublicKey
 	addr     Address
 	dir      *directory.Client
 	rnd      *randomSource
@@ -88,7 +87,6 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg:          cfg,
 		identity:     id,
 		priv:         priv,
-		selfPub:      priv.PublicKey(),
 		dir:          &directory.Client{BaseURL: cfg.DirectoryURL, Key: cfg.DirectoryKey, HTTP: cfg.HTTPClient},
 		rnd:          newRandomSource(),
 		link:         newGatewayLink(),

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"time"
@@ -75,51 +74,53 @@ type builtPacket struct {
 var zeroID [sphinx.IDSize]byte
 
 // buildForward makes a forward packet that carries plaintext (padded,
-// sealedCapacity bytes), sealed, to recipient, with a SURB-ack that comes
+// sealedCapacity bytes), sealed, to `to`, with a SURB-ack that comes
 // back to us under ackID. It copies plaintext into a packet buffer; streams
 // write theirs in place and call finishForward.
-func (c *Client) buildForward(to Address, toKey *ecdh.PublicKey, plaintext []byte, ackID [sphinx.IDSize]byte) (*builtPacket, error) {
+func (c *Client) buildForward(to Address, plaintext []byte, ackID [sphinx.IDSize]byte) (*builtPacket, error) {
 	if len(plaintext) != sealedCapacity {
 		return nil, fmt.Errorf("client: plaintext of %d bytes, want %d", len(plaintext), sealedCapacity)
 	}
 	w := newWireBuffer()
 	copy(w[fwdPlainOff:], plaintext)
-	return c.finishForward(w, to, toKey, ackID)
+	p := new(builtPacket)
+	return p, c.finishForward(p, w, to, ackID)
 }
 
 // finishForward completes the forward packet in w (see wire.go), whose
 // padded plaintext is in place: it writes the envelope's head and the
 // SURB-ack packet where they travel, seals the plaintext in place, applies
 // the Sphinx layers in place and writes the Sphinx header and the Send
-// header into the headroom. No byte of the plaintext moves.
-func (c *Client) finishForward(w []byte, to Address, toKey *ecdh.PublicKey, ackID [sphinx.IDSize]byte) (*builtPacket, error) {
+// header into the headroom. No byte of the plaintext moves. The result goes
+// to p.
+func (c *Client) finishForward(p *builtPacket, w []byte, to Address, ackID [sphinx.IDSize]byte) error {
 	fwd, err := c.routes.newRoute(to.Gateway)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	back, err := c.routes.newRoute(c.addr.Gateway)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	env := gatewire.Envelope{HasAck: true, AckParity: back.parity, AckHop: back.hops[0].Address}
 	env.AppendHeader(w[msgOff:msgOff])
 	ack := w[fwdSealedOff-sphinx.AckPacketSize : fwdSealedOff]
 	if err := sphinx.NewPacketInPlace(ack, 0, back.hops[:], sphinx.Destination{Address: c.addr.Identity, ID: ackID}, sphinx.SizeAck); err != nil {
-		return nil, fmt.Errorf("client: ack packet: %w", err)
+		return fmt.Errorf("client: ack packet: %w", err)
 	}
-	if err := sealInPlace(w[fwdSealedOff:msgOff+sphinx.RegularPayload], toKey); err != nil {
-		return nil, err
+	if err := sealInPlace(w[fwdSealedOff:msgOff+sphinx.RegularPayload], (*[32]byte)(&to.Identity)); err != nil {
+		return err
 	}
 	if err := sphinx.NewPacketInPlace(w[packetOff:], sphinx.RegularPayload, fwd.hops[:], sphinx.Destination{Address: to.Identity, ID: zeroID}, sphinx.SizeRegular); err != nil {
-		return nil, fmt.Errorf("client: packet: %w", err)
+		return fmt.Errorf("client: packet: %w", err)
 	}
 	(&gatewire.Send{Parity: fwd.parity, FirstHop: fwd.hops[0].Address}).AppendHeader(w[:0])
-	p := &builtPacket{wire: w, rtt: fwd.delay + back.delay}
+	*p = builtPacket{wire: w, rtt: fwd.delay + back.delay}
 	for i := range 3 {
 		p.mixes[i] = fwd.hops[i].Address
 		p.mixes[3+i] = back.hops[i].Address
 	}
-	return p, nil
+	return nil
 }
 
 // buildReply makes the packet for one reply fragment from a SURB, copying
@@ -131,17 +132,19 @@ func buildReply(s *replySURB, plaintext []byte) (*builtPacket, error) {
 	}
 	w := newWireBuffer()
 	copy(w[replyPlainOff:], plaintext)
-	return finishReply(w, s, len(plaintext))
+	p := new(builtPacket)
+	return p, finishReply(p, w, s, len(plaintext))
 }
 
 // finishReply completes the reply packet in w, whose first msgLen bytes of
-// message are in place.
-func finishReply(w []byte, s *replySURB, msgLen int) (*builtPacket, error) {
+// message are in place, into p.
+func finishReply(p *builtPacket, w []byte, s *replySURB, msgLen int) error {
 	if err := s.surb.PacketInPlace(w[packetOff:], msgLen, sphinx.SizeRegular); err != nil {
-		return nil, fmt.Errorf("client: reply packet: %w", err)
+		return fmt.Errorf("client: reply packet: %w", err)
 	}
 	(&gatewire.Send{Parity: s.parity, FirstHop: s.surb.FirstHop}).AppendHeader(w[:0])
-	return &builtPacket{wire: w}, nil
+	*p = builtPacket{wire: w}
+	return nil
 }
 
 // coverPlaintext is what every loop cover packet seals: an empty fragment of
@@ -158,7 +161,7 @@ var coverPlaintext = func() []byte {
 func (c *Client) buildCover() (*builtPacket, error) {
 	var id [sphinx.IDSize]byte
 	randomID(&id)
-	return c.buildForward(c.addr, c.selfPub, coverPlaintext, id)
+	return c.buildForward(c.addr, coverPlaintext, id)
 }
 
 // newSURB makes a reply SURB routed back to us, and the keys that open what
@@ -177,39 +180,40 @@ func (c *Client) newSURB(id [sphinx.IDSize]byte) (replySURB, sphinx.ReplyKeys, e
 
 // buildForwardStream completes the packet of a forward stream, whose
 // source wrote its data in place: the fragment and message headers (our
-// tag, p's SURBs) go in front of the data, the padding behind it.
-func (c *Client) buildForwardStream(s *Stream, p *Payload) (*builtPacket, error) {
+// tag, p's SURBs) go in front of the data, the padding behind it. The
+// result goes to dst.
+func (c *Client) buildForwardStream(dst *builtPacket, s *Stream, p *Payload) error {
 	surbs, err := c.makeSURBs(p.nSURBs, s.tag)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pt := p.buf[fwdPlainOff : fwdPlainOff+sealedCapacity]
 	f := Fragment{SetID: c.newSetID(), Count: 1}
 	if _, err := f.appendHeader(pt[:0]); err != nil {
-		return nil, err
+		return err
 	}
 	m := message{kind: kindRepliable, tag: s.tag, surbs: surbs}
 	if _, err := m.appendHeader(pt[FragmentHeaderLen:FragmentHeaderLen]); err != nil {
-		return nil, err
+		return err
 	}
 	end := FragmentHeaderLen + m.headerLen() + p.n
 	pt[end] = 0x01
 	clear(pt[end+1:])
 	var ackID [sphinx.IDSize]byte
 	randomID(&ackID)
-	return c.finishForward(p.buf, s.to, s.toKey, ackID)
+	return c.finishForward(dst, p.buf, s.to, ackID)
 }
 
 // buildReplyStream completes the packet of a reply stream, whose source
-// wrote its data in place, through surb.
-func (c *Client) buildReplyStream(surb *replySURB, p *Payload) (*builtPacket, error) {
+// wrote its data in place, through surb, into dst.
+func (c *Client) buildReplyStream(dst *builtPacket, surb *replySURB, p *Payload) error {
 	f := Fragment{SetID: c.newSetID(), Count: 1}
 	if _, err := f.appendHeader(p.buf[replyPlainOff:replyPlainOff]); err != nil {
-		return nil, err
+		return err
 	}
 	m := message{kind: kindReply}
 	if _, err := m.appendHeader(p.buf[replyPlainOff+FragmentHeaderLen : replyPlainOff+FragmentHeaderLen]); err != nil {
-		return nil, err
+		return err
 	}
-	return finishReply(p.buf, surb, FragmentHeaderLen+m.headerLen()+p.n)
+	return finishReply(dst, p.buf, surb, FragmentHeaderLen+m.headerLen()+p.n)
 }

@@ -99,10 +99,6 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 	if len(m.data) > c.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m.data), c.cfg.MaxMessageSize)
 	}
-	toKey, err := c.recipientKey(to)
-	if err != nil {
-		return err
-	}
 	// Fail now, not after every retransmission, when the recipient's
 	// gateway is unknown.
 	if err := c.routes.knows(to.Gateway); err != nil {
@@ -125,7 +121,7 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 		if err != nil {
 			return err
 		}
-		j := &job{to: to, toKey: toKey, plaintext: pt, reliable: reliable, queued: now}
+		j := &job{to: to, plaintext: pt, reliable: reliable, queued: now}
 		randomID(&j.ackID)
 		if err := c.enqueue(ctx, j); err != nil {
 			return err

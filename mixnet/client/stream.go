@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"sync"
@@ -109,8 +108,7 @@ type Stream struct {
 	c         *Client
 	src       Source
 	reply     bool
-	to        Address         // forward streams
-	toKey     *ecdh.PublicKey // forward streams
+	to        Address // forward streams
 	tag       AnonymousSenderTag
 	onStarved func()
 
@@ -118,6 +116,8 @@ type Stream struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // one token: woken since the last empty Pull
 	sent   chan struct{} // one token: the slot took the packet built
+
+	pkt builtPacket // the packet built, while built or being sent
 
 	// Under c.sched.mu.
 	built   *builtPacket // waiting for a slot
@@ -146,15 +146,11 @@ func (s *Stream) Close() error {
 // each carrying our sender tag for `to` (as SendRepliablePacket does) and the
 // reply SURBs the source asks for with SetSURBs.
 func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
-	toKey, err := c.recipientKey(to)
-	if err != nil {
-		return nil, err
-	}
 	if err := c.routes.knows(to.Gateway); err != nil {
 		return nil, fmt.Errorf("client: stream to %s: %w", to, err)
 	}
 	s := c.newStream(src)
-	s.to, s.toKey, s.tag = to, toKey, c.replyKeys.tagFor(to)
+	s.to, s.tag = to, c.replyKeys.tagFor(to)
 	return s, c.startStream(s)
 }
 
@@ -271,12 +267,14 @@ func (s *Stream) pullOne(p *Payload) bool {
 }
 
 // build completes the packet whose data the source wrote into p; a reply
-// goes through surb.
+// goes through surb. The packet is s's own: it is used again for the next
+// one, which is built only once this one went out.
 func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
+	b := &s.pkt
 	if s.reply {
-		return s.c.buildReplyStream(surb, p)
+		return b, s.c.buildReplyStream(b, surb, p)
 	}
-	return s.c.buildForwardStream(s, p)
+	return b, s.c.buildForwardStream(b, s, p)
 }
 
 // starve records that a reply stream found no SURB and tells its owner,
@@ -303,15 +301,6 @@ func (c *Client) afterReply(tag AnonymousSenderTag) {
 		c.surbs.unshift(tag, heldSURB{s: *req, at: time.Now()})
 		c.logLimited("cannot ask for more SURBs", "err", err)
 	}
-}
-
-// recipientKey is the X25519 key packets to `to` are sealed for.
-func (c *Client) recipientKey(to Address) (*ecdh.PublicKey, error) {
-	k, err := ecdh.X25519().NewPublicKey(to.Identity[:])
-	if err != nil {
-		return nil, fmt.Errorf("client: recipient %s: %w", to, err)
-	}
-	return k, nil
 }
 
 // scheduler hands the real slots of the Poisson stream out, round robin,
@@ -383,8 +372,9 @@ func (q *scheduler) offer(s *Stream, b *builtPacket) bool {
 }
 
 // next takes the packet for a real slot: the next in turn, the internal
-// queue included. nil means loop cover.
-func (q *scheduler) next() *builtPacket {
+// queue included, and the stream it is from (nil for the internal queue).
+// nil means loop cover. The caller calls sent once it is sent.
+func (q *scheduler) next() (*builtPacket, *Stream) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for range len(q.ring) {
@@ -394,17 +384,21 @@ func (q *scheduler) next() *builtPacket {
 			q.ring = append(q.ring, nil) // internal stays in the ring
 			select {
 			case p := <-q.c.ready:
-				return p
+				return p, nil
 			default:
 				continue
 			}
 		}
 		b := s.built
 		s.built = nil
-		s.sent <- struct{}{} // never blocks: one packet built per stream
-		return b
+		return b, s
 	}
-	return nil
+	return nil, nil
+}
+
+// sentOne tells s its packet went out: it may build the next.
+func (s *Stream) sentOne() {
+	s.sent <- struct{}{} // never blocks: one packet built per stream
 }
 
 // starve marks s as waiting for SURBs; it reports whether it was not

@@ -31,7 +31,7 @@ func BenchmarkUpstream(b *testing.B) {
 	data := randomBytes(repliableDataCapacity(0))
 	b.Run("stream", func(b *testing.B) {
 		c := offlineClient(b)
-		s := &Stream{c: c, to: c.addr, toKey: c.selfPub, tag: c.replyKeys.tagFor(c.addr)}
+		s := &Stream{c: c, to: c.addr, tag: c.replyKeys.tagFor(c.addr)}
 		src := &constSource{data: data}
 		var p Payload
 		b.ReportAllocs()

@@ -38,7 +38,7 @@ func walkTo(t *testing.T, keys map[directory.Key]*sphinx.PrivateKey, first [32]b
 func TestStreamWireForward(t *testing.T) {
 	c, keys := offlineClientKeys(t)
 	to := c.addr // to ourselves: the offline client holds our key
-	s := &Stream{c: c, to: to, toKey: c.selfPub, tag: c.replyKeys.tagFor(to)}
+	s := &Stream{c: c, to: to, tag: c.replyKeys.tagFor(to)}
 	for _, n := range []int{0, 1, 3} {
 		var p Payload
 		p.reset(newWireBuffer(), false)
