@@ -460,7 +460,7 @@ func (g *Gateway) confirm(s *session, seq uint64) {
 
 // sendStatus queues a Status for c. cl, when known, is charged the bytes.
 func (g *Gateway) sendStatus(cl *client, c *link.Conn, code uint8, text string) {
-	payload := (&gatewire.Status{Code: code, Text: text}).Append(nil)
+	payload := (&gatewire.Status{Code: code, Text: text}).AppendBinary(nil)
 	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) && cl != nil {
 		cl.bytesOut.Add(uint64(len(payload)))
 		g.metrics.bytesOut.Add(float64(len(payload)))
