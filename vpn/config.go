@@ -3,10 +3,12 @@ package vpn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
 
+	"github.com/nym-go/nym/codel"
 	"github.com/nym-go/nym/mixnet/client"
 )
 
@@ -51,12 +53,14 @@ type Config struct {
 	ConnectSURBs int
 
 	// QueueTarget and QueueInterval are CoDel's parameters for the
-	// upstream queue: a few Poisson slots, and about the tunnel's round
-	// trip. Defaults ipr.DefaultQueueTarget (50 ms) and
-	// ipr.DefaultQueueInterval (500 ms). MaxQueueBytes is a memory guard;
-	// default 1 MiB.
-	QueueTarget, QueueInterval time.Duration
-	MaxQueueBytes              int
+	// upstream queue (see upstreamCoDel for the choice). Defaults: two
+	// Poisson slots (40 ms at Nym's defaults) and ten times that; with no
+	// Poisson stream, RFC 8289's 5 ms and 100 ms. MaxQueuePackets and
+	// MaxQueueBytes are memory guards, far above what CoDel lets stand:
+	// each queued packet holds a TUN read buffer of tun.MaxPacketSize.
+	// Defaults 128 packets and 1 MiB.
+	QueueTarget, QueueInterval     time.Duration
+	MaxQueuePackets, MaxQueueBytes int
 	// MaxClientQueue is how many of our packets may wait inside the mixnet
 	// client for a Poisson slot; more wait in our CoDel queue, where
 	// their sojourn is seen. Default 2.
@@ -93,28 +97,43 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults() error {
+// withDefaults returns c with its zero fields set to the defaults, or an
+// error for an invalid value.
+func (c Config) withDefaults() (Config, error) {
 	if c.Dial == nil {
-		return errors.New("vpn: Config.Dial is required")
+		return c, errors.New("vpn: Config.Dial is required")
+	}
+	for _, v := range []int{c.MinSURBs, c.MaxSURBs, c.ConnectSURBs, c.MaxQueuePackets, c.MaxQueueBytes, c.MaxClientQueue} {
+		if v < 0 {
+			return c, fmt.Errorf("vpn: negative Config value %d", v)
+		}
+	}
+	for _, v := range []time.Duration{c.QueueTarget, c.QueueInterval, c.ConnectRetry, c.ConnectTimeout, c.PingInterval,
+		c.DeadAfter, c.GatewayTimeout, c.RedialMin, c.RedialMax} {
+		if v < 0 {
+			return c, fmt.Errorf("vpn: negative Config duration %v", v)
+		}
 	}
 	if c.Profile.Name == "" {
 		c.Profile = DefaultProfile()
 	}
 	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
 	defInt := func(v *int, d int) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
 	defInt(&c.MinSURBs, 20)
 	defInt(&c.MaxSURBs, 400)
 	defInt(&c.ConnectSURBs, 10)
-	def(&c.QueueTarget, 50*time.Millisecond)
-	def(&c.QueueInterval, 500*time.Millisecond)
+	target, interval := upstreamCoDel(c.Profile)
+	def(&c.QueueTarget, target)
+	def(&c.QueueInterval, max(interval, 2*c.QueueTarget))
+	defInt(&c.MaxQueuePackets, 128)
 	defInt(&c.MaxQueueBytes, 1<<20)
 	defInt(&c.MaxClientQueue, 2)
 	def(&c.ConnectRetry, 5*time.Second)
@@ -124,8 +143,39 @@ func (c *Config) setDefaults() error {
 	def(&c.GatewayTimeout, 5*time.Second)
 	def(&c.RedialMin, 500*time.Millisecond)
 	def(&c.RedialMax, 15*time.Second)
+	if c.QueueTarget >= c.QueueInterval {
+		return c, fmt.Errorf("vpn: QueueTarget %v not below QueueInterval %v", c.QueueTarget, c.QueueInterval)
+	}
+	if c.MinSURBs > c.MaxSURBs {
+		return c, fmt.Errorf("vpn: MinSURBs %d above MaxSURBs %d", c.MinSURBs, c.MaxSURBs)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c, nil
+}
+
+// upstreamCoDel chooses CoDel's target and interval for the upstream queue
+// from what a slot costs. The queue drains one DataUp per slot of the
+// mixnet client's Poisson stream, at most one full-MTU packet each, and a
+// slot comes every SendInterval on average (20 ms at Nym's defaults).
+//
+// Target is two slots (40 ms). A packet that finds no queue still waits for
+// the next slot, an exponential wait of mean SendInterval, so a target of
+// one slot would see a "standing" queue in the clock's own noise; and with
+// less than a slot or two's worth ready, a burst that arrives just after a
+// slot leaves the following slots to cover traffic. Two slots keep the
+// standing queue at about two packets: CoDel keeps the delay near target,
+// and the ping RTT under load stays near the idle RTT (about 180 ms at Nym
+// defaults: three mix hops each way and a slot at both ends).
+//
+// Interval is ten targets (400 ms), about twice that idle RTT: RFC 8289's
+// interval is a round trip of the flows through the queue, since TCP needs
+// one to answer a drop, and dropping again sooner punishes it twice for one
+// excess; ten targets is also within the RFC's 5–10 % target-to-interval
+// ratio. Without a Poisson stream packets leave as fast as the link takes
+// them, and RFC 8289's defaults (5 ms, 100 ms) apply as floors.
+func upstreamCoDel(p Profile) (target, interval time.Duration) {
+	target = max(2*p.Loopix.SendInterval, codel.DefaultTarget)
+	return target, max(10*target, codel.DefaultInterval)
 }

@@ -47,9 +47,8 @@ type Tunnel struct {
 	mtu         int
 	connectedAt time.Time
 
-	queue  *upQueue
+	up     *upstream
 	budget *surbBudget
-	upSeq  uint64                   // the send loop's alone
 	reseq  *ipr.Resequencer[[]byte] // the receive loop's alone
 
 	lastSent, lastReply, lastPing atomic.Int64 // unix nanoseconds
@@ -70,13 +69,13 @@ type Tunnel struct {
 // exit's router. It returns once the router granted addresses: the caller
 // sets up its TUN with Addrs and MTU, then calls Run.
 func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
-	if err := cfg.setDefaults(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
 	t := &Tunnel{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		queue:  newUpQueue(cfg.QueueTarget, cfg.QueueInterval, cfg.MaxQueueBytes),
 		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()),
 		reseq:  ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
 	}
@@ -101,6 +100,10 @@ func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
 	// applies. The MTU is what fits both ways: 1537 with today's sizes,
 	// above IPv6's minimum of 1280.
 	t.mtu = min(int(ok.MTU), ipr.MaxIPPacket(mix.ReplyCapacity()), maxUpPacket(mix))
+	if t.up, err = newUpstream(t); err != nil {
+		mix.Close()
+		return nil, err
+	}
 	t.connectedAt = time.Now()
 	t.log.Info("vpn session granted", "v4", ok.Addrs.V4, "v6", ok.Addrs.V6, "mtu", t.mtu, "profile", cfg.Profile.Name)
 	return t, nil
@@ -139,7 +142,7 @@ func (t *Tunnel) setState(s State) {
 // Stats returns the tunnel's counters. It is safe to call at any time.
 func (t *Tunnel) Stats() Stats {
 	given, used, outstanding, backlog, resets := t.budget.snapshot()
-	soj, full := t.queue.drops()
+	drops := t.up.drops()
 	t.mu.Lock()
 	st := Stats{State: t.state, Reorder: t.reorder}
 	t.mu.Unlock()
@@ -149,7 +152,7 @@ func (t *Tunnel) Stats() Stats {
 	}
 	st.PacketsUp, st.BytesUp, st.BundlesUp = t.packetsUp.Load(), t.bytesUp.Load(), t.bundlesUp.Load()
 	st.PacketsDown, st.BytesDown, st.BundlesDown = t.packetsDown.Load(), t.bytesDown.Load(), t.bundlesDown.Load()
-	st.QueueDropsSojourn, st.QueueDropsFull = soj, full
+	st.QueueDropsSojourn, st.QueueDropsFull = drops.Sojourn, drops.Full
 	st.TooBig, st.MalformedDown, st.TUNWriteErrors = t.tooBig.Load(), t.malformedDown.Load(), t.tunWriteErrs.Load()
 	st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Backlog, st.SURBResets = given, used, outstanding, backlog, resets
 	st.Pings, st.Pongs, st.Reconnects = t.pings.Load(), t.pongs.Load(), t.reconnects.Load()
@@ -274,6 +277,7 @@ func (t *Tunnel) Run(ctx context.Context, dev tun.Device) error {
 func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	t.up.setMixnet(t.mix)
 	now := time.Now().UnixNano()
 	t.lastReply.Store(now)
 	t.lastSent.Store(now)
