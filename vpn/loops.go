@@ -36,7 +36,7 @@ func (t *Tunnel) readTUN(dev tun.Device) error {
 				sizes[i] = -1 // not queued: the buffer stays in its slot
 			}
 		}
-		t.up.push(bufs[:n], sizes[:n], time.Now())
+		t.up.push(bufs[:n], sizes[:n], t.up.now())
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, tun.ErrShortBuffer) {
 				return err

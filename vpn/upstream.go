@@ -22,7 +22,8 @@ import (
 // buffer goes back to the free list when its packet is packed into a DataUp
 // or dropped. The one copy upstream of the Sphinx layer is the packing.
 type upstream struct {
-	t *Tunnel // its budget, logger and counters
+	t   *Tunnel // its budget, logger and counters
+	now func() time.Time
 
 	mu      sync.Mutex
 	q       *codel.Queue
@@ -37,7 +38,7 @@ type upstream struct {
 }
 
 func newUpstream(t *Tunnel) (*upstream, error) {
-	u := &upstream{t: t}
+	u := &upstream{t: t, now: time.Now}
 	q, err := codel.New(codel.Config{
 		Target:     t.cfg.QueueTarget,
 		Interval:   t.cfg.QueueInterval,
@@ -79,7 +80,7 @@ const maxFreeBufs = 16
 // which names the session at the exit, but a full one no SURB: that is what
 // lets a bundle hold an IP packet of the tunnel's MTU (maxUpPacket).
 func (u *upstream) fill(p payload) bool {
-	now := time.Now()
+	now := u.now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	n, ok := u.plan(u.t.budget.deficit(now))
