@@ -13,16 +13,17 @@ import (
 )
 
 // Mixnet is what a Tunnel needs of a connected mixnet client; *client.Client
-// has it. Every packet the tunnel sends carries the sender tag, by which the
-// exit knows the session, but most carry no reply SURBs: those go where room
-// is spare, or alone when the exit runs low.
+// has it. The tunnel's data goes up a stream the client pulls from
+// (OpenStream): every packet carries the sender tag, by which the exit knows
+// the session, but most carry no reply SURBs: those go where room is spare,
+// or alone when the exit runs low. Connect, Ping and Disconnect are pushed
+// with SendRepliablePacket.
 type Mixnet interface {
+	OpenStream(to client.Address, src client.Source) (*client.Stream, error)
 	SendRepliablePacket(ctx context.Context, to client.Address, data []byte, nSURBs int) error
 	RepliablePacketCapacity(nSURBs int) int
 	ReplyCapacity() int
 	Receive() <-chan client.Message
-	// Queued is how many packets wait in the client for a send slot.
-	Queued() int
 	// Offline is how long the client has been cut off from its gateway.
 	Offline() time.Duration
 	Close() error
@@ -61,11 +62,6 @@ type Config struct {
 	// Defaults 128 packets and 1 MiB.
 	QueueTarget, QueueInterval     time.Duration
 	MaxQueuePackets, MaxQueueBytes int
-	// MaxClientQueue is how many of our packets may wait inside the mixnet
-	// client for a Poisson slot; more wait in our CoDel queue, where
-	// their sojourn is seen. Default 2.
-	MaxClientQueue int
-
 	// ConnectRetry is the wait for a ConnectOK before the Connect is sent
 	// again; ConnectTimeout bounds one whole handshake. Defaults 5 s, 60 s.
 	ConnectRetry, ConnectTimeout time.Duration
@@ -103,7 +99,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Dial == nil {
 		return c, errors.New("vpn: Config.Dial is required")
 	}
-	for _, v := range []int{c.MinSURBs, c.MaxSURBs, c.ConnectSURBs, c.MaxQueuePackets, c.MaxQueueBytes, c.MaxClientQueue} {
+	for _, v := range []int{c.MinSURBs, c.MaxSURBs, c.ConnectSURBs, c.MaxQueuePackets, c.MaxQueueBytes} {
 		if v < 0 {
 			return c, fmt.Errorf("vpn: negative Config value %d", v)
 		}
@@ -135,7 +131,6 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.QueueInterval, max(interval, 2*c.QueueTarget))
 	defInt(&c.MaxQueuePackets, 128)
 	defInt(&c.MaxQueueBytes, 1<<20)
-	defInt(&c.MaxClientQueue, 2)
 	def(&c.ConnectRetry, 5*time.Second)
 	def(&c.ConnectTimeout, 60*time.Second)
 	def(&c.PingInterval, 10*time.Second)

@@ -59,87 +59,6 @@ func (t *Tunnel) answerTooBig(dev tun.Device, r *icmperr.Responder, pkt []byte) 
 	}
 }
 
-// sendLoop sends one DataUp per free slot of the mixnet client, filled by
-// upstream.fill.
-func (t *Tunnel) sendLoop(ctx context.Context) error {
-	mix, router := t.mix, t.router
-	ready := make(chanWaker, 1)
-	t.up.setStream(ready)
-	defer t.up.setStream(nil)
-	ready.Wake()
-	var p bufPayload
-	recheck := time.NewTicker(100 * time.Millisecond) // for SURB stalls
-	defer recheck.Stop()
-	pace := max(t.cfg.Profile.Loopix.SendInterval/4, time.Millisecond)
-	for {
-		// Keep the mixnet client's own queue short: a packet waiting
-		// there has a sojourn CoDel cannot see.
-		if mix.Queued() >= t.cfg.MaxClientQueue {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pace):
-			}
-			continue
-		}
-		p.mix, p.n, p.data = mix, 0, p.data[:0]
-		if !t.up.fill(&p) {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-ready:
-			case <-recheck.C:
-			}
-			continue
-		}
-		if err := mix.SendRepliablePacket(ctx, router, p.data, p.n); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("vpn: sending data: %w", err)
-		}
-	}
-}
-
-type chanWaker chan struct{}
-
-func (c chanWaker) Wake() {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
-}
-
-// bufPayload is a payload for SendRepliablePacket.
-type bufPayload struct {
-	mix  Mixnet
-	n    int
-	data []byte
-}
-
-func (p *bufPayload) SetSURBs(n int) (int, error) {
-	room := p.mix.RepliablePacketCapacity(n)
-	if room < 0 {
-		return 0, fmt.Errorf("%d SURBs do not fit", n)
-	}
-	p.n = n
-	if cap(p.data) < room {
-		p.data = make([]byte, 0, room)
-	}
-	p.data = p.data[:0:room]
-	return room, nil
-}
-
-func (p *bufPayload) Buf() []byte { return p.data }
-
-func (p *bufPayload) SetData(b []byte) error {
-	if cap(b) != cap(p.data) {
-		return errors.New("not in place")
-	}
-	p.data = b
-	return nil
-}
-
 // recvLoop takes the router's replies: data goes through the resequencer to
 // dev, the rest updates the tunnel's view of the exit.
 func (t *Tunnel) recvLoop(ctx context.Context, dev tun.Device) error {
@@ -246,7 +165,11 @@ func (t *Tunnel) writeTUN(dev tun.Device, pkts [][]byte) {
 // watchdog pings when the session is quiet, so the exit does not expire it
 // and we learn whether the path still works, and declares the path dead
 // when nothing came back for DeadAfter, or when the mixnet client has been
-// cut off from its gateway for GatewayTimeout.
+// cut off from its gateway for GatewayTimeout. Its ticker is a liveness
+// check, not the send path's pace: data and SURBs leave when the client
+// pulls them. It also wakes the upstream when the SURB budget, which
+// gives SURBs up as lost after a stall with no reply (no event marks
+// that), finds the exit short.
 func (t *Tunnel) watchdog(ctx context.Context) error {
 	period := min(t.cfg.PingInterval/4, time.Second)
 	tick := time.NewTicker(period)
@@ -256,6 +179,7 @@ func (t *Tunnel) watchdog(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-tick.C:
+			t.up.wakeIfShort(now)
 			sinceReply := now.Sub(time.Unix(0, t.lastReply.Load()))
 			if sinceReply > t.cfg.DeadAfter {
 				return fmt.Errorf("%w for %v", errPathDead, sinceReply.Round(time.Second))

@@ -124,12 +124,14 @@ func TestReadTUNAnswersTooBig(t *testing.T) {
 		t.Fatalf("upload: %v (%d too big)", err, tn.tooBig.Load())
 	}
 	c.Close()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
 	select {
 	case b := <-got:
 		if !bytes.Equal(b, data) {
 			t.Fatalf("host got %d bytes, want the %d sent", len(b), len(data))
 		}
-	case <-time.After(20 * time.Second):
+	case <-deadline.C:
 		t.Fatalf("upload stalled after %d too-big packets", tn.tooBig.Load())
 	}
 	if tn.tooBig.Load() == 0 {

@@ -272,8 +272,9 @@ func (t *Tunnel) Run(ctx context.Context, dev tun.Device) error {
 	}
 }
 
-// pump runs the send, receive and watchdog loops over the current mixnet
-// client until one fails or ctx ends.
+// pump opens the upstream stream on the current mixnet client and runs the
+// receive loop and the watchdog until one fails or ctx ends. Upstream there
+// is no loop of ours: the client pulls DataUps from t.up at its own pace.
 func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -281,8 +282,18 @@ func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan err
 	now := time.Now().UnixNano()
 	t.lastReply.Store(now)
 	t.lastSent.Store(now)
+	stream, err := t.mix.OpenStream(t.router, t.up)
+	if err != nil {
+		return fmt.Errorf("vpn: opening the upstream: %w", err)
+	}
+	t.up.setStream(stream)
+	defer func() {
+		t.up.setStream(nil)
+		stream.Close() // drops a DataUp built ahead: its seq is a gap the exit's resequencer skips
+	}()
+	stream.Wake() // packets may have queued while the path was down; the exit needs SURBs
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context) error{t.sendLoop, func(ctx context.Context) error { return t.recvLoop(ctx, dev) }, t.watchdog} {
+	for _, loop := range []func(context.Context) error{func(ctx context.Context) error { return t.recvLoop(ctx, dev) }, t.watchdog} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -316,10 +327,12 @@ func (t *Tunnel) redial(ctx context.Context, sameMix bool) error {
 			return err
 		}
 		t.log.Warn("vpn reconnect failed", "attempt", attempt, "err", err, "retry_in", wait)
+		backoff := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			backoff.Stop()
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-backoff.C:
 		}
 		wait = min(2*wait, t.cfg.RedialMax)
 	}

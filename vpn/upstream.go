@@ -7,6 +7,7 @@ import (
 
 	"github.com/nym-go/nym/codel"
 	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/tun"
 )
 
@@ -71,8 +72,13 @@ type waker interface{ Wake() }
 // maxFreeBufs bounds the idle read buffers kept: each is tun.MaxPacketSize.
 const maxFreeBufs = 16
 
-// fill is client.Source's Pull: the mixnet client has a slot for one
-// DataUp, and p is its buffer.
+// Pull is client.Source's: the mixnet client has a slot for one DataUp,
+// and p is the packet's buffer. The client calls it only for a slot (at
+// most one DataUp is built ahead of its slot), so a packet waits here, in
+// the CoDel queue, until the moment it can go.
+func (u *upstream) Pull(p *client.Payload) bool { return u.fill(p) }
+
+// fill is Pull on the payload interface, which tests can play.
 // While the exit needs SURBs a bundle leaves room for at least one, and
 // SURBs fill what the queue leaves spare; a head packet too big for that
 // gets the next slot to itself after a SURB-only DataUp, so neither the

@@ -300,3 +300,14 @@ func TestUpstreamSURBPolicy(t *testing.T) {
 	check("enough SURBs", 0, 1, true)
 	check("nothing to send", 0, 0, false)
 }
+
+// chanWaker stands for the mixnet stream where a test plays the client: a
+// Wake is a token in the channel.
+type chanWaker chan struct{}
+
+func (c chanWaker) Wake() {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
