@@ -170,11 +170,20 @@ func maxUpPacket(mix Mixnet) int {
 // at most want and at least least (whether or not they fit: the caller
 // sized the message for them).
 func maxSURBs(mix Mixnet, msgLen, least, want int) int {
-	n := max(least, 0)
-	for n < want && mix.RepliablePacketCapacity(n+1) >= msgLen {
-		n++
+	capNone := mix.RepliablePacketCapacity(0)
+	fit := surbsBeside(capNone, capNone-mix.RepliablePacketCapacity(1), msgLen)
+	return max(least, min(want, fit))
+}
+
+// surbsBeside is how many SURBs of surbSize bytes fit beside msgLen bytes of
+// data in a tagged packet that holds capNone without SURBs. The client's
+// capacity falls by the same amount for each SURB, so this is computed
+// rather than probed.
+func surbsBeside(capNone, surbSize, msgLen int) int {
+	if surbSize <= 0 || msgLen > capNone {
+		return 0
 	}
-	return n
+	return (capNone - msgLen) / surbSize
 }
 
 // handshake sends Connect (again every ConnectRetry) until the router

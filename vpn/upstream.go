@@ -76,15 +76,16 @@ const maxFreeBufs = 16
 // and p is the packet's buffer. The client calls it only for a slot (at
 // most one DataUp is built ahead of its slot), so a packet waits here, in
 // the CoDel queue, until the moment it can go.
-func (u *upstream) Pull(p *client.Payload) bool { return u.fill(p) }
-
-// fill is Pull on the payload interface, which tests can play.
+//
 // While the exit needs SURBs a bundle leaves room for at least one, and
 // SURBs fill what the queue leaves spare; a head packet too big for that
 // gets the next slot to itself after a SURB-only DataUp, so neither the
 // SURB supply nor the upload stalls. Every DataUp carries our sender tag,
 // which names the session at the exit, but a full one no SURB: that is what
 // lets a bundle hold an IP packet of the tunnel's MTU (maxUpPacket).
+func (u *upstream) Pull(p *client.Payload) bool { return u.fill(p) }
+
+// fill is Pull on the payload interface, which tests can play.
 func (u *upstream) fill(p payload) bool {
 	now := u.now()
 	u.mu.Lock()
@@ -119,14 +120,16 @@ func (u *upstream) fill(p payload) bool {
 		}
 		u.putBuf(pkt)
 	}
-	if err := p.SetData(u.enc.Bytes()); err != nil {
+	err, packets := p.SetData(u.enc.Bytes()), u.enc.Packets()
+	u.enc.Reset(nil) // let go of the client's buffer
+	if err != nil {
 		u.t.log.Warn("vpn: DataUp not written in place", "err", err)
 		return false
 	}
 	u.seq++
 	u.t.budget.gave(n)
 	u.t.bundlesUp.Add(1)
-	u.t.packetsUp.Add(uint64(u.enc.Packets()))
+	u.t.packetsUp.Add(uint64(packets))
 	u.t.bytesUp.Add(uint64(bytes))
 	u.t.lastSent.Store(now.UnixNano())
 	return true
@@ -156,15 +159,8 @@ func (u *upstream) plan(deficit int) (nSURBs int, ok bool) {
 	return n, true
 }
 
-// surbsFit is how many SURBs fit beside a message of msgLen bytes. The
-// client's capacity falls by the same amount for each SURB, so it is
-// computed rather than probed.
-func (u *upstream) surbsFit(msgLen int) int {
-	if u.surbSize <= 0 || msgLen > u.capNone {
-		return 0
-	}
-	return (u.capNone - msgLen) / u.surbSize
-}
+// surbsFit is how many SURBs fit beside a message of msgLen bytes.
+func (u *upstream) surbsFit(msgLen int) int { return surbsBeside(u.capNone, u.surbSize, msgLen) }
 
 // setMixnet takes the capacities of a (new) mixnet client.
 func (u *upstream) setMixnet(mix Mixnet) {

@@ -13,6 +13,7 @@ import (
 	"github.com/nym-go/nym/internal/leakcheck"
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -309,5 +310,26 @@ func (c chanWaker) Wake() {
 	select {
 	case c <- struct{}{}:
 	default:
+	}
+}
+
+// The SURB count is computed from two capacities, not probed: it must agree
+// with the client's capacity for every message length, the largest count
+// whose capacity still holds the message.
+func TestSURBsBesideMatchesClient(t *testing.T) {
+	c := new(client.Client) // the capacities are the wire format's, not a connection's
+	capNone := c.RepliablePacketCapacity(0)
+	surbSize := capNone - c.RepliablePacketCapacity(1)
+	for msgLen := 0; msgLen <= capNone+1; msgLen++ {
+		n := surbsBeside(capNone, surbSize, msgLen)
+		if msgLen > capNone {
+			if n != 0 {
+				t.Fatalf("%d bytes, more than fit: %d SURBs", msgLen, n)
+			}
+			continue
+		}
+		if c.RepliablePacketCapacity(n) < msgLen || c.RepliablePacketCapacity(n+1) >= msgLen {
+			t.Fatalf("%d bytes: %d SURBs, but capacities %d and %d", msgLen, n, c.RepliablePacketCapacity(n), c.RepliablePacketCapacity(n+1))
+		}
 	}
 }
