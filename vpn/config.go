@@ -153,23 +153,26 @@ func (c Config) withDefaults() (Config, error) {
 // upstreamCoDel chooses CoDel's target and interval for the upstream queue
 // from what a slot costs. The queue drains one DataUp per slot of the
 // mixnet client's Poisson stream, at most one full-MTU packet each, and a
-// slot comes every SendInterval on average (20 ms at Nym's defaults).
+// slot comes every SendInterval on average (20 ms at Nym's defaults); the
+// client shares the slots round robin with its own messages, so under load
+// the tunnel's turn can come every other slot.
 //
 // Target is two slots (40 ms). A packet that finds no queue still waits for
 // the next slot, an exponential wait of mean SendInterval, so a target of
-// one slot would see a "standing" queue in the clock's own noise; and with
-// less than a slot or two's worth ready, a burst that arrives just after a
-// slot leaves the following slots to cover traffic. Two slots keep the
-// standing queue at about two packets: CoDel keeps the delay near target,
-// and the ping RTT under load stays near the idle RTT (about 180 ms at Nym
-// defaults: three mix hops each way and a slot at both ends).
+// one slot would see a "standing" queue in the clock's own noise, and drop
+// packets that only met a late slot; and with less than a slot or two's
+// worth ready, a burst that arrives just after a slot leaves the following
+// slots to cover traffic. Two slots keep the standing queue at about two
+// packets, so the upstream adds about two slots to the RTT under load.
 //
-// Interval is ten targets (400 ms), about twice that idle RTT: RFC 8289's
-// interval is a round trip of the flows through the queue, since TCP needs
-// one to answer a drop, and dropping again sooner punishes it twice for one
-// excess; ten targets is also within the RFC's 5–10 % target-to-interval
-// ratio. Without a Poisson stream packets leave as fast as the link takes
-// them, and RFC 8289's defaults (5 ms, 100 ms) apply as floors.
+// Interval is ten targets (400 ms), about twice the idle RTT through the
+// tunnel at Nym's defaults (150–180 ms: three mix hops each way and a slot
+// at both ends). RFC 8289's interval is a round trip of the flows through
+// the queue: TCP needs one to answer a drop, and CoDel must not drop again
+// before the answer could be seen. Ten targets is also the RFC's
+// target-to-interval ratio (5–10 %). Without a Poisson stream packets leave
+// as fast as the link takes them, and RFC 8289's defaults (5 ms, 100 ms)
+// apply as floors.
 func upstreamCoDel(p Profile) (target, interval time.Duration) {
 	target = max(2*p.Loopix.SendInterval, codel.DefaultTarget)
 	return target, max(10*target, codel.DefaultInterval)

@@ -29,6 +29,7 @@ type upstream struct {
 	mu      sync.Mutex
 	q       *codel.Queue
 	free    [][]byte // read buffers back from the queue, for readTUN
+	maxFree int      // the most kept: one read batch's worth
 	enc     ipr.BundleEncoder
 	bigTurn bool   // the last DataUp was SURBs alone, past a head too big to leave room for one
 	seq     uint64 // the next DataUp's
@@ -69,8 +70,10 @@ type payload interface {
 // see it: *client.Stream.
 type waker interface{ Wake() }
 
-// maxFreeBufs bounds the idle read buffers kept: each is tun.MaxPacketSize.
-const maxFreeBufs = 16
+// minFreeBufs is the fewest idle read buffers kept (each is
+// tun.MaxPacketSize); a device that reads larger batches keeps a batch's
+// worth, so that a burst of reads allocates nothing.
+const minFreeBufs = 16
 
 // Pull is client.Source's: the mixnet client has a slot for one DataUp,
 // and p is the packet's buffer. The client calls it only for a slot (at
@@ -227,15 +230,16 @@ func (u *upstream) getBuf() []byte {
 // putBuf takes back the read buffer of a packet the queue let go: packed,
 // dropped or refused. u.mu is held (the queue's Release runs inside it).
 func (u *upstream) putBuf(pkt []byte) {
-	if cap(pkt) < tun.MaxPacketSize || len(u.free) >= maxFreeBufs {
+	if cap(pkt) < tun.MaxPacketSize || len(u.free) >= max(u.maxFree, minFreeBufs) {
 		return
 	}
 	u.free = append(u.free, pkt[:tun.MaxPacketSize])
 }
 
-// getBufs fills bufs with read buffers.
+// getBufs fills bufs, readTUN's batch, with read buffers.
 func (u *upstream) getBufs(bufs [][]byte) {
 	u.mu.Lock()
+	u.maxFree = len(bufs)
 	for i := range bufs {
 		bufs[i] = u.getBuf()
 	}
