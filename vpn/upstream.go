@@ -181,14 +181,15 @@ func (u *upstream) setStream(s waker) {
 	u.mu.Unlock()
 }
 
-// push queues the packets bufs[i][:sizes[i]] read at now whose size is not
-// negative, swapping a free buffer into each queued packet's slot, and
-// wakes the stream.
+// push queues the packets bufs[i][:sizes[i]] read at now, swapping a free
+// buffer into each queued packet's slot, and wakes the stream. A size of
+// zero or less is skipped: an empty packet would never fit a bundle (its
+// length would read as the bundle's end) and wedge the queue's head.
 func (u *upstream) push(bufs [][]byte, sizes []int, now time.Time) {
 	u.mu.Lock()
 	var pushed bool
 	for i, b := range bufs {
-		if sizes[i] < 0 {
+		if sizes[i] <= 0 {
 			continue
 		}
 		u.q.Push(b[:sizes[i]], now) // a refused packet's buffer comes back through putBuf

@@ -293,6 +293,10 @@ func TestUpstreamSURBPolicy(t *testing.T) {
 			t.Fatalf("%s: %d SURBs and %d packets (%d bytes), want %d and %d", what, n, got, len(up.Bundle), wantSURBs, wantPackets)
 		}
 	}
+	push(0) // an empty read: skipped, not queued to wedge the head
+	if queued(u) != 0 {
+		t.Fatal("an empty packet was queued")
+	}
 	// (1600−10)/400: three SURBs fit a DataUp without data.
 	check("SURBs alone", 3, 0, true)
 	push(100)
