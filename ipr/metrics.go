@@ -46,6 +46,7 @@ func (r DropReason) String() string {
 // down is internet → client.
 type Stats struct {
 	Sessions        int    // sessions open now
+	Queued          int    // IP packets waiting in the sessions' downstream queues now
 	SessionsOpened  uint64 // Connects that made a session
 	SessionsMoved   uint64 // sessions taken over by a new sender tag with the session's nonce
 	SessionsExpired uint64 // sessions ended after the idle timeout
@@ -64,6 +65,9 @@ type Stats struct {
 	PolicyRefusals  uint64 // packets the policy refused (also in Drops)
 	PolicyInfosSent uint64 // Info responses that reported a refusal
 	ICMPTooBigSent  uint64 // ICMP "too big" errors written to the TUN for packets dropped as DropTooBig
+	Starved         uint64 // times a session's stream had data but no SURB to send it with
+	LowSURBInfos    uint64 // Info responses that asked a client for more SURBs
+	StreamsFailed   uint64 // sessions whose downstream stream could not be opened
 
 	PacketsUp, BytesUp     uint64 // IP packets written to the TUN
 	PacketsDown, BytesDown uint64 // IP packets put into downstream bundles
@@ -78,6 +82,7 @@ type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
 	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
+	starved, lowSURBInfos, streamsFailed                                            atomic.Uint64
 	requestsNoSURB, requestsQueueFull, connectsOverCap, wantRefused                 atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
@@ -120,6 +125,9 @@ func (c *counters) snapshot() Stats {
 		PolicyRefusals:  c.policyRefusals.Load(),
 		PolicyInfosSent: c.policyInfosSent.Load(),
 		ICMPTooBigSent:  c.icmpTooBigSent.Load(),
+		Starved:         c.starved.Load(),
+		LowSURBInfos:    c.lowSURBInfos.Load(),
+		StreamsFailed:   c.streamsFailed.Load(),
 		PacketsUp:       c.packetsUp.Load(),
 		BytesUp:         c.bytesUp.Load(),
 		PacketsDown:     c.packetsDown.Load(),

@@ -57,12 +57,16 @@ type Config struct {
 	// Ping) are dropped and counted instead of waiting again, until it
 	// has SURBs. A flood of them must hold up nobody, the sender included.
 	CanReply func(session SessionKey) bool
-	// Ready, when set, is called when a session's downstream queue stops
-	// being empty: the transport should then call NextBundle when its
-	// sending schedule allows, until it returns false. It is edge-triggered:
-	// a transport that stops pulling early (out of SURBs, say) must come
-	// back to the session by itself. Called without locks held.
-	Ready func(session SessionKey)
+	// OpenStream, when set, opens the transport's stream for a session's
+	// downstream data under sender tag key, when the session starts or
+	// moves to key. The stream pulls from d (Downstream.Pull) whenever it
+	// can send one response, and reports when it cannot for want of SURBs
+	// (Downstream.Starved); the router wakes it when the session's queue
+	// stops being empty and closes it when the session ends or moves on.
+	// An error leaves the session without a downstream (counted in
+	// Stats.StreamsFailed). Called without locks held. Nil: nothing pulls,
+	// and queued packets age out.
+	OpenStream func(key SessionKey, d Downstream) (Stream, error)
 	// Policy, when set, is asked about every client packet before it goes
 	// to the TUN; refusals are dropped, counted and reported to the client
 	// in an Info. It is called with the session locked, so it must be
@@ -216,11 +220,16 @@ func (r *Router) MTU() int { return r.mtu }
 
 // Stats returns the router's counters.
 func (r *Router) Stats() Stats {
-	s := r.stats.snapshot()
+	st := r.stats.snapshot()
 	r.mu.RLock()
-	s.Sessions = len(r.sessions)
+	st.Sessions = len(r.sessions)
+	for _, s := range r.sessions {
+		s.mu.Lock()
+		st.Queued += s.down.len()
+		s.mu.Unlock()
+	}
 	r.mu.RUnlock()
-	return s
+	return st
 }
 
 // SessionAddrs returns the addresses of a session.
@@ -275,13 +284,14 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	case *Connect:
 		r.connect(key, req, now)
 	case *Disconnect:
+		var st Stream
 		r.mu.Lock()
-		s := r.sessions[key]
-		if s != nil {
-			r.endLocked(s)
+		if s := r.sessions[key]; s != nil {
+			st = r.endLocked(s)
 			r.stats.sessionsClosed.Add(1)
 		}
 		r.mu.Unlock()
+		closeStreams([]Stream{st})
 	case *Ping:
 		// A Ping needs no session: clients use it to test the router
 		// before connecting. It keeps a session alive like any request.
@@ -297,43 +307,52 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 // connect answers a Connect: the sender's own session again, a session
 // moved to this sender by its nonce, or a new one.
 func (r *Router) connect(key SessionKey, c *Connect, now time.Time) {
-	resp := r.connectLocked(key, c, now)
+	resp, opened, old := r.connectLocked(key, c, now)
 	if _, failed := resp.(*ConnectFail); failed {
 		r.stats.connectsRefused.Add(1)
+	}
+	closeStreams([]Stream{old})
+	if opened != nil {
+		r.openStream(opened, key)
 	}
 	r.reply(key, resp)
 }
 
-func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Response {
+// connectLocked answers a Connect. It returns the session that needs a
+// stream under key, if any, and the stream a moved session leaves behind,
+// both for the caller to handle once the lock is released.
+func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) (_ Response, opened *session, old Stream) {
 	if c.Nonce == ([NonceSize]byte{}) {
 		// A zero nonce is no secret: anyone could take such a session over.
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailOther}
+		return &ConnectFail{RequestID: c.RequestID, Reason: FailOther}, nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.sessions[key]; s != nil {
 		if s.nonce != c.Nonce {
-			return &ConnectFail{RequestID: c.RequestID, Reason: FailAlreadyConnected}
+			return &ConnectFail{RequestID: c.RequestID, Reason: FailAlreadyConnected}, nil, nil
 		}
 		s.touch(now) // a retry whose ConnectOK was lost
-		return r.connectOK(c, s)
+		return r.connectOK(c, s), nil, nil
 	}
 	if s := r.byNonce[c.Nonce]; s != nil {
 		// The same client under a new sender tag (its mixnet client
 		// restarted, say): the nonce proves it. It keeps its addresses,
-		// its queue and its sequence numbers.
+		// its queue and its sequence numbers; its replies go under the
+		// new tag, on a new stream.
 		s.mu.Lock()
 		delete(r.sessions, s.key)
 		s.key = key
 		s.lastSeen = now
+		old = s.takeStream()
 		s.mu.Unlock()
 		r.sessions[key] = s
 		r.stats.sessionsMoved.Add(1)
-		return r.connectOK(c, s)
+		return r.connectOK(c, s), s, old
 	}
 	addrs, err := r.allocate(key, c, now)
 	if err != nil {
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}
+		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}, nil, nil
 	}
 	s := &session{
 		key:      key,
@@ -357,7 +376,7 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Respon
 	r.byAddr[addrs.V4] = s
 	r.byAddr[addrs.V6] = s
 	r.stats.sessionsOpened.Add(1)
-	return r.connectOK(c, s)
+	return r.connectOK(c, s), s, nil
 }
 
 // allocate gives a new session the pair it wants if that was its own (a
@@ -502,7 +521,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 	}
 	r.mu.RUnlock()
 
-	var ready []SessionKey
+	var wake []Stream
 	for i, s := range targets {
 		if s == nil {
 			continue
@@ -526,15 +545,15 @@ func (r *Router) FromTUN(pkts [][]byte) {
 		wasEmpty := s.down.len() == 0
 		if !s.down.push(append([]byte(nil), pkt...), now) {
 			r.stats.drop(DropQueueFull, 1)
-		} else if wasEmpty {
-			ready = append(ready, s.key)
+		} else if wasEmpty && s.stream != nil {
+			wake = append(wake, s.stream)
 		}
 		s.mu.Unlock()
 	}
-	if r.cfg.Ready != nil {
-		for _, key := range ready {
-			r.cfg.Ready(key)
-		}
+	// A stream sleeps once Pull found the queue empty: an empty queue
+	// that fills is the only thing that needs to wake it.
+	for _, st := range wake {
+		st.Wake()
 	}
 }
 
@@ -553,51 +572,6 @@ func (r *Router) answerTooBig(pkt []byte, now time.Time) {
 		return
 	}
 	r.stats.icmpTooBigSent.Add(1)
-}
-
-// NextBundle returns the session's next downstream Data response, packed
-// with as many queued packets as fit one payload, or false when nothing is
-// queued. The transport calls it when its schedule has a packet to fill, so
-// bundles leave full under load and small when the link is quiet, without a
-// flush timer.
-func (r *Router) NextBundle(key SessionKey) ([]byte, bool) {
-	s := r.lookup(key)
-	if s == nil {
-		return nil, false
-	}
-	now := r.cfg.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.down.len() == 0 {
-		return nil, false
-	}
-	s.enc.Reset(make([]byte, DataDownOverhead, DataDownOverhead+r.bundleCap))
-	var bytes int
-	for {
-		p, ok, dropped := s.down.pop(now)
-		r.stats.drop(DropSojourn, dropped)
-		if !ok {
-			break
-		}
-		if err := s.enc.Add(p.data); errors.Is(err, ErrBundleFull) {
-			s.down.unshift(p) // it opens the next bundle
-			break
-		} else if err != nil { // FromTUN let no such packet in; never wedge the queue on one
-			r.stats.drop(DropTooBig, 1)
-			continue
-		}
-		bytes += len(p.data)
-	}
-	if s.enc.Packets() == 0 {
-		return nil, false // CoDel dropped all there was
-	}
-	msg := s.enc.Bytes()
-	putDataDownHeader(msg, s.downSeq, s.backlog(r.bundleCap))
-	s.downSeq++
-	r.stats.bundlesDown.Add(1)
-	r.stats.packetsDown.Add(uint64(s.enc.Packets()))
-	r.stats.bytesDown.Add(uint64(bytes))
-	return msg, true
 }
 
 // Tick gives up upstream gaps that waited too long and, once a second, ends
@@ -637,18 +611,20 @@ func (r *Router) expireGaps(now time.Time) {
 
 func (r *Router) expireIdle(now time.Time) {
 	var gone []SessionKey
+	var streams []Stream
 	r.mu.Lock()
 	for key, s := range r.sessions {
 		s.mu.Lock()
 		idle := now.Sub(s.lastSeen) >= r.cfg.IdleTimeout
 		s.mu.Unlock()
 		if idle {
-			r.endLocked(s)
+			streams = append(streams, r.endLocked(s))
 			r.stats.sessionsExpired.Add(1)
 			gone = append(gone, key)
 		}
 	}
 	r.mu.Unlock()
+	closeStreams(streams)
 	for _, key := range gone {
 		// Sent in case the client still listens and holds SURBs with us;
 		// failure is likely and harmless.
@@ -661,21 +637,24 @@ func (r *Router) expireIdle(now time.Time) {
 func (r *Router) Shutdown() {
 	r.stopDispatch()
 	var gone []SessionKey
+	var streams []Stream
 	r.mu.Lock()
 	for key, s := range r.sessions {
-		r.endLocked(s)
+		streams = append(streams, r.endLocked(s))
 		r.stats.sessionsClosed.Add(1)
 		gone = append(gone, key)
 	}
 	r.mu.Unlock()
+	closeStreams(streams)
 	for _, key := range gone {
 		r.reply(key, &UnrequestedDisconnect{Reason: ReasonShutdown})
 	}
 }
 
-// endLocked removes a session and returns its addresses to the pool. r.mu
-// is held.
-func (r *Router) endLocked(s *session) {
+// endLocked removes a session and returns its addresses to the pool. It
+// returns the session's stream, for the caller to close once r.mu is
+// released. r.mu is held.
+func (r *Router) endLocked(s *session) Stream {
 	delete(r.sessions, s.key)
 	delete(r.byNonce, s.nonce)
 	delete(r.byAddr, s.addrs.V4)
@@ -685,11 +664,13 @@ func (r *Router) endLocked(s *session) {
 	r.stats.drop(DropSessionClosed, s.down.reset())
 	r.markGapped(s)
 	owner := Owner{Nonce: s.nonce, Sender: s.key}
+	st := s.takeStream()
 	s.mu.Unlock()
 	r.cfg.Pool.Release(s.addrs, owner, r.cfg.Now())
 	if r.cfg.Released != nil {
 		r.cfg.Released(s.addrs)
 	}
+	return st
 }
 
 func (r *Router) lookup(key SessionKey) *session {

@@ -61,17 +61,58 @@ func (c *fakeClock) advance(d time.Duration) time.Time {
 	return c.now
 }
 
-// testExit is a Router with an in-memory TUN, a fake clock and recorded
-// replies and Ready calls.
+// testExit is a Router with an in-memory TUN, a fake clock, recorded
+// replies and the sessions' streams, which the test pulls from.
 type testExit struct {
-	t      *testing.T
-	r      *Router
-	tun    *memTUN
-	clock  *fakeClock
-	mu     sync.Mutex
-	resps  map[SessionKey][]Response
-	ready  map[SessionKey]int
-	refuse map[SessionKey]bool // Reply fails, as with no SURB left
+	t       *testing.T
+	r       *Router
+	tun     *memTUN
+	clock   *fakeClock
+	mu      sync.Mutex
+	resps   map[SessionKey][]Response
+	streams map[SessionKey]*memStream // the last stream opened for each tag
+	refuse  map[SessionKey]bool       // Reply fails, as with no SURB left
+}
+
+// memStream is a session's downstream stream as a transport holds it: the
+// test pulls from it, as the transport would with a SURB in hand.
+type memStream struct {
+	e      *testExit
+	d      Downstream
+	wakes  int // guarded by e.mu
+	closed bool
+}
+
+func (m *memStream) Wake() {
+	m.e.mu.Lock()
+	m.wakes++
+	m.e.mu.Unlock()
+}
+
+func (m *memStream) Close() error {
+	m.e.mu.Lock()
+	defer m.e.mu.Unlock()
+	if m.closed {
+		m.e.t.Errorf("stream of %v closed twice", m.d.Key())
+	}
+	m.closed = true
+	return nil
+}
+
+// stream returns the stream last opened for key.
+func (e *testExit) stream(key SessionKey) *memStream {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.streams[key]
+}
+
+func (e *testExit) wakes(key SessionKey) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.streams[key]; st != nil {
+		return st.wakes
+	}
+	return 0
 }
 
 const testCapacity = sphinx.RegularPayload - 480 // about what a reply carries after the client's framing
@@ -80,7 +121,7 @@ func newTestExit(t *testing.T, mod func(*Config)) *testExit {
 	t.Helper()
 	e := &testExit{
 		t: t, tun: &memTUN{}, clock: &fakeClock{now: t0},
-		resps: map[SessionKey][]Response{}, ready: map[SessionKey]int{}, refuse: map[SessionKey]bool{},
+		resps: map[SessionKey][]Response{}, streams: map[SessionKey]*memStream{}, refuse: map[SessionKey]bool{},
 	}
 	cfg := Config{
 		PayloadCapacity: testCapacity,
@@ -99,10 +140,12 @@ func newTestExit(t *testing.T, mod func(*Config)) *testExit {
 			e.resps[key] = append(e.resps[key], resp)
 			return nil
 		},
-		Ready: func(key SessionKey) {
+		OpenStream: func(key SessionKey, d Downstream) (Stream, error) {
+			st := &memStream{e: e, d: d}
 			e.mu.Lock()
-			e.ready[key]++
+			e.streams[key] = st
 			e.mu.Unlock()
+			return st, nil
 		},
 		Pool: newAddrPool(firstHost, lastHost, rand.New(rand.NewPCG(7, 8))),
 		Now:  e.clock.Now,
@@ -199,23 +242,43 @@ func (c *testClient) data(pkts ...[]byte) {
 	c.seq++
 }
 
+// pullOne pulls c's next downstream response from its stream, into a
+// buffer of the capacity the router was promised.
+func (c *testClient) pullOne() (Response, bool) {
+	c.e.t.Helper()
+	st := c.e.stream(c.key)
+	if st == nil {
+		return nil, false
+	}
+	buf := make([]byte, 0, testCapacity)
+	b, ok := st.d.Pull(buf)
+	if !ok {
+		return nil, false
+	}
+	if len(b) > testCapacity || &b[:1][0] != &buf[:1][0] {
+		c.e.t.Fatalf("response of %d bytes not written in place into the %d bytes offered", len(b), testCapacity)
+	}
+	resp, err := ParseResponse(b)
+	if err != nil {
+		c.e.t.Fatal(err)
+	}
+	return resp, true
+}
+
 // pull takes every downstream bundle waiting for c.
 func (c *testClient) pull() []*DataDown {
 	c.e.t.Helper()
 	var out []*DataDown
 	for {
-		b, ok := c.e.r.NextBundle(c.key)
+		resp, ok := c.pullOne()
 		if !ok {
 			return out
 		}
-		if len(b) > testCapacity {
-			c.e.t.Fatalf("bundle of %d bytes exceeds the capacity %d", len(b), testCapacity)
+		d, isData := resp.(*DataDown)
+		if !isData {
+			c.e.t.Fatalf("pulled %T %+v, want Data", resp, resp)
 		}
-		resp, err := ParseResponse(b)
-		if err != nil {
-			c.e.t.Fatal(err)
-		}
-		out = append(out, resp.(*DataDown))
+		out = append(out, d)
 	}
 }
 
@@ -275,12 +338,10 @@ func TestRouterEndToEnd(t *testing.T) {
 			ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
 	}
 	stray := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
+	before := e.wakes(c.key)
 	e.r.FromTUN(append(down[:len(down):len(down)], stray))
-	e.mu.Lock()
-	readyCalls := e.ready[c.key]
-	e.mu.Unlock()
-	if readyCalls != 1 {
-		t.Fatalf("Ready called %d times for one batch, want 1", readyCalls)
+	if n := e.wakes(c.key) - before; n != 1 {
+		t.Fatalf("stream woken %d times for one batch, want 1", n)
 	}
 	bundles := c.pull()
 	var got [][]byte
@@ -396,7 +457,10 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 	if s.Sessions != 0 || s.SessionsExpired != 1 || s.Drops[DropSessionClosed] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	if _, ok := a.e.r.NextBundle(a.key); ok {
+	if st := e.stream(a.key); !st.closed {
+		t.Fatal("an expired session's stream is still open")
+	}
+	if _, ok := a.pullOne(); ok {
 		t.Fatal("an expired session still has bundles")
 	}
 
@@ -451,6 +515,12 @@ func TestRouterReconnect(t *testing.T) {
 	}
 	if _, ok := e.r.SessionAddrs(a.key); ok {
 		t.Fatal("old sender tag still holds the session")
+	}
+	if old := e.stream(a.key); !old.closed {
+		t.Fatal("the old sender tag's stream is still open")
+	}
+	if _, ok := a.pullOne(); ok {
+		t.Fatal("the old sender tag's stream still pulls")
 	}
 	if got := moved.pull(); len(got) != 1 || got[0].Seq != 0 {
 		t.Fatalf("queue did not follow the session: %+v", got)
@@ -567,7 +637,7 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 		e.r.FromTUN([][]byte{ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
 		e.clock.advance(10 * time.Millisecond)
 		if e.clock.Now().Sub(t0)%(20*time.Millisecond) == 0 {
-			if _, ok := e.r.NextBundle(c.key); !ok {
+			if _, ok := c.pullOne(); !ok {
 				t.Fatal("nothing to pull from a growing queue")
 			}
 		}
@@ -661,8 +731,9 @@ func TestRouterConcurrent(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
+			d := e.stream(c.key).d
 			for range rounds {
-				e.r.NextBundle(c.key)
+				d.Pull(make([]byte, 0, testCapacity))
 			}
 		})
 	}

@@ -29,10 +29,16 @@ type session struct {
 	up       *Resequencer[[]byte] // upstream bundles; nil when resequencing is off
 	down     packetQueue          // downstream IP packets
 	downSeq  uint64               // sequence number of the next downstream Data
-	enc      *BundleEncoder       // reused by every NextBundle
+	enc      *BundleEncoder       // reused by every Pull
 	scratch  [][]byte             // reused by every upstream bundle
 	closed   bool                 // ended; whoever still holds it must let go
 	lastInfo time.Time            // last policy Info sent, to spare the client's SURBs
+
+	// stream carries the downstream under key; nil until opened, and
+	// after the session ended or moved.
+	stream      Stream
+	lowSURBs    bool      // the stream starved: the next pull tells the client
+	lastLowInfo time.Time // last low-SURB Info sent
 }
 
 // ownsSource reports whether src is one of the session's addresses.
