@@ -175,7 +175,7 @@ func TestParseIPPorts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		h, err := parseIP(tt.pkt)
-		if err != nil || h.proto != tt.proto || h.dstPort != tt.port {
+		if err != nil || h.Proto != tt.proto || h.DstPort != tt.port {
 			t.Errorf("%s: parseIP = %+v, %v; want proto %d port %d", tt.name, h, err, tt.proto, tt.port)
 		}
 	}

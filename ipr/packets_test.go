@@ -138,11 +138,11 @@ func TestTestPacketsAreValid(t *testing.T) {
 		t.Fatal("TCP checksum does not verify")
 	}
 	h, err := parseIP(p4)
-	if err != nil || h.dstPort != 443 || h.proto != ippkt.ProtoTCP {
+	if err != nil || h.DstPort != 443 || h.Proto != ippkt.ProtoTCP {
 		t.Fatalf("parseIP = %+v, %v", h, err)
 	}
 	p6 := udp6(t, "fc00::2", "2001:db8::1", 53, "q")
-	if h, err := parseIP(p6); err != nil || h.dstPort != 53 || h.src != netip.MustParseAddr("fc00::2") {
+	if h, err := parseIP(p6); err != nil || h.DstPort != 53 || h.Src != netip.MustParseAddr("fc00::2") {
 		t.Fatalf("parseIP = %+v, %v", h, err)
 	}
 }

@@ -417,7 +417,7 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 	s.mu.Lock()
 	if !s.closed {
 		s.lastSeen = now
-		var out [][]byte
+		out := s.batch[:0]
 		release := func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) }
 		if s.up == nil {
 			release(d.Bundle)
@@ -427,7 +427,7 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 			r.stats.addReorder(s.up.Stats().sub(before))
 			r.markGapped(s)
 		}
-		r.writeTUN(out)
+		r.writeTUN(s, out)
 		if info != nil && now.Sub(s.lastInfo) < r.cfg.InfoInterval {
 			info = nil
 		} else if info != nil {
@@ -443,52 +443,47 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 
 // filterUp splits one upstream bundle and appends to out the packets that
 // may go to the internet: well-formed, from the session's own address, and
-// allowed by the policy. A refusal is noted in *info. s.mu is held.
+// allowed by the policy. Each packet's headers are parsed once, by the
+// split. A refusal is noted in *info. s.mu is held.
 func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **Info) [][]byte {
-	pkts, malformed := SplitBundle(bundle, s.scratch[:0])
-	r.stats.drop(DropMalformed, malformed)
-	for _, pkt := range pkts {
-		h, err := parseIP(pkt)
-		if err != nil { // SplitBundle checked; kept so a change there cannot let junk through
-			r.stats.drop(DropMalformed, 1)
-			continue
-		}
-		if !s.ownsSource(h.src) {
+	malformed := WalkBundle(bundle, func(pkt []byte, h Header) {
+		if !s.ownsSource(h.Src) {
 			r.stats.drop(DropSpoofed, 1)
-			continue
+			return
 		}
 		if r.cfg.Policy != nil {
-			dst := netip.AddrPortFrom(h.dst, h.dstPort)
-			if ok, reason := r.cfg.Policy(dst, h.proto); !ok {
+			dst := netip.AddrPortFrom(h.Dst, h.DstPort)
+			if ok, reason := r.cfg.Policy(dst, h.Proto); !ok {
 				r.stats.drop(DropPolicy, 1)
 				r.stats.policyRefusals.Add(1)
-				*info = &Info{Code: InfoPolicyRefused, Dest: dst, Proto: h.proto, Text: reason}
-				continue
+				*info = &Info{Code: InfoPolicyRefused, Dest: dst, Proto: h.Proto, Text: reason}
+				return
 			}
 		}
 		out = append(out, pkt)
-	}
-	clear(pkts) // do not keep the message alive through the scratch slice
-	s.scratch = pkts[:0]
+	})
+	r.stats.drop(DropMalformed, malformed)
 	return out
 }
 
 // writeTUN writes packets and counts them. Called with the session locked,
-// so one session's packets reach the TUN in the order they were released.
-func (r *Router) writeTUN(pkts [][]byte) {
-	if len(pkts) == 0 {
-		return
+// so one session's packets reach the TUN in the order they were released;
+// pkts is the session's batch, kept for the next request.
+func (r *Router) writeTUN(s *session, pkts [][]byte) {
+	if len(pkts) > 0 {
+		if err := r.cfg.TUN.Write(pkts); err != nil {
+			r.stats.drop(DropTUNWrite, len(pkts))
+		} else {
+			var n int
+			for _, p := range pkts {
+				n += len(p)
+			}
+			r.stats.packetsUp.Add(uint64(len(pkts)))
+			r.stats.bytesUp.Add(uint64(n))
+		}
 	}
-	if err := r.cfg.TUN.Write(pkts); err != nil {
-		r.stats.drop(DropTUNWrite, len(pkts))
-		return
-	}
-	var n int
-	for _, p := range pkts {
-		n += len(p)
-	}
-	r.stats.packetsUp.Add(uint64(len(pkts)))
-	r.stats.bytesUp.Add(uint64(n))
+	clear(pkts) // do not keep the messages alive through the batch
+	s.batch = pkts[:0]
 }
 
 // markGapped keeps the gapped set in step with the session's resequencer.
@@ -515,7 +510,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			r.stats.drop(DropMalformed, 1)
 			continue
 		}
-		if targets[i] = r.byAddr[h.dst]; targets[i] == nil {
+		if targets[i] = r.byAddr[h.Dst]; targets[i] == nil {
 			r.stats.drop(DropNoSession, 1)
 		}
 	}
@@ -598,11 +593,11 @@ func (r *Router) expireGaps(now time.Time) {
 		var info *Info // refusals found here go unreported: the client will send again
 		s.mu.Lock()
 		if !s.closed && s.up != nil {
-			var out [][]byte
+			out := s.batch[:0]
 			before := s.up.Stats()
 			s.up.Expire(now, func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) })
 			r.stats.addReorder(s.up.Stats().sub(before))
-			r.writeTUN(out)
+			r.writeTUN(s, out)
 		}
 		r.markGapped(s)
 		s.mu.Unlock()

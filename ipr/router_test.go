@@ -64,7 +64,7 @@ func (c *fakeClock) advance(d time.Duration) time.Time {
 // testExit is a Router with an in-memory TUN, a fake clock, recorded
 // replies and the sessions' streams, which the test pulls from.
 type testExit struct {
-	t       *testing.T
+	t       testing.TB
 	r       *Router
 	tun     *memTUN
 	clock   *fakeClock
@@ -117,7 +117,7 @@ func (e *testExit) wakes(key SessionKey) int {
 
 const testCapacity = sphinx.RegularPayload - 480 // about what a reply carries after the client's framing
 
-func newTestExit(t *testing.T, mod func(*Config)) *testExit {
+func newTestExit(t testing.TB, mod func(*Config)) *testExit {
 	t.Helper()
 	e := &testExit{
 		t: t, tun: &memTUN{}, clock: &fakeClock{now: t0},
@@ -298,7 +298,7 @@ func samePackets(t *testing.T, got, want [][]byte) {
 	for i := range got {
 		if !bytes.Equal(got[i], want[i]) {
 			h, _ := parseIP(got[i])
-			t.Fatalf("packet %d differs: got %v → %v", i, h.src, h.dst)
+			t.Fatalf("packet %d differs: got %v → %v", i, h.Src, h.Dst)
 		}
 	}
 }

@@ -30,7 +30,7 @@ type session struct {
 	down     packetQueue          // downstream IP packets
 	downSeq  uint64               // sequence number of the next downstream Data
 	enc      *BundleEncoder       // reused by every Pull
-	scratch  [][]byte             // reused by every upstream bundle
+	batch    [][]byte             // reused for the packets each upstream bundle releases
 	closed   bool                 // ended; whoever still holds it must let go
 	lastInfo time.Time            // last policy Info sent, to spare the client's SURBs
 
