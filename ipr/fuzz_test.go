@@ -70,8 +70,14 @@ func FuzzResponse(f *testing.F) {
 func FuzzBundle(f *testing.F) {
 	good4 := udp4(f, "10.0.0.2", "192.0.2.1", 53, "hello")
 	good6 := udp6(f, "fc00::2", "2001:db8::1", 443, "world")
-	f.Add(bundleOf(f, good4, good6), 2000)
-	f.Add(append(bundleOf(f, good4), 0, 0, 9), 100)
+	enc := NewBundleEncoder(1 << 16)
+	for _, p := range [][]byte{good4, good6} {
+		if err := enc.Add(p); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(enc.Bytes(), 2000)
+	f.Add(append(enc.Bytes()[:LengthPrefixSize+len(good4):LengthPrefixSize+len(good4)], 0, 0, 9), 100)
 	f.Add([]byte{0xff, 0xff, 0x45}, 10)
 	f.Add([]byte{0, 3, 0x45, 0, 3}, 1)
 	f.Fuzz(func(t *testing.T, bundle []byte, capacity int) {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/internal/testnet"
-	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/exit"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
@@ -29,7 +29,7 @@ const DefaultReplyTimeout = 5 * time.Second
 type Exit struct {
 	Service  *exit.Service
 	Client   *client.Client // the router's mixnet client
-	Router   *ipr.Router
+	Router   *router.Router
 	Internet *tun.Net // the internet's side: serve things on it
 }
 

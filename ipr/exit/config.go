@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
@@ -95,7 +95,7 @@ type Config struct {
 	// namespace). Nil runs fn in the calling namespace.
 	InNetNS func(fn func() error) error
 
-	// Router holds the ipr.Router settings beyond the ones the service
+	// Router holds the router.Router settings beyond the ones the service
 	// sets itself (PayloadCapacity, TUN, Reply, CanReply, OpenStream,
 	// Policy, Released). The limits that keep one client from the others are
 	// there, zero meaning the default: MaxSenderRequests (1024 requests
@@ -104,7 +104,7 @@ type Config struct {
 	// quarantine) and AddrQuarantine (2 min before a released address is
 	// handed to another client; its conntrack entries are flushed at
 	// release).
-	Router ipr.Config
+	Router router.Config
 
 	// ControlTimeout bounds how long a control reply (ConnectOK, Pong,
 	// ...) waits for the sender's SURBs: the router calls it from the

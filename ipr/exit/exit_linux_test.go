@@ -20,6 +20,7 @@ import (
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/exit"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/tun/ippkt"
@@ -88,7 +89,7 @@ func TestExitRoutesThroughNamespaces(t *testing.T) {
 		Uplink:       uplink,
 		InNetNS:      func(fn func() error) error { return inNS(exitNS, fn) },
 		// Every refusal below is reported: no Info is held back.
-		Router: ipr.Config{InfoInterval: time.Nanosecond},
+		Router: router.Config{InfoInterval: time.Nanosecond},
 		Logger: testLogger(t),
 	})
 	if err != nil {

@@ -3,7 +3,7 @@ package exit
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 )
 
 // collector exports a Service's counters to Prometheus. The router and the
@@ -79,7 +79,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.requests, r.ConnectsRefused, "connect_refused")
 	counter(c.requests, r.ConnectsOverCap, "connect_over_cap") // also in connect_refused
 	counter(c.requests, r.WantRefused, "want_refused")         // granted other addresses
-	for reason := range ipr.NumDropReasons {
+	for reason := range router.NumDropReasons {
 		counter(c.drops, r.Drops[reason], reason.String())
 	}
 	counter(c.packets, r.PacketsUp, "up")

@@ -7,8 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/exit"
+	"github.com/nym-go/nym/ipr/router"
 )
 
 // An operator's scrape shows the router's counters under stable names, and
@@ -26,7 +26,7 @@ func TestCollector(t *testing.T) {
 	st.Router.RequestsNoSURB, st.Router.RequestsDropped = 1, 8
 	st.Router.ConnectsOverCap, st.Router.WantRefused = 3, 2
 	st.Router.PacketsDown, st.Router.BytesDown = 7, 7000
-	st.Router.Drops[ipr.DropSojourn] = 4
+	st.Router.Drops[router.DropSojourn] = 4
 	st.Client.Queued = 5
 	st.Router.Starved = 6
 	for _, tc := range []struct {

@@ -7,7 +7,7 @@ import (
 	"github.com/nym-go/nym/platform"
 )
 
-// routerPolicy is the ipr.Config.Policy of the exit: the same decisions as
+// routerPolicy is the router.Config.Policy of the exit: the same decisions as
 // platform's nftables rules (private ranges, SMTP, the operator's list), made
 // before the packet reaches the TUN so that the client hears why in an Info
 // instead of waiting for a timeout. The nftables rules stay the enforcement.

@@ -11,6 +11,7 @@ import (
 	"github.com/nym-go/nym/internal/testexit"
 	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 )
 
@@ -68,12 +69,12 @@ func TestStarvedSessionKeepsItsQueue(t *testing.T) {
 	// the burst still in the session's queue.
 	poll.Until(t, 30*time.Second, "the session to starve with the burst queued", func() bool {
 		s := e.Router.Stats()
-		return s.Starved > 0 && s.PacketsDown+uint64(s.Queued)+s.Drops[ipr.DropSojourn] == burst
+		return s.Starved > 0 && s.PacketsDown+uint64(s.Queued)+s.Drops[router.DropSojourn] == burst
 	})
 	s := e.Router.Stats()
-	if s.Queued == 0 || s.BundlesDown+s.LowSURBInfos > given || s.Drops[ipr.DropQueueFull] != 0 {
+	if s.Queued == 0 || s.BundlesDown+s.LowSURBInfos > given || s.Drops[router.DropQueueFull] != 0 {
 		t.Fatalf("starved: %d packets queued, %d bundles sent on %d SURBs, %d queue-full drops; want packets queued, no more bundles than SURBs",
-			s.Queued, s.BundlesDown, given, s.Drops[ipr.DropQueueFull])
+			s.Queued, s.BundlesDown, given, s.Drops[router.DropQueueFull])
 	}
 
 	// The client is back, under a new sender tag, with SURBs.
@@ -105,8 +106,8 @@ func TestStarvedSessionKeepsItsQueue(t *testing.T) {
 			got += uint64(len(pkts))
 		}
 		if s := e.Router.Stats(); sawOK && s.Queued == 0 && got == s.PacketsDown-before {
-			if s.PacketsDown+s.Drops[ipr.DropSojourn] != burst {
-				t.Fatalf("%d packets sent and %d aged out of a burst of %d", s.PacketsDown, s.Drops[ipr.DropSojourn], burst)
+			if s.PacketsDown+s.Drops[router.DropSojourn] != burst {
+				t.Fatalf("%d packets sent and %d aged out of a burst of %d", s.PacketsDown, s.Drops[router.DropSojourn], burst)
 			}
 			break
 		}

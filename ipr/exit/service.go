@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/tun"
 )
@@ -26,7 +27,7 @@ type Service struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	router *ipr.Router
+	router *router.Router
 	mix    *client.Client
 
 	controlTimeouts atomic.Uint64
@@ -42,7 +43,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Router is the running router, nil before Run has set it up.
-func (s *Service) Router() *ipr.Router {
+func (s *Service) Router() *router.Router {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.router
@@ -111,13 +112,13 @@ func (s *Service) Run(ctx context.Context) error {
 	rcfg := s.cfg.Router
 	rcfg.PayloadCapacity = capacity
 	rcfg.TUN = dev
-	rcfg.CanReply = func(key ipr.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
-	rcfg.Reply = func(key ipr.SessionKey, resp []byte) error {
+	rcfg.CanReply = func(key router.SessionKey) bool { return mix.ReplySURBs(client.AnonymousSenderTag(key)) > 0 }
+	rcfg.Reply = func(key router.SessionKey, resp []byte) error {
 		// Control replies run on the sender's own worker (Submit), and
 		// the router asked CanReply first; the timeout bounds the wait
 		// for a top-up the sender was asked for. Such a wait ends when
 		// the service stops; a reply with a SURB in hand goes out even
-		// then: Shutdown's goodbyes.
+		// then: the goodbyes of Router.Close.
 		tag := client.AnonymousSenderTag(key)
 		base := runCtx
 		if mix.ReplySURBs(tag) > 0 {
@@ -134,31 +135,31 @@ func (s *Service) Run(ctx context.Context) error {
 	// Each session's queue is a reply stream of its own: the client pulls
 	// a bundle from it whenever it holds a SURB for the session, and says
 	// when it holds none.
-	rcfg.OpenStream = func(key ipr.SessionKey, d ipr.Downstream) (ipr.Stream, error) {
+	rcfg.OpenStream = func(key router.SessionKey, d router.Downstream) (router.Stream, error) {
 		return mix.OpenReplyStream(client.AnonymousSenderTag(key), replySource{d}, d.Starved)
 	}
 	flusher := newConntrackFlusher(host.FlushConntrack, s.log)
 	rcfg.Released = flusher.released
 	rcfg.Policy = routerPolicy(s.cfg.Policy, s.cfg.AllowPrivate, own)
-	router, err := ipr.New(rcfg)
+	rt, err := router.New(rcfg)
 	if err != nil {
 		return fmt.Errorf("exit: router: %w", err)
 	}
 	s.mu.Lock()
-	s.router, s.mix = router, mix
+	s.router, s.mix = rt, mix
 	s.mu.Unlock()
 	s.log.Info("IP packet router up", "address", mix.Address(), "mtu", mtu)
 
 	var wg sync.WaitGroup
-	wg.Go(func() { router.Run(runCtx) })
+	wg.Go(func() { rt.Run(runCtx) })
 	wg.Go(func() { flusher.run(runCtx) })
-	wg.Go(func() { s.readTUN(dev, router) })
-	wg.Go(func() { s.receive(runCtx, mix, router) })
+	wg.Go(func() { s.readTUN(dev, rt) })
+	wg.Go(func() { s.receive(runCtx, mix, rt) })
 
 	<-ctx.Done()
 	// Tell the clients while the mixnet client still runs, and give the
 	// goodbyes a moment to leave.
-	router.Shutdown()
+	rt.Close()
 	fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
 	_ = mix.Flush(fctx)
 	fcancel()
@@ -198,7 +199,7 @@ func (s *Service) connect(ctx context.Context) (*client.Client, error) {
 
 // replySource is a session's downstream as the mixnet client pulls it: the
 // router writes the next response straight into the packet's buffer.
-type replySource struct{ d ipr.Downstream }
+type replySource struct{ d router.Downstream }
 
 func (r replySource) Pull(p *client.Payload) bool {
 	b, ok := r.d.Pull(p.Buf())
@@ -207,7 +208,7 @@ func (r replySource) Pull(p *client.Payload) bool {
 
 // receive hands every request to the router until the client closes.
 // Messages without a sender tag carry no SURBs: nothing could answer them.
-func (s *Service) receive(ctx context.Context, mix *client.Client, router *ipr.Router) {
+func (s *Service) receive(ctx context.Context, mix *client.Client, rt *router.Router) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -222,14 +223,14 @@ func (s *Service) receive(ctx context.Context, mix *client.Client, router *ipr.R
 			}
 			// Never HandleRequest here: one sender's slow replies would
 			// hold up every other sender's requests.
-			router.Submit(ipr.SessionKey(m.SenderTag), m.Data)
+			rt.Submit(router.SessionKey(m.SenderTag), m.Data)
 		}
 	}
 }
 
 // readTUN feeds what the internet sends to clients into the router until
 // the TUN closes.
-func (s *Service) readTUN(dev tun.Device, router *ipr.Router) {
+func (s *Service) readTUN(dev tun.Device, rt *router.Router) {
 	bufs, sizes := tun.NewBatch(dev)
 	pkts := make([][]byte, 0, len(bufs))
 	for {
@@ -248,14 +249,14 @@ func (s *Service) readTUN(dev tun.Device, router *ipr.Router) {
 			pkts = append(pkts, bufs[i][:sizes[i]])
 		}
 		if len(pkts) > 0 {
-			router.FromTUN(pkts)
+			rt.FromTUN(pkts)
 		}
 	}
 }
 
 // Stats are the service's counters beside the router's.
 type Stats struct {
-	Router ipr.Stats
+	Router router.Stats
 	Client client.Stats
 	// ControlTimeouts counts control replies that waited ControlTimeout
 	// for the sender's SURBs in vain.

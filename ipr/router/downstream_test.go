@@ -1,10 +1,12 @@
-package ipr
+package router
 
 import (
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/ippkt"
 )
 
@@ -19,7 +21,7 @@ func TestStarvedStreamKeepsPacketsQueuedAndAsksForSURBs(t *testing.T) {
 	c.mustConnect()
 	from := netip.MustParseAddr("192.0.2.1")
 	for range 20 {
-		e.r.FromTUN([][]byte{ipv4Packet(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
+		e.r.FromTUN([][]byte{testpkt.IPv4(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
 	}
 	e.stream(c.key).d.Starved()
 	// No SURB for a while: the queue stands, nothing leaves it.
@@ -37,12 +39,12 @@ func TestStarvedStreamKeepsPacketsQueuedAndAsksForSURBs(t *testing.T) {
 	e.stream(c.key).d.Starved()
 	if resp, ok := c.pullOne(); !ok {
 		t.Fatal("nothing pulled")
-	} else if _, isData := resp.(*DataDown); !isData {
+	} else if _, isData := resp.(*ipr.DataDown); !isData {
 		t.Fatalf("pulled %+v within InfoInterval, want Data", resp)
 	}
 	// Then the data, one bundle per SURB as they come, through CoDel,
 	// which drops what stood too long.
-	got := []Response{nil} // the one pulled above
+	got := []ipr.Response{nil} // the one pulled above
 	for {
 		e.clock.advance(50 * time.Millisecond)
 		resp, ok := c.pullOne()
@@ -57,7 +59,7 @@ func TestStarvedStreamKeepsPacketsQueuedAndAsksForSURBs(t *testing.T) {
 	}
 	// Later, it does.
 	e.clock.advance(DefaultInfoInterval)
-	e.r.FromTUN([][]byte{ipv4Packet(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, []byte("y"))})
+	e.r.FromTUN([][]byte{testpkt.IPv4(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, []byte("y"))})
 	e.stream(c.key).d.Starved()
 	if resp, _ := c.pullOne(); !isLowSURBs(resp) {
 		t.Fatalf("pulled %+v after InfoInterval, want Info", resp)
@@ -71,9 +73,9 @@ func TestPullIntoSmallerBuffer(t *testing.T) {
 	c := e.client(1)
 	c.mustConnect()
 	from := netip.MustParseAddr("192.0.2.1")
-	small := ipv4Packet(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, []byte("small"))
+	small := testpkt.IPv4(t, from, c.addrs.V4, ippkt.ProtoUDP, 1, []byte("small"))
 	e.r.FromTUN([][]byte{small, small})
-	room := DataDownOverhead + LengthPrefixSize + len(small)
+	room := ipr.DataDownOverhead + ipr.LengthPrefixSize + len(small)
 	b, ok := e.stream(c.key).d.Pull(make([]byte, 0, room))
 	if !ok || len(b) > room {
 		t.Fatalf("pull into %d bytes: %d bytes, %v", room, len(b), ok)
@@ -83,7 +85,7 @@ func TestPullIntoSmallerBuffer(t *testing.T) {
 	}
 }
 
-func isLowSURBs(r Response) bool {
-	info, ok := r.(*Info)
-	return ok && info.Code == InfoLowSURBs
+func isLowSURBs(r ipr.Response) bool {
+	info, ok := r.(*ipr.Info)
+	return ok && info.Code == ipr.InfoLowSURBs
 }

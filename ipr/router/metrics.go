@@ -1,9 +1,11 @@
-package ipr
+package router
 
 import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nym-go/nym/ipr"
 )
 
 // DropReason says why the router let an IP packet go.
@@ -50,7 +52,7 @@ type Stats struct {
 	SessionsOpened  uint64 // Connects that made a session
 	SessionsMoved   uint64 // sessions taken over by a new sender tag with the session's nonce
 	SessionsExpired uint64 // sessions ended after the idle timeout
-	SessionsClosed  uint64 // sessions ended by Disconnect or Shutdown
+	SessionsClosed  uint64 // sessions ended by Disconnect or Close
 	ConnectsRefused uint64 // ConnectFail responses
 	ConnectsOverCap uint64 // Connects refused: the sender held MaxAddrsPerSender pairs (also in ConnectsRefused)
 	WantRefused     uint64 // Connects whose wanted addresses were not the session's own; they got others
@@ -74,7 +76,7 @@ type Stats struct {
 	BundlesUp, BundlesDown uint64 // Data messages received / handed out
 
 	Drops   [NumDropReasons]uint64
-	Reorder ReorderStats // upstream resequencing, all sessions
+	Reorder ipr.ReorderStats // upstream resequencing, all sessions
 }
 
 // counters are the live values behind Stats.
@@ -88,7 +90,7 @@ type counters struct {
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
 	reorderMu sync.Mutex
-	reorder   ReorderStats
+	reorder   ipr.ReorderStats
 }
 
 func (c *counters) drop(r DropReason, n int) {
@@ -97,8 +99,8 @@ func (c *counters) drop(r DropReason, n int) {
 	}
 }
 
-func (c *counters) addReorder(delta ReorderStats) {
-	if delta == (ReorderStats{}) {
+func (c *counters) addReorder(delta ipr.ReorderStats) {
+	if delta == (ipr.ReorderStats{}) {
 		return
 	}
 	c.reorderMu.Lock()

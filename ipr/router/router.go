@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/icmperr"
 )
 
@@ -89,14 +90,14 @@ type Config struct {
 	// Released, when set, is told of every pair a session gave back (the
 	// exit flushes its conntrack entries). It is called with the router's
 	// lock held: it must not block or call the Router.
-	Released func(AddrPair)
+	Released func(ipr.AddrPair)
 
 	// IdleTimeout ends a session that sent no request for this long.
 	// Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Reorder bounds the upstream resequencing; a negative Timeout turns
 	// resequencing off (bundles go to the TUN as they arrive).
-	Reorder ResequencerConfig
+	Reorder ipr.ResequencerConfig
 	// QueueTarget and QueueInterval are CoDel's target sojourn time and
 	// interval for each session's downstream queue. The target is a few
 	// Poisson send intervals (20 ms each at Nym's rate): a packet that
@@ -124,10 +125,10 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.TUN == nil || c.Reply == nil {
-		return c, errors.New("ipr: config needs a TUN and a Reply callback")
+		return c, errors.New("router: config needs a TUN and a Reply callback")
 	}
-	if mtu := MaxIPPacket(c.PayloadCapacity); mtu < minIPv4MTU {
-		return c, fmt.Errorf("ipr: payload capacity %d leaves an MTU of %d, below IPv4's minimum %d", c.PayloadCapacity, mtu, minIPv4MTU)
+	if mtu := ipr.MaxIPPacket(c.PayloadCapacity); mtu < minIPv4MTU {
+		return c, fmt.Errorf("router: payload capacity %d leaves an MTU of %d, below IPv4's minimum %d", c.PayloadCapacity, mtu, minIPv4MTU)
 	}
 	if c.Pool == nil {
 		c.Pool = NewAddrPool()
@@ -172,7 +173,7 @@ type Router struct {
 
 	mu       sync.RWMutex
 	sessions map[SessionKey]*session
-	byNonce  map[[NonceSize]byte]*session
+	byNonce  map[[ipr.NonceSize]byte]*session
 	byAddr   map[netip.Addr]*session
 
 	// gapped holds the sessions with upstream messages waiting behind a
@@ -199,10 +200,10 @@ func New(cfg Config) (*Router, error) {
 	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
 	return &Router{
 		cfg:       cfg,
-		mtu:       MaxIPPacket(cfg.PayloadCapacity),
-		bundleCap: cfg.PayloadCapacity - DataDownOverhead,
+		mtu:       ipr.MaxIPPacket(cfg.PayloadCapacity),
+		bundleCap: cfg.PayloadCapacity - ipr.DataDownOverhead,
 		sessions:  make(map[SessionKey]*session),
-		byNonce:   make(map[[NonceSize]byte]*session),
+		byNonce:   make(map[[ipr.NonceSize]byte]*session),
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
 		dispatch:  dispatcher{queues: make(map[SessionKey]*requestQueue)},
@@ -233,11 +234,11 @@ func (r *Router) Stats() Stats {
 }
 
 // SessionAddrs returns the addresses of a session.
-func (r *Router) SessionAddrs(key SessionKey) (AddrPair, bool) {
+func (r *Router) SessionAddrs(key SessionKey) (ipr.AddrPair, bool) {
 	if s := r.lookup(key); s != nil {
 		return s.addrs, true
 	}
-	return AddrPair{}, false
+	return ipr.AddrPair{}, false
 }
 
 // Run calls Tick every TickInterval until ctx is done; the caller owns the
@@ -262,16 +263,16 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	r.stats.requestsIn.Add(1)
 	now := r.cfg.Now()
-	req, err := ParseRequest(msg)
+	req, err := ipr.ParseRequest(msg)
 	if err != nil {
 		r.stats.badRequests.Add(1)
-		if errors.Is(err, ErrVersion) {
-			r.reply(key, &Info{Code: InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ProtocolVersion)})
+		if errors.Is(err, ipr.ErrVersion) {
+			r.reply(key, &ipr.Info{Code: ipr.InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ipr.ProtocolVersion)})
 		}
 		return
 	}
 	switch req.(type) {
-	case *Connect, *Ping:
+	case *ipr.Connect, *ipr.Ping:
 		// Nothing will carry the answer: drop the request rather than
 		// do its work (a Connect would take an address) or wait for
 		// SURBs that did not come last time.
@@ -281,9 +282,9 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 		}
 	}
 	switch req := req.(type) {
-	case *Connect:
+	case *ipr.Connect:
 		r.connect(key, req, now)
-	case *Disconnect:
+	case *ipr.Disconnect:
 		var st Stream
 		r.mu.Lock()
 		if s := r.sessions[key]; s != nil {
@@ -292,23 +293,23 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 		}
 		r.mu.Unlock()
 		closeStreams([]Stream{st})
-	case *Ping:
+	case *ipr.Ping:
 		// A Ping needs no session: clients use it to test the router
 		// before connecting. It keeps a session alive like any request.
 		if s := r.lookup(key); s != nil {
 			s.touch(now)
 		}
-		r.reply(key, &Pong{ID: req.ID})
-	case *DataUp:
+		r.reply(key, &ipr.Pong{ID: req.ID})
+	case *ipr.DataUp:
 		r.dataUp(key, req, now)
 	}
 }
 
 // connect answers a Connect: the sender's own session again, a session
 // moved to this sender by its nonce, or a new one.
-func (r *Router) connect(key SessionKey, c *Connect, now time.Time) {
+func (r *Router) connect(key SessionKey, c *ipr.Connect, now time.Time) {
 	resp, opened, old := r.connectLocked(key, c, now)
-	if _, failed := resp.(*ConnectFail); failed {
+	if _, failed := resp.(*ipr.ConnectFail); failed {
 		r.stats.connectsRefused.Add(1)
 	}
 	closeStreams([]Stream{old})
@@ -321,16 +322,16 @@ func (r *Router) connect(key SessionKey, c *Connect, now time.Time) {
 // connectLocked answers a Connect. It returns the session that needs a
 // stream under key, if any, and the stream a moved session leaves behind,
 // both for the caller to handle once the lock is released.
-func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) (_ Response, opened *session, old Stream) {
-	if c.Nonce == ([NonceSize]byte{}) {
+func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_ ipr.Response, opened *session, old Stream) {
+	if c.Nonce == ([ipr.NonceSize]byte{}) {
 		// A zero nonce is no secret: anyone could take such a session over.
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailOther}, nil, nil
+		return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailOther}, nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.sessions[key]; s != nil {
 		if s.nonce != c.Nonce {
-			return &ConnectFail{RequestID: c.RequestID, Reason: FailAlreadyConnected}, nil, nil
+			return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailAlreadyConnected}, nil, nil
 		}
 		s.touch(now) // a retry whose ConnectOK was lost
 		return r.connectOK(c, s), nil, nil
@@ -352,7 +353,7 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) (_ Res
 	}
 	addrs, err := r.allocate(key, c, now)
 	if err != nil {
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}, nil, nil
+		return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailNoFreeAddress}, nil, nil
 	}
 	s := &session{
 		key:      key,
@@ -366,10 +367,10 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) (_ Res
 			interval:   r.cfg.QueueInterval,
 			maxPacket:  r.bundleCap,
 		},
-		enc: NewBundleEncoder(r.bundleCap),
+		enc: ipr.NewBundleEncoder(r.bundleCap),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
-		s.up = NewResequencer[[]byte](r.cfg.Reorder)
+		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)
 	}
 	r.sessions[key] = s
 	r.byNonce[c.Nonce] = s
@@ -382,7 +383,7 @@ func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) (_ Res
 // allocate gives a new session the pair it wants if that was its own (a
 // reconnect after its session ended), else any free pair, unless the sender
 // already holds its share.
-func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, error) {
+func (r *Router) allocate(key SessionKey, c *ipr.Connect, now time.Time) (ipr.AddrPair, error) {
 	if c.Want.V4.IsValid() || c.Want.V6.IsValid() {
 		if addrs, err := r.cfg.Pool.Claim(c.Want, c.Nonce, now); err == nil {
 			return addrs, nil
@@ -391,29 +392,29 @@ func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, 
 	}
 	if _, mine := r.cfg.Pool.Quarantined(key, now); mine+1 > r.cfg.MaxAddrsPerSender {
 		r.stats.connectsOverCap.Add(1)
-		return AddrPair{}, fmt.Errorf("ipr: sender %v holds %d addresses in quarantine", key, mine)
+		return ipr.AddrPair{}, fmt.Errorf("router: sender %v holds %d addresses in quarantine", key, mine)
 	}
 	return r.cfg.Pool.Allocate(now)
 }
 
-func (r *Router) connectOK(c *Connect, s *session) *ConnectOK {
-	return &ConnectOK{RequestID: c.RequestID, Addrs: s.addrs, MTU: uint16(r.mtu)}
+func (r *Router) connectOK(c *ipr.Connect, s *session) *ipr.ConnectOK {
+	return &ipr.ConnectOK{RequestID: c.RequestID, Addrs: s.addrs, MTU: uint16(r.mtu)}
 }
 
 // dataUp writes a Data request's packets to the TUN, in sequence order.
-func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
+func (r *Router) dataUp(key SessionKey, d *ipr.DataUp, now time.Time) {
 	s := r.lookup(key)
 	if s == nil {
 		r.stats.dataNoSession.Add(1)
 		if r.canReply(key, now) {
-			r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+			r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonNotConnected})
 		} else {
 			r.stats.requestsNoSURB.Add(1)
 		}
 		return
 	}
 	r.stats.bundlesUp.Add(1)
-	var info *Info
+	var info *ipr.Info
 	s.mu.Lock()
 	if !s.closed {
 		s.lastSeen = now
@@ -424,7 +425,7 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 		} else {
 			before := s.up.Stats()
 			s.up.Push(d.Seq, d.Bundle, now, release)
-			r.stats.addReorder(s.up.Stats().sub(before))
+			r.stats.addReorder(s.up.Stats().Sub(before))
 			r.markGapped(s)
 		}
 		r.writeTUN(s, out)
@@ -445,8 +446,8 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 // may go to the internet: well-formed, from the session's own address, and
 // allowed by the policy. Each packet's headers are parsed once, by the
 // split. A refusal is noted in *info. s.mu is held.
-func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **Info) [][]byte {
-	malformed := WalkBundle(bundle, func(pkt []byte, h Header) {
+func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **ipr.Info) [][]byte {
+	malformed := ipr.WalkBundle(bundle, func(pkt []byte, h ipr.Header) {
 		if !s.ownsSource(h.Src) {
 			r.stats.drop(DropSpoofed, 1)
 			return
@@ -456,7 +457,7 @@ func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **Info) 
 			if ok, reason := r.cfg.Policy(dst, h.Proto); !ok {
 				r.stats.drop(DropPolicy, 1)
 				r.stats.policyRefusals.Add(1)
-				*info = &Info{Code: InfoPolicyRefused, Dest: dst, Proto: h.Proto, Text: reason}
+				*info = &ipr.Info{Code: ipr.InfoPolicyRefused, Dest: dst, Proto: h.Proto, Text: reason}
 				return
 			}
 		}
@@ -505,7 +506,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 	targets := make([]*session, len(pkts))
 	r.mu.RLock()
 	for i, pkt := range pkts {
-		h, err := parseIP(pkt)
+		h, err := ipr.ParseHeader(pkt)
 		if err != nil {
 			r.stats.drop(DropMalformed, 1)
 			continue
@@ -522,7 +523,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			continue
 		}
 		pkt := pkts[i]
-		if len(pkt)+LengthPrefixSize > r.bundleCap {
+		if len(pkt)+ipr.LengthPrefixSize > r.bundleCap {
 			// The exit's TUN MTU is MaxIPPacket, so the kernel answers
 			// such packets with ICMP "too big" before they get here; this
 			// only catches a TUN set up otherwise, and answers as the
@@ -557,7 +558,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 // one. The error goes back out to the internet through the exit's NAT,
 // which maps it to the flow it quotes.
 func (r *Router) answerTooBig(pkt []byte, now time.Time) {
-	msg, err := r.tooBig.TooBig(pkt, r.bundleCap-LengthPrefixSize, now)
+	msg, err := r.tooBig.TooBig(pkt, r.bundleCap-ipr.LengthPrefixSize, now)
 	if err != nil {
 		return // not allowed, or rate limited: the drop is counted
 	}
@@ -590,13 +591,13 @@ func (r *Router) expireGaps(now time.Time) {
 	}
 	r.gapMu.Unlock()
 	for _, s := range sessions {
-		var info *Info // refusals found here go unreported: the client will send again
+		var info *ipr.Info // refusals found here go unreported: the client will send again
 		s.mu.Lock()
 		if !s.closed && s.up != nil {
 			out := s.batch[:0]
 			before := s.up.Stats()
 			s.up.Expire(now, func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) })
-			r.stats.addReorder(s.up.Stats().sub(before))
+			r.stats.addReorder(s.up.Stats().Sub(before))
 			r.writeTUN(s, out)
 		}
 		r.markGapped(s)
@@ -623,13 +624,14 @@ func (r *Router) expireIdle(now time.Time) {
 	for _, key := range gone {
 		// Sent in case the client still listens and holds SURBs with us;
 		// failure is likely and harmless.
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonIdle})
+		r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonIdle})
 	}
 }
 
-// Shutdown ends every session, telling each client. Requests Submit
-// queued are handled first; later ones are refused.
-func (r *Router) Shutdown() {
+// Close ends every session, telling each client. Requests Submit queued
+// are handled first; later ones are refused. Closing again does nothing. It
+// returns nil.
+func (r *Router) Close() error {
 	r.stopDispatch()
 	var gone []SessionKey
 	var streams []Stream
@@ -642,8 +644,9 @@ func (r *Router) Shutdown() {
 	r.mu.Unlock()
 	closeStreams(streams)
 	for _, key := range gone {
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonShutdown})
+		r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonShutdown})
 	}
+	return nil
 }
 
 // endLocked removes a session and returns its addresses to the pool. It
@@ -718,13 +721,13 @@ func (r *Router) setStarved(key SessionKey, starved bool, now time.Time) {
 
 // reply marshals and sends a response, counting the outcome. A starved
 // sender is not waited for.
-func (r *Router) reply(key SessionKey, resp Response) {
+func (r *Router) reply(key SessionKey, resp ipr.Response) {
 	now := r.cfg.Now()
 	if !r.canReply(key, now) {
 		r.stats.repliesFailed.Add(1)
 		return
 	}
-	b, err := MarshalResponse(resp)
+	b, err := ipr.MarshalResponse(resp)
 	if err != nil { // only our own values are marshalled: a bug, not input
 		r.stats.repliesFailed.Add(1)
 		return

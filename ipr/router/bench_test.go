@@ -1,9 +1,11 @@
-package ipr
+package router
 
 import (
 	"net/netip"
 	"testing"
 
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/ippkt"
 )
 
@@ -21,15 +23,15 @@ func BenchmarkRouterUpstream(b *testing.B) {
 		c.Policy = func(netip.AddrPort, uint8) (bool, string) { return true, "" }
 	})
 	c := e.client(1)
-	c.send(&Connect{RequestID: 1, Nonce: c.nonce})
-	ok := e.lastResponse(c.key).(*ConnectOK)
+	c.send(&ipr.Connect{RequestID: 1, Nonce: c.nonce})
+	ok := e.lastResponse(c.key).(*ipr.ConnectOK)
 	dst := netip.MustParseAddr("192.0.2.1")
 	bundle := bundleOf(b,
-		ipv4Packet(b, ok.Addrs.V4, dst, ippkt.ProtoUDP, 53, make([]byte, 600)),
-		ipv4Packet(b, ok.Addrs.V4, dst, ippkt.ProtoTCP, 443, make([]byte, 600)))
+		testpkt.IPv4(b, ok.Addrs.V4, dst, ippkt.ProtoUDP, 53, make([]byte, 600)),
+		testpkt.IPv4(b, ok.Addrs.V4, dst, ippkt.ProtoTCP, 443, make([]byte, 600)))
 	msgs := make([][]byte, b.N)
 	for i := range msgs {
-		msgs[i], _ = MarshalRequest(&DataUp{Seq: uint64(i), Bundle: bundle})
+		msgs[i], _ = ipr.MarshalRequest(&ipr.DataUp{Seq: uint64(i), Bundle: bundle})
 	}
 	b.SetBytes(int64(len(bundle)))
 	b.ReportAllocs()

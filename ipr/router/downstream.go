@@ -1,6 +1,10 @@
-package ipr
+package router
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/nym-go/nym/ipr"
+)
 
 // Stream is the transport's stream that carries one session's downstream
 // Data under one sender tag: for the exit, a mixnet reply stream, which
@@ -44,7 +48,7 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 	if s.lowSURBs {
 		s.lowSURBs = false
 		if now.Sub(s.lastLowInfo) >= r.cfg.InfoInterval {
-			if b, err := (&Info{Code: InfoLowSURBs}).AppendBinary(dst); err == nil && len(b) <= cap(dst) {
+			if b, err := (&ipr.Info{Code: ipr.InfoLowSURBs}).AppendBinary(dst); err == nil && len(b) <= cap(dst) {
 				s.lastLowInfo = now
 				r.stats.lowSURBInfos.Add(1)
 				return b, true
@@ -54,17 +58,17 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 	if s.down.len() == 0 {
 		return dst, false
 	}
-	room := cap(dst) - len(dst) - DataDownOverhead
+	room := cap(dst) - len(dst) - ipr.DataDownOverhead
 	enc := s.enc
 	if room < r.bundleCap {
 		// The transport offers less than PayloadCapacity promised: pack
 		// what fits rather than wedge the queue.
-		if room < LengthPrefixSize+1 {
+		if room < ipr.LengthPrefixSize+1 {
 			return dst, false
 		}
-		enc = NewBundleEncoder(room)
+		enc = ipr.NewBundleEncoder(room)
 	}
-	enc.Reset(append(dst, make([]byte, DataDownOverhead)...))
+	enc.Reset(append(dst, make([]byte, ipr.DataDownOverhead)...))
 	var bytes int
 	for {
 		p, ok, dropped := s.down.pop(now)
@@ -72,7 +76,7 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		if !ok {
 			break
 		}
-		if err := enc.Add(p.data); errors.Is(err, ErrBundleFull) {
+		if err := enc.Add(p.data); errors.Is(err, ipr.ErrBundleFull) {
 			s.down.unshift(p) // it opens the next bundle
 			break
 		} else if err != nil { // FromTUN let no such packet in; never wedge the queue on one
@@ -85,7 +89,7 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		return dst, false // CoDel dropped all there was
 	}
 	msg := enc.Bytes()
-	putDataDownHeader(msg[len(dst):], s.downSeq, s.backlog(r.bundleCap))
+	ipr.PutDataDownHeader(msg[len(dst):], s.downSeq, s.backlog(r.bundleCap))
 	s.downSeq++
 	r.stats.bundlesDown.Add(1)
 	r.stats.packetsDown.Add(uint64(enc.Packets()))

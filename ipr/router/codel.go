@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"math"

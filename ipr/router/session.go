@@ -1,10 +1,12 @@
-package ipr
+package router
 
 import (
 	"encoding/hex"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nym-go/nym/ipr"
 )
 
 // SessionKey names an anonymous client: the sender tag its requests arrive
@@ -22,17 +24,17 @@ type session struct {
 	// key changes when a new sender tag takes the session over; it is
 	// written with both Router.mu and mu held, so either suffices to read.
 	key   SessionKey
-	nonce [NonceSize]byte
-	addrs AddrPair
+	nonce [ipr.NonceSize]byte
+	addrs ipr.AddrPair
 
-	lastSeen time.Time            // last request; guarded by mu
-	up       *Resequencer[[]byte] // upstream bundles; nil when resequencing is off
-	down     packetQueue          // downstream IP packets
-	downSeq  uint64               // sequence number of the next downstream Data
-	enc      *BundleEncoder       // reused by every Pull
-	batch    [][]byte             // reused for the packets each upstream bundle releases
-	closed   bool                 // ended; whoever still holds it must let go
-	lastInfo time.Time            // last policy Info sent, to spare the client's SURBs
+	lastSeen time.Time                // last request; guarded by mu
+	up       *ipr.Resequencer[[]byte] // upstream bundles; nil when resequencing is off
+	down     packetQueue              // downstream IP packets
+	downSeq  uint64                   // sequence number of the next downstream Data
+	enc      *ipr.BundleEncoder       // reused by every Pull
+	batch    [][]byte                 // reused for the packets each upstream bundle releases
+	closed   bool                     // ended; whoever still holds it must let go
+	lastInfo time.Time                // last policy Info sent, to spare the client's SURBs
 
 	// stream carries the downstream under key; nil until opened, and
 	// after the session ended or moved.
@@ -48,7 +50,7 @@ func (s *session) ownsSource(src netip.Addr) bool {
 
 // backlog estimates how many more full bundles the queue holds.
 func (s *session) backlog(bundleCap int) uint16 {
-	need := s.down.bytes + LengthPrefixSize*s.down.len()
+	need := s.down.bytes + ipr.LengthPrefixSize*s.down.len()
 	n := (need + bundleCap - 1) / bundleCap
 	return uint16(min(n, 1<<16-1))
 }

@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/sphinx"
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -42,6 +44,9 @@ func (m *memTUN) take() [][]byte {
 	return p
 }
 
+// t0 is the tests' epoch.
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // fakeClock is the router's clock in tests.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -69,7 +74,7 @@ type testExit struct {
 	tun     *memTUN
 	clock   *fakeClock
 	mu      sync.Mutex
-	resps   map[SessionKey][]Response
+	resps   map[SessionKey][]ipr.Response
 	streams map[SessionKey]*memStream // the last stream opened for each tag
 	refuse  map[SessionKey]bool       // Reply fails, as with no SURB left
 }
@@ -121,13 +126,13 @@ func newTestExit(t testing.TB, mod func(*Config)) *testExit {
 	t.Helper()
 	e := &testExit{
 		t: t, tun: &memTUN{}, clock: &fakeClock{now: t0},
-		resps: map[SessionKey][]Response{}, streams: map[SessionKey]*memStream{}, refuse: map[SessionKey]bool{},
+		resps: map[SessionKey][]ipr.Response{}, streams: map[SessionKey]*memStream{}, refuse: map[SessionKey]bool{},
 	}
 	cfg := Config{
 		PayloadCapacity: testCapacity,
 		TUN:             e.tun,
 		Reply: func(key SessionKey, b []byte) error {
-			resp, err := ParseResponse(b)
+			resp, err := ipr.ParseResponse(b)
 			if err != nil {
 				t.Errorf("router sent a response that does not parse: %v", err)
 				return err
@@ -162,7 +167,7 @@ func newTestExit(t testing.TB, mod func(*Config)) *testExit {
 }
 
 // responses takes the responses sent to key so far.
-func (e *testExit) responses(key SessionKey) []Response {
+func (e *testExit) responses(key SessionKey) []ipr.Response {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.resps[key]
@@ -170,7 +175,7 @@ func (e *testExit) responses(key SessionKey) []Response {
 	return r
 }
 
-func (e *testExit) lastResponse(key SessionKey) Response {
+func (e *testExit) lastResponse(key SessionKey) ipr.Response {
 	e.t.Helper()
 	rs := e.responses(key)
 	if len(rs) != 1 {
@@ -183,8 +188,8 @@ func (e *testExit) lastResponse(key SessionKey) Response {
 type testClient struct {
 	e     *testExit
 	key   SessionKey
-	nonce [NonceSize]byte
-	addrs AddrPair
+	nonce [ipr.NonceSize]byte
+	addrs ipr.AddrPair
 	seq   uint64
 }
 
@@ -195,21 +200,21 @@ func (e *testExit) client(id byte) *testClient {
 	return c
 }
 
-func (c *testClient) send(req Request) {
+func (c *testClient) send(req ipr.Request) {
 	c.e.t.Helper()
-	b, err := MarshalRequest(req)
+	b, err := ipr.MarshalRequest(req)
 	if err != nil {
 		c.e.t.Fatal(err)
 	}
 	c.e.r.HandleRequest(c.key, b)
 }
 
-func (c *testClient) connect() Response {
+func (c *testClient) connect() ipr.Response {
 	c.e.t.Helper()
-	c.send(&Connect{RequestID: 42, Nonce: c.nonce})
+	c.send(&ipr.Connect{RequestID: 42, Nonce: c.nonce})
 	resp := c.e.lastResponse(c.key)
-	if ok, isOK := resp.(*ConnectOK); isOK {
-		if ok.RequestID != 42 || int(ok.MTU) != MaxIPPacket(testCapacity) {
+	if ok, isOK := resp.(*ipr.ConnectOK); isOK {
+		if ok.RequestID != 42 || int(ok.MTU) != ipr.MaxIPPacket(testCapacity) {
 			c.e.t.Fatalf("ConnectOK %+v", ok)
 		}
 		c.addrs = ok.Addrs
@@ -219,7 +224,7 @@ func (c *testClient) connect() Response {
 
 func (c *testClient) mustConnect() {
 	c.e.t.Helper()
-	if resp, ok := c.connect().(*ConnectOK); !ok {
+	if resp, ok := c.connect().(*ipr.ConnectOK); !ok {
 		c.e.t.Fatalf("connect: %+v", resp)
 	}
 }
@@ -227,13 +232,13 @@ func (c *testClient) mustConnect() {
 // dataAt sends one bundle of pkts with sequence number seq.
 func (c *testClient) dataAt(seq uint64, pkts ...[]byte) {
 	c.e.t.Helper()
-	enc := NewBundleEncoder(1 << 16)
+	enc := ipr.NewBundleEncoder(1 << 16)
 	for _, p := range pkts {
 		if err := enc.Add(p); err != nil {
 			c.e.t.Fatal(err)
 		}
 	}
-	c.send(&DataUp{Seq: seq, Bundle: enc.Bytes()})
+	c.send(&ipr.DataUp{Seq: seq, Bundle: enc.Bytes()})
 }
 
 func (c *testClient) data(pkts ...[]byte) {
@@ -244,7 +249,7 @@ func (c *testClient) data(pkts ...[]byte) {
 
 // pullOne pulls c's next downstream response from its stream, into a
 // buffer of the capacity the router was promised.
-func (c *testClient) pullOne() (Response, bool) {
+func (c *testClient) pullOne() (ipr.Response, bool) {
 	c.e.t.Helper()
 	st := c.e.stream(c.key)
 	if st == nil {
@@ -258,7 +263,7 @@ func (c *testClient) pullOne() (Response, bool) {
 	if len(b) > testCapacity || &b[:1][0] != &buf[:1][0] {
 		c.e.t.Fatalf("response of %d bytes not written in place into the %d bytes offered", len(b), testCapacity)
 	}
-	resp, err := ParseResponse(b)
+	resp, err := ipr.ParseResponse(b)
 	if err != nil {
 		c.e.t.Fatal(err)
 	}
@@ -266,15 +271,15 @@ func (c *testClient) pullOne() (Response, bool) {
 }
 
 // pull takes every downstream bundle waiting for c.
-func (c *testClient) pull() []*DataDown {
+func (c *testClient) pull() []*ipr.DataDown {
 	c.e.t.Helper()
-	var out []*DataDown
+	var out []*ipr.DataDown
 	for {
 		resp, ok := c.pullOne()
 		if !ok {
 			return out
 		}
-		d, isData := resp.(*DataDown)
+		d, isData := resp.(*ipr.DataDown)
 		if !isData {
 			c.e.t.Fatalf("pulled %T %+v, want Data", resp, resp)
 		}
@@ -283,11 +288,11 @@ func (c *testClient) pull() []*DataDown {
 }
 
 func (c *testClient) v4(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv4Packet(t, c.addrs.V4, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
+	return testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func (c *testClient) v6(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv6Packet(t, c.addrs.V6, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
+	return testpkt.IPv6(t, c.addrs.V6, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func samePackets(t *testing.T, got, want [][]byte) {
@@ -297,7 +302,7 @@ func samePackets(t *testing.T, got, want [][]byte) {
 	}
 	for i := range got {
 		if !bytes.Equal(got[i], want[i]) {
-			h, _ := parseIP(got[i])
+			h, _ := ipr.ParseHeader(got[i])
 			t.Fatalf("packet %d differs: got %v → %v", i, h.Src, h.Dst)
 		}
 	}
@@ -307,7 +312,7 @@ func TestRouterEndToEnd(t *testing.T) {
 	e := newTestExit(t, nil)
 	c := e.client(1)
 	c.mustConnect()
-	if !ClientNetV4.Contains(c.addrs.V4) || c.addrs.V4 == RouterIPv4 || !ClientNetV6.Contains(c.addrs.V6) {
+	if !ipr.ClientNetV4.Contains(c.addrs.V4) || c.addrs.V4 == ipr.RouterIPv4 || !ipr.ClientNetV6.Contains(c.addrs.V6) {
 		t.Fatalf("addresses %v", c.addrs)
 	}
 	if got, ok := e.r.SessionAddrs(c.key); !ok || got != c.addrs {
@@ -334,10 +339,10 @@ func TestRouterEndToEnd(t *testing.T) {
 	var down [][]byte
 	for i := range 40 {
 		down = append(down,
-			ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
-			ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
+			testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
+			testpkt.IPv6(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
 	}
-	stray := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
+	stray := testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
 	before := e.wakes(c.key)
 	e.r.FromTUN(append(down[:len(down):len(down)], stray))
 	if n := e.wakes(c.key) - before; n != 1 {
@@ -353,7 +358,7 @@ func TestRouterEndToEnd(t *testing.T) {
 		if more := len(bundles) - 1 - i; int(b.Backlog) > more || int(b.Backlog) < more-1 {
 			t.Fatalf("bundle %d's backlog %d, then %d more came", i, b.Backlog, more)
 		}
-		pkts, bad := SplitBundle(b.Bundle, nil)
+		pkts, bad := ipr.SplitBundle(b.Bundle, nil)
 		if bad != 0 {
 			t.Fatalf("bundle %d: %d malformed", i, bad)
 		}
@@ -377,9 +382,9 @@ func TestRouterDropsSpoofedSources(t *testing.T) {
 	a.mustConnect()
 	b.mustConnect()
 	good := a.v4(t, "192.0.2.1", 53, "mine")
-	spoofV4 := ipv4Packet(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, []byte("b's address"))
-	spoofV6 := ipv6Packet(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), ippkt.ProtoUDP, 53, nil)
-	wrongFamily := ipv4Packet(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, nil)
+	spoofV4 := testpkt.IPv4(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, []byte("b's address"))
+	spoofV6 := testpkt.IPv6(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), ippkt.ProtoUDP, 53, nil)
+	wrongFamily := testpkt.IPv4(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, nil)
 	a.data(spoofV4, good, spoofV6, wrongFamily)
 	samePackets(t, e.tun.take(), [][]byte{good})
 	if n := e.r.Stats().Drops[DropSpoofed]; n != 3 {
@@ -400,12 +405,12 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	})
 	c := e.client(1)
 	c.mustConnect()
-	smtp := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), ippkt.ProtoTCP, 25, nil)
-	web := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), ippkt.ProtoTCP, 443, nil)
+	smtp := testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), ippkt.ProtoTCP, 25, nil)
+	web := testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), ippkt.ProtoTCP, 443, nil)
 	c.data(smtp, web)
 	samePackets(t, e.tun.take(), [][]byte{web})
-	info, ok := e.lastResponse(c.key).(*Info)
-	if !ok || info.Code != InfoPolicyRefused || info.Dest != netip.MustParseAddrPort("192.0.2.25:25") ||
+	info, ok := e.lastResponse(c.key).(*ipr.Info)
+	if !ok || info.Code != ipr.InfoPolicyRefused || info.Dest != netip.MustParseAddrPort("192.0.2.25:25") ||
 		info.Proto != ippkt.ProtoTCP || info.Text != "SMTP is not allowed from this exit" {
 		t.Fatalf("info %+v", info)
 	}
@@ -422,7 +427,7 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	}
 	e.clock.advance(500 * time.Millisecond)
 	c.data(smtp)
-	if _, ok := e.lastResponse(c.key).(*Info); !ok {
+	if _, ok := e.lastResponse(c.key).(*ipr.Info); !ok {
 		t.Fatal("no Info after the interval")
 	}
 	if s := e.r.Stats(); s.PolicyRefusals != 3 || s.Drops[DropPolicy] != 3 || s.PolicyInfosSent != 2 {
@@ -434,23 +439,23 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 	e := newTestExit(t, func(c *Config) { c.Pool = newAddrPool(firstHost, firstHost, nil) })
 	a, b := e.client(1), e.client(2)
 	a.mustConnect()
-	if fail, ok := b.connect().(*ConnectFail); !ok || fail.Reason != FailNoFreeAddress {
+	if fail, ok := b.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailNoFreeAddress {
 		t.Fatalf("second client on a one-address pool: %+v", fail)
 	}
 
 	// Requests keep a session alive; downstream traffic does not.
 	e.r.Tick(e.clock.advance(50 * time.Second))
-	a.send(&Ping{ID: 1})
-	if pong, ok := e.lastResponse(a.key).(*Pong); !ok || pong.ID != 1 {
+	a.send(&ipr.Ping{ID: 1})
+	if pong, ok := e.lastResponse(a.key).(*ipr.Pong); !ok || pong.ID != 1 {
 		t.Fatalf("pong %+v", pong)
 	}
 	e.r.Tick(e.clock.advance(59 * time.Second))
 	if e.r.Stats().Sessions != 1 {
 		t.Fatal("session ended before its idle timeout")
 	}
-	e.r.FromTUN([][]byte{udp4(t, "192.0.2.1", a.addrs.V4.String(), 1, "late answer")})
+	e.r.FromTUN([][]byte{testpkt.UDP4(t, "192.0.2.1", a.addrs.V4.String(), 1, "late answer")})
 	e.r.Tick(e.clock.advance(time.Second))
-	if d, ok := e.lastResponse(a.key).(*UnrequestedDisconnect); !ok || d.Reason != ReasonIdle {
+	if d, ok := e.lastResponse(a.key).(*ipr.UnrequestedDisconnect); !ok || d.Reason != ipr.ReasonIdle {
 		t.Fatalf("expired session told %+v", d)
 	}
 	s := e.r.Stats()
@@ -466,7 +471,7 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 
 	// Its address goes to the next client, once its quarantine is over.
 	old := a.addrs
-	if fail, ok := b.connect().(*ConnectFail); !ok || fail.Reason != FailNoFreeAddress {
+	if fail, ok := b.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailNoFreeAddress {
 		t.Fatalf("connect during the quarantine of the only address: %+v", fail)
 	}
 	e.clock.advance(DefaultAddrQuarantine)
@@ -476,7 +481,7 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 	}
 	// The old client's data now earns it a NotConnected.
 	a.data(a.v4(t, "192.0.2.1", 53, "hello?"))
-	if d, ok := e.lastResponse(a.key).(*UnrequestedDisconnect); !ok || d.Reason != ReasonNotConnected {
+	if d, ok := e.lastResponse(a.key).(*ipr.UnrequestedDisconnect); !ok || d.Reason != ipr.ReasonNotConnected {
 		t.Fatalf("data without a session: %+v", d)
 	}
 	if len(e.tun.take()) != 0 {
@@ -498,14 +503,14 @@ func TestRouterReconnect(t *testing.T) {
 	// Another nonce from the same sender tag is another client.
 	imposter := *a
 	imposter.nonce[5] = 1
-	if fail, ok := imposter.connect().(*ConnectFail); !ok || fail.Reason != FailAlreadyConnected {
+	if fail, ok := imposter.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailAlreadyConnected {
 		t.Fatalf("second nonce on one tag: %+v", fail)
 	}
 
 	// The same client under a new sender tag, with its nonce, keeps its
 	// addresses, its downstream queue and its sequence numbers.
 	a.data(a.v4(t, "192.0.2.1", 53, "zero"))
-	e.r.FromTUN([][]byte{udp4(t, "192.0.2.1", first.V4.String(), 1, "queued")})
+	e.r.FromTUN([][]byte{testpkt.UDP4(t, "192.0.2.1", first.V4.String(), 1, "queued")})
 	e.clock.advance(30 * time.Second)
 	moved := *a
 	moved.key[15] = 0x99
@@ -537,21 +542,21 @@ func TestRouterReconnect(t *testing.T) {
 
 	// A zero nonce is refused: anyone could claim it.
 	z := e.client(9)
-	z.nonce = [NonceSize]byte{}
-	if fail, ok := z.connect().(*ConnectFail); !ok || fail.Reason != FailOther {
+	z.nonce = [ipr.NonceSize]byte{}
+	if fail, ok := z.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailOther {
 		t.Fatalf("zero nonce: %+v", fail)
 	}
 
 	// Disconnect ends the session and quarantines its addresses.
-	moved.send(&Disconnect{})
+	moved.send(&ipr.Disconnect{})
 	if all, _ := e.r.cfg.Pool.Quarantined(moved.key, e.clock.Now()); e.r.Stats().Sessions != 0 || e.r.cfg.Pool.InUse() != 0 || all != 1 {
 		t.Fatalf("after disconnect: %+v, pool %d in use, %d quarantined", e.r.Stats(), e.r.cfg.Pool.InUse(), all)
 	}
 	// Issue 10: nobody else may have them by asking (this Want was
 	// granted before): the other client gets other addresses.
 	w := e.client(3)
-	w.send(&Connect{RequestID: 1, Nonce: w.nonce, Want: AddrPair{V4: first.V4}})
-	if ok, isOK := e.lastResponse(w.key).(*ConnectOK); !isOK || ok.Addrs == first {
+	w.send(&ipr.Connect{RequestID: 1, Nonce: w.nonce, Want: ipr.AddrPair{V4: first.V4}})
+	if ok, isOK := e.lastResponse(w.key).(*ipr.ConnectOK); !isOK || ok.Addrs == first {
 		t.Fatalf("another session wanted %v and got %+v", first, ok)
 	}
 	if e.r.Stats().WantRefused != 1 {
@@ -561,8 +566,8 @@ func TestRouterReconnect(t *testing.T) {
 	// nonce, gets them back.
 	back := *a
 	back.key[15] = 0x77
-	back.send(&Connect{RequestID: 2, Nonce: back.nonce, Want: first})
-	if ok, isOK := e.lastResponse(back.key).(*ConnectOK); !isOK || ok.Addrs != first {
+	back.send(&ipr.Connect{RequestID: 2, Nonce: back.nonce, Want: first})
+	if ok, isOK := e.lastResponse(back.key).(*ipr.ConnectOK); !isOK || ok.Addrs != first {
 		t.Fatalf("reconnecting session wanted its %v, got %+v", first, ok)
 	}
 }
@@ -579,10 +584,10 @@ func TestRouterCapsAddressesPerSender(t *testing.T) {
 	for i := range 50 {
 		m.nonce[2] = byte(i)
 		switch resp := m.connect().(type) {
-		case *ConnectOK:
-			m.send(&Disconnect{})
-		case *ConnectFail:
-			if resp.Reason != FailNoFreeAddress {
+		case *ipr.ConnectOK:
+			m.send(&ipr.Disconnect{})
+		case *ipr.ConnectFail:
+			if resp.Reason != ipr.FailNoFreeAddress {
 				t.Fatalf("connect %d: %+v", i, resp)
 			}
 			refused++
@@ -597,7 +602,7 @@ func TestRouterCapsAddressesPerSender(t *testing.T) {
 	// When the quarantine ends the sender may connect again.
 	e.clock.advance(DefaultAddrQuarantine)
 	m.nonce[2] = 0xff
-	if _, ok := m.connect().(*ConnectOK); !ok {
+	if _, ok := m.connect().(*ipr.ConnectOK); !ok {
 		t.Fatal("sender still refused after its quarantine ended")
 	}
 }
@@ -634,7 +639,7 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 	// The internet sends 100 packets/s of 1000 bytes; the transport pulls
 	// one bundle (one packet) every 20 ms: a standing queue.
 	for range 300 {
-		e.r.FromTUN([][]byte{ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
+		e.r.FromTUN([][]byte{testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
 		e.clock.advance(10 * time.Millisecond)
 		if e.clock.Now().Sub(t0)%(20*time.Millisecond) == 0 {
 			if _, ok := c.pullOne(); !ok {
@@ -651,11 +656,11 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 func TestRouterVersionMismatchAndJunk(t *testing.T) {
 	e := newTestExit(t, nil)
 	key := SessionKey{5}
-	e.r.HandleRequest(key, []byte{ProtocolVersion + 1, 0x03, 0, 0, 0, 0, 0, 0, 0, 1})
-	if info, ok := e.lastResponse(key).(*Info); !ok || info.Code != InfoVersionMismatch {
+	e.r.HandleRequest(key, []byte{ipr.ProtocolVersion + 1, 0x03, 0, 0, 0, 0, 0, 0, 0, 1})
+	if info, ok := e.lastResponse(key).(*ipr.Info); !ok || info.Code != ipr.InfoVersionMismatch {
 		t.Fatalf("%+v", info)
 	}
-	e.r.HandleRequest(key, []byte{ProtocolVersion, 0x42})
+	e.r.HandleRequest(key, []byte{ipr.ProtocolVersion, 0x42})
 	e.r.HandleRequest(key, nil)
 	if rs := e.responses(key); len(rs) != 0 || e.r.Stats().BadRequests != 3 {
 		t.Fatalf("junk answered %+v, stats %+v", rs, e.r.Stats())
@@ -665,7 +670,7 @@ func TestRouterVersionMismatchAndJunk(t *testing.T) {
 	c.mustConnect()
 	good := c.v4(t, "192.0.2.1", 53, "ok")
 	bundle := append(append([]byte{0, 3, 1, 2, 3}, 0, byte(len(good))), good...)
-	c.send(&DataUp{Seq: 0, Bundle: bundle})
+	c.send(&ipr.DataUp{Seq: 0, Bundle: bundle})
 	samePackets(t, e.tun.take(), [][]byte{good})
 	if e.r.Stats().Drops[DropMalformed] != 1 {
 		t.Fatalf("drops %v", e.r.Stats().Drops)
@@ -681,16 +686,16 @@ func TestRouterCountsFailures(t *testing.T) {
 	e.mu.Lock()
 	e.refuse[c.key] = true
 	e.mu.Unlock()
-	c.send(&Ping{ID: 1})
-	tooBig := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, MaxIPPacket(testCapacity)))
+	c.send(&ipr.Ping{ID: 1})
+	tooBig := testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, ipr.MaxIPPacket(testCapacity)))
 	e.r.FromTUN([][]byte{tooBig})
 	s := e.r.Stats()
 	if s.Drops[DropTUNWrite] != 1 || s.RepliesFailed != 1 || s.Drops[DropTooBig] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	e.r.Shutdown()
+	e.r.Close()
 	if s := e.r.Stats(); s.Sessions != 0 || s.SessionsClosed != 1 {
-		t.Fatalf("after shutdown %+v", s)
+		t.Fatalf("after Close %+v", s)
 	}
 }
 
@@ -721,13 +726,13 @@ func TestRouterConcurrent(t *testing.T) {
 	for _, c := range cs {
 		wg.Go(func() {
 			for i := range rounds {
-				b, _ := MarshalRequest(&DataUp{Seq: uint64(i), Bundle: bundleOf(t, c.v4(t, "192.0.2.1", 53, fmt.Sprint(i)))})
+				b, _ := ipr.MarshalRequest(&ipr.DataUp{Seq: uint64(i), Bundle: bundleOf(t, c.v4(t, "192.0.2.1", 53, fmt.Sprint(i)))})
 				e.r.HandleRequest(c.key, b)
 			}
 		})
 		wg.Go(func() {
 			for i := range rounds {
-				e.r.FromTUN([][]byte{ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoUDP, 1, []byte{byte(i)})})
+				e.r.FromTUN([][]byte{testpkt.IPv6(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoUDP, 1, []byte{byte(i)})})
 			}
 		})
 		wg.Go(func() {
@@ -770,7 +775,7 @@ func TestRouterRunStopsWithContext(t *testing.T) {
 }
 
 func bundleOf(t testing.TB, pkts ...[]byte) []byte {
-	enc := NewBundleEncoder(1 << 16)
+	enc := ipr.NewBundleEncoder(1 << 16)
 	for _, p := range pkts {
 		if err := enc.Add(p); err != nil {
 			t.Fatal(err)
