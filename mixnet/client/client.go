@@ -49,6 +49,8 @@ type Client struct {
 	surbs     *surbStore
 	replyKeys *replyKeyStore
 
+	sched *scheduler
+
 	stats    counters
 	lastWarn atomic.Int64
 }
@@ -57,6 +59,9 @@ type Client struct {
 type testHooks struct {
 	onSend    func(at time.Time, wire []byte, real bool)
 	onMessage func(plaintext []byte) // every reassembled message
+	// noClock starts no Poisson goroutine: the test serves the slots
+	// itself, calling realTick.
+	noClock bool
 }
 
 // maxReplyKeys bounds the keys kept for SURBs we handed out.
@@ -125,6 +130,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.log = cfg.Logger.With("client", c.addr.String()[:8])
 
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.sched = newScheduler(c)
 	conn, err := c.dial(ctx)
 	if err != nil {
 		c.cancel()
@@ -154,6 +160,9 @@ func (c *Client) start(conn *link.Conn, workers int) {
 		run(c.runBuilder)
 	}
 	lp := c.cfg.Loopix
+	if h := c.cfg.hooks; h != nil && h.noClock {
+		return
+	}
 	if lp.SendInterval > 0 {
 		run(func(ctx context.Context) { runPoisson(ctx, lp.SendInterval, c.rnd, c.realTick) })
 	} else {
@@ -242,6 +251,7 @@ func (c *Client) Close() error {
 		conn.Flush(ctx)
 		cancel()
 	}
+	c.sched.close()
 	c.cancel()
 	c.wg.Wait()
 	if c.cfg.ownHTTP {

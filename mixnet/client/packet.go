@@ -63,10 +63,11 @@ type packetMixes [6]directory.Key
 
 // builtPacket is a Send message ready for the gateway.
 type builtPacket struct {
-	wire  []byte
-	j     *job // nil for cover
-	rtt   time.Duration
-	mixes packetMixes
+	wire   []byte
+	j      *job // nil for cover and stream packets
+	stream bool // a stream's packet: real, unacknowledged
+	rtt    time.Duration
+	mixes  packetMixes
 }
 
 // zeroID is the Destination.ID of forward packets. Acks and replies carry
@@ -145,4 +146,42 @@ func (c *Client) newSURB(id [sphinx.IDSize]byte) (replySURB, sphinx.ReplyKeys, e
 		return replySURB{}, sphinx.ReplyKeys{}, fmt.Errorf("client: SURB: %w", err)
 	}
 	return replySURB{parity: rt.parity, surb: s}, keys, nil
+}
+
+// buildForwardStream makes the packet of a forward stream from what its
+// source wrote into p: a repliable message, our tag and p's SURBs, in one
+// unacknowledged fragment.
+func (c *Client) buildForwardStream(s *Stream, p *Payload) (*builtPacket, error) {
+	surbs, err := c.makeSURBs(p.nSURBs, s.tag)
+	if err != nil {
+		return nil, err
+	}
+	m := message{kind: kindRepliable, tag: s.tag, surbs: surbs, data: p.data()}
+	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
+	if err != nil {
+		return nil, err
+	}
+	pt, err := padPlaintext(&Fragment{SetID: c.newSetID(), Count: 1, Data: body})
+	if err != nil {
+		return nil, err
+	}
+	var ackID [sphinx.IDSize]byte
+	randomID(&ackID)
+	return c.buildForward(s.to, s.toKey, pt, ackID)
+}
+
+// buildReplyStream makes the packet of a reply stream from what its source
+// wrote into p, through surb.
+func (c *Client) buildReplyStream(surb *replySURB, p *Payload) (*builtPacket, error) {
+	m := message{kind: kindReply, data: p.data()}
+	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
+	if err != nil {
+		return nil, err
+	}
+	f := Fragment{SetID: c.newSetID(), Count: 1, Data: body}
+	pt, err := f.AppendBinary(make([]byte, 0, FragmentHeaderLen+len(body)))
+	if err != nil {
+		return nil, err
+	}
+	return buildReply(surb, pt)
 }

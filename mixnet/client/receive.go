@@ -192,10 +192,14 @@ func (c *Client) handleMessage(ctx context.Context, m *message, o origin) {
 	case kindRepliable:
 		c.surbs.add(m.tag, m.surbs, false, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
+		if len(m.surbs) > 0 {
+			c.sched.surbsArrived(m.tag)
+		}
 		c.deliver(ctx, Message{Data: m.data, SenderTag: m.tag})
 	case kindMoreSURBs:
 		c.surbs.add(m.tag, m.surbs, true, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
+		c.sched.surbsArrived(m.tag)
 	default:
 		c.badDelivery("message", ErrBadMessage)
 	}

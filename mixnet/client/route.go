@@ -70,6 +70,22 @@ func (r *router) newRoute(gateway directory.Key) (route, error) {
 	return rt, nil
 }
 
+// knows reports, as an error, whether a route can end at gateway: the
+// topology lists it (or it is our own). It draws nothing and builds nothing.
+func (r *router) knows(gateway directory.Key) error {
+	t := r.topo.Load()
+	if t == nil {
+		return fmt.Errorf("%w: no topology yet", ErrNoRoute)
+	}
+	if _, ok := t.NodeByIdentity(gateway); ok {
+		return nil
+	}
+	if own := r.own.Load(); own != nil && own.Identity == gateway {
+		return nil
+	}
+	return fmt.Errorf("%w: gateway %s is not in the topology of epoch %d", ErrNoRoute, gateway, t.Epoch)
+}
+
 type candidate struct {
 	Identity directory.Key
 	key      directory.Key

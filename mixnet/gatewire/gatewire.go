@@ -37,6 +37,10 @@ var ErrMalformed = errors.New("gatewire: malformed message")
 // MaxStatusText bounds a status message's text.
 const MaxStatusText = 512
 
+// SendHeaderLen is what a Send message puts before its packet: type,
+// parity and first hop. A client that builds the packet in place reserves it.
+const SendHeaderLen = 1 + 1 + sphinx.AddressSize
+
 // Send asks the gateway to put a Sphinx packet on the mixnet, unchanged, to
 // its first hop. The gateway does not unwrap it.
 type Send struct {

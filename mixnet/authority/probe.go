@@ -1,8 +1,9 @@
-package directory
+package authority
 
 import (
 	"context"
 	"fmt"
+	"github.com/nym-go/nym/mixnet/directory"
 	"io"
 	"net/http"
 	"sync"
@@ -49,9 +50,6 @@ func (h *probeHistory) score() float64 {
 	return float64(n) / float64(len(h.Results))
 }
 
-// healthPath is the endpoint every node serves; the directory serves one too.
-const healthPath = "/api/v1/health"
-
 // maxProbeBody bounds how much of a health answer is read.
 const maxProbeBody = 4 << 10
 
@@ -75,7 +73,7 @@ func newProbeHTTPClient() *http.Client {
 func probe(ctx context.Context, client *http.Client, addr string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+healthPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+directory.PathHealth, nil)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
 	}
@@ -94,14 +92,14 @@ func probe(ctx context.Context, client *http.Client, addr string, timeout time.D
 
 // probeTarget is one node to probe.
 type probeTarget struct {
-	id   Key
+	id   directory.Key
 	addr string
 }
 
 // probeAll probes targets with at most parallel requests in flight and
 // returns each outcome (nil for success).
-func probeAll(ctx context.Context, client *http.Client, targets []probeTarget, timeout time.Duration, parallel int) map[Key]error {
-	results := make(map[Key]error, len(targets))
+func probeAll(ctx context.Context, client *http.Client, targets []probeTarget, timeout time.Duration, parallel int) map[directory.Key]error {
+	results := make(map[directory.Key]error, len(targets))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(parallel, 1))

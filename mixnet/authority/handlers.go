@@ -1,10 +1,11 @@
-package directory
+package authority
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/nym-go/nym/mixnet/directory"
 	"io"
 	"net/http"
 	"time"
@@ -14,17 +15,17 @@ import (
 // signed descriptor. Every failure is a 4xx with a JSON error saying what to
 // fix; nothing a client sends can make it panic.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSignedDescriptorSize))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, directory.MaxSignedDescriptorSize))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds %d bytes", MaxSignedDescriptorSize))
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("body exceeds %d bytes", directory.MaxSignedDescriptorSize))
 			return
 		}
 		writeError(w, http.StatusBadRequest, fmt.Errorf("reading body: %w", err))
 		return
 	}
-	var sd SignedDescriptor
+	var sd directory.SignedDescriptor
 	if err := json.Unmarshal(data, &sd); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("body is not a signed descriptor: %w", err))
 		return
@@ -32,7 +33,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	d, err := sd.Verify()
 	if err != nil {
 		status := http.StatusBadRequest
-		if errors.Is(err, ErrBadSignature) {
+		if errors.Is(err, directory.ErrBadSignature) {
 			status = http.StatusForbidden
 		}
 		writeError(w, status, err)
@@ -54,22 +55,22 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 // register stores a verified descriptor and returns the answer for the node.
-func (s *Server) register(d Descriptor, sd SignedDescriptor, now time.Time) (Registration, int, error) {
+func (s *Server) register(d directory.Descriptor, sd directory.SignedDescriptor, now time.Time) (directory.Registration, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	existing, known := s.nodes[d.Identity]
 	if known && d.IssuedAt.Before(existing.desc.IssuedAt) {
 		// Refuses replays of an old descriptor, which could roll back keys.
-		return Registration{}, http.StatusConflict, fmt.Errorf("descriptor issued at %s is older than the one held for %s (issued at %s)",
+		return directory.Registration{}, http.StatusConflict, fmt.Errorf("descriptor issued at %s is older than the one held for %s (issued at %s)",
 			d.IssuedAt.Format(time.RFC3339Nano), d.Identity, existing.desc.IssuedAt.Format(time.RFC3339Nano))
 	}
 	if !known && len(s.nodes) >= s.cfg.MaxNodes {
-		return Registration{}, http.StatusServiceUnavailable, fmt.Errorf("directory is full (%d nodes)", s.cfg.MaxNodes)
+		return directory.Registration{}, http.StatusServiceUnavailable, fmt.Errorf("directory is full (%d nodes)", s.cfg.MaxNodes)
 	}
 	rec := nodeRecord{Descriptor: bytes.Clone(sd.Descriptor), Signature: bytes.Clone(sd.Signature), ReceivedAt: now.UTC().Round(0)}
 	if err := s.store.putNode(d.Identity, rec); err != nil {
 		s.log.Error("storing descriptor", "node", d.Identity, "err", err)
-		return Registration{}, http.StatusInternalServerError, errors.New("could not store the descriptor")
+		return directory.Registration{}, http.StatusInternalServerError, errors.New("could not store the descriptor")
 	}
 	if !known {
 		existing = &nodeState{}
@@ -81,7 +82,7 @@ func (s *Server) register(d Descriptor, sd SignedDescriptor, now time.Time) (Reg
 	// A node that holds a role and changed how it is reached (new keys, new
 	// addresses) is republished at once, so clients do not wait an epoch.
 	if old, ok := s.topo.NodeByIdentity(d.Identity); ok {
-		if fresh := existing.topologyNode(); !fresh.equalRouting(&old) {
+		if fresh := existing.topologyNode(); !fresh.EqualRouting(&old) {
 			if err := s.publishLocked(now); err != nil {
 				s.log.Error("republishing after descriptor change", "node", d.Identity, "err", err)
 			} else {
@@ -105,10 +106,10 @@ func (s *Server) register(d Descriptor, sd SignedDescriptor, now time.Time) (Reg
 
 // registrationLocked tells a node where the network is and what would keep it
 // out of the next epoch.
-func (s *Server) registrationLocked(d *Descriptor) Registration {
+func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registration {
 	epoch := s.current.Epoch
 	role, layer := s.topo.RoleOf(d.Identity)
-	reg := Registration{
+	reg := directory.Registration{
 		Identity:        d.Identity,
 		Epoch:           epoch,
 		EpochEnd:        s.clock.start(epoch + 1),
@@ -144,12 +145,12 @@ func (s *Server) handleTopology(w http.ResponseWriter, r *http.Request) {
 // handleIdentity serves the directory's public key. It is informational:
 // a client must pin the key it trusts, not learn it from here.
 func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, IdentityResponse{Key: s.pub})
+	writeJSON(w, http.StatusOK, directory.IdentityResponse{Key: s.pub})
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	resp := HealthResponse{Status: "ok", Epoch: s.current.Epoch, Nodes: len(s.nodes)}
+	resp := directory.HealthResponse{Status: "ok", Epoch: s.current.Epoch, Nodes: len(s.nodes)}
 	if err := s.topo.Routable(); err != nil {
 		resp.Routable = err.Error()
 	}
@@ -169,7 +170,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, errorResponse{Error: err.Error()})
+	writeJSON(w, status, directory.ErrorResponse{Error: err.Error()})
 }
 
 // jsonMarshal encodes v followed by a newline, as curl users expect.

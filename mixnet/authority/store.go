@@ -1,4 +1,4 @@
-package directory
+package authority
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nym-go/nym/mixnet/directory"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -56,8 +57,8 @@ type nodeRecord struct {
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-func (r nodeRecord) signed() SignedDescriptor {
-	return SignedDescriptor{Descriptor: r.Descriptor, Signature: r.Signature}
+func (r nodeRecord) signed() directory.SignedDescriptor {
+	return directory.SignedDescriptor{Descriptor: r.Descriptor, Signature: r.Signature}
 }
 
 // savedAssignment is the roles of one epoch.
@@ -137,12 +138,12 @@ func (s *store) saveAssignment(a savedAssignment) error {
 	return s.putJSON(bucketMeta, keyAssignment, a)
 }
 
-func (s *store) putNode(id Key, rec nodeRecord) error {
+func (s *store) putNode(id directory.Key, rec nodeRecord) error {
 	return s.putJSON(bucketDescriptors, id[:], rec)
 }
 
 // deleteNodes forgets nodes and their probe history.
-func (s *store) deleteNodes(ids []Key) error {
+func (s *store) deleteNodes(ids []directory.Key) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -166,11 +167,11 @@ func (s *store) deleteNodes(ids []Key) error {
 // forEach decodes every value of bucket into a fresh T. Entries that do not
 // decode (a damaged or foreign record) are reported to skip and left alone,
 // so one bad record cannot stop the directory from starting.
-func forEach[T any](s *store, bucket []byte, f func(id Key, v T), skip func(id []byte, err error)) error {
+func forEach[T any](s *store, bucket []byte, f func(id directory.Key, v T), skip func(id []byte, err error)) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucket).ForEach(func(k, data []byte) error {
 			var v T
-			if len(k) != KeySize {
+			if len(k) != directory.KeySize {
 				skip(k, errors.New("key is not a node identity"))
 				return nil
 			}
@@ -178,14 +179,14 @@ func forEach[T any](s *store, bucket []byte, f func(id Key, v T), skip func(id [
 				skip(k, err)
 				return nil
 			}
-			f(Key(k), v)
+			f(directory.Key(k), v)
 			return nil
 		})
 	})
 }
 
 // saveHealth writes the probe histories of many nodes in one transaction.
-func (s *store) saveHealth(h map[Key]probeHistory) error {
+func (s *store) saveHealth(h map[directory.Key]probeHistory) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHealth)
 		for id, ph := range h {

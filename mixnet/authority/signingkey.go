@@ -1,6 +1,7 @@
-package directory
+package authority
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -8,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/nym-go/nym/internal/keyfile"
 )
 
 // SigningKeyFile is the name of the directory's private key inside its data
@@ -24,20 +26,10 @@ var ErrNoSigningKey = errors.New("no directory signing key")
 // publish topologies every client trusts.
 func LoadSigningKey(dataDir string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dataDir, SigningKeyFile)
-	fi, err := os.Stat(path)
+	data, err := keyfile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s: create one with `nym-api init --data-dir %s` (or `nym-api run` creates it on first start)", ErrNoSigningKey, dataDir, dataDir)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("signing key %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("signing key %s has mode %#o: it must not be accessible to group or others; run `chmod 600 %s`", path, perm, path)
-	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -64,9 +56,6 @@ func LoadOrCreateSigningKey(dataDir string) (priv ed25519.PrivateKey, created bo
 	if !errors.Is(err, ErrNoSigningKey) {
 		return priv, false, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("create data dir: %w", err)
-	}
 	_, priv, err = ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, false, fmt.Errorf("generate signing key: %w", err)
@@ -75,25 +64,14 @@ func LoadOrCreateSigningKey(dataDir string) (priv ed25519.PrivateKey, created bo
 	if err != nil {
 		return nil, false, fmt.Errorf("encode signing key: %w", err)
 	}
-	path := filepath.Join(dataDir, SigningKeyFile)
-	// O_EXCL: if two processes race, one fails instead of both writing keys.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	var buf bytes.Buffer
+	if err := pem.Encode(&buf, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		return nil, false, fmt.Errorf("encode signing key: %w", err)
+	}
+	// Create never replaces a key: if two processes race, one fails
+	// instead of both writing keys.
+	if err := keyfile.Create(filepath.Join(dataDir, SigningKeyFile), buf.Bytes()); err != nil {
 		return nil, false, fmt.Errorf("create signing key: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, false, fmt.Errorf("write signing key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, false, fmt.Errorf("write signing key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(path)
-		return nil, false, fmt.Errorf("write signing key: %w", err)
 	}
 	return priv, true, nil
 }

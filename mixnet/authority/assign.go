@@ -1,8 +1,9 @@
-package directory
+package authority
 
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"github.com/nym-go/nym/mixnet/directory"
 	"math"
 	"slices"
 )
@@ -22,18 +23,18 @@ var DefaultLimits = Limits{MaxEntries: 50, MaxExits: 50, LayerSize: 100}
 
 // candidate is a node eligible for a role this epoch.
 type candidate struct {
-	id    Key
-	caps  Capabilities
+	id    directory.Key
+	caps  directory.Capabilities
 	score float64
 }
 
 // assignment is who plays which role in one epoch, by identity. It is what
 // the store keeps, so a restarted directory republishes the same roles.
 type assignment struct {
-	Entry   []Key    `json:"entry"`
-	Exit    []Key    `json:"exit"`
-	Layers  [3][]Key `json:"layers"`
-	Standby []Key    `json:"standby"`
+	Entry   []directory.Key    `json:"entry"`
+	Exit    []directory.Key    `json:"exit"`
+	Layers  [3][]directory.Key `json:"layers"`
+	Standby []directory.Key    `json:"standby"`
 }
 
 // The five routed groups, in the order the assigner serves them: exits are
@@ -47,20 +48,20 @@ const (
 	numGroups
 )
 
-func groupRole(g int) Role {
+func groupRole(g int) directory.Role {
 	switch g {
 	case groupExit:
-		return RoleExit
+		return directory.RoleExit
 	case groupEntry:
-		return RoleEntry
+		return directory.RoleEntry
 	}
-	return RoleMix
+	return directory.RoleMix
 }
 
 func isLayer(g int) bool { return g >= groupLayer1 }
 
-func (a *assignment) groups() [numGroups][]Key {
-	return [numGroups][]Key{a.Exit, a.Entry, a.Layers[0], a.Layers[1], a.Layers[2]}
+func (a *assignment) groups() [numGroups][]directory.Key {
+	return [numGroups][]directory.Key{a.Exit, a.Entry, a.Layers[0], a.Layers[1], a.Layers[2]}
 }
 
 // equal reports whether two assignments give every node the same role in
@@ -92,18 +93,18 @@ func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64
 	lim = lim.withDefaults()
 	limit := [numGroups]int{lim.MaxExits, lim.MaxEntries, lim.LayerSize, lim.LayerSize, lim.LayerSize}
 
-	byID := make(map[Key]candidate, len(eligible))
+	byID := make(map[directory.Key]candidate, len(eligible))
 	for _, c := range eligible {
 		byID[c.id] = c
 	}
-	placed := make(map[Key]bool, len(eligible))
-	var groups [numGroups][]Key
+	placed := make(map[directory.Key]bool, len(eligible))
+	var groups [numGroups][]directory.Key
 
 	// 1. Keep.
 	for g, ids := range prev.groups() {
 		for _, id := range ids {
 			c, ok := byID[id]
-			if !ok || placed[id] || !c.caps.can(groupRole(g)) || len(groups[g]) >= limit[g] {
+			if !ok || placed[id] || !c.caps.Allows(groupRole(g)) || len(groups[g]) >= limit[g] {
 				continue
 			}
 			groups[g] = append(groups[g], id)
@@ -115,7 +116,7 @@ func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64
 	pool := slices.Clone(eligible)
 	rank := func(c candidate) uint64 { return tiebreak(epoch, c.id) }
 	slices.SortFunc(pool, func(a, b candidate) int {
-		if d := a.caps.count() - b.caps.count(); d != 0 {
+		if d := capCount(a.caps) - capCount(b.caps); d != 0 {
 			return d
 		}
 		if qa, qb := quantize(a.score), quantize(b.score); qa != qb {
@@ -132,7 +133,7 @@ func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64
 	})
 	take := func(g int) bool {
 		for _, c := range pool {
-			if !placed[c.id] && c.caps.can(groupRole(g)) {
+			if !placed[c.id] && c.caps.Allows(groupRole(g)) {
 				groups[g] = append(groups[g], c.id)
 				placed[c.id] = true
 				return true
@@ -187,7 +188,7 @@ func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64
 	for l := range 3 {
 		out.Layers[l] = nonNil(groups[groupLayer1+l])
 	}
-	out.Standby = []Key{}
+	out.Standby = []directory.Key{}
 	for _, c := range pool {
 		if !placed[c.id] {
 			out.Standby = append(out.Standby, c.id)
@@ -201,7 +202,7 @@ func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64
 // preferring other layers when g is a layer. Within the donor it takes the
 // last capable member, the most recently placed, so long-standing members
 // stay where they are.
-func findDonor(groups [numGroups][]Key, g int, byID map[Key]candidate) (donor, index int, ok bool) {
+func findDonor(groups [numGroups][]directory.Key, g int, byID map[directory.Key]candidate) (donor, index int, ok bool) {
 	best, bestIndex, bestRank := -1, -1, -1
 	for d := range groups {
 		if d == g || len(groups[d]) < 2 {
@@ -209,7 +210,7 @@ func findDonor(groups [numGroups][]Key, g int, byID map[Key]candidate) (donor, i
 		}
 		idx := -1
 		for i := len(groups[d]) - 1; i >= 0; i-- {
-			if byID[groups[d][i]].caps.can(groupRole(g)) {
+			if byID[groups[d][i]].caps.Allows(groupRole(g)) {
 				idx = i
 				break
 			}
@@ -246,17 +247,29 @@ func (l Limits) withDefaults() Limits {
 func quantize(score float64) int { return int(math.Round(score * 10)) }
 
 // tiebreak orders equally good candidates differently each epoch.
-func tiebreak(epoch uint64, id Key) uint64 {
-	var buf [8 + KeySize]byte
+func tiebreak(epoch uint64, id directory.Key) uint64 {
+	var buf [8 + directory.KeySize]byte
 	binary.BigEndian.PutUint64(buf[:8], epoch)
 	copy(buf[8:], id[:])
 	sum := sha256.Sum256(buf[:])
 	return binary.BigEndian.Uint64(sum[:8])
 }
 
-func nonNil(ids []Key) []Key {
+func nonNil(ids []directory.Key) []directory.Key {
 	if ids == nil {
-		return []Key{}
+		return []directory.Key{}
 	}
 	return ids
+}
+
+// capCount is how many roles c offers; the assigner prefers specialised
+// nodes for a role so flexible ones stay free for roles only they can fill.
+func capCount(c directory.Capabilities) int {
+	n := 0
+	for _, b := range []bool{c.Mixnode, c.Entry, c.Exit} {
+		if b {
+			n++
+		}
+	}
+	return n
 }

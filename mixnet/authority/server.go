@@ -1,10 +1,11 @@
-package directory
+package authority
 
 import (
 	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/nym-go/nym/mixnet/directory"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -134,26 +135,26 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	priv  ed25519.PrivateKey
-	pub   Key
+	pub   directory.Key
 	store *store
 	clock epochClock
 	mux   *http.ServeMux
 
 	// probeNow asks the probe loop to probe fresh registrations at once, so
 	// a new node can take a role at the next boundary.
-	probeNow chan Key
+	probeNow chan directory.Key
 
 	mu      sync.Mutex
-	nodes   map[Key]*nodeState
+	nodes   map[directory.Key]*nodeState
 	current savedAssignment
-	topo    *Topology
+	topo    *directory.Topology
 	// signedJSON is the encoded SignedTopology served to everyone.
 	signedJSON []byte
 }
 
 // nodeState is what the directory knows about one registered node.
 type nodeState struct {
-	desc   Descriptor
+	desc   directory.Descriptor
 	rec    nodeRecord
 	health probeHistory
 }
@@ -182,20 +183,20 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		log:      log,
 		priv:     priv,
-		pub:      Key(priv.Public().(ed25519.PublicKey)),
+		pub:      directory.Key(priv.Public().(ed25519.PublicKey)),
 		store:    st,
-		probeNow: make(chan Key, 256),
-		nodes:    make(map[Key]*nodeState),
+		probeNow: make(chan directory.Key, 256),
+		nodes:    make(map[directory.Key]*nodeState),
 	}
 	if err := s.load(); err != nil {
 		st.close()
 		return nil, err
 	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("POST "+PathNodes, s.handleRegister)
-	s.mux.HandleFunc("GET "+PathTopology, s.handleTopology)
-	s.mux.HandleFunc("GET "+PathIdentity, s.handleIdentity)
-	s.mux.HandleFunc("GET "+PathHealth, s.handleHealth)
+	s.mux.HandleFunc("POST "+directory.PathNodes, s.handleRegister)
+	s.mux.HandleFunc("GET "+directory.PathTopology, s.handleTopology)
+	s.mux.HandleFunc("GET "+directory.PathIdentity, s.handleIdentity)
+	s.mux.HandleFunc("GET "+directory.PathHealth, s.handleHealth)
 	return s, nil
 }
 
@@ -224,7 +225,7 @@ func (s *Server) load() error {
 			s.log.Warn("skipping damaged record", "kind", what, "id", fmt.Sprintf("%x", id), "err", err)
 		}
 	}
-	err = forEach(s.store, bucketDescriptors, func(id Key, rec nodeRecord) {
+	err = forEach(s.store, bucketDescriptors, func(id directory.Key, rec nodeRecord) {
 		d, err := rec.signed().Verify()
 		if err != nil || d.Identity != id {
 			s.log.Warn("skipping stored descriptor that no longer verifies", "id", id, "err", err)
@@ -235,7 +236,7 @@ func (s *Server) load() error {
 	if err != nil {
 		return fmt.Errorf("load descriptors: %w", err)
 	}
-	err = forEach(s.store, bucketHealth, func(id Key, h probeHistory) {
+	err = forEach(s.store, bucketHealth, func(id directory.Key, h probeHistory) {
 		if n, ok := s.nodes[id]; ok {
 			n.health = h
 		}
@@ -271,7 +272,7 @@ func (s *Server) PublicKey() ed25519.PublicKey { return s.pub.Ed25519() }
 
 // Topology returns the topology currently published. The caller must not
 // modify it.
-func (s *Server) Topology() *Topology {
+func (s *Server) Topology() *directory.Topology {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.topo
@@ -337,7 +338,7 @@ func (s *Server) probeLoop(ctx context.Context) {
 		case <-ticker.C:
 			s.probeRound(ctx, nil)
 		case id := <-s.probeNow:
-			only := map[Key]bool{id: true}
+			only := map[directory.Key]bool{id: true}
 			for drained := false; !drained; {
 				select {
 				case id := <-s.probeNow:
@@ -353,7 +354,7 @@ func (s *Server) probeLoop(ctx context.Context) {
 
 // probeRound probes the nodes with fresh descriptors (only those in only,
 // when it is not nil) and records the outcomes.
-func (s *Server) probeRound(ctx context.Context, only map[Key]bool) {
+func (s *Server) probeRound(ctx context.Context, only map[directory.Key]bool) {
 	s.mu.Lock()
 	now := s.cfg.Now()
 	var targets []probeTarget
@@ -377,10 +378,10 @@ func (s *Server) probeRound(ctx context.Context, only map[Key]bool) {
 // route (some role is empty, as in a network that is just starting), it also
 // re-assigns the current epoch at once rather than leaving the network
 // unusable until the next boundary.
-func (s *Server) recordProbes(results map[Key]error, now time.Time) {
+func (s *Server) recordProbes(results map[directory.Key]error, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	changed := make(map[Key]probeHistory, len(results))
+	changed := make(map[directory.Key]probeHistory, len(results))
 	for id, err := range results {
 		n, ok := s.nodes[id]
 		if !ok {
@@ -419,9 +420,9 @@ func (s *Server) fillIncompleteLocked(now time.Time) {
 
 // eligibleLocked lists the nodes that may take a role in epoch, and why the
 // others may not.
-func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candidate, excluded map[Key]string) {
+func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candidate, excluded map[directory.Key]string) {
 	rotation := epoch / s.clock.RotationEpochs
-	excluded = make(map[Key]string)
+	excluded = make(map[directory.Key]string)
 	for id, n := range s.nodes {
 		var why string
 		switch {
@@ -486,13 +487,13 @@ func (s *Server) assignLocked(epoch uint64, now time.Time) error {
 // forgetLocked deletes nodes that have not refreshed for forgetAfter and
 // hold no role.
 func (s *Server) forgetLocked(now time.Time) {
-	assigned := make(map[Key]bool)
+	assigned := make(map[directory.Key]bool)
 	for _, ids := range s.current.Assignment.groups() {
 		for _, id := range ids {
 			assigned[id] = true
 		}
 	}
-	var gone []Key
+	var gone []directory.Key
 	for id, n := range s.nodes {
 		if !assigned[id] && now.Sub(n.rec.ReceivedAt) > s.cfg.forgetAfter() {
 			gone = append(gone, id)
@@ -515,7 +516,7 @@ func (s *Server) forgetLocked(now time.Time) {
 // assignment from the nodes' latest descriptors.
 func (s *Server) publishLocked(now time.Time) error {
 	epoch := s.current.Epoch
-	t := &Topology{
+	t := &directory.Topology{
 		Epoch:          epoch,
 		EpochStart:     s.clock.start(epoch),
 		EpochEnd:       s.clock.start(epoch + 1),
@@ -525,13 +526,13 @@ func (s *Server) publishLocked(now time.Time) error {
 		IssuedAt:       now.UTC().Round(0),
 	}
 	a := &s.current.Assignment
-	t.Entry = s.nodesLocked(a.Entry, RoleEntry, t.Rotation)
-	t.Exit = s.nodesLocked(a.Exit, RoleExit, t.Rotation)
+	t.Entry = s.nodesLocked(a.Entry, directory.RoleEntry, t.Rotation)
+	t.Exit = s.nodesLocked(a.Exit, directory.RoleExit, t.Rotation)
 	for l := range a.Layers {
-		t.Layers[l] = s.nodesLocked(a.Layers[l], RoleMix, t.Rotation)
+		t.Layers[l] = s.nodesLocked(a.Layers[l], directory.RoleMix, t.Rotation)
 	}
-	t.Standby = s.nodesLocked(a.Standby, RoleStandby, t.Rotation)
-	signed, err := SignTopology(s.priv, t)
+	t.Standby = s.nodesLocked(a.Standby, directory.RoleStandby, t.Rotation)
+	signed, err := directory.SignTopology(s.priv, t)
 	if err != nil {
 		return fmt.Errorf("publish epoch %d: %w", epoch, err)
 	}
@@ -547,15 +548,15 @@ func (s *Server) publishLocked(now time.Time) error {
 // whose current descriptor can no longer play role (it withdrew the
 // capability or its Sphinx key mid-epoch), so a published topology always
 // verifies.
-func (s *Server) nodesLocked(ids []Key, role Role, rotation uint64) []Node {
-	out := make([]Node, 0, len(ids))
+func (s *Server) nodesLocked(ids []directory.Key, role directory.Role, rotation uint64) []directory.Node {
+	out := make([]directory.Node, 0, len(ids))
 	for _, id := range ids {
 		n, ok := s.nodes[id]
 		if !ok {
 			continue
 		}
 		node := n.topologyNode()
-		if node.validate(role, rotation) != nil {
+		if node.Validate(role, rotation) != nil {
 			continue
 		}
 		out = append(out, node)
@@ -563,20 +564,5 @@ func (s *Server) nodesLocked(ids []Key, role Role, rotation uint64) []Node {
 	return out
 }
 
-func (n *nodeState) topologyNode() Node {
-	d := &n.desc
-	return Node{
-		Identity:     d.Identity,
-		NoiseKey:     d.NoiseKey,
-		SphinxKeys:   append([]SphinxKey(nil), d.SphinxKeys...),
-		MixnetAddr:   d.MixnetAddr,
-		ClientsAddr:  d.ClientsAddr,
-		RouterKey:    d.RouterKey,
-		HTTPAddr:     d.HTTPAddr,
-		Capabilities: d.Capabilities,
-		Version:      d.Version,
-		Performance:  n.health.score(),
-		KEMKeys:      append([]RotationKEMKey(nil), d.KEMKeys...),
-		RequiresPQ:   d.RequiresPQ,
-	}
-}
+// topologyNode is the node's entry in the topology.
+func (n *nodeState) topologyNode() directory.Node { return n.desc.Node(n.health.score()) }
