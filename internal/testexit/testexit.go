@@ -38,6 +38,8 @@ type Options struct {
 	Identity *link.KeyPair // the router's identity; nil: a fresh one
 	Loopix   client.Loopix // the router client's shaping
 	Internet []netip.Addr  // the addresses the internet answers at
+	// SURBs is the router client's SURB policy (exit.Config.SURBs).
+	SURBs client.SURBPolicy
 	// ControlTimeout is exit.Config.ControlTimeout; zero means
 	// DefaultReplyTimeout.
 	ControlTimeout time.Duration
@@ -68,6 +70,7 @@ func StartOptions(t testing.TB, n *testnet.Net, o Options) *Exit {
 		DirectoryKey:   n.DirectoryKey,
 		Gateway:        directory.Key(n.Exit().Identity()),
 		Loopix:         &o.Loopix,
+		SURBs:          o.SURBs,
 		Device:         dev,
 		Host:           exit.NoHost{},
 		ControlTimeout: o.ControlTimeout,
