@@ -1,8 +1,6 @@
 package router
 
 import (
-	"errors"
-
 	"github.com/nym-go/nym/ipr"
 )
 
@@ -55,7 +53,7 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 			}
 		}
 	}
-	if s.down.len() == 0 {
+	if s.down.Len() == 0 {
 		return dst, false
 	}
 	room := cap(dst) - len(dst) - ipr.DataDownOverhead
@@ -63,28 +61,35 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 	if room < r.bundleCap {
 		// The transport offers less than PayloadCapacity promised: pack
 		// what fits rather than wedge the queue.
-		if room < ipr.LengthPrefixSize+1 {
+		if room < 0 {
 			return dst, false
 		}
 		enc = ipr.NewBundleEncoder(room)
 	}
 	enc.Reset(append(dst, make([]byte, ipr.DataDownOverhead)...))
+	sojourn := s.down.Stats().Sojourn
 	var bytes int
 	for {
-		p, ok, dropped := s.down.pop(now)
-		r.stats.drop(DropSojourn, dropped)
-		if !ok {
-			break
-		}
-		if err := enc.Add(p.data); errors.Is(err, ipr.ErrBundleFull) {
-			s.down.unshift(p) // it opens the next bundle
-			break
-		} else if err != nil { // FromTUN let no such packet in; never wedge the queue on one
-			r.stats.drop(DropTooBig, 1)
+		// CoDel drops at the head what waited too long, then the head
+		// goes into the bundle if it fits; if not, it opens the next.
+		if p, _, ok := s.down.PopIf(now, enc.Fits); ok {
+			if err := enc.Add(p); err != nil { // Fits said yes: only an empty packet, which FromTUN lets in never
+				r.stats.drop(DropMalformed, 1)
+				continue
+			}
+			bytes += len(p)
 			continue
 		}
-		bytes += len(p.data)
+		if enc.Packets() > 0 || s.down.Len() == 0 {
+			break
+		}
+		// The head fits no bundle this transport takes: drop it rather
+		// than leave the stream asleep on a queue that never empties.
+		if _, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
+			r.stats.drop(DropTooBig, 1)
+		}
 	}
+	r.stats.drop(DropSojourn, int(s.down.Stats().Sojourn-sojourn))
 	if enc.Packets() == 0 {
 		return dst, false // CoDel dropped all there was
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/codel"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/icmperr"
 )
@@ -198,6 +199,9 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
+	if _, err := codel.New(queueConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("router: session queue: %w", err)
+	}
 	return &Router{
 		cfg:       cfg,
 		mtu:       ipr.MaxIPPacket(cfg.PayloadCapacity),
@@ -215,6 +219,29 @@ func New(cfg Config) (*Router, error) {
 	}, nil
 }
 
+// queueConfig is the CoDel configuration of every session's downstream
+// queue. One dequeue opportunity carries a bundle: with no more than that
+// queued, the queue is no standing queue.
+func queueConfig(cfg Config) codel.Config {
+	return codel.Config{
+		Target:     cfg.QueueTarget,
+		Interval:   cfg.QueueInterval,
+		MaxPacket:  cfg.PayloadCapacity - ipr.DataDownOverhead,
+		MaxPackets: cfg.MaxQueuePackets,
+		MaxBytes:   cfg.MaxQueueBytes,
+	}
+}
+
+// newQueue returns a session's downstream queue; New checked its
+// configuration.
+func (r *Router) newQueue() *codel.Queue {
+	q, err := codel.New(queueConfig(r.cfg))
+	if err != nil {
+		panic(err) // New refused this configuration
+	}
+	return q
+}
+
 // MTU is the largest IP packet the router carries to clients; ConnectOK
 // tells them.
 func (r *Router) MTU() int { return r.mtu }
@@ -226,7 +253,7 @@ func (r *Router) Stats() Stats {
 	st.Sessions = len(r.sessions)
 	for _, s := range r.sessions {
 		s.mu.Lock()
-		st.Queued += s.down.len()
+		st.Queued += s.down.Len()
 		s.mu.Unlock()
 	}
 	r.mu.RUnlock()
@@ -360,14 +387,8 @@ func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_
 		nonce:    c.Nonce,
 		addrs:    addrs,
 		lastSeen: now,
-		down: packetQueue{
-			maxPackets: r.cfg.MaxQueuePackets,
-			maxBytes:   r.cfg.MaxQueueBytes,
-			target:     r.cfg.QueueTarget,
-			interval:   r.cfg.QueueInterval,
-			maxPacket:  r.bundleCap,
-		},
-		enc: ipr.NewBundleEncoder(r.bundleCap),
+		down:     r.newQueue(),
+		enc:      ipr.NewBundleEncoder(r.bundleCap),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
 		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)
@@ -538,8 +559,8 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			r.stats.drop(DropNoSession, 1)
 			continue
 		}
-		wasEmpty := s.down.len() == 0
-		if !s.down.push(append([]byte(nil), pkt...), now) {
+		wasEmpty := s.down.Len() == 0
+		if !s.down.Push(append([]byte(nil), pkt...), now) {
 			r.stats.drop(DropQueueFull, 1)
 		} else if wasEmpty && s.stream != nil {
 			wake = append(wake, s.stream)
@@ -659,7 +680,7 @@ func (r *Router) endLocked(s *session) Stream {
 	delete(r.byAddr, s.addrs.V6)
 	s.mu.Lock()
 	s.closed = true
-	r.stats.drop(DropSessionClosed, s.down.reset())
+	r.stats.drop(DropSessionClosed, s.down.Reset())
 	r.markGapped(s)
 	owner := Owner{Nonce: s.nonce, Sender: s.key}
 	st := s.takeStream()

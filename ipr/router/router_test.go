@@ -705,6 +705,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{PayloadCapacity: testCapacity, Reply: reply},
 		{PayloadCapacity: testCapacity, TUN: &memTUN{}},
 		{PayloadCapacity: 60, TUN: &memTUN{}, Reply: reply},
+		// CoDel's target must be below its interval.
+		{PayloadCapacity: testCapacity, TUN: &memTUN{}, Reply: reply, QueueTarget: time.Second, QueueInterval: time.Second},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/codel"
 	"github.com/nym-go/nym/ipr"
 )
 
@@ -29,7 +30,7 @@ type session struct {
 
 	lastSeen time.Time                // last request; guarded by mu
 	up       *ipr.Resequencer[[]byte] // upstream bundles; nil when resequencing is off
-	down     packetQueue              // downstream IP packets
+	down     *codel.Queue             // downstream IP packets
 	downSeq  uint64                   // sequence number of the next downstream Data
 	enc      *ipr.BundleEncoder       // reused by every Pull
 	batch    [][]byte                 // reused for the packets each upstream bundle releases
@@ -50,7 +51,7 @@ func (s *session) ownsSource(src netip.Addr) bool {
 
 // backlog estimates how many more full bundles the queue holds.
 func (s *session) backlog(bundleCap int) uint16 {
-	need := s.down.bytes + ipr.LengthPrefixSize*s.down.len()
+	need := s.down.Bytes() + ipr.LengthPrefixSize*s.down.Len()
 	n := (need + bundleCap - 1) / bundleCap
 	return uint16(min(n, 1<<16-1))
 }
