@@ -1,9 +1,11 @@
-package ipr
+package router
 
 import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nym-go/nym/ipr"
 )
 
 // DropReason says why the router let an IP packet go.
@@ -46,10 +48,11 @@ func (r DropReason) String() string {
 // down is internet → client.
 type Stats struct {
 	Sessions        int    // sessions open now
+	Queued          int    // IP packets waiting in the sessions' downstream queues now
 	SessionsOpened  uint64 // Connects that made a session
 	SessionsMoved   uint64 // sessions taken over by a new sender tag with the session's nonce
 	SessionsExpired uint64 // sessions ended after the idle timeout
-	SessionsClosed  uint64 // sessions ended by Disconnect or Shutdown
+	SessionsClosed  uint64 // sessions ended by Disconnect or Close
 	ConnectsRefused uint64 // ConnectFail responses
 	ConnectsOverCap uint64 // Connects refused: the sender held MaxAddrsPerSender pairs (also in ConnectsRefused)
 	WantRefused     uint64 // Connects whose wanted addresses were not the session's own; they got others
@@ -64,13 +67,16 @@ type Stats struct {
 	PolicyRefusals  uint64 // packets the policy refused (also in Drops)
 	PolicyInfosSent uint64 // Info responses that reported a refusal
 	ICMPTooBigSent  uint64 // ICMP "too big" errors written to the TUN for packets dropped as DropTooBig
+	Starved         uint64 // times a session's stream had data but no SURB to send it with
+	LowSURBInfos    uint64 // Info responses that asked a client for more SURBs
+	StreamsFailed   uint64 // sessions whose downstream stream could not be opened
 
 	PacketsUp, BytesUp     uint64 // IP packets written to the TUN
 	PacketsDown, BytesDown uint64 // IP packets put into downstream bundles
 	BundlesUp, BundlesDown uint64 // Data messages received / handed out
 
 	Drops   [NumDropReasons]uint64
-	Reorder ReorderStats // upstream resequencing, all sessions
+	Reorder ipr.ReorderStats // upstream resequencing, all sessions
 }
 
 // counters are the live values behind Stats.
@@ -78,12 +84,13 @@ type counters struct {
 	sessionsOpened, sessionsMoved, sessionsExpired, sessionsClosed, connectsRefused atomic.Uint64
 	requestsIn, badRequests, dataNoSession, repliesSent, repliesFailed              atomic.Uint64
 	policyRefusals, policyInfosSent, icmpTooBigSent                                 atomic.Uint64
+	starved, lowSURBInfos, streamsFailed                                            atomic.Uint64
 	requestsNoSURB, requestsQueueFull, connectsOverCap, wantRefused                 atomic.Uint64
 	packetsUp, bytesUp, packetsDown, bytesDown, bundlesUp, bundlesDown              atomic.Uint64
 	drops                                                                           [NumDropReasons]atomic.Uint64
 
 	reorderMu sync.Mutex
-	reorder   ReorderStats
+	reorder   ipr.ReorderStats
 }
 
 func (c *counters) drop(r DropReason, n int) {
@@ -92,8 +99,8 @@ func (c *counters) drop(r DropReason, n int) {
 	}
 }
 
-func (c *counters) addReorder(delta ReorderStats) {
-	if delta == (ReorderStats{}) {
+func (c *counters) addReorder(delta ipr.ReorderStats) {
+	if delta == (ipr.ReorderStats{}) {
 		return
 	}
 	c.reorderMu.Lock()
@@ -120,6 +127,9 @@ func (c *counters) snapshot() Stats {
 		PolicyRefusals:  c.policyRefusals.Load(),
 		PolicyInfosSent: c.policyInfosSent.Load(),
 		ICMPTooBigSent:  c.icmpTooBigSent.Load(),
+		Starved:         c.starved.Load(),
+		LowSURBInfos:    c.lowSURBInfos.Load(),
+		StreamsFailed:   c.streamsFailed.Load(),
 		PacketsUp:       c.packetsUp.Load(),
 		BytesUp:         c.bytesUp.Load(),
 		PacketsDown:     c.packetsDown.Load(),

@@ -1,6 +1,7 @@
-package ipr
+package router
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,15 +9,7 @@ import (
 	"sync"
 	"time"
 
-	crand "crypto/rand"
-)
-
-// The exit TUN's addresses and the client networks (Nym's values).
-var (
-	RouterIPv4  = netip.MustParseAddr("10.0.0.1")
-	RouterIPv6  = netip.MustParseAddr("fc00::1")
-	ClientNetV4 = netip.MustParsePrefix("10.0.0.0/16")
-	ClientNetV6 = netip.MustParsePrefix("fc00::/112")
+	"github.com/nym-go/nym/ipr"
 )
 
 // Client host numbers: n gives 10.0.(n>>8).(n&255) and fc00::n. 0 is the
@@ -32,23 +25,16 @@ const (
 const randomTries = 64
 
 // ErrNoFreeAddress is returned when every address is in use.
-var ErrNoFreeAddress = errors.New("ipr: no free address")
+var ErrNoFreeAddress = errors.New("router: no free address")
 
 // ErrAddressTaken is returned by Claim for an address in use or outside the
 // pool.
-var ErrAddressTaken = errors.New("ipr: address not available")
-
-// AddrPair is the IPv4 and IPv6 address of one client.
-type AddrPair struct {
-	V4, V6 netip.Addr
-}
-
-func (a AddrPair) String() string { return a.V4.String() + "," + a.V6.String() }
+var ErrAddressTaken = errors.New("router: address not available")
 
 // Owner names who an address pair was handed to: the session's nonce (which
 // stays across a client's reconnects) and the sender tag that asked for it.
 type Owner struct {
-	Nonce  [NonceSize]byte
+	Nonce  [ipr.NonceSize]byte
 	Sender SessionKey
 }
 
@@ -128,12 +114,12 @@ func (p *AddrPool) Quarantined(sender SessionKey, now time.Time) (all, bySender 
 }
 
 // Allocate takes a free address pair at random.
-func (p *AddrPool) Allocate(now time.Time) (AddrPair, error) {
+func (p *AddrPool) Allocate(now time.Time) (ipr.AddrPair, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expire(now)
 	if p.inUse+len(p.held) == p.Size() {
-		return AddrPair{}, ErrNoFreeAddress
+		return ipr.AddrPair{}, ErrNoFreeAddress
 	}
 	span := uint32(p.Size())
 	start := p.random.Uint32N(span)
@@ -148,7 +134,7 @@ func (p *AddrPool) Allocate(now time.Time) (AddrPair, error) {
 			return p.take(n), nil
 		}
 	}
-	return AddrPair{}, ErrNoFreeAddress // unreachable while inUse is right
+	return ipr.AddrPair{}, ErrNoFreeAddress // unreachable while inUse is right
 }
 
 // Claim takes back the pair that want names by either or both of its
@@ -156,17 +142,17 @@ func (p *AddrPool) Allocate(now time.Time) (AddrPair, error) {
 // reconnecting client keeps its addresses. Nobody may claim any other pair,
 // free or not: a chosen address would let one client follow another's
 // traffic, or pick its neighbours.
-func (p *AddrPool) Claim(want AddrPair, owner [NonceSize]byte, now time.Time) (AddrPair, error) {
+func (p *AddrPool) Claim(want ipr.AddrPair, owner [ipr.NonceSize]byte, now time.Time) (ipr.AddrPair, error) {
 	n, ok := p.hostOf(want)
 	if !ok {
-		return AddrPair{}, fmt.Errorf("%w: %v is not one client's pair", ErrAddressTaken, want)
+		return ipr.AddrPair{}, fmt.Errorf("%w: %v is not one client's pair", ErrAddressTaken, want)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expire(now)
 	h, held := p.held[n]
 	if !held || h.owner.Nonce != owner {
-		return AddrPair{}, fmt.Errorf("%w: %v was not this session's", ErrAddressTaken, pairOf(n))
+		return ipr.AddrPair{}, fmt.Errorf("%w: %v was not this session's", ErrAddressTaken, pairOf(n))
 	}
 	p.unhold(n, h)
 	p.inUse++ // the bit stays set
@@ -175,7 +161,7 @@ func (p *AddrPool) Claim(want AddrPair, owner [NonceSize]byte, now time.Time) (A
 
 // Release returns a pair to the pool, into quarantine under its owner.
 // Releasing a free or foreign pair does nothing.
-func (p *AddrPool) Release(a AddrPair, owner Owner, now time.Time) {
+func (p *AddrPool) Release(a ipr.AddrPair, owner Owner, now time.Time) {
 	n, ok := p.hostOf(a)
 	if !ok {
 		return
@@ -226,7 +212,7 @@ func (p *AddrPool) unhold(n uint16, h hold) {
 
 func (p *AddrPool) isUsed(n uint16) bool { return p.used[n/64]&(1<<(n%64)) != 0 }
 
-func (p *AddrPool) take(n uint16) AddrPair {
+func (p *AddrPool) take(n uint16) ipr.AddrPair {
 	p.used[n/64] |= 1 << (n % 64)
 	p.inUse++
 	return pairOf(n)
@@ -234,7 +220,7 @@ func (p *AddrPool) take(n uint16) AddrPair {
 
 // hostOf returns the host number of a pair given by one or both addresses;
 // both, when given, must name the same host, inside this pool.
-func (p *AddrPool) hostOf(a AddrPair) (uint16, bool) {
+func (p *AddrPool) hostOf(a ipr.AddrPair) (uint16, bool) {
 	n4, ok4 := hostOf4(a.V4)
 	n6, ok6 := hostOf6(a.V6)
 	var n uint16
@@ -250,7 +236,7 @@ func (p *AddrPool) hostOf(a AddrPair) (uint16, bool) {
 }
 
 func hostOf4(a netip.Addr) (uint16, bool) {
-	if !a.Is4() || !ClientNetV4.Contains(a) {
+	if !a.Is4() || !ipr.ClientNetV4.Contains(a) {
 		return 0, false
 	}
 	b := a.As4()
@@ -258,17 +244,17 @@ func hostOf4(a netip.Addr) (uint16, bool) {
 }
 
 func hostOf6(a netip.Addr) (uint16, bool) {
-	if !a.Is6() || a.Zone() != "" || !ClientNetV6.Contains(a) {
+	if !a.Is6() || a.Zone() != "" || !ipr.ClientNetV6.Contains(a) {
 		return 0, false
 	}
 	b := a.As16()
 	return uint16(b[14])<<8 | uint16(b[15]), true
 }
 
-func pairOf(n uint16) AddrPair {
-	v4 := ClientNetV4.Addr().As4()
+func pairOf(n uint16) ipr.AddrPair {
+	v4 := ipr.ClientNetV4.Addr().As4()
 	v4[2], v4[3] = byte(n>>8), byte(n)
-	v6 := ClientNetV6.Addr().As16()
+	v6 := ipr.ClientNetV6.Addr().As16()
 	v6[14], v6[15] = byte(n>>8), byte(n)
-	return AddrPair{V4: netip.AddrFrom4(v4), V6: netip.AddrFrom16(v6)}
+	return ipr.AddrPair{V4: netip.AddrFrom4(v4), V6: netip.AddrFrom16(v6)}
 }

@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/sphinx"
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -42,6 +44,9 @@ func (m *memTUN) take() [][]byte {
 	return p
 }
 
+// t0 is the tests' epoch.
+var t0 = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // fakeClock is the router's clock in tests.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -61,32 +66,73 @@ func (c *fakeClock) advance(d time.Duration) time.Time {
 	return c.now
 }
 
-// testExit is a Router with an in-memory TUN, a fake clock and recorded
-// replies and Ready calls.
+// testExit is a Router with an in-memory TUN, a fake clock, recorded
+// replies and the sessions' streams, which the test pulls from.
 type testExit struct {
-	t      *testing.T
-	r      *Router
-	tun    *memTUN
-	clock  *fakeClock
-	mu     sync.Mutex
-	resps  map[SessionKey][]Response
-	ready  map[SessionKey]int
-	refuse map[SessionKey]bool // Reply fails, as with no SURB left
+	t       testing.TB
+	r       *Router
+	tun     *memTUN
+	clock   *fakeClock
+	mu      sync.Mutex
+	resps   map[SessionKey][]ipr.Response
+	streams map[SessionKey]*memStream // the last stream opened for each tag
+	refuse  map[SessionKey]bool       // Reply fails, as with no SURB left
+}
+
+// memStream is a session's downstream stream as a transport holds it: the
+// test pulls from it, as the transport would with a SURB in hand.
+type memStream struct {
+	e      *testExit
+	d      Downstream
+	wakes  int // guarded by e.mu
+	closed bool
+}
+
+func (m *memStream) Wake() {
+	m.e.mu.Lock()
+	m.wakes++
+	m.e.mu.Unlock()
+}
+
+func (m *memStream) Close() error {
+	m.e.mu.Lock()
+	defer m.e.mu.Unlock()
+	if m.closed {
+		m.e.t.Errorf("stream of %v closed twice", m.d.Key())
+	}
+	m.closed = true
+	return nil
+}
+
+// stream returns the stream last opened for key.
+func (e *testExit) stream(key SessionKey) *memStream {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.streams[key]
+}
+
+func (e *testExit) wakes(key SessionKey) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st := e.streams[key]; st != nil {
+		return st.wakes
+	}
+	return 0
 }
 
 const testCapacity = sphinx.RegularPayload - 480 // about what a reply carries after the client's framing
 
-func newTestExit(t *testing.T, mod func(*Config)) *testExit {
+func newTestExit(t testing.TB, mod func(*Config)) *testExit {
 	t.Helper()
 	e := &testExit{
 		t: t, tun: &memTUN{}, clock: &fakeClock{now: t0},
-		resps: map[SessionKey][]Response{}, ready: map[SessionKey]int{}, refuse: map[SessionKey]bool{},
+		resps: map[SessionKey][]ipr.Response{}, streams: map[SessionKey]*memStream{}, refuse: map[SessionKey]bool{},
 	}
 	cfg := Config{
 		PayloadCapacity: testCapacity,
 		TUN:             e.tun,
 		Reply: func(key SessionKey, b []byte) error {
-			resp, err := ParseResponse(b)
+			resp, err := ipr.ParseResponse(b)
 			if err != nil {
 				t.Errorf("router sent a response that does not parse: %v", err)
 				return err
@@ -99,10 +145,12 @@ func newTestExit(t *testing.T, mod func(*Config)) *testExit {
 			e.resps[key] = append(e.resps[key], resp)
 			return nil
 		},
-		Ready: func(key SessionKey) {
+		OpenStream: func(key SessionKey, d Downstream) (Stream, error) {
+			st := &memStream{e: e, d: d}
 			e.mu.Lock()
-			e.ready[key]++
+			e.streams[key] = st
 			e.mu.Unlock()
+			return st, nil
 		},
 		Pool: newAddrPool(firstHost, lastHost, rand.New(rand.NewPCG(7, 8))),
 		Now:  e.clock.Now,
@@ -119,7 +167,7 @@ func newTestExit(t *testing.T, mod func(*Config)) *testExit {
 }
 
 // responses takes the responses sent to key so far.
-func (e *testExit) responses(key SessionKey) []Response {
+func (e *testExit) responses(key SessionKey) []ipr.Response {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.resps[key]
@@ -127,7 +175,7 @@ func (e *testExit) responses(key SessionKey) []Response {
 	return r
 }
 
-func (e *testExit) lastResponse(key SessionKey) Response {
+func (e *testExit) lastResponse(key SessionKey) ipr.Response {
 	e.t.Helper()
 	rs := e.responses(key)
 	if len(rs) != 1 {
@@ -140,8 +188,8 @@ func (e *testExit) lastResponse(key SessionKey) Response {
 type testClient struct {
 	e     *testExit
 	key   SessionKey
-	nonce [NonceSize]byte
-	addrs AddrPair
+	nonce [ipr.NonceSize]byte
+	addrs ipr.AddrPair
 	seq   uint64
 }
 
@@ -152,21 +200,21 @@ func (e *testExit) client(id byte) *testClient {
 	return c
 }
 
-func (c *testClient) send(req Request) {
+func (c *testClient) send(req ipr.Request) {
 	c.e.t.Helper()
-	b, err := MarshalRequest(req)
+	b, err := ipr.MarshalRequest(req)
 	if err != nil {
 		c.e.t.Fatal(err)
 	}
 	c.e.r.HandleRequest(c.key, b)
 }
 
-func (c *testClient) connect() Response {
+func (c *testClient) connect() ipr.Response {
 	c.e.t.Helper()
-	c.send(&Connect{RequestID: 42, Nonce: c.nonce})
+	c.send(&ipr.Connect{RequestID: 42, Nonce: c.nonce})
 	resp := c.e.lastResponse(c.key)
-	if ok, isOK := resp.(*ConnectOK); isOK {
-		if ok.RequestID != 42 || int(ok.MTU) != MaxIPPacket(testCapacity) {
+	if ok, isOK := resp.(*ipr.ConnectOK); isOK {
+		if ok.RequestID != 42 || int(ok.MTU) != ipr.MaxIPPacket(testCapacity) {
 			c.e.t.Fatalf("ConnectOK %+v", ok)
 		}
 		c.addrs = ok.Addrs
@@ -176,7 +224,7 @@ func (c *testClient) connect() Response {
 
 func (c *testClient) mustConnect() {
 	c.e.t.Helper()
-	if resp, ok := c.connect().(*ConnectOK); !ok {
+	if resp, ok := c.connect().(*ipr.ConnectOK); !ok {
 		c.e.t.Fatalf("connect: %+v", resp)
 	}
 }
@@ -184,13 +232,13 @@ func (c *testClient) mustConnect() {
 // dataAt sends one bundle of pkts with sequence number seq.
 func (c *testClient) dataAt(seq uint64, pkts ...[]byte) {
 	c.e.t.Helper()
-	enc := NewBundleEncoder(1 << 16)
+	enc := ipr.NewBundleEncoder(1 << 16)
 	for _, p := range pkts {
 		if err := enc.Add(p); err != nil {
 			c.e.t.Fatal(err)
 		}
 	}
-	c.send(&DataUp{Seq: seq, Bundle: enc.Bytes()})
+	c.send(&ipr.DataUp{Seq: seq, Bundle: enc.Bytes()})
 }
 
 func (c *testClient) data(pkts ...[]byte) {
@@ -199,32 +247,52 @@ func (c *testClient) data(pkts ...[]byte) {
 	c.seq++
 }
 
-// pull takes every downstream bundle waiting for c.
-func (c *testClient) pull() []*DataDown {
+// pullOne pulls c's next downstream response from its stream, into a
+// buffer of the capacity the router was promised.
+func (c *testClient) pullOne() (ipr.Response, bool) {
 	c.e.t.Helper()
-	var out []*DataDown
+	st := c.e.stream(c.key)
+	if st == nil {
+		return nil, false
+	}
+	buf := make([]byte, 0, testCapacity)
+	b, ok := st.d.Pull(buf)
+	if !ok {
+		return nil, false
+	}
+	if len(b) > testCapacity || &b[:1][0] != &buf[:1][0] {
+		c.e.t.Fatalf("response of %d bytes not written in place into the %d bytes offered", len(b), testCapacity)
+	}
+	resp, err := ipr.ParseResponse(b)
+	if err != nil {
+		c.e.t.Fatal(err)
+	}
+	return resp, true
+}
+
+// pull takes every downstream bundle waiting for c.
+func (c *testClient) pull() []*ipr.DataDown {
+	c.e.t.Helper()
+	var out []*ipr.DataDown
 	for {
-		b, ok := c.e.r.NextBundle(c.key)
+		resp, ok := c.pullOne()
 		if !ok {
 			return out
 		}
-		if len(b) > testCapacity {
-			c.e.t.Fatalf("bundle of %d bytes exceeds the capacity %d", len(b), testCapacity)
+		d, isData := resp.(*ipr.DataDown)
+		if !isData {
+			c.e.t.Fatalf("pulled %T %+v, want Data", resp, resp)
 		}
-		resp, err := ParseResponse(b)
-		if err != nil {
-			c.e.t.Fatal(err)
-		}
-		out = append(out, resp.(*DataDown))
+		out = append(out, d)
 	}
 }
 
 func (c *testClient) v4(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv4Packet(t, c.addrs.V4, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
+	return testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func (c *testClient) v6(t *testing.T, dst string, port uint16, payload string) []byte {
-	return ipv6Packet(t, c.addrs.V6, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
+	return testpkt.IPv6(t, c.addrs.V6, netip.MustParseAddr(dst), ippkt.ProtoUDP, port, []byte(payload))
 }
 
 func samePackets(t *testing.T, got, want [][]byte) {
@@ -234,8 +302,8 @@ func samePackets(t *testing.T, got, want [][]byte) {
 	}
 	for i := range got {
 		if !bytes.Equal(got[i], want[i]) {
-			h, _ := parseIP(got[i])
-			t.Fatalf("packet %d differs: got %v → %v", i, h.src, h.dst)
+			h, _ := ipr.ParseHeader(got[i])
+			t.Fatalf("packet %d differs: got %v → %v", i, h.Src, h.Dst)
 		}
 	}
 }
@@ -244,7 +312,7 @@ func TestRouterEndToEnd(t *testing.T) {
 	e := newTestExit(t, nil)
 	c := e.client(1)
 	c.mustConnect()
-	if !ClientNetV4.Contains(c.addrs.V4) || c.addrs.V4 == RouterIPv4 || !ClientNetV6.Contains(c.addrs.V6) {
+	if !ipr.ClientNetV4.Contains(c.addrs.V4) || c.addrs.V4 == ipr.RouterIPv4 || !ipr.ClientNetV6.Contains(c.addrs.V6) {
 		t.Fatalf("addresses %v", c.addrs)
 	}
 	if got, ok := e.r.SessionAddrs(c.key); !ok || got != c.addrs {
@@ -271,16 +339,14 @@ func TestRouterEndToEnd(t *testing.T) {
 	var down [][]byte
 	for i := range 40 {
 		down = append(down,
-			ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
-			ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
+			testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 40000, bytes.Repeat([]byte{byte(i)}, 300)),
+			testpkt.IPv6(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoTCP, 40000, bytes.Repeat([]byte{byte(i)}, 200)))
 	}
-	stray := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
+	stray := testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("10.0.9.9"), ippkt.ProtoUDP, 1, nil)
+	before := e.wakes(c.key)
 	e.r.FromTUN(append(down[:len(down):len(down)], stray))
-	e.mu.Lock()
-	readyCalls := e.ready[c.key]
-	e.mu.Unlock()
-	if readyCalls != 1 {
-		t.Fatalf("Ready called %d times for one batch, want 1", readyCalls)
+	if n := e.wakes(c.key) - before; n != 1 {
+		t.Fatalf("stream woken %d times for one batch, want 1", n)
 	}
 	bundles := c.pull()
 	var got [][]byte
@@ -292,7 +358,7 @@ func TestRouterEndToEnd(t *testing.T) {
 		if more := len(bundles) - 1 - i; int(b.Backlog) > more || int(b.Backlog) < more-1 {
 			t.Fatalf("bundle %d's backlog %d, then %d more came", i, b.Backlog, more)
 		}
-		pkts, bad := SplitBundle(b.Bundle, nil)
+		pkts, bad := ipr.SplitBundle(b.Bundle, nil)
 		if bad != 0 {
 			t.Fatalf("bundle %d: %d malformed", i, bad)
 		}
@@ -316,9 +382,9 @@ func TestRouterDropsSpoofedSources(t *testing.T) {
 	a.mustConnect()
 	b.mustConnect()
 	good := a.v4(t, "192.0.2.1", 53, "mine")
-	spoofV4 := ipv4Packet(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, []byte("b's address"))
-	spoofV6 := ipv6Packet(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), ippkt.ProtoUDP, 53, nil)
-	wrongFamily := ipv4Packet(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, nil)
+	spoofV4 := testpkt.IPv4(t, b.addrs.V4, netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, []byte("b's address"))
+	spoofV6 := testpkt.IPv6(t, netip.MustParseAddr("2001:db8::66"), netip.MustParseAddr("2001:db8::1"), ippkt.ProtoUDP, 53, nil)
+	wrongFamily := testpkt.IPv4(t, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.1"), ippkt.ProtoUDP, 53, nil)
 	a.data(spoofV4, good, spoofV6, wrongFamily)
 	samePackets(t, e.tun.take(), [][]byte{good})
 	if n := e.r.Stats().Drops[DropSpoofed]; n != 3 {
@@ -339,12 +405,12 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	})
 	c := e.client(1)
 	c.mustConnect()
-	smtp := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), ippkt.ProtoTCP, 25, nil)
-	web := ipv4Packet(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), ippkt.ProtoTCP, 443, nil)
+	smtp := testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr("192.0.2.25"), ippkt.ProtoTCP, 25, nil)
+	web := testpkt.IPv4(t, c.addrs.V4, netip.MustParseAddr("192.0.2.80"), ippkt.ProtoTCP, 443, nil)
 	c.data(smtp, web)
 	samePackets(t, e.tun.take(), [][]byte{web})
-	info, ok := e.lastResponse(c.key).(*Info)
-	if !ok || info.Code != InfoPolicyRefused || info.Dest != netip.MustParseAddrPort("192.0.2.25:25") ||
+	info, ok := e.lastResponse(c.key).(*ipr.Info)
+	if !ok || info.Code != ipr.InfoPolicyRefused || info.Dest != netip.MustParseAddrPort("192.0.2.25:25") ||
 		info.Proto != ippkt.ProtoTCP || info.Text != "SMTP is not allowed from this exit" {
 		t.Fatalf("info %+v", info)
 	}
@@ -361,7 +427,7 @@ func TestRouterReportsPolicyRefusal(t *testing.T) {
 	}
 	e.clock.advance(500 * time.Millisecond)
 	c.data(smtp)
-	if _, ok := e.lastResponse(c.key).(*Info); !ok {
+	if _, ok := e.lastResponse(c.key).(*ipr.Info); !ok {
 		t.Fatal("no Info after the interval")
 	}
 	if s := e.r.Stats(); s.PolicyRefusals != 3 || s.Drops[DropPolicy] != 3 || s.PolicyInfosSent != 2 {
@@ -373,36 +439,39 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 	e := newTestExit(t, func(c *Config) { c.Pool = newAddrPool(firstHost, firstHost, nil) })
 	a, b := e.client(1), e.client(2)
 	a.mustConnect()
-	if fail, ok := b.connect().(*ConnectFail); !ok || fail.Reason != FailNoFreeAddress {
+	if fail, ok := b.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailNoFreeAddress {
 		t.Fatalf("second client on a one-address pool: %+v", fail)
 	}
 
 	// Requests keep a session alive; downstream traffic does not.
 	e.r.Tick(e.clock.advance(50 * time.Second))
-	a.send(&Ping{ID: 1})
-	if pong, ok := e.lastResponse(a.key).(*Pong); !ok || pong.ID != 1 {
+	a.send(&ipr.Ping{ID: 1})
+	if pong, ok := e.lastResponse(a.key).(*ipr.Pong); !ok || pong.ID != 1 {
 		t.Fatalf("pong %+v", pong)
 	}
 	e.r.Tick(e.clock.advance(59 * time.Second))
 	if e.r.Stats().Sessions != 1 {
 		t.Fatal("session ended before its idle timeout")
 	}
-	e.r.FromTUN([][]byte{udp4(t, "192.0.2.1", a.addrs.V4.String(), 1, "late answer")})
+	e.r.FromTUN([][]byte{testpkt.UDP4(t, "192.0.2.1", a.addrs.V4.String(), 1, "late answer")})
 	e.r.Tick(e.clock.advance(time.Second))
-	if d, ok := e.lastResponse(a.key).(*UnrequestedDisconnect); !ok || d.Reason != ReasonIdle {
+	if d, ok := e.lastResponse(a.key).(*ipr.UnrequestedDisconnect); !ok || d.Reason != ipr.ReasonIdle {
 		t.Fatalf("expired session told %+v", d)
 	}
 	s := e.r.Stats()
 	if s.Sessions != 0 || s.SessionsExpired != 1 || s.Drops[DropSessionClosed] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	if _, ok := a.e.r.NextBundle(a.key); ok {
+	if st := e.stream(a.key); !st.closed {
+		t.Fatal("an expired session's stream is still open")
+	}
+	if _, ok := a.pullOne(); ok {
 		t.Fatal("an expired session still has bundles")
 	}
 
 	// Its address goes to the next client, once its quarantine is over.
 	old := a.addrs
-	if fail, ok := b.connect().(*ConnectFail); !ok || fail.Reason != FailNoFreeAddress {
+	if fail, ok := b.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailNoFreeAddress {
 		t.Fatalf("connect during the quarantine of the only address: %+v", fail)
 	}
 	e.clock.advance(DefaultAddrQuarantine)
@@ -412,7 +481,7 @@ func TestRouterIdleSessionExpiresAndAddressIsReused(t *testing.T) {
 	}
 	// The old client's data now earns it a NotConnected.
 	a.data(a.v4(t, "192.0.2.1", 53, "hello?"))
-	if d, ok := e.lastResponse(a.key).(*UnrequestedDisconnect); !ok || d.Reason != ReasonNotConnected {
+	if d, ok := e.lastResponse(a.key).(*ipr.UnrequestedDisconnect); !ok || d.Reason != ipr.ReasonNotConnected {
 		t.Fatalf("data without a session: %+v", d)
 	}
 	if len(e.tun.take()) != 0 {
@@ -434,14 +503,14 @@ func TestRouterReconnect(t *testing.T) {
 	// Another nonce from the same sender tag is another client.
 	imposter := *a
 	imposter.nonce[5] = 1
-	if fail, ok := imposter.connect().(*ConnectFail); !ok || fail.Reason != FailAlreadyConnected {
+	if fail, ok := imposter.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailAlreadyConnected {
 		t.Fatalf("second nonce on one tag: %+v", fail)
 	}
 
 	// The same client under a new sender tag, with its nonce, keeps its
 	// addresses, its downstream queue and its sequence numbers.
 	a.data(a.v4(t, "192.0.2.1", 53, "zero"))
-	e.r.FromTUN([][]byte{udp4(t, "192.0.2.1", first.V4.String(), 1, "queued")})
+	e.r.FromTUN([][]byte{testpkt.UDP4(t, "192.0.2.1", first.V4.String(), 1, "queued")})
 	e.clock.advance(30 * time.Second)
 	moved := *a
 	moved.key[15] = 0x99
@@ -451,6 +520,12 @@ func TestRouterReconnect(t *testing.T) {
 	}
 	if _, ok := e.r.SessionAddrs(a.key); ok {
 		t.Fatal("old sender tag still holds the session")
+	}
+	if old := e.stream(a.key); !old.closed {
+		t.Fatal("the old sender tag's stream is still open")
+	}
+	if _, ok := a.pullOne(); ok {
+		t.Fatal("the old sender tag's stream still pulls")
 	}
 	if got := moved.pull(); len(got) != 1 || got[0].Seq != 0 {
 		t.Fatalf("queue did not follow the session: %+v", got)
@@ -467,21 +542,21 @@ func TestRouterReconnect(t *testing.T) {
 
 	// A zero nonce is refused: anyone could claim it.
 	z := e.client(9)
-	z.nonce = [NonceSize]byte{}
-	if fail, ok := z.connect().(*ConnectFail); !ok || fail.Reason != FailOther {
+	z.nonce = [ipr.NonceSize]byte{}
+	if fail, ok := z.connect().(*ipr.ConnectFail); !ok || fail.Reason != ipr.FailOther {
 		t.Fatalf("zero nonce: %+v", fail)
 	}
 
 	// Disconnect ends the session and quarantines its addresses.
-	moved.send(&Disconnect{})
+	moved.send(&ipr.Disconnect{})
 	if all, _ := e.r.cfg.Pool.Quarantined(moved.key, e.clock.Now()); e.r.Stats().Sessions != 0 || e.r.cfg.Pool.InUse() != 0 || all != 1 {
 		t.Fatalf("after disconnect: %+v, pool %d in use, %d quarantined", e.r.Stats(), e.r.cfg.Pool.InUse(), all)
 	}
 	// Issue 10: nobody else may have them by asking (this Want was
 	// granted before): the other client gets other addresses.
 	w := e.client(3)
-	w.send(&Connect{RequestID: 1, Nonce: w.nonce, Want: AddrPair{V4: first.V4}})
-	if ok, isOK := e.lastResponse(w.key).(*ConnectOK); !isOK || ok.Addrs == first {
+	w.send(&ipr.Connect{RequestID: 1, Nonce: w.nonce, Want: ipr.AddrPair{V4: first.V4}})
+	if ok, isOK := e.lastResponse(w.key).(*ipr.ConnectOK); !isOK || ok.Addrs == first {
 		t.Fatalf("another session wanted %v and got %+v", first, ok)
 	}
 	if e.r.Stats().WantRefused != 1 {
@@ -491,8 +566,8 @@ func TestRouterReconnect(t *testing.T) {
 	// nonce, gets them back.
 	back := *a
 	back.key[15] = 0x77
-	back.send(&Connect{RequestID: 2, Nonce: back.nonce, Want: first})
-	if ok, isOK := e.lastResponse(back.key).(*ConnectOK); !isOK || ok.Addrs != first {
+	back.send(&ipr.Connect{RequestID: 2, Nonce: back.nonce, Want: first})
+	if ok, isOK := e.lastResponse(back.key).(*ipr.ConnectOK); !isOK || ok.Addrs != first {
 		t.Fatalf("reconnecting session wanted its %v, got %+v", first, ok)
 	}
 }
@@ -509,10 +584,10 @@ func TestRouterCapsAddressesPerSender(t *testing.T) {
 	for i := range 50 {
 		m.nonce[2] = byte(i)
 		switch resp := m.connect().(type) {
-		case *ConnectOK:
-			m.send(&Disconnect{})
-		case *ConnectFail:
-			if resp.Reason != FailNoFreeAddress {
+		case *ipr.ConnectOK:
+			m.send(&ipr.Disconnect{})
+		case *ipr.ConnectFail:
+			if resp.Reason != ipr.FailNoFreeAddress {
 				t.Fatalf("connect %d: %+v", i, resp)
 			}
 			refused++
@@ -527,7 +602,7 @@ func TestRouterCapsAddressesPerSender(t *testing.T) {
 	// When the quarantine ends the sender may connect again.
 	e.clock.advance(DefaultAddrQuarantine)
 	m.nonce[2] = 0xff
-	if _, ok := m.connect().(*ConnectOK); !ok {
+	if _, ok := m.connect().(*ipr.ConnectOK); !ok {
 		t.Fatal("sender still refused after its quarantine ended")
 	}
 }
@@ -564,10 +639,10 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 	// The internet sends 100 packets/s of 1000 bytes; the transport pulls
 	// one bundle (one packet) every 20 ms: a standing queue.
 	for range 300 {
-		e.r.FromTUN([][]byte{ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
+		e.r.FromTUN([][]byte{testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, 972))})
 		e.clock.advance(10 * time.Millisecond)
 		if e.clock.Now().Sub(t0)%(20*time.Millisecond) == 0 {
-			if _, ok := e.r.NextBundle(c.key); !ok {
+			if _, ok := c.pullOne(); !ok {
 				t.Fatal("nothing to pull from a growing queue")
 			}
 		}
@@ -581,11 +656,11 @@ func TestRouterQueueDropsBySojourn(t *testing.T) {
 func TestRouterVersionMismatchAndJunk(t *testing.T) {
 	e := newTestExit(t, nil)
 	key := SessionKey{5}
-	e.r.HandleRequest(key, []byte{ProtocolVersion + 1, 0x03, 0, 0, 0, 0, 0, 0, 0, 1})
-	if info, ok := e.lastResponse(key).(*Info); !ok || info.Code != InfoVersionMismatch {
+	e.r.HandleRequest(key, []byte{ipr.ProtocolVersion + 1, 0x03, 0, 0, 0, 0, 0, 0, 0, 1})
+	if info, ok := e.lastResponse(key).(*ipr.Info); !ok || info.Code != ipr.InfoVersionMismatch {
 		t.Fatalf("%+v", info)
 	}
-	e.r.HandleRequest(key, []byte{ProtocolVersion, 0x42})
+	e.r.HandleRequest(key, []byte{ipr.ProtocolVersion, 0x42})
 	e.r.HandleRequest(key, nil)
 	if rs := e.responses(key); len(rs) != 0 || e.r.Stats().BadRequests != 3 {
 		t.Fatalf("junk answered %+v, stats %+v", rs, e.r.Stats())
@@ -595,7 +670,7 @@ func TestRouterVersionMismatchAndJunk(t *testing.T) {
 	c.mustConnect()
 	good := c.v4(t, "192.0.2.1", 53, "ok")
 	bundle := append(append([]byte{0, 3, 1, 2, 3}, 0, byte(len(good))), good...)
-	c.send(&DataUp{Seq: 0, Bundle: bundle})
+	c.send(&ipr.DataUp{Seq: 0, Bundle: bundle})
 	samePackets(t, e.tun.take(), [][]byte{good})
 	if e.r.Stats().Drops[DropMalformed] != 1 {
 		t.Fatalf("drops %v", e.r.Stats().Drops)
@@ -611,16 +686,16 @@ func TestRouterCountsFailures(t *testing.T) {
 	e.mu.Lock()
 	e.refuse[c.key] = true
 	e.mu.Unlock()
-	c.send(&Ping{ID: 1})
-	tooBig := ipv4Packet(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, MaxIPPacket(testCapacity)))
+	c.send(&ipr.Ping{ID: 1})
+	tooBig := testpkt.IPv4(t, netip.MustParseAddr("192.0.2.1"), c.addrs.V4, ippkt.ProtoUDP, 1, make([]byte, ipr.MaxIPPacket(testCapacity)))
 	e.r.FromTUN([][]byte{tooBig})
 	s := e.r.Stats()
 	if s.Drops[DropTUNWrite] != 1 || s.RepliesFailed != 1 || s.Drops[DropTooBig] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	e.r.Shutdown()
+	e.r.Close()
 	if s := e.r.Stats(); s.Sessions != 0 || s.SessionsClosed != 1 {
-		t.Fatalf("after shutdown %+v", s)
+		t.Fatalf("after Close %+v", s)
 	}
 }
 
@@ -630,6 +705,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{PayloadCapacity: testCapacity, Reply: reply},
 		{PayloadCapacity: testCapacity, TUN: &memTUN{}},
 		{PayloadCapacity: 60, TUN: &memTUN{}, Reply: reply},
+		// CoDel's target must be below its interval.
+		{PayloadCapacity: testCapacity, TUN: &memTUN{}, Reply: reply, QueueTarget: time.Second, QueueInterval: time.Second},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
@@ -651,18 +728,19 @@ func TestRouterConcurrent(t *testing.T) {
 	for _, c := range cs {
 		wg.Go(func() {
 			for i := range rounds {
-				b, _ := MarshalRequest(&DataUp{Seq: uint64(i), Bundle: bundleOf(t, c.v4(t, "192.0.2.1", 53, fmt.Sprint(i)))})
+				b, _ := ipr.MarshalRequest(&ipr.DataUp{Seq: uint64(i), Bundle: bundleOf(t, c.v4(t, "192.0.2.1", 53, fmt.Sprint(i)))})
 				e.r.HandleRequest(c.key, b)
 			}
 		})
 		wg.Go(func() {
 			for i := range rounds {
-				e.r.FromTUN([][]byte{ipv6Packet(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoUDP, 1, []byte{byte(i)})})
+				e.r.FromTUN([][]byte{testpkt.IPv6(t, netip.MustParseAddr("2001:db8::1"), c.addrs.V6, ippkt.ProtoUDP, 1, []byte{byte(i)})})
 			}
 		})
 		wg.Go(func() {
+			d := e.stream(c.key).d
 			for range rounds {
-				e.r.NextBundle(c.key)
+				d.Pull(make([]byte, 0, testCapacity))
 			}
 		})
 	}
@@ -699,7 +777,7 @@ func TestRouterRunStopsWithContext(t *testing.T) {
 }
 
 func bundleOf(t testing.TB, pkts ...[]byte) []byte {
-	enc := NewBundleEncoder(1 << 16)
+	enc := ipr.NewBundleEncoder(1 << 16)
 	for _, p := range pkts {
 		if err := enc.Add(p); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import "sync"
 
@@ -27,7 +27,7 @@ type dispatcher struct {
 	mu      sync.Mutex
 	queues  map[SessionKey]*requestQueue
 	pending int  // requests queued, all senders
-	closed  bool // Shutdown began: nothing more is taken
+	closed  bool // Close began: nothing more is taken
 	wg      sync.WaitGroup
 }
 

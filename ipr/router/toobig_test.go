@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	gcsum "gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/icmperr"
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -22,22 +24,22 @@ func TestRouterAnswersTooBigFromTUN(t *testing.T) {
 	c := e.client(1)
 	c.mustConnect()
 	internet4, internet6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
-	mtu := e.r.bundleCap - LengthPrefixSize
+	mtu := e.r.bundleCap - ipr.LengthPrefixSize
 	big := bytes.Repeat([]byte{0xab}, mtu) // plus headers: over the limit
-	big4 := ipv4Packet(t, internet4, c.addrs.V4, ippkt.ProtoTCP, 40000, big)
-	big6 := ipv6Packet(t, internet6, c.addrs.V6, ippkt.ProtoTCP, 40000, big)
+	big4 := testpkt.IPv4(t, internet4, c.addrs.V4, ippkt.ProtoTCP, 40000, big)
+	big6 := testpkt.IPv6(t, internet6, c.addrs.V6, ippkt.ProtoTCP, 40000, big)
 	noDF := bytes.Clone(big4)
 	noDF[6] &^= 0x40
 	binary.BigEndian.PutUint16(noDF[10:], 0)
-	binary.BigEndian.PutUint16(noDF[10:], checksum(noDF[:20]))
-	fits := ipv4Packet(t, internet4, c.addrs.V4, ippkt.ProtoTCP, 40000, big[:mtu-40])
+	binary.BigEndian.PutUint16(noDF[10:], testpkt.Checksum(noDF[:20]))
+	fits := testpkt.IPv4(t, internet4, c.addrs.V4, ippkt.ProtoTCP, 40000, big[:mtu-40])
 
 	e.r.FromTUN([][]byte{big4, big6, noDF, fits})
 
 	// Only the packet that fits reaches the client.
 	var down [][]byte
 	for _, b := range c.pull() {
-		pkts, _ := SplitBundle(b.Bundle, nil)
+		pkts, _ := ipr.SplitBundle(b.Bundle, nil)
 		down = append(down, pkts...)
 	}
 	samePackets(t, down, [][]byte{fits})

@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/ipr"
 )
 
 func TestPoolPairsAndRange(t *testing.T) {
@@ -30,18 +32,18 @@ func TestPoolPairsAndRange(t *testing.T) {
 	}
 	for _, a := range []string{"10.0.0.0", "10.0.0.1", "10.0.255.255", "10.1.0.2", "fc00::1", "fc00::1:2", "fd00::2"} {
 		addr := netip.MustParseAddr(a)
-		var pair AddrPair
+		var pair ipr.AddrPair
 		if addr.Is4() {
 			pair.V4 = addr
 		} else {
 			pair.V6 = addr
 		}
-		if _, err := p.Claim(pair, [NonceSize]byte{}, t0); !errors.Is(err, ErrAddressTaken) {
+		if _, err := p.Claim(pair, [ipr.NonceSize]byte{}, t0); !errors.Is(err, ErrAddressTaken) {
 			t.Errorf("Claim(%s) = %v, want ErrAddressTaken", a, err)
 		}
 	}
-	mismatched := AddrPair{V4: netip.MustParseAddr("10.0.0.2"), V6: netip.MustParseAddr("fc00::3")}
-	if _, err := p.Claim(mismatched, [NonceSize]byte{}, t0); err == nil {
+	mismatched := ipr.AddrPair{V4: netip.MustParseAddr("10.0.0.2"), V6: netip.MustParseAddr("fc00::3")}
+	if _, err := p.Claim(mismatched, [ipr.NonceSize]byte{}, t0); err == nil {
 		t.Error("claimed a v4 and a v6 of different hosts")
 	}
 	if p.Size() != 65533 {
@@ -63,7 +65,7 @@ func TestPoolExhaustionFull(t *testing.T) {
 			t.Fatalf("allocation %d: %v handed out twice", i, pair)
 		}
 		seen[pair.V4], seen[pair.V6] = true, true
-		if pair.V4 == RouterIPv4 || pair.V6 == RouterIPv6 || !ClientNetV4.Contains(pair.V4) || !ClientNetV6.Contains(pair.V6) {
+		if pair.V4 == ipr.RouterIPv4 || pair.V6 == ipr.RouterIPv6 || !ipr.ClientNetV4.Contains(pair.V4) || !ipr.ClientNetV6.Contains(pair.V6) {
 			t.Fatalf("allocation %d: %v", i, pair)
 		}
 	}
@@ -84,7 +86,7 @@ func TestPoolExhaustionFull(t *testing.T) {
 func TestPoolQuarantineAndClaim(t *testing.T) {
 	p := newAddrPool(10, 12, rand.New(rand.NewPCG(3, 4)))
 	p.SetQuarantine(time.Minute)
-	var pairs []AddrPair
+	var pairs []ipr.AddrPair
 	for range 3 {
 		pair, err := p.Allocate(t0)
 		if err != nil {
@@ -95,9 +97,9 @@ func TestPoolQuarantineAndClaim(t *testing.T) {
 	if _, err := p.Allocate(t0); !errors.Is(err, ErrNoFreeAddress) {
 		t.Fatalf("allocating a fourth of three: %v", err)
 	}
-	alice := Owner{Nonce: [NonceSize]byte{1}, Sender: SessionKey{1}}
-	mallory := Owner{Nonce: [NonceSize]byte{2}, Sender: SessionKey{2}}
-	if _, err := p.Claim(AddrPair{V4: pairs[1].V4}, alice.Nonce, t0); !errors.Is(err, ErrAddressTaken) {
+	alice := Owner{Nonce: [ipr.NonceSize]byte{1}, Sender: SessionKey{1}}
+	mallory := Owner{Nonce: [ipr.NonceSize]byte{2}, Sender: SessionKey{2}}
+	if _, err := p.Claim(ipr.AddrPair{V4: pairs[1].V4}, alice.Nonce, t0); !errors.Is(err, ErrAddressTaken) {
 		t.Fatalf("claiming a taken pair: %v", err)
 	}
 	p.Release(pairs[1], alice, t0)
@@ -113,7 +115,7 @@ func TestPoolQuarantineAndClaim(t *testing.T) {
 		t.Fatalf("another session claimed a quarantined pair: %v", err)
 	}
 	// Its own session takes it back, by IPv6 alone.
-	if got, err := p.Claim(AddrPair{V6: pairs[1].V6}, alice.Nonce, t0.Add(time.Second)); err != nil || got != pairs[1] {
+	if got, err := p.Claim(ipr.AddrPair{V6: pairs[1].V6}, alice.Nonce, t0.Add(time.Second)); err != nil || got != pairs[1] {
 		t.Fatalf("owner's Claim = %v, %v; want %v", got, err, pairs[1])
 	}
 	if all, mine := p.Quarantined(alice.Sender, t0); p.InUse() != 3 || all != 0 || mine != 0 {
@@ -132,7 +134,7 @@ func TestPoolQuarantineAndClaim(t *testing.T) {
 	if got, err := p.Allocate(later); err != nil || got != pairs[2] {
 		t.Fatalf("allocation after the quarantine got %v, %v; want %v", got, err, pairs[2])
 	}
-	p.Release(AddrPair{V4: netip.MustParseAddr("192.0.2.1")}, alice, t0) // foreign: ignored
+	p.Release(ipr.AddrPair{V4: netip.MustParseAddr("192.0.2.1")}, alice, t0) // foreign: ignored
 	if p.InUse() != 3 {
 		t.Fatalf("InUse = %d, want 3", p.InUse())
 	}

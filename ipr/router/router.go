@@ -1,4 +1,4 @@
-package ipr
+package router
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/codel"
+	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/tun/icmperr"
 )
 
@@ -57,12 +59,16 @@ type Config struct {
 	// Ping) are dropped and counted instead of waiting again, until it
 	// has SURBs. A flood of them must hold up nobody, the sender included.
 	CanReply func(session SessionKey) bool
-	// Ready, when set, is called when a session's downstream queue stops
-	// being empty: the transport should then call NextBundle when its
-	// sending schedule allows, until it returns false. It is edge-triggered:
-	// a transport that stops pulling early (out of SURBs, say) must come
-	// back to the session by itself. Called without locks held.
-	Ready func(session SessionKey)
+	// OpenStream, when set, opens the transport's stream for a session's
+	// downstream data under sender tag key, when the session starts or
+	// moves to key. The stream pulls from d (Downstream.Pull) whenever it
+	// can send one response, and reports when it cannot for want of SURBs
+	// (Downstream.Starved); the router wakes it when the session's queue
+	// stops being empty and closes it when the session ends or moves on.
+	// An error leaves the session without a downstream (counted in
+	// Stats.StreamsFailed). Called without locks held. Nil: nothing pulls,
+	// and queued packets age out.
+	OpenStream func(key SessionKey, d Downstream) (Stream, error)
 	// Policy, when set, is asked about every client packet before it goes
 	// to the TUN; refusals are dropped, counted and reported to the client
 	// in an Info. It is called with the session locked, so it must be
@@ -85,14 +91,14 @@ type Config struct {
 	// Released, when set, is told of every pair a session gave back (the
 	// exit flushes its conntrack entries). It is called with the router's
 	// lock held: it must not block or call the Router.
-	Released func(AddrPair)
+	Released func(ipr.AddrPair)
 
 	// IdleTimeout ends a session that sent no request for this long.
 	// Default DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Reorder bounds the upstream resequencing; a negative Timeout turns
 	// resequencing off (bundles go to the TUN as they arrive).
-	Reorder ResequencerConfig
+	Reorder ipr.ResequencerConfig
 	// QueueTarget and QueueInterval are CoDel's target sojourn time and
 	// interval for each session's downstream queue. The target is a few
 	// Poisson send intervals (20 ms each at Nym's rate): a packet that
@@ -120,10 +126,10 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.TUN == nil || c.Reply == nil {
-		return c, errors.New("ipr: config needs a TUN and a Reply callback")
+		return c, errors.New("router: config needs a TUN and a Reply callback")
 	}
-	if mtu := MaxIPPacket(c.PayloadCapacity); mtu < minIPv4MTU {
-		return c, fmt.Errorf("ipr: payload capacity %d leaves an MTU of %d, below IPv4's minimum %d", c.PayloadCapacity, mtu, minIPv4MTU)
+	if mtu := ipr.MaxIPPacket(c.PayloadCapacity); mtu < minIPv4MTU {
+		return c, fmt.Errorf("router: payload capacity %d leaves an MTU of %d, below IPv4's minimum %d", c.PayloadCapacity, mtu, minIPv4MTU)
 	}
 	if c.Pool == nil {
 		c.Pool = NewAddrPool()
@@ -168,7 +174,7 @@ type Router struct {
 
 	mu       sync.RWMutex
 	sessions map[SessionKey]*session
-	byNonce  map[[NonceSize]byte]*session
+	byNonce  map[[ipr.NonceSize]byte]*session
 	byAddr   map[netip.Addr]*session
 
 	// gapped holds the sessions with upstream messages waiting behind a
@@ -193,12 +199,15 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
+	if _, err := codel.New(queueConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("router: session queue: %w", err)
+	}
 	return &Router{
 		cfg:       cfg,
-		mtu:       MaxIPPacket(cfg.PayloadCapacity),
-		bundleCap: cfg.PayloadCapacity - DataDownOverhead,
+		mtu:       ipr.MaxIPPacket(cfg.PayloadCapacity),
+		bundleCap: cfg.PayloadCapacity - ipr.DataDownOverhead,
 		sessions:  make(map[SessionKey]*session),
-		byNonce:   make(map[[NonceSize]byte]*session),
+		byNonce:   make(map[[ipr.NonceSize]byte]*session),
 		byAddr:    make(map[netip.Addr]*session),
 		gapped:    make(map[*session]struct{}),
 		dispatch:  dispatcher{queues: make(map[SessionKey]*requestQueue)},
@@ -210,25 +219,53 @@ func New(cfg Config) (*Router, error) {
 	}, nil
 }
 
+// queueConfig is the CoDel configuration of every session's downstream
+// queue. One dequeue opportunity carries a bundle: with no more than that
+// queued, the queue is no standing queue.
+func queueConfig(cfg Config) codel.Config {
+	return codel.Config{
+		Target:     cfg.QueueTarget,
+		Interval:   cfg.QueueInterval,
+		MaxPacket:  cfg.PayloadCapacity - ipr.DataDownOverhead,
+		MaxPackets: cfg.MaxQueuePackets,
+		MaxBytes:   cfg.MaxQueueBytes,
+	}
+}
+
+// newQueue returns a session's downstream queue; New checked its
+// configuration.
+func (r *Router) newQueue() *codel.Queue {
+	q, err := codel.New(queueConfig(r.cfg))
+	if err != nil {
+		panic(err) // New refused this configuration
+	}
+	return q
+}
+
 // MTU is the largest IP packet the router carries to clients; ConnectOK
 // tells them.
 func (r *Router) MTU() int { return r.mtu }
 
 // Stats returns the router's counters.
 func (r *Router) Stats() Stats {
-	s := r.stats.snapshot()
+	st := r.stats.snapshot()
 	r.mu.RLock()
-	s.Sessions = len(r.sessions)
+	st.Sessions = len(r.sessions)
+	for _, s := range r.sessions {
+		s.mu.Lock()
+		st.Queued += s.down.Len()
+		s.mu.Unlock()
+	}
 	r.mu.RUnlock()
-	return s
+	return st
 }
 
 // SessionAddrs returns the addresses of a session.
-func (r *Router) SessionAddrs(key SessionKey) (AddrPair, bool) {
+func (r *Router) SessionAddrs(key SessionKey) (ipr.AddrPair, bool) {
 	if s := r.lookup(key); s != nil {
 		return s.addrs, true
 	}
-	return AddrPair{}, false
+	return ipr.AddrPair{}, false
 }
 
 // Run calls Tick every TickInterval until ctx is done; the caller owns the
@@ -253,16 +290,16 @@ func (r *Router) Run(ctx context.Context) error {
 func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 	r.stats.requestsIn.Add(1)
 	now := r.cfg.Now()
-	req, err := ParseRequest(msg)
+	req, err := ipr.ParseRequest(msg)
 	if err != nil {
 		r.stats.badRequests.Add(1)
-		if errors.Is(err, ErrVersion) {
-			r.reply(key, &Info{Code: InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ProtocolVersion)})
+		if errors.Is(err, ipr.ErrVersion) {
+			r.reply(key, &ipr.Info{Code: ipr.InfoVersionMismatch, Text: fmt.Sprintf("this router speaks version %d", ipr.ProtocolVersion)})
 		}
 		return
 	}
 	switch req.(type) {
-	case *Connect, *Ping:
+	case *ipr.Connect, *ipr.Ping:
 		// Nothing will carry the answer: drop the request rather than
 		// do its work (a Connect would take an address) or wait for
 		// SURBs that did not come last time.
@@ -272,98 +309,102 @@ func (r *Router) HandleRequest(key SessionKey, msg []byte) {
 		}
 	}
 	switch req := req.(type) {
-	case *Connect:
+	case *ipr.Connect:
 		r.connect(key, req, now)
-	case *Disconnect:
+	case *ipr.Disconnect:
+		var st Stream
 		r.mu.Lock()
-		s := r.sessions[key]
-		if s != nil {
-			r.endLocked(s)
+		if s := r.sessions[key]; s != nil {
+			st = r.endLocked(s)
 			r.stats.sessionsClosed.Add(1)
 		}
 		r.mu.Unlock()
-	case *Ping:
+		closeStreams([]Stream{st})
+	case *ipr.Ping:
 		// A Ping needs no session: clients use it to test the router
 		// before connecting. It keeps a session alive like any request.
 		if s := r.lookup(key); s != nil {
 			s.touch(now)
 		}
-		r.reply(key, &Pong{ID: req.ID})
-	case *DataUp:
+		r.reply(key, &ipr.Pong{ID: req.ID})
+	case *ipr.DataUp:
 		r.dataUp(key, req, now)
 	}
 }
 
 // connect answers a Connect: the sender's own session again, a session
 // moved to this sender by its nonce, or a new one.
-func (r *Router) connect(key SessionKey, c *Connect, now time.Time) {
-	resp := r.connectLocked(key, c, now)
-	if _, failed := resp.(*ConnectFail); failed {
+func (r *Router) connect(key SessionKey, c *ipr.Connect, now time.Time) {
+	resp, opened, old := r.connectLocked(key, c, now)
+	if _, failed := resp.(*ipr.ConnectFail); failed {
 		r.stats.connectsRefused.Add(1)
+	}
+	closeStreams([]Stream{old})
+	if opened != nil {
+		r.openStream(opened, key)
 	}
 	r.reply(key, resp)
 }
 
-func (r *Router) connectLocked(key SessionKey, c *Connect, now time.Time) Response {
-	if c.Nonce == ([NonceSize]byte{}) {
+// connectLocked answers a Connect. It returns the session that needs a
+// stream under key, if any, and the stream a moved session leaves behind,
+// both for the caller to handle once the lock is released.
+func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_ ipr.Response, opened *session, old Stream) {
+	if c.Nonce == ([ipr.NonceSize]byte{}) {
 		// A zero nonce is no secret: anyone could take such a session over.
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailOther}
+		return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailOther}, nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s := r.sessions[key]; s != nil {
 		if s.nonce != c.Nonce {
-			return &ConnectFail{RequestID: c.RequestID, Reason: FailAlreadyConnected}
+			return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailAlreadyConnected}, nil, nil
 		}
 		s.touch(now) // a retry whose ConnectOK was lost
-		return r.connectOK(c, s)
+		return r.connectOK(c, s), nil, nil
 	}
 	if s := r.byNonce[c.Nonce]; s != nil {
 		// The same client under a new sender tag (its mixnet client
 		// restarted, say): the nonce proves it. It keeps its addresses,
-		// its queue and its sequence numbers.
+		// its queue and its sequence numbers; its replies go under the
+		// new tag, on a new stream.
 		s.mu.Lock()
 		delete(r.sessions, s.key)
 		s.key = key
 		s.lastSeen = now
+		old = s.takeStream()
 		s.mu.Unlock()
 		r.sessions[key] = s
 		r.stats.sessionsMoved.Add(1)
-		return r.connectOK(c, s)
+		return r.connectOK(c, s), s, old
 	}
 	addrs, err := r.allocate(key, c, now)
 	if err != nil {
-		return &ConnectFail{RequestID: c.RequestID, Reason: FailNoFreeAddress}
+		return &ipr.ConnectFail{RequestID: c.RequestID, Reason: ipr.FailNoFreeAddress}, nil, nil
 	}
 	s := &session{
 		key:      key,
 		nonce:    c.Nonce,
 		addrs:    addrs,
 		lastSeen: now,
-		down: packetQueue{
-			maxPackets: r.cfg.MaxQueuePackets,
-			maxBytes:   r.cfg.MaxQueueBytes,
-			target:     r.cfg.QueueTarget,
-			interval:   r.cfg.QueueInterval,
-			maxPacket:  r.bundleCap,
-		},
-		enc: NewBundleEncoder(r.bundleCap),
+		down:     r.newQueue(),
+		enc:      ipr.NewBundleEncoder(r.bundleCap),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
-		s.up = NewResequencer[[]byte](r.cfg.Reorder)
+		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)
 	}
 	r.sessions[key] = s
 	r.byNonce[c.Nonce] = s
 	r.byAddr[addrs.V4] = s
 	r.byAddr[addrs.V6] = s
 	r.stats.sessionsOpened.Add(1)
-	return r.connectOK(c, s)
+	return r.connectOK(c, s), s, nil
 }
 
 // allocate gives a new session the pair it wants if that was its own (a
 // reconnect after its session ended), else any free pair, unless the sender
 // already holds its share.
-func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, error) {
+func (r *Router) allocate(key SessionKey, c *ipr.Connect, now time.Time) (ipr.AddrPair, error) {
 	if c.Want.V4.IsValid() || c.Want.V6.IsValid() {
 		if addrs, err := r.cfg.Pool.Claim(c.Want, c.Nonce, now); err == nil {
 			return addrs, nil
@@ -372,43 +413,43 @@ func (r *Router) allocate(key SessionKey, c *Connect, now time.Time) (AddrPair, 
 	}
 	if _, mine := r.cfg.Pool.Quarantined(key, now); mine+1 > r.cfg.MaxAddrsPerSender {
 		r.stats.connectsOverCap.Add(1)
-		return AddrPair{}, fmt.Errorf("ipr: sender %v holds %d addresses in quarantine", key, mine)
+		return ipr.AddrPair{}, fmt.Errorf("router: sender %v holds %d addresses in quarantine", key, mine)
 	}
 	return r.cfg.Pool.Allocate(now)
 }
 
-func (r *Router) connectOK(c *Connect, s *session) *ConnectOK {
-	return &ConnectOK{RequestID: c.RequestID, Addrs: s.addrs, MTU: uint16(r.mtu)}
+func (r *Router) connectOK(c *ipr.Connect, s *session) *ipr.ConnectOK {
+	return &ipr.ConnectOK{RequestID: c.RequestID, Addrs: s.addrs, MTU: uint16(r.mtu)}
 }
 
 // dataUp writes a Data request's packets to the TUN, in sequence order.
-func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
+func (r *Router) dataUp(key SessionKey, d *ipr.DataUp, now time.Time) {
 	s := r.lookup(key)
 	if s == nil {
 		r.stats.dataNoSession.Add(1)
 		if r.canReply(key, now) {
-			r.reply(key, &UnrequestedDisconnect{Reason: ReasonNotConnected})
+			r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonNotConnected})
 		} else {
 			r.stats.requestsNoSURB.Add(1)
 		}
 		return
 	}
 	r.stats.bundlesUp.Add(1)
-	var info *Info
+	var info *ipr.Info
 	s.mu.Lock()
 	if !s.closed {
 		s.lastSeen = now
-		var out [][]byte
+		out := s.batch[:0]
 		release := func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) }
 		if s.up == nil {
 			release(d.Bundle)
 		} else {
 			before := s.up.Stats()
 			s.up.Push(d.Seq, d.Bundle, now, release)
-			r.stats.addReorder(s.up.Stats().sub(before))
+			r.stats.addReorder(s.up.Stats().Sub(before))
 			r.markGapped(s)
 		}
-		r.writeTUN(out)
+		r.writeTUN(s, out)
 		if info != nil && now.Sub(s.lastInfo) < r.cfg.InfoInterval {
 			info = nil
 		} else if info != nil {
@@ -424,52 +465,47 @@ func (r *Router) dataUp(key SessionKey, d *DataUp, now time.Time) {
 
 // filterUp splits one upstream bundle and appends to out the packets that
 // may go to the internet: well-formed, from the session's own address, and
-// allowed by the policy. A refusal is noted in *info. s.mu is held.
-func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **Info) [][]byte {
-	pkts, malformed := SplitBundle(bundle, s.scratch[:0])
-	r.stats.drop(DropMalformed, malformed)
-	for _, pkt := range pkts {
-		h, err := parseIP(pkt)
-		if err != nil { // SplitBundle checked; kept so a change there cannot let junk through
-			r.stats.drop(DropMalformed, 1)
-			continue
-		}
-		if !s.ownsSource(h.src) {
+// allowed by the policy. Each packet's headers are parsed once, by the
+// split. A refusal is noted in *info. s.mu is held.
+func (r *Router) filterUp(s *session, bundle []byte, out [][]byte, info **ipr.Info) [][]byte {
+	malformed := ipr.WalkBundle(bundle, func(pkt []byte, h ipr.Header) {
+		if !s.ownsSource(h.Src) {
 			r.stats.drop(DropSpoofed, 1)
-			continue
+			return
 		}
 		if r.cfg.Policy != nil {
-			dst := netip.AddrPortFrom(h.dst, h.dstPort)
-			if ok, reason := r.cfg.Policy(dst, h.proto); !ok {
+			dst := netip.AddrPortFrom(h.Dst, h.DstPort)
+			if ok, reason := r.cfg.Policy(dst, h.Proto); !ok {
 				r.stats.drop(DropPolicy, 1)
 				r.stats.policyRefusals.Add(1)
-				*info = &Info{Code: InfoPolicyRefused, Dest: dst, Proto: h.proto, Text: reason}
-				continue
+				*info = &ipr.Info{Code: ipr.InfoPolicyRefused, Dest: dst, Proto: h.Proto, Text: reason}
+				return
 			}
 		}
 		out = append(out, pkt)
-	}
-	clear(pkts) // do not keep the message alive through the scratch slice
-	s.scratch = pkts[:0]
+	})
+	r.stats.drop(DropMalformed, malformed)
 	return out
 }
 
 // writeTUN writes packets and counts them. Called with the session locked,
-// so one session's packets reach the TUN in the order they were released.
-func (r *Router) writeTUN(pkts [][]byte) {
-	if len(pkts) == 0 {
-		return
+// so one session's packets reach the TUN in the order they were released;
+// pkts is the session's batch, kept for the next request.
+func (r *Router) writeTUN(s *session, pkts [][]byte) {
+	if len(pkts) > 0 {
+		if err := r.cfg.TUN.Write(pkts); err != nil {
+			r.stats.drop(DropTUNWrite, len(pkts))
+		} else {
+			var n int
+			for _, p := range pkts {
+				n += len(p)
+			}
+			r.stats.packetsUp.Add(uint64(len(pkts)))
+			r.stats.bytesUp.Add(uint64(n))
+		}
 	}
-	if err := r.cfg.TUN.Write(pkts); err != nil {
-		r.stats.drop(DropTUNWrite, len(pkts))
-		return
-	}
-	var n int
-	for _, p := range pkts {
-		n += len(p)
-	}
-	r.stats.packetsUp.Add(uint64(len(pkts)))
-	r.stats.bytesUp.Add(uint64(n))
+	clear(pkts) // do not keep the messages alive through the batch
+	s.batch = pkts[:0]
 }
 
 // markGapped keeps the gapped set in step with the session's resequencer.
@@ -491,24 +527,24 @@ func (r *Router) FromTUN(pkts [][]byte) {
 	targets := make([]*session, len(pkts))
 	r.mu.RLock()
 	for i, pkt := range pkts {
-		h, err := parseIP(pkt)
+		h, err := ipr.ParseHeader(pkt)
 		if err != nil {
 			r.stats.drop(DropMalformed, 1)
 			continue
 		}
-		if targets[i] = r.byAddr[h.dst]; targets[i] == nil {
+		if targets[i] = r.byAddr[h.Dst]; targets[i] == nil {
 			r.stats.drop(DropNoSession, 1)
 		}
 	}
 	r.mu.RUnlock()
 
-	var ready []SessionKey
+	var wake []Stream
 	for i, s := range targets {
 		if s == nil {
 			continue
 		}
 		pkt := pkts[i]
-		if len(pkt)+LengthPrefixSize > r.bundleCap {
+		if len(pkt)+ipr.LengthPrefixSize > r.bundleCap {
 			// The exit's TUN MTU is MaxIPPacket, so the kernel answers
 			// such packets with ICMP "too big" before they get here; this
 			// only catches a TUN set up otherwise, and answers as the
@@ -523,18 +559,18 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			r.stats.drop(DropNoSession, 1)
 			continue
 		}
-		wasEmpty := s.down.len() == 0
-		if !s.down.push(append([]byte(nil), pkt...), now) {
+		wasEmpty := s.down.Len() == 0
+		if !s.down.Push(append([]byte(nil), pkt...), now) {
 			r.stats.drop(DropQueueFull, 1)
-		} else if wasEmpty {
-			ready = append(ready, s.key)
+		} else if wasEmpty && s.stream != nil {
+			wake = append(wake, s.stream)
 		}
 		s.mu.Unlock()
 	}
-	if r.cfg.Ready != nil {
-		for _, key := range ready {
-			r.cfg.Ready(key)
-		}
+	// A stream sleeps once Pull found the queue empty: an empty queue
+	// that fills is the only thing that needs to wake it.
+	for _, st := range wake {
+		st.Wake()
 	}
 }
 
@@ -543,7 +579,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 // one. The error goes back out to the internet through the exit's NAT,
 // which maps it to the flow it quotes.
 func (r *Router) answerTooBig(pkt []byte, now time.Time) {
-	msg, err := r.tooBig.TooBig(pkt, r.bundleCap-LengthPrefixSize, now)
+	msg, err := r.tooBig.TooBig(pkt, r.bundleCap-ipr.LengthPrefixSize, now)
 	if err != nil {
 		return // not allowed, or rate limited: the drop is counted
 	}
@@ -553,51 +589,6 @@ func (r *Router) answerTooBig(pkt []byte, now time.Time) {
 		return
 	}
 	r.stats.icmpTooBigSent.Add(1)
-}
-
-// NextBundle returns the session's next downstream Data response, packed
-// with as many queued packets as fit one payload, or false when nothing is
-// queued. The transport calls it when its schedule has a packet to fill, so
-// bundles leave full under load and small when the link is quiet, without a
-// flush timer.
-func (r *Router) NextBundle(key SessionKey) ([]byte, bool) {
-	s := r.lookup(key)
-	if s == nil {
-		return nil, false
-	}
-	now := r.cfg.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.down.len() == 0 {
-		return nil, false
-	}
-	s.enc.Reset(make([]byte, DataDownOverhead, DataDownOverhead+r.bundleCap))
-	var bytes int
-	for {
-		p, ok, dropped := s.down.pop(now)
-		r.stats.drop(DropSojourn, dropped)
-		if !ok {
-			break
-		}
-		if err := s.enc.Add(p.data); errors.Is(err, ErrBundleFull) {
-			s.down.unshift(p) // it opens the next bundle
-			break
-		} else if err != nil { // FromTUN let no such packet in; never wedge the queue on one
-			r.stats.drop(DropTooBig, 1)
-			continue
-		}
-		bytes += len(p.data)
-	}
-	if s.enc.Packets() == 0 {
-		return nil, false // CoDel dropped all there was
-	}
-	msg := s.enc.Bytes()
-	putDataDownHeader(msg, s.downSeq, s.backlog(r.bundleCap))
-	s.downSeq++
-	r.stats.bundlesDown.Add(1)
-	r.stats.packetsDown.Add(uint64(s.enc.Packets()))
-	r.stats.bytesDown.Add(uint64(bytes))
-	return msg, true
 }
 
 // Tick gives up upstream gaps that waited too long and, once a second, ends
@@ -621,14 +612,14 @@ func (r *Router) expireGaps(now time.Time) {
 	}
 	r.gapMu.Unlock()
 	for _, s := range sessions {
-		var info *Info // refusals found here go unreported: the client will send again
+		var info *ipr.Info // refusals found here go unreported: the client will send again
 		s.mu.Lock()
 		if !s.closed && s.up != nil {
-			var out [][]byte
+			out := s.batch[:0]
 			before := s.up.Stats()
 			s.up.Expire(now, func(bundle []byte) { out = r.filterUp(s, bundle, out, &info) })
-			r.stats.addReorder(s.up.Stats().sub(before))
-			r.writeTUN(out)
+			r.stats.addReorder(s.up.Stats().Sub(before))
+			r.writeTUN(s, out)
 		}
 		r.markGapped(s)
 		s.mu.Unlock()
@@ -637,59 +628,68 @@ func (r *Router) expireGaps(now time.Time) {
 
 func (r *Router) expireIdle(now time.Time) {
 	var gone []SessionKey
+	var streams []Stream
 	r.mu.Lock()
 	for key, s := range r.sessions {
 		s.mu.Lock()
 		idle := now.Sub(s.lastSeen) >= r.cfg.IdleTimeout
 		s.mu.Unlock()
 		if idle {
-			r.endLocked(s)
+			streams = append(streams, r.endLocked(s))
 			r.stats.sessionsExpired.Add(1)
 			gone = append(gone, key)
 		}
 	}
 	r.mu.Unlock()
+	closeStreams(streams)
 	for _, key := range gone {
 		// Sent in case the client still listens and holds SURBs with us;
 		// failure is likely and harmless.
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonIdle})
+		r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonIdle})
 	}
 }
 
-// Shutdown ends every session, telling each client. Requests Submit
-// queued are handled first; later ones are refused.
-func (r *Router) Shutdown() {
+// Close ends every session, telling each client. Requests Submit queued
+// are handled first; later ones are refused. Closing again does nothing. It
+// returns nil.
+func (r *Router) Close() error {
 	r.stopDispatch()
 	var gone []SessionKey
+	var streams []Stream
 	r.mu.Lock()
 	for key, s := range r.sessions {
-		r.endLocked(s)
+		streams = append(streams, r.endLocked(s))
 		r.stats.sessionsClosed.Add(1)
 		gone = append(gone, key)
 	}
 	r.mu.Unlock()
+	closeStreams(streams)
 	for _, key := range gone {
-		r.reply(key, &UnrequestedDisconnect{Reason: ReasonShutdown})
+		r.reply(key, &ipr.UnrequestedDisconnect{Reason: ipr.ReasonShutdown})
 	}
+	return nil
 }
 
-// endLocked removes a session and returns its addresses to the pool. r.mu
-// is held.
-func (r *Router) endLocked(s *session) {
+// endLocked removes a session and returns its addresses to the pool. It
+// returns the session's stream, for the caller to close once r.mu is
+// released. r.mu is held.
+func (r *Router) endLocked(s *session) Stream {
 	delete(r.sessions, s.key)
 	delete(r.byNonce, s.nonce)
 	delete(r.byAddr, s.addrs.V4)
 	delete(r.byAddr, s.addrs.V6)
 	s.mu.Lock()
 	s.closed = true
-	r.stats.drop(DropSessionClosed, s.down.reset())
+	r.stats.drop(DropSessionClosed, s.down.Reset())
 	r.markGapped(s)
 	owner := Owner{Nonce: s.nonce, Sender: s.key}
+	st := s.takeStream()
 	s.mu.Unlock()
 	r.cfg.Pool.Release(s.addrs, owner, r.cfg.Now())
 	if r.cfg.Released != nil {
 		r.cfg.Released(s.addrs)
 	}
+	return st
 }
 
 func (r *Router) lookup(key SessionKey) *session {
@@ -742,13 +742,13 @@ func (r *Router) setStarved(key SessionKey, starved bool, now time.Time) {
 
 // reply marshals and sends a response, counting the outcome. A starved
 // sender is not waited for.
-func (r *Router) reply(key SessionKey, resp Response) {
+func (r *Router) reply(key SessionKey, resp ipr.Response) {
 	now := r.cfg.Now()
 	if !r.canReply(key, now) {
 		r.stats.repliesFailed.Add(1)
 		return
 	}
-	b, err := MarshalResponse(resp)
+	b, err := ipr.MarshalResponse(resp)
 	if err != nil { // only our own values are marshalled: a bug, not input
 		r.stats.repliesFailed.Add(1)
 		return

@@ -1,9 +1,11 @@
-package ipr
+package router
 
 import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/ipr"
 )
 
 // The attack: a sender floods the router with requests whose answers cannot
@@ -20,7 +22,7 @@ func TestSubmitSlowSenderDoesNotStallOthers(t *testing.T) {
 	defer close(stuck)
 	var mu sync.Mutex
 	var blocked int
-	answered := make(chan Response, 1)
+	answered := make(chan ipr.Response, 1)
 	e := newTestExit(t, func(c *Config) {
 		c.MaxSenderRequests = 4
 		c.Reply = func(key SessionKey, b []byte) error {
@@ -31,7 +33,7 @@ func TestSubmitSlowSenderDoesNotStallOthers(t *testing.T) {
 				<-stuck
 				return nil
 			}
-			resp, err := ParseResponse(b)
+			resp, err := ipr.ParseResponse(b)
 			if err != nil {
 				t.Error(err)
 				return err
@@ -41,7 +43,7 @@ func TestSubmitSlowSenderDoesNotStallOthers(t *testing.T) {
 		}
 	})
 	a, h := e.client(attacker), e.client(honest)
-	ping, _ := MarshalRequest(&Ping{ID: 9})
+	ping, _ := ipr.MarshalRequest(&ipr.Ping{ID: 9})
 	const flood = 100
 	// The mixnet client's receive loop: one goroutine for every sender.
 	deliver := e.r.Submit
@@ -58,7 +60,7 @@ func TestSubmitSlowSenderDoesNotStallOthers(t *testing.T) {
 	}()
 	select {
 	case resp := <-answered:
-		if p, ok := resp.(*Pong); !ok || p.ID != 9 {
+		if p, ok := resp.(*ipr.Pong); !ok || p.ID != 9 {
 			t.Fatalf("honest sender got %+v, want Pong 9", resp)
 		}
 	case <-time.After(30 * time.Second):
@@ -95,13 +97,13 @@ func TestRequestsWithoutSURBsDropped(t *testing.T) {
 	e.mu.Lock()
 	e.refuse[a.key] = true // the wait for SURBs ends without any
 	e.mu.Unlock()
-	a.send(&Ping{ID: 1})
+	a.send(&ipr.Ping{ID: 1})
 	if s := e.r.Stats(); s.RepliesFailed != 1 || s.RequestsNoSURB != 0 {
 		t.Fatalf("first Ping: %+v; want one failed reply", s)
 	}
-	a.send(&Ping{ID: 2})
-	a.send(&Connect{RequestID: 2, Nonce: a.nonce})
-	a.send(&DataUp{Seq: 0, Bundle: nil})
+	a.send(&ipr.Ping{ID: 2})
+	a.send(&ipr.Connect{RequestID: 2, Nonce: a.nonce})
+	a.send(&ipr.DataUp{Seq: 0, Bundle: nil})
 	s := e.r.Stats()
 	if s.RequestsNoSURB != 3 || s.RepliesFailed != 1 || s.Sessions != 0 || e.r.cfg.Pool.InUse() != 0 {
 		t.Fatalf("stats %+v, addresses in use %d; want 3 requests dropped, no reply tried, no session", s, e.r.cfg.Pool.InUse())
@@ -116,35 +118,35 @@ func TestRequestsWithoutSURBsDropped(t *testing.T) {
 	e.mu.Lock()
 	e.refuse[a.key] = false
 	e.mu.Unlock()
-	a.send(&Ping{ID: 3})
-	if p, ok := e.lastResponse(a.key).(*Pong); !ok || p.ID != 3 {
+	a.send(&ipr.Ping{ID: 3})
+	if p, ok := e.lastResponse(a.key).(*ipr.Pong); !ok || p.ID != 3 {
 		t.Fatalf("after the top-up: %+v", p)
 	}
 }
 
-// Submit keeps one sender's requests in order, and Shutdown handles what was
+// Submit keeps one sender's requests in order, and Close handles what was
 // queued before it ends the sessions.
-func TestSubmitOrderAndShutdown(t *testing.T) {
+func TestSubmitOrderAndClose(t *testing.T) {
 	e := newTestExit(t, nil)
 	c := e.client(1)
 	for i := range 20 {
-		b, _ := MarshalRequest(&Ping{ID: uint64(i)})
+		b, _ := ipr.MarshalRequest(&ipr.Ping{ID: uint64(i)})
 		if !c.e.r.Submit(c.key, b) {
 			t.Fatalf("Ping %d dropped", i)
 		}
 	}
-	e.r.Shutdown()
+	e.r.Close()
 	rs := e.responses(c.key)
 	if len(rs) != 20 {
 		t.Fatalf("%d responses, want 20", len(rs))
 	}
 	for i, r := range rs {
-		if p, ok := r.(*Pong); !ok || p.ID != uint64(i) {
+		if p, ok := r.(*ipr.Pong); !ok || p.ID != uint64(i) {
 			t.Fatalf("response %d is %+v", i, r)
 		}
 	}
-	b, _ := MarshalRequest(&Ping{ID: 99})
+	b, _ := ipr.MarshalRequest(&ipr.Ping{ID: 99})
 	if e.r.Submit(c.key, b) {
-		t.Fatal("Submit took a request after Shutdown")
+		t.Fatal("Submit took a request after Close")
 	}
 }
