@@ -10,6 +10,13 @@
 // independent Poisson stream sends loop cover packets only. Both are scheduled
 // from absolute deadlines, so work done at a tick does not slow the rate.
 //
+// A caller with a steady flow of packets opens a stream ([Client.OpenStream],
+// [Client.OpenReplyStream]) and the client pulls from its [Source] when a
+// slot is coming, writing the data straight into the buffer that goes to the
+// gateway. Real slots go round robin to the streams with a packet built and
+// to the client's own queue (reliable messages, acks' resends, SURB traffic,
+// the few control packets pushed with SendRepliablePacket and Reply).
+//
 // A route is one mix per layer, chosen at random weighted by the node's
 // performance, then the recipient's gateway as the fourth and last Sphinx hop.
 // The packet is handed to our own gateway, which forwards it unchanged to the

@@ -182,20 +182,21 @@ func TestTimingFakeNetPoissonRate(t *testing.T) {
 	}
 }
 
-// SendPacket carries exactly PacketCapacity bytes in one unacknowledged
-// packet, SURBs included, and the answer comes back through them.
-func TestFakeNetSendPacket(t *testing.T) {
+// SendRepliablePacket carries exactly RepliablePacketCapacity bytes in one
+// unacknowledged packet, SURBs included, and the answer comes back through
+// them.
+func TestFakeNetRepliablePacket(t *testing.T) {
 	f := newFakeNet(t, 1, 1)
 	a := f.connect(t, nil)
 	b := f.connect(t, nil)
 	for _, surbs := range []int{0, 1, 3} {
-		capacity := a.PacketCapacity(surbs)
-		if err := a.SendPacket(context.Background(), b.Address(), make([]byte, capacity+1), surbs); !errors.Is(err, ErrMessageTooLarge) {
+		capacity := a.RepliablePacketCapacity(surbs)
+		if err := a.SendRepliablePacket(context.Background(), b.Address(), make([]byte, capacity+1), surbs); !errors.Is(err, ErrMessageTooLarge) {
 			t.Fatalf("%d SURBs: %d bytes accepted, capacity %d: %v", surbs, capacity+1, capacity, err)
 		}
 		data := randomBytes(capacity)
 		before := a.Stats().RealPacketsSent
-		if err := a.SendPacket(context.Background(), b.Address(), data, surbs); err != nil {
+		if err := a.SendRepliablePacket(context.Background(), b.Address(), data, surbs); err != nil {
 			t.Fatal(err)
 		}
 		m := receive(t, b, 10*time.Second)
@@ -224,8 +225,8 @@ func TestFakeNetSendPacket(t *testing.T) {
 	if s := a.Stats(); s.AwaitingAck != 0 || s.Retransmissions != 0 {
 		t.Fatalf("unacknowledged packets tracked: %+v", s)
 	}
-	if FragmentCapacity != 1568 || a.PacketCapacity(0) != 1567 {
-		t.Fatalf("capacity %d / %d, documented 1568 / 1567", FragmentCapacity, a.PacketCapacity(0))
+	if FragmentCapacity != 1568 || a.RepliablePacketCapacity(0) != 1549 {
+		t.Fatalf("capacity %d / %d, documented 1568 / 1549", FragmentCapacity, a.RepliablePacketCapacity(0))
 	}
 }
 
@@ -242,8 +243,8 @@ func TestFakeNetRepliablePacketNoSURBs(t *testing.T) {
 	if got, want := a.RepliablePacketCapacity(0), FragmentCapacity-19; got != want {
 		t.Fatalf("capacity with a tag and no SURBs %d, want %d", got, want)
 	}
-	if got, want := a.RepliablePacketCapacity(2), FragmentCapacity-19-2*replySURBSize; got != want || a.PacketCapacity(2) != got {
-		t.Fatalf("capacity with 2 SURBs %d (PacketCapacity %d), want %d", got, a.PacketCapacity(2), want)
+	if got, want := a.RepliablePacketCapacity(2), FragmentCapacity-19-2*replySURBSize; got != want {
+		t.Fatalf("capacity with 2 SURBs %d, want %d", got, want)
 	}
 	capacity := a.RepliablePacketCapacity(0)
 	if err := a.SendRepliablePacket(context.Background(), b.Address(), make([]byte, capacity+1), 0); !errors.Is(err, ErrMessageTooLarge) {

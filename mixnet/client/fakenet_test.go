@@ -35,6 +35,19 @@ type fakeNet struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 	packets atomic.Int64 // packets that entered the mixnet from a gateway
+
+	// ordered, when set before any traffic, routes every packet on one
+	// goroutine in the order the gateways hand them in: a network that
+	// keeps order, for tests of it (with HopDelay 0).
+	ordered bool
+	mu      sync.Mutex
+	queue   []fakePacket
+	more    chan struct{}
+}
+
+type fakePacket struct {
+	first [32]byte
+	pkt   []byte
 }
 
 type fakeMix struct {
@@ -121,12 +134,50 @@ func newFakeNet(t testing.TB, gateways, perLayer int) *fakeNet {
 // forward is the gateways' way into the mixnet.
 func (f *fakeNet) forward(first [32]byte, pkt []byte, _ bool) bool {
 	f.packets.Add(1)
+	if f.ordered {
+		f.mu.Lock()
+		f.queue = append(f.queue, fakePacket{first, pkt})
+		f.mu.Unlock()
+		select {
+		case f.more <- struct{}{}:
+		default:
+		}
+		return true
+	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
 		f.route(first, pkt)
 	}()
 	return true
+}
+
+// keepOrder makes f route packets in order, on one goroutine.
+func (f *fakeNet) keepOrder() {
+	f.ordered = true
+	f.more = make(chan struct{}, 1)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			select {
+			case <-f.more:
+			case <-f.ctx.Done():
+				return
+			}
+			for {
+				f.mu.Lock()
+				if len(f.queue) == 0 {
+					f.mu.Unlock()
+					break
+				}
+				p := f.queue[0]
+				f.queue = f.queue[1:]
+				f.mu.Unlock()
+				f.route(p.first, p.pkt)
+			}
+		}
+	}()
 }
 
 // route carries one packet hop by hop until a gateway delivers it.

@@ -60,7 +60,7 @@ func (c *Client) runReceive(ctx context.Context) {
 				// Everything up to this sequence number is processed.
 				// Processed, not necessarily handed to the application: a
 				// crash loses partly reassembled messages, as in Nym.
-				in.conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).Append(nil)})
+				in.conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).AppendBinary(nil)})
 				unacked = 0
 			}
 		}
@@ -77,7 +77,7 @@ func (c *Client) process(ctx context.Context, d *gatewire.Deliver) {
 	}
 	if j, mixes, ok := c.acks.ack(d.ID); ok {
 		c.stats.acksReceived.Add(1)
-		c.router.health.delivered(mixes[:])
+		c.routes.health.delivered(mixes[:])
 		c.finish(j)
 		return
 	}
@@ -192,10 +192,14 @@ func (c *Client) handleMessage(ctx context.Context, m *message, o origin) {
 	case kindRepliable:
 		c.surbs.add(m.tag, m.surbs, false, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
+		if len(m.surbs) > 0 {
+			c.sched.surbsArrived(m.tag)
+		}
 		c.deliver(ctx, Message{Data: m.data, SenderTag: m.tag})
 	case kindMoreSURBs:
 		c.surbs.add(m.tag, m.surbs, true, time.Now())
 		c.stats.surbsReceived.Add(uint64(len(m.surbs)))
+		c.sched.surbsArrived(m.tag)
 	default:
 		c.badDelivery("message", ErrBadMessage)
 	}

@@ -50,7 +50,7 @@ func (c *Client) build(j *job) (*builtPacket, error) {
 	if j.surb != nil {
 		return buildReply(j.surb, j.plaintext)
 	}
-	return c.buildForward(j.to, j.toKey, j.plaintext, j.ackID)
+	return c.buildForward(j.to, j.plaintext, j.ackID)
 }
 
 func (c *Client) buildFailed(j *job, err error) {
@@ -66,19 +66,21 @@ func (c *Client) buildFailed(j *job, err error) {
 	c.finish(j)
 }
 
-// realTick serves one tick of the main Poisson stream: the next packet that
-// is ready, or loop cover when none is.
+// realTick serves one tick of the main Poisson stream: the next packet in
+// turn (see scheduler), or loop cover when none is ready.
 func (c *Client) realTick(now time.Time) {
 	conn := c.link.current()
 	if conn == nil {
 		return // offline: nothing can be sent, and queued packets wait
 	}
-	select {
-	case p := <-c.ready:
+	if p, s := c.sched.next(); p != nil {
 		c.transmit(conn, p, now)
-	default:
-		c.sendCover(conn, now)
+		if s != nil {
+			s.sentOne()
+		}
+		return
 	}
+	c.sendCover(conn, now)
 }
 
 // runDirect sends packets as soon as they are built: the Poisson stream is
@@ -169,17 +171,18 @@ func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 	if !ok {
 		c.stats.packetsDropped.Add(1)
 	}
+	real := j != nil || p.stream
 	switch {
-	case j == nil:
+	case !real:
 		c.stats.coverSent.Add(1)
 	default:
 		c.stats.realSent.Add(1)
-		if !j.reliable {
+		if j != nil && !j.reliable {
 			c.finish(j)
 		}
 	}
 	if h := c.cfg.hooks; h != nil && h.onSend != nil {
-		h.onSend(now, p.wire, j != nil)
+		h.onSend(now, p.wire, real)
 	}
 }
 

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"time"
@@ -36,26 +35,13 @@ func (c *Client) SendWithReplySURBs(ctx context.Context, to Address, msg []byte,
 	return c.sendMessage(ctx, to, m, true)
 }
 
-// SendPacket sends data in exactly one packet, with nSURBs reply SURBs when
-// nSURBs > 0, without acknowledgement or retransmission: for traffic such as
-// a tunnel's, whose own protocol recovers losses. data may be at most
-// PacketCapacity(nSURBs) bytes. With nSURBs == 0 the packet is plain: it
-// carries no sender tag. SendRepliablePacket always carries one.
-func (c *Client) SendPacket(ctx context.Context, to Address, data []byte, nSURBs int) error {
-	if nSURBs > 0 {
-		return c.SendRepliablePacket(ctx, to, data, nSURBs)
-	}
-	if len(data) > c.PacketCapacity(nSURBs) {
-		return fmt.Errorf("%w: %d bytes, one packet with %d SURBs carries %d", ErrMessageTooLarge, len(data), nSURBs, c.PacketCapacity(nSURBs))
-	}
-	return c.sendMessage(ctx, to, &message{kind: kindPlain, data: data}, false)
-}
-
-// SendRepliablePacket is SendPacket that always carries our sender tag for
-// the recipient, with nSURBs ≥ 0 reply SURBs: with none, the recipient can
-// still tell the packet's sender (by tag, not by address) and answer it
-// through SURBs we gave earlier. data may be at most
-// RepliablePacketCapacity(nSURBs) bytes.
+// SendRepliablePacket sends data in exactly one packet, without
+// acknowledgement or retransmission, with our sender tag for the recipient
+// and nSURBs ≥ 0 reply SURBs: with none, the recipient can still tell the
+// packet's sender (by tag, not by address) and answer it through SURBs we
+// gave earlier. data may be at most RepliablePacketCapacity(nSURBs) bytes.
+// It is for rare control packets (a tunnel's connect and ping); a steady
+// flow of packets is a stream (OpenStream), pulled when a slot is free.
 func (c *Client) SendRepliablePacket(ctx context.Context, to Address, data []byte, nSURBs int) error {
 	if limit := c.RepliablePacketCapacity(nSURBs); len(data) > limit {
 		return fmt.Errorf("%w: %d bytes, one tagged packet with %d SURBs carries %d", ErrMessageTooLarge, len(data), nSURBs, limit)
@@ -67,26 +53,16 @@ func (c *Client) SendRepliablePacket(ctx context.Context, to Address, data []byt
 	return c.sendMessage(ctx, to, m, false)
 }
 
-// PacketCapacity is how many bytes of data SendPacket carries in one packet
-// with nSURBs reply SURBs; negative when the SURBs alone do not fit.
-func (c *Client) PacketCapacity(nSURBs int) int {
-	if nSURBs > 0 {
-		return c.RepliablePacketCapacity(nSURBs)
-	}
-	return FragmentCapacity - (&message{kind: kindPlain}).headerLen()
-}
-
 // RepliablePacketCapacity is how many bytes of data SendRepliablePacket
 // carries in one packet with nSURBs ≥ 0 reply SURBs; negative when the tag
 // and SURBs alone do not fit.
 func (c *Client) RepliablePacketCapacity(nSURBs int) int {
-	m := message{kind: kindRepliable, surbs: make([]replySURB, max(nSURBs, 0))}
-	return FragmentCapacity - m.headerLen()
+	return repliableDataCapacity(max(nSURBs, 0))
 }
 
 // ReplyCapacity is how many bytes one reply packet (one SURB) carries.
 func (c *Client) ReplyCapacity() int {
-	return ReplyFragmentCapacity - (&message{kind: kindReply}).headerLen()
+	return replyDataCapacity
 }
 
 func (c *Client) repliable(to Address, msg []byte, nSURBs int) (*message, error) {
@@ -123,13 +99,9 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 	if len(m.data) > c.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m.data), c.cfg.MaxMessageSize)
 	}
-	toKey, err := ecdh.X25519().NewPublicKey(to.Identity[:])
-	if err != nil {
-		return fmt.Errorf("client: recipient %s: %w", to, err)
-	}
 	// Fail now, not after every retransmission, when the recipient's
 	// gateway is unknown.
-	if _, err := c.router.newRoute(to.Gateway); err != nil {
+	if err := c.routes.knows(to.Gateway); err != nil {
 		return fmt.Errorf("client: sending to %s: %w", to, err)
 	}
 	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
@@ -149,7 +121,7 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 		if err != nil {
 			return err
 		}
-		j := &job{to: to, toKey: toKey, plaintext: pt, reliable: reliable, queued: now}
+		j := &job{to: to, plaintext: pt, reliable: reliable, queued: now}
 		randomID(&j.ackID)
 		if err := c.enqueue(ctx, j); err != nil {
 			return err
@@ -246,16 +218,44 @@ func (c *Client) Reply(ctx context.Context, tag AnonymousSenderTag, msg []byte) 
 
 // requestSURBs asks a sender, through one of its SURBs, for want more.
 func (c *Client) requestSURBs(ctx context.Context, s *replySURB, want int) error {
-	m := message{kind: kindSURBRequest, want: uint16(min(want, maxSURBsPerMessage))}
-	body, _ := m.appendBinary(nil)
-	f := Fragment{SetID: c.newSetID(), Count: 1, Data: body}
-	pt, err := f.AppendBinary(nil)
+	j, err := c.surbRequestJob(s, want)
 	if err != nil {
 		return err
 	}
 	c.stats.surbRequestsSent.Add(1)
 	c.stats.surbsSpent.Add(1)
-	return c.enqueue(ctx, &job{surb: s, plaintext: pt, queued: time.Now()})
+	return c.enqueue(ctx, j)
+}
+
+// surbRequestJob is the packet that asks, through s, for want more SURBs.
+func (c *Client) surbRequestJob(s *replySURB, want int) (*job, error) {
+	m := message{kind: kindSURBRequest, want: uint16(min(want, maxSURBsPerMessage))}
+	body, _ := m.appendBinary(nil)
+	f := Fragment{SetID: c.newSetID(), Count: 1, Data: body}
+	pt, err := f.AppendBinary(nil)
+	if err != nil {
+		return nil, err
+	}
+	return &job{surb: s, plaintext: pt, queued: time.Now()}, nil
+}
+
+// requestSURBsNow is requestSURBs without waiting: when the window is full
+// the request is not sent (the caller asks again later).
+func (c *Client) requestSURBsNow(s *replySURB, want int) error {
+	j, err := c.surbRequestJob(s, want)
+	if err != nil {
+		return err
+	}
+	select {
+	case c.window <- struct{}{}:
+	default:
+		return errors.New("client: send window full")
+	}
+	c.stats.surbRequestsSent.Add(1)
+	c.stats.surbsSpent.Add(1)
+	c.stats.queued.Add(1)
+	c.jobs <- j // never blocks: see enqueue
+	return nil
 }
 
 // surbRequest is a replier asking us, through one of our SURBs, for more.

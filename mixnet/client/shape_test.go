@@ -39,11 +39,12 @@ func (r *shapeRecorder) take() (real, cover int, sizes map[int]int) {
 }
 
 // The packet rate a client shows its gateway is λ + the cover rate whether
-// or not the application sends, and every packet has the same size: an
-// observer of the client's link learns nothing from timing or size.
+// or not the application sends, pushed or through streams, and every packet
+// has the same size: an observer of the client's link learns nothing from
+// timing or size.
 func TestTrafficShape(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes 60 s")
+		t.Skip("takes 90 s")
 	}
 	if raceEnabled {
 		t.Skip("the race detector makes Sphinx too slow to hold 55 packets/s through five nodes")
@@ -76,11 +77,14 @@ func TestTrafficShape(t *testing.T) {
 		return st.Forwarded
 	}
 
-	check := func(name string, busy bool) {
+	const idle, pushing, streaming = 0, 1, 2
+	check := func(name string, mode int) {
 		rec.take()
 		fwd0 := forwarded()
 		start := time.Now()
-		if busy {
+		busy := mode != idle
+		switch mode {
+		case pushing:
 			// Keep the send queue from running dry for the whole phase.
 			ctx, cancel := context.WithTimeout(context.Background(), phase)
 			defer cancel()
@@ -89,6 +93,17 @@ func TestTrafficShape(t *testing.T) {
 					a.Send(ctx, b.Address(), randomBytes(64<<10))
 				}
 			}()
+		case streaming:
+			// Two streams that always have a packet: they share the
+			// slots, and add none.
+			for range 2 {
+				st, err := a.OpenStream(b.Address(), &testSource{t: t, limit: 1 << 30})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				st.Wake()
+			}
 		}
 		time.Sleep(phase)
 		real, cover, sizes := rec.take()
@@ -108,6 +123,7 @@ func TestTrafficShape(t *testing.T) {
 			t.Errorf("%s: %d real packets while idle", name, real)
 		}
 	}
-	check("idle", false)
-	check("sending", true)
+	check("idle", idle)
+	check("sending", pushing)
+	check("streaming", streaming)
 }

@@ -19,7 +19,7 @@ type Stats struct {
 	Queued          int    // packets waiting to be sent: queued, being built, or built and waiting for a slot
 	AwaitingAck     int    // fragments sent and not yet acknowledged
 
-	MessagesSent     uint64 // messages queued by Send, SendWithReplySURBs, SendPacket, Reply
+	MessagesSent     uint64 // messages queued by Send, SendWithReplySURBs, SendRepliablePacket, Reply
 	MessagesReceived uint64 // messages handed to the application
 	RepliesReceived  uint64 // of which replies through our SURBs
 	CoverReceived    uint64 // our loop cover packets that came back
@@ -89,8 +89,11 @@ func (c *Client) Stats() Stats {
 	}
 }
 
-// Queued is Stats().Queued alone: a sender that paces itself on the
-// client's queue asks for it per packet, and Stats takes several locks.
+// Queued is Stats().Queued alone.
+//
+// Deprecated: a steady sender opens a stream (OpenStream), which the client
+// pulls from when a slot is free, rather than pace itself on this count.
+// It stays only until its last caller (vpn) moves to streams.
 func (c *Client) Queued() int { return int(c.stats.queued.Load()) }
 
 // logLimited logs a warning at most once a second: the events it reports

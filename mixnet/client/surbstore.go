@@ -107,12 +107,10 @@ type replyPlan struct {
 func (s *surbStore) takeForReply(tag AnonymousSenderTag, n int, now time.Time) (replyPlan, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.senders[tag]
+	e := s.use(tag, now)
 	if e == nil {
 		return replyPlan{}, ErrNoSURBs
 	}
-	e.lastUsed = now
-	s.dropOld(e, now)
 	var plan replyPlan
 	canAsk := e.lastRequest.IsZero() || now.Sub(e.lastRequest) >= s.policy.RequestRetry
 	if len(e.surbs) >= n {
@@ -135,6 +133,17 @@ func (s *surbStore) takeForReply(tag AnonymousSenderTag, n int, now time.Time) (
 	}
 	plan.wait = e.more
 	return plan, nil
+}
+
+// use returns tag's entry, nil when unknown, marked used now and without
+// SURBs past MaxAge. Called with mu held.
+func (s *surbStore) use(tag AnonymousSenderTag, now time.Time) *senderSURBs {
+	e := s.senders[tag]
+	if e != nil {
+		e.lastUsed = now
+		s.dropOld(e, now)
+	}
+	return e
 }
 
 // pop takes the n oldest SURBs. Called with mu held.
@@ -214,4 +223,53 @@ func (s *surbStore) expire(now time.Time) {
 			delete(s.senders, tag)
 		}
 	}
+}
+
+// takeOne takes the oldest SURB for a reply stream's next packet; false
+// when there is none.
+func (s *surbStore) takeOne(tag AnonymousSenderTag, now time.Time) (heldSURB, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.use(tag, now)
+	if e == nil || len(e.surbs) == 0 {
+		return heldSURB{}, false
+	}
+	h := e.surbs[0]
+	e.surbs = append(e.surbs[:0], e.surbs[1:]...)
+	s.held--
+	return h, true
+}
+
+// unshift puts back a SURB takeOne took and did not spend (the source had
+// nothing to send), first in line again, with its age.
+func (s *surbStore) unshift(tag AnonymousSenderTag, h heldSURB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.sender(tag, h.at)
+	e.surbs = append(e.surbs, heldSURB{})
+	copy(e.surbs[1:], e.surbs)
+	e.surbs[0] = h
+	s.held++
+	if over := len(e.surbs) - s.policy.MaxPerSender; over > 0 {
+		e.surbs = append(e.surbs[:0], e.surbs[over:]...)
+		s.held -= over
+	}
+}
+
+// requestIfLow is takeForReply's rule for asking, after a reply stream
+// spent a SURB: when fewer than LowWater are left (but one to ask with), and
+// no request of ours is recent, it takes one SURB to ask through.
+func (s *surbStore) requestIfLow(tag AnonymousSenderTag, now time.Time) (*replySURB, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.senders[tag]
+	if e == nil {
+		return nil, 0
+	}
+	canAsk := e.lastRequest.IsZero() || now.Sub(e.lastRequest) >= s.policy.RequestRetry
+	if left := len(e.surbs); left == 0 || left >= s.policy.LowWater || !canAsk {
+		return nil, 0
+	}
+	e.lastRequest = now
+	return &s.pop(e, 1)[0], s.policy.Request
 }

@@ -29,6 +29,10 @@ const (
 	// PayloadOverhead is what a payload adds to the message it carries: the
 	// integrity prefix and the 0x01 byte that marks where padding starts.
 	PayloadOverhead = integritySize + 1
+	// MessageOffset is where the message starts in a packet's payload: after
+	// the integrity prefix. A caller that builds the payload in place (see
+	// NewPacketInPlace) writes the message there.
+	MessageOffset = integritySize
 
 	// RegularPayload is the message capacity of a regular packet.
 	RegularPayload = 2048

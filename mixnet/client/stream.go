@@ -1,0 +1,449 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The send path pulls. A caller with a steady flow of packets (a tunnel, an
+// exit's session) registers a Source, and the client asks it for the next
+// packet exactly when one may go: a Poisson slot is coming, the link to the
+// gateway is up and, for replies, a SURB is in hand. The caller keeps its
+// own queue (and its own drop policy) up to that moment, so no queue inside
+// the client fills, and nothing outside it has to guess the client's pace.
+//
+// Each stream runs on a goroutine of its own, which builds at most one packet
+// ahead: Pull, build, wait for a slot, repeat. The Poisson stream hands its
+// real slots round robin to the streams with a packet built and to the
+// client's internal queue (reliable messages and their resends, SURB
+// requests and grants, control packets pushed with SendRepliablePacket and
+// Reply); a slot no one claims carries loop cover. With the Poisson stream
+// off, each stream sends a packet as soon as it is built.
+
+// A Source supplies the packets of one stream. The client pulls: it calls
+// Pull when the stream may send one packet now — a Poisson slot is free (or,
+// with the Poisson stream off, the link has room) and, for a reply stream, a
+// SURB is in hand. Pull of one stream is never called concurrently with
+// itself; Pulls of different streams may run concurrently.
+type Source interface {
+	// Pull writes the next packet's data into p and reports true, or reports
+	// false when it has nothing to send now; the stream then sleeps until
+	// Wake. Pull must not block.
+	Pull(p *Payload) bool
+}
+
+// Payload is the data of one packet being built, written in place into the
+// buffer that carries the packet to the gateway (headroom for every header
+// below it is already reserved).
+type Payload struct {
+	buf     []byte // the packet's wire buffer
+	dataOff int    // where the data starts in buf
+	reply   bool
+	nSURBs  int
+	room    int  // data bytes that fit
+	n       int  // data bytes recorded by SetData
+	set     bool // SetData was called
+}
+
+// ErrPayload is wrapped by the errors of Payload's methods: the source broke
+// the contract.
+var ErrPayload = errors.New("client: payload misuse")
+
+// reset prepares p for a packet of the stream's kind.
+func (p *Payload) reset(buf []byte, reply bool) {
+	*p = Payload{buf: buf, reply: reply, dataOff: dataOffset(reply, 0)}
+	if reply {
+		p.room = replyDataCapacity
+	} else {
+		p.room = repliableDataCapacity(0)
+	}
+}
+
+// SetSURBs makes the packet carry n reply SURBs (forward streams only; a
+// reply stream's packets carry none) and returns how many bytes of data then
+// fit. Call it before writing any data; without a call the packet carries
+// none. Error when n SURBs do not fit one packet.
+func (p *Payload) SetSURBs(n int) (room int, err error) {
+	switch {
+	case p.set:
+		return p.room, fmt.Errorf("%w: SetSURBs after SetData", ErrPayload)
+	case p.reply && n != 0:
+		return p.room, fmt.Errorf("%w: a reply carries no SURBs", ErrPayload)
+	case n < 0 || n > maxSURBsPerMessage || repliableDataCapacity(n) < 0:
+		return p.room, fmt.Errorf("%w: %d SURBs do not fit one packet", ErrMessageTooLarge, n)
+	}
+	if p.reply {
+		return p.room, nil
+	}
+	p.nSURBs = n
+	p.room = repliableDataCapacity(n)
+	p.dataOff = dataOffset(false, n)
+	return p.room, nil
+}
+
+// Buf returns the packet's data buffer: len 0 (or the data so far), cap the
+// bytes of data that fit. Append to it in place and hand the result to SetData.
+func (p *Payload) Buf() []byte {
+	return p.buf[p.dataOff : p.dataOff+p.n : p.dataOff+p.room]
+}
+
+// SetData records b as the packet's data. b must be Buf() appended within its
+// capacity (same backing array); otherwise error.
+func (p *Payload) SetData(b []byte) error {
+	if len(b) > p.room {
+		return fmt.Errorf("%w: %d bytes of data, %d fit", ErrPayload, len(b), p.room)
+	}
+	if len(b) > 0 && &b[0] != &p.buf[p.dataOff] {
+		return fmt.Errorf("%w: data not in the payload's buffer", ErrPayload)
+	}
+	p.n, p.set = len(b), true
+	return nil
+}
+
+// Stream is a registered Source.
+type Stream struct {
+	c         *Client
+	src       Source
+	reply     bool
+	to        Address // forward streams
+	tag       AnonymousSenderTag
+	onStarved func()
+
+	ctx    context.Context // ends with Close or the client
+	cancel context.CancelFunc
+	wake   chan struct{} // one token: woken since the last empty Pull
+	sent   chan struct{} // one token: the slot took the packet built
+
+	pkt builtPacket // the packet built, while built or being sent
+
+	// Under c.sched.mu.
+	built   *builtPacket // waiting for a slot
+	starved bool         // reply stream out of SURBs; onStarved was called
+}
+
+// Wake tells the client the stream's source has data (again). It never
+// blocks and may be called from any goroutine, including from inside Pull.
+func (s *Stream) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close unregisters the stream; a packet built ahead and not yet sent is
+// dropped. Idempotent. A Pull already running may finish, but none starts
+// after Close returns and what it wrote is not sent.
+func (s *Stream) Close() error {
+	s.cancel()
+	s.c.sched.remove(s)
+	return nil
+}
+
+// OpenStream registers src as a stream of unacknowledged packets to `to`,
+// each carrying our sender tag for `to` (as SendRepliablePacket does) and the
+// reply SURBs the source asks for with SetSURBs.
+func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
+	if err := c.routes.knows(to.Gateway); err != nil {
+		return nil, fmt.Errorf("client: stream to %s: %w", to, err)
+	}
+	s := c.newStream(src)
+	s.to, s.tag = to, c.replyKeys.tagFor(to)
+	return s, c.startStream(s)
+}
+
+// OpenReplyStream registers src as a stream of replies to tag, one SURB per
+// packet: Pull is called only with a SURB in hand. onStarved (may be nil) is
+// called, without blocking, when the stream is awake but the client holds no
+// SURB for tag (the client has then asked the sender for more, if it could).
+// It is called again after SURBs arrived and ran out again, not repeatedly.
+// onStarved runs on the stream's goroutine: it must return promptly and
+// must not call the stream's Close.
+func (c *Client) OpenReplyStream(tag AnonymousSenderTag, src Source, onStarved func()) (*Stream, error) {
+	if tag.IsZero() {
+		return nil, errors.New("client: reply stream to the zero sender tag")
+	}
+	s := c.newStream(src)
+	s.reply, s.tag, s.onStarved = true, tag, onStarved
+	return s, c.startStream(s)
+}
+
+func (c *Client) newStream(src Source) *Stream {
+	s := &Stream{c: c, src: src, wake: make(chan struct{}, 1), sent: make(chan struct{}, 1)}
+	s.ctx, s.cancel = context.WithCancel(c.ctx)
+	return s
+}
+
+func (c *Client) startStream(s *Stream) error {
+	if !c.sched.add(s) {
+		s.cancel()
+		return errClosed
+	}
+	go func() {
+		defer c.wg.Done()
+		defer c.sched.remove(s)
+		s.run()
+	}()
+	return nil
+}
+
+// run is the stream's goroutine: it sleeps until woken, then pulls and sends
+// until the source has nothing more.
+func (s *Stream) run() {
+	var p Payload
+	for {
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+			return
+		}
+		for s.ctx.Err() == nil {
+			if !s.pullOne(&p) {
+				break
+			}
+		}
+	}
+}
+
+// pullOne pulls one packet and sends it, or waits for its slot. It reports
+// false when the stream should sleep until woken: the source had nothing,
+// or a reply stream has no SURB.
+func (s *Stream) pullOne(p *Payload) bool {
+	c := s.c
+	conn, err := c.link.wait(s.ctx)
+	if err != nil {
+		return false
+	}
+	var surb heldSURB
+	if s.reply {
+		var ok bool
+		if surb, ok = c.surbs.takeOne(s.tag, time.Now()); !ok {
+			s.starve()
+			return false
+		}
+		c.sched.fed(s)
+	}
+	p.reset(newWireBuffer(), s.reply)
+	if !s.src.Pull(p) {
+		if s.reply {
+			c.surbs.unshift(s.tag, surb)
+		}
+		return false
+	}
+	if s.ctx.Err() != nil { // closed during Pull: drop it
+		if s.reply {
+			c.surbs.unshift(s.tag, surb)
+		}
+		return false
+	}
+	b, err := s.build(p, &surb.s)
+	if s.reply {
+		c.stats.surbsSpent.Add(1)
+		c.afterReply(s.tag)
+	}
+	if err != nil {
+		c.stats.buildFailures.Add(1)
+		c.stats.packetsDropped.Add(1)
+		c.logLimited("cannot build stream packet", "err", err)
+		return true // the data is lost, as on a full link; the source goes on
+	}
+	b.stream = true
+	if c.cfg.Loopix.SendInterval <= 0 {
+		c.transmit(conn, b, time.Now())
+		return true
+	}
+	// Wait for a slot: at most this one packet is built ahead.
+	if !c.sched.offer(s, b) {
+		return false
+	}
+	select {
+	case <-s.sent:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// build completes the packet whose data the source wrote into p; a reply
+// goes through surb. The packet is s's own: it is used again for the next
+// one, which is built only once this one went out.
+func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
+	b := &s.pkt
+	if s.reply {
+		return b, s.c.buildReplyStream(b, surb, p)
+	}
+	return b, s.c.buildForwardStream(b, s, p)
+}
+
+// starve records that a reply stream found no SURB and tells its owner,
+// once per episode.
+func (s *Stream) starve() {
+	if !s.c.sched.starve(s) {
+		return
+	}
+	if s.onStarved != nil {
+		s.onStarved()
+	}
+}
+
+// afterReply asks the sender for more SURBs, through one of them, when a
+// reply stream has spent its supply down to the low-water mark. The request
+// goes on the internal queue without waiting: when the window is full it is
+// skipped, and asked again on a later packet.
+func (c *Client) afterReply(tag AnonymousSenderTag) {
+	req, want := c.surbs.requestIfLow(tag, time.Now())
+	if req == nil {
+		return
+	}
+	if err := c.requestSURBsNow(req, want); err != nil {
+		c.surbs.unshift(tag, heldSURB{s: *req, at: time.Now()})
+		c.logLimited("cannot ask for more SURBs", "err", err)
+	}
+}
+
+// scheduler hands the real slots of the Poisson stream out, round robin,
+// to the streams with a packet built and to the internal queue.
+type scheduler struct {
+	c      *Client
+	mu     sync.Mutex
+	closed bool
+	// ring holds, in turn order, the streams with a packet built, and
+	// internal (nil) always once: the client's own queue takes its turn
+	// among them.
+	ring    []*Stream
+	streams map[*Stream]struct{}
+	// starved are the reply streams, by tag, waiting for SURBs.
+	starved map[AnonymousSenderTag]map[*Stream]struct{}
+}
+
+func newScheduler(c *Client) *scheduler {
+	return &scheduler{c: c, ring: []*Stream{nil}, streams: map[*Stream]struct{}{}, starved: map[AnonymousSenderTag]map[*Stream]struct{}{}}
+}
+
+// add registers s and counts its goroutine in the client's wait group,
+// unless the client is closing.
+func (q *scheduler) add(s *Stream) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.c.ctx.Err() != nil {
+		return false
+	}
+	q.streams[s] = struct{}{}
+	q.c.wg.Add(1)
+	return true
+}
+
+// close refuses new streams; the client is closing.
+func (q *scheduler) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}
+
+// remove forgets s and drops its built packet.
+func (q *scheduler) remove(s *Stream) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.streams, s)
+	if s.built != nil {
+		s.built = nil
+		for i, e := range q.ring {
+			if e == s {
+				q.ring = append(q.ring[:i], q.ring[i+1:]...)
+				break
+			}
+		}
+	}
+	q.unstarve(s)
+}
+
+// offer puts s's built packet in line for a slot.
+func (q *scheduler) offer(s *Stream, b *builtPacket) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.streams[s]; !ok || s.ctx.Err() != nil {
+		return false
+	}
+	s.built = b
+	q.ring = append(q.ring, s)
+	return true
+}
+
+// next takes the packet for a real slot: the next in turn, the internal
+// queue included, and the stream it is from (nil for the internal queue).
+// nil means loop cover. The caller calls sent once it is sent.
+func (q *scheduler) next() (*builtPacket, *Stream) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for range len(q.ring) {
+		s := q.ring[0]
+		q.ring = q.ring[1:]
+		if s == nil {
+			q.ring = append(q.ring, nil) // internal stays in the ring
+			select {
+			case p := <-q.c.ready:
+				return p, nil
+			default:
+				continue
+			}
+		}
+		b := s.built
+		s.built = nil
+		return b, s
+	}
+	return nil, nil
+}
+
+// sentOne tells s its packet went out: it may build the next.
+func (s *Stream) sentOne() {
+	s.sent <- struct{}{} // never blocks: one packet built per stream
+}
+
+// starve marks s as waiting for SURBs; it reports whether it was not
+// already, so that onStarved is called once per episode.
+func (q *scheduler) starve(s *Stream) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if s.starved {
+		return false
+	}
+	s.starved = true
+	m := q.starved[s.tag]
+	if m == nil {
+		m = map[*Stream]struct{}{}
+		q.starved[s.tag] = m
+	}
+	m[s] = struct{}{}
+	return true
+}
+
+// fed ends s's starvation episode: it holds a SURB again.
+func (q *scheduler) fed(s *Stream) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.unstarve(s)
+}
+
+func (q *scheduler) unstarve(s *Stream) {
+	if !s.starved {
+		return
+	}
+	s.starved = false
+	if m := q.starved[s.tag]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(q.starved, s.tag)
+		}
+	}
+}
+
+// surbsArrived wakes the reply streams of tag that were starved.
+func (q *scheduler) surbsArrived(tag AnonymousSenderTag) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for s := range q.starved[tag] {
+		s.Wake()
+	}
+}
