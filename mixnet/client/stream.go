@@ -117,7 +117,8 @@ type Stream struct {
 	wake   chan struct{} // one token: woken since the last empty Pull
 	sent   chan struct{} // one token: the slot took the packet built
 
-	pkt builtPacket // the packet built, while built or being sent
+	pkt   builtPacket // the packet built, while built or being sent
+	spare []byte      // a buffer an empty Pull left unused
 
 	// Under c.sched.mu.
 	built   *builtPacket // waiting for a slot
@@ -225,11 +226,17 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		c.sched.fed(s)
 	}
-	p.reset(newWireBuffer(), s.reply)
+	buf := s.spare
+	if buf == nil {
+		buf = newWireBuffer()
+	}
+	s.spare = nil
+	p.reset(buf, s.reply)
 	if !s.src.Pull(p) {
 		if s.reply {
 			c.surbs.unshift(s.tag, surb)
 		}
+		s.spare = buf // an empty Pull costs no allocation either
 		return false
 	}
 	if s.ctx.Err() != nil { // closed during Pull: drop it
@@ -281,6 +288,13 @@ func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
 // once per episode.
 func (s *Stream) starve() {
 	if !s.c.sched.starve(s) {
+		return
+	}
+	// SURBs that arrived between takeOne and starve found no starved
+	// stream to wake: look again now that s is on the list.
+	if s.c.surbs.count(s.tag) > 0 {
+		s.c.sched.fed(s)
+		s.Wake()
 		return
 	}
 	if s.onStarved != nil {
