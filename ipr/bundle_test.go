@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nym-go/nym/internal/testpkt"
 	"github.com/nym-go/nym/mixnet/sphinx"
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -143,12 +144,12 @@ func TestSplitBundle(t *testing.T) {
 
 func TestParseIPPorts(t *testing.T) {
 	src4, dst4 := netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("192.0.2.9")
-	tcp := ipv4Packet(t, src4, dst4, ippkt.ProtoTCP, 8443, nil)
-	icmp := ipv4Packet(t, src4, dst4, 1, 0, []byte("ping"))
+	tcp := testpkt.IPv4(t, src4, dst4, ippkt.ProtoTCP, 8443, nil)
+	icmp := testpkt.IPv4(t, src4, dst4, 1, 0, []byte("ping"))
 	frag := append([]byte(nil), tcp...)
 	binary.BigEndian.PutUint16(frag[6:], 185) // a later fragment: its "port" is payload
 	src6, dst6 := netip.MustParseAddr("fc00::2"), netip.MustParseAddr("2001:db8::9")
-	udp := ipv6Packet(t, src6, dst6, ippkt.ProtoUDP, 53, []byte("q"))
+	udp := testpkt.IPv6(t, src6, dst6, ippkt.ProtoUDP, 53, []byte("q"))
 	// The same UDP datagram behind a hop-by-hop and a fragment header.
 	ext := make([]byte, 0, len(udp)+16)
 	ext = append(ext, udp[:40]...)
@@ -175,7 +176,7 @@ func TestParseIPPorts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		h, err := parseIP(tt.pkt)
-		if err != nil || h.proto != tt.proto || h.dstPort != tt.port {
+		if err != nil || h.Proto != tt.proto || h.DstPort != tt.port {
 			t.Errorf("%s: parseIP = %+v, %v; want proto %d port %d", tt.name, h, err, tt.proto, tt.port)
 		}
 	}

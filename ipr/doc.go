@@ -1,15 +1,8 @@
-// Package ipr is the transport-independent core of the exit's IP packet
-// router: the protocol a VPN client speaks to it, the codec that packs IP
-// packets into mixnet payloads, the pool of client addresses, and the Router
-// that keeps one session per anonymous client, writes the client's packets to
-// the exit's TUN device and queues the internet's answers for it.
-//
-// The Router does no I/O of its own. The exit's mixnet glue calls
-// HandleRequest with each request payload and the sender tag it came with,
-// answers control requests through Config.Reply, and pulls downstream data
-// with NextBundle whenever its Poisson/SURB loop has a slot; the exit's TUN
-// reader calls FromTUN. So the timing of everything the exit sends is decided
-// by the mixnet transport, never by a flush timer here.
+// Package ipr is the protocol a VPN client speaks to the exit's IP packet
+// router: its messages, the bundle codec that packs IP packets into mixnet
+// payloads, the resequencer that puts Data messages back in order, and the
+// addresses both ends know. The router itself is ipr/router; the VPN client
+// links only this package.
 //
 // # Wire protocol (version 1)
 //

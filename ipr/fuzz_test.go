@@ -65,12 +65,19 @@ func FuzzResponse(f *testing.F) {
 }
 
 // FuzzBundle: SplitBundle never panics, returns only well-formed packets
-// lying inside the bundle, and re-encoding them splits back to the same.
+// lying inside the bundle, and re-encoding them splits back to the same;
+// WalkBundle agrees with it.
 func FuzzBundle(f *testing.F) {
 	good4 := udp4(f, "10.0.0.2", "192.0.2.1", 53, "hello")
 	good6 := udp6(f, "fc00::2", "2001:db8::1", 443, "world")
-	f.Add(bundleOf(f, good4, good6), 2000)
-	f.Add(append(bundleOf(f, good4), 0, 0, 9), 100)
+	enc := NewBundleEncoder(1 << 16)
+	for _, p := range [][]byte{good4, good6} {
+		if err := enc.Add(p); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(enc.Bytes(), 2000)
+	f.Add(append(enc.Bytes()[:LengthPrefixSize+len(good4):LengthPrefixSize+len(good4)], 0, 0, 9), 100)
 	f.Add([]byte{0xff, 0xff, 0x45}, 10)
 	f.Add([]byte{0, 3, 0x45, 0, 3}, 1)
 	f.Fuzz(func(t *testing.T, bundle []byte, capacity int) {
@@ -87,6 +94,21 @@ func FuzzBundle(f *testing.F) {
 		}
 		if total > len(bundle) {
 			t.Fatalf("packets span %d bytes of a %d-byte bundle", total, len(bundle))
+		}
+		// WalkBundle, the router's split, follows the same rules and
+		// hands out the headers it parsed.
+		i := 0
+		walkMalformed := WalkBundle(bundle, func(p []byte, h Header) {
+			if i >= len(pkts) || !bytes.Equal(p, pkts[i]) || &p[0] != &pkts[i][0] {
+				t.Fatalf("WalkBundle's packet %d differs from SplitBundle's", i)
+			}
+			if want, _ := parseIP(p); h != want {
+				t.Fatalf("WalkBundle's header %+v, want %+v", h, want)
+			}
+			i++
+		})
+		if i != len(pkts) || walkMalformed != malformed {
+			t.Fatalf("WalkBundle: %d packets, %d malformed; SplitBundle: %d, %d", i, walkMalformed, len(pkts), malformed)
 		}
 		// Pack them again at the fuzzed capacity: each either goes in, or
 		// the encoder says why not, and what went in comes back out.

@@ -300,9 +300,9 @@ func (m *DataDown) AppendBinary(b []byte) ([]byte, error) {
 	return append(b, m.Bundle...), nil
 }
 
-// putDataDownHeader writes a DataDown header into b[:DataDownOverhead], so
+// PutDataDownHeader writes a DataDown header into b[:DataDownOverhead], so
 // a bundle can be packed behind it before its backlog is known.
-func putDataDownHeader(b []byte, seq uint64, backlog uint16) {
+func PutDataDownHeader(b []byte, seq uint64, backlog uint16) {
 	b[0], b[1] = ProtocolVersion, byte(typeDataDown)
 	binary.BigEndian.PutUint64(b[2:], seq)
 	binary.BigEndian.PutUint16(b[10:], backlog)

@@ -186,8 +186,8 @@ func TestInfoTextIsClamped(t *testing.T) {
 func TestDataDownHeaderMatchesMarshal(t *testing.T) {
 	want, _ := MarshalResponse(&DataDown{Seq: 0x0102030405060708, Backlog: 0x0a0b})
 	got := make([]byte, DataDownOverhead)
-	putDataDownHeader(got, 0x0102030405060708, 0x0a0b)
+	PutDataDownHeader(got, 0x0102030405060708, 0x0a0b)
 	if !bytes.Equal(got, want) {
-		t.Fatalf("putDataDownHeader % x, marshal % x", got, want)
+		t.Fatalf("PutDataDownHeader % x, marshal % x", got, want)
 	}
 }

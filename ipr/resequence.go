@@ -90,8 +90,8 @@ func (s *ReorderStats) Add(o ReorderStats) {
 	s.TooOld += o.TooOld
 }
 
-// sub returns s - o, for counting what one call did.
-func (s ReorderStats) sub(o ReorderStats) ReorderStats {
+// Sub returns s - o, for counting what one call did.
+func (s ReorderStats) Sub(o ReorderStats) ReorderStats {
 	return ReorderStats{
 		Released:    s.Released - o.Released,
 		Reordered:   s.Reordered - o.Reordered,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
 )
 
@@ -20,7 +21,7 @@ func newInitCommand() *cobra.Command {
 			if err := requireDataDir(dataDir); err != nil {
 				return err
 			}
-			priv, created, err := directory.LoadOrCreateSigningKey(dataDir)
+			priv, created, err := authority.LoadOrCreateSigningKey(dataDir)
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ func newIdentityCommand() *cobra.Command {
 			if err := requireDataDir(dataDir); err != nil {
 				return err
 			}
-			priv, err := directory.LoadSigningKey(dataDir)
+			priv, err := authority.LoadSigningKey(dataDir)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
 )
 
@@ -279,7 +280,7 @@ func TestCommandLineErrors(t *testing.T) {
 	if _, _, err := nymAPI(t, bin, "init", "--data-dir", dataDir); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(filepath.Join(dataDir, directory.SigningKeyFile), 0o644)
+	os.Chmod(filepath.Join(dataDir, authority.SigningKeyFile), 0o644)
 	_, stderr, err := nymAPI(t, bin, "run", "--data-dir", dataDir, "--listen", "127.0.0.1:0")
 	if err == nil || !strings.Contains(stderr, "chmod 600") {
 		t.Fatalf("run with a 0644 key: err=%v stderr=%q", err, stderr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
 )
 
@@ -53,43 +54,43 @@ func newRunCommand() *cobra.Command {
 	fl.DurationVar(&f.probeTimeout, "probe-timeout", 0, "timeout of one health probe (default min(probe-interval, 5s))")
 	fl.DurationVar(&f.descriptorTTL, "descriptor-ttl", 0, "a node that has not re-registered for this long loses its role (default 2×epoch-length)")
 	fl.Float64Var(&f.minPerformance, "min-performance", 0.5, "lowest probe success rate (0..1] that keeps a role")
-	fl.IntVar(&f.layerSize, "layer-size", directory.DefaultLimits.LayerSize, "most mix nodes per layer")
-	fl.IntVar(&f.maxEntries, "max-entries", directory.DefaultLimits.MaxEntries, "most entry gateways per epoch")
-	fl.IntVar(&f.maxExits, "max-exits", directory.DefaultLimits.MaxExits, "most exit gateways per epoch")
+	fl.IntVar(&f.layerSize, "layer-size", authority.DefaultLimits.LayerSize, "most mix nodes per layer")
+	fl.IntVar(&f.maxEntries, "max-entries", authority.DefaultLimits.MaxEntries, "most entry gateways per epoch")
+	fl.IntVar(&f.maxExits, "max-exits", authority.DefaultLimits.MaxExits, "most exit gateways per epoch")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
 }
 
-// config checks the flags and turns them into a directory.Config.
-func (f runFlags) config(log *slog.Logger) (directory.Config, error) {
+// config checks the flags and turns them into a authority.Config.
+func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 	if err := requireDataDir(f.dataDir); err != nil {
-		return directory.Config{}, err
+		return authority.Config{}, err
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
-		return directory.Config{}, fmt.Errorf("--listen %q: %v (want host:port, e.g. 127.0.0.1:8080)", f.listen, err)
+		return authority.Config{}, fmt.Errorf("--listen %q: %v (want host:port, e.g. 127.0.0.1:8080)", f.listen, err)
 	}
 	if f.epochLength < 50*time.Millisecond {
-		return directory.Config{}, fmt.Errorf("--epoch-length %s: must be at least 50ms", f.epochLength)
+		return authority.Config{}, fmt.Errorf("--epoch-length %s: must be at least 50ms", f.epochLength)
 	}
 	if f.rotationEpochs < 1 {
-		return directory.Config{}, errors.New("--rotation-epochs must be at least 1")
+		return authority.Config{}, errors.New("--rotation-epochs must be at least 1")
 	}
 	if f.probeInterval < 0 || f.probeTimeout < 0 || f.descriptorTTL < 0 {
-		return directory.Config{}, errors.New("--probe-interval, --probe-timeout and --descriptor-ttl must not be negative")
+		return authority.Config{}, errors.New("--probe-interval, --probe-timeout and --descriptor-ttl must not be negative")
 	}
 	if f.probeInterval > 0 && f.probeInterval >= f.epochLength {
-		return directory.Config{}, fmt.Errorf("--probe-interval %s must be shorter than --epoch-length %s so every node is probed within an epoch", f.probeInterval, f.epochLength)
+		return authority.Config{}, fmt.Errorf("--probe-interval %s must be shorter than --epoch-length %s so every node is probed within an epoch", f.probeInterval, f.epochLength)
 	}
 	if f.minPerformance <= 0 || f.minPerformance > 1 {
-		return directory.Config{}, fmt.Errorf("--min-performance %v: must be in (0, 1]", f.minPerformance)
+		return authority.Config{}, fmt.Errorf("--min-performance %v: must be in (0, 1]", f.minPerformance)
 	}
 	for name, v := range map[string]int{"--layer-size": f.layerSize, "--max-entries": f.maxEntries, "--max-exits": f.maxExits} {
 		if v < 1 {
-			return directory.Config{}, fmt.Errorf("%s %d: must be at least 1", name, v)
+			return authority.Config{}, fmt.Errorf("%s %d: must be at least 1", name, v)
 		}
 	}
-	return directory.Config{
+	return authority.Config{
 		DataDir:        f.dataDir,
 		EpochLength:    f.epochLength,
 		RotationEpochs: f.rotationEpochs,
@@ -97,7 +98,7 @@ func (f runFlags) config(log *slog.Logger) (directory.Config, error) {
 		ProbeTimeout:   f.probeTimeout,
 		DescriptorTTL:  f.descriptorTTL,
 		MinPerformance: f.minPerformance,
-		Limits:         directory.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
 		Logger:         log,
 	}, nil
 }
@@ -117,7 +118,7 @@ func run(ctx context.Context, f runFlags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := directory.NewServer(cfg)
+	srv, err := authority.NewServer(cfg)
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/exit"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/platform"
@@ -107,7 +107,7 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 			Uplink:       uplink,
 			Policy:       policy,
 			Logger:       log,
-			Router: ipr.Config{
+			Router: router.Config{
 				MaxAddrsPerSender: e.maxAddrsPerSender,
 				AddrQuarantine:    e.addrQuarantine,
 				MaxSenderRequests: e.maxSenderRequests,

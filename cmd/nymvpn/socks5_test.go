@@ -33,10 +33,10 @@ import (
 )
 
 // The test network: a loopback mixnet (directory, three mixes, an entry
-// and an exit gateway) whose exit announces the router key of an
-// ipr.Router reached through a mixnet client of its own, as ipr/exit runs
-// it. The router's "internet" is a gVisor stack with a web server at
-// webAddr and a DNS server at dnsAddr that alone knows webName.
+// and an exit gateway) whose exit announces the router key of the exit's
+// IP packet router: ipr/exit's service (internal/testexit), with a mixnet
+// client of its own. The router's "internet" is a gVisor stack with a web
+// server at webAddr and a DNS server at dnsAddr that alone knows webName.
 var (
 	webAddr = netip.MustParseAddr("192.0.2.1")
 	dnsAddr = netip.MustParseAddr("192.0.2.53")
@@ -70,7 +70,7 @@ func (n *testNet) gateway(role directory.Role) directory.Key {
 	return directory.Key{}
 }
 
-// startExit runs an ipr.Router behind a mixnet client with identity id at
+// startExit runs the exit's IP packet router with identity id at
 // the exit gateway, over a userspace internet; it returns that internet.
 func startExit(t *testing.T, n *testNet, id link.KeyPair, lp client.Loopix) *tun.Net {
 	t.Helper()

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -54,7 +55,7 @@ type Net struct {
 
 	DirectoryURL string
 	DirectoryKey ed25519.PublicKey
-	Directory    *directory.Server
+	Directory    *authority.Server
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -131,13 +132,13 @@ func (n *Net) startDirectory() {
 	t := n.t
 	probe := max(n.opts.EpochLength/20, 20*time.Millisecond)
 	probe = min(probe, 200*time.Millisecond)
-	srv, err := directory.NewServer(directory.Config{
+	srv, err := authority.NewServer(authority.Config{
 		DataDir:        t.TempDir(),
 		EpochLength:    n.opts.EpochLength,
 		RotationEpochs: n.opts.RotationEpochs,
 		ProbeInterval:  probe,
 		ProbeTimeout:   2 * time.Second, // generous: -race slows everything, and a slow probe is not a dead node
-		Limits:         directory.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
+		Limits:         authority.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
 		Logger:         n.opts.Logger.With("component", "directory"),
 	})
 	if err != nil {

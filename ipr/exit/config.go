@@ -12,11 +12,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/platform"
+	"github.com/nym-go/nym/tun"
 )
 
 // Defaults for zero Config fields.
@@ -25,11 +26,6 @@ const (
 	IdentityFileName      = "router.key"
 	StateFileName         = "exit-network.state"
 	DefaultControlTimeout = time.Second
-	DefaultReplyWait      = 2 * time.Second
-	DefaultRetryInterval  = 20 * time.Millisecond
-	// lowSURBWait: a reply that waited this long for SURBs found the
-	// sender's supply empty, and the client library had to ask for more.
-	lowSURBWait = 20 * time.Millisecond
 )
 
 // ServiceLoopix is the traffic shaping of the router's own mixnet client:
@@ -69,6 +65,16 @@ type Config struct {
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	HTTPClient  *http.Client
 
+	// Device, when set, is the exit's TUN: the service uses it as it is
+	// (its MTU should be the router's, ipr.MaxIPPacket of the client's
+	// ReplyCapacity: the router answers larger packets with ICMP "too
+	// big") and closes it when Run returns. Nil: Run creates the kernel
+	// TUN TUNName.
+	Device tun.Device
+	// Host is the exit's networking on its host around the TUN; nil means
+	// the host's own: the TUN's addresses, forwarding, NAT and the
+	// nftables policy, which need CAP_NET_ADMIN (StatePath records them).
+	Host Host
 	// TUNName is the exit TUN's name; default nymtun0.
 	TUNName string
 	// Uplink is the interface toward the internet: clients' traffic is
@@ -89,45 +95,43 @@ type Config struct {
 	// namespace). Nil runs fn in the calling namespace.
 	InNetNS func(fn func() error) error
 
-	// Router holds the ipr.Router settings beyond the ones the service
-	// sets itself (PayloadCapacity, TUN, Reply, CanReply, Ready, Policy,
-	// Released). The limits that keep one client from the others are
+	// Router holds the router.Router settings beyond the ones the service
+	// sets itself (PayloadCapacity, TUN, Reply, CanReply, OpenStream,
+	// Policy, Released). The limits that keep one client from the others are
 	// there, zero meaning the default: MaxSenderRequests (1024 requests
 	// waiting per sender tag) and MaxPendingRequests (16384 in all),
 	// MaxAddrsPerSender (4 addresses per sender tag, live or in
 	// quarantine) and AddrQuarantine (2 min before a released address is
 	// handed to another client; its conntrack entries are flushed at
 	// release).
-	Router ipr.Config
+	Router router.Config
 
-	// ControlTimeout bounds a control reply (ConnectOK, Pong, ...): the
-	// router calls it from the request path. Default 1 s.
+	// ControlTimeout bounds how long a control reply (ConnectOK, Pong,
+	// ...) waits for the sender's SURBs: the router calls it from the
+	// sender's request worker. Default 1 s. Downstream data waits for no
+	// SURB outside the router's queue: the client pulls it when it holds
+	// one.
 	ControlTimeout time.Duration
-	// ReplyWait bounds how long a downstream bundle waits for a SURB;
-	// after that it is dropped and the session is retried later.
-	// Default 2 s.
-	ReplyWait time.Duration
-	// RetryInterval is how often sessions whose pump stopped on a failed
-	// reply are tried again. Default 20 ms.
-	RetryInterval time.Duration
 
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults() error {
+// withDefaults returns c with its zero fields filled in, or an error for
+// missing required ones.
+func (c Config) withDefaults() (Config, error) {
 	if c.DirectoryURL == "" || len(c.DirectoryKey) != ed25519.PublicKeySize {
-		return errors.New("exit: directory URL and key are required")
+		return c, errors.New("exit: directory URL and key are required")
 	}
 	if c.Gateway.IsZero() {
-		return errors.New("exit: the node's gateway identity is required")
+		return c, errors.New("exit: the node's gateway identity is required")
 	}
-	if c.DataDir == "" && (c.StatePath == "" || (c.Identity == nil && c.IdentityFile == "")) {
-		return errors.New("exit: data directory is required")
+	if c.DataDir == "" && (c.Identity == nil && c.IdentityFile == "" || c.Host == nil && c.StatePath == "") {
+		return c, errors.New("exit: data directory is required")
 	}
-	if c.IdentityFile == "" {
+	if c.IdentityFile == "" && c.DataDir != "" {
 		c.IdentityFile = filepath.Join(c.DataDir, IdentityFileName)
 	}
-	if c.StatePath == "" {
+	if c.StatePath == "" && c.DataDir != "" {
 		c.StatePath = filepath.Join(c.DataDir, StateFileName)
 	}
 	if c.TUNName == "" {
@@ -140,19 +144,13 @@ func (c *Config) setDefaults() error {
 	if c.ControlTimeout <= 0 {
 		c.ControlTimeout = DefaultControlTimeout
 	}
-	if c.ReplyWait <= 0 {
-		c.ReplyWait = DefaultReplyWait
-	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
 	if c.InNetNS == nil {
 		c.InNetNS = func(fn func() error) error { return fn() }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c, nil
 }
 
 // LoadOrCreateIdentity loads the router's identity from dataDir/router.key,

@@ -26,7 +26,7 @@ func newConntrackFlusher(flush func(...netip.Addr) (int, error), log *slog.Logge
 	return &conntrackFlusher{flush: flush, log: log, wake: make(chan struct{}, 1)}
 }
 
-// released queues a pair; it never blocks (ipr.Config.Released).
+// released queues a pair; it never blocks (router.Config.Released).
 func (f *conntrackFlusher) released(a ipr.AddrPair) {
 	f.mu.Lock()
 	f.pending = append(f.pending, a.V4, a.V6)

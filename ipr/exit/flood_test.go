@@ -1,4 +1,4 @@
-package exit
+package exit_test
 
 import (
 	"context"
@@ -26,7 +26,14 @@ type floodLab struct {
 func newFloodLab(t *testing.T) *floodLab {
 	t.Helper()
 	n := testnet.Start(t, testnet.Options{})
-	e := testexit.Start(t, n, nil, floodLoopix, netip.MustParseAddr("192.0.2.1"))
+	// The control replies' timeout is longer than the flood takes to
+	// arrive even under the race detector, so that "not yet timed out"
+	// means "not waited for".
+	e := testexit.StartOptions(t, n, testexit.Options{
+		Loopix:         floodLoopix,
+		Internet:       []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+		ControlTimeout: time.Minute,
+	})
 	return &floodLab{net: n, exit: e, to: e.Client.Address(), honest: testexit.Connect(t, n, client.Config{Loopix: &floodLoopix})}
 }
 
@@ -101,9 +108,6 @@ func (l *floodLab) ping(t *testing.T, ctx context.Context, id uint64) time.Durat
 // only after the stuck replies to the attacker had timed out.
 func TestSURBlessFloodDoesNotStallHonestClient(t *testing.T) {
 	l := newFloodLab(t)
-	// Longer than the flood takes to arrive even under the race
-	// detector, so that "not yet timed out" means "not waited for".
-	l.exit.SetReplyTimeout(time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	const flood = 50
@@ -116,7 +120,7 @@ func TestSURBlessFloodDoesNotStallHonestClient(t *testing.T) {
 		return l.exit.Client.Stats().MessagesReceived >= before+flood+1
 	})
 	l.ping(t, ctx, 7)
-	if n := l.exit.ReplyTimeouts.Load(); n != 0 {
+	if n := l.exit.Service.Stats().ControlTimeouts; n != 0 {
 		t.Fatalf("the honest Pong came after %d stuck replies to the attacker timed out", n)
 	}
 }

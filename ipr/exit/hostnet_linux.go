@@ -13,31 +13,28 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
-// hostNet is what the service changes on the host: the TUN and the exit's
-// forwarding, NAT and policy. Both are bound to the namespace they were made
-// in, so close may run on any thread.
-type hostNet struct {
-	dev tun.KernelDevice
+// systemHost is the Host of a real exit: the TUN's addresses and the exit's
+// forwarding, NAT and policy, in the namespace Up runs in. The networking is
+// bound to that namespace, so Close may run on any thread.
+type systemHost struct {
+	cfg *Config
 	net *platform.ExitNetworking
 }
 
-// openHostNet creates and configures the exit TUN, then installs the exit
-// networking, all in the calling thread's network namespace. A crashed run's
-// leftovers are restored first. On error nothing stays behind.
-func openHostNet(cfg *Config, mtu int) (_ *hostNet, err error) {
+func newSystemHost(cfg *Config) Host { return &systemHost{cfg: cfg} }
+
+// Up configures the kernel TUN dev, then installs the exit networking. A
+// crashed run's leftovers are restored first.
+func (h *systemHost) Up(dev tun.Device) (_ []netip.Addr, err error) {
+	kdev, ok := dev.(tun.KernelDevice)
+	if !ok {
+		return nil, fmt.Errorf("exit: the host's networking needs a kernel TUN, not %T", dev)
+	}
+	cfg := h.cfg
 	if err := platform.Restore(cfg.StatePath); err != nil {
 		return nil, fmt.Errorf("exit: restoring an earlier run's networking: %w", err)
 	}
-	dev, err := tun.CreateKernel(cfg.TUNName, mtu)
-	if err != nil {
-		return nil, fmt.Errorf("exit: creating TUN %s: %w", cfg.TUNName, err)
-	}
-	defer func() {
-		if err != nil {
-			dev.Close()
-		}
-	}()
-	if err := configureTUN(dev, cfg); err != nil {
+	if err := configureTUN(kdev, cfg); err != nil {
 		return nil, err
 	}
 	uplink := cfg.Uplink
@@ -48,7 +45,7 @@ func openHostNet(cfg *Config, mtu int) (_ *hostNet, err error) {
 	}
 	en, err := platform.StartExitNetworking(platform.ExitConfig{
 		StatePath:      cfg.StatePath,
-		TUN:            dev.Name(),
+		TUN:            kdev.Name(),
 		Uplink:         uplink,
 		ClientPrefixes: []netip.Prefix{ipr.ClientNetV4, ipr.ClientNetV6},
 		AllowPrivate:   cfg.AllowPrivate,
@@ -57,7 +54,12 @@ func openHostNet(cfg *Config, mtu int) (_ *hostNet, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("exit: starting exit networking: %w", err)
 	}
-	return &hostNet{dev: dev, net: en}, nil
+	own, err := hostAddrs()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("exit: the host's addresses: %w", err), en.Stop())
+	}
+	h.net = en
+	return own, nil
 }
 
 // configureTUN puts the router's addresses on the TUN and brings it up.
@@ -91,10 +93,12 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// close removes the exit networking and the TUN. The table goes first, so
-// nothing is forwarded unfiltered while the TUN disappears.
-func (h *hostNet) close() error {
-	return errors.Join(h.net.Stop(), h.dev.Close())
+// Close removes the exit networking.
+func (h *systemHost) Close() error {
+	if h.net == nil {
+		return nil
+	}
+	return h.net.Stop()
 }
 
 // DefaultUplink is the interface of the calling namespace's IPv4 default
@@ -121,7 +125,26 @@ func isZeroMask(m net.IPMask) bool {
 	return ones == 0
 }
 
-// flushConntrack deletes the conntrack entries of client addresses.
-func (h *hostNet) flushConntrack(addrs ...netip.Addr) (int, error) {
+// FlushConntrack deletes the conntrack entries of client addresses.
+func (h *systemHost) FlushConntrack(addrs ...netip.Addr) (int, error) {
+	if h.net == nil {
+		return 0, nil
+	}
 	return h.net.FlushConntrack(addrs...)
+}
+
+// hostAddrs lists the addresses of every interface in the calling thread's
+// network namespace: the exit host, as its clients must not see it.
+func hostAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var own []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			own = append(own, p.Addr().Unmap())
+		}
+	}
+	return own, nil
 }

@@ -10,15 +10,16 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
-type hostNet struct {
-	dev tun.KernelDevice
-}
+// systemHost: the exit's host networking exists on Linux only.
+type systemHost struct{}
 
-func openHostNet(*Config, int) (*hostNet, error) { return nil, platform.ErrUnsupported }
+func newSystemHost(*Config) Host { return systemHost{} }
 
-func (h *hostNet) close() error { return nil }
+func (systemHost) Up(tun.Device) ([]netip.Addr, error) { return nil, platform.ErrUnsupported }
 
-func (h *hostNet) flushConntrack(...netip.Addr) (int, error) { return 0, platform.ErrUnsupported }
+func (systemHost) FlushConntrack(...netip.Addr) (int, error) { return 0, platform.ErrUnsupported }
+
+func (systemHost) Close() error { return nil }
 
 // DefaultUplink is not available off Linux.
 func DefaultUplink() (string, error) { return "", errors.New("exit: only Linux is supported") }

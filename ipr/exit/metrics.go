@@ -3,7 +3,7 @@ package exit
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 )
 
 // collector exports a Service's counters to Prometheus. The router and the
@@ -12,7 +12,8 @@ import (
 type collector struct {
 	stats func() (Stats, bool)
 
-	sessions, surbsHeld, awaiting   *prometheus.Desc
+	sessions, queued, surbsHeld     *prometheus.Desc
+	awaiting                        *prometheus.Desc
 	sessionEvents, requests, drops  *prometheus.Desc
 	packets, bytes, bundles, events *prometheus.Desc
 }
@@ -29,6 +30,7 @@ func NewCollector(stats func() (Stats, bool)) prometheus.Collector {
 	return &collector{
 		stats:         stats,
 		sessions:      d("sessions", "VPN sessions open at the IP packet router."),
+		queued:        d("queued_packets", "IP packets waiting in the sessions' downstream queues for a reply SURB to carry them."),
 		surbsHeld:     d("reply_surbs_held", "Reply SURBs the router holds for all its sessions."),
 		awaiting:      d("replies_queued", "Replies handed to the router's mixnet client and not yet sent."),
 		sessionEvents: d("session_events_total", "Sessions opened, moved to a new sender tag, expired or closed.", "event"),
@@ -37,12 +39,12 @@ func NewCollector(stats func() (Stats, bool)) prometheus.Collector {
 		packets:       d("packets_total", "IP packets routed, by direction (up: client to internet).", "direction"),
 		bytes:         d("bytes_total", "IP bytes routed, by direction.", "direction"),
 		bundles:       d("bundles_total", "Mixnet messages of IP packets, by direction.", "direction"),
-		events:        d("reply_events_total", "Downstream reply events: bundles dropped for want of SURBs, low-SURB notices sent, ICMP too-big errors sent.", "event"),
+		events:        d("reply_events_total", "Reply events: sessions' downstream found without SURBs, low-SURB notices sent, control replies that waited for SURBs in vain, ICMP too-big errors sent.", "event"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sessions, c.surbsHeld, c.awaiting, c.sessionEvents,
+	for _, d := range []*prometheus.Desc{c.sessions, c.queued, c.surbsHeld, c.awaiting, c.sessionEvents,
 		c.requests, c.drops, c.packets, c.bytes, c.bundles, c.events} {
 		ch <- d
 	}
@@ -61,6 +63,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge(c.sessions, float64(r.Sessions))
+	gauge(c.queued, float64(r.Queued))
 	gauge(c.surbsHeld, float64(s.Client.SURBsHeld))
 	gauge(c.awaiting, float64(s.Client.Queued))
 	counter(c.sessionEvents, r.SessionsOpened, "opened")
@@ -76,7 +79,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.requests, r.ConnectsRefused, "connect_refused")
 	counter(c.requests, r.ConnectsOverCap, "connect_over_cap") // also in connect_refused
 	counter(c.requests, r.WantRefused, "want_refused")         // granted other addresses
-	for reason := range ipr.NumDropReasons {
+	for reason := range router.NumDropReasons {
 		counter(c.drops, r.Drops[reason], reason.String())
 	}
 	counter(c.packets, r.PacketsUp, "up")
@@ -85,7 +88,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytes, r.BytesDown, "down")
 	counter(c.bundles, r.BundlesUp, "up")
 	counter(c.bundles, r.BundlesDown, "down")
-	counter(c.events, s.RepliesFailed, "no_surb")
-	counter(c.events, s.LowSURBInfos, "low_surb_info")
+	counter(c.events, r.Starved, "starved")
+	counter(c.events, r.LowSURBInfos, "low_surb_info")
+	counter(c.events, s.ControlTimeouts, "control_timeout")
 	counter(c.events, r.ICMPTooBigSent, "icmp_too_big")
 }

@@ -1,4 +1,4 @@
-package exit
+package exit_test
 
 import (
 	"strings"
@@ -7,15 +7,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/exit"
+	"github.com/nym-go/nym/ipr/router"
 )
 
 // An operator's scrape shows the router's counters under stable names, and
 // nothing at all while no router runs (zeros would read as counter resets).
 func TestCollector(t *testing.T) {
-	var st Stats
+	var st exit.Stats
 	running := false
-	c := NewCollector(func() (Stats, bool) { return st, running })
+	c := exit.NewCollector(func() (exit.Stats, bool) { return st, running })
 	if families := gather(t, c); len(families) != 0 {
 		t.Fatalf("%d metric families with no router running, want none", len(families))
 	}
@@ -25,9 +26,9 @@ func TestCollector(t *testing.T) {
 	st.Router.RequestsNoSURB, st.Router.RequestsDropped = 1, 8
 	st.Router.ConnectsOverCap, st.Router.WantRefused = 3, 2
 	st.Router.PacketsDown, st.Router.BytesDown = 7, 7000
-	st.Router.Drops[ipr.DropSojourn] = 4
+	st.Router.Drops[router.DropSojourn] = 4
 	st.Client.Queued = 5
-	st.RepliesFailed = 6
+	st.Router.Starved = 6
 	for _, tc := range []struct {
 		name, labels string
 		want         float64
@@ -42,7 +43,7 @@ func TestCollector(t *testing.T) {
 		{"nym_ipr_requests_total", `outcome="malformed"`, 2},
 		{"nym_ipr_dropped_packets_total", `reason="sojourn"`, 4},
 		{"nym_ipr_bytes_total", `direction="down"`, 7000},
-		{"nym_ipr_reply_events_total", `event="no_surb"`, 6},
+		{"nym_ipr_reply_events_total", `event="starved"`, 6},
 	} {
 		if got := scrape(t, c, tc.name, tc.labels); got != tc.want {
 			t.Errorf("%s{%s} = %v, want %v", tc.name, tc.labels, got, tc.want)

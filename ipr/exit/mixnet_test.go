@@ -1,4 +1,4 @@
-package exit
+package exit_test
 
 import (
 	"testing"

@@ -1,5 +1,5 @@
 //go:build !race
 
-package exit
+package exit_test
 
 const raceEnabled = false

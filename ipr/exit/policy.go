@@ -1,14 +1,13 @@
 package exit
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 
 	"github.com/nym-go/nym/platform"
 )
 
-// routerPolicy is the ipr.Config.Policy of the exit: the same decisions as
+// routerPolicy is the router.Config.Policy of the exit: the same decisions as
 // platform's nftables rules (private ranges, SMTP, the operator's list), made
 // before the packet reaches the TUN so that the client hears why in an Info
 // instead of waiting for a timeout. The nftables rules stay the enforcement.
@@ -36,19 +35,3 @@ func routerPolicy(p *platform.ExitPolicy, allowPrivate []netip.Prefix, own []net
 }
 
 const protoTCP = 6
-
-// hostAddrs lists the addresses of every interface in the calling thread's
-// network namespace: the exit host, as its clients must not see it.
-func hostAddrs() ([]netip.Addr, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, err
-	}
-	var own []netip.Addr
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			own = append(own, p.Addr().Unmap())
-		}
-	}
-	return own, nil
-}

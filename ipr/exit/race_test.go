@@ -1,6 +1,6 @@
 //go:build race
 
-package exit
+package exit_test
 
 // raceEnabled is set under the race detector, which slows Sphinx several
 // times over: timing measurements are meaningless there.

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 
+	"github.com/nym-go/nym/internal/keyfile"
 	"github.com/nym-go/nym/mixnet/link"
 )
 
@@ -31,14 +30,7 @@ func LoadOrCreateIdentity(path string) (link.KeyPair, error) {
 
 // LoadIdentity reads an identity key written by LoadOrCreateIdentity.
 func LoadIdentity(path string) (link.KeyPair, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return link.KeyPair{}, fmt.Errorf("identity: %s has mode %v; it must not be readable by group or others (chmod 600)", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
+	data, err := keyfile.Read(path)
 	if err != nil {
 		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
 	}
@@ -57,39 +49,12 @@ func LoadIdentity(path string) (link.KeyPair, error) {
 	return kp, nil
 }
 
-// writeIdentity writes the key to a temporary file and links it into place,
-// so a crash never leaves a half-written key behind, and returns the key that
-// is at path afterwards.
+// writeIdentity writes the key whole or not at all, and returns the key that
+// is at path afterwards: of two processes creating the key at once, the
+// loser reads the winner's key.
 func writeIdentity(path string, kp link.KeyPair) (link.KeyPair, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
-	f, err := os.CreateTemp(dir, ".identity-*")
-	if err != nil {
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
 	line := addressEncoding.EncodeToString(kp.Private[:]) + "\n"
-	if _, err := f.WriteString(line); err != nil {
-		f.Close()
-		return link.KeyPair{}, fmt.Errorf("identity: writing %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return link.KeyPair{}, fmt.Errorf("identity: %w", err)
-	}
-	// Link, not rename, so that two processes creating the key at once do not
-	// overwrite each other: the loser reads the winner's key.
-	if err := os.Link(tmp, path); err != nil {
+	if err := keyfile.Create(path, []byte(line)); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return LoadIdentity(path)
 		}

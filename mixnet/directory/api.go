@@ -10,7 +10,9 @@ const (
 	PathNodes    = "/api/v1/nodes"
 	PathTopology = "/api/v1/topology"
 	PathIdentity = "/api/v1/identity"
-	PathHealth   = healthPath
+	// PathHealth is served by every node and by the authority; the authority
+	// probes the nodes' to judge their liveness.
+	PathHealth = "/api/v1/health"
 )
 
 // Registration is the directory's answer to a registration: where the
@@ -47,8 +49,8 @@ type HealthResponse struct {
 	Routable string `json:"routable,omitempty"`
 }
 
-// errorResponse is the body of every error the directory returns.
-type errorResponse struct {
+// ErrorResponse is the body of every error the directory returns.
+type ErrorResponse struct {
 	Error string `json:"error"`
 }
 

@@ -143,7 +143,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte, l
 // errorMessage extracts the directory's {"error": ...} text, or the start of
 // whatever else the body holds (a proxy's error page, say).
 func errorMessage(body []byte) string {
-	var e errorResponse
+	var e ErrorResponse
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		return e.Error
 	}

@@ -53,20 +53,8 @@ func (c Capabilities) Any() bool { return c.Mixnode || c.Entry || c.Exit }
 // clients address.
 func (c Capabilities) Gateway() bool { return c.Entry || c.Exit }
 
-// count is how many roles are offered; the assigner prefers specialised nodes
-// for a role so flexible ones stay free for roles only they can fill.
-func (c Capabilities) count() int {
-	n := 0
-	for _, b := range []bool{c.Mixnode, c.Entry, c.Exit} {
-		if b {
-			n++
-		}
-	}
-	return n
-}
-
-// can reports whether the capabilities allow role.
-func (c Capabilities) can(r Role) bool {
+// Allows reports whether the capabilities allow role.
+func (c Capabilities) Allows(r Role) bool {
 	switch r {
 	case RoleEntry:
 		return c.Entry
@@ -156,6 +144,25 @@ func (d *Descriptor) KEMKeyFor(rotation uint64) (KEMKey, bool) {
 // SphinxKeyFor returns the node's Sphinx key for rotation.
 func (d *Descriptor) SphinxKeyFor(rotation uint64) (Key, bool) {
 	return sphinxKeyFor(d.SphinxKeys, rotation)
+}
+
+// Node returns the topology entry that publishes d with the given
+// performance score (0..1, from the authority's probes).
+func (d *Descriptor) Node(performance float64) Node {
+	return Node{
+		Identity:     d.Identity,
+		NoiseKey:     d.NoiseKey,
+		SphinxKeys:   append([]SphinxKey(nil), d.SphinxKeys...),
+		MixnetAddr:   d.MixnetAddr,
+		ClientsAddr:  d.ClientsAddr,
+		RouterKey:    d.RouterKey,
+		HTTPAddr:     d.HTTPAddr,
+		Capabilities: d.Capabilities,
+		Version:      d.Version,
+		Performance:  performance,
+		KEMKeys:      append([]RotationKEMKey(nil), d.KEMKeys...),
+		RequiresPQ:   d.RequiresPQ,
+	}
 }
 
 // SignedDescriptor is a Descriptor as the node encoded it, with the node's

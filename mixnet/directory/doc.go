@@ -1,13 +1,19 @@
-// Package directory is the network directory (nym-api): nodes register
-// self-signed descriptors, the directory probes their liveness, assigns roles
-// every epoch (entry gateway, exit gateway, mix layers 1–3, standby) and
-// publishes a topology signed with its ed25519 key. Clients and nodes fetch the
-// topology with [Client] and verify it against the directory key they pinned.
+// Package directory is the contract of the network directory: the documents
+// (a node's self-signed [Descriptor], the [Topology] of an epoch that the
+// directory authority signs), how to sign and verify them, when a topology is
+// fresh, and [Client], which fetches and verifies topologies and registers
+// descriptors. The authority that assigns roles and serves the documents is
+// package mixnet/authority; clients and nodes link only this package.
+//
+// Every epoch the authority assigns roles (entry gateway, exit gateway, mix
+// layers 1–3, standby) and publishes a topology signed with its ed25519 key.
+// Clients and nodes fetch the topology with [Client] and verify it against
+// the directory key they pinned.
 //
 // # Time
 //
 // Epoch n covers [genesis + n×length, genesis + (n+1)×length); genesis is
-// fixed when the directory's data dir is created. Sphinx keys rotate every
+// fixed when the authority's data dir is created. Sphinx keys rotate every
 // RotationEpochs epochs: rotation r = epoch / RotationEpochs, and its parity
 // (r mod 2) travels in link frames. A node pre-announces its key for rotation
 // r+1 during the last epoch of rotation r and keeps the old key through the
@@ -27,14 +33,14 @@
 //     it ([Client.RegisterWithStatus]); repeat every
 //     [Registration.RefreshInterval] with a fresh IssuedAt, and read
 //     [Registration.Warnings]: they say what keeps it out of the next epoch.
-//  3. Serve GET /api/v1/health on its HTTP address; the directory probes it
+//  3. Serve GET /api/v1/health on its HTTP address; the authority probes it
 //     several times an epoch. Nodes that fail consecutive probes, score below
 //     the minimum, or stop refreshing lose their role at the next boundary.
 //  4. At each epoch boundary fetch the topology and play the role it assigns
 //     ([Topology.RoleOf]).
 //
 // While the published topology is incomplete (some role empty, as in a
-// network that is starting), the directory re-assigns roles as soon as new
+// network that is starting), the authority re-assigns roles as soon as new
 // nodes pass a probe instead of waiting for the next boundary, and it reissues
 // the topology within an epoch when an assigned node changes its keys or
 // addresses; [Topology.IssuedAt] tells the versions apart.

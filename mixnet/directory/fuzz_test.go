@@ -113,8 +113,8 @@ func checkAcceptedDescriptor(t *testing.T, d Descriptor) {
 
 // sampleTopology is a small valid topology: one entry, one layer-1 mix.
 func sampleTopology() *Topology {
-	n := nodeState{desc: fuzzDescriptor(), health: probeHistory{Results: []bool{true}}}
-	node := n.topologyNode()
+	d := fuzzDescriptor()
+	node := d.Node(1)
 	other := node
 	other.Identity = Key{9}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -1,26 +1,16 @@
 package directory
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// testNode is a fake node: keys, a descriptor and a health endpoint whose
-// answers the test switches on and off.
+// testNode is a fake node: its identity key and a descriptor.
 type testNode struct {
-	priv    ed25519.PrivateKey
-	desc    Descriptor
-	healthy atomic.Bool
-	health  *httptest.Server
+	priv ed25519.PrivateKey
+	desc Descriptor
 }
 
 func newKey(t testing.TB) Key {
@@ -33,7 +23,7 @@ func newKey(t testing.TB) Key {
 }
 
 // newTestNode makes a node offering caps, with Sphinx keys for rotations
-// 0 and 1 and a healthy health endpoint.
+// 0 and 1.
 func newTestNode(t testing.TB, caps Capabilities) *testNode {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -41,21 +31,12 @@ func newTestNode(t testing.TB, caps Capabilities) *testNode {
 		t.Fatal(err)
 	}
 	n := &testNode{priv: priv}
-	n.healthy.Store(true)
-	n.health = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != healthPath || !n.healthy.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, `{"status":"ok"}`)
-	}))
-	t.Cleanup(n.health.Close)
 	n.desc = Descriptor{
 		Identity:     Key(pub),
 		NoiseKey:     newKey(t),
 		SphinxKeys:   []SphinxKey{{Rotation: 0, Key: newKey(t)}, {Rotation: 1, Key: newKey(t)}},
 		MixnetAddr:   "127.0.0.1:1789",
-		HTTPAddr:     n.health.Listener.Addr().String(),
+		HTTPAddr:     "127.0.0.1:8080",
 		Capabilities: caps,
 		Version:      "test-1.0",
 		IssuedAt:     time.Now().UTC(),
@@ -86,94 +67,3 @@ var (
 	exitGW   = Capabilities{Entry: true, Exit: true}
 	autoNode = Capabilities{Mixnode: true, Entry: true, Exit: true}
 )
-
-// fakeClock is a settable clock for tests that drive epochs by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p[:len(p)-1]))
-	return len(p), nil
-}
-
-// newTestServer starts a directory on a fresh data dir with a fake clock and
-// 1-minute epochs and 1-hour descriptor lifetime; tests turn epochs with clock.Advance and s.advance.
-func newTestServer(t testing.TB, cfg Config) (*Server, *fakeClock) {
-	t.Helper()
-	clock := newFakeClock()
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
-	}
-	if cfg.EpochLength == 0 {
-		cfg.EpochLength = time.Minute
-	}
-	if cfg.Now == nil {
-		cfg.Now = clock.Now
-	}
-	if cfg.DescriptorTTL == 0 {
-		cfg.DescriptorTTL = time.Hour // tests that want expiry set it
-	}
-	cfg.Logger = testLogger(t)
-	s, err := NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, clock
-}
-
-// registerAll registers nodes directly through the handler.
-func registerAll(t testing.TB, s *Server, nodes ...*testNode) {
-	t.Helper()
-	for _, n := range nodes {
-		d := n.desc
-		d.IssuedAt = s.cfg.Now()
-		sd, err := SignDescriptor(n.priv, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, status, err := s.register(d, sd, s.cfg.Now()); err != nil {
-			t.Fatalf("register %s: %d %v", n.id(), status, err)
-		}
-	}
-}
-
-// probeTwice runs two probe rounds, enough for a failing node to be
-// excluded with the default MaxConsecutiveFailures.
-func probeTwice(t testing.TB, s *Server) {
-	t.Helper()
-	s.probeRound(context.Background(), nil)
-	s.probeRound(context.Background(), nil)
-}
-
-// nextEpoch moves the clock to the next epoch boundary and turns the epoch.
-func nextEpoch(s *Server, clock *fakeClock) {
-	now := clock.Now()
-	clock.Advance(s.clock.start(s.clock.epochAt(now) + 1).Sub(now))
-	s.advance(clock.Now())
-}

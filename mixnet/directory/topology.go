@@ -389,7 +389,7 @@ func (t *Topology) validate() error {
 			return false
 		}
 		index[n.Identity] = ref
-		if err = n.validate(ref.role, t.Rotation); err != nil {
+		if err = n.Validate(ref.role, t.Rotation); err != nil {
 			err = fmt.Errorf("%s node %s: %w", ref.role, n.Identity, err)
 			return false
 		}
@@ -402,9 +402,11 @@ func (t *Topology) validate() error {
 	return nil
 }
 
-// validate checks one topology entry. Nodes with a role must carry a Sphinx
-// key for the rotation in force: a client cannot route through them otherwise.
-func (n *Node) validate(role Role, rotation uint64) error {
+// Validate checks one topology entry as a client will when it verifies the
+// topology: the authority publishes only entries that pass. Nodes with a role
+// must carry a Sphinx key for the rotation in force: a client cannot route
+// through them otherwise.
+func (n *Node) Validate(role Role, rotation uint64) error {
 	if n.Identity.IsZero() || n.NoiseKey.IsZero() {
 		return fmt.Errorf("%w: identity or noise key missing", ErrInvalid)
 	}
@@ -430,7 +432,7 @@ func (n *Node) validate(role Role, rotation uint64) error {
 			return err
 		}
 	}
-	if !n.Capabilities.can(role) {
+	if !n.Capabilities.Allows(role) {
 		return fmt.Errorf("%w: assigned %s but offers %s", ErrInvalid, role, n.Capabilities)
 	}
 	if math.IsNaN(n.Performance) || n.Performance < 0 || n.Performance > 1 {
@@ -442,10 +444,10 @@ func (n *Node) validate(role Role, rotation uint64) error {
 	return nil
 }
 
-// equalRouting reports whether two entries route identically, ignoring the
-// performance score, so the directory reissues a topology only when a client
+// EqualRouting reports whether two entries route identically, ignoring the
+// performance score, so the authority reissues a topology only when a client
 // would route differently.
-func (n *Node) equalRouting(o *Node) bool {
+func (n *Node) EqualRouting(o *Node) bool {
 	if n.Identity != o.Identity || n.NoiseKey != o.NoiseKey || n.MixnetAddr != o.MixnetAddr ||
 		n.ClientsAddr != o.ClientsAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
 		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) ||

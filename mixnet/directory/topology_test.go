@@ -29,8 +29,7 @@ func testTopology(t testing.TB) (*Topology, []*testNode) {
 		newTestNode(t, autoNode),
 	}
 	as := func(i int) Node {
-		ns := nodeState{desc: nodes[i].desc, health: probeHistory{Results: []bool{true, false}}}
-		return ns.topologyNode()
+		return nodes[i].desc.Node(0.5)
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	top := &Topology{

@@ -246,7 +246,7 @@ func (g *Gateway) reserveSeqsLocked(cl *client) {
 	// Never below a Reserved already queued: meta ops commit in queue
 	// order, and the last one written is what a restart resumes from.
 	target := max(cl.nextSeq+seqBlock, cl.reserveQueued)
-	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).encode()}
+	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).value()}
 	if g.enqueueLocked(op) {
 		cl.reservePending = true
 		cl.reserveQueued = target
@@ -267,7 +267,7 @@ func (g *Gateway) touchLocked(cl *client) {
 		return
 	}
 	reserved := max(cl.reserveQueued, cl.reserved, cl.nextSeq)
-	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
+	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).value()}) {
 		cl.reserveQueued = reserved
 	}
 }

@@ -1,8 +1,12 @@
 // Package mixnode is the mixing pipeline of a mix node (Loopix-style
 // continuous-time mixing):
 //
-//	Submit ─▶ input queue ─▶ worker pool: unwrap (Sphinx) ─▶ replay check ─┬─▶ Deliver (final hop)
-//	                                                                        └─▶ delay stage ─▶ Forward
+//	Submit ─▶ input queue ─▶ worker pool: unwrap (Sphinx) with replay check ─┬─▶ Deliver (final hop)
+//	                                                                          └─▶ delay stage ─▶ Forward
+//
+// The replay check sits inside the unwrap (sphinx's ProcessOnce), right
+// after the header MAC: a replayed packet is refused before the payload
+// cipher and the blinding of α, at less than half a fresh packet's cost.
 //
 // Each packet names its own delay, drawn by its sender from an exponential
 // distribution; the node holds it that long and forwards it. Output order

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -145,8 +146,8 @@ func benchNodeSockets(b *testing.B, hybrid bool) {
 	}
 
 	// Directory, with fake peers filling every role but one mix seat.
-	dirSrv, err := directory.NewServer(directory.Config{DataDir: b.TempDir(), ProbeInterval: 100 * time.Millisecond,
-		Limits: directory.Limits{MaxEntries: 1, MaxExits: 1, LayerSize: 1}})
+	dirSrv, err := authority.NewServer(authority.Config{DataDir: b.TempDir(), ProbeInterval: 100 * time.Millisecond,
+		Limits: authority.Limits{MaxEntries: 1, MaxExits: 1, LayerSize: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}

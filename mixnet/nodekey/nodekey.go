@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nym-go/nym/internal/keyfile"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
@@ -65,9 +66,6 @@ func (k *Keys) NoiseKey() [32]byte {
 
 // Create makes new identity and Noise keys in dir, refusing to overwrite any.
 func Create(dir string) (*Keys, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("nodekey: create data directory: %w", err)
-	}
 	seed := make([]byte, ed25519.SeedSize)
 	rand.Read(seed)
 	noise := make([]byte, 32)
@@ -184,32 +182,18 @@ func (k *Keys) Prune(oldest uint64) error {
 }
 
 // Key files hold one line of base64url text: readable by an operator who
-// needs to, but never by anyone else (mode 0600).
+// needs to, but never by anyone else (keyfile's mode 0600). writeNew never
+// replaces a key; a caller that lost a race to create one gets an error
+// wrapping fs.ErrExist.
 func writeNew(path string, key []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := keyfile.Create(path, []byte(base64.RawURLEncoding.EncodeToString(key)+"\n")); err != nil {
 		return fmt.Errorf("nodekey: %w", err)
-	}
-	_, err = f.WriteString(base64.RawURLEncoding.EncodeToString(key) + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("nodekey: write %s: %w", path, err)
 	}
 	return nil
 }
 
 func readKey(path string, size int) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("nodekey: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("nodekey: %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
-	}
-	text, err := os.ReadFile(path)
+	text, err := keyfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("nodekey: %w", err)
 	}

@@ -2,7 +2,9 @@ package replay
 
 import (
 	"fmt"
+	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // BenchmarkReplaySeen measures one test-and-set of a fresh tag: the path every
@@ -40,4 +42,42 @@ func BenchmarkReplaySeenParallel(b *testing.B) {
 			f.Seen(src.next())
 		}
 	})
+}
+
+// BenchmarkReplaySeenCold inserts 40,000 fresh tags (about what the
+// NodeSockets benchmark's node sees while it is timed) into a new filter of
+// the default size, as a node does for the first packets under a new Sphinx
+// key. Without Prefault most of them take a page's first-touch fault;
+// with it (not timed, reported as prefault_ms) none does.
+func BenchmarkReplaySeenCold(b *testing.B) {
+	src := newTagSource(b)
+	tags := make([][32]byte, 40_000)
+	for i := range tags {
+		tags[i] = src.next()
+	}
+	for _, prefault := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefault=%v", prefault), func(b *testing.B) {
+			var prefaultTime time.Duration
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				// Hand the last filter's pages back to the system, or the
+				// runtime reuses them already touched.
+				debug.FreeOSMemory()
+				f := mustNew(b, DefaultCapacity, DefaultFPRate)
+				if prefault {
+					start := time.Now()
+					f.Prefault()
+					prefaultTime += time.Since(start)
+				}
+				b.StartTimer()
+				for _, tag := range tags {
+					f.Seen(tag)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(tags)), "ns/tag")
+			b.ReportMetric(float64(prefaultTime.Milliseconds())/float64(b.N), "prefault_ms")
+		})
+	}
 }

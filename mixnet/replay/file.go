@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync/atomic"
+
+	"github.com/nym-go/nym/internal/keyfile"
 )
 
 // A filter on disk, so that a node restarted while its Sphinx key is still
@@ -245,51 +246,28 @@ func readErr(what string, err error) error {
 	return fmt.Errorf("replay: read %s: %w", what, err)
 }
 
-// Save writes the filter to path, atomically: it writes a temporary file in
-// the same directory (mode 0600), syncs it, renames it over path and syncs the
-// directory, so that a crash at any moment leaves either the old file or the
-// new one, never half of one. Like Encode it is safe during Seen.
-func (f *Filter) Save(path string, binding [32]byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+TempInfix+"*")
+// Save writes the filter to path, atomically (keyfile.Replace): it writes a
+// temporary file in the same directory (mode 0600), syncs it, renames it over
+// path and syncs the directory, so that a crash at any moment leaves either
+// the old file or the new one, never half of one. Like Encode it is safe
+// during Seen.
+func (f *Filter) Save(path string, binding [32]byte) error {
+	err := keyfile.Replace(path, func(tmp *os.File) error {
+		sw := &sparseWriter{f: tmp}
+		if _, err := f.Encode(sw, binding); err != nil {
+			return err
+		}
+		return sw.finish()
+	})
 	if err != nil {
 		return fmt.Errorf("replay: save %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("replay: save %s: %w", path, err)
-		}
-	}()
-	sw := &sparseWriter{f: tmp}
-	if _, err := f.Encode(sw, binding); err != nil {
-		return err
-	}
-	if err := sw.finish(); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory is synced.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // TempInfix follows path in the name of Save's temporary file, then a random
 // string. A crash can leave such a file behind; it can be deleted.
-const TempInfix = ".tmp-"
+const TempInfix = keyfile.TempInfix
 
 // Load reads a filter saved by Save with the same binding, for the given
 // capacity and false-positive rate; see Decode for what it refuses. A missing

@@ -1,0 +1,45 @@
+package router
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/nym-go/nym/internal/testpkt"
+	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/tun/ippkt"
+)
+
+// discardTUN takes packets and forgets them.
+type discardTUN struct{}
+
+func (discardTUN) Write([][]byte) error { return nil }
+
+// BenchmarkRouterUpstream: one session's Data requests, each a bundle of
+// two packets, through parsing, the source check and the policy to the
+// TUN. Reported per bundle.
+func BenchmarkRouterUpstream(b *testing.B) {
+	e := newTestExit(b, func(c *Config) {
+		c.TUN = discardTUN{}
+		c.Policy = func(netip.AddrPort, uint8) (bool, string) { return true, "" }
+	})
+	c := e.client(1)
+	c.send(&ipr.Connect{RequestID: 1, Nonce: c.nonce})
+	ok := e.lastResponse(c.key).(*ipr.ConnectOK)
+	dst := netip.MustParseAddr("192.0.2.1")
+	bundle := bundleOf(b,
+		testpkt.IPv4(b, ok.Addrs.V4, dst, ippkt.ProtoUDP, 53, make([]byte, 600)),
+		testpkt.IPv4(b, ok.Addrs.V4, dst, ippkt.ProtoTCP, 443, make([]byte, 600)))
+	msgs := make([][]byte, b.N)
+	for i := range msgs {
+		msgs[i], _ = ipr.MarshalRequest(&ipr.DataUp{Seq: uint64(i), Bundle: bundle})
+	}
+	b.SetBytes(int64(len(bundle)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e.r.HandleRequest(c.key, msgs[i])
+	}
+	if s := e.r.Stats(); s.PacketsUp != 2*uint64(b.N) {
+		b.Fatalf("%d packets up, want %d", s.PacketsUp, 2*b.N)
+	}
+}

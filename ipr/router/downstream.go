@@ -1,0 +1,157 @@
+package router
+
+import (
+	"github.com/nym-go/nym/ipr"
+)
+
+// Stream is the transport's stream that carries one session's downstream
+// Data under one sender tag: for the exit, a mixnet reply stream, which
+// pulls one response whenever it holds a SURB for the tag. The router wakes
+// it when the session's queue stops being empty and closes it when the
+// session ends or moves to another sender tag.
+type Stream interface {
+	// Wake says the session has data (again). It must not block.
+	Wake()
+	// Close ends the stream; the router calls it once.
+	Close() error
+}
+
+// Downstream is what a session's Stream pulls from: the session's queue as
+// it stands under one sender tag. Config.OpenStream hands it out.
+type Downstream struct {
+	r   *Router
+	s   *session
+	key SessionKey
+}
+
+// Key is the sender tag the stream replies to.
+func (d Downstream) Key() SessionKey { return d.key }
+
+// Pull appends the session's next downstream response to dst, within
+// cap(dst), and reports false when there is nothing to send. The response is
+// a Data message packed with as many queued packets as fit, so bundles leave
+// full under load and small when the link is quiet, without a flush timer;
+// or, first after the session went short of SURBs (Starved), an Info that
+// tells the client to send more. The stream calls it when it can send one
+// response now, so a bundle leaves the queue only with a SURB in hand:
+// nothing waits outside the queue's CoDel. It does not block.
+func (d Downstream) Pull(dst []byte) ([]byte, bool) {
+	r, s := d.r, d.s
+	now := r.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.key != d.key {
+		return dst, false
+	}
+	if s.lowSURBs {
+		s.lowSURBs = false
+		if now.Sub(s.lastLowInfo) >= r.cfg.InfoInterval {
+			if b, err := (&ipr.Info{Code: ipr.InfoLowSURBs}).AppendBinary(dst); err == nil && len(b) <= cap(dst) {
+				s.lastLowInfo = now
+				r.stats.lowSURBInfos.Add(1)
+				return b, true
+			}
+		}
+	}
+	if s.down.Len() == 0 {
+		return dst, false
+	}
+	room := cap(dst) - len(dst) - ipr.DataDownOverhead
+	enc := s.enc
+	if room < r.bundleCap {
+		// The transport offers less than PayloadCapacity promised: pack
+		// what fits rather than wedge the queue.
+		if room < 0 {
+			return dst, false
+		}
+		enc = ipr.NewBundleEncoder(room)
+	}
+	enc.Reset(append(dst, make([]byte, ipr.DataDownOverhead)...))
+	sojourn := s.down.Stats().Sojourn
+	var bytes int
+	for {
+		// CoDel drops at the head what waited too long, then the head
+		// goes into the bundle if it fits; if not, it opens the next.
+		if p, _, ok := s.down.PopIf(now, enc.Fits); ok {
+			if err := enc.Add(p); err != nil { // Fits said yes: only an empty packet, which FromTUN lets in never
+				r.stats.drop(DropMalformed, 1)
+				continue
+			}
+			bytes += len(p)
+			continue
+		}
+		if enc.Packets() > 0 || s.down.Len() == 0 {
+			break
+		}
+		// The head fits no bundle this transport takes: drop it rather
+		// than leave the stream asleep on a queue that never empties.
+		if _, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
+			r.stats.drop(DropTooBig, 1)
+		}
+	}
+	r.stats.drop(DropSojourn, int(s.down.Stats().Sojourn-sojourn))
+	if enc.Packets() == 0 {
+		return dst, false // CoDel dropped all there was
+	}
+	msg := enc.Bytes()
+	ipr.PutDataDownHeader(msg[len(dst):], s.downSeq, s.backlog(r.bundleCap))
+	s.downSeq++
+	r.stats.bundlesDown.Add(1)
+	r.stats.packetsDown.Add(uint64(enc.Packets()))
+	r.stats.bytesDown.Add(uint64(bytes))
+	return msg, true
+}
+
+// Starved tells the router that the stream has data to send but no SURB to
+// send it with (the transport has asked the client for more). The session's
+// packets stay in its queue, where CoDel ages them out; the next response
+// the stream pulls is an Info telling the client to send more SURBs, at most
+// one per InfoInterval. It does not block.
+func (d Downstream) Starved() {
+	d.r.stats.starved.Add(1)
+	d.s.mu.Lock()
+	if !d.s.closed && d.s.key == d.key {
+		d.s.lowSURBs = true
+	}
+	d.s.mu.Unlock()
+}
+
+// openStream opens the stream of session s under sender tag key, unless the
+// session ended or moved on meanwhile. Called without locks held: the
+// transport may take its own.
+func (r *Router) openStream(s *session, key SessionKey) {
+	if r.cfg.OpenStream == nil {
+		return
+	}
+	st, err := r.cfg.OpenStream(key, Downstream{r: r, s: s, key: key})
+	if err != nil {
+		r.stats.streamsFailed.Add(1)
+		return
+	}
+	s.mu.Lock()
+	if s.closed || s.key != key || s.stream != nil {
+		s.mu.Unlock()
+		st.Close()
+		return
+	}
+	s.stream = st
+	s.mu.Unlock()
+	st.Wake() // packets may have come before the stream
+}
+
+// closeStreams closes streams taken from sessions, without locks held.
+func closeStreams(sts []Stream) {
+	for _, st := range sts {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// takeStream detaches the session's stream, to be closed once the locks are
+// released. s.mu is held.
+func (s *session) takeStream() Stream {
+	st := s.stream
+	s.stream = nil
+	return st
+}
