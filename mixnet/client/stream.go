@@ -160,8 +160,8 @@ func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
 // called, without blocking, when the stream is awake but the client holds no
 // SURB for tag (the client has then asked the sender for more, if it could).
 // It is called again after SURBs arrived and ran out again, not repeatedly.
-// onStarved runs on the stream's goroutine: it must return promptly and
-// must not call the stream's Close.
+// onStarved runs on the stream's goroutine, holding no lock of the client:
+// it must return promptly (it may call Wake or Close).
 func (c *Client) OpenReplyStream(tag AnonymousSenderTag, src Source, onStarved func()) (*Stream, error) {
 	if tag.IsZero() {
 		return nil, errors.New("client: reply stream to the zero sender tag")
