@@ -387,7 +387,8 @@ func (q *scheduler) offer(s *Stream, b *builtPacket) bool {
 
 // next takes the packet for a real slot: the next in turn, the internal
 // queue included, and the stream it is from (nil for the internal queue).
-// nil means loop cover. The caller calls sent once it is sent.
+// nil means loop cover. The caller calls the stream's sentOne once the
+// packet is sent.
 func (q *scheduler) next() (*builtPacket, *Stream) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
