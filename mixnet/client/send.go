@@ -173,7 +173,11 @@ func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 		// written it, and the tests keep what they watch.
 		h.onSend(now, append([]byte(nil), p.wire...), real)
 	}
-	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire, Done: releaseWire})
+	done := p.done
+	if done == nil {
+		done = releaseWire
+	}
+	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire, Done: done})
 	if !ok {
 		c.stats.packetsDropped.Add(1)
 	}

@@ -217,6 +217,24 @@ func (s *Stream) pullOne(p *Payload) bool {
 	if err != nil {
 		return false
 	}
+	direct := c.cfg.Loopix.SendInterval <= 0
+	if direct {
+		// No Poisson slot to wait for: wait for room in the link instead,
+		// so that a slow gateway connection holds packets back in the
+		// source's queue (where its CoDel sees them) rather than
+		// overflowing the link's queue.
+		select {
+		case c.linkRoom <- struct{}{}:
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	sent := false
+	defer func() {
+		if direct && !sent {
+			<-c.linkRoom
+		}
+	}()
 	var surb heldSURB
 	if s.reply {
 		var ok bool
@@ -257,7 +275,9 @@ func (s *Stream) pullOne(p *Payload) bool {
 		return true // the data is lost, as on a full link; the source goes on
 	}
 	b.stream = true
-	if c.cfg.Loopix.SendInterval <= 0 {
+	if direct {
+		b.done = c.doneDirect // returns the token once the link copied it
+		sent = true
 		c.transmit(conn, b, time.Now())
 		return true
 	}

@@ -50,6 +50,14 @@ func repliableDataCapacity(n int) int { return FragmentCapacity - repliableHeade
 // replyDataCapacity is the data one reply packet carries.
 const replyDataCapacity = ReplyFragmentCapacity - 1
 
+// directLinkWindow bounds the stream packets in the gateway link's queue,
+// not yet copied out by its writer, when the Poisson stream is off. The
+// writer packs up to 64 KiB (27 packets) per system call, so 128 keeps it
+// busy through four batches, while a gateway connection that stalls holds
+// packets back in the sources' queues after 300 KiB rather than after the
+// link's 2048-frame queue (4.8 MiB, seconds of standing delay) overflows.
+const directLinkWindow = 128
+
 // wireBuffers recycles packet buffers: the link hands a frame's payload back
 // (link.Frame.Done) once its writer has copied it into a Noise message, so a
 // stream packet costs no payload-sized allocation in the steady state.
