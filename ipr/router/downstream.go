@@ -1,8 +1,6 @@
 package router
 
-import (
-	"github.com/nym-go/nym/ipr"
-)
+import "github.com/nym-go/nym/ipr"
 
 // Stream is the transport's stream that carries one session's downstream
 // Data under one sender tag: for the exit, a mixnet reply stream, which
