@@ -191,6 +191,15 @@ func (q *Queue) PopIf(now time.Time, fits func(n int) bool) (pkt []byte, at time
 	return e.data, e.at, true
 }
 
+// Peek returns the head packet without dequeuing it: CoDel is not
+// consulted, so the head PopIf returns next may be a later one.
+func (q *Queue) Peek() (pkt []byte, ok bool) {
+	if q.Len() == 0 {
+		return nil, false
+	}
+	return q.items[q.head].data, true
+}
+
 // Unshift puts back at the head a packet PopIf returned, with the arrival
 // time PopIf gave, so that it goes first next time and CoDel still sees how
 // long it has waited. It bypasses the hard limits (the packet was in the

@@ -326,6 +326,9 @@ func TestPopIfKeepsOrder(t *testing.T) {
 		t.Fatalf("next head: %d bytes at %v", len(pkt), at)
 	}
 	q.Unshift(pkt, at)
+	if pkt, ok := q.Peek(); !ok || len(pkt) != 30 || q.Len() != 3 {
+		t.Fatalf("Peek after Unshift: %d bytes, %v, Len %d", len(pkt), ok, q.Len())
+	}
 	if pkt, _, _ := q.PopIf(t0, nil); len(pkt) != 30 {
 		t.Fatalf("after Unshift the head is %d bytes, want 30", len(pkt))
 	}

@@ -57,6 +57,17 @@ func (e *BundleEncoder) Reset(dst []byte) {
 	e.buf, e.start, e.packets = dst, len(dst), 0
 }
 
+// ResetInPlace starts a new bundle after dst's bytes (a message header,
+// say) whose capacity is the room left in dst, cap(dst) − len(dst): the
+// bundle is written into dst's array and never reallocates it, so it stays
+// in a buffer the caller was handed (a mixnet client's packet buffer). It
+// sets the encoder's capacity until the next ResetInPlace, and makes a zero
+// BundleEncoder usable.
+func (e *BundleEncoder) ResetInPlace(dst []byte) {
+	e.Reset(dst)
+	e.capacity = cap(dst) - len(dst)
+}
+
 // Len is the bundle's length so far.
 func (e *BundleEncoder) Len() int { return len(e.buf) - e.start }
 

@@ -3,24 +3,27 @@ package vpn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"time"
 
+	"github.com/nym-go/nym/codel"
 	"github.com/nym-go/nym/mixnet/client"
 )
 
 // Mixnet is what a Tunnel needs of a connected mixnet client; *client.Client
-// has it. Every packet the tunnel sends carries the sender tag, by which the
-// exit knows the session, but most carry no reply SURBs: those go where room
-// is spare, or alone when the exit runs low.
+// has it. The tunnel's data goes up a stream the client pulls from
+// (OpenStream): every packet carries the sender tag, by which the exit knows
+// the session, but most carry no reply SURBs: those go where room is spare,
+// or alone when the exit runs low. Connect, Ping and Disconnect are pushed
+// with SendRepliablePacket.
 type Mixnet interface {
+	OpenStream(to client.Address, src client.Source) (*client.Stream, error)
 	SendRepliablePacket(ctx context.Context, to client.Address, data []byte, nSURBs int) error
 	RepliablePacketCapacity(nSURBs int) int
 	ReplyCapacity() int
 	Receive() <-chan client.Message
-	// Queued is how many packets wait in the client for a send slot.
-	Queued() int
 	// Offline is how long the client has been cut off from its gateway.
 	Offline() time.Duration
 	Close() error
@@ -51,17 +54,14 @@ type Config struct {
 	ConnectSURBs int
 
 	// QueueTarget and QueueInterval are CoDel's parameters for the
-	// upstream queue: a few Poisson slots, and about the tunnel's round
-	// trip. Defaults ipr.DefaultQueueTarget (50 ms) and
-	// ipr.DefaultQueueInterval (500 ms). MaxQueueBytes is a memory guard;
-	// default 1 MiB.
-	QueueTarget, QueueInterval time.Duration
-	MaxQueueBytes              int
-	// MaxClientQueue is how many of our packets may wait inside the mixnet
-	// client for a Poisson slot; more wait in our CoDel queue, where
-	// their sojourn is seen. Default 2.
-	MaxClientQueue int
-
+	// upstream queue (see upstreamCoDel for the choice). Defaults: two
+	// Poisson slots (40 ms at Nym's defaults) and ten times that; with no
+	// Poisson stream, RFC 8289's 5 ms and 100 ms. MaxQueuePackets and
+	// MaxQueueBytes are memory guards, far above what CoDel lets stand:
+	// each queued packet holds a TUN read buffer of tun.MaxPacketSize.
+	// Defaults 128 packets and 1 MiB.
+	QueueTarget, QueueInterval     time.Duration
+	MaxQueuePackets, MaxQueueBytes int
 	// ConnectRetry is the wait for a ConnectOK before the Connect is sent
 	// again; ConnectTimeout bounds one whole handshake. Defaults 5 s, 60 s.
 	ConnectRetry, ConnectTimeout time.Duration
@@ -93,30 +93,44 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) setDefaults() error {
+// withDefaults returns c with its zero fields set to the defaults, or an
+// error for an invalid value.
+func (c Config) withDefaults() (Config, error) {
 	if c.Dial == nil {
-		return errors.New("vpn: Config.Dial is required")
+		return c, errors.New("vpn: Config.Dial is required")
+	}
+	for _, v := range []int{c.MinSURBs, c.MaxSURBs, c.ConnectSURBs, c.MaxQueuePackets, c.MaxQueueBytes} {
+		if v < 0 {
+			return c, fmt.Errorf("vpn: negative Config value %d", v)
+		}
+	}
+	for _, v := range []time.Duration{c.QueueTarget, c.QueueInterval, c.ConnectRetry, c.ConnectTimeout, c.PingInterval,
+		c.DeadAfter, c.GatewayTimeout, c.RedialMin, c.RedialMax} {
+		if v < 0 {
+			return c, fmt.Errorf("vpn: negative Config duration %v", v)
+		}
 	}
 	if c.Profile.Name == "" {
 		c.Profile = DefaultProfile()
 	}
 	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
 	defInt := func(v *int, d int) {
-		if *v <= 0 {
+		if *v == 0 {
 			*v = d
 		}
 	}
 	defInt(&c.MinSURBs, 20)
 	defInt(&c.MaxSURBs, 400)
 	defInt(&c.ConnectSURBs, 10)
-	def(&c.QueueTarget, 50*time.Millisecond)
-	def(&c.QueueInterval, 500*time.Millisecond)
+	target, interval := upstreamCoDel(c.Profile)
+	def(&c.QueueTarget, target)
+	def(&c.QueueInterval, max(interval, 2*c.QueueTarget))
+	defInt(&c.MaxQueuePackets, 128)
 	defInt(&c.MaxQueueBytes, 1<<20)
-	defInt(&c.MaxClientQueue, 2)
 	def(&c.ConnectRetry, 5*time.Second)
 	def(&c.ConnectTimeout, 60*time.Second)
 	def(&c.PingInterval, 10*time.Second)
@@ -124,8 +138,42 @@ func (c *Config) setDefaults() error {
 	def(&c.GatewayTimeout, 5*time.Second)
 	def(&c.RedialMin, 500*time.Millisecond)
 	def(&c.RedialMax, 15*time.Second)
+	if c.QueueTarget >= c.QueueInterval {
+		return c, fmt.Errorf("vpn: QueueTarget %v not below QueueInterval %v", c.QueueTarget, c.QueueInterval)
+	}
+	if c.MinSURBs > c.MaxSURBs {
+		return c, fmt.Errorf("vpn: MinSURBs %d above MaxSURBs %d", c.MinSURBs, c.MaxSURBs)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c, nil
+}
+
+// upstreamCoDel chooses CoDel's target and interval for the upstream queue
+// from what a slot costs. The queue drains one DataUp per slot of the
+// mixnet client's Poisson stream, at most one full-MTU packet each, and a
+// slot comes every SendInterval on average (20 ms at Nym's defaults); the
+// client shares the slots round robin with its own messages, so under load
+// the tunnel's turn can come every other slot.
+//
+// Target is two slots (40 ms). A packet that finds no queue still waits for
+// the next slot, an exponential wait of mean SendInterval, so a target of
+// one slot would see a "standing" queue in the clock's own noise, and drop
+// packets that only met a late slot; and with less than a slot or two's
+// worth ready, a burst that arrives just after a slot leaves the following
+// slots to cover traffic. Two slots keep the standing queue at about two
+// packets, so the upstream adds about two slots to the RTT under load.
+//
+// Interval is ten targets (400 ms), about twice the idle RTT through the
+// tunnel at Nym's defaults (150–180 ms: three mix hops each way and a slot
+// at both ends). RFC 8289's interval is a round trip of the flows through
+// the queue: TCP needs one to answer a drop, and CoDel must not drop again
+// before the answer could be seen. Ten targets is also the RFC's
+// target-to-interval ratio (5–10 %). Without a Poisson stream packets leave
+// as fast as the link takes them, and RFC 8289's defaults (5 ms, 100 ms)
+// apply as floors.
+func upstreamCoDel(p Profile) (target, interval time.Duration) {
+	target = max(2*p.Loopix.SendInterval, codel.DefaultTarget)
+	return target, max(10*target, codel.DefaultInterval)
 }

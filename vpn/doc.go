@@ -6,14 +6,18 @@
 // with reply SURBs and waits for ConnectOK, which gives the addresses and the
 // MTU the caller configures its TUN with. Run then pumps packets both ways:
 //
-//   - upstream, packets read from the TUN wait in a queue bounded by sojourn
-//     time (CoDel), so TCP inside the tunnel sees loss as soon as the Poisson
-//     stream — the tunnel's bottleneck — falls behind, instead of a deep
-//     buffer; each mixnet packet is a DataUp bundle filled as far as one
-//     packet allows, its spare room filled with reply SURBs; every packet
-//     carries the sender tag that names the session at the exit, but a full
-//     one no SURB (client.Client.SendRepliablePacket with none), so the MTU
-//     is a whole tagged packet less the ipr framing — 1537, enough for IPv6;
+//   - upstream, packets read from the TUN wait, in the buffers they were
+//     read into, in one queue bounded by sojourn time (package codel), and
+//     the mixnet client pulls them (a client.Stream) exactly when it has a
+//     Poisson slot for one: the client's clock is the only pace and the
+//     queue the only place a packet waits, so TCP inside the tunnel sees
+//     loss as soon as the Poisson stream — the tunnel's bottleneck — falls
+//     behind, instead of a deep buffer. Each pull packs a DataUp bundle in
+//     place into the client's packet buffer, as far as one packet allows,
+//     its spare room filled with reply SURBs; every packet carries the
+//     sender tag that names the session at the exit, but a full one no
+//     SURB, so the MTU is a whole tagged packet less the ipr framing —
+//     1537, enough for IPv6;
 //   - downstream, DataDown replies are put back in sequence order by an
 //     ipr.Resequencer whose timeout follows the mixing profile, split, and
 //     written to the TUN;

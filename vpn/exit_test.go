@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/nym-go/nym/internal/testexit"
-	"github.com/nym-go/nym/ipr"
+	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/tun"
@@ -19,7 +19,7 @@ var internetAddr = netip.MustParseAddr("192.0.2.1")
 // testExit is internal/testexit's exit under the names these tests use.
 type testExit struct {
 	mix    *client.Client
-	router *ipr.Router
+	router *router.Router
 	net    *tun.Net
 }
 

@@ -14,28 +14,29 @@ import (
 
 // readTUN moves packets from dev into the upstream queue until dev closes.
 // It outlives reconnects: packets read while the path is down wait in the
-// queue, where CoDel ages them out.
+// queue, where CoDel ages them out. The packets stay in the buffers they
+// were read into (see upstream).
 func (t *Tunnel) readTUN(dev tun.Device) error {
-	bufs, sizes := tun.NewBatch(dev)
+	bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
+	t.up.getBufs(bufs)
 	// The errors come from the exit's TUN address: to the user's stack
 	// the tunnel is the next hop, and the exit the router behind it.
 	tooBig := icmperr.NewResponder(ipr.RouterIPv4, ipr.RouterIPv6, icmperr.DefaultRate, icmperr.DefaultBurst)
 	for {
 		n, err := dev.Read(bufs, sizes)
 		for i := range n {
-			pkt := bufs[i][:sizes[i]]
-			if len(pkt) > t.mtu {
+			if sizes[i] > t.mtu {
 				// The TUN's MTU keeps these out; a packet that
 				// slips through (a device or stack set up with a
 				// larger MTU) could never fit a bundle. Tell its
 				// sender the MTU, so it shrinks its packets instead
 				// of retransmitting into a black hole.
 				t.tooBig.Add(1)
-				t.answerTooBig(dev, tooBig, pkt)
-				continue
+				t.answerTooBig(dev, tooBig, bufs[i][:sizes[i]])
+				sizes[i] = -1 // not queued: the buffer stays in its slot
 			}
-			t.queue.push(pkt, time.Now())
 		}
+		t.up.push(bufs[:n], sizes[:n], t.up.now())
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) || errors.Is(err, tun.ErrShortBuffer) {
 				return err
@@ -55,93 +56,6 @@ func (t *Tunnel) answerTooBig(dev tun.Device, r *icmperr.Responder, pkt []byte) 
 	if err := dev.Write([][]byte{msg}); err != nil {
 		t.tunWriteErrs.Add(1)
 		t.log.Debug("vpn TUN write of ICMP too big", "err", err)
-	}
-}
-
-// sendLoop sends one DataUp per free slot of the mixnet client: queued
-// packets, with the spare room filled by SURBs while the exit needs them,
-// or SURBs alone when there is nothing to send but the exit runs low.
-//
-// Every DataUp carries our sender tag, which names the session at the exit,
-// but a full one carries no SURB: that is what lets a bundle hold an IP
-// packet of the tunnel's MTU (maxUpPacket). While the exit needs SURBs,
-// bundles are packed to leave room for at least one; when the head packet
-// is too big for that, slots alternate between a SURB-only DataUp and a
-// full bundle, so neither the SURB supply nor the upload stalls.
-func (t *Tunnel) sendLoop(ctx context.Context) error {
-	mix, router := t.mix, t.router
-	encFull := ipr.NewBundleEncoder(mix.RepliablePacketCapacity(0) - ipr.DataUpOverhead)
-	encSURB := ipr.NewBundleEncoder(mix.RepliablePacketCapacity(1) - ipr.DataUpOverhead)
-	bigTurn := false // the last slot went to SURBs alone, past a big head packet
-	var msg []byte
-	recheck := time.NewTicker(100 * time.Millisecond) // for SURB stalls
-	defer recheck.Stop()
-	pace := max(t.cfg.Profile.Loopix.SendInterval/4, time.Millisecond)
-	for {
-		now := time.Now()
-		queued, _ := t.queue.len()
-		deficit := t.budget.deficit(now)
-		if queued == 0 && deficit <= 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.queue.ready:
-			case <-recheck.C:
-			}
-			continue
-		}
-		// Keep the mixnet client's own queue short: a packet waiting
-		// there has a sojourn CoDel cannot see. Only packets waiting for
-		// a slot count: the client's reliable messages (SURBs it grants
-		// the exit) stay in flight until acknowledged, seconds at Nym's
-		// delays, and must not hold up the tunnel meanwhile.
-		if mix.Queued() >= t.cfg.MaxClientQueue {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(pace):
-			}
-			continue
-		}
-		enc := encFull
-		if deficit > 0 && !bigTurn {
-			enc = encSURB
-		}
-		bigTurn = false
-		enc.Reset(nil)
-		for {
-			pkt, ok := t.queue.popIf(now, enc.Fits)
-			if !ok {
-				break
-			}
-			if err := enc.Add(pkt); err != nil { // Fits said yes: cannot happen
-				t.tooBig.Add(1)
-			}
-		}
-		if enc == encSURB && enc.Packets() == 0 {
-			// The head, if any, needs a bundle without SURBs: it
-			// goes in the next slot, after these SURBs.
-			queued, _ = t.queue.len()
-			bigTurn = queued > 0
-		}
-		var err error
-		msg, err = (&ipr.DataUp{Seq: t.upSeq, Bundle: enc.Bytes()}).AppendBinary(msg[:0])
-		if err != nil {
-			return fmt.Errorf("vpn: encoding data: %w", err)
-		}
-		nSURBs := maxSURBs(mix, len(msg), 0, deficit)
-		if err := mix.SendRepliablePacket(ctx, router, msg, nSURBs); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("vpn: sending data: %w", err)
-		}
-		t.upSeq++
-		t.budget.gave(nSURBs)
-		t.bundlesUp.Add(1)
-		t.packetsUp.Add(uint64(enc.Packets()))
-		t.bytesUp.Add(uint64(enc.Len() - 2*enc.Packets()))
-		t.lastSent.Store(now.UnixNano())
 	}
 }
 
@@ -193,6 +107,9 @@ func (t *Tunnel) recvLoop(ctx context.Context, dev tun.Device) error {
 func (t *Tunnel) handleReply(data []byte, release func([]byte)) error {
 	now := time.Now()
 	t.lastReply.Store(now.UnixNano())
+	// The reply spent a SURB, or said the exit runs low: the exit may
+	// need SURBs now, which only the upstream stream sends.
+	defer t.up.wakeIfShort(now)
 	resp, err := ipr.ParseResponse(data)
 	if err != nil {
 		t.budget.replied(-1, now)
@@ -248,7 +165,11 @@ func (t *Tunnel) writeTUN(dev tun.Device, pkts [][]byte) {
 // watchdog pings when the session is quiet, so the exit does not expire it
 // and we learn whether the path still works, and declares the path dead
 // when nothing came back for DeadAfter, or when the mixnet client has been
-// cut off from its gateway for GatewayTimeout.
+// cut off from its gateway for GatewayTimeout. Its ticker is a liveness
+// check, not the send path's pace: data and SURBs leave when the client
+// pulls them. It also wakes the upstream when the SURB budget, which
+// gives SURBs up as lost after a stall with no reply (no event marks
+// that), finds the exit short.
 func (t *Tunnel) watchdog(ctx context.Context) error {
 	period := min(t.cfg.PingInterval/4, time.Second)
 	tick := time.NewTicker(period)
@@ -258,6 +179,7 @@ func (t *Tunnel) watchdog(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-tick.C:
+			t.up.wakeIfShort(now)
 			sinceReply := now.Sub(time.Unix(0, t.lastReply.Load()))
 			if sinceReply > t.cfg.DeadAfter {
 				return fmt.Errorf("%w for %v", errPathDead, sinceReply.Round(time.Second))

@@ -34,10 +34,17 @@ func TestReadTUNAnswersTooBig(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn := &Tunnel{
-		log:   quietLogger(),
-		mtu:   1300,
-		queue: newUpQueue(time.Second, 10*time.Second, 4<<20), // CoDel must not drop here
+		log: quietLogger(),
+		mtu: 1300,
+		// CoDel must not drop here.
+		cfg: Config{QueueTarget: time.Second, QueueInterval: 10 * time.Second, MaxQueuePackets: 1 << 16, MaxQueueBytes: 4 << 20},
 	}
+	var err2 error
+	if tn.up, err2 = newUpstream(tn); err2 != nil {
+		t.Fatal(err2)
+	}
+	ready := make(chanWaker, 1)
+	tn.up.setStream(ready)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -47,17 +54,22 @@ func TestReadTUNAnswersTooBig(t *testing.T) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-tn.queue.ready:
+			case <-ready:
 			}
 			for {
-				pkt, ok := tn.queue.popIf(time.Now(), func(int) bool { return true })
+				tn.up.mu.Lock()
+				pkt, _, ok := tn.up.q.PopIf(time.Now(), nil)
+				if ok {
+					if len(pkt) > tn.mtu {
+						t.Errorf("a %d-byte packet passed readTUN", len(pkt))
+					}
+					hostDev.Write([][]byte{pkt})
+					tn.up.putBuf(pkt)
+				}
+				tn.up.mu.Unlock()
 				if !ok {
 					break
 				}
-				if len(pkt) > tn.mtu {
-					t.Errorf("a %d-byte packet passed readTUN", len(pkt))
-				}
-				hostDev.Write([][]byte{pkt})
 			}
 		}
 	})
@@ -112,12 +124,14 @@ func TestReadTUNAnswersTooBig(t *testing.T) {
 		t.Fatalf("upload: %v (%d too big)", err, tn.tooBig.Load())
 	}
 	c.Close()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
 	select {
 	case b := <-got:
 		if !bytes.Equal(b, data) {
 			t.Fatalf("host got %d bytes, want the %d sent", len(b), len(data))
 		}
-	case <-time.After(20 * time.Second):
+	case <-deadline.C:
 		t.Fatalf("upload stalled after %d too-big packets", tn.tooBig.Load())
 	}
 	if tn.tooBig.Load() == 0 {

@@ -47,9 +47,8 @@ type Tunnel struct {
 	mtu         int
 	connectedAt time.Time
 
-	queue  *upQueue
+	up     *upstream
 	budget *surbBudget
-	upSeq  uint64                   // the send loop's alone
 	reseq  *ipr.Resequencer[[]byte] // the receive loop's alone
 
 	lastSent, lastReply, lastPing atomic.Int64 // unix nanoseconds
@@ -70,13 +69,13 @@ type Tunnel struct {
 // exit's router. It returns once the router granted addresses: the caller
 // sets up its TUN with Addrs and MTU, then calls Run.
 func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
-	if err := cfg.setDefaults(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
 	t := &Tunnel{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		queue:  newUpQueue(cfg.QueueTarget, cfg.QueueInterval, cfg.MaxQueueBytes),
 		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()),
 		reseq:  ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
 	}
@@ -101,6 +100,10 @@ func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
 	// applies. The MTU is what fits both ways: 1537 with today's sizes,
 	// above IPv6's minimum of 1280.
 	t.mtu = min(int(ok.MTU), ipr.MaxIPPacket(mix.ReplyCapacity()), maxUpPacket(mix))
+	if t.up, err = newUpstream(t); err != nil {
+		mix.Close()
+		return nil, err
+	}
 	t.connectedAt = time.Now()
 	t.log.Info("vpn session granted", "v4", ok.Addrs.V4, "v6", ok.Addrs.V6, "mtu", t.mtu, "profile", cfg.Profile.Name)
 	return t, nil
@@ -139,7 +142,7 @@ func (t *Tunnel) setState(s State) {
 // Stats returns the tunnel's counters. It is safe to call at any time.
 func (t *Tunnel) Stats() Stats {
 	given, used, outstanding, backlog, resets := t.budget.snapshot()
-	soj, full := t.queue.drops()
+	drops := t.up.drops()
 	t.mu.Lock()
 	st := Stats{State: t.state, Reorder: t.reorder}
 	t.mu.Unlock()
@@ -149,7 +152,7 @@ func (t *Tunnel) Stats() Stats {
 	}
 	st.PacketsUp, st.BytesUp, st.BundlesUp = t.packetsUp.Load(), t.bytesUp.Load(), t.bundlesUp.Load()
 	st.PacketsDown, st.BytesDown, st.BundlesDown = t.packetsDown.Load(), t.bytesDown.Load(), t.bundlesDown.Load()
-	st.QueueDropsSojourn, st.QueueDropsFull = soj, full
+	st.QueueDropsSojourn, st.QueueDropsFull = drops.Sojourn, drops.Full
 	st.TooBig, st.MalformedDown, st.TUNWriteErrors = t.tooBig.Load(), t.malformedDown.Load(), t.tunWriteErrs.Load()
 	st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Backlog, st.SURBResets = given, used, outstanding, backlog, resets
 	st.Pings, st.Pongs, st.Reconnects = t.pings.Load(), t.pongs.Load(), t.reconnects.Load()
@@ -167,11 +170,20 @@ func maxUpPacket(mix Mixnet) int {
 // at most want and at least least (whether or not they fit: the caller
 // sized the message for them).
 func maxSURBs(mix Mixnet, msgLen, least, want int) int {
-	n := max(least, 0)
-	for n < want && mix.RepliablePacketCapacity(n+1) >= msgLen {
-		n++
+	capNone := mix.RepliablePacketCapacity(0)
+	fit := surbsBeside(capNone, capNone-mix.RepliablePacketCapacity(1), msgLen)
+	return max(least, min(want, fit))
+}
+
+// surbsBeside is how many SURBs of surbSize bytes fit beside msgLen bytes of
+// data in a tagged packet that holds capNone without SURBs. The client's
+// capacity falls by the same amount for each SURB, so this is computed
+// rather than probed.
+func surbsBeside(capNone, surbSize, msgLen int) int {
+	if surbSize <= 0 || msgLen > capNone {
+		return 0
 	}
-	return n
+	return (capNone - msgLen) / surbSize
 }
 
 // handshake sends Connect (again every ConnectRetry) until the router
@@ -269,16 +281,28 @@ func (t *Tunnel) Run(ctx context.Context, dev tun.Device) error {
 	}
 }
 
-// pump runs the send, receive and watchdog loops over the current mixnet
-// client until one fails or ctx ends.
+// pump opens the upstream stream on the current mixnet client and runs the
+// receive loop and the watchdog until one fails or ctx ends. Upstream there
+// is no loop of ours: the client pulls DataUps from t.up at its own pace.
 func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	t.up.setMixnet(t.mix)
 	now := time.Now().UnixNano()
 	t.lastReply.Store(now)
 	t.lastSent.Store(now)
+	stream, err := t.mix.OpenStream(t.router, t.up)
+	if err != nil {
+		return fmt.Errorf("vpn: opening the upstream: %w", err)
+	}
+	t.up.setStream(stream)
+	defer func() {
+		t.up.setStream(nil)
+		stream.Close() // drops a DataUp built ahead: its seq is a gap the exit's resequencer skips
+	}()
+	stream.Wake() // packets may have queued while the path was down; the exit needs SURBs
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context) error{t.sendLoop, func(ctx context.Context) error { return t.recvLoop(ctx, dev) }, t.watchdog} {
+	for _, loop := range []func(context.Context) error{func(ctx context.Context) error { return t.recvLoop(ctx, dev) }, t.watchdog} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -312,10 +336,12 @@ func (t *Tunnel) redial(ctx context.Context, sameMix bool) error {
 			return err
 		}
 		t.log.Warn("vpn reconnect failed", "attempt", attempt, "err", err, "retry_in", wait)
+		backoff := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			backoff.Stop()
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-backoff.C:
 		}
 		wait = min(2*wait, t.cfg.RedialMax)
 	}

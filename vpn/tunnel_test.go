@@ -193,13 +193,15 @@ func TestCloseWithoutRun(t *testing.T) {
 		t.Fatalf("state %v after Close", tn.State())
 	}
 	// Closed: Receive ends once what was buffered is drained.
-	for drained := time.After(10 * time.Second); ; {
+	drained := time.NewTimer(10 * time.Second)
+	defer drained.Stop()
+	for {
 		select {
 		case _, open := <-mix.Receive():
 			if open {
 				continue
 			}
-		case <-drained:
+		case <-drained.C:
 			t.Fatal("the mixnet client's Receive is still open after Close")
 		}
 		break

@@ -1,5 +1,6 @@
-// Command nym-api is the directory authority: nodes register with it, it
-// probes them, assigns roles every epoch and publishes the signed topology.
+// Command nym-api runs the directory authority (package mixnet/authority):
+// nodes register with it, it probes them, assigns roles every epoch and
+// publishes the signed topology.
 package main
 
 import (

@@ -79,7 +79,14 @@ func Create(path string, data []byte) error {
 	return write(path, func(f *os.File) error {
 		_, err := f.Write(data)
 		return err
-	}, func(tmp string) error { return os.Link(tmp, path) })
+	}, func(tmp string) error {
+		err := os.Link(tmp, path)
+		if errors.Is(err, fs.ErrExist) {
+			// Name the key, not the temporary file.
+			return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
+		}
+		return err
+	})
 }
 
 // Replace atomically replaces the file at path (or creates it, mode 0600)
@@ -120,7 +127,7 @@ func write(path string, fill func(*os.File) error, place func(tmp string) error)
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err := place(tmp); err != nil {
-		return err // *os.LinkError: names both files; wraps fs.ErrExist
+		return err
 	}
 	d, err := os.Open(dir)
 	if err != nil {

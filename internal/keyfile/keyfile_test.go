@@ -137,8 +137,8 @@ func TestCreateNeverReplaces(t *testing.T) {
 	if err := Create(path, []byte("first")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Create(path, []byte("second")); !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("second Create: %v, want fs.ErrExist", err)
+	if err := Create(path, []byte("second")); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), TempInfix) {
+		t.Fatalf("second Create: %v, want fs.ErrExist naming %s", err, path)
 	}
 	if got, _ := Read(path); string(got) != "first" {
 		t.Fatalf("key became %q", got)

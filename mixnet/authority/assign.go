@@ -3,6 +3,7 @@ package authority
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"github.com/nym-go/nym/mixnet/directory"
 	"math"
 	"slices"
@@ -89,8 +90,9 @@ func (a *assignment) equal(b *assignment) bool {
 //  3. If a group is still empty, move a capable node in from a group that can
 //     spare one: another layer first for a layer, then any other group.
 //  4. Everyone left is standby.
+//
+// lim has its defaults filled in (Limits.withDefaults).
 func assignRoles(prev assignment, eligible []candidate, lim Limits, epoch uint64) assignment {
-	lim = lim.withDefaults()
 	limit := [numGroups]int{lim.MaxExits, lim.MaxEntries, lim.LayerSize, lim.LayerSize, lim.LayerSize}
 
 	byID := make(map[directory.Key]candidate, len(eligible))
@@ -229,17 +231,22 @@ func findDonor(groups [numGroups][]directory.Key, g int, byID map[directory.Key]
 	return best, bestIndex, best >= 0
 }
 
-func (l Limits) withDefaults() Limits {
-	if l.MaxEntries <= 0 {
+// withDefaults returns l with its zero fields taken from DefaultLimits. A
+// negative limit is an error.
+func (l Limits) withDefaults() (Limits, error) {
+	if l.MaxEntries < 0 || l.MaxExits < 0 || l.LayerSize < 0 {
+		return l, fmt.Errorf("negative role limit in %+v", l)
+	}
+	if l.MaxEntries == 0 {
 		l.MaxEntries = DefaultLimits.MaxEntries
 	}
-	if l.MaxExits <= 0 {
+	if l.MaxExits == 0 {
 		l.MaxExits = DefaultLimits.MaxExits
 	}
-	if l.LayerSize <= 0 {
+	if l.LayerSize == 0 {
 		l.LayerSize = DefaultLimits.LayerSize
 	}
-	return l
+	return l, nil
 }
 
 // quantize buckets scores by tenths so that a long-running node at 0.98 does

@@ -22,11 +22,21 @@ func repeatCaps(c directory.Capabilities, n int) []directory.Capabilities {
 	return slices.Repeat([]directory.Capabilities{c}, n)
 }
 
+// filled is lim with its defaults.
+func filled(t *testing.T, lim Limits) Limits {
+	t.Helper()
+	lim, err := lim.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lim
+}
+
 // checkAssignment asserts what must hold for any assignment: every eligible
 // node is placed exactly once, only in roles it offers, within the limits.
 func checkAssignment(t *testing.T, a assignment, eligible []candidate, lim Limits) {
 	t.Helper()
-	lim = lim.withDefaults()
+	lim = filled(t, lim)
 	byID := map[directory.Key]candidate{}
 	for _, c := range eligible {
 		byID[c.id] = c
@@ -95,7 +105,7 @@ func TestAssignRolesFromCapabilities(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			el := cands(c.caps...)
-			a := assignRoles(assignment{}, el, c.lim, 7)
+			a := assignRoles(assignment{}, el, filled(t, c.lim), 7)
 			checkAssignment(t, a, el, c.lim)
 			if got := sizes(a); got != c.want {
 				t.Fatalf("got %s, want %s", got, c.want)
@@ -108,7 +118,7 @@ func TestAssignPrefersSpecialisedNodes(t *testing.T) {
 	// Node 1 is auto, node 2 can only exit: node 2 must be the exit, leaving
 	// node 1 to mix.
 	el := cands(autoNode, directory.Capabilities{Exit: true}, entryGW, mixOnly, mixOnly)
-	a := assignRoles(assignment{}, el, Limits{MaxExits: 1, MaxEntries: 1}, 1)
+	a := assignRoles(assignment{}, el, filled(t, Limits{MaxExits: 1, MaxEntries: 1}), 1)
 	checkAssignment(t, a, el, Limits{MaxExits: 1, MaxEntries: 1})
 	if !slices.Equal(a.Exit, []directory.Key{testID(2)}) {
 		t.Fatalf("exit = %x, want the exit-only node", a.Exit)
@@ -121,7 +131,7 @@ func TestAssignPrefersSpecialisedNodes(t *testing.T) {
 func TestAssignBalancedLayers(t *testing.T) {
 	for n := 1; n <= 40; n++ {
 		el := cands(repeatCaps(mixOnly, n)...)
-		a := assignRoles(assignment{}, el, Limits{}, uint64(n))
+		a := assignRoles(assignment{}, el, filled(t, Limits{}), uint64(n))
 		checkAssignment(t, a, el, Limits{})
 		lens := []int{len(a.Layers[0]), len(a.Layers[1]), len(a.Layers[2])}
 		if slices.Max(lens)-slices.Min(lens) > 1 {
@@ -129,7 +139,7 @@ func TestAssignBalancedLayers(t *testing.T) {
 		}
 	}
 	el := cands(repeatCaps(mixOnly, 20)...)
-	a := assignRoles(assignment{}, el, Limits{LayerSize: 5}, 1)
+	a := assignRoles(assignment{}, el, filled(t, Limits{LayerSize: 5}), 1)
 	if got := sizes(a); got != "entry=0 exit=0 layers=5/5/5 standby=5" {
 		t.Fatalf("layer size 5, 20 mixes: got %s", got)
 	}
@@ -137,10 +147,10 @@ func TestAssignBalancedLayers(t *testing.T) {
 
 func TestAssignKeepsPreviousRoles(t *testing.T) {
 	el := cands(append([]directory.Capabilities{autoNode, autoNode}, repeatCaps(mixOnly, 9)...)...)
-	first := assignRoles(assignment{}, el, Limits{}, 1)
+	first := assignRoles(assignment{}, el, filled(t, Limits{}), 1)
 	// Three more nodes join; another epoch's tie-break order differs.
 	more := cands(append(append([]directory.Capabilities{autoNode, autoNode}, repeatCaps(mixOnly, 9)...), repeatCaps(autoNode, 3)...)...)
-	second := assignRoles(first, more, Limits{}, 2)
+	second := assignRoles(first, more, filled(t, Limits{}), 2)
 	checkAssignment(t, second, more, Limits{})
 	for g, ids := range first.groups() {
 		for _, id := range ids {
@@ -229,7 +239,7 @@ func TestAssignFillsEmptyGroups(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := assignRoles(tc.prev, tc.eligible, tc.lim, 9)
+			got := assignRoles(tc.prev, tc.eligible, filled(t, tc.lim), 9)
 			checkAssignment(t, got, tc.eligible, tc.lim)
 			tc.check(t, got)
 		})

@@ -110,10 +110,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxNodes <= 0 {
 		c.MaxNodes = 10000
 	}
-	if c.Limits.MaxEntries < 0 || c.Limits.MaxExits < 0 || c.Limits.LayerSize < 0 {
-		return c, fmt.Errorf("directory: negative role limit in %+v", c.Limits)
+	var err error
+	if c.Limits, err = c.Limits.withDefaults(); err != nil {
+		return c, fmt.Errorf("directory: %w", err)
 	}
-	c.Limits = c.Limits.withDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}

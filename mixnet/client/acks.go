@@ -135,7 +135,7 @@ func (c *Client) runAcks(ctx context.Context) {
 				c.acks.forget(p.j)
 				continue
 			}
-			c.router.health.lost(p.mixes[:])
+			c.routes.health.lost(p.mixes[:])
 			if int(p.j.sends.Load()) > c.cfg.Retransmit.Max {
 				c.acks.forget(p.j)
 				c.stats.fragmentsLost.Add(1)

@@ -13,12 +13,21 @@ import (
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
-// offlineClient is a Client with just enough state to build packets: a
-// topology of real Sphinx keys, no network.
+// offlineClient is a Client with just enough state to build packets and
+// queue them: a topology of real Sphinx keys, no network.
 func offlineClient(tb testing.TB) *Client {
+	c, _ := offlineClientKeys(tb)
+	return c
+}
+
+// offlineClientKeys is offlineClient with the nodes' Sphinx keys, to open
+// what it builds.
+func offlineClientKeys(tb testing.TB) (*Client, map[directory.Key]*sphinx.PrivateKey) {
 	t := &directory.Topology{Rotation: 0, RotationEpochs: 24}
+	keys := map[directory.Key]*sphinx.PrivateKey{}
 	node := func(id byte) directory.Node {
 		k := sphinx.GenerateKey()
+		keys[directory.Key{id}] = k
 		return directory.Node{Identity: directory.Key{id}, Performance: 1, SphinxKeys: []directory.SphinxKey{{Rotation: 0, Key: k.PublicKey()}}}
 	}
 	t.Entry = []directory.Node{node(100)}
@@ -26,12 +35,19 @@ func offlineClient(tb testing.TB) *Client {
 		t.Layers[l] = []directory.Node{node(byte(10*l + 1)), node(byte(10*l + 2))}
 	}
 	priv, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	c := &Client{rnd: newRandomSource(), priv: priv, selfPub: priv.PublicKey()}
-	c.router = &router{rnd: c.rnd, hopDelay: 15 * time.Millisecond}
-	c.router.topo.Store(t)
+	c := &Client{rnd: newRandomSource(), priv: priv}
+	c.routes = &routes{rnd: c.rnd, hopDelay: 15 * time.Millisecond}
+	c.routes.topo.Store(t)
 	copy(c.addr.Identity[:], priv.PublicKey().Bytes())
 	c.addr.Gateway = directory.Key{100}
-	return c
+	c.cfg, _ = (Config{DirectoryURL: "-", DirectoryKey: make([]byte, 32)}).withDefaults()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	tb.Cleanup(c.cancel)
+	c.window = make(window, 16)
+	c.jobs = make(chan *job, 16)
+	c.surbs = newSURBStore(c.cfg.SURBs)
+	c.replyKeys = newReplyKeyStore(time.Hour, 1000)
+	return c, keys
 }
 
 // BenchmarkPacketCreation measures a whole forward packet as the client
@@ -43,7 +59,7 @@ func BenchmarkPacketCreation(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := c.buildForward(c.addr, c.selfPub, pt, id); err != nil {
+		if _, err := c.buildForward(c.addr, pt, id); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -58,7 +74,7 @@ func BenchmarkPacketCreationParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		var id [16]byte
 		for pb.Next() {
-			if _, err := c.buildForward(c.addr, c.selfPub, pt, id); err != nil {
+			if _, err := c.buildForward(c.addr, pt, id); err != nil {
 				b.Error(err)
 				return
 			}

@@ -22,11 +22,10 @@ type Client struct {
 	log      *slog.Logger
 	identity link.KeyPair
 	priv     *ecdh.PrivateKey
-	selfPub  *ecdh.PublicKey
 	addr     Address
 	dir      *directory.Client
 	rnd      *randomSource
-	router   *router
+	routes   *routes
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -88,7 +87,6 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg:          cfg,
 		identity:     id,
 		priv:         priv,
-		selfPub:      priv.PublicKey(),
 		dir:          &directory.Client{BaseURL: cfg.DirectoryURL, Key: cfg.DirectoryKey, HTTP: cfg.HTTPClient},
 		rnd:          newRandomSource(),
 		link:         newGatewayLink(),
@@ -106,7 +104,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		surbs:        newSURBStore(cfg.SURBs),
 		replyKeys:    newReplyKeyStore(cfg.SURBs.MaxAge, maxReplyKeys),
 	}
-	c.router = &router{rnd: c.rnd, hopDelay: cfg.Loopix.HopDelay}
+	c.routes = &routes{rnd: c.rnd, hopDelay: cfg.Loopix.HopDelay}
 	c.addr.Identity = id.Public
 
 	topo, err := c.dir.Topology(ctx)
@@ -120,13 +118,13 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if err := mixLayersFilled(topo); err != nil {
 		return nil, err
 	}
-	c.router.topo.Store(topo)
+	c.routes.topo.Store(topo)
 	gw, err := chooseGateway(topo, cfg.Gateway, c.rnd)
 	if err != nil {
 		return nil, err
 	}
 	c.addr.Gateway = gw.Identity
-	c.router.own.Store(&gw)
+	c.routes.own.Store(&gw)
 	c.log = cfg.Logger.With("client", c.addr.String()[:8])
 
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -317,7 +315,7 @@ func (c *Client) runTopology(ctx context.Context) {
 	failures := 0
 	for {
 		wait := c.cfg.TopologyRefresh
-		if t := c.router.topo.Load(); t != nil {
+		if t := c.routes.topo.Load(); t != nil {
 			// Just past the boundary, give or take, so that clients do
 			// not all ask at the same instant.
 			untilEnd := time.Until(t.EpochEnd) + jitter(time.Second, c.rnd)
@@ -346,11 +344,11 @@ func (c *Client) runTopology(ctx context.Context) {
 			continue
 		}
 		failures = 0
-		if old := c.router.topo.Load(); old != nil && t.IssuedAt.Before(old.IssuedAt) {
+		if old := c.routes.topo.Load(); old != nil && t.IssuedAt.Before(old.IssuedAt) {
 			continue // never go back to an older topology
 		}
-		c.router.topo.Store(t)
-		c.router.health.forget(t)
+		c.routes.topo.Store(t)
+		c.routes.health.forget(t)
 		c.dropStaleSURBs(t)
 		if err := mixLayersFilled(t); err != nil {
 			c.log.Warn("cannot route through the new topology", "err", err)

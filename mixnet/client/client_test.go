@@ -283,7 +283,7 @@ func TestAcrossEpochs(t *testing.T) {
 	lp := Loopix{HopDelay: 5 * time.Millisecond, SendInterval: 20 * time.Millisecond}
 	a := connect(t, n, func(c *Config) { c.Loopix = &lp })
 	b := connect(t, n, func(c *Config) { c.Loopix = &lp })
-	first := a.router.topo.Load()
+	first := a.routes.topo.Load()
 	// Send one message every 250 ms until the sender's topology has crossed
 	// two epoch boundaries and a rotation: the events, not a count of
 	// messages sized to a guess of how long the epochs take to pass.
@@ -291,12 +291,12 @@ func TestAcrossEpochs(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		for i := 0; ; i++ {
-			if cur := a.router.topo.Load(); cur.Epoch >= first.Epoch+2 && cur.Rotation > first.Rotation {
+			if cur := a.routes.topo.Load(); cur.Epoch >= first.Epoch+2 && cur.Rotation > first.Rotation {
 				sent <- i
 				return
 			}
 			if i == 1000 {
-				errc <- fmt.Errorf("topology still at epoch %d after %d messages", a.router.topo.Load().Epoch, i)
+				errc <- fmt.Errorf("topology still at epoch %d after %d messages", a.routes.topo.Load().Epoch, i)
 				return
 			}
 			if err := a.Send(context.Background(), b.Address(), []byte(fmt.Sprint(i))); err != nil {
@@ -323,6 +323,6 @@ func TestAcrossEpochs(t *testing.T) {
 	if len(got) != count {
 		t.Fatalf("%d distinct messages of %d", len(got), count)
 	}
-	last := a.router.topo.Load()
+	last := a.routes.topo.Load()
 	t.Logf("%d messages across epochs %d → %d, rotations %d → %d; sender stats %+v", count, first.Epoch, last.Epoch, first.Rotation, last.Rotation, a.Stats())
 }

@@ -34,13 +34,21 @@ var ErrBadFragment = errors.New("client: malformed fragment")
 
 // AppendBinary appends the fragment's wire form to b.
 func (f *Fragment) AppendBinary(b []byte) ([]byte, error) {
+	b, err := f.appendHeader(b)
+	if err != nil {
+		return b, err
+	}
+	return append(b, f.Data...), nil
+}
+
+// appendHeader appends the FragmentHeaderLen bytes before the data.
+func (f *Fragment) appendHeader(b []byte) ([]byte, error) {
 	if f.Count == 0 || f.Index >= f.Count {
 		return b, fmt.Errorf("%w: index %d of %d", ErrBadFragment, f.Index, f.Count)
 	}
 	b = binary.BigEndian.AppendUint64(b, f.SetID)
 	b = binary.BigEndian.AppendUint16(b, f.Count)
-	b = binary.BigEndian.AppendUint16(b, f.Index)
-	return append(b, f.Data...), nil
+	return binary.BigEndian.AppendUint16(b, f.Index), nil
 }
 
 // MarshalBinary returns the fragment's wire form.

@@ -74,19 +74,19 @@ func (g *gatewayLink) wait(ctx context.Context) (*link.Conn, error) {
 // gatewayNode returns how to reach our gateway: from the current topology,
 // or as last seen when it has left the topology (it may still serve us).
 func (c *Client) gatewayNode() directory.Node {
-	if t := c.router.topo.Load(); t != nil {
+	if t := c.routes.topo.Load(); t != nil {
 		if n, ok := t.NodeByIdentity(c.addr.Gateway); ok {
-			c.router.own.Store(&n)
+			c.routes.own.Store(&n)
 			return n
 		}
 	}
-	return *c.router.own.Load()
+	return *c.routes.own.Load()
 }
 
 // rotation is the key rotation of the topology the client holds: the
 // gateway's KEM key for it is the one to dial with.
 func (c *Client) rotation() uint64 {
-	if t := c.router.topo.Load(); t != nil {
+	if t := c.routes.topo.Load(); t != nil {
 		return t.Rotation
 	}
 	return 0

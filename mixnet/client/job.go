@@ -1,7 +1,6 @@
 package client
 
 import (
-	"crypto/ecdh"
 	"crypto/rand"
 	"sync/atomic"
 	"time"
@@ -16,7 +15,6 @@ import (
 type job struct {
 	// Forward fragments.
 	to        Address
-	toKey     *ecdh.PublicKey
 	plaintext []byte
 	reliable  bool
 	ackID     [sphinx.IDSize]byte

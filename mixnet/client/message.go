@@ -71,6 +71,20 @@ func (m *message) headerLen() int {
 }
 
 func (m *message) appendBinary(b []byte) ([]byte, error) {
+	b, err := m.appendHeader(b)
+	if err != nil {
+		return b, err
+	}
+	switch m.kind {
+	case kindPlain, kindRepliable, kindReply:
+		return append(b, m.data...), nil
+	}
+	return b, nil
+}
+
+// appendHeader appends what comes before m's data: all of m for the kinds
+// without data. headerLen bytes.
+func (m *message) appendHeader(b []byte) ([]byte, error) {
 	b = append(b, byte(m.kind))
 	switch m.kind {
 	case kindPlain, kindReply:
@@ -85,14 +99,11 @@ func (m *message) appendBinary(b []byte) ([]byte, error) {
 			b, _ = m.surbs[i].surb.AppendBinary(b)
 		}
 	case kindSURBRequest:
-		return binary.BigEndian.AppendUint16(b, m.want), nil
+		b = binary.BigEndian.AppendUint16(b, m.want)
 	default:
 		return b, fmt.Errorf("%w: kind %d", ErrBadMessage, m.kind)
 	}
-	if m.kind == kindMoreSURBs {
-		return b, nil
-	}
-	return append(b, m.data...), nil
+	return b, nil
 }
 
 // parseMessage decodes a reassembled message. Slices in the result alias b.

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"time"
@@ -74,47 +73,78 @@ type builtPacket struct {
 // random IDs that the client looks up.
 var zeroID [sphinx.IDSize]byte
 
-// buildForward makes a forward packet that carries plaintext, sealed, to
-// recipient, with a SURB-ack that comes back to us under ackID.
-func (c *Client) buildForward(to Address, toKey *ecdh.PublicKey, plaintext []byte, ackID [sphinx.IDSize]byte) (*builtPacket, error) {
-	fwd, err := c.router.newRoute(to.Gateway)
-	if err != nil {
-		return nil, err
+// buildForward makes a forward packet that carries plaintext (padded,
+// sealedCapacity bytes), sealed, to `to`, with a SURB-ack that comes
+// back to us under ackID. It copies plaintext into a packet buffer; streams
+// write theirs in place and call finishForward.
+func (c *Client) buildForward(to Address, plaintext []byte, ackID [sphinx.IDSize]byte) (*builtPacket, error) {
+	if len(plaintext) != sealedCapacity {
+		return nil, fmt.Errorf("client: plaintext of %d bytes, want %d", len(plaintext), sealedCapacity)
 	}
-	back, err := c.router.newRoute(c.addr.Gateway)
+	w := newWireBuffer()
+	copy(w[fwdPlainOff:], plaintext)
+	p := new(builtPacket)
+	return p, c.finishForward(p, w, to, ackID)
+}
+
+// finishForward completes the forward packet in w (see wire.go), whose
+// padded plaintext is in place: it writes the envelope's head and the
+// SURB-ack packet where they travel, seals the plaintext in place, applies
+// the Sphinx layers in place and writes the Sphinx header and the Send
+// header into the headroom. No byte of the plaintext moves. The result goes
+// to p.
+func (c *Client) finishForward(p *builtPacket, w []byte, to Address, ackID [sphinx.IDSize]byte) error {
+	fwd, err := c.routes.newRoute(to.Gateway)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ack, err := sphinx.NewPacket(back.hops[:], sphinx.Destination{Address: c.addr.Identity, ID: ackID}, nil, sphinx.SizeAck)
+	back, err := c.routes.newRoute(c.addr.Gateway)
 	if err != nil {
-		return nil, fmt.Errorf("client: ack packet: %w", err)
+		return err
 	}
-	env := gatewire.Envelope{HasAck: true, AckParity: back.parity, AckHop: back.hops[0].Address, Ack: ack}
-	body := env.Append(make([]byte, 0, sphinx.RegularPayload))
-	body, err = seal(body, toKey, plaintext)
-	if err != nil {
-		return nil, err
+	env := gatewire.Envelope{HasAck: true, AckParity: back.parity, AckHop: back.hops[0].Address}
+	env.AppendHeader(w[msgOff:msgOff])
+	ack := w[fwdSealedOff-sphinx.AckPacketSize : fwdSealedOff]
+	if err := sphinx.NewPacketInPlace(ack, 0, back.hops[:], sphinx.Destination{Address: c.addr.Identity, ID: ackID}, sphinx.SizeAck); err != nil {
+		return fmt.Errorf("client: ack packet: %w", err)
 	}
-	pkt, err := sphinx.NewPacket(fwd.hops[:], sphinx.Destination{Address: to.Identity, ID: zeroID}, body, sphinx.SizeRegular)
-	if err != nil {
-		return nil, fmt.Errorf("client: packet: %w", err)
+	if err := sealInPlace(w[fwdSealedOff:msgOff+sphinx.RegularPayload], (*[32]byte)(&to.Identity)); err != nil {
+		return err
 	}
-	p := &builtPacket{rtt: fwd.delay + back.delay}
-	p.wire = (&gatewire.Send{Parity: fwd.parity, FirstHop: fwd.hops[0].Address, Packet: pkt}).Append(nil)
+	if err := sphinx.NewPacketInPlace(w[packetOff:], sphinx.RegularPayload, fwd.hops[:], sphinx.Destination{Address: to.Identity, ID: zeroID}, sphinx.SizeRegular); err != nil {
+		return fmt.Errorf("client: packet: %w", err)
+	}
+	(&gatewire.Send{Parity: fwd.parity, FirstHop: fwd.hops[0].Address}).AppendHeader(w[:0])
+	*p = builtPacket{wire: w, rtt: fwd.delay + back.delay}
 	for i := range 3 {
 		p.mixes[i] = fwd.hops[i].Address
 		p.mixes[3+i] = back.hops[i].Address
 	}
-	return p, nil
+	return nil
 }
 
-// buildReply makes the packet for one reply fragment from a SURB.
+// buildReply makes the packet for one reply fragment from a SURB, copying
+// plaintext into a packet buffer; streams write theirs in place and call
+// finishReply.
 func buildReply(s *replySURB, plaintext []byte) (*builtPacket, error) {
-	pkt, err := s.surb.Packet(plaintext, sphinx.SizeRegular)
-	if err != nil {
-		return nil, fmt.Errorf("client: reply packet: %w", err)
+	if len(plaintext) > sphinx.RegularPayload {
+		return nil, fmt.Errorf("client: reply of %d bytes, capacity %d", len(plaintext), sphinx.RegularPayload)
 	}
-	return &builtPacket{wire: (&gatewire.Send{Parity: s.parity, FirstHop: s.surb.FirstHop, Packet: pkt}).Append(nil)}, nil
+	w := newWireBuffer()
+	copy(w[replyPlainOff:], plaintext)
+	p := new(builtPacket)
+	return p, finishReply(p, w, s, len(plaintext))
+}
+
+// finishReply completes the reply packet in w, whose first msgLen bytes of
+// message are in place, into p.
+func finishReply(p *builtPacket, w []byte, s *replySURB, msgLen int) error {
+	if err := s.surb.PacketInPlace(w[packetOff:], msgLen, sphinx.SizeRegular); err != nil {
+		return fmt.Errorf("client: reply packet: %w", err)
+	}
+	(&gatewire.Send{Parity: s.parity, FirstHop: s.surb.FirstHop}).AppendHeader(w[:0])
+	*p = builtPacket{wire: w}
+	return nil
 }
 
 // coverPlaintext is what every loop cover packet seals: an empty fragment of
@@ -131,13 +161,13 @@ var coverPlaintext = func() []byte {
 func (c *Client) buildCover() (*builtPacket, error) {
 	var id [sphinx.IDSize]byte
 	randomID(&id)
-	return c.buildForward(c.addr, c.selfPub, coverPlaintext, id)
+	return c.buildForward(c.addr, coverPlaintext, id)
 }
 
 // newSURB makes a reply SURB routed back to us, and the keys that open what
 // comes back through it.
 func (c *Client) newSURB(id [sphinx.IDSize]byte) (replySURB, sphinx.ReplyKeys, error) {
-	rt, err := c.router.newRoute(c.addr.Gateway)
+	rt, err := c.routes.newRoute(c.addr.Gateway)
 	if err != nil {
 		return replySURB{}, sphinx.ReplyKeys{}, err
 	}
@@ -148,40 +178,42 @@ func (c *Client) newSURB(id [sphinx.IDSize]byte) (replySURB, sphinx.ReplyKeys, e
 	return replySURB{parity: rt.parity, surb: s}, keys, nil
 }
 
-// buildForwardStream makes the packet of a forward stream from what its
-// source wrote into p: a repliable message, our tag and p's SURBs, in one
-// unacknowledged fragment.
-func (c *Client) buildForwardStream(s *Stream, p *Payload) (*builtPacket, error) {
+// buildForwardStream completes the packet of a forward stream, whose
+// source wrote its data in place: the fragment and message headers (our
+// tag, p's SURBs) go in front of the data, the padding behind it. The
+// result goes to dst.
+func (c *Client) buildForwardStream(dst *builtPacket, s *Stream, p *Payload) error {
 	surbs, err := c.makeSURBs(p.nSURBs, s.tag)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m := message{kind: kindRepliable, tag: s.tag, surbs: surbs, data: p.data()}
-	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
-	if err != nil {
-		return nil, err
+	pt := p.buf[fwdPlainOff : fwdPlainOff+sealedCapacity]
+	f := Fragment{SetID: c.newSetID(), Count: 1}
+	if _, err := f.appendHeader(pt[:0]); err != nil {
+		return err
 	}
-	pt, err := padPlaintext(&Fragment{SetID: c.newSetID(), Count: 1, Data: body})
-	if err != nil {
-		return nil, err
+	m := message{kind: kindRepliable, tag: s.tag, surbs: surbs}
+	if _, err := m.appendHeader(pt[FragmentHeaderLen:FragmentHeaderLen]); err != nil {
+		return err
 	}
+	end := FragmentHeaderLen + m.headerLen() + p.n
+	pt[end] = 0x01
+	clear(pt[end+1:])
 	var ackID [sphinx.IDSize]byte
 	randomID(&ackID)
-	return c.buildForward(s.to, s.toKey, pt, ackID)
+	return c.finishForward(dst, p.buf, s.to, ackID)
 }
 
-// buildReplyStream makes the packet of a reply stream from what its source
-// wrote into p, through surb.
-func (c *Client) buildReplyStream(surb *replySURB, p *Payload) (*builtPacket, error) {
-	m := message{kind: kindReply, data: p.data()}
-	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
-	if err != nil {
-		return nil, err
+// buildReplyStream completes the packet of a reply stream, whose source
+// wrote its data in place, through surb, into dst.
+func (c *Client) buildReplyStream(dst *builtPacket, surb *replySURB, p *Payload) error {
+	f := Fragment{SetID: c.newSetID(), Count: 1}
+	if _, err := f.appendHeader(p.buf[replyPlainOff:replyPlainOff]); err != nil {
+		return err
 	}
-	f := Fragment{SetID: c.newSetID(), Count: 1, Data: body}
-	pt, err := f.AppendBinary(make([]byte, 0, FragmentHeaderLen+len(body)))
-	if err != nil {
-		return nil, err
+	m := message{kind: kindReply}
+	if _, err := m.appendHeader(p.buf[replyPlainOff+FragmentHeaderLen : replyPlainOff+FragmentHeaderLen]); err != nil {
+		return err
 	}
-	return buildReply(surb, pt)
+	return finishReply(dst, p.buf, surb, FragmentHeaderLen+m.headerLen()+p.n)
 }

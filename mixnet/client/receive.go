@@ -60,7 +60,7 @@ func (c *Client) runReceive(ctx context.Context) {
 				// Everything up to this sequence number is processed.
 				// Processed, not necessarily handed to the application: a
 				// crash loses partly reassembled messages, as in Nym.
-				in.conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).Append(nil)})
+				in.conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).AppendBinary(nil)})
 				unacked = 0
 			}
 		}
@@ -77,7 +77,7 @@ func (c *Client) process(ctx context.Context, d *gatewire.Deliver) {
 	}
 	if j, mixes, ok := c.acks.ack(d.ID); ok {
 		c.stats.acksReceived.Add(1)
-		c.router.health.delivered(mixes[:])
+		c.routes.health.delivered(mixes[:])
 		c.finish(j)
 		return
 	}

@@ -25,8 +25,9 @@ type route struct {
 	delay  time.Duration // sum of the mixes' delays
 }
 
-// router picks routes from the current topology.
-type router struct {
+// routes picks routes from the current topology. (Not "router": that is
+// the exit's, in ipr.)
+type routes struct {
 	topo     atomic.Pointer[directory.Topology]
 	rnd      *randomSource
 	hopDelay time.Duration
@@ -38,7 +39,7 @@ type router struct {
 
 // newRoute picks one mix per layer and ends at gateway, drawing a delay for
 // each mix.
-func (r *router) newRoute(gateway directory.Key) (route, error) {
+func (r *routes) newRoute(gateway directory.Key) (route, error) {
 	t := r.topo.Load()
 	if t == nil {
 		return route{}, fmt.Errorf("%w: no topology yet", ErrNoRoute)
@@ -72,7 +73,7 @@ func (r *router) newRoute(gateway directory.Key) (route, error) {
 
 // knows reports, as an error, whether a route can end at gateway: the
 // topology lists it (or it is our own). It draws nothing and builds nothing.
-func (r *router) knows(gateway directory.Key) error {
+func (r *routes) knows(gateway directory.Key) error {
 	t := r.topo.Load()
 	if t == nil {
 		return fmt.Errorf("%w: no topology yet", ErrNoRoute)
@@ -93,9 +94,17 @@ type candidate struct {
 
 // pick chooses a node of one layer at random, weighted by its performance and
 // by how recently packets through it went unacknowledged.
-func (r *router) pick(nodes []directory.Node, rotation uint64) (candidate, error) {
+func (r *routes) pick(nodes []directory.Node, rotation uint64) (candidate, error) {
 	var total float64
-	weights := make([]float64, len(nodes))
+	// A layer rarely lists more than a few dozen mixes: weigh them on the
+	// stack, so that a route costs no allocation.
+	var stack [64]float64
+	weights := stack[:0]
+	if len(nodes) > len(stack) {
+		weights = make([]float64, 0, len(nodes))
+	}
+	weights = weights[:len(nodes)]
+	clear(weights)
 	for i := range nodes {
 		if _, ok := nodes[i].SphinxKeyFor(rotation); !ok {
 			continue

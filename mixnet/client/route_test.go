@@ -26,7 +26,7 @@ func testTopology() *directory.Topology {
 }
 
 func TestRouteShape(t *testing.T) {
-	r := &router{rnd: newRandomSource(), hopDelay: 15 * time.Millisecond}
+	r := &routes{rnd: newRandomSource(), hopDelay: 15 * time.Millisecond}
 	r.topo.Store(testTopology())
 	rt, err := r.newRoute(directory.Key{100})
 	if err != nil {
@@ -53,7 +53,7 @@ func TestRouteShape(t *testing.T) {
 
 func TestRouteWeightsAndDelays(t *testing.T) {
 	const mean = 15 * time.Millisecond
-	r := &router{rnd: newRandomSource(), hopDelay: mean}
+	r := &routes{rnd: newRandomSource(), hopDelay: mean}
 	r.topo.Store(testTopology())
 	const n = 20000
 	var count [4]int

@@ -3,7 +3,9 @@ package client
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"testing"
 )
@@ -53,5 +55,21 @@ func TestSealTamper(t *testing.T) {
 	clear(low[:32]) // the zero point: a low-order key
 	if _, err := open(priv, low); !errors.Is(err, ErrOpen) {
 		t.Fatalf("low-order key: %v", err)
+	}
+}
+
+// The hand-made HKDF of sealing is crypto/hkdf's, for random inputs.
+func TestSealKDF(t *testing.T) {
+	var k sealKDF
+	k.h = sha256.New()
+	for range 100 {
+		secret, eph, rcpt := randomBytes(32), randomBytes(32), randomBytes(32)
+		want, err := hkdf.Key(sha256.New, secret, append(bytes.Clone(eph), rcpt...), sealInfo, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := k.key(secret, eph, rcpt); !bytes.Equal(got[:], want) {
+			t.Fatalf("key %x, crypto/hkdf %x", got, want)
+		}
 	}
 }

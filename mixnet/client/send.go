@@ -50,7 +50,7 @@ func (c *Client) build(j *job) (*builtPacket, error) {
 	if j.surb != nil {
 		return buildReply(j.surb, j.plaintext)
 	}
-	return c.buildForward(j.to, j.toKey, j.plaintext, j.ackID)
+	return c.buildForward(j.to, j.plaintext, j.ackID)
 }
 
 func (c *Client) buildFailed(j *job, err error) {
@@ -73,8 +73,11 @@ func (c *Client) realTick(now time.Time) {
 	if conn == nil {
 		return // offline: nothing can be sent, and queued packets wait
 	}
-	if p := c.sched.next(); p != nil {
+	if p, s := c.sched.next(); p != nil {
 		c.transmit(conn, p, now)
+		if s != nil {
+			s.sentOne()
+		}
 		return
 	}
 	c.sendCover(conn, now)

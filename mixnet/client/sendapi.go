@@ -99,13 +99,9 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 	if len(m.data) > c.cfg.MaxMessageSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, len(m.data), c.cfg.MaxMessageSize)
 	}
-	toKey, err := c.recipientKey(to)
-	if err != nil {
-		return err
-	}
 	// Fail now, not after every retransmission, when the recipient's
 	// gateway is unknown.
-	if err := c.router.knows(to.Gateway); err != nil {
+	if err := c.routes.knows(to.Gateway); err != nil {
 		return fmt.Errorf("client: sending to %s: %w", to, err)
 	}
 	body, err := m.appendBinary(make([]byte, 0, m.headerLen()+len(m.data)))
@@ -125,7 +121,7 @@ func (c *Client) sendMessage(ctx context.Context, to Address, m *message, reliab
 		if err != nil {
 			return err
 		}
-		j := &job{to: to, toKey: toKey, plaintext: pt, reliable: reliable, queued: now}
+		j := &job{to: to, plaintext: pt, reliable: reliable, queued: now}
 		randomID(&j.ackID)
 		if err := c.enqueue(ctx, j); err != nil {
 			return err

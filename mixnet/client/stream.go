@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ecdh"
 	"errors"
 	"fmt"
 	"sync"
@@ -40,12 +39,13 @@ type Source interface {
 // buffer that carries the packet to the gateway (headroom for every header
 // below it is already reserved).
 type Payload struct {
-	pkt    *wirePacket
-	reply  bool
-	nSURBs int
-	room   int  // data bytes that fit
-	n      int  // data bytes recorded by SetData
-	set    bool // SetData was called
+	buf     []byte // the packet's wire buffer
+	dataOff int    // where the data starts in buf
+	reply   bool
+	nSURBs  int
+	room    int  // data bytes that fit
+	n       int  // data bytes recorded by SetData
+	set     bool // SetData was called
 }
 
 // ErrPayload is wrapped by the errors of Payload's methods: the source broke
@@ -53,14 +53,13 @@ type Payload struct {
 var ErrPayload = errors.New("client: payload misuse")
 
 // reset prepares p for a packet of the stream's kind.
-func (p *Payload) reset(pkt *wirePacket, reply bool) {
-	*p = Payload{pkt: pkt, reply: reply}
+func (p *Payload) reset(buf []byte, reply bool) {
+	*p = Payload{buf: buf, reply: reply, dataOff: dataOffset(reply, 0)}
 	if reply {
 		p.room = replyDataCapacity
 	} else {
 		p.room = repliableDataCapacity(0)
 	}
-	pkt.setDataOffset(reply, 0)
 }
 
 // SetSURBs makes the packet carry n reply SURBs (forward streams only; a
@@ -81,15 +80,14 @@ func (p *Payload) SetSURBs(n int) (room int, err error) {
 	}
 	p.nSURBs = n
 	p.room = repliableDataCapacity(n)
-	p.pkt.setDataOffset(false, n)
+	p.dataOff = dataOffset(false, n)
 	return p.room, nil
 }
 
 // Buf returns the packet's data buffer: len 0 (or the data so far), cap the
 // bytes of data that fit. Append to it in place and hand the result to SetData.
 func (p *Payload) Buf() []byte {
-	off := p.pkt.dataOff
-	return p.pkt.b[off : off+p.n : off+p.room]
+	return p.buf[p.dataOff : p.dataOff+p.n : p.dataOff+p.room]
 }
 
 // SetData records b as the packet's data. b must be Buf() appended within its
@@ -98,17 +96,11 @@ func (p *Payload) SetData(b []byte) error {
 	if len(b) > p.room {
 		return fmt.Errorf("%w: %d bytes of data, %d fit", ErrPayload, len(b), p.room)
 	}
-	if len(b) > 0 && &b[0] != &p.pkt.b[p.pkt.dataOff] {
+	if len(b) > 0 && &b[0] != &p.buf[p.dataOff] {
 		return fmt.Errorf("%w: data not in the payload's buffer", ErrPayload)
 	}
 	p.n, p.set = len(b), true
 	return nil
-}
-
-// data is what the source wrote.
-func (p *Payload) data() []byte {
-	off := p.pkt.dataOff
-	return p.pkt.b[off : off+p.n]
 }
 
 // Stream is a registered Source.
@@ -116,8 +108,7 @@ type Stream struct {
 	c         *Client
 	src       Source
 	reply     bool
-	to        Address         // forward streams
-	toKey     *ecdh.PublicKey // forward streams
+	to        Address // forward streams
 	tag       AnonymousSenderTag
 	onStarved func()
 
@@ -125,6 +116,8 @@ type Stream struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // one token: woken since the last empty Pull
 	sent   chan struct{} // one token: the slot took the packet built
+
+	pkt builtPacket // the packet built, while built or being sent
 
 	// Under c.sched.mu.
 	built   *builtPacket // waiting for a slot
@@ -153,15 +146,11 @@ func (s *Stream) Close() error {
 // each carrying our sender tag for `to` (as SendRepliablePacket does) and the
 // reply SURBs the source asks for with SetSURBs.
 func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
-	toKey, err := c.recipientKey(to)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.router.knows(to.Gateway); err != nil {
+	if err := c.routes.knows(to.Gateway); err != nil {
 		return nil, fmt.Errorf("client: stream to %s: %w", to, err)
 	}
 	s := c.newStream(src)
-	s.to, s.toKey, s.tag = to, toKey, c.replyKeys.tagFor(to)
+	s.to, s.tag = to, c.replyKeys.tagFor(to)
 	return s, c.startStream(s)
 }
 
@@ -236,8 +225,7 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		c.sched.fed(s)
 	}
-	pkt := newWirePacket()
-	p.reset(pkt, s.reply)
+	p.reset(newWireBuffer(), s.reply)
 	if !s.src.Pull(p) {
 		if s.reply {
 			c.surbs.unshift(s.tag, surb)
@@ -250,13 +238,10 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		return false
 	}
-	var b *builtPacket
+	b, err := s.build(p, &surb.s)
 	if s.reply {
-		b, err = c.buildReplyStream(&surb.s, p)
 		c.stats.surbsSpent.Add(1)
 		c.afterReply(s.tag)
-	} else {
-		b, err = c.buildForwardStream(s, p)
 	}
 	if err != nil {
 		c.stats.buildFailures.Add(1)
@@ -279,6 +264,17 @@ func (s *Stream) pullOne(p *Payload) bool {
 	case <-s.ctx.Done():
 		return false
 	}
+}
+
+// build completes the packet whose data the source wrote into p; a reply
+// goes through surb. The packet is s's own: it is used again for the next
+// one, which is built only once this one went out.
+func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
+	b := &s.pkt
+	if s.reply {
+		return b, s.c.buildReplyStream(b, surb, p)
+	}
+	return b, s.c.buildForwardStream(b, s, p)
 }
 
 // starve records that a reply stream found no SURB and tells its owner,
@@ -305,15 +301,6 @@ func (c *Client) afterReply(tag AnonymousSenderTag) {
 		c.surbs.unshift(tag, heldSURB{s: *req, at: time.Now()})
 		c.logLimited("cannot ask for more SURBs", "err", err)
 	}
-}
-
-// recipientKey is the X25519 key packets to `to` are sealed for.
-func (c *Client) recipientKey(to Address) (*ecdh.PublicKey, error) {
-	k, err := ecdh.X25519().NewPublicKey(to.Identity[:])
-	if err != nil {
-		return nil, fmt.Errorf("client: recipient %s: %w", to, err)
-	}
-	return k, nil
 }
 
 // scheduler hands the real slots of the Poisson stream out, round robin,
@@ -385,8 +372,9 @@ func (q *scheduler) offer(s *Stream, b *builtPacket) bool {
 }
 
 // next takes the packet for a real slot: the next in turn, the internal
-// queue included. nil means loop cover.
-func (q *scheduler) next() *builtPacket {
+// queue included, and the stream it is from (nil for the internal queue).
+// nil means loop cover. The caller calls sent once it is sent.
+func (q *scheduler) next() (*builtPacket, *Stream) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for range len(q.ring) {
@@ -396,17 +384,21 @@ func (q *scheduler) next() *builtPacket {
 			q.ring = append(q.ring, nil) // internal stays in the ring
 			select {
 			case p := <-q.c.ready:
-				return p
+				return p, nil
 			default:
 				continue
 			}
 		}
 		b := s.built
 		s.built = nil
-		s.sent <- struct{}{} // never blocks: one packet built per stream
-		return b
+		return b, s
 	}
-	return nil
+	return nil, nil
+}
+
+// sentOne tells s its packet went out: it may build the next.
+func (s *Stream) sentOne() {
+	s.sent <- struct{}{} // never blocks: one packet built per stream
 }
 
 // starve marks s as waiting for SURBs; it reports whether it was not

@@ -315,7 +315,7 @@ func TestStreamEmptyWake(t *testing.T) {
 // Payload's methods hold sources to the contract.
 func TestPayloadContract(t *testing.T) {
 	var p Payload
-	p.reset(newWirePacket(), false)
+	p.reset(newWireBuffer(), false)
 	if room := cap(p.Buf()); room != (&Client{}).RepliablePacketCapacity(0) {
 		t.Fatalf("room %d, want RepliablePacketCapacity(0)", room)
 	}
@@ -341,7 +341,7 @@ func TestPayloadContract(t *testing.T) {
 	if got := string(p.Buf()); got != "abc" {
 		t.Fatalf("Buf after SetData: %q", got)
 	}
-	p.reset(newWirePacket(), true)
+	p.reset(newWireBuffer(), true)
 	if cap(p.Buf()) != (&Client{}).ReplyCapacity() {
 		t.Fatalf("reply room %d, want ReplyCapacity", cap(p.Buf()))
 	}

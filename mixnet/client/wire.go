@@ -48,20 +48,15 @@ func repliableDataCapacity(n int) int { return FragmentCapacity - repliableHeade
 // replyDataCapacity is the data one reply packet carries.
 const replyDataCapacity = ReplyFragmentCapacity - 1
 
-// wirePacket is the buffer of one stream packet.
-type wirePacket struct {
-	b       []byte // wireLen bytes
-	dataOff int    // where the source's data starts
-}
+// newWireBuffer allocates the buffer of one packet. It is not pooled: the
+// link holds the frame until its writer copies it out, and says not when.
+func newWireBuffer() []byte { return make([]byte, wireLen) }
 
-func newWirePacket() *wirePacket { return &wirePacket{b: make([]byte, wireLen)} }
-
-// setDataOffset places the data after the headers of a reply, or of a
-// repliable message with n SURBs.
-func (w *wirePacket) setDataOffset(reply bool, n int) {
+// dataOffset is where the data starts in a reply, or in a repliable message
+// with n SURBs.
+func dataOffset(reply bool, n int) int {
 	if reply {
-		w.dataOff = replyPlainOff + FragmentHeaderLen + 1
-		return
+		return replyPlainOff + FragmentHeaderLen + 1
 	}
-	w.dataOff = fwdPlainOff + FragmentHeaderLen + repliableHeaderLen(n)
+	return fwdPlainOff + FragmentHeaderLen + repliableHeaderLen(n)
 }

@@ -63,7 +63,7 @@ func TestSURBAckSentAndPayloadDelivered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := (&gatewire.Envelope{HasAck: true, AckParity: 1, AckHop: ackMix.addr, Ack: ackPkt, Body: []byte("end-to-end sealed body")}).Append(nil)
+	env := (&gatewire.Envelope{HasAck: true, AckParity: 1, AckHop: ackMix.addr, Ack: ackPkt, Body: []byte("end-to-end sealed body")}).AppendBinary(nil)
 	dest := sphinx.Destination{Address: recipient.addr(), ID: [16]byte{0x1d}}
 	pkt, err := sphinx.NewPacket([]sphinx.Hop{mix.hop(), thisGateway.hop()}, dest, env, sphinx.SizeRegular)
 	if err != nil {
@@ -120,7 +120,7 @@ func TestNoAckForUnknownClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := (&gatewire.Envelope{HasAck: true, AckHop: ackMix.addr, Ack: ackPkt, Body: []byte("body")}).Append(nil)
+	env := (&gatewire.Envelope{HasAck: true, AckHop: ackMix.addr, Ack: ackPkt, Body: []byte("body")}).AppendBinary(nil)
 	stranger := sphinx.Destination{Address: [32]byte{0x57}}
 	pkt, err := sphinx.NewPacket([]sphinx.Hop{mix.hop(), thisGateway.hop()}, stranger, env, sphinx.SizeRegular)
 	if err != nil {

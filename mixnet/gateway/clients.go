@@ -246,7 +246,7 @@ func (g *Gateway) reserveSeqsLocked(cl *client) {
 	// Never below a Reserved already queued: meta ops commit in queue
 	// order, and the last one written is what a restart resumes from.
 	target := max(cl.nextSeq+seqBlock, cl.reserveQueued)
-	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).encode()}
+	op := &writeOp{kind: opMeta, reserve: true, provisional: cl.provisional, client: cl, seq: target, value: cl.metaLocked(target).value()}
 	if g.enqueueLocked(op) {
 		cl.reservePending = true
 		cl.reserveQueued = target
@@ -267,7 +267,7 @@ func (g *Gateway) touchLocked(cl *client) {
 		return
 	}
 	reserved := max(cl.reserveQueued, cl.reserved, cl.nextSeq)
-	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).encode()}) {
+	if g.enqueueLocked(&writeOp{kind: opMeta, provisional: cl.provisional, client: cl, seq: reserved, value: cl.metaLocked(reserved).value()}) {
 		cl.reserveQueued = reserved
 	}
 }
@@ -460,7 +460,7 @@ func (g *Gateway) confirm(s *session, seq uint64) {
 
 // sendStatus queues a Status for c. cl, when known, is charged the bytes.
 func (g *Gateway) sendStatus(cl *client, c *link.Conn, code uint8, text string) {
-	payload := (&gatewire.Status{Code: code, Text: text}).Append(nil)
+	payload := (&gatewire.Status{Code: code, Text: text}).AppendBinary(nil)
 	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) && cl != nil {
 		cl.bytesOut.Add(uint64(len(payload)))
 		g.metrics.bytesOut.Add(float64(len(payload)))

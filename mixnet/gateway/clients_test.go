@@ -34,7 +34,7 @@ func TestClientPacketsForwardedUnchanged(t *testing.T) {
 	}
 	var wireBytes uint64
 	for _, s := range sends {
-		frame := s.Append(nil)
+		frame := s.AppendBinary(nil)
 		wireBytes += uint64(len(frame))
 		c.sendRaw(link.KindClient, frame)
 	}
@@ -67,7 +67,7 @@ func TestClientPacketsForwardedUnchanged(t *testing.T) {
 	tg.fwd.mu.Lock()
 	tg.fwd.refuse = true
 	tg.fwd.mu.Unlock()
-	c.sendRaw(link.KindClient, sends[0].Append(nil))
+	c.sendRaw(link.KindClient, sends[0].AppendBinary(nil))
 	tg.waitMetric("nym_gateway_packets_dropped_total", 1, "reason", "forward_refused")
 }
 
@@ -79,8 +79,8 @@ func TestMalformedMessagesAnsweredThenDisconnected(t *testing.T) {
 
 	garbage := [][]byte{
 		{0xff}, // unknown type
-		(&gatewire.Send{Packet: []byte("short")}).Append(nil), // not a Sphinx packet size
-		(&gatewire.Deliver{Seq: 1}).Append(nil),               // a gateway-to-client message
+		(&gatewire.Send{Packet: []byte("short")}).AppendBinary(nil), // not a Sphinx packet size
+		(&gatewire.Deliver{Seq: 1}).AppendBinary(nil),               // a gateway-to-client message
 	}
 	for i, g := range garbage {
 		bad.sendRaw(link.KindClient, g)
@@ -93,7 +93,7 @@ func TestMalformedMessagesAnsweredThenDisconnected(t *testing.T) {
 	// the wrong kind.
 	good.sendRaw(link.KindPacket, randomBytes(100))
 	tg.waitMetric("nym_gateway_client_ignored_frames_total", 1)
-	good.sendRaw(link.KindClient, (&gatewire.Send{FirstHop: [32]byte{9}, Packet: randomBytes(sphinx.AckPacketSize)}).Append(nil))
+	good.sendRaw(link.KindClient, (&gatewire.Send{FirstHop: [32]byte{9}, Packet: randomBytes(sphinx.AckPacketSize)}).AppendBinary(nil))
 	tg.fwd.waitN(t, 1)
 	tg.deliver(good.addr(), id(1), []byte("still served"))
 	if d := good.nextDeliver(); string(d.Payload) != "still served" {

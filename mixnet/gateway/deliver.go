@@ -115,7 +115,7 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 	// Seq and Send under one lock: concurrent workers must not put a
 	// higher Seq on the wire before a lower one.
 	seq := g.issueSeqLocked(cl)
-	frame := (&gatewire.Deliver{Seq: seq, ID: dest.ID, Payload: payload}).Append(nil)
+	frame := (&gatewire.Deliver{Seq: seq, ID: dest.ID, Payload: payload}).AppendBinary(nil)
 	if cl.conn.Send(link.Frame{Kind: link.KindClient, Payload: frame}) {
 		cl.sentHigh = seq
 		cl.delivered.Add(1)
@@ -247,7 +247,7 @@ func (g *Gateway) sendStored(s *session, msgs []storedMessage, sent uint64) (uin
 			sent = m.seq // the sweep deletes it
 			continue
 		}
-		frame := (&gatewire.Deliver{Seq: m.seq, ID: m.id, Payload: m.payload}).Append(nil)
+		frame := (&gatewire.Deliver{Seq: m.seq, ID: m.id, Payload: m.payload}).AppendBinary(nil)
 		cl.mu.Lock()
 		ok := cl.sess == s && s.c.Send(link.Frame{Kind: link.KindClient, Payload: frame})
 		if ok {

@@ -43,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nym-go/nym/internal/promreg"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
@@ -311,7 +312,9 @@ type Gateway struct {
 	log     *slog.Logger
 	store   *store
 	metrics *metrics
-	now     func() time.Time
+	// unregisterMetrics takes the metrics off Config.Registerer at Close.
+	unregisterMetrics func()
+	now               func() time.Time
 
 	drainWindow int
 	drainStall  time.Duration
@@ -420,11 +423,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
 	g.metrics.storedBytes.Set(float64(g.diskBytes))
 	g.metrics.clientsProvisional.Set(float64(g.provisional))
-	if cfg.Registerer != nil {
-		if err := g.metrics.register(cfg.Registerer); err != nil {
-			st.close()
-			return nil, err
-		}
+	if g.unregisterMetrics, err = promreg.Register(cfg.Registerer, g.metrics.collectors...); err != nil {
+		st.close()
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	g.log.Info("gateway store loaded", "clients", len(g.clients), "stored_messages", stored)
 	return g, nil
@@ -528,7 +529,7 @@ func (g *Gateway) Close() error {
 		if !recorded {
 			continue
 		}
-		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.encode()})
+		batch = append(batch, &writeOp{kind: opMeta, provisional: provisional, client: cl, seq: m.Reserved, value: m.value()})
 	}
 	if len(batch) > 0 {
 		g.commit(batch)
@@ -538,9 +539,7 @@ func (g *Gateway) Close() error {
 	if err := g.store.db.Update(func(tx *bolt.Tx) error { return putSeqFloor(tx, floor) }); err != nil {
 		g.log.Error("gateway cannot record its sequence floor", "err", err)
 	}
-	if g.cfg.Registerer != nil {
-		g.metrics.unregister(g.cfg.Registerer)
-	}
+	g.unregisterMetrics()
 	if err := g.store.close(); err != nil {
 		return fmt.Errorf("gateway: close store: %w", err)
 	}

@@ -282,7 +282,7 @@ func (tc *testClient) handle(c *link.Conn, f link.Frame) error {
 		return fmt.Errorf("client got a malformed message: %w", err)
 	}
 	if d, ok := msg.(*gatewire.Deliver); ok && tc.autoConfirm {
-		c.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: d.Seq}).Append(nil)})
+		c.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: d.Seq}).AppendBinary(nil)})
 	}
 	select {
 	case tc.msgs <- msg:
@@ -303,7 +303,7 @@ func (tc *testClient) sendRaw(kind link.Kind, payload []byte) {
 }
 
 func (tc *testClient) confirm(seq uint64) {
-	tc.sendRaw(link.KindClient, (&gatewire.Received{Seq: seq}).Append(nil))
+	tc.sendRaw(link.KindClient, (&gatewire.Received{Seq: seq}).AppendBinary(nil))
 }
 
 // next returns the next message from the gateway.

@@ -17,7 +17,7 @@ import (
 // sendPackets has c send n Sphinx-sized packets towards hop.
 func sendPackets(c *testClient, hop byte, n int) {
 	c.t.Helper()
-	frame := (&gatewire.Send{FirstHop: [32]byte{hop}, Packet: randomBytes(sphinx.AckPacketSize)}).Append(nil)
+	frame := (&gatewire.Send{FirstHop: [32]byte{hop}, Packet: randomBytes(sphinx.AckPacketSize)}).AppendBinary(nil)
 	for range n {
 		c.sendRaw(link.KindClient, frame)
 	}

@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // dropReason says why a packet for a client, or from one, went nowhere.
 type dropReason int
@@ -72,40 +68,31 @@ func newMetrics() *metrics {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
 	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
 	m := &metrics{
-		clientsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "clients_connected",
-			Help: "Clients with an open connection.",
-		}),
-		clientsRecorded: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "clients_recorded",
-			Help: "Client identities recorded in the database, for which packets are stored while they are offline.",
-		}),
-		clientsProvisional: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "clients_provisional",
-			Help: "Recorded client identities that have not yet stayed connected RecordClientsAfter; at most MaxProvisionalClients.",
-		}),
-		clientsNotKept:   counter("clients_unrecorded_total", "Client identities that stayed long enough to be recorded but were not, because MaxStoredClients was reached."),
-		clientsForgotten: counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
-		clientsRefused:   counter("clients_refused_total", "Client connections refused because the gateway was full."),
-		clientsKicked:    counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),
-		badMessages:      counter("client_bad_messages_total", "Malformed messages received from clients."),
-		ignoredFrames:    counter("client_ignored_frames_total", "Frames of an unexpected kind received from clients."),
-		bytesIn:          counter("client_bytes_in_total", "Frame payload bytes received from clients."),
-		bytesOut:         counter("client_bytes_out_total", "Frame payload bytes queued for clients."),
-		forwarded:        counter("packets_forwarded_total", "Client packets handed on to their first hop."),
-		acksSent:         counter("acks_sent_total", "SURB-acks sent back into the mixnet."),
-		deliveredLive:    counter("delivered_live_total", "Packets delivered at once to a connected client."),
-		deliveredStored:  counter("delivered_from_store_total", "Stored packets delivered to a client (again, if it reconnected before confirming)."),
-		deliveredService: counter("delivered_service_total", "Packets handed to a local service."),
-		stored:           counter("stored_total", "Packets stored for a disconnected client."),
-		expired:          counter("expired_total", "Stored packets deleted unread after their TTL."),
-		evicted:          counter("evicted_total", "Stored packets deleted unread because the gateway's total storage cap was reached; the largest stores lose their oldest first."),
-		storedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Subsystem: sub, Name: "stored_bytes",
-			Help: "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds.",
-		}),
-		storeCommits: counter("store_commits_total", "Database write transactions; each batches many operations."),
+		clientsConnected:   gauge("clients_connected", "Clients with an open connection."),
+		clientsRecorded:    gauge("clients_recorded", "Client identities recorded in the database, for which packets are stored while they are offline."),
+		clientsProvisional: gauge("clients_provisional", "Recorded client identities that have not yet stayed connected RecordClientsAfter; at most MaxProvisionalClients."),
+		clientsNotKept:     counter("clients_unrecorded_total", "Client identities that stayed long enough to be recorded but were not, because MaxStoredClients was reached."),
+		clientsForgotten:   counter("clients_forgotten_total", "Idle client records deleted after ClientRetention."),
+		clientsRefused:     counter("clients_refused_total", "Client connections refused because the gateway was full."),
+		clientsKicked:      counter("clients_disconnected_bad_total", "Client connections closed for sending too many malformed messages."),
+		badMessages:        counter("client_bad_messages_total", "Malformed messages received from clients."),
+		ignoredFrames:      counter("client_ignored_frames_total", "Frames of an unexpected kind received from clients."),
+		bytesIn:            counter("client_bytes_in_total", "Frame payload bytes received from clients."),
+		bytesOut:           counter("client_bytes_out_total", "Frame payload bytes queued for clients."),
+		forwarded:          counter("packets_forwarded_total", "Client packets handed on to their first hop."),
+		acksSent:           counter("acks_sent_total", "SURB-acks sent back into the mixnet."),
+		deliveredLive:      counter("delivered_live_total", "Packets delivered at once to a connected client."),
+		deliveredStored:    counter("delivered_from_store_total", "Stored packets delivered to a client (again, if it reconnected before confirming)."),
+		deliveredService:   counter("delivered_service_total", "Packets handed to a local service."),
+		stored:             counter("stored_total", "Packets stored for a disconnected client."),
+		expired:            counter("expired_total", "Stored packets deleted unread after their TTL."),
+		evicted:            counter("evicted_total", "Stored packets deleted unread because the gateway's total storage cap was reached; the largest stores lose their oldest first."),
+		storedBytes:        gauge("stored_bytes", "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds."),
+		storeCommits:       counter("store_commits_total", "Database write transactions; each batches many operations."),
 	}
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
@@ -120,24 +107,6 @@ func newMetrics() *metrics {
 		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
 	}
 	return m
-}
-
-func (m *metrics) register(r prometheus.Registerer) error {
-	for i, c := range m.collectors {
-		if err := r.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				r.Unregister(done)
-			}
-			return fmt.Errorf("gateway: register metrics: %w", err)
-		}
-	}
-	return nil
-}
-
-func (m *metrics) unregister(r prometheus.Registerer) {
-	for _, c := range m.collectors {
-		r.Unregister(c)
-	}
 }
 
 func (m *metrics) drop(r dropReason) { m.dropped[r].Inc() }

@@ -54,8 +54,8 @@ func diskClients(t *testing.T, dir string) map[[32]byte]clientMeta {
 	out := make(map[[32]byte]clientMeta)
 	if err := db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketClients).ForEachBucket(func(k []byte) error {
-			m, err := decodeMeta(tx.Bucket(bucketClients).Bucket(k).Get(keyMeta))
-			if err != nil {
+			var m clientMeta
+			if err := m.UnmarshalBinary(tx.Bucket(bucketClients).Bucket(k).Get(keyMeta)); err != nil {
 				return err
 			}
 			out[[32]byte(k)] = m
@@ -309,7 +309,7 @@ func TestMetaVersion1Loads(t *testing.T) {
 	}
 }
 
-func TestDecodeMeta(t *testing.T) {
+func TestUnmarshalMeta(t *testing.T) {
 	v2 := clientMeta{Reserved: 1 << 40, Dropped: 7, LastSeen: 1_700_000_000_123_456_789}
 	cases := []struct {
 		name    string
@@ -317,18 +317,19 @@ func TestDecodeMeta(t *testing.T) {
 		want    clientMeta
 		wantErr bool
 	}{
-		{"version 2", v2.encode(), v2, false},
+		{"version 2", v2.value(), v2, false},
 		{"version 1", metaV1(1<<40, 7), clientMeta{Reserved: 1 << 40, Dropped: 7}, false},
 		{"empty", nil, clientMeta{}, true},
-		{"version 2, short", v2.encode()[:metaLen-1], clientMeta{}, true},
-		{"version 2, long", append(v2.encode(), 0), clientMeta{}, true},
+		{"version 2, short", v2.value()[:metaLen-1], clientMeta{}, true},
+		{"version 2, long", append(v2.value(), 0), clientMeta{}, true},
 		{"version 1 length, version 2 byte", append([]byte{metaVersion}, metaV1(1, 1)[1:]...), clientMeta{}, true},
-		{"version 2 length, version 1 byte", append([]byte{metaVersion1}, v2.encode()[1:]...), clientMeta{}, true},
-		{"unknown version", append([]byte{3}, v2.encode()[1:]...), clientMeta{}, true},
+		{"version 2 length, version 1 byte", append([]byte{metaVersion1}, v2.value()[1:]...), clientMeta{}, true},
+		{"unknown version", append([]byte{3}, v2.value()[1:]...), clientMeta{}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeMeta(tc.b)
+			var got clientMeta
+			err := got.UnmarshalBinary(tc.b)
 			if tc.wantErr {
 				if !errors.Is(err, errCorrupt) {
 					t.Fatalf("err %v, want errCorrupt", err)
@@ -339,8 +340,9 @@ func TestDecodeMeta(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 			// Whatever was read is written back as version 2.
-			enc := got.encode()
-			if again, err := decodeMeta(enc); enc[0] != metaVersion || err != nil || again != tc.want {
+			enc := got.value()
+			var again clientMeta
+			if err := again.UnmarshalBinary(enc); enc[0] != metaVersion || err != nil || again != tc.want {
 				t.Errorf("re-encoded %x, read back %+v, %v", enc, again, err)
 			}
 		})

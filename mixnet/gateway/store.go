@@ -92,33 +92,41 @@ const (
 	metaLenV1    = 1 + 8 + 8
 )
 
-func (m clientMeta) encode() []byte {
-	b := make([]byte, 0, metaLen)
+// AppendBinary appends the version 2 encoding of m to b. It never fails.
+func (m clientMeta) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, metaVersion)
 	b = binary.BigEndian.AppendUint64(b, m.Reserved)
 	b = binary.BigEndian.AppendUint64(b, m.Dropped)
-	return binary.BigEndian.AppendUint64(b, uint64(m.LastSeen))
+	return binary.BigEndian.AppendUint64(b, uint64(m.LastSeen)), nil
 }
 
-// decodeMeta reads a version 2 or version 1 meta. It checks the length
+// value is m's encoding as a database value.
+func (m clientMeta) value() []byte {
+	b, _ := m.AppendBinary(make([]byte, 0, metaLen))
+	return b
+}
+
+// UnmarshalBinary reads a version 2 or version 1 meta. It checks the length
 // against the version before reading, so damaged bytes give an error, never
-// a panic.
-func decodeMeta(b []byte) (clientMeta, error) {
+// a panic; m is then left as it was.
+func (m *clientMeta) UnmarshalBinary(b []byte) error {
 	switch {
 	case len(b) == metaLen && b[0] == metaVersion:
-		return clientMeta{
+		*m = clientMeta{
 			Reserved: binary.BigEndian.Uint64(b[1:]),
 			Dropped:  binary.BigEndian.Uint64(b[9:]),
 			LastSeen: int64(binary.BigEndian.Uint64(b[17:])),
-		}, nil
+		}
+		return nil
 	case len(b) == metaLenV1 && b[0] == metaVersion1:
-		return clientMeta{
+		*m = clientMeta{
 			Reserved: binary.BigEndian.Uint64(b[1:]),
 			Dropped:  binary.BigEndian.Uint64(b[9:]),
 			// LastSeen 0: unknown.
-		}, nil
+		}
+		return nil
 	}
-	return clientMeta{}, fmt.Errorf("%w: meta of %d bytes", errCorrupt, len(b))
+	return fmt.Errorf("%w: meta of %d bytes", errCorrupt, len(b))
 }
 
 // The sequence floor is the gateway-wide tombstone of forgotten clients:
@@ -228,8 +236,7 @@ func (s *store) load(fn func(storedSummary)) error {
 			b := tx.Bucket(bucketClients).Bucket(k)
 			sum := storedSummary{}
 			copy(sum.addr[:], k)
-			meta, err := decodeMeta(b.Get(keyMeta))
-			sum.meta, sum.metaOK = meta, err == nil
+			sum.metaOK = sum.meta.UnmarshalBinary(b.Get(keyMeta)) == nil
 			sum.provisional = b.Get(keyProvisional) != nil
 			if msgs := b.Bucket(bucketMsgs); msgs != nil {
 				c := msgs.Cursor()

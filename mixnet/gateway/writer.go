@@ -344,10 +344,8 @@ func (g *Gateway) sweepExpired() {
 // far its numbering went; the meta takes both over, so a restart neither
 // forgets the client early nor numbers below a Seq it was given.
 func (g *Gateway) keepMetaAfterExpiry(cb *bolt.Bucket, addr [32]byte, highSeq uint64) error {
-	old, err := decodeMeta(cb.Get(keyMeta))
-	if err != nil {
-		old = clientMeta{} // rebuilt from what is known below
-	}
+	var old clientMeta
+	err := old.UnmarshalBinary(cb.Get(keyMeta)) // on error, rebuilt from what is known below
 	m := old
 	m.Reserved = max(m.Reserved, highSeq+1)
 	if cl := g.lookup(addr); cl != nil {
@@ -361,7 +359,7 @@ func (g *Gateway) keepMetaAfterExpiry(cb *bolt.Bucket, addr [32]byte, highSeq ui
 	if err == nil && m == old {
 		return nil
 	}
-	return cb.Put(keyMeta, m.encode())
+	return cb.Put(keyMeta, m.value())
 }
 
 // forgetIdle deletes the clients that are not connected, have nothing

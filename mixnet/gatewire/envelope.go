@@ -33,8 +33,20 @@ const (
 // EnvelopeOverhead is what an envelope with a SURB-ack adds to its body.
 const EnvelopeOverhead = 1 + sphinx.AddressSize + sphinx.AckPacketSize
 
-// Append appends the envelope's wire form to b.
-func (e *Envelope) Append(b []byte) []byte {
+// AppendBinary appends the envelope's wire form to b. It cannot fail, so
+// unlike encoding.BinaryAppender it returns no error.
+func (e *Envelope) AppendBinary(b []byte) []byte {
+	b = e.AppendHeader(b)
+	if e.HasAck {
+		b = append(b, e.Ack...)
+	}
+	return append(b, e.Body...)
+}
+
+// AppendHeader appends what comes before the ack packet: the flags and,
+// with a SURB-ack, its first hop. A client that builds the ack packet and
+// the body in place behind it writes only this.
+func (e *Envelope) AppendHeader(b []byte) []byte {
 	var flags byte
 	if e.HasAck {
 		flags |= envelopeHasAck
@@ -45,9 +57,8 @@ func (e *Envelope) Append(b []byte) []byte {
 	b = append(b, flags)
 	if e.HasAck {
 		b = append(b, e.AckHop[:]...)
-		b = append(b, e.Ack...)
 	}
-	return append(b, e.Body...)
+	return b
 }
 
 // ParseEnvelope decodes an envelope; slices alias b.

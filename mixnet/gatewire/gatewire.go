@@ -77,31 +77,37 @@ type Status struct {
 	Text string
 }
 
-// Append methods write the message, type byte first.
+// AppendBinary methods write the message, type byte first. They cannot
+// fail, so unlike encoding.BinaryAppender they return no error.
 
-// Append appends the wire form of m.
-func (m *Send) Append(b []byte) []byte {
-	b = append(b, byte(TypeSend), m.Parity&1)
-	b = append(b, m.FirstHop[:]...)
-	return append(b, m.Packet...)
+// AppendBinary appends the wire form of m.
+func (m *Send) AppendBinary(b []byte) []byte {
+	return append(m.AppendHeader(b), m.Packet...)
 }
 
-// Append appends the wire form of m.
-func (m *Deliver) Append(b []byte) []byte {
+// AppendHeader appends the SendHeaderLen bytes of m that come before its
+// packet: for a client that builds the packet in place behind them.
+func (m *Send) AppendHeader(b []byte) []byte {
+	b = append(b, byte(TypeSend), m.Parity&1)
+	return append(b, m.FirstHop[:]...)
+}
+
+// AppendBinary appends the wire form of m.
+func (m *Deliver) AppendBinary(b []byte) []byte {
 	b = append(b, byte(TypeDeliver))
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
 	b = append(b, m.ID[:]...)
 	return append(b, m.Payload...)
 }
 
-// Append appends the wire form of m.
-func (m *Received) Append(b []byte) []byte {
+// AppendBinary appends the wire form of m.
+func (m *Received) AppendBinary(b []byte) []byte {
 	return binary.BigEndian.AppendUint64(append(b, byte(TypeReceived)), m.Seq)
 }
 
-// Append appends the wire form of m; over-long text is cut at a rune
+// AppendBinary appends the wire form of m; over-long text is cut at a rune
 // boundary.
-func (m *Status) Append(b []byte) []byte {
+func (m *Status) AppendBinary(b []byte) []byte {
 	text := m.Text
 	for len(text) > MaxStatusText {
 		_, size := utf8.DecodeLastRuneInString(text)

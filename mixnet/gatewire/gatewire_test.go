@@ -16,10 +16,10 @@ func TestRoundTrip(t *testing.T) {
 	ack := &Send{Packet: make([]byte, sphinx.AckPacketSize)}
 	del := &Deliver{Seq: 1 << 40, Payload: []byte("payload")}
 	del.ID[0] = 5
-	for _, m := range []interface{ Append([]byte) []byte }{
+	for _, m := range []interface{ AppendBinary([]byte) []byte }{
 		send, ack, del, &Deliver{Payload: []byte{}}, &Received{Seq: 42}, &Status{Code: StatusRefused, Text: "over quota"},
 	} {
-		got, err := Parse(m.Append(nil))
+		got, err := Parse(m.AppendBinary(nil))
 		if err != nil {
 			t.Fatalf("%T: %v", m, err)
 		}
@@ -51,7 +51,7 @@ func TestMalformed(t *testing.T) {
 
 func TestStatusTextCut(t *testing.T) {
 	m := &Status{Text: strings.Repeat("é", MaxStatusText)}
-	got, err := Parse(m.Append(nil))
+	got, err := Parse(m.AppendBinary(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,16 +61,16 @@ func TestStatusTextCut(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add((&Received{Seq: 1}).Append(nil))
-	f.Add((&Status{Text: "hi"}).Append(nil))
-	f.Add((&Deliver{Payload: []byte("x")}).Append(nil))
-	f.Add((&Send{Packet: make([]byte, sphinx.AckPacketSize)}).Append(nil))
+	f.Add((&Received{Seq: 1}).AppendBinary(nil))
+	f.Add((&Status{Text: "hi"}).AppendBinary(nil))
+	f.Add((&Deliver{Payload: []byte("x")}).AppendBinary(nil))
+	f.Add((&Send{Packet: make([]byte, sphinx.AckPacketSize)}).AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
 			return
 		}
-		out := m.(interface{ Append([]byte) []byte }).Append(nil)
+		out := m.(interface{ AppendBinary([]byte) []byte }).AppendBinary(nil)
 		if !bytes.Equal(out, b) {
 			t.Fatalf("does not round-trip: %x → %x", b, out)
 		}
@@ -81,7 +81,7 @@ func TestEnvelope(t *testing.T) {
 	withAck := &Envelope{HasAck: true, AckParity: 1, Ack: bytes.Repeat([]byte{3}, sphinx.AckPacketSize), Body: []byte("body")}
 	withAck.AckHop[0] = 1
 	for _, e := range []*Envelope{withAck, {Body: []byte("plain")}, {Body: []byte{}}} {
-		b := e.Append(nil)
+		b := e.AppendBinary(nil)
 		got, err := ParseEnvelope(b)
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +104,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if out := e.Append(nil); !bytes.Equal(out, b) {
+		if out := e.AppendBinary(nil); !bytes.Equal(out, b) {
 			t.Fatal("envelope does not round-trip")
 		}
 	})

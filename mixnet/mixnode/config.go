@@ -58,6 +58,14 @@ type Config struct {
 	// Run runs; they are saved again when it returns. Default
 	// DefaultReplayFlushInterval.
 	ReplayFlushInterval time.Duration
+	// ReplayPrefault makes each key's replay filter take all its memory
+	// when SetKeys installs the key (replay.Filter.Prefault), instead of page
+	// by page as packets' tags land in it, each first touch a page fault on
+	// the packet path. A node carrying traffic has its whole filters resident
+	// within minutes anyway, and a rotation's key is installed before its
+	// traffic arrives; idle nodes and tests are cheaper without it. Default
+	// false.
+	ReplayPrefault bool
 
 	// Forward sends pkt to the node next, in a frame marked with
 	// oddRotation: every hop of a route uses the same rotation's keys, so

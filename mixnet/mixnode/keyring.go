@@ -92,6 +92,9 @@ func (r *keyRing) set(keys []RotationKey) (added, removed []uint64, err error) {
 		if err := r.store.open(held); err != nil {
 			return nil, nil, fmt.Errorf("mixnode: replay filter for rotation %d: %w", k.Rotation, err)
 		}
+		if r.store.prefault {
+			held.replay.Prefault() // before the key is published: no packet waits for it
+		}
 		next.byParity[parity] = held
 		added = append(added, k.Rotation)
 	}

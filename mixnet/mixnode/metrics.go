@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nym-go/nym/internal/promreg"
 )
 
 // dropReason says why a packet was not forwarded or delivered.
@@ -138,14 +140,11 @@ func replayGauges(key func(odd bool) *heldKey) []prometheus.Collector {
 	return cs
 }
 
+// register registers every collector with r, all or none. The Mixer lives
+// as long as its node and never unregisters them.
 func (m *metrics) register(r prometheus.Registerer) error {
-	for i, c := range m.collectors {
-		if err := r.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				r.Unregister(done)
-			}
-			return fmt.Errorf("mixnode: register metrics: %w", err)
-		}
+	if _, err := promreg.Register(r, m.collectors...); err != nil {
+		return fmt.Errorf("mixnode: register metrics: %w", err)
 	}
 	return nil
 }

@@ -65,6 +65,7 @@ func New(cfg Config) (*Mixer, error) {
 		dir:      cfg.ReplayDir,
 		capacity: cfg.ReplayCapacity,
 		fpRate:   cfg.ReplayFPRate,
+		prefault: cfg.ReplayPrefault,
 		log:      cfg.Logger,
 		failures: m.metrics.replaySaveFailures,
 	}

@@ -40,6 +40,7 @@ type replayStore struct {
 	dir      string // "" keeps filters in memory only
 	capacity uint64
 	fpRate   float64
+	prefault bool // Config.ReplayPrefault
 	log      *slog.Logger
 	failures prometheus.Counter // saves and deletes that failed
 }

@@ -58,19 +58,12 @@ func (n *Node) metricsHandler() http.Handler {
 // neither slow clients nor idle keep-alive connections hold file
 // descriptors for ever.
 func (n *Node) httpServer(h http.Handler) *http.Server {
-	or := func(d Duration, def time.Duration) time.Duration {
-		if d.Duration > 0 {
-			return d.Duration
-		}
-		return def
-	}
-	read := or(n.cfg.HTTPReadTimeout, DefaultHTTPReadTimeout)
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: read,
-		ReadTimeout:       read,
-		WriteTimeout:      or(n.cfg.HTTPWriteTimeout, DefaultHTTPWriteTimeout),
-		IdleTimeout:       or(n.cfg.HTTPIdleTimeout, DefaultHTTPIdleTimeout),
+		ReadHeaderTimeout: n.cfg.HTTPReadTimeout.Duration,
+		ReadTimeout:       n.cfg.HTTPReadTimeout.Duration,
+		WriteTimeout:      n.cfg.HTTPWriteTimeout.Duration,
+		IdleTimeout:       n.cfg.HTTPIdleTimeout.Duration,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 }
@@ -120,9 +113,6 @@ func (c *cappedConn) Close() error {
 // serveHTTP serves h on ln with the node's limits until ctx ends.
 func (n *Node) serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
 	max := n.cfg.HTTPMaxConns
-	if max <= 0 {
-		max = DefaultHTTPMaxConns
-	}
 	srv := n.httpServer(h)
 	// shutdown ends the server's connections: gracefully, then by force
 	// for what Shutdown leaves after its grace (a connection that has not

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/nym-go/nym/internal/keyfile"
 	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/mixnode"
 	"github.com/nym-go/nym/mixnet/replay"
@@ -191,18 +193,40 @@ func LoadConfig(dir string) (Config, error) {
 	return c, nil
 }
 
-// WriteConfig saves c as dir/config.toml, refusing to overwrite.
+// WriteConfig saves c as dir/config.toml (mode 0600, whole or not at all),
+// refusing to overwrite.
 func WriteConfig(c Config) error {
 	path := filepath.Join(c.DataDir, ConfigFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	defer f.Close()
-	if err := toml.NewEncoder(f).Encode(c); err != nil {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
 		return fmt.Errorf("write config %s: %w", path, err)
 	}
+	if err := keyfile.Create(path, buf.Bytes()); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
 	return nil
+}
+
+// withDefaults checks c (Validate) and returns it with the zero settings the
+// node applies itself, the HTTP limits, at their defaults. Zero gateway and
+// link settings stay zero: those packages fill them in.
+func (c Config) withDefaults() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.HTTPMaxConns == 0 {
+		c.HTTPMaxConns = DefaultHTTPMaxConns
+	}
+	if c.HTTPReadTimeout.Duration == 0 {
+		c.HTTPReadTimeout.Duration = DefaultHTTPReadTimeout
+	}
+	if c.HTTPWriteTimeout.Duration == 0 {
+		c.HTTPWriteTimeout.Duration = DefaultHTTPWriteTimeout
+	}
+	if c.HTTPIdleTimeout.Duration == 0 {
+		c.HTTPIdleTimeout.Duration = DefaultHTTPIdleTimeout
+	}
+	return c, nil
 }
 
 // Validate reports the first setting that cannot work.

@@ -124,7 +124,7 @@ func TestHybridAcrossRotations(t *testing.T) {
 		msg := fmt.Appendf(nil, "rotation %d", tp.Rotation)
 		pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 		send := &gatewire.Send{Parity: uint8(tp.Rotation % 2), FirstHop: route[0].Address, Packet: pkt}
-		if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.Append(nil)}) {
+		if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.AppendBinary(nil)}) {
 			t.Fatal("queue full")
 		}
 		exit := exitIndex(t, n, tp)

@@ -1,16 +1,24 @@
 package node
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
 
-// metrics are the node's own counters; the mixer and links register theirs
-// on the same registry.
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nym-go/nym/internal/promreg"
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// metrics are the node's own counters; newMetrics registers them with the
+// links' counters, and the mixer and gateway register theirs on the same
+// registry.
 type metrics struct {
 	dropped     *prometheus.CounterVec
 	epoch       prometheus.Gauge
 	httpRefused prometheus.Counter // HTTP connections over http_max_conns
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, links *link.Stats) (*metrics, error) {
 	m := &metrics{
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "nym", Subsystem: "node", Name: "dropped_total",
@@ -25,6 +33,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "HTTP connections (API and metrics) closed at once because http_max_conns were open.",
 		}),
 	}
-	reg.MustRegister(m.dropped, m.epoch, m.httpRefused)
-	return m
+	if _, err := promreg.Register(reg, m.dropped, m.epoch, m.httpRefused, newLinkCollector(links)); err != nil {
+		return nil, fmt.Errorf("node: register metrics: %w", err)
+	}
+	return m, nil
 }

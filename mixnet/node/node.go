@@ -93,7 +93,8 @@ type roleState struct {
 // New loads keys and configuration and opens the listeners, so that a caller
 // learns of a taken port before Run.
 func New(cfg Config, opts Options) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	if opts.Logger == nil {
@@ -131,8 +132,9 @@ func New(cfg Config, opts Options) (*Node, error) {
 		linkKey:  lk,
 		links:    &link.Stats{},
 	}
-	n.metrics = newMetrics(n.registry)
-	n.registry.MustRegister(newLinkCollector(n.links))
+	if n.metrics, err = newMetrics(n.registry, n.links); err != nil {
+		return nil, err
+	}
 	n.state.Store(&roleState{Role: directory.RoleNone})
 	n.mixer, err = mixnode.New(mixnode.Config{
 		Workers:  cfg.Workers,

@@ -295,7 +295,7 @@ func TestClientThroughEntryGateway(t *testing.T) {
 	msg := []byte("via the entry gateway")
 	pkt, _ := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 	send := &gatewire.Send{Parity: uint8(topo.Rotation % 2), FirstHop: route[0].Address, Packet: pkt}
-	if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.Append(nil)}) {
+	if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.AppendBinary(nil)}) {
 		t.Fatal("queue full")
 	}
 	poll.Until(t, 5*time.Second, "delivery at the exit", func() bool { return box.count(exit, msg) == 1 })

@@ -8,6 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
 )
 
 // At an epoch boundary the layers are dealt anew; a packet built from the
@@ -30,7 +31,11 @@ func TestNextHopEpochBoundaryGrace(t *testing.T) {
 	// Epoch 2, which has just begun: me in layer 1, b in layer 2, a in layer 3.
 	cur := epoch(2, [3][]directory.Node{{mix(me)}, {mix(b)}, {mix(a)}})
 
-	n := &Node{self: me, opts: Options{Now: func() time.Time { return now }}, metrics: newMetrics(prometheus.NewRegistry())}
+	m, err := newMetrics(prometheus.NewRegistry(), &link.Stats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{self: me, opts: Options{Now: func() time.Time { return now }}, metrics: m}
 	n.topo.Store(old)
 	n.adopt(cur)
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"os"
 	"runtime"
 	"sync/atomic"
 )
@@ -48,8 +49,8 @@ type Filter struct {
 
 // New returns an empty filter that holds capacity tags with a false-positive
 // rate of at most fpRate. Its memory is allocated up front (the operating
-// system commits pages as tags land in them) and never grows; see
-// [Filter.Bytes].
+// system commits pages as tags land in them, or all at once with
+// [Filter.Prefault]) and never grows; see [Filter.Bytes].
 func New(capacity uint64, fpRate float64) (*Filter, error) {
 	g, err := size(capacity, fpRate)
 	if err != nil {
@@ -130,6 +131,24 @@ func covered(block []uint64, mask *[blockWords]uint64) bool {
 		}
 	}
 	return true
+}
+
+// Prefault makes the operating system back the whole filter with memory now,
+// instead of page by page as tags land in it. Tags land on random pages, so
+// until nearly every page has been touched (over 100,000 tags at the default
+// size) a fresh tag usually takes a page fault inside Seen, on the packet
+// path: about a microsecond on bare metal, up to 50 µs on some virtual
+// machines, against about 80 µs for a Sphinx unwrap. A busy node ends up with
+// every page resident within minutes anyway; Prefault pays that up front (the
+// whole of [Filter.Bytes]), before the filter carries traffic. It changes no
+// bits and is safe to call while Seen runs.
+func (f *Filter) Prefault() {
+	step := os.Getpagesize() / 8
+	for i := 0; i < len(f.words); i += step {
+		// A write, not a read: reading an untouched page maps the shared
+		// zero page and leaves the fault for the first Seen that sets a bit.
+		atomic.OrUint64(&f.words[i], 0)
+	}
 }
 
 // Capacity is the number of tags the filter was sized for.

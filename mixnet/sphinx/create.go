@@ -136,14 +136,32 @@ func buildHeader(h *Header, route []Hop, dest *Destination, seeds *[MaxHops][32]
 // Each hop removes one layer; the last one hands dest the payload, which
 // OpenPayload checks and unpads.
 func NewPacket(route []Hop, dest Destination, msg []byte, size Size) ([]byte, error) {
-	pkt, payload, err := newBuffer(msg, size)
+	pkt, err := newBuffer(msg, size)
 	if err != nil {
 		return nil, err
+	}
+	if err := NewPacketInPlace(pkt, len(msg), route, dest, size); err != nil {
+		return nil, err
+	}
+	return pkt, nil
+}
+
+// NewPacketInPlace is NewPacket for a caller that built the message where
+// the packet will carry it: pkt is size.PacketLen() bytes and holds the
+// msgLen bytes of message at pkt[HeaderSize+MessageOffset:]. It writes the
+// integrity prefix, the padding marker and zeros around the message (bytes
+// already there are overwritten), encrypts the payload in place and writes
+// the header in front: the message is never copied. The packet is the one
+// NewPacket would make of the same message.
+func NewPacketInPlace(pkt []byte, msgLen int, route []Hop, dest Destination, size Size) error {
+	payload, err := padInPlace(pkt, msgLen, size)
+	if err != nil {
+		return err
 	}
 	var h Header
 	var seeds [MaxHops][32]byte
 	if err := buildHeader(&h, route, &dest, &seeds); err != nil {
-		return nil, err
+		return err
 	}
 	h.AppendBinary(pkt[:0])
 	// The first hop peels the outermost layer, so it is applied last.
@@ -152,21 +170,38 @@ func NewPacket(route []Hop, dest Destination, msg []byte, size Size) ([]byte, er
 		lk.expand(&seeds[i])
 		lk.encrypt(payload)
 	}
+	return nil
+}
+
+// newBuffer allocates a packet of size with msg at its message offset.
+func newBuffer(msg []byte, size Size) ([]byte, error) {
+	if size != SizeRegular && size != SizeAck {
+		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
+	}
+	if len(msg) > int(size) {
+		return nil, fmt.Errorf("%w: %d bytes, capacity %d", ErrTooLarge, len(msg), int(size))
+	}
+	pkt := make([]byte, size.PacketLen())
+	copy(pkt[HeaderSize+integritySize:], msg)
 	return pkt, nil
 }
 
-// newBuffer allocates a packet of size and writes msg's padded plaintext
-// payload into it.
-func newBuffer(msg []byte, size Size) (pkt, payload []byte, err error) {
+// padInPlace checks pkt and writes the plaintext payload's frame around the
+// msgLen bytes of message it holds: the zero integrity prefix, the 0x01
+// marker and zeros to the end. It returns the payload.
+func padInPlace(pkt []byte, msgLen int, size Size) ([]byte, error) {
 	if size != SizeRegular && size != SizeAck {
-		return nil, nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
+		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
 	}
-	if len(msg) > int(size) {
-		return nil, nil, fmt.Errorf("%w: %d bytes, capacity %d", ErrTooLarge, len(msg), int(size))
+	if len(pkt) != size.PacketLen() {
+		return nil, fmt.Errorf("%w: buffer of %d bytes for a packet of %d", ErrBadSize, len(pkt), size.PacketLen())
 	}
-	pkt = make([]byte, size.PacketLen())
-	payload = pkt[HeaderSize:]
-	copy(payload[integritySize:], msg)
-	payload[integritySize+len(msg)] = 0x01
-	return pkt, payload, nil
+	if msgLen < 0 || msgLen > int(size) {
+		return nil, fmt.Errorf("%w: %d bytes, capacity %d", ErrTooLarge, msgLen, int(size))
+	}
+	payload := pkt[HeaderSize:]
+	clear(payload[:integritySize])
+	payload[integritySize+msgLen] = 0x01
+	clear(payload[integritySize+msgLen+1:])
+	return payload, nil
 }

@@ -24,19 +24,28 @@ func GenerateKey() *PrivateKey {
 
 // NewPrivateKey wraps 32 bytes of X25519 private key.
 func NewPrivateKey(b []byte) (*PrivateKey, error) {
+	k := new(PrivateKey)
+	if err := k.set(b); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// set makes k the key of the 32 bytes b.
+func (k *PrivateKey) set(b []byte) error {
 	if len(b) != 32 {
-		return nil, fmt.Errorf("%w: private key is %d bytes, want 32", ErrBadKey, len(b))
+		return fmt.Errorf("%w: private key is %d bytes, want 32", ErrBadKey, len(b))
 	}
 	var s edwards25519.Scalar
 	if _, err := s.SetBytesWithClamping(b); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+		return fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
-	k := &PrivateKey{public: baseMult(&s)}
+	k.public = baseMult(&s)
 	copy(k.scalar[:], b)
 	k.scalar[0] &= 248
 	k.scalar[31] &= 127
 	k.scalar[31] |= 64
-	return k, nil
+	return nil
 }
 
 // Bytes returns the private key as given to NewPrivateKey, clamped.

@@ -50,15 +50,30 @@ func NewSURB(route []Hop, dest Destination) (SURB, ReplyKeys, error) {
 // Packet builds the reply packet; send it to s.FirstHop. A SURB must be used
 // once: a second packet from it carries the same replay tag and is dropped.
 func (s *SURB) Packet(msg []byte, size Size) ([]byte, error) {
-	pkt, payload, err := newBuffer(msg, size)
+	pkt, err := newBuffer(msg, size)
 	if err != nil {
 		return nil, err
+	}
+	if err := s.PacketInPlace(pkt, len(msg), size); err != nil {
+		return nil, err
+	}
+	return pkt, nil
+}
+
+// PacketInPlace is Packet for a caller that built the message where the
+// packet will carry it, as NewPacketInPlace takes it: pkt is
+// size.PacketLen() bytes holding msgLen bytes of message at
+// pkt[HeaderSize+MessageOffset:], and becomes the reply packet.
+func (s *SURB) PacketInPlace(pkt []byte, msgLen int, size Size) error {
+	payload, err := padInPlace(pkt, msgLen, size)
+	if err != nil {
+		return err
 	}
 	s.Header.AppendBinary(pkt[:0])
 	var lk lionessKeys
 	lk.expand(&s.Key)
 	lk.encrypt(payload)
-	return pkt, nil
+	return nil
 }
 
 // Open recovers the reply message from the payload its creator received. It
