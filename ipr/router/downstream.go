@@ -54,17 +54,13 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 	if s.down.Len() == 0 {
 		return dst, false
 	}
-	room := cap(dst) - len(dst) - ipr.DataDownOverhead
-	enc := s.enc
-	if room < r.bundleCap {
-		// The transport offers less than PayloadCapacity promised: pack
-		// what fits rather than wedge the queue.
-		if room < 0 {
-			return dst, false
-		}
-		enc = ipr.NewBundleEncoder(room)
+	if cap(dst)-len(dst) < ipr.DataDownOverhead {
+		return dst, false // no transport offers this little; nothing fits
 	}
-	enc.Reset(append(dst, make([]byte, ipr.DataDownOverhead)...))
+	// The bundle goes behind the header straight into the transport's
+	// buffer, up to its capacity.
+	enc := &s.enc
+	enc.ResetInPlace(append(dst, make([]byte, ipr.DataDownOverhead)...))
 	sojourn := s.down.Stats().Sojourn
 	var bytes int
 	for {

@@ -388,7 +388,6 @@ func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_
 		addrs:    addrs,
 		lastSeen: now,
 		down:     r.newQueue(),
-		enc:      ipr.NewBundleEncoder(r.bundleCap),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
 		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)
