@@ -69,9 +69,10 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		if p, _, ok := s.down.PopIf(now, enc.Fits); ok {
 			if err := enc.Add(p); err != nil { // Fits said yes: only an empty packet, which FromTUN lets in never
 				r.stats.drop(DropMalformed, 1)
-				continue
+			} else {
+				bytes += len(p)
 			}
-			bytes += len(p)
+			r.bufs.put(p) // copied into the bundle
 			continue
 		}
 		if enc.Packets() > 0 || s.down.Len() == 0 {
@@ -79,8 +80,9 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		}
 		// The head fits no bundle this transport takes: drop it rather
 		// than leave the stream asleep on a queue that never empties.
-		if _, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
+		if p, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
 			r.stats.drop(DropTooBig, 1)
+			r.bufs.put(p)
 		}
 	}
 	r.stats.drop(DropSojourn, int(s.down.Stats().Sojourn-sojourn))
