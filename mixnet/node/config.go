@@ -67,6 +67,13 @@ type Config struct {
 	ReplayCapacity      int64    `toml:"replay_capacity"`
 	ReplayFPRate        float64  `toml:"replay_fp_rate"`
 	ReplayFlushInterval Duration `toml:"replay_flush_interval"`
+	// ReplayPrefault makes each new key's replay filter take all its memory
+	// when the key is installed (mixnode.Config.ReplayPrefault). Off by
+	// default, so that test and local networks of many nodes on one host do
+	// not hold every filter resident; a busy production node should turn it
+	// on: its filter is resident within minutes anyway, and first-touch page
+	// faults cost 8–12 µs per fresh tag until then (BenchmarkReplaySeenCold).
+	ReplayPrefault bool `toml:"replay_prefault"`
 
 	// RequirePQLinks makes the node refuse classical (X25519-only) link
 	// handshakes, from nodes and clients alike, and not dial peers that

@@ -145,6 +145,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 		ReplayFPRate:        cfg.ReplayFPRate,
 		ReplayDir:           cfg.ReplayDir(),
 		ReplayFlushInterval: cfg.ReplayFlushInterval.Duration,
+		ReplayPrefault:      cfg.ReplayPrefault,
 
 		Forward:    n.forward,
 		Deliver:    n.deliver,
