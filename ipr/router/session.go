@@ -32,7 +32,7 @@ type session struct {
 	up       *ipr.Resequencer[[]byte] // upstream bundles; nil when resequencing is off
 	down     *codel.Queue             // downstream IP packets
 	downSeq  uint64                   // sequence number of the next downstream Data
-	enc      *ipr.BundleEncoder       // reused by every Pull
+	enc      ipr.BundleEncoder        // reused by every Pull
 	batch    [][]byte                 // reused for the packets each upstream bundle releases
 	closed   bool                     // ended; whoever still holds it must let go
 	lastInfo time.Time                // last policy Info sent, to spare the client's SURBs
