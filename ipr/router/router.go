@@ -216,31 +216,32 @@ func New(cfg Config) (*Router, error) {
 		tooBig: icmperr.NewResponder(netip.Addr{}, netip.Addr{}, icmperr.DefaultRate, icmperr.DefaultBurst),
 	}
 	r.bufs = newBufPool(r.bundleCap)
-	if _, err := codel.New(r.queueConfig()); err != nil {
+	if _, err := codel.NewFQ(r.queueConfig()); err != nil {
 		return nil, fmt.Errorf("router: session queue: %w", err)
 	}
 	return r, nil
 }
 
-// queueConfig is the CoDel configuration of every session's downstream
-// queue. One dequeue opportunity carries a bundle: with no more than that
-// queued, the queue is no standing queue. What the queue drops goes back
-// to the buffer pool.
-func (r *Router) queueConfig() codel.Config {
-	return codel.Config{
+// queueConfig is the configuration of every session's downstream queue:
+// flow queueing with CoDel per flow, so that a ping or a DNS answer does
+// not wait behind a download (codel.FQ). One dequeue opportunity carries a
+// bundle: with no more than that queued, a flow is no standing queue. What
+// the queue drops goes back to the buffer pool.
+func (r *Router) queueConfig() codel.FQConfig {
+	return codel.FQConfig{Config: codel.Config{
 		Target:     r.cfg.QueueTarget,
 		Interval:   r.cfg.QueueInterval,
 		MaxPacket:  r.bundleCap,
 		MaxPackets: r.cfg.MaxQueuePackets,
 		MaxBytes:   r.cfg.MaxQueueBytes,
 		Release:    r.bufs.put,
-	}
+	}}
 }
 
 // newQueue returns a session's downstream queue; New checked its
 // configuration.
-func (r *Router) newQueue() *codel.Queue {
-	q, err := codel.New(r.queueConfig())
+func (r *Router) newQueue() *codel.FQ {
+	q, err := codel.NewFQ(r.queueConfig())
 	if err != nil {
 		panic(err) // New refused this configuration
 	}

@@ -30,7 +30,7 @@ type session struct {
 
 	lastSeen time.Time                // last request; guarded by mu
 	up       *ipr.Resequencer[[]byte] // upstream bundles; nil when resequencing is off
-	down     *codel.Queue             // downstream IP packets
+	down     *codel.FQ                // downstream IP packets
 	downSeq  uint64                   // sequence number of the next downstream Data
 	enc      ipr.BundleEncoder        // reused by every Pull
 	batch    [][]byte                 // reused for the packets each upstream bundle releases
