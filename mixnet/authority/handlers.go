@@ -134,6 +134,10 @@ func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registrat
 
 // handleTopology serves the current signed topology.
 func (s *Server) handleTopology(w http.ResponseWriter, r *http.Request) {
+	if s.cons != nil {
+		s.handleConsensus(w, r) // a network's authority serves the consensus
+		return
+	}
 	s.mu.Lock()
 	body := s.signedJSON
 	s.mu.Unlock()
