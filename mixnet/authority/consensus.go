@@ -242,6 +242,16 @@ func (s *Server) genesis() time.Time {
 	return s.cfg.Network.Genesis.UTC().Round(0)
 }
 
+// genesisFor is the genesis a data dir created with clock must have for this
+// run: the network's, for an authority of a network; whatever it has
+// otherwise.
+func (s *Server) genesisFor(clock epochClock) time.Time {
+	if s.cfg.Network == nil {
+		return clock.Genesis
+	}
+	return s.genesis()
+}
+
 // graceLocked publishes, for the first epoch after a restart, the roles of
 // the last epoch before it. The nodes' descriptors have aged past their TTL
 // while the directory was down (they could not refresh), so assigning anew

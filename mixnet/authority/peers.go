@@ -75,7 +75,7 @@ func (s *Server) initConsensus() error {
 		docs:     make(map[uint64]*directory.SignedConsensus),
 	}
 	cs.client = directory.NewNetworkClient(net, s.cfg.PeerClient)
-	cs.client.AuthorityTimeout = max(s.cfg.VoteWindow/4, 50*time.Millisecond)
+	cs.client.AuthorityTimeout = min(max(s.cfg.VoteWindow/4, 50*time.Millisecond), 10*time.Second)
 	var err error
 	if cs.unregister, err = promreg.Register(s.cfg.Registerer, cs.votesReceived, cs.sigsCollected, cs.failures); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -104,7 +104,6 @@ func (s *Server) initConsensus() error {
 // the vote window before each boundary.
 func (s *Server) consensusLoop(ctx context.Context) {
 	cs := s.cons
-	defer cs.unregister()
 	for ctx.Err() == nil {
 		now := s.cfg.Now()
 		cur := s.clock.epochAt(now)
@@ -303,7 +302,8 @@ var errParams = errors.New("params differ")
 // collectSignatures fetches the other authorities' documents of epoch and
 // adds each valid signature over this authority's own bytes to sc, until
 // every authority signed or deadline passes. It reports whether sc reached
-// the threshold; from then it is the accepted consensus.
+// the threshold; from then it is the accepted consensus. A peer's other
+// document that has the threshold already is adopted instead.
 func (s *Server) collectSignatures(ctx context.Context, epoch uint64, sc *directory.SignedConsensus, deadline time.Time) bool {
 	cs := s.cons
 	reported := make(map[directory.Key]bool)
@@ -333,6 +333,16 @@ func (s *Server) collectSignatures(ctx context.Context, epoch uint64, sc *direct
 				continue
 			}
 			if !bytes.Equal(theirs.Topology, sc.Topology) {
+				if t, err := theirs.Verify(cs.net); err == nil && t.Epoch == epoch {
+					// The others agreed on another document (this authority
+					// missed a vote, say): that is the consensus.
+					s.log.Info("adopted the consensus of a peer", "epoch", epoch, "from", a.Name, "signatures", len(theirs.Signatures))
+					cs.mu.Lock()
+					cs.docs[epoch] = &theirs
+					cs.mu.Unlock()
+					s.accept(epoch, &theirs)
+					return true
+				}
 				if !reported[a.Key] {
 					reported[a.Key] = true
 					s.log.Warn("an authority signed another consensus document", "peer", a.Name, "epoch", epoch)

@@ -70,7 +70,8 @@ type Config struct {
 	// vote and sign the next epoch's consensus. Default EpochLength/4.
 	VoteWindow time.Duration
 	// PeerClient fetches the other authorities' votes and signatures.
-	// Default http.DefaultClient (each attempt is bounded by VoteWindow/4).
+	// Default http.DefaultClient (each attempt is bounded by VoteWindow/4,
+	// at most 10 s).
 	PeerClient *http.Client
 	// Registerer receives the consensus metrics; nil keeps them private.
 	Registerer prometheus.Registerer
@@ -244,12 +245,12 @@ func (s *Server) load() error {
 			return err
 		}
 		s.log.Info("genesis", "time", clock.Genesis, "epoch_length", clock.EpochLength, "rotation_epochs", clock.RotationEpochs)
-	} else if clock.EpochLength != s.cfg.EpochLength || clock.RotationEpochs != s.cfg.RotationEpochs ||
-		(s.cfg.Network != nil && !clock.Genesis.Equal(s.genesis())) {
+	} else if want := s.genesisFor(clock); clock.EpochLength != s.cfg.EpochLength || clock.RotationEpochs != s.cfg.RotationEpochs ||
+		!clock.Genesis.Equal(want) {
 		return fmt.Errorf("data dir %s was created with genesis %s, epoch length %s and %d epochs per rotation; this run asks for %s, %s and %d. "+
 			"Changing them would renumber epochs under clients: use the original values or a new data dir",
 			s.cfg.DataDir, clock.Genesis.Format(time.RFC3339Nano), clock.EpochLength, clock.RotationEpochs,
-			s.genesis().Format(time.RFC3339Nano), s.cfg.EpochLength, s.cfg.RotationEpochs)
+			want.Format(time.RFC3339Nano), s.cfg.EpochLength, s.cfg.RotationEpochs)
 	}
 	s.clock = clock
 
@@ -301,7 +302,12 @@ func (s *Server) load() error {
 }
 
 // Close releases the state database. Call it after Run has returned.
-func (s *Server) Close() error { return s.store.close() }
+func (s *Server) Close() error {
+	if s.cons != nil {
+		s.cons.unregister()
+	}
+	return s.store.close()
+}
 
 // PublicKey returns the directory's ed25519 public key, the one clients pin.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.pub.Ed25519() }
