@@ -96,6 +96,16 @@ func TestThreeAuthoritiesServeIdenticalConsensus(t *testing.T) {
 	if err != nil || got.Routable() != nil {
 		t.Fatalf("network client: %v", err)
 	}
+	// A registering node hears its role in the consensus.
+	a := tn.net.Authorities[1]
+	dc := &directory.Client{BaseURL: a.URL, Key: a.Key.Ed25519()}
+	reg, err := dc.RegisterWithStatus(context.Background(), nodes[0].signed(t, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := got.RoleOf(nodes[0].id()); reg.Role != want || want == directory.RoleNone {
+		t.Fatalf("registration says role %s, the consensus %s", reg.Role, want)
+	}
 	for _, a := range tn.auths {
 		m := gatherCounters(t, a.reg)
 		// Four epochs at least, two peers each; signatures in most of them.

@@ -109,6 +109,9 @@ func (s *Server) register(d directory.Descriptor, sd directory.SignedDescriptor,
 func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registration {
 	epoch := s.current.Epoch
 	role, layer := s.topo.RoleOf(d.Identity)
+	if s.cons != nil {
+		role, layer = s.cons.roleOf(d.Identity) // the consensus decides, not this authority alone
+	}
 	reg := directory.Registration{
 		Identity:        d.Identity,
 		Epoch:           epoch,

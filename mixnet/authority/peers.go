@@ -439,6 +439,16 @@ func (cs *consensusState) addVoteLocked(epoch uint64, from directory.Key, vv ver
 	cs.votes[epoch][from] = vv
 }
 
+// roleOf is a node's role in the newest accepted consensus.
+func (cs *consensusState) roleOf(id directory.Key) (directory.Role, int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.accepted == nil {
+		return directory.RoleNone, 0
+	}
+	return cs.accepted.top.RoleOf(id)
+}
+
 func (cs *consensusState) hasDoc(epoch uint64) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
