@@ -22,8 +22,8 @@ import (
 // Epochs of the network tests: long enough for a vote window on a busy
 // machine, short enough for several epochs in a test.
 const (
-	netEpoch  = 1200 * time.Millisecond
-	netWindow = 500 * time.Millisecond
+	netEpoch  = 1600 * time.Millisecond
+	netWindow = 800 * time.Millisecond
 )
 
 // logCapture keeps an authority's log lines so tests can wait for one.
@@ -199,6 +199,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// pollUntil polls cond until it holds (true) or deadline passes (false).
+func pollUntil(deadline time.Time, cond func() bool) bool {
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
 
 // epochNow is the network's current epoch by the local clock.

@@ -161,9 +161,14 @@ func TestLyingAuthorityOutvoted(t *testing.T) {
 	tn.register(nodes...)
 	first := tn.waitRoutableEpoch(0, 2)
 
-	for e := first + 1; e <= first+2; e++ {
+	// Each epoch, whatever document any authority serves with k signatures
+	// is the honest one. (On a busy machine an honest authority may miss a
+	// vote and sign another document: that epoch then has no consensus,
+	// which is a failure, not a lie. Two epochs must succeed.)
+	successes := 0
+	for e := first + 1; e <= first+8 && successes < 2; e++ {
 		var honest []directory.SignedConsensus
-		waitFor(t, "the honest documents with two signatures", 10*netEpoch, func() bool {
+		agreed := pollUntil(tn.epochStart(e+1), func() bool {
 			honest = honest[:0]
 			for i := range 2 {
 				sc, ok := tn.consensusOf(i, e)
@@ -174,26 +179,40 @@ func TestLyingAuthorityOutvoted(t *testing.T) {
 			}
 			return true
 		})
+		for i := range 3 {
+			sc, ok := tn.consensusOf(i, e)
+			if !ok {
+				continue
+			}
+			top, err := sc.Verify(tn.net)
+			if err != nil {
+				continue
+			}
+			for _, n := range sybils {
+				if r, _ := top.RoleOf(n.id()); r != directory.RoleNone {
+					t.Fatalf("epoch %d: a node only the liar voted for is in a consensus with k signatures (%v) as %s", e, tn.signers(sc), r)
+				}
+			}
+			for _, n := range nodes {
+				if r, _ := top.RoleOf(n.id()); r == directory.RoleNone {
+					t.Fatalf("epoch %d: honest node %s left out of a consensus with k signatures", e, n.id())
+				}
+			}
+		}
+		if !agreed {
+			t.Logf("epoch %d: the honest authorities did not agree in time", e)
+			continue
+		}
 		if !sameDoc(honest[0], honest[1]) {
-			t.Fatalf("epoch %d: honest authorities disagree", e)
+			t.Fatalf("epoch %d: honest authorities serve different documents with k signatures", e)
 		}
 		if s := tn.signers(honest[0]); slices.Contains(s, "auth3") {
 			t.Fatalf("epoch %d: the liar's signature is on the honest document: %v", e, s)
 		}
-		top, err := honest[0].Verify(tn.net)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range sybils {
-			if r, _ := top.RoleOf(n.id()); r != directory.RoleNone {
-				t.Fatalf("epoch %d: a node only the liar voted for is in the consensus as %s", e, r)
-			}
-		}
-		for _, n := range nodes {
-			if r, _ := top.RoleOf(n.id()); r == directory.RoleNone {
-				t.Fatalf("epoch %d: honest node %s left out", e, n.id())
-			}
-		}
+		successes++
+	}
+	if successes < 2 {
+		t.Fatalf("only %d epochs of 8 made a consensus", successes)
 	}
 
 	// The liar's own document: its signature only; with every signature the

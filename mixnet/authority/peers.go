@@ -136,7 +136,8 @@ func (s *Server) consensusRound(ctx context.Context, epoch uint64, late bool) {
 	cs := s.cons
 	start := s.cfg.Now()
 	log := s.log.With("epoch", epoch)
-	cs.catchUpPrev(ctx, s, epoch)
+	cs.prune(epoch)
+	s.catchUpPrev(ctx, epoch)
 	if late && s.adoptFromPeers(ctx, epoch) {
 		return
 	}
@@ -388,10 +389,11 @@ func (s *Server) adoptFromPeers(ctx context.Context, epoch uint64) bool {
 // catchUpPrev makes sure the previous epoch's consensus is known before
 // epoch's is computed from it: an authority that missed it (it was down)
 // fetches it from a peer, so it seeds the same tie-breaks as the others.
-func (cs *consensusState) catchUpPrev(ctx context.Context, s *Server, epoch uint64) {
+func (s *Server) catchUpPrev(ctx context.Context, epoch uint64) {
 	if epoch == 0 {
 		return
 	}
+	cs := s.cons
 	cs.mu.Lock()
 	behind := cs.accepted == nil || cs.accepted.top.Epoch+1 < epoch
 	cs.mu.Unlock()
@@ -418,16 +420,26 @@ func (s *Server) accept(epoch uint64, sc *directory.SignedConsensus) {
 	}
 	cs.mu.Lock()
 	cs.accepted = &acceptedConsensus{sc: snapshot, top: t, assign: assignmentOf(t)}
-	for e := range cs.docs {
-		if e+keepEpochs < epoch {
-			delete(cs.docs, e)
-			delete(cs.votes, e)
-			delete(cs.ownVotes, e)
-		}
-	}
 	cs.mu.Unlock()
 	if err := s.store.putJSON(bucketMeta, keyConsensus, snapshot); err != nil {
 		s.log.Error("storing the consensus", "err", err)
+	}
+}
+
+// prune forgets the votes and documents of epochs long before epoch.
+func (cs *consensusState) prune(epoch uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	pruneBefore(cs.ownVotes, epoch)
+	pruneBefore(cs.votes, epoch)
+	pruneBefore(cs.docs, epoch)
+}
+
+func pruneBefore[V any](m map[uint64]V, epoch uint64) {
+	for e := range m {
+		if e+keepEpochs < epoch {
+			delete(m, e)
+		}
 	}
 }
 
