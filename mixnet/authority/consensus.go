@@ -42,8 +42,9 @@ type consensusInput struct {
 
 // verifiedVote is a vote whose signature and contents were checked.
 type verifiedVote struct {
-	vote  *directory.Vote
-	descs []directory.Descriptor
+	signed directory.SignedVote
+	vote   *directory.Vote
+	descs  []directory.Descriptor
 }
 
 // nodeVotes gathers the votes that list one node with the same routing

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,7 +81,9 @@ type netAuthority struct {
 type testNet struct {
 	t *testing.T
 	// ttl is the authorities' DescriptorTTL; default an hour.
-	ttl   time.Duration
+	ttl time.Duration
+	// cut[i] lists the authorities authority i cannot reach: a partition.
+	cut   map[int][]int
 	net   *directory.Network
 	auths []*netAuthority
 }
@@ -132,7 +135,7 @@ func (tn *testNet) start(i int) {
 	s, err := NewServer(Config{
 		DataDir: a.dir, Network: tn.net, EpochLength: netEpoch, VoteWindow: netWindow, RotationEpochs: 1000,
 		ProbeInterval: 100 * time.Millisecond, DescriptorTTL: ttl, Logger: logger,
-		PeerClient: &http.Client{Timeout: 5 * time.Second}, Registerer: a.reg,
+		PeerClient: tn.peerClient(i), Registerer: a.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +149,24 @@ func (tn *testNet) start(i int) {
 	}()
 	a.cur.Store(s)
 	t.Cleanup(func() { tn.stop(i) })
+}
+
+// peerClient is authority i's client for its peers; it cannot dial the
+// authorities tn.cut[i] names.
+func (tn *testNet) peerClient(i int) *http.Client {
+	blocked := make(map[string]bool)
+	for _, j := range tn.cut[i] {
+		blocked[tn.auths[j].http.Listener.Addr().String()] = true
+	}
+	var d net.Dialer
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if blocked[addr] {
+				return nil, fmt.Errorf("dial %s: partitioned by the test", addr)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
 }
 
 // stop takes authority i down: it stops answering, its loops end and its

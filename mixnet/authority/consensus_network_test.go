@@ -334,3 +334,61 @@ func TestSingleAuthorityNetworkClient(t *testing.T) {
 		t.Fatalf("network of one: %v", err)
 	}
 }
+
+// TestPartitionedAuthoritiesAgree: auth1 and auth2 cannot reach each other.
+// Each gets the other's vote relayed by auth3 and its signature with auth3's
+// document, so all three still serve the same consensus.
+func TestPartitionedAuthoritiesAgree(t *testing.T) {
+	tn := newTestNet(t, 3, 2)
+	tn.cut = map[int][]int{0: {1}, 1: {0}}
+	for i := range 3 {
+		tn.start(i)
+	}
+	nodes := network(t)
+	tn.register(nodes...)
+	first := tn.waitRoutableEpoch(2, 3)
+	successes := 0
+	for e := first + 1; e <= first+6 && successes < 2; e++ {
+		var docs []directory.SignedConsensus
+		if !pollUntil(tn.epochStart(e+1), func() bool {
+			docs = docs[:0]
+			for i := range 3 {
+				sc, ok := tn.consensusOf(i, e)
+				if !ok || len(tn.signers(sc)) < 2 {
+					return false
+				}
+				docs = append(docs, sc)
+			}
+			return true
+		}) {
+			t.Logf("epoch %d: no agreement in time", e)
+			continue
+		}
+		if !sameDoc(docs[0], docs[1]) || !sameDoc(docs[1], docs[2]) {
+			t.Fatalf("epoch %d: partitioned authorities serve different documents", e)
+		}
+		// Signatures travel too: auth1 gets auth2's from auth3's document.
+		allSigned := pollUntil(tn.epochStart(e+1), func() bool {
+			for i := range 3 {
+				if sc, ok := tn.consensusOf(i, e); !ok || len(tn.signers(sc)) != 3 {
+					return false
+				}
+			}
+			return true
+		})
+		for i := range 3 {
+			docs[i], _ = tn.consensusOf(i, e)
+		}
+		t.Logf("epoch %d: signers %v %v %v", e, tn.signers(docs[0]), tn.signers(docs[1]), tn.signers(docs[2]))
+		if !allSigned {
+			t.Errorf("epoch %d: the partitioned authorities never got each other's signatures through auth3", e)
+		}
+		successes++
+	}
+	if successes < 2 {
+		t.Fatalf("only %d epochs agreed", successes)
+	}
+	if _, ok := tn.auths[0].logs.find("vote relayed", "peer=auth2", "via=auth3"); !ok {
+		t.Error("auth1 never got auth2's vote through auth3")
+	}
+}

@@ -42,9 +42,8 @@ type consensusState struct {
 	tamperVote func(*directory.Vote, []directory.Descriptor) []directory.Descriptor
 	tamperDoc  func(*directory.Topology)
 
-	mu       sync.Mutex
-	ownVotes map[uint64][]byte
-	votes    map[uint64]map[directory.Key]verifiedVote
+	mu    sync.Mutex
+	votes map[uint64]map[directory.Key]verifiedVote
 	// docs are this authority's documents of each epoch with the signatures
 	// gathered; a document adopted from peers replaces its own.
 	docs     map[uint64]*directory.SignedConsensus
@@ -70,9 +69,8 @@ func (s *Server) initConsensus() error {
 			Help: "Other authorities' signatures collected on this authority's consensus documents."}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "nym_api_consensus_failures_total",
 			Help: "Epochs for which this authority got no consensus with the threshold of signatures."}),
-		ownVotes: make(map[uint64][]byte),
-		votes:    make(map[uint64]map[directory.Key]verifiedVote),
-		docs:     make(map[uint64]*directory.SignedConsensus),
+		votes: make(map[uint64]map[directory.Key]verifiedVote),
+		docs:  make(map[uint64]*directory.SignedConsensus),
 	}
 	cs.client = directory.NewNetworkClient(net, s.cfg.PeerClient)
 	cs.client.AuthorityTimeout = min(max(s.cfg.VoteWindow/4, 50*time.Millisecond), 10*time.Second)
@@ -153,14 +151,8 @@ func (s *Server) consensusRound(ctx context.Context, epoch uint64, late bool) {
 		log.Error("making the vote", "err", err)
 		return
 	}
-	body, err := jsonMarshal(sv)
-	if err != nil {
-		log.Error("encoding the vote", "err", err)
-		return
-	}
 	cs.mu.Lock()
-	cs.ownVotes[epoch] = body
-	cs.addVoteLocked(epoch, cs.self.Key, verifiedVote{vote: v, descs: descs})
+	cs.addVoteLocked(epoch, cs.self.Key, verifiedVote{signed: sv, vote: v, descs: descs})
 	cs.mu.Unlock()
 	log.Info("voted", "nodes", len(v.Nodes))
 
@@ -254,11 +246,7 @@ func (s *Server) collectVotes(ctx context.Context, epoch uint64, deadline time.T
 			return
 		}
 		for _, a := range missing {
-			v, descs, _, err := cs.client.FetchVote(ctx, a, epoch)
-			if err == nil && !sameParams(v.Params, s.paramsFor(epoch)) {
-				err = fmt.Errorf("%w: its params %+v differ from this authority's %+v: the authorities of a network must share epoch length, rotation and role limits",
-					errParams, v.Params, s.paramsFor(epoch))
-			}
+			vv, err := s.fetchVote(ctx, a, epoch)
 			if err != nil {
 				// A vote that is there but wrong is worth a warning, once per
 				// reason; an authority that has not voted yet, or is down,
@@ -272,10 +260,10 @@ func (s *Server) collectVotes(ctx context.Context, epoch uint64, deadline time.T
 				continue
 			}
 			cs.mu.Lock()
-			cs.addVoteLocked(epoch, a.Key, verifiedVote{vote: v, descs: descs})
+			cs.addVoteLocked(epoch, a.Key, vv)
 			cs.mu.Unlock()
 			cs.votesReceived.Inc()
-			s.log.Debug("vote received", "peer", a.Name, "epoch", epoch, "nodes", len(v.Nodes))
+			s.log.Debug("vote received", "peer", a.Name, "epoch", epoch, "nodes", len(vv.vote.Nodes))
 		}
 		if len(missing) > 0 && !sleepUntil(ctx, s.cfg.Now, earliest(s.cfg.Now().Add(cs.poll), deadline)) {
 			return
@@ -284,6 +272,33 @@ func (s *Server) collectVotes(ctx context.Context, epoch uint64, deadline time.T
 			return
 		}
 	}
+}
+
+// fetchVote fetches authority a's vote for epoch from a, or failing that
+// from any other peer that received it, and checks its params. A refused
+// vote from a itself is final: a peer cannot vouch for another vote.
+func (s *Server) fetchVote(ctx context.Context, a directory.Authority, epoch uint64) (verifiedVote, error) {
+	cs := s.cons
+	v, descs, sv, err := cs.client.FetchVote(ctx, a, epoch)
+	if err != nil && !refusedVote(err) {
+		for _, via := range cs.net.Authorities {
+			if via.Key == a.Key || via.Key == cs.self.Key {
+				continue
+			}
+			if v, descs, sv, err = cs.client.FetchVoteVia(ctx, via, a, epoch); err == nil {
+				s.log.Debug("vote relayed", "peer", a.Name, "via", via.Name, "epoch", epoch)
+				break
+			}
+		}
+	}
+	if err != nil {
+		return verifiedVote{}, err
+	}
+	if !sameParams(v.Params, s.paramsFor(epoch)) {
+		return verifiedVote{}, fmt.Errorf("%w: its params %+v differ from this authority's %+v: the authorities of a network must share epoch length, rotation and role limits",
+			errParams, v.Params, s.paramsFor(epoch))
+	}
+	return verifiedVote{signed: sv, vote: v, descs: descs}, nil
 }
 
 // refusedVote tells a vote that was served but is not acceptable from one
@@ -326,7 +341,9 @@ func (s *Server) collectSignatures(ctx context.Context, epoch uint64, sc *direct
 			return enough
 		}
 		for _, a := range cs.net.Authorities {
-			if have[a.Key] {
+			// Peers that signed already are asked again too: they pass
+			// on the signatures of authorities this one cannot reach.
+			if a.Key == cs.self.Key {
 				continue
 			}
 			theirs, err := cs.client.FetchSignedConsensus(ctx, a, epoch)
@@ -430,7 +447,6 @@ func (s *Server) accept(epoch uint64, sc *directory.SignedConsensus) {
 func (cs *consensusState) prune(epoch uint64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	pruneBefore(cs.ownVotes, epoch)
 	pruneBefore(cs.votes, epoch)
 	pruneBefore(cs.docs, epoch)
 }

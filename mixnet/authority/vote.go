@@ -33,21 +33,30 @@ func (s *Server) makeVote(epoch uint64) (directory.SignedVote, *directory.Vote, 
 }
 
 // handleVotes serves GET /api/v1/votes?epoch=N: this authority's signed
-// vote for epoch N, which it makes in the vote window before N starts.
+// vote for epoch N, which it makes in the vote window before N starts; with
+// &authority=KEY, the vote of that authority it received, so votes reach
+// authorities that cannot reach their authors.
 func (s *Server) handleVotes(w http.ResponseWriter, r *http.Request) {
-	epoch, err := strconv.ParseUint(r.URL.Query().Get("epoch"), 10, 64)
+	q := r.URL.Query()
+	epoch, err := strconv.ParseUint(q.Get("epoch"), 10, 64)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("want ?epoch=N: %v", err))
 		return
 	}
 	cs := s.cons
+	of := cs.self.Key
+	if k := q.Get("authority"); k != "" {
+		if of, err = directory.ParseKey(k); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("authority: %v", err))
+			return
+		}
+	}
 	cs.mu.Lock()
-	body := cs.ownVotes[epoch]
+	vv, ok := cs.votes[epoch][of]
 	cs.mu.Unlock()
-	if body == nil {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no vote for epoch %d: votes are made in the %s before an epoch starts", epoch, cs.window))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no vote of %s for epoch %d here: votes are made in the %s before an epoch starts", of, epoch, cs.window))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
+	writeJSON(w, http.StatusOK, vv.signed)
 }

@@ -172,19 +172,30 @@ func (c *Client) FetchSignedConsensus(ctx context.Context, a Authority, epoch ui
 // FetchVote fetches and verifies authority a's vote for epoch under
 // c.Network: a vote signed by another key, or for another epoch, is refused.
 func (c *Client) FetchVote(ctx context.Context, a Authority, epoch uint64) (*Vote, []Descriptor, SignedVote, error) {
+	return c.FetchVoteVia(ctx, a, a, epoch)
+}
+
+// FetchVoteVia fetches authority of's vote for epoch from authority via,
+// which serves the votes it received as well as its own, and verifies it
+// as FetchVote does: so a vote reaches an authority that cannot reach its
+// author directly.
+func (c *Client) FetchVoteVia(ctx context.Context, via, of Authority, epoch uint64) (*Vote, []Descriptor, SignedVote, error) {
 	ctx, cancel := c.attemptContext(ctx)
 	defer cancel()
 	var sv SignedVote
 	path := PathVotes + "?epoch=" + strconv.FormatUint(epoch, 10)
-	if err := c.doAt(ctx, a.URL, "fetch vote", http.MethodGet, path, nil, MaxVoteSize+64<<10, &sv); err != nil {
+	if via.Key != of.Key {
+		path += "&authority=" + of.Key.String()
+	}
+	if err := c.doAt(ctx, via.URL, "fetch vote", http.MethodGet, path, nil, MaxVoteSize+64<<10, &sv); err != nil {
 		return nil, nil, SignedVote{}, err
 	}
 	v, descs, err := sv.Verify(c.Network, epoch)
 	if err != nil {
 		return nil, nil, SignedVote{}, err
 	}
-	if v.Authority != a.Key {
-		return nil, nil, SignedVote{}, fmt.Errorf("%w: %s served a vote signed by %s", ErrUntrustedDirectory, a.Name, v.Authority)
+	if v.Authority != of.Key {
+		return nil, nil, SignedVote{}, fmt.Errorf("%w: asked %s for the vote of %s, got one signed by %s", ErrUntrustedDirectory, via.Name, of.Name, v.Authority)
 	}
 	return v, descs, sv, nil
 }
