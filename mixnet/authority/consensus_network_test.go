@@ -333,6 +333,12 @@ func TestSingleAuthorityNetworkClient(t *testing.T) {
 	if err != nil || top.DirectoryKey != tn.net.ID() {
 		t.Fatalf("network of one: %v", err)
 	}
+	// The old URL and key pair reads it too.
+	a := tn.net.Authorities[0]
+	old := &directory.Client{BaseURL: a.URL, Key: a.Key.Ed25519(), HTTP: &http.Client{Timeout: 5 * time.Second}}
+	if top, err := old.Topology(context.Background()); err != nil || top.DirectoryKey != tn.net.ID() {
+		t.Fatalf("URL and key client of a network of one: %v", err)
+	}
 }
 
 // TestPartitionedAuthoritiesAgree: auth1 and auth2 cannot reach each other.
