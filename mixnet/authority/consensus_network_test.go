@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -95,6 +96,17 @@ func TestThreeAuthoritiesServeIdenticalConsensus(t *testing.T) {
 	got, err := client.Topology(context.Background())
 	if err != nil || got.Routable() != nil {
 		t.Fatalf("network client: %v", err)
+	}
+	// Health reports the consensus.
+	var health directory.HealthResponse
+	resp, err := http.Get(tn.net.Authorities[2].URL + directory.PathHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&health)
+	resp.Body.Close()
+	if health.Routable != "" || health.Epoch < got.Epoch {
+		t.Fatalf("health of a network authority: %+v", health)
 	}
 	// A registering node hears its role in the consensus.
 	a := tn.net.Authorities[1]

@@ -168,8 +168,13 @@ func TestNetworkRestartAfterOutage(t *testing.T) {
 		}
 		return false
 	})
-	if _, ok := tn.auths[0].logs.find("re-issuing the last consensus's roles for a grace epoch"); !ok {
-		t.Error("auth1 did not take the grace path")
+	graced := false
+	for _, a := range tn.auths {
+		_, ok := a.logs.find("re-issuing the last consensus's roles for a grace epoch")
+		graced = graced || ok
+	}
+	if !graced {
+		t.Error("no authority took the grace path")
 	}
 	if now.Epoch > restart+1 {
 		t.Fatalf("restarted in epoch %d, first routable consensus is of epoch %d", restart, now.Epoch)

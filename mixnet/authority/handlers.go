@@ -162,6 +162,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		resp.Routable = err.Error()
 	}
 	s.mu.Unlock()
+	if s.cons != nil {
+		resp.Epoch, resp.Routable = s.cons.health(s.clock.epochAt(s.cfg.Now())) // what clients get: the consensus
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

@@ -477,6 +477,25 @@ func (cs *consensusState) roleOf(id directory.Key) (directory.Role, int) {
 	return cs.accepted.top.RoleOf(id)
 }
 
+// health says which epoch's consensus is served and, when it cannot route
+// or has too few signatures, why.
+func (cs *consensusState) health(cur uint64) (uint64, string) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	doc := cs.servedLocked(cur)
+	if doc == nil {
+		return cur, fmt.Sprintf("no consensus of epoch %d yet", cur)
+	}
+	t, err := doc.Verify(cs.net)
+	if err != nil {
+		return cur, err.Error()
+	}
+	if err := t.Routable(); err != nil {
+		return t.Epoch, err.Error()
+	}
+	return t.Epoch, ""
+}
+
 func (cs *consensusState) hasDoc(epoch uint64) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
