@@ -57,7 +57,7 @@ type nodeVotes struct {
 // computeConsensus computes the topology of in.epoch from the votes: a node
 // is in if a majority of the network's authorities (not of the votes at
 // hand) list it with the same routing entry; its performance is the median
-// of their measurements; roles go by assignRoles, keeping the previous
+// of their measurements, in tenths; roles go by assignRoles, keeping the previous
 // consensus's roles, with tie-breaks seeded by the epoch and the previous
 // consensus. Nothing in it depends on map order or on a clock.
 func computeConsensus(in consensusInput) (*directory.Topology, assignment, error) {
@@ -96,7 +96,10 @@ func computeConsensus(in consensusInput) (*directory.Topology, assignment, error
 				continue
 			}
 			n := g.node
-			n.Performance = median(g.perfs)
+			// Tenths, as assignRoles ranks them: authorities holding
+			// different subsets of the votes (one came late) then still
+			// make the same document unless a node's standing changed.
+			n.Performance = float64(quantize(median(g.perfs))) / 10
 			if _, ok := n.SphinxKeyFor(rotation); !ok {
 				continue
 			}

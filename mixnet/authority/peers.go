@@ -274,13 +274,15 @@ func (s *Server) collectVotes(ctx context.Context, epoch uint64, deadline time.T
 	}
 }
 
-// fetchVote fetches authority a's vote for epoch from a, or failing that
-// from any other peer that received it, and checks its params. A refused
+// fetchVote fetches authority a's vote for epoch from a, or when a does not
+// answer from any other peer that received it, and checks its params. A refused
 // vote from a itself is final: a peer cannot vouch for another vote.
 func (s *Server) fetchVote(ctx context.Context, a directory.Authority, epoch uint64) (verifiedVote, error) {
 	cs := s.cons
 	v, descs, sv, err := cs.client.FetchVote(ctx, a, epoch)
-	if err != nil && !refusedVote(err) {
+	var answered *directory.StatusError
+	if err != nil && !refusedVote(err) && !errors.As(err, &answered) {
+		// a did not answer (it answered "not yet" otherwise): ask the others.
 		for _, via := range cs.net.Authorities {
 			if via.Key == a.Key || via.Key == cs.self.Key {
 				continue
