@@ -210,6 +210,20 @@ func (tn *testNet) consensusOf(i int, epoch uint64) (directory.SignedConsensus, 
 	return sc, err == nil
 }
 
+// signedDocs fetches the documents of epoch from the first count
+// authorities; ok when each has at least minSigners valid signatures.
+func (tn *testNet) signedDocs(epoch uint64, count, minSigners int) ([]directory.SignedConsensus, bool) {
+	var docs []directory.SignedConsensus
+	for i := range count {
+		sc, ok := tn.consensusOf(i, epoch)
+		if !ok || len(tn.signers(sc)) < minSigners {
+			return nil, false
+		}
+		docs = append(docs, sc)
+	}
+	return docs, true
+}
+
 // waitFor polls cond until it holds, failing after a generous deadline.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()

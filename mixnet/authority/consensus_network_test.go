@@ -69,15 +69,9 @@ func TestThreeAuthoritiesServeIdenticalConsensus(t *testing.T) {
 		// make another document and adopt the others' instead.
 		var docs []directory.SignedConsensus
 		waitFor(t, "all three to serve a document with k signatures", 10*netEpoch, func() bool {
-			docs = docs[:0]
-			for i := range 3 {
-				sc, ok := tn.consensusOf(i, e)
-				if !ok || len(tn.signers(sc)) < tn.net.Threshold {
-					return false
-				}
-				docs = append(docs, sc)
-			}
-			return true
+			var ok bool
+			docs, ok = tn.signedDocs(e, 3, tn.net.Threshold)
+			return ok
 		})
 		t.Logf("epoch %d: signers %v %v %v", e, tn.signers(docs[0]), tn.signers(docs[1]), tn.signers(docs[2]))
 		if !sameDoc(docs[0], docs[1]) || !sameDoc(docs[0], docs[2]) {
@@ -181,15 +175,9 @@ func TestLyingAuthorityOutvoted(t *testing.T) {
 	for e := first + 1; e <= first+8 && successes < 2; e++ {
 		var honest []directory.SignedConsensus
 		agreed := pollUntil(tn.epochStart(e+1), func() bool {
-			honest = honest[:0]
-			for i := range 2 {
-				sc, ok := tn.consensusOf(i, e)
-				if !ok || len(tn.signers(sc)) < 2 {
-					return false
-				}
-				honest = append(honest, sc)
-			}
-			return true
+			var ok bool
+			honest, ok = tn.signedDocs(e, 2, 2)
+			return ok
 		})
 		for i := range 3 {
 			sc, ok := tn.consensusOf(i, e)
@@ -369,15 +357,9 @@ func TestPartitionedAuthoritiesAgree(t *testing.T) {
 	for e := first + 1; e <= first+6 && successes < 2; e++ {
 		var docs []directory.SignedConsensus
 		if !pollUntil(tn.epochStart(e+1), func() bool {
-			docs = docs[:0]
-			for i := range 3 {
-				sc, ok := tn.consensusOf(i, e)
-				if !ok || len(tn.signers(sc)) < 2 {
-					return false
-				}
-				docs = append(docs, sc)
-			}
-			return true
+			var ok bool
+			docs, ok = tn.signedDocs(e, 3, 2)
+			return ok
 		}) {
 			t.Logf("epoch %d: no agreement in time", e)
 			continue
