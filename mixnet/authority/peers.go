@@ -393,6 +393,9 @@ func (s *Server) adoptFromPeers(ctx context.Context, epoch uint64) bool {
 		}
 		sc, t, err := cs.client.FetchConsensus(ctx, a, epoch)
 		if err != nil {
+			// A refusal names why (k − 1 signatures, a stranger's key,
+			// another epoch); "not found" is an authority that is behind.
+			s.log.Debug("no consensus to adopt", "peer", a.Name, "epoch", epoch, "err", err)
 			continue
 		}
 		s.log.Info("adopted the consensus of a peer", "epoch", t.Epoch, "from", a.Name, "signatures", len(sc.Signatures))

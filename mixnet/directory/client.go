@@ -42,10 +42,12 @@ type Client struct {
 	// 0 is DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
 
-	// mu guards last: the newest consensus accepted, so that an older one
-	// is never accepted after it.
-	mu   sync.Mutex
-	last *Topology
+	// mu guards last, the newest consensus accepted, so that an older one
+	// is never accepted after it, and cachedEpoch, the epoch of the one
+	// last written to CachePath.
+	mu          sync.Mutex
+	last        *Topology
+	cachedEpoch *uint64
 }
 
 // maxErrorBody bounds how much of an error answer is read into an error.

@@ -102,7 +102,7 @@ func (c *Client) consensus(ctx context.Context) (*Topology, error) {
 			tried = append(tried, AuthorityError{a, err})
 			continue
 		}
-		c.saveCache(sc)
+		c.saveCache(sc, t)
 		return t, nil
 	}
 	noc := &NoConsensusError{Tried: tried}
@@ -259,8 +259,15 @@ func (c *Client) loadCache() (*Topology, error) {
 // saveCache writes sc to the cache file, whole or not at all, mode 0600.
 // A failure costs only the fallback, so it does not fail the fetch; the
 // client has no logger of its own, so it goes to the default one.
-func (c *Client) saveCache(sc SignedConsensus) {
+func (c *Client) saveCache(sc SignedConsensus, t *Topology) {
 	if c.CachePath == "" {
+		return
+	}
+	// Once per epoch: a node fetches often, and each write syncs the disk.
+	c.mu.Lock()
+	written := c.cachedEpoch != nil && *c.cachedEpoch == t.Epoch
+	c.mu.Unlock()
+	if written {
 		return
 	}
 	data, err := json.Marshal(sc)
@@ -272,5 +279,9 @@ func (c *Client) saveCache(sc SignedConsensus) {
 	}
 	if err != nil {
 		slog.Warn("directory client: cannot cache the consensus", "path", c.CachePath, "err", err)
+		return
 	}
+	c.mu.Lock()
+	c.cachedEpoch = &t.Epoch
+	c.mu.Unlock()
 }
