@@ -28,7 +28,7 @@ func newRootCommand() *cobra.Command {
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { cmd.SilenceUsage = true },
 		SilenceErrors:    true,
 	}
-	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand())
+	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand(), newNodesCommand())
 	return root
 }
 

@@ -31,6 +31,7 @@ type runFlags struct {
 	layerSize      int
 	maxEntries     int
 	maxExits       int
+	admission      authority.Admission
 	logLevel       string
 	logFormat      string
 }
@@ -57,6 +58,14 @@ func newRunCommand() *cobra.Command {
 	fl.IntVar(&f.layerSize, "layer-size", authority.DefaultLimits.LayerSize, "most mix nodes per layer")
 	fl.IntVar(&f.maxEntries, "max-entries", authority.DefaultLimits.MaxEntries, "most entry gateways per epoch")
 	fl.IntVar(&f.maxExits, "max-exits", authority.DefaultLimits.MaxExits, "most exit gateways per epoch")
+	fl.StringVar(&f.admission.Mode, "admission", authority.AdmissionOpen,
+		"open: any node that proves its keys and address may take a seat, within the limits below (local networks, tests); "+
+			"approval: only nodes approved with \"nym-api nodes approve\" (a public network without stake runs this)")
+	fl.IntVar(&f.admission.MaxSeatsPerAddress, "max-seats-per-address", 0, "most nodes of one IP address taking part in an epoch (default 2; -1 unlimited)")
+	fl.IntVar(&f.admission.MaxSeatsPerPrefix, "max-seats-per-prefix", 0, "most nodes of one IPv4 /24 or IPv6 /48 taking part in an epoch (default 4; -1 unlimited, for a local network in one /24)")
+	fl.Float64Var(&f.admission.RegisterRate, "register-rate", 0, "new node identities one source may register per second (default 0.1)")
+	fl.IntVar(&f.admission.RegisterBurst, "register-burst", 0, "new node identities one source may register at once (default 32)")
+	fl.IntVar(&f.admission.MaxPending, "max-pending", 0, "most registrations held before their first Noise handshake (default 256)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -99,6 +108,7 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 		DescriptorTTL:  f.descriptorTTL,
 		MinPerformance: f.minPerformance,
 		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Admission:      f.admission,
 		Logger:         log,
 	}, nil
 }

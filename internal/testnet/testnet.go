@@ -140,6 +140,8 @@ func (n *Net) startDirectory() {
 		ProbeTimeout:   2 * time.Second, // generous: -race slows everything, and a slow probe is not a dead node
 		Limits:         authority.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
 		Logger:         n.opts.Logger.With("component", "directory"),
+		// Every node is on 127.0.0.1: no per-address or per-/24 seat limit.
+		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 	})
 	if err != nil {
 		t.Fatalf("testnet: directory: %v", err)

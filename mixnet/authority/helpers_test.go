@@ -72,6 +72,7 @@ func newTestNodeAt(t testing.TB, caps directory.Capabilities, host string) *test
 	if n.noise, err = link.GenerateKeyPair(rand.Reader); err != nil {
 		t.Fatal(err)
 	}
+	n.noise.KEMKeys = link.NewKEMKeyring() // rotationKEMKeys fills it
 	mixnetAddr := serveLink(t, host, n.noise, &n.handshakes)
 	n.desc = directory.Descriptor{
 		Identity:     directory.Key(pub),
@@ -84,7 +85,9 @@ func newTestNodeAt(t testing.TB, caps directory.Capabilities, host string) *test
 		IssuedAt:     time.Now().UTC(),
 	}
 	if caps.Gateway() {
-		n.desc.ClientsAddr = net.JoinHostPort(host, "9000")
+		ln := listenOn(t, host) // a port of its own: addresses are unique
+		n.desc.ClientsAddr = ln.Addr().String()
+		ln.Close()
 	}
 	return n
 }
@@ -179,7 +182,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // newTestServer starts a directory on a fresh data dir with a fake clock and
 // 1-minute epochs and 1-hour descriptor lifetime; tests turn epochs with clock.Advance and s.advance.
+// Its nodes all live on 127.0.0.1, so it lifts the per-address and
+// per-prefix seat limits unless cfg sets them, as the local network does.
 func newTestServer(t testing.TB, cfg Config) (*Server, *fakeClock) {
+	t.Helper()
+	if cfg.Admission.MaxSeatsPerAddress == 0 {
+		cfg.Admission.MaxSeatsPerAddress = -1
+	}
+	if cfg.Admission.MaxSeatsPerPrefix == 0 {
+		cfg.Admission.MaxSeatsPerPrefix = -1
+	}
+	return newTestServerDefaults(t, cfg)
+}
+
+// newTestServerDefaults is newTestServer with the admission settings a
+// public network runs (the defaults).
+func newTestServerDefaults(t testing.TB, cfg Config) (*Server, *fakeClock) {
 	t.Helper()
 	clock := newFakeClock()
 	if cfg.DataDir == "" {
@@ -232,12 +250,4 @@ func nextEpoch(s *Server, clock *fakeClock) {
 	now := clock.Now()
 	clock.Advance(s.clock.start(s.clock.epochAt(now) + 1).Sub(now))
 	s.advance(clock.Now())
-}
-
-// newTestServerDefaults is newTestServer with the admission settings a
-// public network runs (the defaults), where newTestServer loosens them
-// for tests that put every node on 127.0.0.1.
-func newTestServerDefaults(t testing.TB, cfg Config) (*Server, *fakeClock) {
-	t.Helper()
-	return newTestServer(t, cfg)
 }
