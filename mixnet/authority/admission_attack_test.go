@@ -192,7 +192,7 @@ func TestRegistrationFloodLeavesRoomForHonest(t *testing.T) {
 	defer ts.Close()
 	template := newTestNodeAt(t, mixOnly, "127.0.70.1")
 	var refused atomic.Int64
-	for range 1000 {
+	for i := range 1000 {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -201,6 +201,8 @@ func TestRegistrationFloodLeavesRoomForHonest(t *testing.T) {
 		d.Identity = directory.Key(priv.Public().(ed25519.PublicKey))
 		d.NoiseKey = newKey(t)
 		d.SphinxKeys = []directory.SphinxKey{{Rotation: 0, Key: newKey(t)}, {Rotation: 1, Key: newKey(t)}}
+		// Addresses of their own, so uniqueness alone does not stop them.
+		d.MixnetAddr, d.HTTPAddr = fmt.Sprintf("127.0.70.1:%d", 10000+i), fmt.Sprintf("127.0.70.1:%d", 20000+i)
 		d.IssuedAt = s.cfg.Now()
 		sd, err := directory.SignDescriptor(priv, d)
 		if err != nil {
