@@ -31,7 +31,9 @@ func newNodesCommand() *cobra.Command {
 func newDecideCommand(decision, short string) *cobra.Command {
 	var dataDir, note string
 	cmd := &cobra.Command{
-		Use:   decision + " --data-dir DIR IDENTITY...",
+		// An identity may start with '-' (base64url): "--" before them
+		// keeps it from being read as a flag.
+		Use:   decision + " --data-dir DIR [--note TEXT] -- IDENTITY...",
 		Short: short,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -17,6 +17,7 @@ func TestNodesApproveRejectList(t *testing.T) {
 	var a, b directory.Key
 	rand.Read(a[:])
 	rand.Read(b[:])
+	// Identities are base64url and may start with '-': "--" ends the flags.
 	run := func(args ...string) (string, error) {
 		root := newRootCommand()
 		var out bytes.Buffer
@@ -25,10 +26,10 @@ func TestNodesApproveRejectList(t *testing.T) {
 		err := root.Execute()
 		return out.String(), err
 	}
-	if _, err := run("nodes", "approve", "--data-dir", dir, "--note", "ops@example.org", a.String(), b.String()); err != nil {
+	if _, err := run("nodes", "approve", "--data-dir", dir, "--note", "ops@example.org", "--", a.String(), b.String()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run("nodes", "reject", "--data-dir", dir, b.String()); err != nil {
+	if _, err := run("nodes", "reject", "--data-dir", dir, "--", b.String()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := run("nodes", "approve", "--data-dir", dir, "not-a-key"); err == nil || !strings.Contains(err.Error(), "not-a-key") {
