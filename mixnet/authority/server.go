@@ -52,6 +52,8 @@ type Config struct {
 	MaxNodes int
 	// Limits are the targets for role sizes; zero fields take DefaultLimits.
 	Limits Limits
+	// Monitor configures the test packets that measure seated nodes.
+	Monitor Monitor
 	// Admission holds the Sybil defences (admission mode, seat limits per
 	// address and prefix, registration rate); zero fields take the
 	// defaults of a public network, see Admission.
@@ -121,6 +123,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Admission, err = c.Admission.withDefaults(); err != nil {
 		return c, fmt.Errorf("directory: %w", err)
 	}
+	if c.Monitor, err = c.Monitor.withDefaults(); err != nil {
+		return c, fmt.Errorf("directory: %w", err)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -166,6 +171,7 @@ type nodeState struct {
 	rec    nodeRecord
 	health probeHistory
 	adm    admissionState
+	loops  loopHistory // the monitor's test packets through the node
 }
 
 // NewServer opens (or initialises) the directory state in cfg.DataDir,
@@ -304,6 +310,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
+	wg.Go(func() { s.monitorLoop(ctx) })
 	s.epochLoop(ctx)
 	wg.Wait()
 	// The probe client's idle connections hold two goroutines each until
@@ -455,6 +462,8 @@ func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candida
 			why = "not probed yet"
 		case n.health.ConsecutiveFailures >= s.cfg.MaxConsecutiveFailures:
 			why = fmt.Sprintf("failed its last %d health probes: %s", n.health.ConsecutiveFailures, n.health.LastError)
+		case s.loopBlockLocked(n, now) != "":
+			why = s.loopBlockLocked(n, now)
 		case n.health.score() < s.cfg.MinPerformance:
 			why = fmt.Sprintf("performance %.2f below %.2f", n.health.score(), s.cfg.MinPerformance)
 		default:
@@ -466,7 +475,7 @@ func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candida
 			excluded[id] = why
 			continue
 		}
-		eligible = append(eligible, candidate{id: id, caps: n.desc.Capabilities, score: n.health.score()})
+		eligible = append(eligible, candidate{id: id, caps: n.desc.Capabilities, score: min(n.health.score(), n.loops.score())})
 	}
 	return s.seatLimitLocked(eligible, excluded), excluded
 }
@@ -588,4 +597,7 @@ func (s *Server) nodesLocked(ids []directory.Key, role directory.Role, rotation 
 }
 
 // topologyNode is the node's entry in the topology.
-func (n *nodeState) topologyNode() directory.Node { return n.desc.Node(n.health.score()) }
+// Its performance is the lower of the probes' and the test packets' scores.
+func (n *nodeState) topologyNode() directory.Node {
+	return n.desc.Node(min(n.health.score(), n.loops.score()))
+}
