@@ -32,6 +32,7 @@ type runFlags struct {
 	maxEntries     int
 	maxExits       int
 	admission      authority.Admission
+	monitor        authority.Monitor
 	logLevel       string
 	logFormat      string
 }
@@ -66,6 +67,7 @@ func newRunCommand() *cobra.Command {
 	fl.Float64Var(&f.admission.RegisterRate, "register-rate", 0, "new node identities one source may register per second (default 0.1)")
 	fl.IntVar(&f.admission.RegisterBurst, "register-burst", 0, "new node identities one source may register at once (default 32)")
 	fl.IntVar(&f.admission.MaxPending, "max-pending", 0, "most registrations held before their first Noise handshake (default 256)")
+	fl.IntVar(&f.monitor.Loops, "monitor-loops", 0, "Sphinx test loops sent through each seated node per probe round, which score it (default 3; -1 turns the monitor off)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -109,6 +111,7 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 		MinPerformance: f.minPerformance,
 		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
 		Admission:      f.admission,
+		Monitor:        f.monitor,
 		Logger:         log,
 	}, nil
 }
