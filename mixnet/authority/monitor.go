@@ -113,7 +113,7 @@ func (s *Server) monitorRound(ctx context.Context) {
 	if t == nil || t.Routable() != nil {
 		return // no route to test through
 	}
-	if s.cfg.Now().Sub(t.EpochStart) < t.EpochLength/10 {
+	if s.cfg.Now().Sub(t.EpochStart) < min(t.EpochLength/10, 30*time.Second) {
 		// Nodes are still fetching this epoch's roles and drop packets
 		// routed by it: the round would blame them for our haste.
 		return
