@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -48,14 +49,16 @@ func (m Monitor) withDefaults() (Monitor, error) {
 }
 
 // loopHistory is what came back of the test loops through one node, per
-// round, newest last.
+// round, newest last: loops that count against the node and how many of
+// them are deemed back (see recordLoops).
 type loopHistory struct {
-	sent, returned []int
-	last           time.Time // the latest round that measured the node
+	sent     []int
+	returned []float64
+	last     time.Time // the latest round that measured the node
 }
 
 // record appends one round's attributed counts, keeping window rounds.
-func (h *loopHistory) record(sent, returned, window int, now time.Time) {
+func (h *loopHistory) record(sent int, returned float64, window int, now time.Time) {
 	h.last = now
 	h.sent = append(h.sent, sent)
 	h.returned = append(h.returned, returned)
@@ -68,15 +71,15 @@ func (h *loopHistory) record(sent, returned, window int, now time.Time) {
 // score is the share of loops that came back, 1 for a node never measured
 // (standby nodes carry no traffic, so loops cannot go through them).
 func (h *loopHistory) score() float64 {
-	var s, r int
+	var s, r float64
 	for i := range h.sent {
-		s += h.sent[i]
+		s += float64(h.sent[i])
 		r += h.returned[i]
 	}
 	if s == 0 {
 		return 1
 	}
-	return float64(r) / float64(s)
+	return r / s
 }
 
 // testLoop is one Sphinx packet the monitor sent: route L1 → L2 → L3 →
@@ -119,14 +122,31 @@ func (s *Server) monitorRound(ctx context.Context) {
 		return
 	}
 	byGateway := planLoops(t, s.cfg.Monitor.Loops)
+	// Loops go to a gateway's clients port only on the IP its proving
+	// handshake reached, never to an address merely named.
+	dialAddr := make(map[directory.Key]string, len(byGateway))
+	s.mu.Lock()
+	for id := range byGateway {
+		gw, _ := t.NodeByIdentity(id)
+		n, ok := s.nodes[id]
+		_, port, err := net.SplitHostPort(gw.ClientsAddr)
+		if ok && n.adm.proven && err == nil {
+			dialAddr[id] = net.JoinHostPort(n.adm.ip.String(), port)
+		}
+	}
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(s.cfg.ProbeParallelism, 1))
 	for id, loops := range byGateway {
 		gw, _ := t.NodeByIdentity(id)
+		addr, ok := dialAddr[id]
+		if !ok {
+			continue // its loops count as lost
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.runLoops(ctx, t, gw, loops); err != nil {
+			if err := s.runLoops(ctx, t, gw, addr, loops); err != nil {
 				s.log.Debug("monitor: gateway unreachable for test loops", "gateway", id, "err", err)
 			}
 		})
@@ -204,7 +224,7 @@ func uniqueNodes(ns []directory.Node) []directory.Node {
 // runLoops connects to gw's clients port as a mixnet client (the monitor's
 // address is its link key), sends loops and marks those that come back
 // within Wait.
-func (s *Server) runLoops(ctx context.Context, t *directory.Topology, gw directory.Node, loops []*testLoop) error {
+func (s *Server) runLoops(ctx context.Context, t *directory.Topology, gw directory.Node, addr string, loops []*testLoop) error {
 	byID := make(map[[sphinx.IDSize]byte]*testLoop, len(loops))
 	for _, l := range loops {
 		byID[l.id] = l
@@ -250,7 +270,7 @@ func (s *Server) runLoops(ctx context.Context, t *directory.Topology, gw directo
 			cfg.PeerKEM = func([32]byte) *link.KEMPublicKey { return pk }
 		}
 	}
-	conn, err := link.Dial(ctx, gw.ClientsAddr, [32]byte(gw.NoiseKey), cfg)
+	conn, err := link.Dial(ctx, addr, [32]byte(gw.NoiseKey), cfg)
 	if err != nil {
 		return err
 	}
@@ -295,10 +315,15 @@ func loopPacket(t *directory.Topology, l *testLoop, self directory.Key) ([]byte,
 }
 
 // recordLoops attributes a round's loops to the nodes they went through.
-// A lost loop counts against each of its nodes, except against the nodes
-// that shared it with a node that lost most of its loops this round: the
-// drop is then that node's, and the loop says nothing of the others (as a
-// route through a known-bad node tells nothing of its companions).
+// It measures each node against the round as a whole: what a busy
+// machine, a slow monitor link or a late boundary costs every route is
+// no node's fault, so a node's returns are divided by the round's return
+// rate (capped at all of them). A node that returned much less than the
+// round (below MinPerformance of it) is bad this round, and a lost loop
+// counts against each of its nodes except those that shared it with a bad
+// node: the drop is then that node's, and the loop says nothing of the
+// others (as a route through a known-bad node tells nothing of its
+// companions).
 func (s *Server) recordLoops(loops []*testLoop) {
 	if len(loops) == 0 {
 		return
@@ -318,16 +343,18 @@ func (s *Server) recordLoops(loops []*testLoop) {
 		}
 	}
 	s.log.Debug("monitor round", "loops", len(loops), "returned", returned)
-	if returned == 0 {
-		// Nothing came back: the monitor's own link, or a network just
-		// forming whose nodes have not fetched their roles yet. That
-		// blames no node in particular; a round that loses everything to
-		// one node in every route (a layer of one) cannot tell either.
+	if returned < (len(loops)+3)/4 {
+		// Most loops lost: the monitor's own link, a busy machine, or a
+		// network just forming whose nodes have not fetched their roles
+		// yet. That blames no node in particular; nor can a round tell
+		// which node lost everything when one sits in every route (a
+		// layer of one).
 		return
 	}
+	overall := float64(returned) / float64(len(loops))
 	bad := make(map[directory.Key]bool)
 	for id, n := range sent {
-		if float64(back[id])/float64(n) < s.cfg.MinPerformance {
+		if float64(back[id])/float64(n) < s.cfg.MinPerformance*overall {
 			bad[id] = true
 		}
 	}
@@ -347,7 +374,7 @@ func (s *Server) recordLoops(loops []*testLoop) {
 			continue
 		}
 		before := st.loops.score()
-		st.loops.record(n, back[id], s.cfg.Monitor.Window, s.cfg.Now())
+		st.loops.record(n, min(float64(n), float64(back[id])/overall), s.cfg.Monitor.Window, s.cfg.Now())
 		if after := st.loops.score(); after < s.cfg.MinPerformance && before >= s.cfg.MinPerformance {
 			s.log.Warn("node drops test packets", "node", id, "returned", back[id], "sent", n, "score", after)
 		}
