@@ -7,6 +7,10 @@
 // sojourn time tells TCP early that it is too fast and keeps the queue's
 // delay near Target however long the queue is; the hard limits (packets,
 // bytes) only bound memory.
+//
+// Queue is one FIFO with CoDel; FQ (FQ-CoDel, RFC 8290) puts a Queue per
+// flow behind a deficit round robin, so that sparse flows do not wait
+// behind bulk ones. The tunnel's two ends use FQ.
 package codel
 
 import (
@@ -240,13 +244,7 @@ func (q *Queue) doDequeue(now time.Time) (e entry, ok, okToDrop bool) {
 		q.firstAboveTime = time.Time{}
 		return entry{}, false, false
 	}
-	e = q.items[q.head]
-	q.items[q.head] = entry{}
-	q.head++
-	q.bytes -= len(e.data)
-	if q.Len() == 0 {
-		q.items, q.head = q.items[:0], 0
-	}
+	e = q.popHead()
 	switch {
 	case now.Sub(e.at) < q.cfg.Target || q.bytes <= q.cfg.MaxPacket:
 		q.firstAboveTime = time.Time{}
@@ -256,6 +254,19 @@ func (q *Queue) doDequeue(now time.Time) (e entry, ok, okToDrop bool) {
 		okToDrop = true
 	}
 	return e, true, okToDrop
+}
+
+// popHead removes the head without consulting CoDel; the queue is not
+// empty.
+func (q *Queue) popHead() entry {
+	e := q.items[q.head]
+	q.items[q.head] = entry{}
+	q.head++
+	q.bytes -= len(e.data)
+	if q.Len() == 0 {
+		q.items, q.head = q.items[:0], 0
+	}
+	return e
 }
 
 // controlLaw spaces drops by interval/√count, so the drop rate grows until

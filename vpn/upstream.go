@@ -27,7 +27,7 @@ type upstream struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	q       *codel.Queue
+	q       *codel.FQ
 	free    [][]byte // read buffers back from the queue, for readTUN
 	maxFree int      // the most kept: one read batch's worth
 	enc     ipr.BundleEncoder
@@ -41,7 +41,9 @@ type upstream struct {
 
 func newUpstream(t *Tunnel) (*upstream, error) {
 	u := &upstream{t: t, now: time.Now}
-	q, err := codel.New(codel.Config{
+	// Flow queueing: a DNS query or an interactive flow's packet does not
+	// wait behind the ACKs and uploads of a bulk flow (codel.FQ).
+	q, err := codel.NewFQ(codel.FQConfig{Config: codel.Config{
 		Target:     t.cfg.QueueTarget,
 		Interval:   t.cfg.QueueInterval,
 		MaxPackets: t.cfg.MaxQueuePackets,
@@ -51,7 +53,7 @@ func newUpstream(t *Tunnel) (*upstream, error) {
 		// it all, so it is no standing queue.
 		MaxPacket: t.mtu,
 		Release:   u.putBuf,
-	})
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("vpn: upstream queue: %w", err)
 	}

@@ -1,6 +1,9 @@
 // Command nym-api runs the directory authority (package mixnet/authority):
 // nodes register with it, it probes them, assigns roles every epoch and
-// publishes the signed topology.
+// publishes the signed topology. With --network it is one authority of a
+// network of them: it votes each epoch and serves the consensus signed by
+// the threshold of authorities the network file names (`nym-api network`
+// writes that file from each authority's `nym-api init` key and URL).
 package main
 
 import (
@@ -22,13 +25,13 @@ func main() {
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "nym-api",
-		Short: "Directory authority of the mixnet: registration, epochs, roles, signed topology",
+		Short: "Directory authority of the mixnet: registration, epochs, roles, signed topology or k-of-n consensus",
 		// Usage helps after a flag mistake, not after a runtime failure:
 		// PersistentPreRun runs only once flags parsed.
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { cmd.SilenceUsage = true },
 		SilenceErrors:    true,
 	}
-	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand(), newNodesCommand())
+	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand(), newNetworkCommand(), newNodesCommand())
 	return root
 }
 

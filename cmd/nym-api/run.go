@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/nym-go/nym/mixnet/authority"
@@ -35,6 +37,9 @@ type runFlags struct {
 	monitor        authority.Monitor
 	logLevel       string
 	logFormat      string
+	network        string
+	voteWindow     time.Duration
+	metricsListen  string
 }
 
 func newRunCommand() *cobra.Command {
@@ -59,6 +64,10 @@ func newRunCommand() *cobra.Command {
 	fl.IntVar(&f.layerSize, "layer-size", authority.DefaultLimits.LayerSize, "most mix nodes per layer")
 	fl.IntVar(&f.maxEntries, "max-entries", authority.DefaultLimits.MaxEntries, "most entry gateways per epoch")
 	fl.IntVar(&f.maxExits, "max-exits", authority.DefaultLimits.MaxExits, "most exit gateways per epoch")
+	fl.StringVar(&f.network, "network", "", "network file (TOML, see `nym-api network`) naming every authority of the network and the threshold; "+
+		"this authority is the entry with its own key. Without it the directory is a single authority (k = 1)")
+	fl.DurationVar(&f.voteWindow, "vote-window", 0, "with --network: how long before each epoch boundary the authorities vote and sign (default epoch-length/4)")
+	fl.StringVar(&f.metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics at /metrics (default: none)")
 	fl.StringVar(&f.admission.Mode, "admission", authority.AdmissionOpen,
 		"open: any node that proves its keys and address may take a seat, within the limits below (local networks, tests); "+
 			"approval: only nodes approved with \"nym-api nodes approve\" (a public network without stake runs this)")
@@ -101,7 +110,26 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 			return authority.Config{}, fmt.Errorf("%s %d: must be at least 1", name, v)
 		}
 	}
+	var network *directory.Network
+	if f.network != "" {
+		var err error
+		if network, err = directory.LoadNetwork(f.network); err != nil {
+			return authority.Config{}, err
+		}
+	} else if f.voteWindow != 0 {
+		return authority.Config{}, errors.New("--vote-window needs --network")
+	}
+	if f.voteWindow < 0 || (f.voteWindow > 0 && f.voteWindow >= f.epochLength) {
+		return authority.Config{}, fmt.Errorf("--vote-window %s: must be positive and shorter than --epoch-length %s", f.voteWindow, f.epochLength)
+	}
+	if f.metricsListen != "" {
+		if _, _, err := net.SplitHostPort(f.metricsListen); err != nil {
+			return authority.Config{}, fmt.Errorf("--metrics-listen %q: %v (want host:port)", f.metricsListen, err)
+		}
+	}
 	return authority.Config{
+		Network:        network,
+		VoteWindow:     f.voteWindow,
 		DataDir:        f.dataDir,
 		EpochLength:    f.epochLength,
 		RotationEpochs: f.rotationEpochs,
@@ -131,9 +159,19 @@ func run(ctx context.Context, f runFlags) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	srv, err := authority.NewServer(cfg)
 	if err != nil {
 		return err
+	}
+	if f.metricsListen != "" {
+		stopMetrics, err := serveMetrics(f.metricsListen, reg, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer stopMetrics()
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -188,4 +226,25 @@ func run(ctx context.Context, f runFlags) error {
 		log.Info("stopped")
 	}
 	return failure
+}
+
+// serveMetrics serves reg at http://addr/metrics until the returned func is
+// called.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }

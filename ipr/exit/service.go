@@ -238,11 +238,8 @@ func (s *Service) readTUN(dev tun.Device, rt *router.Router) {
 		if errors.Is(err, os.ErrClosed) || errors.Is(err, tun.ErrShortBuffer) {
 			return
 		}
-		if err != nil {
+		if err != nil { // this read's alone (tun.Device): keep reading
 			s.log.Debug("TUN read", "err", err)
-			if n == 0 {
-				time.Sleep(time.Millisecond) // no busy loop on a repeating error
-			}
 		}
 		pkts = pkts[:0]
 		for i := range n {

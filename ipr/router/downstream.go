@@ -1,8 +1,6 @@
 package router
 
-import (
-	"github.com/nym-go/nym/ipr"
-)
+import "github.com/nym-go/nym/ipr"
 
 // Stream is the transport's stream that carries one session's downstream
 // Data under one sender tag: for the exit, a mixnet reply stream, which
@@ -56,17 +54,13 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 	if s.down.Len() == 0 {
 		return dst, false
 	}
-	room := cap(dst) - len(dst) - ipr.DataDownOverhead
-	enc := s.enc
-	if room < r.bundleCap {
-		// The transport offers less than PayloadCapacity promised: pack
-		// what fits rather than wedge the queue.
-		if room < 0 {
-			return dst, false
-		}
-		enc = ipr.NewBundleEncoder(room)
+	if cap(dst)-len(dst) < ipr.DataDownOverhead {
+		return dst, false // no transport offers this little; nothing fits
 	}
-	enc.Reset(append(dst, make([]byte, ipr.DataDownOverhead)...))
+	// The bundle goes behind the header straight into the transport's
+	// buffer, up to its capacity.
+	enc := &s.enc
+	enc.ResetInPlace(append(dst, make([]byte, ipr.DataDownOverhead)...))
 	sojourn := s.down.Stats().Sojourn
 	var bytes int
 	for {
@@ -75,9 +69,10 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		if p, _, ok := s.down.PopIf(now, enc.Fits); ok {
 			if err := enc.Add(p); err != nil { // Fits said yes: only an empty packet, which FromTUN lets in never
 				r.stats.drop(DropMalformed, 1)
-				continue
+			} else {
+				bytes += len(p)
 			}
-			bytes += len(p)
+			r.bufs.put(p) // copied into the bundle
 			continue
 		}
 		if enc.Packets() > 0 || s.down.Len() == 0 {
@@ -85,8 +80,9 @@ func (d Downstream) Pull(dst []byte) ([]byte, bool) {
 		}
 		// The head fits no bundle this transport takes: drop it rather
 		// than leave the stream asleep on a queue that never empties.
-		if _, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
+		if p, _, ok := s.down.PopIf(now, func(n int) bool { return !enc.Fits(n) }); ok {
 			r.stats.drop(DropTooBig, 1)
+			r.bufs.put(p)
 		}
 	}
 	r.stats.drop(DropSojourn, int(s.down.Stats().Sojourn-sojourn))

@@ -187,6 +187,7 @@ type Router struct {
 	nextIdleCheck time.Time
 
 	dispatch dispatcher // Submit's per-sender workers
+	bufs     bufPool    // the queued packets' buffers
 
 	starvedMu sync.Mutex
 	starved   map[SessionKey]time.Time // senders whose reply failed without SURBs, since when
@@ -199,10 +200,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.Pool.SetQuarantine(cfg.AddrQuarantine)
-	if _, err := codel.New(queueConfig(cfg)); err != nil {
-		return nil, fmt.Errorf("router: session queue: %w", err)
-	}
-	return &Router{
+	r := &Router{
 		cfg:       cfg,
 		mtu:       ipr.MaxIPPacket(cfg.PayloadCapacity),
 		bundleCap: cfg.PayloadCapacity - ipr.DataDownOverhead,
@@ -216,26 +214,34 @@ func New(cfg Config) (*Router, error) {
 		// the exit's kernel drops a packet that arrives on nymtun0 from
 		// nymtun0's own address as a martian source.
 		tooBig: icmperr.NewResponder(netip.Addr{}, netip.Addr{}, icmperr.DefaultRate, icmperr.DefaultBurst),
-	}, nil
+	}
+	r.bufs = newBufPool(r.bundleCap)
+	if _, err := codel.NewFQ(r.queueConfig()); err != nil {
+		return nil, fmt.Errorf("router: session queue: %w", err)
+	}
+	return r, nil
 }
 
-// queueConfig is the CoDel configuration of every session's downstream
-// queue. One dequeue opportunity carries a bundle: with no more than that
-// queued, the queue is no standing queue.
-func queueConfig(cfg Config) codel.Config {
-	return codel.Config{
-		Target:     cfg.QueueTarget,
-		Interval:   cfg.QueueInterval,
-		MaxPacket:  cfg.PayloadCapacity - ipr.DataDownOverhead,
-		MaxPackets: cfg.MaxQueuePackets,
-		MaxBytes:   cfg.MaxQueueBytes,
-	}
+// queueConfig is the configuration of every session's downstream queue:
+// flow queueing with CoDel per flow, so that a ping or a DNS answer does
+// not wait behind a download (codel.FQ). One dequeue opportunity carries a
+// bundle: with no more than that queued, a flow is no standing queue. What
+// the queue drops goes back to the buffer pool.
+func (r *Router) queueConfig() codel.FQConfig {
+	return codel.FQConfig{Config: codel.Config{
+		Target:     r.cfg.QueueTarget,
+		Interval:   r.cfg.QueueInterval,
+		MaxPacket:  r.bundleCap,
+		MaxPackets: r.cfg.MaxQueuePackets,
+		MaxBytes:   r.cfg.MaxQueueBytes,
+		Release:    r.bufs.put,
+	}}
 }
 
 // newQueue returns a session's downstream queue; New checked its
 // configuration.
-func (r *Router) newQueue() *codel.Queue {
-	q, err := codel.New(queueConfig(r.cfg))
+func (r *Router) newQueue() *codel.FQ {
+	q, err := codel.NewFQ(r.queueConfig())
 	if err != nil {
 		panic(err) // New refused this configuration
 	}
@@ -388,7 +394,6 @@ func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_
 		addrs:    addrs,
 		lastSeen: now,
 		down:     r.newQueue(),
-		enc:      ipr.NewBundleEncoder(r.bundleCap),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
 		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)
@@ -560,7 +565,7 @@ func (r *Router) FromTUN(pkts [][]byte) {
 			continue
 		}
 		wasEmpty := s.down.Len() == 0
-		if !s.down.Push(append([]byte(nil), pkt...), now) {
+		if !s.down.Push(append(r.bufs.get(), pkt...), now) { // refused: the queue released the copy
 			r.stats.drop(DropQueueFull, 1)
 		} else if wasEmpty && s.stream != nil {
 			wake = append(wake, s.stream)

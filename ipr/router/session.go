@@ -30,9 +30,9 @@ type session struct {
 
 	lastSeen time.Time                // last request; guarded by mu
 	up       *ipr.Resequencer[[]byte] // upstream bundles; nil when resequencing is off
-	down     *codel.Queue             // downstream IP packets
+	down     *codel.FQ                // downstream IP packets
 	downSeq  uint64                   // sequence number of the next downstream Data
-	enc      *ipr.BundleEncoder       // reused by every Pull
+	enc      ipr.BundleEncoder        // reused by every Pull
 	batch    [][]byte                 // reused for the packets each upstream bundle releases
 	closed   bool                     // ended; whoever still holds it must let go
 	lastInfo time.Time                // last policy Info sent, to spare the client's SURBs

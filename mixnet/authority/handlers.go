@@ -117,6 +117,9 @@ func (s *Server) register(d directory.Descriptor, sd directory.SignedDescriptor,
 func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registration {
 	epoch := s.current.Epoch
 	role, layer := s.topo.RoleOf(d.Identity)
+	if s.cons != nil {
+		role, layer = s.cons.roleOf(d.Identity) // the consensus decides, not this authority alone
+	}
 	reg := directory.Registration{
 		Identity:        d.Identity,
 		Epoch:           epoch,
@@ -143,6 +146,10 @@ func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registrat
 
 // handleTopology serves the current signed topology.
 func (s *Server) handleTopology(w http.ResponseWriter, r *http.Request) {
+	if s.cons != nil {
+		s.handleConsensus(w, r) // a network's authority serves the consensus
+		return
+	}
 	s.mu.Lock()
 	body := s.signedJSON
 	s.mu.Unlock()
@@ -164,6 +171,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		resp.Routable = err.Error()
 	}
 	s.mu.Unlock()
+	if s.cons != nil {
+		resp.Epoch, resp.Routable = s.cons.health(s.clock.epochAt(s.cfg.Now())) // what clients get: the consensus
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 

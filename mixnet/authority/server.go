@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -65,6 +66,21 @@ type Config struct {
 	// ProbeClient makes the health probes. Default: a client that follows
 	// no redirects and uses no proxy.
 	ProbeClient *http.Client
+
+	// Network, when set, makes this server one authority of a network of
+	// them (the network file lists its key): it votes, computes the
+	// consensus with the others and serves it with their signatures
+	// (consensus.go, peers.go). Epochs count from Network.Genesis.
+	Network *directory.Network
+	// VoteWindow is how long before each epoch boundary the authorities
+	// vote and sign the next epoch's consensus. Default EpochLength/4.
+	VoteWindow time.Duration
+	// PeerClient fetches the other authorities' votes and signatures.
+	// Default http.DefaultClient (each attempt is bounded by VoteWindow/4,
+	// at most 10 s).
+	PeerClient *http.Client
+	// Registerer receives the consensus metrics; nil keeps them private.
+	Registerer prometheus.Registerer
 }
 
 // minEpochLength keeps epochs long enough for at least a probe or two.
@@ -135,6 +151,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ProbeClient == nil {
 		c.ProbeClient = newProbeHTTPClient()
 	}
+	if c.VoteWindow == 0 {
+		c.VoteWindow = c.EpochLength / 4
+	}
+	if c.VoteWindow < 0 || c.VoteWindow >= c.EpochLength {
+		return c, fmt.Errorf("directory: vote window %s must be positive and shorter than the epoch %s", c.VoteWindow, c.EpochLength)
+	}
 	return c, nil
 }
 
@@ -163,6 +185,10 @@ type Server struct {
 	topo    *directory.Topology
 	// signedJSON is the encoded SignedTopology served to everyone.
 	signedJSON []byte
+
+	// cons is the server's part in a network of authorities; nil without
+	// Config.Network.
+	cons *consensusState
 }
 
 // nodeState is what the directory knows about one registered node.
@@ -218,6 +244,12 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+directory.PathTopology, s.handleTopology)
 	s.mux.HandleFunc("GET "+directory.PathIdentity, s.handleIdentity)
 	s.mux.HandleFunc("GET "+directory.PathHealth, s.handleHealth)
+	if cfg.Network != nil {
+		if err := s.initConsensus(); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -229,15 +261,17 @@ func (s *Server) load() error {
 		return err
 	}
 	if !ok {
-		clock = epochClock{Genesis: s.cfg.Now().UTC().Round(0), EpochLength: s.cfg.EpochLength, RotationEpochs: s.cfg.RotationEpochs}
+		clock = epochClock{Genesis: s.genesis(), EpochLength: s.cfg.EpochLength, RotationEpochs: s.cfg.RotationEpochs}
 		if err := s.store.saveClock(clock); err != nil {
 			return err
 		}
 		s.log.Info("genesis", "time", clock.Genesis, "epoch_length", clock.EpochLength, "rotation_epochs", clock.RotationEpochs)
-	} else if clock.EpochLength != s.cfg.EpochLength || clock.RotationEpochs != s.cfg.RotationEpochs {
-		return fmt.Errorf("data dir %s was created with epoch length %s and %d epochs per rotation; this run asks for %s and %d. "+
+	} else if want := s.genesisFor(clock); clock.EpochLength != s.cfg.EpochLength || clock.RotationEpochs != s.cfg.RotationEpochs ||
+		!clock.Genesis.Equal(want) {
+		return fmt.Errorf("data dir %s was created with genesis %s, epoch length %s and %d epochs per rotation; this run asks for %s, %s and %d. "+
 			"Changing them would renumber epochs under clients: use the original values or a new data dir",
-			s.cfg.DataDir, clock.EpochLength, clock.RotationEpochs, s.cfg.EpochLength, s.cfg.RotationEpochs)
+			s.cfg.DataDir, clock.Genesis.Format(time.RFC3339Nano), clock.EpochLength, clock.RotationEpochs,
+			want.Format(time.RFC3339Nano), s.cfg.EpochLength, s.cfg.RotationEpochs)
 	}
 	s.clock = clock
 
@@ -285,11 +319,19 @@ func (s *Server) load() error {
 		s.log.Info("resuming epoch", "epoch", epoch, "nodes", len(s.nodes))
 		return s.publishLocked(now)
 	}
+	if ok && saved.Epoch < epoch {
+		return s.graceLocked(saved, epoch, now)
+	}
 	return s.assignLocked(epoch, now)
 }
 
 // Close releases the state database. Call it after Run has returned.
-func (s *Server) Close() error { return s.store.close() }
+func (s *Server) Close() error {
+	if s.cons != nil {
+		s.cons.unregister()
+	}
+	return s.store.close()
+}
 
 // PublicKey returns the directory's ed25519 public key, the one clients pin.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.pub.Ed25519() }
@@ -311,6 +353,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
 	wg.Go(func() { s.monitorLoop(ctx) })
+	if s.cons != nil {
+		wg.Go(func() { s.consensusLoop(ctx) })
+	}
 	s.epochLoop(ctx)
 	wg.Wait()
 	// The probe client's idle connections hold two goroutines each until

@@ -43,6 +43,14 @@ type Client struct {
 	messages     chan Message
 	surbRequests chan surbRequest
 
+	// linkRoom holds a token for every stream packet handed to the link
+	// and not yet copied out by its writer, when the Poisson stream is off:
+	// then the link's progress is the stream's clock (see directLinkWindow).
+	linkRoom chan struct{}
+	// doneDirect is the link.Frame.Done of such a packet: the buffer goes
+	// back to the pool and the token is returned.
+	doneDirect func([]byte)
+
 	acks      *ackTracker
 	reasm     *reassembler // owned by runReceive
 	surbs     *surbStore
@@ -96,6 +104,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		retries:      make(chan *job, cfg.MaxInFlight),
 		ready:        make(chan *builtPacket, workers),
 		covers:       make(chan *builtPacket, 4),
+		linkRoom:     make(chan struct{}, directLinkWindow),
 		inbound:      make(chan inbound, 1024),
 		messages:     make(chan Message, cfg.ReceiveBuffer),
 		surbRequests: make(chan surbRequest, 16),
@@ -103,6 +112,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		reasm:        newReassembler(cfg.MaxMessageSize+messageOverheadMax, max(64<<20, 2*cfg.MaxMessageSize), cfg.ReassemblyTimeout, FragmentCapacity),
 		surbs:        newSURBStore(cfg.SURBs),
 		replyKeys:    newReplyKeyStore(cfg.SURBs.MaxAge, maxReplyKeys),
+	}
+	c.doneDirect = func(b []byte) {
+		releaseWire(b)
+		<-c.linkRoom
 	}
 	c.routes = &routes{rnd: c.rnd, hopDelay: cfg.Loopix.HopDelay}
 	c.addr.Identity = id.Public

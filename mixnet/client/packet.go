@@ -65,8 +65,11 @@ type builtPacket struct {
 	wire   []byte
 	j      *job // nil for cover and stream packets
 	stream bool // a stream's packet: real, unacknowledged
-	rtt    time.Duration
-	mixes  packetMixes
+	// done is the link.Frame.Done to hand the packet over with; nil is
+	// releaseWire.
+	done  func([]byte)
+	rtt   time.Duration
+	mixes packetMixes
 }
 
 // zeroID is the Destination.ID of forward packets. Acks and replies carry

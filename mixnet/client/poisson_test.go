@@ -73,6 +73,9 @@ func TestTimingRunPoissonRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("timing test")
 	}
+	if raceEnabled {
+		t.Skip("timing test: run without -race (make test does)")
+	}
 	const mean = 2 * time.Millisecond
 	const run = 1500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), run)

@@ -167,11 +167,20 @@ func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 		j.sends.Add(1)
 		c.acks.track(j, p.mixes, now.Add(c.ackTimeout(p.rtt)))
 	}
-	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire})
+	real := j != nil || p.stream
+	if h := c.cfg.hooks; h != nil && h.onSend != nil {
+		// A copy: the buffer goes back to the pool once the link has
+		// written it, and the tests keep what they watch.
+		h.onSend(now, append([]byte(nil), p.wire...), real)
+	}
+	done := p.done
+	if done == nil {
+		done = releaseWire
+	}
+	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire, Done: done})
 	if !ok {
 		c.stats.packetsDropped.Add(1)
 	}
-	real := j != nil || p.stream
 	switch {
 	case !real:
 		c.stats.coverSent.Add(1)
@@ -180,9 +189,6 @@ func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 		if j != nil && !j.reliable {
 			c.finish(j)
 		}
-	}
-	if h := c.cfg.hooks; h != nil && h.onSend != nil {
-		h.onSend(now, p.wire, real)
 	}
 }
 

@@ -89,13 +89,6 @@ func (c *Client) Stats() Stats {
 	}
 }
 
-// Queued is Stats().Queued alone.
-//
-// Deprecated: a steady sender opens a stream (OpenStream), which the client
-// pulls from when a slot is free, rather than pace itself on this count.
-// It stays only until its last caller (vpn) moves to streams.
-func (c *Client) Queued() int { return int(c.stats.queued.Load()) }
-
 // logLimited logs a warning at most once a second: the events it reports
 // (bad packets, missing routes) can come at packet rate.
 func (c *Client) logLimited(msg string, args ...any) {

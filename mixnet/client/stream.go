@@ -117,7 +117,8 @@ type Stream struct {
 	wake   chan struct{} // one token: woken since the last empty Pull
 	sent   chan struct{} // one token: the slot took the packet built
 
-	pkt builtPacket // the packet built, while built or being sent
+	pkt   builtPacket // the packet built, while built or being sent
+	spare []byte      // a buffer an empty Pull left unused
 
 	// Under c.sched.mu.
 	built   *builtPacket // waiting for a slot
@@ -159,8 +160,8 @@ func (c *Client) OpenStream(to Address, src Source) (*Stream, error) {
 // called, without blocking, when the stream is awake but the client holds no
 // SURB for tag (the client has then asked the sender for more, if it could).
 // It is called again after SURBs arrived and ran out again, not repeatedly.
-// onStarved runs on the stream's goroutine: it must return promptly and
-// must not call the stream's Close.
+// onStarved runs on the stream's goroutine, holding no lock of the client:
+// it must return promptly (it may call Wake or Close).
 func (c *Client) OpenReplyStream(tag AnonymousSenderTag, src Source, onStarved func()) (*Stream, error) {
 	if tag.IsZero() {
 		return nil, errors.New("client: reply stream to the zero sender tag")
@@ -216,6 +217,24 @@ func (s *Stream) pullOne(p *Payload) bool {
 	if err != nil {
 		return false
 	}
+	direct := c.cfg.Loopix.SendInterval <= 0
+	if direct {
+		// No Poisson slot to wait for: wait for room in the link instead,
+		// so that a slow gateway connection holds packets back in the
+		// source's queue (where its CoDel sees them) rather than
+		// overflowing the link's queue.
+		select {
+		case c.linkRoom <- struct{}{}:
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	sent := false
+	defer func() {
+		if direct && !sent {
+			<-c.linkRoom
+		}
+	}()
 	var surb heldSURB
 	if s.reply {
 		var ok bool
@@ -225,11 +244,17 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		c.sched.fed(s)
 	}
-	p.reset(newWireBuffer(), s.reply)
+	buf := s.spare
+	if buf == nil {
+		buf = newWireBuffer()
+	}
+	s.spare = nil
+	p.reset(buf, s.reply)
 	if !s.src.Pull(p) {
 		if s.reply {
 			c.surbs.unshift(s.tag, surb)
 		}
+		s.spare = buf // an empty Pull costs no allocation either
 		return false
 	}
 	if s.ctx.Err() != nil { // closed during Pull: drop it
@@ -250,7 +275,9 @@ func (s *Stream) pullOne(p *Payload) bool {
 		return true // the data is lost, as on a full link; the source goes on
 	}
 	b.stream = true
-	if c.cfg.Loopix.SendInterval <= 0 {
+	if direct {
+		b.done = c.doneDirect // returns the token once the link copied it
+		sent = true
 		c.transmit(conn, b, time.Now())
 		return true
 	}
@@ -281,6 +308,13 @@ func (s *Stream) build(p *Payload, surb *replySURB) (*builtPacket, error) {
 // once per episode.
 func (s *Stream) starve() {
 	if !s.c.sched.starve(s) {
+		return
+	}
+	// SURBs that arrived between takeOne and starve found no starved
+	// stream to wake: look again now that s is on the list.
+	if s.c.surbs.count(s.tag) > 0 {
+		s.c.sched.fed(s)
+		s.Wake()
 		return
 	}
 	if s.onStarved != nil {
@@ -373,7 +407,8 @@ func (q *scheduler) offer(s *Stream, b *builtPacket) bool {
 
 // next takes the packet for a real slot: the next in turn, the internal
 // queue included, and the stream it is from (nil for the internal queue).
-// nil means loop cover. The caller calls sent once it is sent.
+// nil means loop cover. The caller calls the stream's sentOne once the
+// packet is sent.
 func (q *scheduler) next() (*builtPacket, *Stream) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

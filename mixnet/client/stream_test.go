@@ -349,3 +349,43 @@ func TestPayloadContract(t *testing.T) {
 		t.Fatal("SURBs on a reply")
 	}
 }
+
+// With the Poisson stream off, a stream pulls only while the gateway link
+// has room: with directLinkWindow packets in the link, not copied out by its
+// writer, nothing is pulled; each packet the writer takes lets one more in.
+func TestStreamWaitsForLinkRoom(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	f.keepOrder()
+	a := f.connect(t, func(c *Config) { c.Loopix = &Loopix{} })
+	b := f.connect(t, nil)
+	// The test holds the whole window, as a link whose writer is stuck.
+	for range directLinkWindow {
+		a.linkRoom <- struct{}{}
+	}
+	src := &testSource{t: t}
+	st, err := a.OpenStream(b.Address(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src.add(3)
+	st.Wake()
+	// A negative check needs a bound; a busy machine only makes a wrong
+	// Pull less likely to show here, never a right one fail.
+	time.Sleep(200 * time.Millisecond)
+	if calls, _ := src.counts(); calls != 0 {
+		t.Fatalf("%d Pulls with no room in the link", calls)
+	}
+	<-a.linkRoom // the writer took one packet
+	for i := range 3 {
+		m := receive(t, b, 20*time.Second)
+		if !bytes.Equal(m.Data, src.payload(i)) {
+			t.Fatalf("message %d is not payload %d", i, i)
+		}
+	}
+	// Every token the stream took comes back (a lost one would stall the
+	// stream for good): only the test's are left.
+	waitFor(t, 10*time.Second, "the stream's link tokens back", func() bool {
+		return len(a.linkRoom) == directLinkWindow-1
+	})
+}

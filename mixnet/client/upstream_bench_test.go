@@ -49,6 +49,9 @@ func BenchmarkUpstream(b *testing.B) {
 				b.Fatal("the frame is not the buffer Pull wrote into")
 			}
 			sinkWire = bp.wire
+			// What the link's writer does once it has copied the
+			// frame into its batch (link.Frame.Done).
+			releaseWire(bp.wire)
 		}
 		op() // pools and lazily made state, so that -benchtime 3x measures a packet
 		b.ReportAllocs()
@@ -84,6 +87,9 @@ func BenchmarkUpstream(b *testing.B) {
 				b.Fatal("the frame is not the buffer Pull wrote into")
 			}
 			sinkWire = bp.wire
+			// What the link's writer does once it has copied the
+			// frame into its batch (link.Frame.Done).
+			releaseWire(bp.wire)
 		}
 		op()
 		b.ReportAllocs()
@@ -112,6 +118,9 @@ func BenchmarkUpstream(b *testing.B) {
 			c.stats.queued.Add(-1)
 			c.finish(j)
 			sinkWire = bp.wire
+			// What the link's writer does once it has copied the
+			// frame into its batch (link.Frame.Done).
+			releaseWire(bp.wire)
 		}
 		op()
 		b.ReportAllocs()

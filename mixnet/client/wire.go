@@ -1,6 +1,8 @@
 package client
 
 import (
+	"sync"
+
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
@@ -48,9 +50,35 @@ func repliableDataCapacity(n int) int { return FragmentCapacity - repliableHeade
 // replyDataCapacity is the data one reply packet carries.
 const replyDataCapacity = ReplyFragmentCapacity - 1
 
-// newWireBuffer allocates the buffer of one packet. It is not pooled: the
-// link holds the frame until its writer copies it out, and says not when.
-func newWireBuffer() []byte { return make([]byte, wireLen) }
+// directLinkWindow bounds the stream packets in the gateway link's queue,
+// not yet copied out by its writer, when the Poisson stream is off. The
+// writer packs up to 64 KiB (27 packets) per system call, so 128 keeps it
+// busy through four batches, while a gateway connection that stalls holds
+// packets back in the sources' queues after 300 KiB rather than after the
+// link's 2048-frame queue (4.8 MiB, seconds of standing delay) overflows.
+const directLinkWindow = 128
+
+// wireBuffers recycles packet buffers: the link hands a frame's payload back
+// (link.Frame.Done) once its writer has copied it into a Noise message, so a
+// stream packet costs no payload-sized allocation in the steady state.
+var wireBuffers = sync.Pool{New: func() any { return new([wireLen]byte) }}
+
+// newWireBuffer returns the zeroed buffer of one packet: the layouts above
+// rely on zeros where nothing is written (the padding after the marker).
+func newWireBuffer() []byte {
+	b := wireBuffers.Get().(*[wireLen]byte)
+	clear(b[:])
+	return b[:]
+}
+
+// releaseWire takes back a buffer newWireBuffer gave out, once nothing
+// reads it any more; anything else is left to the garbage collector.
+func releaseWire(b []byte) {
+	if cap(b) != wireLen {
+		return
+	}
+	wireBuffers.Put((*[wireLen]byte)(b[:wireLen]))
+}
 
 // dataOffset is where the data starts in a reply, or in a repliable message
 // with n SURBs.

@@ -10,6 +10,12 @@ const (
 	PathNodes    = "/api/v1/nodes"
 	PathTopology = "/api/v1/topology"
 	PathIdentity = "/api/v1/identity"
+	// PathVotes serves an authority's signed vote: GET ?epoch=N; with
+	// &authority=KEY, the vote of that authority it received.
+	PathVotes = "/api/v1/votes"
+	// PathConsensus serves the consensus with every signature the authority
+	// gathered: the current epoch's, or with ?epoch=N that epoch's.
+	PathConsensus = "/api/v1/consensus"
 	// PathHealth is served by every node and by the authority; the authority
 	// probes the nodes' to judge their liveness.
 	PathHealth = "/api/v1/health"

@@ -10,17 +10,29 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Client fetches and verifies topologies from a directory and registers
-// descriptors with it.
+// descriptors with it. With Network set (see NewNetworkClient) it fetches
+// the consensus of a network of authorities instead; BaseURL and Key are
+// then used only by Register.
 type Client struct {
 	// BaseURL is the directory's address, e.g. "http://192.0.2.1:8080".
 	BaseURL string
 	// Key is the directory's public key, pinned by the caller. Every topology
 	// is checked against it.
 	Key ed25519.PublicKey
+	// Network, when set, is the network file of the authorities: Topology
+	// accepts only a consensus signed by its threshold of them.
+	Network *Network
+	// CachePath, with Network, is a file where the last verified consensus
+	// is kept, and used while fresh when no authority answers. Empty: none.
+	CachePath string
+	// AuthorityTimeout bounds one attempt at one authority; 0 is
+	// DefaultAuthorityTimeout.
+	AuthorityTimeout time.Duration
 	// HTTP makes the requests; nil means http.DefaultClient. Give it a
 	// timeout or pass contexts with deadlines.
 	HTTP *http.Client
@@ -29,6 +41,13 @@ type Client struct {
 	// MaxClockSkew is how far in the future a topology may be issued;
 	// 0 is DefaultMaxClockSkew.
 	MaxClockSkew time.Duration
+
+	// mu guards last, the newest consensus accepted, so that an older one
+	// is never accepted after it, and cachedEpoch, the epoch of the one
+	// last written to CachePath.
+	mu          sync.Mutex
+	last        *Topology
+	cachedEpoch *uint64
 }
 
 // maxErrorBody bounds how much of an error answer is read into an error.
@@ -53,17 +72,30 @@ func (e *StatusError) Error() string {
 // Topology fetches the current topology, verifies it against c.Key and
 // checks that it is fresh (Topology.CheckFresh).
 func (c *Client) Topology(ctx context.Context) (*Topology, error) {
+	if c.Network != nil {
+		return c.consensus(ctx)
+	}
 	if len(c.Key) != ed25519.PublicKeySize {
 		return nil, errors.New("directory client: no pinned directory key")
 	}
-	var st SignedTopology
-	if err := c.do(ctx, "fetch topology", http.MethodGet, PathTopology, nil, MaxTopologySize+64<<10, &st); err != nil {
+	// A SignedConsensus decodes a SignedTopology too (Signature set); an
+	// authority of a network of one serves a consensus it alone signed.
+	var sc SignedConsensus
+	if err := c.do(ctx, "fetch topology", http.MethodGet, PathTopology, nil, MaxTopologySize+64<<10, &sc); err != nil {
 		return nil, err
 	}
-	t, err := st.Verify(c.Key)
+	t, err := sc.Verify(SingleAuthority(c.BaseURL, Key(c.Key)))
 	if err != nil {
 		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
 	}
+	if err := c.checkFresh(t); err != nil {
+		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
+	}
+	return t, nil
+}
+
+// checkFresh is t.CheckFresh with the client's clock and skew.
+func (c *Client) checkFresh(t *Topology) error {
 	now, skew := time.Now, c.MaxClockSkew
 	if c.Now != nil {
 		now = c.Now
@@ -71,10 +103,7 @@ func (c *Client) Topology(ctx context.Context) (*Topology, error) {
 	if skew <= 0 {
 		skew = DefaultMaxClockSkew
 	}
-	if err := t.CheckFresh(now(), skew); err != nil {
-		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
-	}
-	return t, nil
+	return t.CheckFresh(now(), skew)
 }
 
 // Register sends a signed descriptor to the directory.
@@ -99,7 +128,12 @@ func (c *Client) RegisterWithStatus(ctx context.Context, sd SignedDescriptor) (*
 
 // do makes one request and decodes a JSON answer of at most limit bytes.
 func (c *Client) do(ctx context.Context, op, method, path string, body []byte, limit int64, out any) error {
-	base := strings.TrimSuffix(c.BaseURL, "/")
+	return c.doAt(ctx, c.BaseURL, op, method, path, body, limit, out)
+}
+
+// doAt is do against the directory at baseURL.
+func (c *Client) doAt(ctx context.Context, baseURL, op, method, path string, body []byte, limit int64, out any) error {
+	base := strings.TrimSuffix(baseURL, "/")
 	if base == "" {
 		return fmt.Errorf("directory %s: no base URL", op)
 	}

@@ -39,6 +39,20 @@
 //  4. At each epoch boundary fetch the topology and play the role it assigns
 //     ([Topology.RoleOf]).
 //
+// # Networks of authorities
+//
+// A network may have n directory authorities instead of one, named with
+// their keys, URLs and a threshold k > n/2 in a [Network] file. Before each
+// epoch every authority signs a [Vote] (the nodes it holds and the
+// performance it measured); from the votes each computes the same consensus
+// document (a [Topology] whose DirectoryKey is [Network.ID]) and the
+// authorities collect each other's signatures over those bytes. A client made
+// with [NewNetworkClient] asks the authorities in random order and accepts a
+// [SignedConsensus] only with k valid signatures of distinct authorities of
+// the file ([SignedConsensus.Verify]), fresh, and no older than the last one
+// it accepted; with CachePath it keeps the last one on disk for when no
+// authority answers. [SingleAuthority] is the old one URL and key, n = k = 1.
+//
 // While the published topology is incomplete (some role empty, as in a
 // network that is starting), the authority re-assigns roles as soon as new
 // nodes pass a probe instead of waiting for the next boundary, and it reissues

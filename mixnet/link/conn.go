@@ -150,11 +150,13 @@ func (c *Conn) Flush(ctx context.Context) error {
 func enqueue(q chan<- Frame, f Frame, closed <-chan struct{}, stats *Stats) bool {
 	if f.Validate() != nil {
 		stats.DroppedInvalid.Add(1)
+		f.done()
 		return false
 	}
 	select {
 	case <-closed:
 		stats.DroppedClosed.Add(1)
+		f.done()
 		return false
 	default:
 	}
@@ -163,6 +165,7 @@ func enqueue(q chan<- Frame, f Frame, closed <-chan struct{}, stats *Stats) bool
 		return true
 	default:
 		stats.DroppedQueueFull.Add(1)
+		f.done()
 		return false
 	}
 }
@@ -208,7 +211,8 @@ func drain(q chan Frame) int {
 	n := 0
 	for {
 		select {
-		case <-q:
+		case f := <-q:
+			f.done()
 			n++
 		default:
 			return n

@@ -68,6 +68,19 @@ type Frame struct {
 	KeyParity bool
 	// Payload is the frame body, at most MaxFramePayload bytes.
 	Payload []byte
+	// Done, when set, is called with Payload once the link no longer reads
+	// it: after the writer copied it into a message, or when the frame is
+	// dropped (queue full, invalid, connection closed, write failed). It
+	// lets a sender recycle the buffer; it is called at most once, from
+	// whichever goroutine let go of the frame, and must not block.
+	Done func(payload []byte)
+}
+
+// done calls f.Done, if set.
+func (f Frame) done() {
+	if f.Done != nil {
+		f.Done(f.Payload)
+	}
 }
 
 // Errors that describe why a frame or message was rejected. Decoding errors

@@ -106,12 +106,14 @@ func (p *Pool) Send(peer Peer, f Frame) bool {
 func (p *Pool) sendNew(peer Peer, f Frame) bool {
 	if f.Validate() != nil || peer.Addr == "" || peer.Static == [32]byte{} {
 		p.cfg.Stats.DroppedInvalid.Add(1)
+		f.done()
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		p.cfg.Stats.DroppedClosed.Add(1)
+		f.done()
 		return false
 	}
 	pl := p.peers[peer]

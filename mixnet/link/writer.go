@@ -64,6 +64,7 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 		buf = append(buf, 0, 0) // length prefix, filled in after sealing
 		limit := len(buf) + MaxMessagePlaintext
 		buf = next.appendUnchecked(buf)
+		next.done()
 		frames++
 		have = false
 	fill:
@@ -75,6 +76,7 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 					break fill
 				}
 				buf = f.appendUnchecked(buf)
+				f.done()
 				frames++
 			default:
 				break fill
@@ -84,7 +86,7 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 		// which AEADs allow, and buf has room for the tag.
 		sealed, err := c.send.seal(buf[:start+2], buf[start+2:])
 		if err != nil {
-			c.dropWritten(frames, have)
+			c.dropWritten(frames, have, next)
 			return Frame{}, false, fmt.Errorf("link encrypt to %s: %w", c.nc.RemoteAddr(), err)
 		}
 		binary.BigEndian.PutUint16(sealed[start:], uint16(len(sealed)-start-2))
@@ -95,11 +97,11 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 		}
 	}
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		c.dropWritten(frames, have)
+		c.dropWritten(frames, have, next)
 		return Frame{}, false, fmt.Errorf("link write to %s: %w", c.nc.RemoteAddr(), err)
 	}
 	if _, err := c.nc.Write(buf); err != nil {
-		c.dropWritten(frames, have)
+		c.dropWritten(frames, have, next)
 		return Frame{}, false, fmt.Errorf("link write to %s: %w", c.nc.RemoteAddr(), err)
 	}
 	c.stats.FramesSent.Add(frames)
@@ -111,9 +113,10 @@ func (c *Conn) writeBatch(first Frame) (next Frame, have bool, err error) {
 
 // dropWritten counts the frames lost with a failed batch, plus the one taken
 // from the queue for the next batch.
-func (c *Conn) dropWritten(frames uint64, havePending bool) {
+func (c *Conn) dropWritten(frames uint64, havePending bool, pending Frame) {
 	if havePending {
 		frames++
+		pending.done()
 	}
 	c.stats.DroppedWriteError.Add(frames)
 	c.finished.Add(frames)
