@@ -133,7 +133,7 @@ start_servers() {
 	[[ -n $DIR_KEY ]] || die "nym-api identity printed no key"
 	echo "$DIR_KEY" >"$STATE/directory-key"
 	start dir nym-api "$BIN/nym-api" run --data-dir "$STATE/dir" --listen "${LAN_IP[dir]}:8000" \
-		--epoch-length "$EPOCH" --probe-interval 2s
+		--epoch-length "$EPOCH" --probe-interval 2s --max-seats-per-prefix -1 # every node is in one /24
 	wait_for 15 inns client curl -sf "$DIR_URL/api/v1/health" ||
 		die "nym-api did not answer; see $STATE/log/nym-api.log"
 
