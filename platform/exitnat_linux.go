@@ -31,7 +31,7 @@ const (
 type exitSysctl struct{ key, value string }
 
 // exitSysctls are set for the exit, in this order, and put back in the
-// reverse order on Stop. IPv4 forwards what arrives on an interface whose
+// reverse order on Close. IPv4 forwards what arrives on an interface whose
 // own forwarding flag is on, so only the TUN (clients' packets) and the
 // uplink (the replies) get it, not the host's other interfaces. Linux
 // forwards IPv6 only with the global flag on, whatever the interface's own
@@ -99,7 +99,7 @@ func StartExitNetworking(cfg ExitConfig) (*ExitNetworking, error) {
 	if err := e.start(cfg); err != nil {
 		var undoErr error
 		if e.recorded {
-			undoErr = e.Stop()
+			undoErr = e.Close()
 		}
 		e.release()
 		return nil, fmt.Errorf("exit networking: %w", errors.Join(err, undoErr))
@@ -311,9 +311,9 @@ func (e *ExitNetworking) Rejected() (map[string]Counter, error) {
 	return all, nil
 }
 
-// Stop removes the exit's table and puts the forwarding sysctls back. It is
+// Close removes the exit's table and puts the forwarding sysctls back. It is
 // idempotent.
-func (e *ExitNetworking) Stop() error {
+func (e *ExitNetworking) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stopped {

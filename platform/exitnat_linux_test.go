@@ -184,7 +184,7 @@ func TestExitNetworking(t *testing.T) {
 		})
 		return err
 	})
-	t.Cleanup(func() { exit.Stop() })
+	t.Cleanup(func() { exit.Close() })
 	// Issue 10: per interface for IPv4 (not the host's other interfaces),
 	// and the uplink keeps its IPv6 autoconfiguration.
 	if got, want := l.sysctls(t), "0 1 1 1 0 2"; got != want {
@@ -275,7 +275,7 @@ func TestExitNetworking(t *testing.T) {
 		t.Errorf("port 8081 still refused after the policy was replaced: %v", err)
 	}
 
-	if err := exit.Stop(); err != nil {
+	if err := exit.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.sysctls(t); got != sysctlsBefore {
@@ -338,7 +338,7 @@ func TestExitFlushConntrack(t *testing.T) {
 		})
 		return err
 	})
-	t.Cleanup(func() { exit.Stop() })
+	t.Cleanup(func() { exit.Close() })
 	// A client's flow, and one of the exit host's own.
 	to := &net.UDPAddr{IP: net.ParseIP("203.0.113.2"), Port: 9000}
 	udpSocketIn(t, l.client).WriteToUDP([]byte("client"), to)

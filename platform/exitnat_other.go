@@ -30,7 +30,7 @@ func (*ExitNetworking) FlushConntrack(...netip.Addr) (int, error) {
 	return 0, fmt.Errorf("exit networking: %w", ErrUnsupported)
 }
 
-// Stop does nothing: nothing was started.
-func (*ExitNetworking) Stop() error { return nil }
+// Close does nothing: nothing was started.
+func (*ExitNetworking) Close() error { return nil }
 
 func restoreExit(*exitRecord) error { return fmt.Errorf("exit networking: %w", ErrUnsupported) }

@@ -56,7 +56,7 @@ func (h *systemHost) Up(dev tun.Device) (_ []netip.Addr, err error) {
 	}
 	own, err := hostAddrs()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("exit: the host's addresses: %w", err), en.Stop())
+		return nil, errors.Join(fmt.Errorf("exit: the host's addresses: %w", err), en.Close())
 	}
 	h.net = en
 	return own, nil
@@ -98,7 +98,7 @@ func (h *systemHost) Close() error {
 	if h.net == nil {
 		return nil
 	}
-	return h.net.Stop()
+	return h.net.Close()
 }
 
 // DefaultUplink is the interface of the calling namespace's IPv4 default
