@@ -279,16 +279,16 @@ func TestExitNetworking(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := l.sysctls(t); got != sysctlsBefore {
-		t.Errorf("sysctls after Stop: %q, want %q", got, sysctlsBefore)
+		t.Errorf("sysctls after Close: %q, want %q", got, sysctlsBefore)
 	}
 	if got := nftRuleset(t, l.exit); got != rulesetBefore {
-		t.Errorf("ruleset after Stop:\n%s\nwant:\n%s", got, rulesetBefore)
+		t.Errorf("ruleset after Close:\n%s\nwant:\n%s", got, rulesetBefore)
 	}
 	if got := nftRuleset(t, ""); got != hostBefore {
 		t.Errorf("host ruleset changed:\n%s", got)
 	}
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
-		t.Errorf("state file left after Stop: %v", err)
+		t.Errorf("state file left after Close: %v", err)
 	}
 }
 
