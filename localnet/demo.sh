@@ -69,6 +69,21 @@ done
 	fail "no two authorities serve the same consensus document"
 echo "ok: each authority serves a consensus with >= 2 signatures"
 
+step "stop the first authority: the other two still make and sign the consensus"
+read -r api_pid api_ns <"$STATE/pids/nym-api"
+[[ $(ip netns identify "$api_pid" 2>/dev/null) == "$api_ns" ]] || fail "the first nym-api (pid $api_pid) is not running"
+epoch_of() { inclient curl -sf --max-time 2 "$1/api/v1/health" | grep -o '"epoch":[0-9]*' | cut -d: -f2; }
+e0=$(epoch_of http://192.0.2.11:8000) || fail "the second authority does not answer"
+kill -TERM "$api_pid"
+deadline=$((SECONDS + 90))
+# A later epoch's consensus, routable, voted and signed by the two left.
+until e=$(epoch_of http://192.0.2.11:8000) && ((e > e0)) &&
+	! inclient curl -sf --max-time 2 http://192.0.2.11:8000/api/v1/health | grep -q '"routable"'; do
+	((SECONDS < deadline)) || fail "no routable consensus of a later epoch than $e0 without the first authority"
+	sleep 1
+done
+echo "ok: epoch $e's consensus made without $DIR_URL (nymvpn connects through the others)"
+
 step "the client cannot reach the internet without the VPN"
 if inclient curl -s --max-time 3 "http://$INET4/" >/dev/null; then
 	fail "nym-client reached $INET4 directly; the topology leaks"
