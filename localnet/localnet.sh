@@ -151,7 +151,8 @@ start_servers() {
 		die "nym-api network failed"
 	for a in "${AUTH_ROLES[@]}"; do
 		start "$a" "$(api_name "$a")" "$BIN/nym-api" run --data-dir "$STATE/$a" --listen "${LAN_IP[$a]}:8000" \
-			--epoch-length "$EPOCH" --probe-interval 2s --network "$STATE/network.toml"
+			--epoch-length "$EPOCH" --probe-interval 2s --network "$STATE/network.toml" \
+			--max-seats-per-prefix -1 # every node is in one /24
 	done
 	for a in "${AUTH_ROLES[@]}"; do
 		wait_for 15 inns client curl -sf "http://${LAN_IP[$a]}:8000/api/v1/health" ||

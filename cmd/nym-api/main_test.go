@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
 )
 
 // buildBinary compiles nym-api into a temporary directory.
@@ -72,19 +75,48 @@ func newFakeNode(t *testing.T, caps directory.Capabilities) *fakeNode {
 		return k
 	}
 	id, _ := directory.KeyFromEd25519(pub)
+	noise, mixnetAddr := serveLink(t)
 	d := directory.Descriptor{
 		Identity:     id,
-		NoiseKey:     key(),
+		NoiseKey:     noise,
 		SphinxKeys:   []directory.SphinxKey{{Rotation: 0, Key: key()}, {Rotation: 1, Key: key()}},
-		MixnetAddr:   "127.0.0.1:1789",
+		MixnetAddr:   mixnetAddr,
 		HTTPAddr:     health.Listener.Addr().String(),
 		Capabilities: caps,
 		Version:      "e2e",
 	}
 	if caps.Gateway() {
-		d.ClientsAddr = "127.0.0.1:9000"
+		ln, err := net.Listen("tcp", "127.0.0.1:0") // a port of its own: addresses are unique
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.ClientsAddr = ln.Addr().String()
+		ln.Close()
 	}
 	return &fakeNode{priv: priv, desc: d, health: health}
+}
+
+// serveLink runs a Noise listener with a fresh key until the test ends, as
+// a node's mixnet port, which the authority's probes handshake with.
+func serveLink(t *testing.T) (directory.Key, string) {
+	t.Helper()
+	key, err := link.GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := link.NewServer(link.ServerConfig{Config: link.Config{Static: key, Logger: slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return directory.Key(key.Public), ln.Addr().String()
 }
 
 func (n *fakeNode) register(ctx context.Context, c *directory.Client) error {
@@ -125,7 +157,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	cmd := exec.Command(bin, "run", "--listen", "127.0.0.1:0", "--data-dir", dataDir,
-		"--epoch-length", "500ms", "--probe-interval", "50ms", "--layer-size", "1")
+		"--epoch-length", "500ms", "--probe-interval", "50ms", "--probe-timeout", "2s", "--layer-size", "1",
+		"--max-seats-per-address", "-1", "--max-seats-per-prefix", "-1") // every node is on 127.0.0.1
 	stderrPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

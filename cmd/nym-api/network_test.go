@@ -119,7 +119,8 @@ func TestNetworkOfThreeProcesses(t *testing.T) {
 	metrics := freeAddr(t)
 	for i := range 3 {
 		extra := []string{"--data-dir", dirs[i], "--listen", addrs[i], "--network", netFile,
-			"--epoch-length", "1500ms", "--vote-window", "600ms", "--rotation-epochs", "1000", "--probe-interval", "100ms", "--log-level", "debug"}
+			"--epoch-length", "1500ms", "--vote-window", "600ms", "--rotation-epochs", "1000", "--probe-interval", "100ms", "--log-level", "debug",
+			"--probe-timeout", "2s", "--max-seats-per-address", "-1", "--max-seats-per-prefix", "-1"} // every node is on 127.0.0.1
 		if i == 0 {
 			extra = append(extra, "--metrics-listen", metrics)
 		}

@@ -33,6 +33,8 @@ type runFlags struct {
 	layerSize      int
 	maxEntries     int
 	maxExits       int
+	admission      authority.Admission
+	monitor        authority.Monitor
 	logLevel       string
 	logFormat      string
 	network        string
@@ -66,6 +68,15 @@ func newRunCommand() *cobra.Command {
 		"this authority is the entry with its own key. Without it the directory is a single authority (k = 1)")
 	fl.DurationVar(&f.voteWindow, "vote-window", 0, "with --network: how long before each epoch boundary the authorities vote and sign (default epoch-length/4)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics at /metrics (default: none)")
+	fl.StringVar(&f.admission.Mode, "admission", authority.AdmissionOpen,
+		"open: any node that proves its keys and address may take a seat, within the limits below (local networks, tests); "+
+			"approval: only nodes approved with \"nym-api nodes approve\" (a public network without stake runs this)")
+	fl.IntVar(&f.admission.MaxSeatsPerAddress, "max-seats-per-address", 0, "most nodes of one IP address taking part in an epoch (default 2; -1 unlimited)")
+	fl.IntVar(&f.admission.MaxSeatsPerPrefix, "max-seats-per-prefix", 0, "most nodes of one IPv4 /24 or IPv6 /48 taking part in an epoch (default 4; -1 unlimited, for a local network in one /24)")
+	fl.Float64Var(&f.admission.RegisterRate, "register-rate", 0, "new node identities one source may register per second (default 0.1)")
+	fl.IntVar(&f.admission.RegisterBurst, "register-burst", 0, "new node identities one source may register at once (default 32)")
+	fl.IntVar(&f.admission.MaxPending, "max-pending", 0, "most registrations held before their first Noise handshake (default 256)")
+	fl.IntVar(&f.monitor.Loops, "monitor-loops", 0, "Sphinx test loops sent through each seated node per probe round, which score it (default 3; -1 turns the monitor off)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -127,6 +138,8 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 		DescriptorTTL:  f.descriptorTTL,
 		MinPerformance: f.minPerformance,
 		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Admission:      f.admission,
+		Monitor:        f.monitor,
 		Logger:         log,
 	}, nil
 }

@@ -74,6 +74,10 @@ func (n *Net) startAuthorities() {
 			ProbeTimeout:   2 * time.Second,
 			Limits:         authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
 			Logger:         o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
+			// As startDirectory: every node is on 127.0.0.1, and the
+			// monitor's test loops would land in a test's Deliver hook.
+			Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
+			Monitor:   authority.Monitor{Loops: monitorLoops(o.Deliver != nil)},
 		})
 		if err != nil {
 			t.Fatalf("testnet: authority %d: %v", i, err)

@@ -167,6 +167,10 @@ func (n *Net) startDirectory() {
 		ProbeTimeout:   2 * time.Second, // generous: -race slows everything, and a slow probe is not a dead node
 		Limits:         authority.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
 		Logger:         n.opts.Logger.With("component", "directory"),
+		// Every node is on 127.0.0.1: no per-address or per-/24 seat limit.
+		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
+		// The monitor's test loops would land in a test's Deliver hook.
+		Monitor: authority.Monitor{Loops: monitorLoops(n.opts.Deliver != nil)},
 	})
 	if err != nil {
 		t.Fatalf("testnet: directory: %v", err)
@@ -398,4 +402,14 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// monitorLoops turns the directory's network monitor off (-1) for networks
+// whose last-hop packets go to a test's Deliver hook, and leaves the
+// default (0) otherwise.
+func monitorLoops(hooked bool) int {
+	if hooked {
+		return -1
+	}
+	return 0
 }

@@ -136,6 +136,10 @@ func (tn *testNet) start(i int) {
 		DataDir: a.dir, Network: tn.net, EpochLength: netEpoch, VoteWindow: netWindow, RotationEpochs: 1000,
 		ProbeInterval: 100 * time.Millisecond, DescriptorTTL: ttl, Logger: logger,
 		PeerClient: tn.peerClient(i), Registerer: a.reg,
+		// A Noise handshake under -race takes more than the default 100 ms;
+		// every test node is on 127.0.0.1, so no per-address seat limit.
+		ProbeTimeout: 2 * time.Second,
+		Admission:    Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 	})
 	if err != nil {
 		t.Fatal(err)

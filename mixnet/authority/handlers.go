@@ -46,6 +46,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !s.allowRegistration(r, d.Identity) {
+		writeError(w, http.StatusTooManyRequests, fmt.Errorf("too many new node registrations from %s; try again later", r.RemoteAddr))
+		return
+	}
 	reg, status, err := s.register(d, sd, now)
 	if err != nil {
 		writeError(w, status, err)
@@ -64,6 +68,9 @@ func (s *Server) register(d directory.Descriptor, sd directory.SignedDescriptor,
 		return directory.Registration{}, http.StatusConflict, fmt.Errorf("descriptor issued at %s is older than the one held for %s (issued at %s)",
 			d.IssuedAt.Format(time.RFC3339Nano), d.Identity, existing.desc.IssuedAt.Format(time.RFC3339Nano))
 	}
+	if status, err := s.checkRegistrationLocked(&d, known, now); err != nil {
+		return directory.Registration{}, status, err
+	}
 	if !known && len(s.nodes) >= s.cfg.MaxNodes {
 		return directory.Registration{}, http.StatusServiceUnavailable, fmt.Errorf("directory is full (%d nodes)", s.cfg.MaxNodes)
 	}
@@ -77,6 +84,7 @@ func (s *Server) register(d directory.Descriptor, sd directory.SignedDescriptor,
 		s.nodes[d.Identity] = existing
 		s.log.Info("node registered", "node", d.Identity, "capabilities", d.Capabilities, "http", d.HTTPAddr, "version", d.Version)
 	}
+	s.noteDescriptorLocked(existing, &d)
 	existing.desc, existing.rec = d, rec
 
 	// A node that holds a role and changed how it is reached (new keys, new
@@ -125,6 +133,7 @@ func (s *Server) registrationLocked(d *directory.Descriptor) directory.Registrat
 	if _, ok := d.SphinxKeyFor(reg.Rotation); !ok {
 		reg.Warnings = append(reg.Warnings, fmt.Sprintf("no sphinx key for the current rotation %d: the node gets no role until it announces one", reg.Rotation))
 	}
+	reg.Warnings = append(reg.Warnings, s.admissionWarningsLocked(d.Identity)...)
 	nextRotation := (epoch + 1) / s.clock.RotationEpochs
 	if nextRotation != reg.Rotation {
 		if _, ok := d.SphinxKeyFor(nextRotation); !ok {

@@ -3,23 +3,25 @@ package authority
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/mlkem"
 	"crypto/rand"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
 	"testing"
 	"time"
 )
 
 // rotationKEMKeys gives a node fresh KEM keys for the rotations its Sphinx
-// keys name, as a node announces them.
-func rotationKEMKeys(t testing.TB, sphinx []directory.SphinxKey) []directory.RotationKEMKey {
+// keys name, as a node announces them, and puts them in its link
+// listener's keyring, as a node does.
+func rotationKEMKeys(t testing.TB, n *testNode) []directory.RotationKEMKey {
 	var keys []directory.RotationKEMKey
-	for _, sk := range sphinx {
-		dk, err := mlkem.GenerateKey768()
+	for _, sk := range n.desc.SphinxKeys {
+		k, err := link.GenerateKEMKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, directory.RotationKEMKey{Rotation: sk.Rotation, Key: directory.KEMKey(dk.EncapsulationKey().Bytes())})
+		n.noise.KEMKeys.Add(k)
+		keys = append(keys, directory.RotationKEMKey{Rotation: sk.Rotation, Key: directory.KEMKey(k.PublicKey())})
 	}
 	return keys
 }
@@ -30,7 +32,7 @@ func rotationKEMKeys(t testing.TB, sphinx []directory.SphinxKey) []directory.Rot
 func TestKEMKeyTravels(t *testing.T) {
 	s, clock := newTestServer(t, Config{Limits: Limits{LayerSize: 1}})
 	nodes := network(t)
-	kems := rotationKEMKeys(t, nodes[0].desc.SphinxKeys)
+	kems := rotationKEMKeys(t, nodes[0])
 	if len(kems) != 2 {
 		t.Fatalf("test node announces %d rotations, want 2", len(kems))
 	}

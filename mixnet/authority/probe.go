@@ -93,12 +93,16 @@ func probe(ctx context.Context, client *http.Client, addr string, timeout time.D
 // probeTarget is one node to probe.
 type probeTarget struct {
 	id   directory.Key
-	addr string
+	addr string // announced HTTP address; only its port is used (see admission.check)
+	// mixnetAddr, noiseKey and kem are what the proving handshake checks.
+	mixnetAddr string
+	noiseKey   directory.Key
+	kem        []byte
 }
 
-// probeAll probes targets with at most parallel requests in flight and
+// probeAll probes targets with at most parallel checks in flight and
 // returns each outcome (nil for success).
-func probeAll(ctx context.Context, client *http.Client, targets []probeTarget, timeout time.Duration, parallel int) map[directory.Key]error {
+func probeAll(ctx context.Context, targets []probeTarget, parallel int, check func(context.Context, probeTarget) error) map[directory.Key]error {
 	results := make(map[directory.Key]error, len(targets))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -114,7 +118,7 @@ func probeAll(ctx context.Context, client *http.Client, targets []probeTarget, t
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := probe(ctx, client, t.addr, timeout)
+			err := check(ctx, t)
 			if ctx.Err() != nil {
 				return // shutting down: not the node's fault
 			}

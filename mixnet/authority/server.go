@@ -53,6 +53,12 @@ type Config struct {
 	MaxNodes int
 	// Limits are the targets for role sizes; zero fields take DefaultLimits.
 	Limits Limits
+	// Monitor configures the test packets that measure seated nodes.
+	Monitor Monitor
+	// Admission holds the Sybil defences (admission mode, seat limits per
+	// address and prefix, registration rate); zero fields take the
+	// defaults of a public network, see Admission.
+	Admission Admission
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the directory's logs. Default slog.Default().
@@ -130,6 +136,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Limits, err = c.Limits.withDefaults(); err != nil {
 		return c, fmt.Errorf("directory: %w", err)
 	}
+	if c.Admission, err = c.Admission.withDefaults(); err != nil {
+		return c, fmt.Errorf("directory: %w", err)
+	}
+	if c.Monitor, err = c.Monitor.withDefaults(); err != nil {
+		return c, fmt.Errorf("directory: %w", err)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -161,6 +173,7 @@ type Server struct {
 	store *store
 	clock epochClock
 	mux   *http.ServeMux
+	adm   *admission
 
 	// probeNow asks the probe loop to probe fresh registrations at once, so
 	// a new node can take a role at the next boundary.
@@ -183,6 +196,8 @@ type nodeState struct {
 	desc   directory.Descriptor
 	rec    nodeRecord
 	health probeHistory
+	adm    admissionState
+	loops  loopHistory // the monitor's test packets through the node
 }
 
 // NewServer opens (or initialises) the directory state in cfg.DataDir,
@@ -205,7 +220,13 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	adm, err := newAdmission(cfg.Admission, cfg.DataDir)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
 	s := &Server{
+		adm:      adm,
 		cfg:      cfg,
 		log:      log,
 		priv:     priv,
@@ -278,6 +299,9 @@ func (s *Server) load() error {
 	if err != nil {
 		return fmt.Errorf("load probe history: %w", err)
 	}
+	if err := s.loadAdmission(skip("admission")); err != nil {
+		return err
+	}
 	saved, ok, err := s.store.loadAssignment()
 	if err != nil {
 		return err
@@ -328,6 +352,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.probeLoop(ctx) })
+	wg.Go(func() { s.monitorLoop(ctx) })
 	if s.cons != nil {
 		wg.Go(func() { s.consensusLoop(ctx) })
 	}
@@ -400,19 +425,22 @@ func (s *Server) probeLoop(ctx context.Context) {
 // probeRound probes the nodes with fresh descriptors (only those in only,
 // when it is not nil) and records the outcomes.
 func (s *Server) probeRound(ctx context.Context, only map[directory.Key]bool) {
+	s.adm.approvals.refresh(s.log)
 	s.mu.Lock()
 	now := s.cfg.Now()
 	var targets []probeTarget
 	for id, n := range s.nodes {
 		if (only == nil || only[id]) && now.Sub(n.rec.ReceivedAt) <= s.cfg.DescriptorTTL {
-			targets = append(targets, probeTarget{id: id, addr: n.desc.HTTPAddr})
+			targets = append(targets, s.probeTargetLocked(id, n))
 		}
 	}
 	s.mu.Unlock()
 	if len(targets) == 0 {
 		return
 	}
-	results := probeAll(ctx, s.cfg.ProbeClient, targets, s.cfg.ProbeTimeout, s.cfg.ProbeParallelism)
+	results := probeAll(ctx, targets, s.cfg.ProbeParallelism, func(ctx context.Context, t probeTarget) error {
+		return s.adm.check(ctx, s.cfg.ProbeClient, t, s.cfg.ProbeTimeout)
+	})
 	if ctx.Err() != nil {
 		return
 	}
@@ -426,6 +454,7 @@ func (s *Server) probeRound(ctx context.Context, only map[directory.Key]bool) {
 func (s *Server) recordProbes(results map[directory.Key]error, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.recordAdmissionLocked(results, now)
 	changed := make(map[directory.Key]probeHistory, len(results))
 	for id, err := range results {
 		n, ok := s.nodes[id]
@@ -469,14 +498,17 @@ func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candida
 	rotation := epoch / s.clock.RotationEpochs
 	excluded = make(map[directory.Key]string)
 	for id, n := range s.nodes {
-		var why string
+		why := s.admissionBlockLocked(id, n)
 		switch {
+		case why != "":
 		case now.Sub(n.rec.ReceivedAt) > s.cfg.DescriptorTTL:
 			why = fmt.Sprintf("descriptor not refreshed since %s", n.rec.ReceivedAt.Format(time.RFC3339))
 		case len(n.health.Results) == 0:
 			why = "not probed yet"
 		case n.health.ConsecutiveFailures >= s.cfg.MaxConsecutiveFailures:
 			why = fmt.Sprintf("failed its last %d health probes: %s", n.health.ConsecutiveFailures, n.health.LastError)
+		case s.loopBlockLocked(n, now) != "":
+			why = s.loopBlockLocked(n, now)
 		case n.health.score() < s.cfg.MinPerformance:
 			why = fmt.Sprintf("performance %.2f below %.2f", n.health.score(), s.cfg.MinPerformance)
 		default:
@@ -488,9 +520,9 @@ func (s *Server) eligibleLocked(epoch uint64, now time.Time) (eligible []candida
 			excluded[id] = why
 			continue
 		}
-		eligible = append(eligible, candidate{id: id, caps: n.desc.Capabilities, score: n.health.score()})
+		eligible = append(eligible, candidate{id: id, caps: n.desc.Capabilities, score: min(n.health.score(), n.loops.score())})
 	}
-	return eligible, excluded
+	return s.seatLimitLocked(eligible, excluded), excluded
 }
 
 // assignLocked assigns the roles of epoch, stores them and publishes the
@@ -610,4 +642,7 @@ func (s *Server) nodesLocked(ids []directory.Key, role directory.Role, rotation 
 }
 
 // topologyNode is the node's entry in the topology.
-func (n *nodeState) topologyNode() directory.Node { return n.desc.Node(n.health.score()) }
+// Its performance is the lower of the probes' and the test packets' scores.
+func (n *nodeState) topologyNode() directory.Node {
+	return n.desc.Node(min(n.health.score(), n.loops.score()))
+}

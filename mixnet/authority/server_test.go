@@ -494,8 +494,10 @@ func TestClientAgainstRunningServer(t *testing.T) {
 		DataDir:       t.TempDir(),
 		EpochLength:   400 * time.Millisecond,
 		ProbeInterval: 50 * time.Millisecond,
+		ProbeTimeout:  2 * time.Second, // a Noise handshake under -race takes more than 50 ms
 		Logger:        testLogger(t),
 		Limits:        Limits{LayerSize: 1},
+		Admission:     Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1}, // every node is on 127.0.0.1
 	}
 	s, err := NewServer(cfg)
 	if err != nil {

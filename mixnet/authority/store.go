@@ -21,6 +21,7 @@ var (
 	bucketMeta        = []byte("meta")
 	bucketDescriptors = []byte("descriptors")
 	bucketHealth      = []byte("health")
+	bucketAdmission   = []byte("admission")
 
 	keyClock      = []byte("clock")
 	keyAssignment = []byte("assignment")
@@ -76,7 +77,7 @@ func openStore(path string) (*store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketDescriptors, bucketHealth} {
+		for _, b := range [][]byte{bucketMeta, bucketDescriptors, bucketHealth, bucketAdmission} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -153,6 +154,9 @@ func (s *store) deleteNodes(ids []directory.Key) error {
 				return err
 			}
 			if err := tx.Bucket(bucketHealth).Delete(id[:]); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketAdmission).Delete(id[:]); err != nil {
 				return err
 			}
 		}

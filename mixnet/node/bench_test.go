@@ -147,7 +147,8 @@ func benchNodeSockets(b *testing.B, hybrid bool) {
 
 	// Directory, with fake peers filling every role but one mix seat.
 	dirSrv, err := authority.NewServer(authority.Config{DataDir: b.TempDir(), ProbeInterval: 100 * time.Millisecond,
-		Limits: authority.Limits{MaxEntries: 1, MaxExits: 1, LayerSize: 1}})
+		Limits:    authority.Limits{MaxEntries: 1, MaxExits: 1, LayerSize: 1},
+		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1}}) // all on 127.0.0.1
 	if err != nil {
 		b.Fatal(err)
 	}
