@@ -128,7 +128,7 @@ measure() {
 }
 
 log "(a) nymvpn connect --profile default"
-vpn connect --directory "$DIR_URL" --directory-key "$KEY" --dns "$INET4" --profile default >/dev/null
+vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile default >/dev/null
 wait_page || die "(a): no page through the tunnel"
 measure a
 log "(a) page load: /page + 20 objects, 6 connections"
@@ -141,7 +141,7 @@ SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
 chmod 755 "$SOCKS_BIN"
 install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
 ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
-	"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --directory "$DIR_URL" --directory-key "$KEY" \
+	"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --network "$STATE/network.toml" \
 	--dns "$INET4" --profile default </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
 SOCKS_PID=$!
 echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
@@ -168,7 +168,7 @@ wait "$SOCKS_PID" 2>/dev/null || true
 rm -f "$STATE/pids/nymvpn-socks"
 
 log "(b) nymvpn connect --profile fast"
-vpn connect --directory "$DIR_URL" --directory-key "$KEY" --dns "$INET4" --profile fast >/dev/null
+vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile fast >/dev/null
 wait_page || die "(b): no page through the tunnel"
 measure b
 vpn disconnect >/dev/null

@@ -57,6 +57,33 @@ kems=$(grep -o '"kem_keys":\[{' <<<"$topo" | wc -l || true) # the current (and n
 ((nodes > 0 && kems == nodes)) || fail "$kems of $nodes nodes in the topology publish a KEM key"
 echo "ok: $kems of $nodes nodes publish an ML-KEM-768 key"
 
+step "three authorities serve one consensus signed by at least two of them"
+docs=()
+for u in "$DIR_URL" http://192.0.2.11:8000 http://192.0.2.12:8000; do
+	d=$(inclient curl -sf --max-time 5 "$u/api/v1/consensus") || fail "cannot fetch the consensus from $u"
+	sigs=$(grep -o '"key":' <<<"${d#*\"signatures\"}" | wc -l || true)
+	((sigs >= 2)) || fail "$u serves a consensus with $sigs signatures, want at least 2"
+	docs+=("${d%%,\"signatures\"*}")
+done
+[[ ${docs[0]} == "${docs[1]}" || ${docs[0]} == "${docs[2]}" || ${docs[1]} == "${docs[2]}" ]] ||
+	fail "no two authorities serve the same consensus document"
+echo "ok: each authority serves a consensus with >= 2 signatures"
+
+step "stop the first authority: the other two still make and sign the consensus"
+read -r api_pid api_ns <"$STATE/pids/nym-api"
+[[ $(ip netns identify "$api_pid" 2>/dev/null) == "$api_ns" ]] || fail "the first nym-api (pid $api_pid) is not running"
+epoch_of() { inclient curl -sf --max-time 2 "$1/api/v1/health" | grep -o '"epoch":[0-9]*' | cut -d: -f2; }
+e0=$(epoch_of http://192.0.2.11:8000) || fail "the second authority does not answer"
+kill -TERM "$api_pid"
+deadline=$((SECONDS + 90))
+# A later epoch's consensus, routable, voted and signed by the two left.
+until e=$(epoch_of http://192.0.2.11:8000) && ((e > e0)) &&
+	! inclient curl -sf --max-time 2 http://192.0.2.11:8000/api/v1/health | grep -q '"routable"'; do
+	((SECONDS < deadline)) || fail "no routable consensus of a later epoch than $e0 without the first authority"
+	sleep 1
+done
+echo "ok: epoch $e's consensus made without $DIR_URL (nymvpn connects through the others)"
+
 step "the client cannot reach the internet without the VPN"
 if inclient curl -s --max-time 3 "http://$INET4/" >/dev/null; then
 	fail "nym-client reached $INET4 directly; the topology leaks"
@@ -67,7 +94,7 @@ step "nymvpn connect"
 [[ -x $BIN/nymvpn ]] || fail "missing: $BIN/nymvpn does not exist (cmd/nymvpn is absent or does not build yet)"
 help=$("$BIN/nymvpn" connect --help 2>&1) ||
 	fail "missing: '$BIN/nymvpn connect --help' fails: $(echo "$help" | head -3)"
-args=(connect --directory "$DIR_URL" --directory-key "$KEY")
+args=(connect --network "$STATE/network.toml")
 # Point nymvpn's DNS at the internet's resolver and at the namespace's own
 # resolv.conf (which `ip netns exec` mounts over /etc/resolv.conf), when it
 # has flags for them; otherwise its defaults apply.

@@ -10,12 +10,19 @@
 #   LOCALNET_PREFIX  namespace name prefix (default nym: nym-dir, nym-entry, …)
 #   LOCALNET_DIR     state: data dirs, logs, PIDs (default /tmp/$PREFIX-localnet)
 #   LOCALNET_BIN     where the binaries are built (default <repo>/bin)
-#   LOCALNET_EPOCH   directory epoch length (default 10m)
-#   LOCALNET_TIMEOUT seconds to wait for a routable topology (default 90)
+#   LOCALNET_EPOCH   directory epoch length (default 30s: the three authorities
+#                    vote each epoch's consensus before it begins, so the nodes
+#                    enter the topology at the first boundary after they register)
+#   LOCALNET_TIMEOUT seconds to wait for a routable topology (default 120)
 #   LOCALNET_STOP_GRACE seconds `down` gives its processes to stop on SIGTERM
 #                    before SIGKILL (default 30)
 #   LOCALNET_ENTRIES number of entry gateways, 1 or 2 (default 1); the second,
 #                    entry2, lives in $PREFIX-entry2 at 192.0.2.21
+#
+# The directory is a network of three authorities (dir, dir2, dir3 at
+# 192.0.2.10-12), each a nym-api with its own key; a consensus needs two of
+# their signatures (k = 2). Nodes and clients are given the network file,
+# $LOCALNET_DIR/network.toml.
 #
 # Only documentation addresses are used and no namespace gets a default
 # route, so nothing here can reach or change the host's own network.
@@ -25,21 +32,23 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 P=${LOCALNET_PREFIX:-nym}
 STATE=${LOCALNET_DIR:-/tmp/$P-localnet}
 BIN=${LOCALNET_BIN:-$REPO/bin}
-EPOCH=${LOCALNET_EPOCH:-10m}
-TIMEOUT=${LOCALNET_TIMEOUT:-90}
+EPOCH=${LOCALNET_EPOCH:-30s}
+TIMEOUT=${LOCALNET_TIMEOUT:-120}
 
 # Roles, in the order they are built. "net" holds the bridge of the mixnet
 # LAN; every other namespace but inet has one leg on it.
 ENTRIES=${LOCALNET_ENTRIES:-1}
 [[ $ENTRIES == 1 || $ENTRIES == 2 ]] || { echo "localnet: LOCALNET_ENTRIES must be 1 or 2" >&2; exit 1; }
-ROLES=(net dir entry mix1 mix2 mix3 exit inet client)
+AUTH_ROLES=(dir dir2 dir3)
+THRESHOLD=2
+ROLES=(net "${AUTH_ROLES[@]}" entry mix1 mix2 mix3 exit inet client)
 ENTRY_ROLES=(entry)
 if ((ENTRIES == 2)); then
 	ROLES+=(entry2)
 	ENTRY_ROLES+=(entry2)
 fi
 declare -A LAN_IP=(
-	[dir]=192.0.2.10 [entry]=192.0.2.20 [entry2]=192.0.2.21 [mix1]=192.0.2.31 [mix2]=192.0.2.32
+	[dir]=192.0.2.10 [dir2]=192.0.2.11 [dir3]=192.0.2.12 [entry]=192.0.2.20 [entry2]=192.0.2.21 [mix1]=192.0.2.31 [mix2]=192.0.2.32
 	[mix3]=192.0.2.33 [exit]=192.0.2.40 [client]=192.0.2.100
 )
 EXIT_UP4=198.51.100.1 INET4=198.51.100.2
@@ -77,7 +86,7 @@ build_namespaces() {
 	# names live inside the namespaces, so they need no prefix and stay short.
 	ip -n "$(ns net)" link add br0 type bridge
 	ip -n "$(ns net)" link set br0 up
-	for r in dir "${ENTRY_ROLES[@]}" mix1 mix2 mix3 exit client; do
+	for r in "${AUTH_ROLES[@]}" "${ENTRY_ROLES[@]}" mix1 mix2 mix3 exit client; do
 		ip -n "$(ns net)" link add "$r" type veth peer name lan0 netns "$(ns "$r")"
 		ip -n "$(ns net)" link set "$r" master br0 up
 		ip -n "$(ns "$r")" addr add "${LAN_IP[$r]}/24" dev lan0
@@ -128,14 +137,27 @@ start_servers() {
 	wait_for 10 inns exit curl -sf "http://$INET4/" ||
 		die "the internet's HTTP server did not come up; see $STATE/log/inet.log"
 
-	"$BIN/nym-api" init --data-dir "$STATE/dir" >/dev/null
-	DIR_KEY=$("$BIN/nym-api" identity --data-dir "$STATE/dir" | tr -d '[:space:]')
-	[[ -n $DIR_KEY ]] || die "nym-api identity printed no key"
-	echo "$DIR_KEY" >"$STATE/directory-key"
-	start dir nym-api "$BIN/nym-api" run --data-dir "$STATE/dir" --listen "${LAN_IP[dir]}:8000" \
-		--epoch-length "$EPOCH" --probe-interval 2s --max-seats-per-prefix -1 # every node is in one /24
-	wait_for 15 inns client curl -sf "$DIR_URL/api/v1/health" ||
-		die "nym-api did not answer; see $STATE/log/nym-api.log"
+	# The authorities: a key each, then the network file naming them all.
+	local a key i=0 auths=()
+	for a in "${AUTH_ROLES[@]}"; do
+		i=$((i + 1))
+		"$BIN/nym-api" init --data-dir "$STATE/$a" >/dev/null
+		key=$("$BIN/nym-api" identity --data-dir "$STATE/$a" | tr -d '[:space:]')
+		[[ -n $key ]] || die "nym-api identity printed no key"
+		((i > 1)) || { DIR_KEY=$key; echo "$key" >"$STATE/directory-key"; }
+		auths+=("auth$i=$key@http://${LAN_IP[$a]}:8000")
+	done
+	"$BIN/nym-api" network --threshold "$THRESHOLD" --out "$STATE/network.toml" "${auths[@]}" ||
+		die "nym-api network failed"
+	for a in "${AUTH_ROLES[@]}"; do
+		start "$a" "$(api_name "$a")" "$BIN/nym-api" run --data-dir "$STATE/$a" --listen "${LAN_IP[$a]}:8000" \
+			--epoch-length "$EPOCH" --probe-interval 2s --network "$STATE/network.toml" \
+			--max-seats-per-prefix -1 # every node is in one /24
+	done
+	for a in "${AUTH_ROLES[@]}"; do
+		wait_for 15 inns client curl -sf "http://${LAN_IP[$a]}:8000/api/v1/health" ||
+			die "nym-api in $(ns "$a") did not answer; see $STATE/log/$(api_name "$a").log"
+	done
 
 	local r mode extra
 	# Entry gateways first: a node that joins after the topology is complete
@@ -153,18 +175,23 @@ start_servers() {
 			;;
 		esac
 		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
-			--directory "$DIR_URL" --directory-key "$DIR_KEY" \
+			--network "$STATE/network.toml" \
 			--mixnet-listen "${LAN_IP[$r]}:1789" --http-listen "${LAN_IP[$r]}:8080" \
 			--clients-listen "${LAN_IP[$r]}:9000" --announce-host "${LAN_IP[$r]}" "${extra[@]}"
 	done
 }
 
-# routable: the directory says every role is filled, and every entry
-# gateway has the entry role (not standby) by its own account.
+# api_name AUTH_ROLE: the name its nym-api runs under (logs, PIDs).
+api_name() { [[ $1 == dir ]] && echo nym-api || echo "nym-api-$1"; }
+
+# routable: every authority serves a consensus with every role filled, and
+# every entry gateway has the entry role (not standby) by its own account.
 routable() {
 	local h r
-	h=$(inns client curl -sf --max-time 2 "$DIR_URL/api/v1/health") || return 1
-	[[ $h == *'"status":"ok"'* && $h != *'"routable"'* ]] || return 1
+	for r in "${AUTH_ROLES[@]}"; do
+		h=$(inns client curl -sf --max-time 2 "http://${LAN_IP[$r]}:8000/api/v1/health") || return 1
+		[[ $h == *'"status":"ok"'* && $h != *'"routable"'* ]] || return 1
+	done
 	for r in "${ENTRY_ROLES[@]}"; do
 		h=$(inns client curl -sf --max-time 2 "http://${LAN_IP[$r]}:8080/api/v1/roles") || return 1
 		[[ $h == *'"role":"entry"'* ]] || return 1
@@ -267,7 +294,7 @@ cmd_down() {
 	# mixnet is still there), then nodes, then the directory and servers.
 	stop_recorded nymvpn
 	stop_recorded nym-node-exit nym-node-entry nym-node-entry2 nym-node-mix1 nym-node-mix2 nym-node-mix3
-	stop_recorded nym-api inet iperf3
+	stop_recorded nym-api nym-api-dir2 nym-api-dir3 inet iperf3
 	if [[ -d $STATE/pids ]]; then # anything else recorded (by demo.sh)
 		# shellcheck disable=SC2046
 		stop_recorded $(ls "$STATE/pids")
@@ -303,7 +330,7 @@ cmd_status() {
 	row() { printf '  %-13s %-44s %s\n' "$@"; }
 	row namespace "address(es)" runs
 	row "$(ns net)" "bridge br0 (the mixnet LAN 192.0.2.0/24)" -
-	row "$(ns dir)" "${LAN_IP[dir]}" "nym-api :8000 (epoch $EPOCH)"
+	row "$(ns dir)..3" "${LAN_IP[dir]}..12" "nym-api :8000 x3, k = $THRESHOLD (epoch $EPOCH)"
 	row "$(ns entry)" "${LAN_IP[entry]}" "nym-node entry-gateway, clients :9000"
 	row "$(ns mix1)..3" "${LAN_IP[mix1]}..33" "nym-node mixnode"
 	row "$(ns exit)" "${LAN_IP[exit]}; uplink0 $EXIT_UP4 $EXIT_UP6" "nym-node exit-gateway"
@@ -311,14 +338,15 @@ cmd_status() {
 	row "$(ns client)" "${LAN_IP[client]}" "nothing yet; no route to $INET4"
 	cat <<EOF
 
-  directory: $DIR_URL   key: $key
+  network file: $STATE/network.toml (3 authorities, k = $THRESHOLD)
+  first authority: $DIR_URL   key: $key
   every node's HTTP API: http://<its LAN address>:8080/api/v1/roles
 
 Try:
   sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/health
   sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/topology | head -c 600
   sudo ip netns exec $(ns exit) curl -s http://$INET4/      # the internet, seen from the exit
-  sudo ip netns exec $(ns client) $BIN/nymvpn connect --directory $DIR_URL --directory-key $key
+  sudo ip netns exec $(ns client) $BIN/nymvpn connect --network $STATE/network.toml
   sudo ip netns exec $(ns client) curl -s http://$INET4/    # works only through the VPN
   sudo ip netns exec $(ns client) iperf3 -c $INET4 -R
   sudo make localnet-down

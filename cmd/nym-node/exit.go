@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,9 +73,20 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 	if err != nil {
 		return nil, err
 	}
-	dirKey, err := directory.ParseKey(cfg.DirectoryKey)
-	if err != nil {
-		return nil, fmt.Errorf("directory key: %w", err)
+	// The router's client follows the node's directory: its network file,
+	// or the one directory URL and key.
+	var network *directory.Network
+	var dirKey ed25519.PublicKey
+	if cfg.NetworkFile != "" {
+		if network, err = cfg.Network(); err != nil {
+			return nil, err
+		}
+	} else {
+		key, err := directory.ParseKey(cfg.DirectoryKey)
+		if err != nil {
+			return nil, fmt.Errorf("directory key: %w", err)
+		}
+		dirKey = key.Ed25519()
 	}
 	var policy *platform.ExitPolicy
 	if e.policyFile != "" {
@@ -101,8 +113,9 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 		cfg: exit.Config{
 			DataDir:      cfg.DataDir,
 			Identity:     &id,
+			Network:      network,
 			DirectoryURL: cfg.DirectoryURL,
-			DirectoryKey: dirKey.Ed25519(),
+			DirectoryKey: dirKey,
 			TUNName:      e.tunName,
 			Uplink:       uplink,
 			Policy:       policy,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -48,8 +49,11 @@ func (s *settings) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&s.dataDir, "data-dir", "", "directory holding keys, config.toml and state (required)")
 	f.StringVar((*string)(&s.cfg.Mode), "mode", string(d.Mode), "mixnode, entry-gateway, exit-gateway or auto")
-	f.StringVar(&s.cfg.DirectoryURL, "directory", "", "URL of the nym-api directory")
+	f.StringVar(&s.cfg.NetworkFile, "network", "", "network file naming the directory authorities and their threshold (nym-api network)")
+	f.StringVar(&s.cfg.DirectoryURL, "directory", "", "URL of the nym-api directory: a network of one, with --directory-key (instead of --network)")
 	f.StringVar(&s.cfg.DirectoryKey, "directory-key", "", "the directory's public key (nym-api identity)")
+	cmd.MarkFlagsMutuallyExclusive("network", "directory")
+	cmd.MarkFlagsMutuallyExclusive("network", "directory-key")
 	f.StringVar(&s.cfg.MixnetListen, "mixnet-listen", d.MixnetListen, "address for links from other nodes")
 	f.StringVar(&s.cfg.HTTPListen, "http-listen", d.HTTPListen, "address for the public HTTP API")
 	f.StringVar(&s.cfg.MetricsListen, "metrics-listen", d.MetricsListen, "address for /metrics, e.g. 127.0.0.1:9100 (default: not served)")
@@ -73,6 +77,17 @@ func (s *settings) resolve(cmd *cobra.Command) (node.Config, error) {
 		}
 	}
 	set("mode", (*string)(&cfg.Mode), string(s.cfg.Mode))
+	// One way of naming the directory replaces the other from the file.
+	if cmd.Flags().Changed("network") {
+		path, err := filepath.Abs(s.cfg.NetworkFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--network: %w", err)
+		}
+		cfg.NetworkFile, cfg.DirectoryURL, cfg.DirectoryKey = path, "", ""
+	}
+	if cmd.Flags().Changed("directory") || cmd.Flags().Changed("directory-key") {
+		cfg.NetworkFile = ""
+	}
 	set("directory", &cfg.DirectoryURL, s.cfg.DirectoryURL)
 	set("directory-key", &cfg.DirectoryKey, s.cfg.DirectoryKey)
 	set("mixnet-listen", &cfg.MixnetListen, s.cfg.MixnetListen)

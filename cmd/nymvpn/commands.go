@@ -37,7 +37,7 @@ func newConnect(o *options) *cobra.Command {
 	var req connectRequest
 	var foreground bool
 	cmd := &cobra.Command{
-		Use:   "connect --directory URL --directory-key KEY",
+		Use:   "connect (--network FILE | --directory URL --directory-key KEY)",
 		Short: "Bring the tunnel up; returns once it carries traffic",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

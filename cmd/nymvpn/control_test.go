@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -49,7 +51,7 @@ func TestConnectRequestSurvivesTheSocket(t *testing.T) {
 	var req connectRequest
 	fs := pflag.NewFlagSet("connect", pflag.ContinueOnError)
 	req.flags(fs)
-	if err := fs.Parse([]string{"--directory", "http://192.0.2.10:8000", "--directory-key", "k", "--dns", "198.51.100.2,2001:db8::53"}); err != nil {
+	if err := fs.Parse([]string{"--directory", "http://192.0.2.10:8000", "--directory-key", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE", "--dns", "198.51.100.2,2001:db8::53"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := req.check(); err != nil {
@@ -69,5 +71,45 @@ func TestConnectRequestSurvivesTheSocket(t *testing.T) {
 	}
 	if !slices.Equal(got.Connect.DNS, want) {
 		t.Fatalf("DNS after the socket: %v, want %v", got.Connect.DNS, want)
+	}
+}
+
+// --network sends the network file's text, which the daemon parses: it
+// opens no path the user names. It excludes --directory.
+func TestConnectRequestCarriesTheNetworkFile(t *testing.T) {
+	text := "threshold = 2\n" +
+		"[[authority]]\nname = \"a1\"\nkey = \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE\"\nurl = \"http://192.0.2.10:8000\"\n" +
+		"[[authority]]\nname = \"a2\"\nkey = \"" + strings.Repeat("B", 42) + "Q\"\nurl = \"http://192.0.2.11:8000\"\n" +
+		"[[authority]]\nname = \"a3\"\nkey = \"" + strings.Repeat("C", 42) + "Q\"\nurl = \"http://192.0.2.12:8000\"\n"
+	path := filepath.Join(t.TempDir(), "network.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var req connectRequest
+	fs := pflag.NewFlagSet("connect", pflag.ContinueOnError)
+	req.flags(fs)
+	if err := fs.Parse([]string{"--network", path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := req.check(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(request{Op: "connect", Connect: &req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got request
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := got.Connect.check(); err != nil {
+		t.Fatal(err)
+	}
+	if n := got.Connect.network; n == nil || n.Threshold != 2 || len(n.Authorities) != 3 {
+		t.Fatalf("network after the socket: %+v", n)
+	}
+	req.DirectoryURL, req.DirectoryKey = "http://192.0.2.10:8000", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"
+	if err := req.check(); err == nil {
+		t.Fatal("--network with --directory accepted")
 	}
 }

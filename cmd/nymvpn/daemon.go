@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -101,6 +102,20 @@ func defaultStatePath(socket string) string {
 	}
 	sum := sha256.Sum256([]byte(socket))
 	return filepath.Join(stateDir, "platform-"+hex.EncodeToString(sum[:8])+".state")
+}
+
+// consensusCachePath is where the daemon keeping its state at statePath
+// caches the last verified consensus: beside it, in the state directory
+// (root's alone, as platform requires of it; the file is 0600), one per
+// state file as the state is one per socket. A restarted daemon then
+// connects while no authority answers, as long as the consensus is fresh.
+func consensusCachePath(statePath string) string {
+	name := strings.TrimSuffix(filepath.Base(statePath), ".state")
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "platform"), ".")
+	if name != "" && !strings.HasPrefix(name, "-") {
+		name = "-" + name
+	}
+	return filepath.Join(filepath.Dir(statePath), "consensus"+name+".json")
 }
 
 func (d *daemon) serve(ctx context.Context, socket string) error {
@@ -192,7 +207,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
-	out, err := newOutside(cctx, req.DirectoryURL, true)
+	out, err := newOutside(cctx, req.network, true)
 	if err != nil {
 		return err
 	}
@@ -206,7 +221,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 			return err
 		}
 	}
-	p, err := makePlan(cctx, req, out)
+	p, err := makePlan(cctx, req, out, consensusCachePath(d.statePath))
 	if err != nil {
 		return d.failed(err, out)
 	}

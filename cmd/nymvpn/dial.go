@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -17,27 +15,27 @@ import (
 // the entry gateways to try. Nothing in it decides what bypasses the tunnel:
 // only the gateway the tunnel dials is let out (see outside).
 type plan struct {
-	dirKey  ed25519.PublicKey
+	network *directory.Network
+	// cache is the file keeping the last verified consensus ("": none).
+	cache   string
 	router  client.Address
 	exit    directory.Key
 	entries []directory.Node // candidates, the chosen one first
 	profile vpn.Profile
-	dirURL  string
 	out     *outside
 }
 
-// makePlan fetches the topology through out and picks the exit (and the
-// entry when asked for one).
-func makePlan(ctx context.Context, req connectRequest, out *outside) (*plan, error) {
-	keyBytes, err := base64.RawURLEncoding.DecodeString(req.DirectoryKey)
-	if err != nil || len(keyBytes) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("--directory-key: not a base64url ed25519 key")
-	}
-	p := &plan{dirKey: keyBytes, dirURL: req.DirectoryURL, out: out}
+// makePlan fetches the consensus of the request's network through out
+// (keeping it in cache, when not "") and picks the exit (and the entry when
+// asked for one). req must have passed check.
+func makePlan(ctx context.Context, req connectRequest, out *outside, cache string) (*plan, error) {
+	p := &plan{network: req.network, cache: cache, out: out}
+	var err error
 	if p.profile, err = vpn.ProfileByName(req.Profile); err != nil {
 		return nil, err
 	}
-	dc := directory.Client{BaseURL: req.DirectoryURL, Key: p.dirKey, HTTP: out.hc}
+	dc := directory.NewNetworkClient(p.network, out.hc)
+	dc.CachePath = cache
 	top, err := dc.Topology(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fetching the topology: %w", err)
@@ -74,12 +72,12 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 	return func(ctx context.Context, attempt int) (vpn.Mixnet, client.Address, error) {
 		lp := p.profile.Loopix
 		cfg := client.Config{
-			DirectoryURL: p.dirURL,
-			DirectoryKey: p.dirKey,
-			HTTPClient:   p.out.hc,
-			DialContext:  p.out.dialGateway,
-			Loopix:       &lp,
-			Logger:       log,
+			Network:        p.network,
+			ConsensusCache: p.cache,
+			HTTPClient:     p.out.hc,
+			DialContext:    p.out.dialGateway,
+			Loopix:         &lp,
+			Logger:         log,
 		}
 		if len(p.entries) > 0 {
 			cfg.Gateway = p.entries[attempt%len(p.entries)].Identity

@@ -39,20 +39,29 @@ const maxDNS = 8
 
 // connectRequest is what connect asks the daemon for; it travels as JSON.
 type connectRequest struct {
-	DirectoryURL string       `json:"directory"`
-	DirectoryKey string       `json:"directory_key"`
+	// Network is the network file's text (the command reads the file, so
+	// the daemon opens no path a user names); DirectoryURL and DirectoryKey
+	// are the shorthand for a network of one. One or the other.
+	Network      string       `json:"network,omitempty"`
+	DirectoryURL string       `json:"directory,omitempty"`
+	DirectoryKey string       `json:"directory_key,omitempty"`
 	Entry        string       `json:"entry,omitempty"`
 	Exit         string       `json:"exit,omitempty"`
 	Profile      string       `json:"profile"`
 	DNS          []netip.Addr `json:"dns,omitempty"`
 	KillSwitch   bool         `json:"kill_switch"`
 
-	dnsText []string // --dns, parsed into DNS by check
+	dnsText     []string // --dns, parsed into DNS by check
+	networkFile string   // --network, read into Network by check
+	// network is the authorities: Network parsed, or the network of one
+	// directory; set by check.
+	network *directory.Network
 }
 
 func (r *connectRequest) flags(f *pflag.FlagSet) {
-	f.StringVar(&r.DirectoryURL, "directory", "", "URL of the nym-api directory (required)")
-	f.StringVar(&r.DirectoryKey, "directory-key", "", "the directory's public key (required)")
+	f.StringVar(&r.networkFile, "network", "", "network file naming the directory authorities and their threshold (or --directory and --directory-key)")
+	f.StringVar(&r.DirectoryURL, "directory", "", "URL of the nym-api directory: a network of one (with --directory-key)")
+	f.StringVar(&r.DirectoryKey, "directory-key", "", "the directory's public key")
 	f.StringVar(&r.Entry, "entry", "", "identity of the entry gateway (default: random)")
 	f.StringVar(&r.Exit, "exit", "", "identity of the exit gateway (default: random)")
 	f.StringVar(&r.Profile, "profile", "default", "mixing: default (Nym's parameters) or fast (WEAKER ANONYMITY)")
@@ -62,8 +71,8 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 
 // check validates a request before anything is touched.
 func (r *connectRequest) check() error {
-	if r.DirectoryURL == "" || r.DirectoryKey == "" {
-		return fmt.Errorf("--directory and --directory-key are required")
+	if err := r.checkDirectory(); err != nil {
+		return err
 	}
 	if _, err := vpn.ProfileByName(r.Profile); err != nil {
 		return err
@@ -93,6 +102,40 @@ func (r *connectRequest) check() error {
 			if _, err := directory.ParseKey(s); err != nil {
 				return fmt.Errorf("gateway %q: %w", s, err)
 			}
+		}
+	}
+	return nil
+}
+
+// checkDirectory reads --network and sets r.network: the network file's
+// authorities, or the one directory --directory and --directory-key name.
+func (r *connectRequest) checkDirectory() error {
+	if r.networkFile != "" {
+		text, err := os.ReadFile(r.networkFile)
+		if err != nil {
+			return fmt.Errorf("--network: %w", err)
+		}
+		r.Network = string(text)
+	}
+	switch {
+	case r.Network != "" && (r.DirectoryURL != "" || r.DirectoryKey != ""):
+		return fmt.Errorf("--network and --directory/--directory-key: give one or the other")
+	case r.Network != "":
+		n, err := directory.ParseNetwork([]byte(r.Network))
+		if err != nil {
+			return fmt.Errorf("--network: %w", err)
+		}
+		r.network = n
+	case r.DirectoryURL == "" || r.DirectoryKey == "":
+		return fmt.Errorf("--network, or --directory and --directory-key, are required")
+	default:
+		key, err := directory.ParseKey(r.DirectoryKey)
+		if err != nil {
+			return fmt.Errorf("--directory-key: %w", err)
+		}
+		r.network = directory.SingleAuthority(r.DirectoryURL, key)
+		if err := r.network.Validate(); err != nil {
+			return fmt.Errorf("--directory: %w", err)
 		}
 	}
 	return nil

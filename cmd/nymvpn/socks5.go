@@ -96,12 +96,12 @@ func serveSocks(ctx context.Context, ln net.Listener, req connectRequest, so soc
 	defer cancel()
 	// Unmarked: the proxy changes nothing on the host, so nothing needs to
 	// bypass anything.
-	out, err := newOutside(pctx, req.DirectoryURL, false)
+	out, err := newOutside(pctx, req.network, false)
 	if err != nil {
 		return err
 	}
 	defer out.close()
-	p, err := makePlan(pctx, req, out)
+	p, err := makePlan(pctx, req, out, "")
 	if err != nil {
 		return err
 	}

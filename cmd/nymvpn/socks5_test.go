@@ -148,17 +148,23 @@ func startSocks(t *testing.T, so socksOptions) *socksNet {
 		t.Fatal(err)
 	}
 	n := startTestNet(t, id.Public)
+	return startSocksOn(t, n, id, so, connectRequest{
+		DirectoryURL: n.dirURL,
+		DirectoryKey: base64.RawURLEncoding.EncodeToString(n.dirKey),
+	})
+}
+
+// startSocksOn runs the exit and the proxy on n, whose exit announces id;
+// req names the directory.
+func startSocksOn(t *testing.T, n *testNet, id link.KeyPair, so socksOptions, req connectRequest) *socksNet {
+	t.Helper()
 	inet := startExit(t, n, id, vpn.FastProfile().Loopix)
 	page := make([]byte, 64<<10)
 	rand.Read(page)
 	serveInternet(t, inet, page)
 
-	req := connectRequest{
-		DirectoryURL: n.dirURL,
-		DirectoryKey: base64.RawURLEncoding.EncodeToString(n.dirKey),
-		Profile:      "fast",
-		dnsText:      []string{dnsAddr.String()},
-	}
+	req.Profile = "fast"
+	req.dnsText = []string{dnsAddr.String()}
 	if err := req.check(); err != nil {
 		t.Fatal(err)
 	}

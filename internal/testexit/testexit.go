@@ -63,11 +63,16 @@ func StartOptions(t testing.TB, n *testnet.Net, o Options) *Exit {
 	if o.ControlTimeout <= 0 {
 		o.ControlTimeout = DefaultReplyTimeout
 	}
+	dirURL, dirKey, network := n.DirectoryURL, n.DirectoryKey, (*directory.Network)(nil)
+	if n.NetworkFile != "" { // a network of authorities
+		dirURL, dirKey, network = "", nil, n.Network
+	}
 	svc, err := exit.New(exit.Config{
 		DataDir:        t.TempDir(),
 		Identity:       o.Identity,
-		DirectoryURL:   n.DirectoryURL,
-		DirectoryKey:   n.DirectoryKey,
+		DirectoryURL:   dirURL,
+		DirectoryKey:   dirKey,
+		Network:        network,
 		Gateway:        directory.Key(n.Exit().Identity()),
 		Loopix:         &o.Loopix,
 		SURBs:          o.SURBs,
@@ -107,7 +112,11 @@ func StartOptions(t testing.TB, n *testnet.Net, o Options) *Exit {
 // drops packets for it.
 func Connect(t testing.TB, n *testnet.Net, cfg client.Config) *client.Client {
 	t.Helper()
-	cfg.DirectoryURL, cfg.DirectoryKey = n.DirectoryURL, n.DirectoryKey
+	if n.NetworkFile != "" { // a network of authorities
+		cfg.Network = n.Network
+	} else {
+		cfg.DirectoryURL, cfg.DirectoryKey = n.DirectoryURL, n.DirectoryKey
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -32,7 +32,14 @@ type Options struct {
 	Exits    int // exit-gateway nodes; default 1
 	Auto     int // auto-mode nodes; default 0
 
-	EpochLength    time.Duration // default 1 h: no epoch passes during a short test
+	// Authorities is how many directory authorities run; default 1, a
+	// plain directory (no network file). With more, they form a network
+	// of Threshold (default: a majority) that votes a consensus each
+	// epoch, and the nodes are given its network file.
+	Authorities int
+	Threshold   int
+
+	EpochLength    time.Duration // default 1 h: no epoch passes during a short test (network: 4 s, see DefaultNetworkEpoch)
 	RotationEpochs uint64        // default 24
 	LayerSize      int           // mix nodes per layer; default 1, so extra mixnodes stand by
 	MaxEntries     int           // default 1
@@ -53,9 +60,16 @@ type Net struct {
 	t    testing.TB
 	opts Options
 
+	// DirectoryURL, DirectoryKey and Directory are the first authority's.
 	DirectoryURL string
 	DirectoryKey ed25519.PublicKey
 	Directory    *authority.Server
+
+	// Network names every authority; with Options.Authorities > 1 it is
+	// written to NetworkFile, which the nodes are given.
+	Network     *directory.Network
+	NetworkFile string
+	authorities []*runningAuthority
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -87,8 +101,17 @@ func Start(t testing.TB, o Options) *Net {
 	if o.Exits == 0 && o.Auto == 0 {
 		o.Exits = 1
 	}
+	if o.Authorities == 0 {
+		o.Authorities = 1
+	}
+	if o.Threshold == 0 {
+		o.Threshold = o.Authorities/2 + 1
+	}
 	if o.EpochLength == 0 {
 		o.EpochLength = time.Hour
+		if o.Authorities > 1 {
+			o.EpochLength = DefaultNetworkEpoch
+		}
 	}
 	if o.RotationEpochs == 0 {
 		o.RotationEpochs = 24
@@ -106,7 +129,11 @@ func Start(t testing.TB, o Options) *Net {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Net{t: t, opts: o}
-	n.startDirectory()
+	if o.Authorities > 1 {
+		n.startAuthorities()
+	} else {
+		n.startDirectory()
+	}
 
 	modes := []node.Mode{}
 	for range o.Mixnodes {
@@ -167,6 +194,7 @@ func (n *Net) startDirectory() {
 	n.Directory = srv
 	n.DirectoryURL = "http://" + ln.Addr().String()
 	n.DirectoryKey = srv.PublicKey()
+	n.Network = directory.SingleAuthority(n.DirectoryURL, directory.Key(n.DirectoryKey))
 }
 
 // AddNode starts one more node in mode m and returns it once it runs. Edit,
@@ -182,8 +210,12 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	cfg := node.DefaultConfig()
 	cfg.DataDir = filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
 	cfg.Mode = m
-	cfg.DirectoryURL = n.DirectoryURL
-	cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(n.DirectoryKey)
+	if n.NetworkFile != "" {
+		cfg.NetworkFile = n.NetworkFile
+	} else {
+		cfg.DirectoryURL = n.DirectoryURL
+		cfg.DirectoryKey = base64.RawURLEncoding.EncodeToString(n.DirectoryKey)
+	}
 	cfg.MixnetListen = freeAddr(t)
 	cfg.HTTPListen = freeAddr(t)
 	cfg.ClientsListen = freeAddr(t)
@@ -284,7 +316,7 @@ func (n *Net) StopNode(i int) {
 
 // Topology fetches and verifies the current topology as a client would.
 func (n *Net) Topology() (*directory.Topology, error) {
-	c := directory.Client{BaseURL: n.DirectoryURL, Key: n.DirectoryKey}
+	c := directory.NewNetworkClient(n.Network, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return c.Topology(ctx)

@@ -51,7 +51,10 @@ type Config struct {
 	Identity     *link.KeyPair
 	IdentityFile string
 
-	// DirectoryURL and DirectoryKey name the directory. Required.
+	// Network is the network file of the directory authorities (the
+	// node's); DirectoryURL and DirectoryKey name one directory instead, the
+	// shorthand for a network of one. One or the other is required.
+	Network      *directory.Network
 	DirectoryURL string
 	DirectoryKey ed25519.PublicKey
 	// Gateway is this node's identity: the router connects to its own
@@ -119,8 +122,8 @@ type Config struct {
 // withDefaults returns c with its zero fields filled in, or an error for
 // missing required ones.
 func (c Config) withDefaults() (Config, error) {
-	if c.DirectoryURL == "" || len(c.DirectoryKey) != ed25519.PublicKeySize {
-		return c, errors.New("exit: directory URL and key are required")
+	if c.Network == nil && (c.DirectoryURL == "" || len(c.DirectoryKey) != ed25519.PublicKeySize) {
+		return c, errors.New("exit: a network file or a directory URL and key are required")
 	}
 	if c.Gateway.IsZero() {
 		return c, errors.New("exit: the node's gateway identity is required")

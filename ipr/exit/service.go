@@ -181,6 +181,7 @@ func (s *Service) connect(ctx context.Context) (*client.Client, error) {
 		id = &kp
 	}
 	mix, err := client.Connect(ctx, client.Config{
+		Network:      s.cfg.Network,
 		DirectoryURL: s.cfg.DirectoryURL,
 		DirectoryKey: s.cfg.DirectoryKey,
 		HTTPClient:   s.cfg.HTTPClient,

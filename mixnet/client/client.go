@@ -95,7 +95,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg:          cfg,
 		identity:     id,
 		priv:         priv,
-		dir:          &directory.Client{BaseURL: cfg.DirectoryURL, Key: cfg.DirectoryKey, HTTP: cfg.HTTPClient},
+		dir:          newDirectoryClient(cfg),
 		rnd:          newRandomSource(),
 		link:         newGatewayLink(),
 		linkStats:    &link.Stats{},
@@ -367,4 +367,15 @@ func (c *Client) runTopology(ctx context.Context) {
 			c.log.Warn("cannot route through the new topology", "err", err)
 		}
 	}
+}
+
+// newDirectoryClient fetches the consensus of cfg.Network, k of n verified,
+// or the topology of the one directory cfg names.
+func newDirectoryClient(cfg Config) *directory.Client {
+	if cfg.Network == nil {
+		return &directory.Client{BaseURL: cfg.DirectoryURL, Key: cfg.DirectoryKey, HTTP: cfg.HTTPClient}
+	}
+	dc := directory.NewNetworkClient(cfg.Network, cfg.HTTPClient)
+	dc.CachePath = cfg.ConsensusCache
+	return dc
 }

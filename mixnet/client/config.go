@@ -78,10 +78,18 @@ type SURBPolicy struct {
 
 // Config configures a Client. Zero fields take the documented defaults.
 type Config struct {
-	// DirectoryURL and DirectoryKey name the directory and pin its key.
-	// Required.
+	// Network is the network file of the directory authorities: the client
+	// accepts only a consensus signed by its threshold of them, fetched from
+	// any that answers.
+	Network *directory.Network
+	// DirectoryURL and DirectoryKey name one directory and pin its key:
+	// the shorthand for a network of one (directory.SingleAuthority). Set
+	// these or Network.
 	DirectoryURL string
 	DirectoryKey ed25519.PublicKey
+	// ConsensusCache, with Network, is a file keeping the last verified
+	// consensus, used while fresh when no authority answers. Empty: none.
+	ConsensusCache string
 	// HTTPClient fetches topologies; nil uses a client of our own with a
 	// 15 s timeout, whose idle connections Close closes.
 	HTTPClient *http.Client
@@ -144,11 +152,20 @@ const (
 )
 
 func (c Config) withDefaults() (Config, error) {
-	if c.DirectoryURL == "" {
-		return c, errors.New("client: Config.DirectoryURL is required")
-	}
-	if len(c.DirectoryKey) != ed25519.PublicKeySize {
-		return c, fmt.Errorf("client: Config.DirectoryKey has %d bytes, want %d", len(c.DirectoryKey), ed25519.PublicKeySize)
+	if c.Network != nil {
+		if c.DirectoryURL != "" || c.DirectoryKey != nil {
+			return c, errors.New("client: Config.Network and Config.DirectoryURL/DirectoryKey both set: give one")
+		}
+		if err := c.Network.Validate(); err != nil {
+			return c, fmt.Errorf("client: Config.Network: %w", err)
+		}
+	} else {
+		if c.DirectoryURL == "" {
+			return c, errors.New("client: Config.Network or Config.DirectoryURL is required")
+		}
+		if len(c.DirectoryKey) != ed25519.PublicKeySize {
+			return c, fmt.Errorf("client: Config.DirectoryKey has %d bytes, want %d", len(c.DirectoryKey), ed25519.PublicKeySize)
+		}
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 15 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}

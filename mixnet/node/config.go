@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/nym-go/nym/internal/keyfile"
+	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/mixnode"
 	"github.com/nym-go/nym/mixnet/replay"
@@ -41,8 +42,13 @@ type Config struct {
 	DataDir string `toml:"-"`
 	Mode    Mode   `toml:"mode"`
 
-	DirectoryURL string `toml:"directory_url"`
-	DirectoryKey string `toml:"directory_key"` // the directory's ed25519 key, base64url
+	// NetworkFile is the network file (directory.Network) naming the
+	// directory authorities and their threshold; a relative path is taken
+	// from the data directory. DirectoryURL and DirectoryKey are the
+	// shorthand for a network of one authority; set one or the other.
+	NetworkFile  string `toml:"network_file,omitempty"`
+	DirectoryURL string `toml:"directory_url,omitempty"`
+	DirectoryKey string `toml:"directory_key,omitempty"` // the directory's ed25519 key, base64url
 
 	MixnetListen  string `toml:"mixnet_listen"`  // node↔node links
 	ClientsListen string `toml:"clients_listen"` // client connections (gateways)
@@ -246,8 +252,11 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("no data directory")
 	}
-	if c.DirectoryURL == "" || c.DirectoryKey == "" {
-		return errors.New("directory URL and key are both required")
+	switch {
+	case c.NetworkFile != "" && (c.DirectoryURL != "" || c.DirectoryKey != ""):
+		return errors.New("network_file and directory_url/directory_key both set: use the network file alone (directory_url and directory_key are the shorthand for a network of one)")
+	case c.NetworkFile == "" && (c.DirectoryURL == "" || c.DirectoryKey == ""):
+		return errors.New("no directory: set network_file, or directory_url and directory_key both")
 	}
 	addrs := map[string]string{"mixnet listen": c.MixnetListen, "http listen": c.HTTPListen}
 	if c.Mode != ModeMixnode {
@@ -331,6 +340,27 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("client_retention %v: must exceed message_ttl %v, so that a client is remembered past its last stored packet", r, ttl)
 	}
 	return nil
+}
+
+// Network returns the directory authorities the node follows: the network
+// file's, or the network of one that directory_url and directory_key name.
+func (c *Config) Network() (*directory.Network, error) {
+	if c.NetworkFile == "" {
+		key, err := directory.ParseKey(c.DirectoryKey)
+		if err != nil {
+			return nil, fmt.Errorf("directory key %q: %w", c.DirectoryKey, err)
+		}
+		n := directory.SingleAuthority(c.DirectoryURL, key)
+		if err := n.Validate(); err != nil {
+			return nil, fmt.Errorf("directory: %w", err)
+		}
+		return n, nil
+	}
+	path := c.NetworkFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(c.DataDir, path)
+	}
+	return directory.LoadNetwork(path)
 }
 
 // announce returns the host:port others use for listen address a.

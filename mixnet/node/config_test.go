@@ -116,6 +116,8 @@ func TestConfigErrors(t *testing.T) {
 	bad := []func(*Config){
 		func(c *Config) { c.Mode = "router" },
 		func(c *Config) { c.DirectoryURL = "" },
+		func(c *Config) { c.NetworkFile = "network.toml" }, // and directory_url: one or the other
+		func(c *Config) { c.NetworkFile, c.DirectoryURL = "network.toml", "" },
 		func(c *Config) { c.MixnetListen = "nope" },
 		func(c *Config) { c.MaxDelay.Duration = 0 },
 		func(c *Config) { c.QueueLen = 0 },
@@ -248,5 +250,34 @@ func TestConfigGatewayLimitsRoundTrip(t *testing.T) {
 		t.Errorf("loaded %d %d %v %v %d, wrote %d %d %v %v %d",
 			got.MaxClients, got.MaxStoredBytesPerClient, got.MessageTTL, got.ClientRetention, got.MaxStoredClients,
 			c.MaxClients, c.MaxStoredBytesPerClient, c.MessageTTL, c.ClientRetention, c.MaxStoredClients)
+	}
+}
+
+// network_file names the authorities; a relative path is the data
+// directory's, and directory_url/directory_key are a network of one.
+func TestConfigNetwork(t *testing.T) {
+	c := DefaultConfig()
+	c.DataDir = t.TempDir()
+	text := "threshold = 2\n" +
+		"[[authority]]\nname = \"a1\"\nkey = \"" + strings.Repeat("A", 42) + "Q\"\nurl = \"http://192.0.2.1:8000\"\n" +
+		"[[authority]]\nname = \"a2\"\nkey = \"" + strings.Repeat("B", 42) + "Q\"\nurl = \"http://192.0.2.2:8000\"\n" +
+		"[[authority]]\nname = \"a3\"\nkey = \"" + strings.Repeat("C", 42) + "Q\"\nurl = \"http://192.0.2.3:8000\"\n"
+	if err := os.WriteFile(filepath.Join(c.DataDir, "net.toml"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.NetworkFile = "net.toml"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Network()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Threshold != 2 || len(n.Authorities) != 3 {
+		t.Fatalf("network %+v", n)
+	}
+	c.NetworkFile, c.DirectoryURL, c.DirectoryKey = "", "http://192.0.2.1:8000", strings.Repeat("A", 42)+"Q"
+	if n, err = c.Network(); err != nil || n.Threshold != 1 || len(n.Authorities) != 1 || n.Authorities[0].URL != c.DirectoryURL {
+		t.Fatalf("directory_url/directory_key: %+v, %v", n, err)
 	}
 }

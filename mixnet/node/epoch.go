@@ -18,26 +18,31 @@ import (
 // boundary, with no restart.
 func (n *Node) epochLoop(ctx context.Context) error {
 	rotation := uint64(0) // a first guess; the directory's answer corrects it
+	retry := backoff{min: minRetryWait, max: maxRetryWait}
 	for {
+		var wait time.Duration
 		if r, err := n.refresh(ctx, rotation); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			n.log.Warn("directory refresh", "err", err)
+			wait = retry.next()
+			n.log.Warn("directory refresh", "err", err, "retry_in", wait.Round(time.Millisecond))
 		} else {
 			rotation = r
-		}
-		wait := n.cfg.RefreshPeriod.Duration
-		if t := n.topo.Load(); t == nil || t.Routable() != nil {
-			// A network still forming: the directory reissues the topology
-			// as nodes pass their probes, so ask again soon.
-			wait = min(wait, time.Second)
-		} else {
-			// Just past the boundary, so the directory has the new epoch.
-			if untilEnd := t.EpochEnd.Sub(n.opts.Now()) + 20*time.Millisecond; untilEnd > 0 && untilEnd < wait {
-				wait = untilEnd
-			} else if untilEnd <= 0 {
-				wait = min(wait, 100*time.Millisecond) // the directory is late: ask again soon
+			wait = n.cfg.RefreshPeriod.Duration
+			if t := n.topo.Load(); t == nil || t.Routable() != nil {
+				// A network still forming: the directory reissues the topology
+				// as nodes pass their probes, so ask again soon.
+				wait = min(wait, time.Second)
+				retry.reset()
+			} else if untilEnd := t.EpochEnd.Sub(n.opts.Now()) + 20*time.Millisecond; untilEnd > 0 {
+				// Just past the boundary, so the directory has the new epoch.
+				wait = min(wait, untilEnd)
+				retry.reset()
+			} else {
+				// The directory is late with the new epoch (or down, and
+				// this is the last topology): ask again, backing off.
+				wait = min(wait, retry.next())
 			}
 		}
 		select {
@@ -47,6 +52,13 @@ func (n *Node) epochLoop(ctx context.Context) error {
 		}
 	}
 }
+
+// Retry waits of the epoch loop after a failed refresh or a late topology:
+// they double from minRetryWait to maxRetryWait, with jitter (backoff).
+const (
+	minRetryWait = 100 * time.Millisecond
+	maxRetryWait = time.Minute
+)
 
 // refresh registers the node's descriptor (announcing the Sphinx keys of the
 // current and the next rotation), then fetches the topology and applies it.
@@ -92,7 +104,7 @@ func (n *Node) register(ctx context.Context, rotation uint64) (*directory.Regist
 	if err != nil {
 		return nil, fmt.Errorf("sign descriptor: %w", err)
 	}
-	reg, err := n.dir.RegisterWithStatus(ctx, sd)
+	reg, err := n.registerAll(ctx, sd)
 	if err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}

@@ -9,7 +9,6 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -52,7 +51,11 @@ type Node struct {
 	opts Options
 	log  *slog.Logger
 	keys *nodekey.Keys
-	dir  *directory.Client
+	// network is the directory authorities; dir fetches their consensus
+	// (k of n verified) and registrars register with each (register.go).
+	network    *directory.Network
+	dir        *directory.Client
+	registrars []*directory.Client
 
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -103,9 +106,9 @@ func New(cfg Config, opts Options) (*Node, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	dirKey, err := base64.RawURLEncoding.DecodeString(cfg.DirectoryKey)
-	if err != nil || len(dirKey) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("directory key %q: not a base64url ed25519 public key", cfg.DirectoryKey)
+	network, err := cfg.Network()
+	if err != nil {
+		return nil, err
 	}
 	keys, err := nodekey.LoadOrCreate(cfg.DataDir)
 	if err != nil {
@@ -127,13 +130,18 @@ func New(cfg Config, opts Options) (*Node, error) {
 		log:      opts.Logger.With("node", base64.RawURLEncoding.EncodeToString(id[:])[:8]),
 		keys:     keys,
 		self:     directory.Key(id),
-		dir:      &directory.Client{BaseURL: cfg.DirectoryURL, Key: ed25519.PublicKey(dirKey), HTTP: &http.Client{Timeout: 10 * time.Second}, Now: opts.Now},
+		network:  network,
 		registry: prometheus.NewRegistry(),
 		linkKey:  lk,
 		links:    &link.Stats{},
 	}
 	if n.metrics, err = newMetrics(n.registry, n.links); err != nil {
 		return nil, err
+	}
+	n.dir = directory.NewNetworkClient(network, &http.Client{Timeout: 10 * time.Second})
+	n.dir.Now = opts.Now
+	for _, a := range network.Authorities {
+		n.registrars = append(n.registrars, n.dir.ForAuthority(a))
 	}
 	n.state.Store(&roleState{Role: directory.RoleNone})
 	n.mixer, err = mixnode.New(mixnode.Config{

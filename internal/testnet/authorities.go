@@ -1,0 +1,114 @@
+package testnet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/authority"
+	"github.com/nym-go/nym/mixnet/directory"
+)
+
+// DefaultNetworkEpoch is the epoch of a test network of several
+// authorities: the consensus of an epoch is voted in the window before it,
+// so the nodes enter the topology one epoch after they register; 4 s (with
+// a 2 s vote window) leaves room for a busy machine and keeps a test short.
+const DefaultNetworkEpoch = 4 * time.Second
+
+// runningAuthority is one authority of a network: a real Server behind a
+// real loopback HTTP server.
+type runningAuthority struct {
+	srv  *authority.Server
+	stop func()
+	once sync.Once
+}
+
+// startAuthorities runs Options.Authorities authorities that vote a
+// consensus with threshold Options.Threshold, and writes their network file.
+func (n *Net) startAuthorities() {
+	t := n.t
+	o := n.opts
+	network := &directory.Network{Threshold: o.Threshold, Genesis: time.Now().UTC().Truncate(time.Second)}
+	dirs := make([]string, o.Authorities)
+	lns := make([]net.Listener, o.Authorities)
+	for i := range o.Authorities {
+		dirs[i] = t.TempDir()
+		priv, _, err := authority.LoadOrCreateSigningKey(dirs[i])
+		if err != nil {
+			t.Fatalf("testnet: authority %d: %v", i, err)
+		}
+		if lns[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		key, err := directory.KeyFromEd25519(priv.Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		network.Authorities = append(network.Authorities, directory.Authority{
+			Name: fmt.Sprintf("auth%d", i+1), Key: key, URL: "http://" + lns[i].Addr().String(),
+		})
+	}
+	text, err := network.Encode()
+	if err != nil {
+		t.Fatalf("testnet: network file: %v", err)
+	}
+	n.NetworkFile = filepath.Join(t.TempDir(), "network.toml")
+	if err := os.WriteFile(n.NetworkFile, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.Network = network
+	for i := range o.Authorities {
+		srv, err := authority.NewServer(authority.Config{
+			DataDir:        dirs[i],
+			Network:        network,
+			EpochLength:    o.EpochLength,
+			VoteWindow:     o.EpochLength / 2,
+			RotationEpochs: o.RotationEpochs,
+			ProbeInterval:  min(max(o.EpochLength/20, 20*time.Millisecond), 200*time.Millisecond),
+			ProbeTimeout:   2 * time.Second,
+			Limits:         authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
+			Logger:         o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
+			// As startDirectory: every node is on 127.0.0.1, and the
+			// monitor's test loops would land in a test's Deliver hook.
+			Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
+			Monitor:   authority.Monitor{Loops: monitorLoops(o.Deliver != nil)},
+		})
+		if err != nil {
+			t.Fatalf("testnet: authority %d: %v", i, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		hs := &http.Server{Handler: srv}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); hs.Serve(lns[i]) }()
+		go func() { defer wg.Done(); srv.Run(ctx) }()
+		ra := &runningAuthority{srv: srv}
+		ra.stop = func() {
+			cancel()
+			hs.Close()
+			wg.Wait()
+			srv.Close()
+		}
+		n.authorities = append(n.authorities, ra)
+		t.Cleanup(func() { n.StopAuthority(i) })
+	}
+	n.Directory = n.authorities[0].srv
+	n.DirectoryURL = network.Authorities[0].URL
+	n.DirectoryKey = network.Authorities[0].Key.Ed25519()
+}
+
+// StopAuthority stops authority i of a network (Options.Authorities > 1):
+// it no longer answers, and its address refuses connections.
+func (n *Net) StopAuthority(i int) {
+	a := n.authorities[i]
+	a.once.Do(a.stop)
+}
+
+// Authority returns the server of authority i of a network.
+func (n *Net) Authority(i int) *authority.Server { return n.authorities[i].srv }
