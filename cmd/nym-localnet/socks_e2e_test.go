@@ -98,11 +98,19 @@ func TestSOCKSRootless(t *testing.T) {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// And the network file, where nobody can read it.
+	netFile := filepath.Join(binDir, "network.toml")
+	if b, err = os.ReadFile(filepath.Join(n.state, "network.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(netFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	n.vpnLog = filepath.Join(n.state, "log", "nymvpn-socks.log")
 	n.startBackground("client", "nymvpn-socks", n.vpnLog,
 		"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-		bin, "socks5", "--listen", socksAddr, "--directory", e2eDirURL, "--directory-key", n.key,
+		bin, "socks5", "--listen", socksAddr, "--network", netFile,
 		"--dns", e2eInet4, "--log-level", "debug")
 	pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nymvpn-socks"))
 	if err != nil {

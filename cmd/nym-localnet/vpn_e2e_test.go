@@ -196,7 +196,10 @@ func (n *e2eNet) connect(extra ...string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Cleanup(func() { n.vpn("disconnect") })
-	args := append([]string{"connect", "--directory", e2eDirURL, "--directory-key", n.key, "--dns", e2eInet4}, extra...)
+	// The local network is three authorities with k = 2: the network file
+	// names them (one authority's URL and key is a network of one, whose
+	// consensus theirs is not).
+	args := append([]string{"connect", "--network", filepath.Join(n.state, "network.toml"), "--dns", e2eInet4}, extra...)
 	if out, err := n.vpn(args...); err != nil {
 		t.Fatalf("nymvpn connect: %v\n%s", err, out)
 	}
@@ -478,7 +481,7 @@ func soak(t *testing.T, n *e2eNet, d time.Duration) {
 
 // leakTable is the test's own nft table on the client: it counts packets that
 // leave the uplink lan0 for anything but what the kill switch must let out
-// (the entry gateways' and the directory's ports, neighbour discovery and
+// (the entry gateways' and the three authorities' ports, neighbour discovery and
 // DHCP). Its postrouting hook runs after every output filter, so it counts
 // what really leaves.
 const leakTable = `table inet e2e_leak {
@@ -486,7 +489,7 @@ const leakTable = `table inet e2e_leak {
 	chain post {
 		type filter hook postrouting priority 500; policy accept;
 		oifname != "lan0" return
-		ip daddr 192.0.2.10 tcp dport 8000 return
+		ip daddr { 192.0.2.10, 192.0.2.11, 192.0.2.12 } tcp dport 8000 return
 		ip daddr { 192.0.2.20, 192.0.2.21 } meta l4proto { tcp, udp } th dport 9000 return
 		ip6 daddr { fe80::/10, ff02::/16 } return
 		udp sport 68 udp dport 67 return

@@ -85,6 +85,11 @@ func (c *Client) Topology(ctx context.Context) (*Topology, error) {
 		return nil, err
 	}
 	t, err := sc.Verify(SingleAuthority(c.BaseURL, Key(c.Key)))
+	if err != nil && len(sc.Signatures) > 1 {
+		// The usual mistake: one authority of a network given as if it
+		// were the whole directory. Its consensus names its network.
+		return nil, fmt.Errorf("directory fetch topology from %s: %w (it serves the consensus of a network of authorities: use that network's file, e.g. --network)", c.BaseURL, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("directory fetch topology from %s: %w", c.BaseURL, err)
 	}
