@@ -28,7 +28,7 @@ type FQ struct {
 	newFlows, oldFlows fqList
 	quantum            int
 	n, bytes           int
-	full               uint64 // packets discarded by the shared hard limits
+	stats              Stats // kept here, so that reading them costs no walk of the flows
 }
 
 type fqFlow struct {
@@ -97,17 +97,9 @@ func (f *FQ) Len() int { return f.n }
 // Bytes is the sum of the queued packets' lengths.
 func (f *FQ) Bytes() int { return f.bytes }
 
-// Stats returns the discard counters, summed over the flows.
-func (f *FQ) Stats() Stats {
-	s := Stats{Full: f.full}
-	for i := range f.flows {
-		fs := f.flows[i].q.stats
-		s.Sojourn += fs.Sojourn
-		s.Full += fs.Full
-		s.Reset += fs.Reset
-	}
-	return s
-}
+// Stats returns the discard counters of all flows. The router reads them
+// around every Pull, so they are counted as they happen, not summed here.
+func (f *FQ) Stats() Stats { return f.stats }
 
 // Push queues pkt, which arrived at now, in its flow, and takes it over as
 // Queue.Push does. Over the hard limits it makes room by dropping at the
@@ -116,7 +108,7 @@ func (f *FQ) Stats() Stats {
 // pkt's own flow is that flow and pkt alone is over the limit.
 func (f *FQ) Push(pkt []byte, now time.Time) bool {
 	if len(pkt) > f.cfg.MaxBytes {
-		f.full++
+		f.stats.Full++
 		if f.cfg.Release != nil {
 			f.cfg.Release(pkt)
 		}
@@ -149,7 +141,7 @@ func (f *FQ) dropFattest() {
 	e := q.popHead()
 	f.n--
 	f.bytes -= len(e.data)
-	f.full++
+	f.stats.Full++
 	q.release(e.data)
 }
 
@@ -180,6 +172,11 @@ func (f *FQ) PopIf(now time.Time, fits func(n int) bool) (pkt []byte, at time.Ti
 		// CoDel may have dropped at the flow's head on the way.
 		f.n -= before - fl.q.Len()
 		f.bytes -= beforeBytes - fl.q.bytes
+		dropped := before - fl.q.Len()
+		if ok {
+			dropped--
+		}
+		f.stats.Sojourn += uint64(dropped)
 		if ok {
 			fl.deficit -= len(pkt)
 			return pkt, at, true
@@ -229,6 +226,7 @@ func (f *FQ) Reset() int {
 	}
 	f.newFlows, f.oldFlows = fqList{-1, -1}, fqList{-1, -1}
 	f.n, f.bytes = 0, 0
+	f.stats.Reset += uint64(n)
 	return n
 }
 
