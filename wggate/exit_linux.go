@@ -1,0 +1,46 @@
+package wggate
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+// createExitTUN makes the exit's kernel TUN with the gateway's addresses
+// and brings it up. The node hands its name to the exit networking.
+func createExitTUN(name string, mtu int, v4, v6 netip.Prefix, log *slog.Logger) (wgtun.Device, error) {
+	dev, err := wgtun.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, fmt.Errorf("wggate: creating TUN %s: %w", name, err)
+	}
+	fail := func(err error) (wgtun.Device, error) {
+		dev.Close()
+		return nil, err
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fail(fmt.Errorf("wggate: TUN %s: %w", name, err))
+	}
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(v4)}); err != nil {
+		return fail(fmt.Errorf("wggate: adding %s to %s: %w", v4, name, err))
+	}
+	if v6.IsValid() {
+		// nodad: no neighbours to detect duplicates with; without it the
+		// address stays tentative for a second.
+		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(v6), Flags: 0x02}); err != nil {
+			log.Warn("exit WireGuard TUN without IPv6", "tun", name, "err", err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fail(fmt.Errorf("wggate: bringing %s up: %w", name, err))
+	}
+	return dev, nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
