@@ -105,6 +105,10 @@ type Config struct {
 	RelayTimeout time.Duration
 	// DialContext dials exits' registration ports; nil uses a net.Dialer.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DialUDP opens the entry's relay socket to an exit's endpoint; nil
+	// uses net.DialUDP. Tests in network namespaces replace it (the relay
+	// opens sockets on the device's goroutines).
+	DialUDP func(exit netip.AddrPort) (*net.UDPConn, error)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Logger; nil is slog.Default().
@@ -229,6 +233,9 @@ func New(cfg Config) (_ *Gateway, err error) {
 		g.ctun = newChanTUN(cfg.MTU, defaultInjectQueue, func(pkt []byte) { r.fromClient(pkt) })
 		tdev = g.ctun
 		r = newRelay(g.ctx, g.ctun, func(a netip.Addr) (peerKey, bool) { return g.peers.owner(a) }, cfg.PeerTimeout, cfg.MaxFlows, g.m, g.log)
+		if cfg.DialUDP != nil {
+			r.dial = cfg.DialUDP
+		}
 		g.relay = r
 	} else {
 		gw4, gw6 := pool.gateway()
