@@ -32,7 +32,7 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("skipping root test in -short mode")
@@ -50,7 +50,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -77,7 +77,7 @@ const testMark = 0x6e796d
 
 type keypair struct{ priv, pub [32]byte }
 
-func newKey(t *testing.T) keypair {
+func newKey(t testing.TB) keypair {
 	var k keypair
 	rand.Read(k.priv[:])
 	k.priv[0] &= 248
@@ -105,7 +105,7 @@ type testNet struct {
 	nftTable   string
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	requireRoot(t)
 	var rb [3]byte
 	rand.Read(rb[:])
@@ -233,7 +233,7 @@ func newTestNet(t *testing.T) *testNet {
 	return n
 }
 
-func listenPort(t *testing.T, d *device.Device) uint16 {
+func listenPort(t testing.TB, d *device.Device) uint16 {
 	text, err := d.IpcGet()
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func listenPort(t *testing.T, d *device.Device) uint16 {
 }
 
 // udpCounters reads the client's marked and unmarked UDP to the gateways.
-func (n *testNet) udpCounters(t *testing.T) (marked, unmarked int) {
+func (n *testNet) udpCounters(t testing.TB) (marked, unmarked int) {
 	out := run(t, "ip", "netns", "exec", n.client, "nft", "list", "table", "inet", n.nftTable)
 	re := regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "(\w+)"`)
 	for _, m := range re.FindAllStringSubmatch(out, -1) {
@@ -285,6 +285,7 @@ func newTestEntry(exit netip.AddrPort, client netip.AddrPort) (*testEntry, error
 	if err != nil {
 		return nil, err
 	}
+	sock.SetReadBuffer(4 << 20)
 	e := &testEntry{exit: exit, sock: sock, replies: make(chan []byte, 256), events: make(chan wgtun.Event), done: make(chan struct{})}
 	e.client.Store(client)
 	e.wg.Go(func() {
@@ -355,7 +356,7 @@ func (e *testEntry) Close() error {
 // transfer sends size random bytes over TCP from the client's namespace to
 // a listener at dst in the gateways' namespace, which answers their
 // SHA-256.
-func (n *testNet) transfer(t *testing.T, dst netip.Addr, size int) {
+func (n *testNet) transfer(t testing.TB, dst netip.Addr, size int) {
 	t.Helper()
 	var ln net.Listener
 	if err := netnstest.DoNamed(n.gw, func() (err error) {
@@ -458,5 +459,18 @@ func TestWatchBlamesTheGatewayThatWentAway(t *testing.T) {
 				t.Fatalf("Watch blamed the entry: %v; the entry is gone: %v", stale.Outer, entryGone)
 			}
 		})
+	}
+}
+
+// BenchmarkNestedTunnel measures TCP goodput through the nested tunnel
+// (client TUN → inner and outer WireGuard → test entry → exit TUN), one
+// 8 MiB transfer per iteration.
+func BenchmarkNestedTunnel(b *testing.B) {
+	n := newTestNet(b)
+	const size = 8 << 20
+	b.SetBytes(size)
+	b.ResetTimer()
+	for b.Loop() {
+		n.transfer(b, exitV4, size)
 	}
 }
