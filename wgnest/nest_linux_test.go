@@ -365,9 +365,9 @@ func (n *testNet) transfer(t testing.TB, dst netip.Addr, size int) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer wg.Wait() // after the listener is closed (defers run last first)
+	defer ln.Close()
 	wg.Go(func() {
 		c, err := ln.Accept()
 		if err != nil {
