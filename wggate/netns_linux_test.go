@@ -267,7 +267,12 @@ func TestFastModeThroughGateways(t *testing.T) {
 	})
 	t.Cleanup(func() { entry.Close() })
 	inNS(t, n.x, func() (err error) {
-		exit, err = New(exitK.config(wgreg.RoleExit, exitEP))
+		cfg := exitK.config(wgreg.RoleExit, exitEP)
+		cfg.FlushConntrack = func(addrs ...netip.Addr) (flushed int, err error) {
+			netnstest.DoNamed(n.x, func() error { flushed, err = platform.FlushConntrack(addrs...); return nil })
+			return flushed, err
+		}
+		exit, err = New(cfg)
 		return err
 	})
 	t.Cleanup(func() { exit.Close() })
@@ -416,6 +421,35 @@ func TestFastModeThroughGateways(t *testing.T) {
 			return counterValue(entry.m.dropped.WithLabelValues(dropNotUDP)) >= 1 &&
 				counterValue(entry.m.dropped.WithLabelValues(dropNotExit)) >= 2
 		})
+	})
+	t.Run("a removed peer's connections are forgotten", func(t *testing.T) {
+		// Keep a flow open through the exit, then remove the peer as
+		// expiry would: its conntrack entries go before its address is
+		// handed out again.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := clientDial(ctx, "tcp", "198.51.100.2:8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		addr := xreg.AddrV4.Addr()
+		flows := func() int {
+			out := run(t, "ip", "netns", "exec", n.x, "cat", "/proc/net/nf_conntrack")
+			return strings.Count(out, "src="+addr.String()+" ")
+		}
+		if _, err := os.Stat("/proc/net/nf_conntrack"); err != nil {
+			t.Skip("no /proc/net/nf_conntrack to read the flows from")
+		}
+		poll.Until(t, 30*time.Second, "the exit to track the client's flow", func() bool { return flows() > 0 })
+		exit.peers.remove(peerKey(innerPub))
+		if n := flows(); n != 0 {
+			t.Fatalf("%d conntrack entries of %s left after its peer was removed", n, addr)
+		}
+		// Back, for the policy checks below.
+		if _, err := exit.peers.add(peerKey(innerPub), xreg.PSK, time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("exit policy on the WireGuard door", func(t *testing.T) {
 		rejected := func(key string) uint64 {
