@@ -416,6 +416,23 @@ func (e *ExitNetworking) FlushConntrack(addrs ...netip.Addr) (int, error) {
 		return 0, fmt.Errorf("exit networking: conntrack: %w", err)
 	}
 	defer h.Close()
+	return flushConntrack(h, addrs)
+}
+
+// FlushConntrack deletes the conntrack entries of addrs in the calling
+// namespace, as ExitNetworking.FlushConntrack does in its own: for another
+// door of the exit (the WireGuard one) handing a client's address to the
+// next client.
+func FlushConntrack(addrs ...netip.Addr) (int, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return 0, fmt.Errorf("conntrack: %w", err)
+	}
+	defer h.Close()
+	return flushConntrack(h, addrs)
+}
+
+func flushConntrack(h *netlink.Handle, addrs []netip.Addr) (int, error) {
 	f := conntrackAddrs(make(map[netip.Addr]bool, len(addrs)))
 	var v4, v6 bool
 	for _, a := range addrs {
@@ -443,8 +460,6 @@ func (e *ExitNetworking) FlushConntrack(addrs ...netip.Addr) (int, error) {
 	return int(n), nil
 }
 
-// conntrackAddrs matches flows with one of its addresses as the original
-// direction's source or destination (a client's address, before NAT).
 type conntrackAddrs map[netip.Addr]bool
 
 func (c conntrackAddrs) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {

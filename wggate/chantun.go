@@ -28,7 +28,9 @@ func newChanTUN(mtu, queue int, deliver func([]byte)) *chanTUN {
 		events:  make(chan wgtun.Event, 1),
 		closed:  make(chan struct{}),
 	}
-	t.events <- wgtun.EventUp
+	// No EventUp: the gateway brings the device up itself, on the thread
+	// (and network namespace) that owns it; an event would make the
+	// device's own goroutine do it, perhaps first and elsewhere.
 	return t
 }
 

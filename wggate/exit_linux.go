@@ -38,8 +38,35 @@ func createExitTUN(name string, mtu int, v4, v6 netip.Prefix, log *slog.Logger) 
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fail(fmt.Errorf("wggate: bringing %s up: %w", name, err))
 	}
-	return dev, nil
+	return withoutUpDown(dev), nil
 }
+
+// upDownFiltered passes on a TUN's MTU events only. The gateway brings its
+// device up itself, on the thread (and so in the network namespace) that
+// owns it; on a link event wireguard-go's own goroutine would open the
+// UDP sockets, perhaps first, and perhaps in another namespace.
+type upDownFiltered struct {
+	wgtun.Device
+	events chan wgtun.Event
+}
+
+func withoutUpDown(dev wgtun.Device) wgtun.Device {
+	f := &upDownFiltered{Device: dev, events: make(chan wgtun.Event, 4)}
+	go func() { // ends when the TUN closes its events
+		defer close(f.events)
+		for ev := range dev.Events() {
+			if ev&wgtun.EventMTUUpdate != 0 {
+				select {
+				case f.events <- wgtun.EventMTUUpdate:
+				default: // one pending is as good as many
+				}
+			}
+		}
+	}()
+	return f
+}
+
+func (f *upDownFiltered) Events() <-chan wgtun.Event { return f.events }
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/platform"
 	"github.com/nym-go/nym/wgreg"
 )
 
@@ -109,6 +110,12 @@ type Config struct {
 	// uses net.DialUDP. Tests in network namespaces replace it (the relay
 	// opens sockets on the device's goroutines).
 	DialUDP func(exit netip.AddrPort) (*net.UDPConn, error)
+	// FlushConntrack, on an exit, deletes the connection tracking entries
+	// of a removed peer's addresses before they go to the next client, so
+	// no late reply of the old flows reaches it. Nil is
+	// platform.FlushConntrack (the calling namespace); tests in namespaces
+	// replace it (expiry runs on the gateway's own goroutine).
+	FlushConntrack func(addrs ...netip.Addr) (int, error)
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// Logger; nil is slog.Default().
@@ -167,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RelayTimeout == 0 {
 		c.RelayTimeout = DefaultRelayTimeout
+	}
+	if c.FlushConntrack == nil {
+		c.FlushConntrack = platform.FlushConntrack
 	}
 	if c.DialContext == nil {
 		var d net.Dialer
@@ -262,11 +272,19 @@ func New(cfg Config) (_ *Gateway, err error) {
 	if g.port == 0 {
 		g.port = boundPort(g.dev)
 	}
-	g.peers = newPeerTable(g.dev, pool, cfg.PeerTimeout, func(pk peerKey, _ *peer) {
+	g.peers = newPeerTable(g.dev, pool, cfg.PeerTimeout, func(pk peerKey, p *peer) {
 		if g.relay != nil {
 			g.relay.closePeer(pk)
 		}
-		g.m.peers.Dec()
+		if cfg.Role == wgreg.RoleExit {
+			addrs := []netip.Addr{p.v4}
+			if p.v6.IsValid() {
+				addrs = append(addrs, p.v6)
+			}
+			if _, err := cfg.FlushConntrack(addrs...); err != nil {
+				g.log.Warn("flushing a removed peer's connections", "err", err)
+			}
+		}
 	})
 	if g.regLn, err = net.Listen("tcp", netip.AddrPortFrom(cfg.Listen.Addr(), g.port).String()); err != nil {
 		return nil, fmt.Errorf("wggate: registration listener: %w", err)
@@ -348,6 +366,7 @@ func (g *Gateway) janitor() {
 			g.log.Warn("peer expiry", "err", err)
 		}
 		if n > 0 {
+			g.m.peers.Set(float64(g.peers.len()))
 			g.m.expired.Add(float64(n))
 			g.log.Debug("peers expired", "count", n)
 		}

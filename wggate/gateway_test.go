@@ -65,14 +65,20 @@ type rawLink struct {
 
 func dialRaw(t *testing.T, node directory.Node) *rawLink {
 	t.Helper()
+	return dialRawWith(t, node, nil)
+}
+
+func dialRawWith(t *testing.T, node directory.Node, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *rawLink {
+	t.Helper()
 	static, _ := link.GenerateKeyPair(nil)
 	kem, _ := link.ParseKEMPublicKey(node.KEMKeys[0].Key)
 	r := &rawLink{in: make(chan any, 16)}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	c, err := link.Dial(ctx, node.WGAddr, node.NoiseKey, link.Config{
-		Static:  static,
-		PeerKEM: func([32]byte) *link.KEMPublicKey { return kem },
+		Static:      static,
+		DialContext: dial,
+		PeerKEM:     func([32]byte) *link.KEMPublicKey { return kem },
 		Handler: func(_ *link.Conn, f link.Frame) error {
 			m, err := wgreg.Parse(f.Payload)
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nym-go/nym/tun/ippkt"
@@ -150,6 +151,11 @@ func (r *relay) fromExit(f *flow) {
 	buf := make([]byte, 65535)
 	for {
 		n, err := f.conn.Read(buf)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// An ICMP error from the exit's host (its WireGuard restarting):
+			// the flow stays, like a WireGuard socket would.
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				r.log.Debug("wireguard relay: reading from exit", "exit", f.key.exit, "err", err)
