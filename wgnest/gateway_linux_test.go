@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/hpke"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/nym-go/nym/internal/netnstest"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
-	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/wggate"
 	"github.com/nym-go/nym/wgreg"
 )
@@ -69,22 +67,7 @@ func (k *gwKeys) node(wg netip.AddrPort, entry bool) directory.Node {
 // to a server on the exit's WireGuard TUN address.
 func TestThroughTheGateways(t *testing.T) {
 	leakcheck.Check(t)
-	requireRoot(t)
-	n := &testNet{}
-	var rb [3]byte
-	fmt.Sscanf(fmt.Sprintf("%06x", os.Getpid()&0xffffff), "%x", &rb)
-	sfx := fmt.Sprintf("%x%d", rb[2], time.Now().UnixNano()%100000)
-	n.client, n.gw = "wgic"+sfx, "wgig"+sfx
-	for _, ns := range []string{n.client, n.gw} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { run(t, "ip", "netns", "del", ns) })
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "link", "add", "wic"+sfx, "netns", n.client, "type", "veth", "peer", "name", "wig"+sfx, "netns", n.gw)
-	run(t, "ip", "-n", n.client, "addr", "add", clientLAN.String()+"/24", "dev", "wic"+sfx)
-	run(t, "ip", "-n", n.gw, "addr", "add", gwLAN.String()+"/24", "dev", "wig"+sfx)
-	run(t, "ip", "-n", n.client, "link", "set", "wic"+sfx, "up")
-	run(t, "ip", "-n", n.gw, "link", "set", "wig"+sfx, "up")
+	n, sfx := newNamespaces(t)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -162,28 +145,12 @@ func TestThroughTheGateways(t *testing.T) {
 	t.Logf("entry gave %v %v, exit gave %v %v", regE.AddrV4, regE.AddrV6, regX.AddrV4, regX.AddrV6)
 
 	clientTUN := "wgt" + sfx
-	err = netnstest.DoNamed(n.client, func() error {
-		dev, err := tun.CreateKernel(clientTUN, DefaultInnerMTU)
-		if err != nil {
-			return err
-		}
-		n.nest, err = New(Config{
-			TUN: dev, InnerKey: innerKey.priv, OuterKey: outerKey.priv,
-			Entry:   Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: netip.AddrPortFrom(gwLAN, entry.Port())},
-			Exit:    Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: netip.AddrPortFrom(gwLAN, exit.Port())},
-			OuterV4: regE.AddrV4.Addr(), OuterV6: regE.AddrV6.Addr(), Mark: testMark, Logger: log,
-		})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.nest.Close() })
-	run(t, "ip", "-n", n.client, "addr", "add", regX.AddrV4.String(), "dev", clientTUN)
-	if regX.AddrV6.IsValid() {
-		run(t, "ip", "-n", n.client, "addr", "add", regX.AddrV6.String(), "dev", clientTUN, "nodad")
-	}
-	run(t, "ip", "-n", n.client, "link", "set", clientTUN, "up")
+	n.startNest(t, clientTUN, Config{
+		InnerKey: innerKey.priv, OuterKey: outerKey.priv,
+		Entry:   Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: netip.AddrPortFrom(gwLAN, entry.Port())},
+		Exit:    Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: netip.AddrPortFrom(gwLAN, exit.Port())},
+		OuterV4: regE.AddrV4.Addr(), OuterV6: regE.AddrV6.Addr(), Mark: testMark, Logger: log,
+	}, regX.AddrV4, regX.AddrV6)
 	// As nymvpn's routes do it, more simply: everything but the LAN (the
 	// gateways) into the tunnel.
 	run(t, "ip", "-n", n.client, "route", "add", "default", "dev", clientTUN)

@@ -106,21 +106,8 @@ type testNet struct {
 }
 
 func newTestNet(t testing.TB) *testNet {
-	requireRoot(t)
-	var rb [3]byte
-	rand.Read(rb[:])
-	sfx := hex.EncodeToString(rb[:])
-	n := &testNet{client: "wgnc" + sfx, gw: "wgng" + sfx, nftTable: "wgnest" + sfx}
-	for _, ns := range []string{n.client, n.gw} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "link", "add", "wgc"+sfx, "netns", n.client, "type", "veth", "peer", "name", "wgg"+sfx, "netns", n.gw)
-	run(t, "ip", "-n", n.client, "addr", "add", clientLAN.String()+"/24", "dev", "wgc"+sfx)
-	run(t, "ip", "-n", n.gw, "addr", "add", gwLAN.String()+"/24", "dev", "wgg"+sfx)
-	run(t, "ip", "-n", n.client, "link", "set", "wgc"+sfx, "up")
-	run(t, "ip", "-n", n.gw, "link", "set", "wgg"+sfx, "up")
+	n, sfx := newNamespaces(t)
+	n.nftTable = "wgnest" + sfx
 	// Count the client's UDP to the entry, marked and not.
 	rules := fmt.Sprintf(`table inet %s {
 	chain out {
@@ -204,33 +191,64 @@ func newTestNet(t testing.TB) *testNet {
 	}
 
 	// The client: nymvpn0's stand-in and the nested tunnel.
-	clientTUN := "wgt" + sfx
-	err = netnstest.DoNamed(n.client, func() error {
-		dev, err := tun.CreateKernel(clientTUN, DefaultInnerMTU)
-		if err != nil {
-			return err
-		}
-		n.nest, err = New(Config{
-			TUN: dev, InnerKey: clientInner.priv, OuterKey: clientOuter.priv,
-			Entry:   Peer{PublicKey: entryKey.pub, PSK: outerPSK, Endpoint: n.entryEP},
-			Exit:    Peer{PublicKey: exitKey.pub, PSK: innerPSK, Endpoint: n.exitEP},
-			OuterV4: outerV4, OuterV6: outerV6, Mark: testMark, Logger: log,
-		})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.nest.Close() })
-	run(t, "ip", "-n", n.client, "addr", "add", innerV4.String(), "dev", clientTUN)
-	run(t, "ip", "-n", n.client, "addr", "add", innerV6.String(), "dev", clientTUN, "nodad")
-	run(t, "ip", "-n", n.client, "link", "set", clientTUN, "up")
+	n.startNest(t, "wgt"+sfx, Config{
+		InnerKey: clientInner.priv, OuterKey: clientOuter.priv,
+		Entry:   Peer{PublicKey: entryKey.pub, PSK: outerPSK, Endpoint: n.entryEP},
+		Exit:    Peer{PublicKey: exitKey.pub, PSK: innerPSK, Endpoint: n.exitEP},
+		OuterV4: outerV4, OuterV6: outerV6, Mark: testMark, Logger: log,
+	}, innerV4, innerV6)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.nest.WaitHandshake(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// newNamespaces makes the client's and the gateways' namespaces, joined by
+// a veth pair on clientLAN and gwLAN, removed when the test ends; sfx is
+// their random suffix, for the names of what the test adds.
+func newNamespaces(t testing.TB) (n *testNet, sfx string) {
+	requireRoot(t)
+	var rb [3]byte
+	rand.Read(rb[:])
+	sfx = hex.EncodeToString(rb[:])
+	n = &testNet{client: "wgnc" + sfx, gw: "wgng" + sfx}
+	for _, ns := range []string{n.client, n.gw} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "link", "add", "wgc"+sfx, "netns", n.client, "type", "veth", "peer", "name", "wgg"+sfx, "netns", n.gw)
+	run(t, "ip", "-n", n.client, "addr", "add", clientLAN.String()+"/24", "dev", "wgc"+sfx)
+	run(t, "ip", "-n", n.gw, "addr", "add", gwLAN.String()+"/24", "dev", "wgg"+sfx)
+	run(t, "ip", "-n", n.client, "link", "set", "wgc"+sfx, "up")
+	run(t, "ip", "-n", n.gw, "link", "set", "wgg"+sfx, "up")
+	return n, sfx
+}
+
+// startNest creates the client's TUN tunName (the stand-in for nymvpn0)
+// in its namespace with addrs, and the nested tunnel on it with cfg.
+func (n *testNet) startNest(t testing.TB, tunName string, cfg Config, addrs ...netip.Prefix) {
+	err := netnstest.DoNamed(n.client, func() error {
+		dev, err := tun.CreateKernel(tunName, DefaultInnerMTU)
+		if err != nil {
+			return err
+		}
+		cfg.TUN = dev
+		n.nest, err = New(cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.nest.Close() })
+	for _, a := range addrs {
+		if a.IsValid() {
+			run(t, "ip", "-n", n.client, "addr", "add", a.String(), "dev", tunName, "nodad")
+		}
+	}
+	run(t, "ip", "-n", n.client, "link", "set", tunName, "up")
 }
 
 func listenPort(t testing.TB, d *device.Device) uint16 {

@@ -375,42 +375,8 @@ func TestFastModeKillSwitchReconnect(t *testing.T) {
 	}
 	n.resetLeaks("client", "inet")
 
-	pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nym-node-"+used))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	var pidNS string
-	fmt.Sscan(string(pidb), &pid, &pidNS)
-	if got, _ := n.run(5*time.Second, "ip", "netns", "identify", strconv.Itoa(pid)); strings.TrimSpace(got) != pidNS {
-		t.Fatalf("pid %d of nym-node-%s is not in %s (%q)", pid, used, pidNS, got)
-	}
-	killed := time.Now()
-	if err := syscallKill(pid); err != nil {
-		t.Fatalf("killing nym-node-%s: %v", used, err)
-	}
-	t.Logf("killed nym-node-%s (pid %d), the entry gateway of the fast tunnel", used, pid)
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, args := range [][]string{
-		{"curl", "-s", "--max-time", "1", "http://" + e2eInet4 + "/"},
-		{"curl", "-s", "--max-time", "1", "http://192.0.2.40:8080/api/v1/roles"},
-		{"ping", "-c", "1", "-W", "1", "192.0.2.31"},
-		{"getent", "ahostsv4", "internet.test"},
-	} {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				n.in("client", 5*time.Second, args...)
-				time.Sleep(200 * time.Millisecond)
-			}
-		})
-	}
+	killed := n.killNode(used)
+	stopTraffic := n.outageTraffic()
 	var st fastStatus
 	deadline := time.Now().Add(3 * time.Minute) // a guard against a hang
 	for {
@@ -419,16 +385,14 @@ func TestFastModeKillSwitchReconnect(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			close(stop)
-			wg.Wait()
+			stopTraffic()
 			t.Fatalf("no reconnect within 3 min of killing the entry: %v %+v (leaks so far: lan0 %d, internet %d)",
 				err, st, n.leakCount("client"), n.leakCount("inet"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	reconnected := time.Since(killed)
-	close(stop)
-	wg.Wait()
+	stopTraffic()
 	lanLeak, inetLeak := n.leakCount("client"), n.leakCount("inet")
 	t.Logf("reconnected through %s after %v; leaked packets: lan0 %d, internet %d", st.Entry, reconnected.Round(time.Millisecond), lanLeak, inetLeak)
 	if lanLeak != 0 || inetLeak != 0 {
@@ -444,4 +408,55 @@ func TestFastModeKillSwitchReconnect(t *testing.T) {
 	if out, err := n.vpn("disconnect"); err != nil {
 		t.Errorf("disconnect: %v %s", err, out)
 	}
+}
+
+// killNode kills role's nym-node (SIGKILL), after checking that the PID
+// recorded for it lives in its namespace, and returns when.
+func (n *e2eNet) killNode(role string) time.Time {
+	t := n.t
+	t.Helper()
+	pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nym-node-"+role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	var pidNS string
+	fmt.Sscan(string(pidb), &pid, &pidNS)
+	if got, _ := n.run(5*time.Second, "ip", "netns", "identify", strconv.Itoa(pid)); strings.TrimSpace(got) != pidNS {
+		t.Fatalf("pid %d of nym-node-%s is not in %s (%q)", pid, role, pidNS, got)
+	}
+	killed := time.Now()
+	if err := syscallKill(pid); err != nil {
+		t.Fatalf("killing nym-node-%s: %v", role, err)
+	}
+	t.Logf("killed nym-node-%s (pid %d), the entry gateway in use", role, pid)
+	return killed
+}
+
+// outageTraffic keeps the client sending while the tunnel is down: the
+// internet through the tunnel, and the LAN (the exit's and a mixnode's
+// addresses) that is directly connected and would leak without the kill
+// switch. stop ends it and waits.
+func (n *e2eNet) outageTraffic() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, args := range [][]string{
+		{"curl", "-s", "--max-time", "1", "http://" + e2eInet4 + "/"},
+		{"curl", "-s", "--max-time", "1", "http://192.0.2.40:8080/api/v1/roles"},
+		{"ping", "-c", "1", "-W", "1", "192.0.2.31"},
+		{"getent", "ahostsv4", "internet.test"},
+	} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				n.in("client", 5*time.Second, args...)
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
