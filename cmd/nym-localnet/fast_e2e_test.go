@@ -302,6 +302,39 @@ func TestFastMode(t *testing.T) {
 			}
 		}
 	})
+	t.Run("daemon crash: kill switch kept, the rest restored, connect again", func(t *testing.T) {
+		var pid int
+		var pidNS string
+		pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nymvpn"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Sscan(string(pidb), &pid, &pidNS)
+		if err := syscallKill(pid); err != nil {
+			t.Fatalf("killing the daemon: %v", err)
+		}
+		// Gone: the TUN with it; the kill switch stays.
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			if _, err := n.in("client", 10*time.Second, "ip", "link", "show", "nymvpn0"); err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("nymvpn0 outlived the killed daemon")
+			}
+		}
+		if !strings.Contains(n.must("client", "nft", "list", "tables"), "inet nymvpn") {
+			t.Errorf("the kill switch went with the crashed daemon")
+		}
+		for _, u := range []string{"http://" + e2eInet4 + "/", "http://192.0.2.40:8080/"} {
+			if out, err := n.in("client", 10*time.Second, "curl", "-s", "--max-time", "2", u); err == nil {
+				t.Errorf("after the crash %s answered: %q", u, out)
+			}
+		}
+		n.connect("--mode", "fast") // a new daemon: it restores the crashed one's routes and DNS first
+		if st, err := n.fastStatus(); err != nil || st.Mode != "fast" || st.State != "connected" {
+			t.Errorf("after the restart: %v %+v", err, st)
+		}
+	})
 	t.Run("disconnect restores the host", func(t *testing.T) {
 		if out, err := n.vpn("disconnect"); err != nil {
 			t.Fatalf("nymvpn disconnect: %v\n%s", err, out)
