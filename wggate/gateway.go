@@ -32,6 +32,7 @@ import (
 const (
 	DefaultPeerTimeout   = 3 * time.Minute
 	DefaultMaxFlows      = 16
+	DefaultMaxPeersPerIP = 16
 	DefaultEntryMTU      = 1420
 	DefaultExitMTU       = 1340
 	DefaultExitTUN       = "nymwg0"
@@ -86,6 +87,10 @@ type Config struct {
 	PeerTimeout time.Duration
 	// MaxFlows bounds an entry's relay sockets per client. Default 16.
 	MaxFlows int
+	// MaxPeersPerIP bounds the peers registered from one client address
+	// (IPv4, or IPv6 /64) at an entry, so one host cannot take the address
+	// pool. Default 16. (An exit sees only entries' addresses.)
+	MaxPeersPerIP int
 	// MTU of the device. Default 1420 (entry), 1340 (exit).
 	MTU int
 	// TUN names the exit's kernel TUN. Default nymwg0.
@@ -142,7 +147,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else if !c.RangeV6.IsValid() {
 		c.RangeV6 = map[wgreg.Role]netip.Prefix{wgreg.RoleEntry: DefaultEntryRangeV6, wgreg.RoleExit: DefaultExitRangeV6}[c.Role]
 	}
-	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
+	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
 		return c, errors.New("wggate: negative limit")
 	}
 	if c.PeerTimeout == 0 {
@@ -150,6 +155,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFlows == 0 {
 		c.MaxFlows = DefaultMaxFlows
+	}
+	if c.MaxPeersPerIP == 0 {
+		c.MaxPeersPerIP = DefaultMaxPeersPerIP
 	}
 	if c.MTU == 0 {
 		c.MTU = map[wgreg.Role]int{wgreg.RoleEntry: DefaultEntryMTU, wgreg.RoleExit: DefaultExitMTU}[c.Role]

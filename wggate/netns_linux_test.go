@@ -447,7 +447,7 @@ func TestFastModeThroughGateways(t *testing.T) {
 			t.Fatalf("%d conntrack entries of %s left after its peer was removed", n, addr)
 		}
 		// Back, for the policy checks below.
-		if _, err := exit.peers.add(peerKey(innerPub), xreg.PSK, time.Now()); err != nil {
+		if _, err := exit.peers.add(peerKey(innerPub), xreg.PSK, time.Now(), netip.Prefix{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	})
