@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,15 +268,11 @@ func New(cfg Config) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.pubKey = [32]byte(pub)
-	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(priv[:]), cfg.Listen.Port())); err != nil {
+	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\n", hex.EncodeToString(priv[:]))); err != nil {
 		return nil, fmt.Errorf("wggate: configuring the device: %w", err)
 	}
-	if err := g.dev.Up(); err != nil {
-		return nil, fmt.Errorf("wggate: device up: %w", err)
-	}
-	g.port = cfg.Listen.Port()
-	if g.port == 0 {
-		g.port = boundPort(g.dev)
+	if err := g.listen(); err != nil {
+		return nil, err
 	}
 	g.peers = newPeerTable(g.dev, pool, cfg.PeerTimeout, func(pk peerKey, p *peer) {
 		if g.relay != nil {
@@ -294,9 +288,6 @@ func New(cfg Config) (_ *Gateway, err error) {
 			}
 		}
 	})
-	if g.regLn, err = net.Listen("tcp", netip.AddrPortFrom(cfg.Listen.Addr(), g.port).String()); err != nil {
-		return nil, fmt.Errorf("wggate: registration listener: %w", err)
-	}
 	if err := g.startServer(); err != nil {
 		return nil, err
 	}
@@ -313,19 +304,28 @@ func prefixIf(a netip.Addr, p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(a, p.Bits())
 }
 
-// boundPort reads the UDP port the device's bind chose.
-func boundPort(dev *device.Device) uint16 {
-	s, err := dev.IpcGet()
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(s) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "listen_port="); ok {
-			p, _ := strconv.ParseUint(v, 10, 16)
-			return uint16(p)
+// listen opens the door's two sides on one port, the registration TCP
+// listener and the device's UDP port, and brings the device up. With port
+// 0, a port free for both is looked for.
+func (g *Gateway) listen() error {
+	var err error
+	for range 16 {
+		if g.regLn, err = net.Listen("tcp", g.cfg.Listen.String()); err != nil {
+			return fmt.Errorf("wggate: registration listener: %w", err)
+		}
+		g.port = uint16(g.regLn.Addr().(*net.TCPAddr).Port)
+		if err = g.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", g.port)); err == nil {
+			if err = g.dev.Up(); err == nil {
+				return nil
+			}
+		}
+		g.regLn.Close()
+		g.regLn = nil
+		if g.cfg.Listen.Port() != 0 {
+			break
 		}
 	}
-	return 0
+	return fmt.Errorf("wggate: WireGuard UDP port: %w", err)
 }
 
 // Port is the WireGuard UDP port (and the registration TCP port).
