@@ -200,19 +200,20 @@ func (c Config) withDefaults() (Config, error) {
 // Gateway is one gateway's WireGuard door: the device, its peers, the
 // entry's relay or the exit's TUN, and the registration server.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
-	dev    *device.Device
-	pubKey [32]byte
-	peers  *peerTable
-	relay  *relay       // entry only
-	ctun   *chanTUN     // entry only
-	ktun   wgtun.Device // exit only
-	topo   atomic.Pointer[directory.Topology]
-	nonces *nonceCache
-	regLn  net.Listener
-	port   uint16
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	dev      *device.Device
+	pubKey   [32]byte
+	peers    *peerTable
+	relay    *relay       // entry only
+	ctun     *chanTUN     // entry only
+	ktun     wgtun.Device // exit only
+	topo     atomic.Pointer[directory.Topology]
+	prevTopo atomic.Pointer[directory.Topology] // the epoch before topo's
+	nonces   *nonceCache
+	regLn    net.Listener
+	port     uint16
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -338,18 +339,28 @@ func (g *Gateway) PublicKey() [32]byte { return g.pubKey }
 func (g *Gateway) Peers() int { return g.peers.len() }
 
 // Update gives the gateway the current topology: the entry relays only to
-// its exits' WireGuard endpoints and relays registrations only to its exits;
-// the exit accepts relayed registrations only from its gateways.
+// its exits' WireGuard endpoints (and, for the epoch after, the previous
+// epoch's, so a client's tunnel does not break at the boundary) and relays
+// registrations only to its exits; the exit accepts relayed registrations
+// only from its gateways (the previous epoch's too).
 func (g *Gateway) Update(t *directory.Topology) {
 	if t == nil {
 		return
 	}
+	if old := g.topo.Load(); old != nil && old.Epoch < t.Epoch {
+		g.prevTopo.Store(old)
+	}
 	g.topo.Store(t)
 	if g.relay != nil {
 		var eps []netip.AddrPort
-		for i := range t.Exit {
-			if ep, ok := t.Exit[i].WGAddrPort(); ok {
-				eps = append(eps, ep)
+		for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {
+			if tt == nil {
+				continue
+			}
+			for i := range tt.Exit {
+				if ep, ok := tt.Exit[i].WGAddrPort(); ok {
+					eps = append(eps, ep)
+				}
 			}
 		}
 		g.relay.SetExits(eps)

@@ -344,3 +344,20 @@ func TestPeersPerAddressBounded(t *testing.T) {
 		t.Fatalf("%d peers, want 2", g.Peers())
 	}
 }
+
+// TestEntryKeepsLastEpochsExits: at an epoch boundary the entry still
+// relays to the previous epoch's exits, and forgets them one epoch later.
+func TestEntryKeepsLastEpochsExits(t *testing.T) {
+	g, _, _ := startEntry(t, nil)
+	node := func(ep string) directory.Node { return directory.Node{WGAddr: ep} }
+	allowed := func(ep string) bool { return (*g.relay.exits.Load())[netip.MustParseAddrPort(ep)] }
+	g.Update(&directory.Topology{Epoch: 1, Exit: []directory.Node{node("192.0.2.1:51820")}})
+	g.Update(&directory.Topology{Epoch: 2, Exit: []directory.Node{node("192.0.2.2:51820")}})
+	if !allowed("192.0.2.1:51820") || !allowed("192.0.2.2:51820") {
+		t.Fatal("the previous epoch's exit is cut off at the boundary")
+	}
+	g.Update(&directory.Topology{Epoch: 3, Exit: []directory.Node{node("192.0.2.3:51820")}})
+	if allowed("192.0.2.1:51820") || !allowed("192.0.2.2:51820") || !allowed("192.0.2.3:51820") {
+		t.Fatal("exits of two epochs ago still allowed, or the last ones not")
+	}
+}

@@ -189,14 +189,15 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 // isGateway reports whether static is the Noise key of a gateway in the
 // current topology: only those may forward registrations to an exit.
 func (g *Gateway) isGateway(static [32]byte) bool {
-	t := g.topo.Load()
-	if t == nil {
-		return false
-	}
-	for _, group := range [][]directory.Node{t.Entry, t.Exit} {
-		for i := range group {
-			if group[i].NoiseKey == static {
-				return true
+	for _, t := range []*directory.Topology{g.topo.Load(), g.prevTopo.Load()} {
+		if t == nil {
+			continue
+		}
+		for _, group := range [][]directory.Node{t.Entry, t.Exit} {
+			for i := range group {
+				if group[i].NoiseKey == static {
+					return true
+				}
 			}
 		}
 	}
