@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -34,6 +35,12 @@ func createExitTUN(name string, mtu int, v4, v6 netip.Prefix, log *slog.Logger) 
 		if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: ipNet(v6), Flags: 0x02}); err != nil {
 			log.Warn("exit WireGuard TUN without IPv6", "tun", name, "err", err)
 		}
+	}
+	// Closed until the exit networking (NAT, policy) takes the TUN and
+	// turns it on: a host that forwards by default must not forward
+	// clients' packets bare.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+name+"/forwarding", []byte("0"), 0); err != nil {
+		return fail(fmt.Errorf("wggate: turning forwarding off on %s: %w", name, err))
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fail(fmt.Errorf("wggate: bringing %s up: %w", name, err))

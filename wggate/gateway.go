@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +30,7 @@ import (
 const (
 	DefaultPeerTimeout   = 3 * time.Minute
 	DefaultMaxFlows      = 16
+	DefaultMaxPeersPerIP = 16
 	DefaultEntryMTU      = 1420
 	DefaultExitMTU       = 1340
 	DefaultExitTUN       = "nymwg0"
@@ -86,6 +85,10 @@ type Config struct {
 	PeerTimeout time.Duration
 	// MaxFlows bounds an entry's relay sockets per client. Default 16.
 	MaxFlows int
+	// MaxPeersPerIP bounds the peers registered from one client address
+	// (IPv4, or IPv6 /64) at an entry, so one host cannot take the address
+	// pool. Default 16. (An exit sees only entries' addresses.)
+	MaxPeersPerIP int
 	// MTU of the device. Default 1420 (entry), 1340 (exit).
 	MTU int
 	// TUN names the exit's kernel TUN. Default nymwg0.
@@ -142,7 +145,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else if !c.RangeV6.IsValid() {
 		c.RangeV6 = map[wgreg.Role]netip.Prefix{wgreg.RoleEntry: DefaultEntryRangeV6, wgreg.RoleExit: DefaultExitRangeV6}[c.Role]
 	}
-	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
+	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
 		return c, errors.New("wggate: negative limit")
 	}
 	if c.PeerTimeout == 0 {
@@ -150,6 +153,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFlows == 0 {
 		c.MaxFlows = DefaultMaxFlows
+	}
+	if c.MaxPeersPerIP == 0 {
+		c.MaxPeersPerIP = DefaultMaxPeersPerIP
 	}
 	if c.MTU == 0 {
 		c.MTU = map[wgreg.Role]int{wgreg.RoleEntry: DefaultEntryMTU, wgreg.RoleExit: DefaultExitMTU}[c.Role]
@@ -194,19 +200,20 @@ func (c Config) withDefaults() (Config, error) {
 // Gateway is one gateway's WireGuard door: the device, its peers, the
 // entry's relay or the exit's TUN, and the registration server.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
-	dev    *device.Device
-	pubKey [32]byte
-	peers  *peerTable
-	relay  *relay       // entry only
-	ctun   *chanTUN     // entry only
-	ktun   wgtun.Device // exit only
-	topo   atomic.Pointer[directory.Topology]
-	nonces *nonceCache
-	regLn  net.Listener
-	port   uint16
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	dev      *device.Device
+	pubKey   [32]byte
+	peers    *peerTable
+	relay    *relay       // entry only
+	ctun     *chanTUN     // entry only
+	ktun     wgtun.Device // exit only
+	topo     atomic.Pointer[directory.Topology]
+	prevTopo atomic.Pointer[directory.Topology] // the epoch before topo's
+	nonces   *nonceCache
+	regLn    net.Listener
+	port     uint16
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -262,15 +269,11 @@ func New(cfg Config) (_ *Gateway, err error) {
 		return nil, err
 	}
 	g.pubKey = [32]byte(pub)
-	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(priv[:]), cfg.Listen.Port())); err != nil {
+	if err := g.dev.IpcSet(fmt.Sprintf("private_key=%s\n", hex.EncodeToString(priv[:]))); err != nil {
 		return nil, fmt.Errorf("wggate: configuring the device: %w", err)
 	}
-	if err := g.dev.Up(); err != nil {
-		return nil, fmt.Errorf("wggate: device up: %w", err)
-	}
-	g.port = cfg.Listen.Port()
-	if g.port == 0 {
-		g.port = boundPort(g.dev)
+	if err := g.listen(); err != nil {
+		return nil, err
 	}
 	g.peers = newPeerTable(g.dev, pool, cfg.PeerTimeout, func(pk peerKey, p *peer) {
 		if g.relay != nil {
@@ -286,9 +289,6 @@ func New(cfg Config) (_ *Gateway, err error) {
 			}
 		}
 	})
-	if g.regLn, err = net.Listen("tcp", netip.AddrPortFrom(cfg.Listen.Addr(), g.port).String()); err != nil {
-		return nil, fmt.Errorf("wggate: registration listener: %w", err)
-	}
 	if err := g.startServer(); err != nil {
 		return nil, err
 	}
@@ -305,19 +305,28 @@ func prefixIf(a netip.Addr, p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(a, p.Bits())
 }
 
-// boundPort reads the UDP port the device's bind chose.
-func boundPort(dev *device.Device) uint16 {
-	s, err := dev.IpcGet()
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(s) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "listen_port="); ok {
-			p, _ := strconv.ParseUint(v, 10, 16)
-			return uint16(p)
+// listen opens the door's two sides on one port, the registration TCP
+// listener and the device's UDP port, and brings the device up. With port
+// 0, a port free for both is looked for.
+func (g *Gateway) listen() error {
+	var err error
+	for range 16 {
+		if g.regLn, err = net.Listen("tcp", g.cfg.Listen.String()); err != nil {
+			return fmt.Errorf("wggate: registration listener: %w", err)
+		}
+		g.port = uint16(g.regLn.Addr().(*net.TCPAddr).Port)
+		if err = g.dev.IpcSet(fmt.Sprintf("listen_port=%d\n", g.port)); err == nil {
+			if err = g.dev.Up(); err == nil {
+				return nil
+			}
+		}
+		g.regLn.Close()
+		g.regLn = nil
+		if g.cfg.Listen.Port() != 0 {
+			break
 		}
 	}
-	return 0
+	return fmt.Errorf("wggate: WireGuard UDP port: %w", err)
 }
 
 // Port is the WireGuard UDP port (and the registration TCP port).
@@ -330,18 +339,28 @@ func (g *Gateway) PublicKey() [32]byte { return g.pubKey }
 func (g *Gateway) Peers() int { return g.peers.len() }
 
 // Update gives the gateway the current topology: the entry relays only to
-// its exits' WireGuard endpoints and relays registrations only to its exits;
-// the exit accepts relayed registrations only from its gateways.
+// its exits' WireGuard endpoints (and, for the epoch after, the previous
+// epoch's, so a client's tunnel does not break at the boundary) and relays
+// registrations only to its exits; the exit accepts relayed registrations
+// only from its gateways (the previous epoch's too).
 func (g *Gateway) Update(t *directory.Topology) {
 	if t == nil {
 		return
 	}
+	if old := g.topo.Load(); old != nil && old.Epoch < t.Epoch {
+		g.prevTopo.Store(old)
+	}
 	g.topo.Store(t)
 	if g.relay != nil {
 		var eps []netip.AddrPort
-		for i := range t.Exit {
-			if ep, ok := t.Exit[i].WGAddrPort(); ok {
-				eps = append(eps, ep)
+		for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {
+			if tt == nil {
+				continue
+			}
+			for i := range tt.Exit {
+				if ep, ok := tt.Exit[i].WGAddrPort(); ok {
+					eps = append(eps, ep)
+				}
 			}
 		}
 		g.relay.SetExits(eps)

@@ -268,13 +268,14 @@ func TestIdlePeerExpiresAndAddressIsReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	poll.Until(t, 20*time.Second, "the idle peer to expire", func() bool { return g.Peers() == 0 })
+	// The counter moves once the expiry is complete, addresses released.
+	poll.Until(t, 20*time.Second, "the idle peer to expire", func() bool { return counterValue(g.m.expired) == 1 })
 	dump, _ := g.dev.IpcGet()
 	if strings.Contains(dump, hex.EncodeToString(first[:])) {
 		t.Fatal("the expired peer is still on the device")
 	}
-	if n := counterValue(g.m.expired); n != 1 {
-		t.Fatalf("expired counted %v", n)
+	if g.Peers() != 0 {
+		t.Fatalf("%d peers after expiry", g.Peers())
 	}
 	reg2, s2, err := wgreg.RegisterEntry(context.Background(), node, wgKey(t), wgreg.Options{Rotation: testRotation})
 	if err != nil {
@@ -317,4 +318,46 @@ func counterValue(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
+}
+
+func TestPeersPerAddressBounded(t *testing.T) {
+	g, node, _ := startEntry(t, func(c *Config) { c.MaxPeersPerIP = 2 })
+	var keys [][32]byte
+	for i := range 3 {
+		k := wgKey(t)
+		keys = append(keys, k)
+		_, s, err := wgreg.RegisterEntry(context.Background(), node, k, wgreg.Options{Rotation: testRotation})
+		if s != nil {
+			s.Close()
+		}
+		if (i < 2) != (err == nil) {
+			t.Fatalf("registration %d from one address: %v", i, err)
+		}
+	}
+	// Renewing a key it holds is not one more.
+	_, s, err := wgreg.RegisterEntry(context.Background(), node, keys[0], wgreg.Options{Rotation: testRotation})
+	if err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	s.Close()
+	if g.Peers() != 2 {
+		t.Fatalf("%d peers, want 2", g.Peers())
+	}
+}
+
+// TestEntryKeepsLastEpochsExits: at an epoch boundary the entry still
+// relays to the previous epoch's exits, and forgets them one epoch later.
+func TestEntryKeepsLastEpochsExits(t *testing.T) {
+	g, _, _ := startEntry(t, nil)
+	node := func(ep string) directory.Node { return directory.Node{WGAddr: ep} }
+	allowed := func(ep string) bool { return (*g.relay.exits.Load())[netip.MustParseAddrPort(ep)] }
+	g.Update(&directory.Topology{Epoch: 1, Exit: []directory.Node{node("192.0.2.1:51820")}})
+	g.Update(&directory.Topology{Epoch: 2, Exit: []directory.Node{node("192.0.2.2:51820")}})
+	if !allowed("192.0.2.1:51820") || !allowed("192.0.2.2:51820") {
+		t.Fatal("the previous epoch's exit is cut off at the boundary")
+	}
+	g.Update(&directory.Topology{Epoch: 3, Exit: []directory.Node{node("192.0.2.3:51820")}})
+	if allowed("192.0.2.1:51820") || !allowed("192.0.2.2:51820") || !allowed("192.0.2.3:51820") {
+		t.Fatal("exits of two epochs ago still allowed, or the last ones not")
+	}
 }

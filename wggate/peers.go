@@ -20,6 +20,9 @@ import (
 // errPoolFull means every client address is taken.
 var errPoolFull = errors.New("wggate: no client address left")
 
+// errSourceFull means the client's source address holds its share of peers.
+var errSourceFull = errors.New("wggate: too many peers from this address")
+
 // addrPool hands out client addresses: the same host offset in the IPv4
 // and (if any) the IPv6 range, offset 1 being the gateway's own. A released
 // offset is handed out again, lowest first.
@@ -86,6 +89,7 @@ func (p *addrPool) release(off uint64) {
 
 // peer is one registered client.
 type peer struct {
+	src        netip.Prefix // the registering client's address (entry only)
 	off        uint64
 	v4, v6     netip.Addr
 	registered time.Time
@@ -102,20 +106,25 @@ type peerTable struct {
 	mu     sync.Mutex
 	byKey  map[peerKey]*peer
 	byAddr map[netip.Addr]peerKey
+	bySrc  map[netip.Prefix]int
 }
 
 func newPeerTable(dev *device.Device, pool *addrPool, timeout time.Duration, onRemove func(peerKey, *peer)) *peerTable {
 	return &peerTable{dev: dev, pool: pool, timeout: timeout, onRemove: onRemove,
-		byKey: make(map[peerKey]*peer), byAddr: make(map[netip.Addr]peerKey)}
+		byKey: make(map[peerKey]*peer), byAddr: make(map[netip.Addr]peerKey), bySrc: make(map[netip.Prefix]int)}
 }
 
 // add registers a peer, or renews one already registered (same addresses,
-// the new PSK), and returns its addresses.
-func (t *peerTable) add(pk peerKey, psk [32]byte, now time.Time) (*peer, error) {
+// the new PSK), and returns its addresses. A valid src (the registering
+// client's address) may hold at most maxPerSrc peers.
+func (t *peerTable) add(pk peerKey, psk [32]byte, now time.Time, src netip.Prefix, maxPerSrc int) (*peer, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.byKey[pk]
 	fresh := p == nil
+	if fresh && src.IsValid() && t.bySrc[src] >= maxPerSrc {
+		return nil, errSourceFull
+	}
 	if fresh {
 		off, err := t.pool.take()
 		if err != nil {
@@ -138,6 +147,10 @@ func (t *peerTable) add(pk peerKey, psk [32]byte, now time.Time) (*peer, error) 
 	}
 	p.registered = now
 	if fresh {
+		p.src = src
+		if src.IsValid() {
+			t.bySrc[src]++
+		}
 		t.byKey[pk] = p
 		t.byAddr[p.v4] = pk
 		if p.v6.IsValid() {
@@ -199,6 +212,11 @@ func (t *peerTable) remove(pk peerKey) {
 	// are handed to someone else.
 	t.dev.RemovePeer(device.NoisePublicKey(pk))
 	delete(t.byKey, pk)
+	if p.src.IsValid() {
+		if t.bySrc[p.src]--; t.bySrc[p.src] <= 0 {
+			delete(t.bySrc, p.src)
+		}
+	}
 	delete(t.byAddr, p.v4)
 	if p.v6.IsValid() {
 		delete(t.byAddr, p.v6)

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nym-go/nym/tun/ippkt"
 )
 
@@ -31,6 +33,9 @@ type relay struct {
 	dial       func(exit netip.AddrPort) (*net.UDPConn, error)
 
 	exits atomic.Pointer[map[netip.AddrPort]bool]
+
+	// The per-packet counters, resolved once.
+	toExitPkts, toExitBytes, fromExitPkts, fromExitBytes prometheus.Counter
 
 	mu      sync.Mutex
 	flows   map[flowKey]*flow
@@ -62,6 +67,8 @@ func newRelay(ctx context.Context, tun *chanTUN, owner func(netip.Addr) (peerKey
 			return net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(exit))
 		},
 	}
+	r.toExitPkts, r.toExitBytes = m.relayedPkts.WithLabelValues("to_exit"), m.relayedBytes.WithLabelValues("to_exit")
+	r.fromExitPkts, r.fromExitBytes = m.relayedPkts.WithLabelValues("from_exit"), m.relayedBytes.WithLabelValues("from_exit")
 	empty := map[netip.AddrPort]bool{}
 	r.exits.Store(&empty)
 	return r
@@ -108,8 +115,8 @@ func (r *relay) fromClient(pkt []byte) {
 		r.m.dropped.WithLabelValues(dropSendError).Inc()
 		return
 	}
-	r.m.relayedPkts.WithLabelValues("to_exit").Inc()
-	r.m.relayedBytes.WithLabelValues("to_exit").Add(float64(len(payload)))
+	r.toExitPkts.Inc()
+	r.toExitBytes.Add(float64(len(payload)))
 }
 
 // flow returns the socket of key, opening one if there is none.
@@ -171,8 +178,8 @@ func (r *relay) fromExit(f *flow) {
 			r.m.dropped.WithLabelValues(dropQueueFull).Inc()
 			continue
 		}
-		r.m.relayedPkts.WithLabelValues("from_exit").Inc()
-		r.m.relayedBytes.WithLabelValues("from_exit").Add(float64(n))
+		r.fromExitPkts.Inc()
+		r.fromExitBytes.Add(float64(n))
 	}
 }
 

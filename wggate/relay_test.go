@@ -114,3 +114,33 @@ func TestAppendUDPv6(t *testing.T) {
 		t.Fatalf("IPv6/UDP differs from testpkt's:\n%x\n%x", ours, want)
 	}
 }
+
+// BenchmarkRelayToExit is the entry's per-packet work towards an exit:
+// filter, flow lookup, one UDP send (the exit drains on loopback).
+func BenchmarkRelayToExit(b *testing.B) {
+	exit, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer exit.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := exit.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	exitEP := exit.LocalAddr().(*net.UDPAddr).AddrPort()
+	client := netip.MustParseAddr("10.2.0.2")
+	m, _ := newMetrics(nil, "entry")
+	r := newRelay(context.Background(), newChanTUN(1420, 16, nil), func(netip.Addr) (peerKey, bool) { return peerKey{1}, true }, time.Minute, 4, m, testLogger())
+	defer r.Close()
+	r.SetExits([]netip.AddrPort{exitEP})
+	pkt := testpkt.IPv4(b, client, exitEP.Addr(), ippkt.ProtoUDP, exitEP.Port(), make([]byte, 1372))
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.fromClient(pkt)
+	}
+}

@@ -69,14 +69,16 @@ func (g *Gateway) handle(c *link.Conn, f link.Frame) error {
 			g.send(c, &wgreg.Error{ID: m.ID, Code: wgreg.ErrCodeRefused, Text: "an exit takes registrations only through an entry"})
 			return nil
 		}
-		g.answer(c, m.ID, m.Sealed)
+		g.answer(c, m.ID, m.Sealed, link.SourceOf(c.RemoteAddr()))
 	case *wgreg.Forward:
 		if g.cfg.Role != wgreg.RoleExit || !g.isGateway(c.RemoteStatic()) {
 			g.m.registrations.WithLabelValues(regRefused).Inc()
 			g.send(c, &wgreg.Error{ID: m.ID, Code: wgreg.ErrCodeRefused, Text: "forwarded registrations are taken only from the consensus's gateways, by exits"})
 			return nil
 		}
-		g.answer(c, m.ID, m.Sealed)
+		// The exit sees the entry's address, shared by all its clients:
+		// no per-source cap here.
+		g.answer(c, m.ID, m.Sealed, netip.Prefix{})
 	case *wgreg.Relay:
 		if g.cfg.Role != wgreg.RoleEntry {
 			g.m.registrations.WithLabelValues(regRefused).Inc()
@@ -109,7 +111,7 @@ func (g *Gateway) send(c *link.Conn, m interface{ AppendBinary([]byte) ([]byte, 
 
 // answer opens a request sealed to this gateway, registers the peer and
 // sends the sealed answer (or an Error when it does not open).
-func (g *Gateway) answer(c *link.Conn, id uint32, sealed []byte) {
+func (g *Gateway) answer(c *link.Conn, id uint32, sealed []byte, src netip.Prefix) {
 	rot, err := wgreg.RequestRotation(sealed)
 	if err != nil {
 		g.m.registrations.WithLabelValues(regMalformed).Inc()
@@ -128,7 +130,7 @@ func (g *Gateway) answer(c *link.Conn, id uint32, sealed []byte) {
 		g.send(c, &wgreg.Error{ID: id, Code: wgreg.ErrCodeMalformed, Text: "request does not open"})
 		return
 	}
-	ans, outcome := g.register(req, opened)
+	ans, outcome := g.register(req, opened, src)
 	g.m.registrations.WithLabelValues(outcome).Inc()
 	out, err := opened.SealAnswer(ans)
 	if err != nil {
@@ -139,7 +141,7 @@ func (g *Gateway) answer(c *link.Conn, id uint32, sealed []byte) {
 }
 
 // register judges an opened request and, if it passes, adds the peer.
-func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened) (*wgreg.Answer, string) {
+func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.Prefix) (*wgreg.Answer, string) {
 	now := g.cfg.Now()
 	if d := now.Sub(req.Time); d > g.cfg.MaxClockSkew || d < -g.cfg.MaxClockSkew {
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "request time too far from the gateway's clock"}, regStale
@@ -165,9 +167,12 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened) (*wgreg.Ans
 	if err != nil {
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "internal error"}, regRefused
 	}
-	p, err := g.peers.add(peerKey(req.WGKey), psk, now)
+	p, err := g.peers.add(peerKey(req.WGKey), psk, now, src, g.cfg.MaxPeersPerIP)
 	if errors.Is(err, errPoolFull) {
 		return &wgreg.Answer{Status: wgreg.AnswerFull, Text: "no address left"}, regFull
+	}
+	if errors.Is(err, errSourceFull) {
+		return &wgreg.Answer{Status: wgreg.AnswerFull, Text: "too many peers from your address"}, regFull
 	}
 	if err != nil {
 		g.log.Warn("adding a peer", "err", err)
@@ -184,14 +189,15 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened) (*wgreg.Ans
 // isGateway reports whether static is the Noise key of a gateway in the
 // current topology: only those may forward registrations to an exit.
 func (g *Gateway) isGateway(static [32]byte) bool {
-	t := g.topo.Load()
-	if t == nil {
-		return false
-	}
-	for _, group := range [][]directory.Node{t.Entry, t.Exit} {
-		for i := range group {
-			if group[i].NoiseKey == static {
-				return true
+	for _, t := range []*directory.Topology{g.topo.Load(), g.prevTopo.Load()} {
+		if t == nil {
+			continue
+		}
+		for _, group := range [][]directory.Node{t.Entry, t.Exit} {
+			for i := range group {
+				if group[i].NoiseKey == static {
+					return true
+				}
 			}
 		}
 	}

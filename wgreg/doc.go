@@ -46,8 +46,9 @@
 //
 // # Replays
 //
-// A gateway refuses a request whose time is more than MaxClockSkew away from
-// its clock and remembers every nonce it accepted for twice that long, so a
-// recorded request is refused when sent again (it would also only yield a
-// reply nobody but the original client can read).
+// A gateway refuses a request whose time is more than its clock skew
+// allowance (2 minutes by default) away from its clock, and remembers every
+// nonce it accepted for twice that long, so a recorded request is refused
+// when sent again (it would also only yield a reply nobody but the original
+// client can read).
 package wgreg

@@ -237,3 +237,17 @@ func TestClientRegistersOverLink(t *testing.T) {
 		t.Fatalf("unknown exit: %v, want ErrGateway", err)
 	}
 }
+
+func TestEntriesAndExits(t *testing.T) {
+	entry := directory.Node{WGAddr: "192.0.2.1:51820", Capabilities: directory.Capabilities{Entry: true}}
+	exitAsEntry := directory.Node{WGAddr: "192.0.2.2:51820", Capabilities: directory.Capabilities{Entry: true, Exit: true}}
+	noDoor := directory.Node{Capabilities: directory.Capabilities{Entry: true}}
+	exit := directory.Node{WGAddr: "192.0.2.3:51820", Capabilities: directory.Capabilities{Entry: true, Exit: true}}
+	topo := &directory.Topology{Entry: []directory.Node{entry, exitAsEntry, noDoor}, Exit: []directory.Node{exit, noDoor}}
+	if e := Entries(topo); len(e) != 1 || e[0].WGAddr != entry.WGAddr {
+		t.Fatalf("entries %+v", e)
+	}
+	if x := Exits(topo); len(x) != 1 || x[0].WGAddr != exit.WGAddr {
+		t.Fatalf("exits %+v", x)
+	}
+}

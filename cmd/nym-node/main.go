@@ -179,6 +179,13 @@ func newRun() *cobra.Command {
 			if router != nil {
 				opts.RouterKey = &router.key
 			}
+			if _, _, ok := cfg.WireGuardExitDoor(); ok && router == nil {
+				// The exit's WireGuard door forwards only under the IP
+				// router's exit networking (NAT, policy); without it,
+				// no door.
+				log.Warn("no IP router: the exit's WireGuard door (wireguard_listen) stays closed")
+				cfg.WireGuardListen = ""
+			}
 			n, err := node.New(cfg, opts)
 			if err != nil {
 				return err

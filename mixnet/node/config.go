@@ -103,6 +103,9 @@ type Config struct {
 	// WireGuardMaxFlows bounds an entry's relay sockets per client
 	// (default 16).
 	WireGuardMaxFlows int `toml:"wireguard_max_flows,omitzero"`
+	// WireGuardMaxPeersPerIP bounds an entry's peers registered from one
+	// client address (IPv4, or IPv6 /64); default 16.
+	WireGuardMaxPeersPerIP int `toml:"wireguard_max_peers_per_ip,omitzero"`
 	// WireGuardTUN names an exit's WireGuard TUN (default nymwg0);
 	// WireGuardRangeV4 and WireGuardRangeV6 are the client ranges of the
 	// door (defaults: exit 10.1.0.0/16 and fc00::1:0/112, entry
