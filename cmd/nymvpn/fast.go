@@ -46,10 +46,13 @@ func makeFastPlan(ctx context.Context, req connectRequest, out *outside, cache s
 		return nil, err
 	}
 	p := &fastPlan{rotation: top.Rotation}
+	// Which gateways serve as what is the contract's (wgreg): an entry
+	// gateway's WireGuard door is an entry's, an exit-capable node's an
+	// exit's, whatever role the epoch gives the node.
 	pick := func(nodes []directory.Node, want, role string) ([]directory.Node, error) {
 		var c []directory.Node
 		for _, n := range nodes {
-			if _, ok := n.WGAddrPort(); ok && (want == "" || n.Identity.String() == want) {
+			if want == "" || n.Identity.String() == want {
 				c = append(c, n)
 			}
 		}
@@ -59,10 +62,10 @@ func makeFastPlan(ctx context.Context, req connectRequest, out *outside, cache s
 		mrand.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
 		return c, nil
 	}
-	if p.entries, err = pick(top.Entry, req.Entry, "entry"); err != nil {
+	if p.entries, err = pick(wgreg.Entries(top), req.Entry, "entry"); err != nil {
 		return nil, err
 	}
-	if p.exits, err = pick(top.Exit, req.Exit, "exit"); err != nil {
+	if p.exits, err = pick(wgreg.Exits(top), req.Exit, "exit"); err != nil {
 		return nil, err
 	}
 	return p, nil
