@@ -269,11 +269,14 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 
 // connectFast is connect in fast mode, once the kill switch is on.
 func (d *daemon) connectFast(ctx context.Context, req connectRequest, out *outside) error {
-	p, err := makeFastPlan(ctx, req, out, consensusCachePath(d.statePath))
+	replan := func(ctx context.Context) (*fastPlan, error) {
+		return makeFastPlan(ctx, req, out, consensusCachePath(d.statePath))
+	}
+	p, err := replan(ctx)
 	if err != nil {
 		return d.failed(err, out)
 	}
-	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting}
+	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, replan: replan, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting}
 	if err := ft.connect(ctx); err != nil {
 		return d.failed(err, out)
 	}

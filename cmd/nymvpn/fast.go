@@ -92,12 +92,15 @@ func newWGKey() (wgKey, error) {
 // or exit; the kill switch stays on throughout, so nothing leaks while it
 // is down.
 type fastTunnel struct {
-	log   *slog.Logger
-	host  host
-	out   *outside
-	plan  *fastPlan
-	dns   []netip.Addr
-	stale time.Duration
+	log  *slog.Logger
+	host host
+	out  *outside
+	plan *fastPlan
+	// replan fetches the consensus again and makes a new plan: gateways
+	// come and go and their keys rotate while a tunnel lives.
+	replan func(context.Context) (*fastPlan, error)
+	dns    []netip.Addr
+	stale  time.Duration
 
 	mu         sync.Mutex
 	leg        *fastLeg // nil while reconnecting
@@ -254,16 +257,24 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		if err := ft.down(leg); err != nil {
 			ft.log.Warn("fast mode: tearing down", "err", err)
 		}
+		bad := leg.exit.Identity
+		if blameEntry {
+			bad = leg.entry.Identity
+		}
+		ft.refresh(ctx, bad)
 		backoff := time.Second
 		for attempt := 0; ; attempt++ {
-			// Blame the silent gateway first, then alternate.
-			ft.mu.Lock()
-			if blameEntry == (attempt%2 == 0) {
-				ft.entryIdx++
-			} else {
-				ft.exitIdx++
+			// The silent gateway went last; on failures, try the next
+			// entry, then the next exit, and so on.
+			if attempt > 0 {
+				ft.mu.Lock()
+				if attempt%2 == 1 {
+					ft.entryIdx++
+				} else {
+					ft.exitIdx++
+				}
+				ft.mu.Unlock()
 			}
-			ft.mu.Unlock()
 			leg, err = ft.up(ctx)
 			if err == nil {
 				break
@@ -284,6 +295,38 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.reconnects++
 		ft.mu.Unlock()
 	}
+}
+
+// refresh replaces the plan with one from a fresh consensus (keeping the
+// old one if none comes), with the gateway bad last, and starts again from
+// the first entry and exit.
+func (ft *fastTunnel) refresh(ctx context.Context, bad directory.Key) {
+	var p *fastPlan
+	if ft.replan != nil {
+		var err error
+		if p, err = ft.replan(ctx); err != nil {
+			ft.log.Warn("fast mode: keeping the old plan", "err", err)
+		}
+	}
+	last := func(nodes []directory.Node) []directory.Node {
+		out := make([]directory.Node, 0, len(nodes))
+		var tail []directory.Node
+		for _, n := range nodes {
+			if n.Identity == bad {
+				tail = append(tail, n)
+			} else {
+				out = append(out, n)
+			}
+		}
+		return append(out, tail...)
+	}
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if p == nil {
+		p = ft.plan
+	}
+	ft.plan = &fastPlan{rotation: p.rotation, entries: last(p.entries), exits: last(p.exits)}
+	ft.entryIdx, ft.exitIdx = 0, 0
 }
 
 // Close tears down the leg that is up, but the kill switch and the routes

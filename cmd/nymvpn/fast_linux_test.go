@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/nym-go/nym/mixnet/directory"
 
 	"github.com/nym-go/nym/vpn"
 )
@@ -47,5 +53,39 @@ func TestWGKeysDiffer(t *testing.T) {
 	b, _ := newWGKey()
 	if a.pub == b.pub || a.priv == b.priv || a.pub == [32]byte{} {
 		t.Fatal("two WireGuard keys are the same or empty")
+	}
+}
+
+// After a stale tunnel the plan is fetched again and the silent gateway
+// goes last, so the next attempt takes another one.
+func TestFastRefreshPutsTheSilentGatewayLast(t *testing.T) {
+	node := func(b byte) directory.Node {
+		var n directory.Node
+		n.Identity[0] = b
+		return n
+	}
+	fresh := &fastPlan{rotation: 9, entries: []directory.Node{node(1), node(2), node(3)}, exits: []directory.Node{node(7), node(8)}}
+	ft := &fastTunnel{
+		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		plan:     &fastPlan{rotation: 8, entries: []directory.Node{node(2)}, exits: []directory.Node{node(7)}},
+		entryIdx: 5, exitIdx: 3,
+		replan: func(context.Context) (*fastPlan, error) { return fresh, nil },
+	}
+	ft.refresh(t.Context(), node(1).Identity)
+	if ft.plan.rotation != 9 || ft.entryIdx != 0 || ft.exitIdx != 0 {
+		t.Fatalf("plan rotation %d, indexes %d %d; want the fresh plan from the start", ft.plan.rotation, ft.entryIdx, ft.exitIdx)
+	}
+	var got []byte
+	for _, n := range ft.plan.entries {
+		got = append(got, n.Identity[0])
+	}
+	if string(got) != "\x02\x03\x01" {
+		t.Fatalf("entries %v, want 2 3 1", got)
+	}
+	// No consensus: the old plan, reordered.
+	ft.replan = func(context.Context) (*fastPlan, error) { return nil, errors.New("no authority answers") }
+	ft.refresh(t.Context(), node(7).Identity)
+	if ft.plan.exits[0].Identity[0] != 8 || ft.plan.rotation != 9 {
+		t.Fatalf("exits %v after a failed refresh", ft.plan.exits)
 	}
 }
