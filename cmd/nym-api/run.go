@@ -40,6 +40,7 @@ type runFlags struct {
 	network        string
 	voteWindow     time.Duration
 	metricsListen  string
+	noTickets      bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -68,6 +69,7 @@ func newRunCommand() *cobra.Command {
 		"this authority is the entry with its own key. Without it the directory is a single authority (k = 1)")
 	fl.DurationVar(&f.voteWindow, "vote-window", 0, "with --network: how long before each epoch boundary the authorities vote and sign (default epoch-length/4)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics at /metrics (default: none)")
+	fl.BoolVar(&f.noTickets, "no-tickets", false, "do not issue or redeem bandwidth tickets (no issuer keys are made or published)")
 	fl.StringVar(&f.admission.Mode, "admission", authority.AdmissionOpen,
 		"open: any node that proves its keys and address may take a seat, within the limits below (local networks, tests); "+
 			"approval: only nodes approved with \"nym-api nodes approve\" (a public network without stake runs this)")
@@ -138,6 +140,7 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 		DescriptorTTL:  f.descriptorTTL,
 		MinPerformance: f.minPerformance,
 		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Tickets:        authority.Tickets{Disabled: f.noTickets},
 		Admission:      f.admission,
 		Monitor:        f.monitor,
 		Logger:         log,
