@@ -76,8 +76,9 @@ func (r *Report) Check(now time.Time) error {
 	if len(r.Sig) != ed25519.SignatureSize || !ed25519.Verify(ed25519.PublicKey(r.Gateway[:]), r.message(), r.Sig) {
 		return fmt.Errorf("%w: not signed by gateway %s", ErrReport, directory.Key(r.Gateway))
 	}
-	if d := time.Duration(now.Unix()-r.Time) * time.Second; d > ReportWindow || d < -ReportWindow {
-		return fmt.Errorf("%w: made %s from the authority's clock (window %s)", ErrReport, d, ReportWindow)
+	if !within(r.Time, now, ReportWindow) {
+		return fmt.Errorf("%w: made at %s, more than %s from the authority's clock (%s)", ErrReport,
+			time.Unix(r.Time, 0).UTC().Format(time.RFC3339), ReportWindow, now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -217,3 +217,26 @@ func TestVoucherCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestSpendTimeCannotWrapIntoTheWindow: a spend dated 2^55 seconds before
+// now, whose distance in nanoseconds wraps around to zero in an int64, is
+// stale, not forever fresh; the same holds for a report's time.
+func TestSpendTimeCannotWrapIntoTheWindow(t *testing.T) {
+	tn := newTestNet(t)
+	tk, priv := tn.issue(t, TypeMixnetEntry, 0, 1)
+	gw := [32]byte{5}
+	for _, at := range []int64{tn.now.Unix() - 1<<55, tn.now.Unix() + 1<<55, -1 << 63, 1<<63 - 1} {
+		s := Spend{Ticket: tk, Gateway: gw, Time: at}
+		copy(s.Sig[:], ed25519.Sign(priv, spendMessage(gw, at)))
+		if err := tn.issuers(t).Verify(&s, gw, tn.now); !errors.Is(err, ErrStale) {
+			t.Errorf("spend dated %d: %v, want ErrStale", at, err)
+		}
+		_, gwPriv, _ := ed25519.GenerateKey(rand.Reader)
+		r, _ := SignReport(gwPriv, nil, tn.now)
+		r.Time = at
+		r.Sig = ed25519.Sign(gwPriv, r.message())
+		if err := r.Check(tn.now); !errors.Is(err, ErrReport) {
+			t.Errorf("report dated %d: %v, want refused", at, err)
+		}
+	}
+}

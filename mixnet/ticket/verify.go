@@ -153,8 +153,9 @@ func (is Issuers) CheckTicket(t *Ticket, now time.Time) error {
 // ticket (CheckTicket); cheap checks first, since anyone can send a spend.
 // It does NOT check the spent set: the gateway does.
 func (is Issuers) Verify(s *Spend, gateway [32]byte, now time.Time) error {
-	if d := time.Duration(now.Unix()-s.Time) * time.Second; d > SpendWindow || d < -SpendWindow {
-		return fmt.Errorf("%w: made at %s, %s from the gateway's clock (window %s)", ErrStale, time.Unix(s.Time, 0).UTC().Format(time.RFC3339), d, SpendWindow)
+	if !within(s.Time, now, SpendWindow) {
+		return fmt.Errorf("%w: made at %s, more than %s from the gateway's clock (%s)", ErrStale,
+			time.Unix(s.Time, 0).UTC().Format(time.RFC3339), SpendWindow, now.UTC().Format(time.RFC3339))
 	}
 	if s.Gateway != gateway {
 		return fmt.Errorf("%w: it names %s", ErrWrongGateway, directory.Key(s.Gateway))
@@ -163,4 +164,12 @@ func (is Issuers) Verify(s *Spend, gateway [32]byte, now time.Time) error {
 		return fmt.Errorf("%w: the ticket key's signature over the spend is not valid", ErrSignatures)
 	}
 	return is.CheckTicket(&s.Ticket, now)
+}
+
+// within reports whether unix time at is no further than window from now.
+// It compares seconds: a distance turned into a Duration could overflow
+// and wrap into the window (a spend dated 2^55 s ago would never go stale).
+func within(at int64, now time.Time, window time.Duration) bool {
+	n, w := now.Unix(), int64(window/time.Second)
+	return at >= n-w && at <= n+w
 }
