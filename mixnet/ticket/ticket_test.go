@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -146,7 +147,7 @@ func TestVerify(t *testing.T) {
 	retyped.Type = TypeWireGuardExit
 	// An expiry moved: the signatures no longer match; and a past one.
 	expired := good
-	expired.Expiry = now.Add(-time.Hour).Unix()
+	expired.Expiry = ExpiryFor(now.Add(-(ValidDays + 2) * 24 * time.Hour))
 	forged := spend(good, now, gw)
 	forged.Sig[0] ^= 1
 	unknownType := good
@@ -238,5 +239,40 @@ func TestSpendTimeCannotWrapIntoTheWindow(t *testing.T) {
 		if err := r.Check(tn.now); !errors.Is(err, ErrReport) {
 			t.Errorf("report dated %d: %v, want refused", at, err)
 		}
+	}
+}
+
+// TestExpiryOffTheDayIsRefused: k authorities that publish keys for an
+// expiry off the day boundary could give one client tickets no other
+// client has, and so follow them from issuance to gateway; a gateway
+// refuses such tickets, whoever signed them.
+func TestExpiryOffTheDayIsRefused(t *testing.T) {
+	tn := newTestNet(t)
+	odd := tn.expiry - 3600
+	top := *tn.top
+	top.Issuers = nil
+	for _, k := range tn.top.Issuers {
+		top.Issuers = append(top.Issuers, k)
+		k.Expiry = odd // the same keys, published again for the odd expiry
+		top.Issuers = append(top.Issuers, k)
+	}
+	slices.SortFunc(top.Issuers, directory.CompareIssuerKeys)
+	is, err := IssuersFrom(tn.net, &top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	tk := Ticket{Type: TypeMixnetEntry, Expiry: odd, Key: [32]byte(pub)}
+	for _, i := range []int{0, 1} {
+		a := tn.net.Authorities[i].Key
+		tk.Signatures = append(tk.Signatures, IssuerSignature{Authority: a, Sig: tn.blindSign(t, tn.rsaKeys[issuerID{a, TypeMixnetEntry, tn.expiry}], Message(TypeMixnetEntry, odd, tk.Key))})
+	}
+	gw := [32]byte{3}
+	s, err := NewSpend(tk, priv, gw, tn.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Verify(&s, gw, tn.now); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("ticket expiring off the day boundary: %v, want ErrMalformed", err)
 	}
 }

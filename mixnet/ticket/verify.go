@@ -113,12 +113,17 @@ func verifySignature(pub *rsa.PublicKey, msg, sig []byte) error {
 	return v.Verify(msg, sig)
 }
 
-// CheckTicket checks the ticket alone at now: type known, not expired (nor
-// expiring later than any issuer sets it), and at least k valid signatures
+// CheckTicket checks the ticket alone at now: type known, expiry on a UTC
+// day boundary, not expired (nor expiring later than any issuer sets it), and at least k valid signatures
 // of distinct authorities under their keys for its type and expiry.
 func (is Issuers) CheckTicket(t *Ticket, now time.Time) error {
 	if !t.Type.Known() {
 		return fmt.Errorf("%w: unknown ticket type %d", ErrMalformed, t.Type)
+	}
+	if t.Expiry%int64(day/time.Second) != 0 {
+		// Every honest issuer signs day-boundary expiries only: a ticket of
+		// any other expiry belongs to a set of one, made to be followed.
+		return fmt.Errorf("%w: expiry %d is not a UTC day boundary", ErrMalformed, t.Expiry)
 	}
 	if t.Expiry <= now.Unix() {
 		return fmt.Errorf("%w: %s ticket expired at %s", ErrExpired, t.Type, time.Unix(t.Expiry, 0).UTC().Format(time.RFC3339))
