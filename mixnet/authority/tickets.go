@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"strconv"
 	"time"
@@ -153,9 +154,11 @@ func (s *Server) issue(req *ticket.IssueRequest, reqHash [32]byte, now time.Time
 	if !ok {
 		return nil, http.StatusBadRequest, fmt.Errorf("no %s issuer key for expiry %d", req.Type, req.Expiry)
 	}
+	// Judge every message before the voucher is recorded: one that cannot
+	// be signed must not use it up.
 	for i, b := range req.Blinded {
-		if len(b) != priv.Size() {
-			return nil, http.StatusBadRequest, fmt.Errorf("blinded message %d has %d bytes, want %d", i, len(b), priv.Size())
+		if len(b) != priv.Size() || new(big.Int).SetBytes(b).Cmp(priv.N) >= 0 {
+			return nil, http.StatusBadRequest, fmt.Errorf("blinded message %d is not a number below the %d-byte modulus", i, priv.Size())
 		}
 	}
 	fresh := func() error {

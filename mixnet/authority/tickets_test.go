@@ -280,6 +280,9 @@ func TestIssueRefusals(t *testing.T) {
 		{"more tickets", ticket.IssueRequest{Voucher: v.String(), Type: v.Type, Expiry: expiry, Blinded: append(blinded(), blinded()[0])}, http.StatusBadRequest},
 		{"tomorrow's expiry", ticket.IssueRequest{Voucher: v.String(), Type: v.Type, Expiry: ticket.ExpiryFor(clock.Now().Add(24 * time.Hour)), Blinded: blinded()}, http.StatusBadRequest},
 		{"short message", ticket.IssueRequest{Voucher: v.String(), Type: v.Type, Expiry: expiry, Blinded: [][]byte{{1}, {2}}}, http.StatusBadRequest},
+		// Not below the modulus: it cannot be signed, and must not use up
+		// the voucher (the good request below is still its first).
+		{"message above the modulus", ticket.IssueRequest{Voucher: v.String(), Type: v.Type, Expiry: expiry, Blinded: [][]byte{bytes.Repeat([]byte{0xff}, priv.Size()), bytes.Repeat([]byte{0xff}, priv.Size())}}, http.StatusBadRequest},
 	} {
 		if _, status, err := issue(c.req); status != c.status || err == nil {
 			t.Errorf("%s: status %d, %v; want %d", c.name, status, err, c.status)
