@@ -18,7 +18,7 @@ import (
 // What an issuance leaves is one record in bucketVoucherUse: the voucher's
 // hash, the hash of the request that used it, the ticket count and the
 // time. Never a blinded message, a ticket key, a serial or a signature:
-// TestAuthorityStoresNothingLinkable dumps the database and checks.
+// TestTicketIssuance dumps the database and checks.
 //
 // Redemption keeps bucketSpent (serial → who reported it first, whether a
 // second gateway did, its sequence number and when to forget it) and
