@@ -9,10 +9,12 @@ import (
 	"math/big"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/ticket"
+	"golang.org/x/time/rate"
 )
 
 // Tickets configures the authority's part in bandwidth tickets (package
@@ -28,6 +30,13 @@ type Tickets struct {
 	// MaintenanceInterval is how often issuer keys are made ahead and
 	// expired serials pruned. Default 10 min.
 	MaintenanceInterval time.Duration
+	// ReportRate bounds the serials one gateway may report per second on
+	// average, so a node of the consensus cannot fill the authority's disk
+	// with made-up serials; ReportBurst is how many it may report at once.
+	// A gateway spending 200 MB tickets at 10 Gbit/s reports about 6 a
+	// second. Defaults 100 and ticket.MaxReportSerials.
+	ReportRate  float64
+	ReportBurst int
 }
 
 func (c Tickets) withDefaults() (Tickets, error) {
@@ -37,7 +46,13 @@ func (c Tickets) withDefaults() (Tickets, error) {
 	if c.MaintenanceInterval == 0 {
 		c.MaintenanceInterval = 10 * time.Minute
 	}
-	if c.MaxConcurrentIssues < 0 || c.MaintenanceInterval < 0 {
+	if c.ReportRate == 0 {
+		c.ReportRate = 100
+	}
+	if c.ReportBurst == 0 {
+		c.ReportBurst = ticket.MaxReportSerials
+	}
+	if c.MaxConcurrentIssues < 0 || c.MaintenanceInterval < 0 || c.ReportRate < 0 || c.ReportBurst < 0 {
 		return c, fmt.Errorf("tickets: negative setting in %+v", c)
 	}
 	return c, nil
@@ -53,6 +68,26 @@ type ticketState struct {
 	keys     *issuerKeys
 	vouchers *voucherSet
 	sem      chan struct{}
+
+	mu sync.Mutex
+	// reporters holds a token bucket of serials per gateway; only gateways
+	// of the consensus get one, so it stays as small as the network.
+	reporters map[directory.Key]*rate.Limiter
+}
+
+// allowReport takes n serials from gw's bucket at now.
+func (ts *ticketState) allowReport(cfg Tickets, gw directory.Key, n int, now time.Time) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	l, ok := ts.reporters[gw]
+	if !ok {
+		if len(ts.reporters) >= directory.MaxTopologyNodes {
+			clear(ts.reporters) // gateways that left; a fresh bucket is full anyway
+		}
+		l = rate.NewLimiter(rate.Limit(cfg.ReportRate), cfg.ReportBurst)
+		ts.reporters[gw] = l
+	}
+	return l.AllowN(now, n)
 }
 
 // initTickets loads the issuer keys and serves the ticket endpoints. Keys
@@ -65,7 +100,8 @@ func (s *Server) initTickets() error {
 	if err != nil {
 		return err
 	}
-	s.tickets = &ticketState{keys: keys, vouchers: &voucherSet{dataDir: s.cfg.DataDir}, sem: make(chan struct{}, s.cfg.Tickets.MaxConcurrentIssues)}
+	s.tickets = &ticketState{keys: keys, vouchers: &voucherSet{dataDir: s.cfg.DataDir}, sem: make(chan struct{}, s.cfg.Tickets.MaxConcurrentIssues),
+		reporters: make(map[directory.Key]*rate.Limiter)}
 	s.mux.HandleFunc("POST "+directory.PathTicketIssue, s.handleTicketIssue)
 	s.mux.HandleFunc("POST "+directory.PathTicketReport, s.handleTicketReport)
 	s.mux.HandleFunc("GET "+directory.PathTicketSpent, s.handleTicketSpent)
@@ -214,6 +250,10 @@ func (s *Server) handleTicketReport(w http.ResponseWriter, r *http.Request) {
 	gw := directory.Key(rep.Gateway)
 	if !s.isGateway(gw) {
 		writeError(w, http.StatusForbidden, fmt.Errorf("%w: %s is not a gateway of the current consensus", ticket.ErrReport, gw))
+		return
+	}
+	if !s.tickets.allowReport(s.cfg.Tickets, gw, len(rep.Serials), now) {
+		writeError(w, http.StatusTooManyRequests, fmt.Errorf("%s reports more than %g serials a second: keep them and report again later", gw, s.cfg.Tickets.ReportRate))
 		return
 	}
 	fresh, doubles, err := s.store.reportSpent(gw, rep.Serials, now)

@@ -309,9 +309,10 @@ func TestIssueRefusals(t *testing.T) {
 
 // TestTicketReports: gateways of the topology report serials; a serial
 // reported by two gateways comes back Double; a report signed by a key
-// that is no node is refused; expired serials are pruned.
+// that is no node is refused; a gateway reporting faster than its rate is
+// refused and nothing of it is kept; expired serials are pruned.
 func TestTicketReports(t *testing.T) {
-	s, clock := newTestServer(t, Config{})
+	s, clock := newTestServer(t, Config{Tickets: Tickets{ReportRate: 1, ReportBurst: 4}})
 	a, b, mix := newTestNode(t, entryGW), newTestNode(t, entryGW), newTestNode(t, mixOnly)
 	registerAll(t, s, a, b, mix)
 	probeTwice(t, s)
@@ -383,9 +384,20 @@ func TestTicketReports(t *testing.T) {
 	if all := fetch(0); len(all.Spent) != 2 {
 		t.Fatalf("the full list has %d serials, want 2", len(all.Spent))
 	}
+	// a has used 3 of its 4 (x, y, x again); 2 more is over its rate.
+	if err := send(a.priv, [32]byte{3}, [32]byte{4}); !isStatus(err, http.StatusTooManyRequests) {
+		t.Fatalf("report over the gateway's rate: %v, want 429", err)
+	}
+	if all := fetch(0); len(all.Spent) != 2 {
+		t.Fatalf("a refused report left serials: %+v", all)
+	}
+	clock.Advance(2 * time.Second)
+	if err := send(a.priv, [32]byte{3}, [32]byte{4}); err != nil {
+		t.Fatalf("report once the bucket refilled: %v", err)
+	}
 
 	clock.Advance(ticket.MaxLifetime + time.Hour)
-	if n, err := s.store.pruneSpent(clock.Now()); err != nil || n != 2 {
+	if n, err := s.store.pruneSpent(clock.Now()); err != nil || n != 4 {
 		t.Fatalf("prune: %d, %v", n, err)
 	}
 	if l := fetch(0); len(l.Spent) != 0 {
