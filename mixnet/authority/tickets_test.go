@@ -489,3 +489,47 @@ func TestConsensusIssuerKeys(t *testing.T) {
 		t.Fatalf("authority 0 voted 1 key, the consensus carries %d of its keys", n0)
 	}
 }
+
+// TestRedeemFromSingleAuthority: a directory without a network file (k = 1)
+// publishes its ticket keys in its signed topology and issues against them.
+func TestRedeemFromSingleAuthority(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := EnsureTicketKeys(dir, time.Now(), testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	v := mustVoucher(t, 3)
+	if _, err := AddVouchers(dir, []ticket.Voucher{v}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(Config{DataDir: dir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	net := directory.SingleAuthority(srv.URL, directory.Key(s.PublicKey()))
+	b := ticket.NewBook()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := ticket.Redeem(ctx, net, srv.Client(), v.String(), b)
+	if err != nil || n != 3 {
+		t.Fatalf("redeem from a single authority: %d, %v", n, err)
+	}
+	is, err := ticket.IssuersFrom(net, s.Topology())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, priv, err := b.Next(ticket.TypeMixnetEntry, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := [32]byte{8}
+	sp, err := ticket.NewSpend(tk, priv, gw, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := is.Verify(&sp, gw, time.Now()); err != nil {
+		t.Fatalf("ticket of a single authority does not verify: %v", err)
+	}
+}
