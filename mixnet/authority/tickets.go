@@ -58,6 +58,10 @@ func (c Tickets) withDefaults() (Tickets, error) {
 	return c, nil
 }
 
+// maxVoucherAnswers bounds how often one voucher's request is answered (the
+// first time and its retries): each answer costs a signature per ticket.
+const maxVoucherAnswers = 10
+
 // issueSkew is how far from the authority's clock a client's choice of
 // expiry may come from: near midnight the client and the authority may
 // disagree on the day.
@@ -205,10 +209,12 @@ func (s *Server) issue(req *ticket.IssueRequest, reqHash [32]byte, now time.Time
 		}
 		return fmt.Errorf("expiry %d is not today's (%d)", req.Expiry, ticket.ExpiryFor(now))
 	}
-	first, err := s.store.useVoucher(voucherID(v), reqHash, v.Tickets, now, fresh)
+	first, err := s.store.useVoucher(voucherID(v), reqHash, v.Tickets, maxVoucherAnswers, now, fresh)
 	switch {
 	case errors.Is(err, errVoucherUsed):
 		return nil, http.StatusConflict, err
+	case errors.Is(err, errVoucherAnswered):
+		return nil, http.StatusTooManyRequests, err
 	case err != nil && first:
 		s.log.Error("recording a voucher", "err", err)
 		return nil, http.StatusInternalServerError, errors.New("cannot record the voucher")

@@ -296,6 +296,16 @@ func TestIssueRefusals(t *testing.T) {
 	if err != nil || !slices.EqualFunc(first, again, func(a, b []byte) bool { return string(a) == string(b) }) {
 		t.Fatalf("a retry of the same request got another answer: %v", err)
 	}
+	// Each answer costs a signature per ticket: a voucher's holder cannot
+	// make the authority sign its request again and again.
+	for range maxVoucherAnswers - 2 {
+		if _, _, err := issue(good); err != nil {
+			t.Fatalf("retry within the limit refused: %v", err)
+		}
+	}
+	if _, status, err := issue(good); status != http.StatusTooManyRequests {
+		t.Fatalf("answer %d to one voucher: %d %v, want 429", maxVoucherAnswers+1, status, err)
+	}
 	other := good
 	other.Blinded = blinded()
 	if _, status, err := issue(other); status != http.StatusConflict {

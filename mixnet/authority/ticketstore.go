@@ -38,6 +38,10 @@ const IssuanceBucket = "ticket_voucher_use"
 // errVoucherUsed means a voucher was used by another request.
 var errVoucherUsed = errors.New("voucher already used")
 
+// errVoucherAnswered means a voucher's request was answered as often as
+// an authority answers one.
+var errVoucherAnswered = errors.New("voucher's request answered too often")
+
 // voucherUse is what an authority keeps of a redeemed voucher.
 type voucherUse struct {
 	// Request is the SHA-256 of the issuance request that used it: a retry
@@ -45,6 +49,9 @@ type voucherUse struct {
 	Request [32]byte  `json:"request"`
 	Tickets int       `json:"tickets"`
 	At      time.Time `json:"at"`
+	// Answers counts the times the request was answered, retries
+	// included: at most maxAnswers.
+	Answers int `json:"answers"`
 }
 
 // spentRecord is what an authority keeps of a reported serial.
@@ -67,27 +74,32 @@ func (s *store) initTicketBuckets() error {
 }
 
 // useVoucher records that voucher id is used by the request whose hash is
-// req, unless it was used by another request (errVoucherUsed). first
-// reports whether this is the voucher's first use; fresh is asked only
-// then, and its error refuses the request without recording anything.
-func (s *store) useVoucher(id, req [32]byte, tickets int, now time.Time, fresh func() error) (first bool, err error) {
+// req, unless it was used by another request (errVoucherUsed) or this one
+// was answered maxAnswers times (errVoucherAnswered). first reports
+// whether this is the voucher's first use; fresh is asked only then, and
+// its error refuses the request without recording anything.
+func (s *store) useVoucher(id, req [32]byte, tickets, maxAnswers int, now time.Time, fresh func() error) (first bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketVoucherUse)
+		u := voucherUse{Request: req, Tickets: tickets, At: now.UTC().Round(time.Second)}
 		if data := b.Get(id[:]); data != nil {
-			var u voucherUse
 			if err := json.Unmarshal(data, &u); err != nil {
 				return fmt.Errorf("voucher record: %w", err)
 			}
 			if u.Request != req {
 				return fmt.Errorf("%w at %s by other requests: a voucher buys one ticketbook", errVoucherUsed, u.At.UTC().Format(time.RFC3339))
 			}
-			return nil
+			if u.Answers >= maxAnswers {
+				return fmt.Errorf("%w: %d times since %s", errVoucherAnswered, u.Answers, u.At.UTC().Format(time.RFC3339))
+			}
+		} else {
+			if err := fresh(); err != nil {
+				return err
+			}
+			first = true
 		}
-		if err := fresh(); err != nil {
-			return err
-		}
-		first = true
-		data, err := json.Marshal(voucherUse{Request: req, Tickets: tickets, At: now.UTC().Round(time.Second)})
+		u.Answers++
+		data, err := json.Marshal(u)
 		if err != nil {
 			return err
 		}
