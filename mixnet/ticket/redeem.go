@@ -38,6 +38,11 @@ func Redeem(ctx context.Context, net *directory.Network, httpc *http.Client, vou
 	return redeemAt(ctx, net, httpc, voucher, b, time.Now())
 }
 
+// AuthorityTimeout bounds one authority's answer to an issuance request,
+// so that an authority that accepts connections but never answers delays a
+// redemption by at most this much (signing 1000 tickets takes a few seconds).
+const AuthorityTimeout = 30 * time.Second
+
 // issuance is one redemption in progress.
 type issuance struct {
 	v      Voucher
@@ -83,6 +88,8 @@ func redeemAt(ctx context.Context, net *directory.Network, httpc *http.Client, c
 			continue
 		}
 		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, AuthorityTimeout)
+			defer cancel()
 			got, err := in.askAuthority(ctx, httpc, a, pub)
 			mu.Lock()
 			defer mu.Unlock()
