@@ -252,7 +252,7 @@ func NewServer(cfg Config) (*Server, error) {
 		}
 	}
 	if err := s.load(); err != nil {
-		st.close()
+		s.Close()
 		return nil, err
 	}
 	s.mux.HandleFunc("POST "+directory.PathNodes, s.handleRegister)
@@ -261,7 +261,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET "+directory.PathHealth, s.handleHealth)
 	if cfg.Network != nil {
 		if err := s.initConsensus(); err != nil {
-			st.close()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -344,6 +344,9 @@ func (s *Server) load() error {
 func (s *Server) Close() error {
 	if s.cons != nil {
 		s.cons.unregister()
+	}
+	if s.tickets != nil {
+		s.tickets.unregister()
 	}
 	return s.store.close()
 }

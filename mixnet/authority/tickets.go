@@ -12,8 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/internal/promreg"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/ticket"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -73,6 +75,9 @@ type ticketState struct {
 	vouchers *voucherSet
 	sem      chan struct{}
 
+	issued, refused, reported, doubles prometheus.Counter
+	unregister                         func()
+
 	mu sync.Mutex
 	// reporters holds a token bucket of serials per gateway; only gateways
 	// of the consensus get one, so it stays as small as the network.
@@ -104,8 +109,21 @@ func (s *Server) initTickets() error {
 	if err != nil {
 		return err
 	}
-	s.tickets = &ticketState{keys: keys, vouchers: &voucherSet{dataDir: s.cfg.DataDir}, sem: make(chan struct{}, s.cfg.Tickets.MaxConcurrentIssues),
-		reporters: make(map[directory.Key]*rate.Limiter)}
+	ts := &ticketState{keys: keys, vouchers: &voucherSet{dataDir: s.cfg.DataDir}, sem: make(chan struct{}, s.cfg.Tickets.MaxConcurrentIssues),
+		reporters: make(map[directory.Key]*rate.Limiter),
+		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "nym_api_tickets_issued_total",
+			Help: "Tickets signed blind (first answers to vouchers; retries not counted)."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "nym_api_ticket_requests_refused_total",
+			Help: "Issuance requests refused: unknown or used vouchers, malformed requests, too many retries."}),
+		reported: prometheus.NewCounter(prometheus.CounterOpts{Name: "nym_api_ticket_serials_reported_total",
+			Help: "Spent-ticket serials gateways reported for the first time."}),
+		doubles: prometheus.NewCounter(prometheus.CounterOpts{Name: "nym_api_ticket_double_spends_total",
+			Help: "Serials reported by a second gateway: double spends."}),
+	}
+	if ts.unregister, err = promreg.Register(s.cfg.Registerer, ts.issued, ts.refused, ts.reported, ts.doubles); err != nil {
+		return fmt.Errorf("register ticket metrics: %w", err)
+	}
+	s.tickets = ts
 	s.mux.HandleFunc("POST "+directory.PathTicketIssue, s.handleTicketIssue)
 	s.mux.HandleFunc("POST "+directory.PathTicketReport, s.handleTicketReport)
 	s.mux.HandleFunc("GET "+directory.PathTicketSpent, s.handleTicketSpent)
@@ -159,6 +177,7 @@ func (s *Server) handleTicketIssue(w http.ResponseWriter, r *http.Request) {
 	}
 	sigs, status, err := s.issue(&req, sha256.Sum256(body), s.cfg.Now())
 	if err != nil {
+		s.tickets.refused.Inc()
 		writeError(w, status, err)
 		return
 	}
@@ -230,6 +249,7 @@ func (s *Server) issue(req *ticket.IssueRequest, reqHash [32]byte, now time.Time
 		}
 	}
 	if first {
+		s.tickets.issued.Add(float64(v.Tickets))
 		s.log.Info("issued tickets", "type", v.Type, "tickets", v.Tickets)
 	}
 	return sigs, http.StatusOK, nil
@@ -268,6 +288,8 @@ func (s *Server) handleTicketReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, errors.New("cannot record the report"))
 		return
 	}
+	s.tickets.reported.Add(float64(fresh))
+	s.tickets.doubles.Add(float64(doubles))
 	if doubles > 0 {
 		s.log.Warn("double-spent tickets reported", "gateway", gw, "serials", doubles)
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/ticket"
 	"github.com/nym-go/nym/mixnet/ticket/tickettest"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // newTicketNet makes a 3-authority, k = 2 network with tickets on: each
@@ -311,6 +313,9 @@ func TestIssueRefusals(t *testing.T) {
 	if _, status, err := issue(other); status != http.StatusConflict {
 		t.Fatalf("the voucher with other requests: %d %v, want 409", status, err)
 	}
+	if got := counterValue(t, s.tickets.issued); got != 2 {
+		t.Fatalf("nym_api_tickets_issued_total = %v, want the voucher's 2", got)
+	}
 	used, _ := s.store.voucherUsed(voucherID(v))
 	if !used {
 		t.Fatal("the voucher's use is not recorded")
@@ -390,6 +395,9 @@ func TestTicketReports(t *testing.T) {
 	l2 := fetch(l.Next)
 	if len(l2.Spent) != 1 || l2.Spent[0].Serial != x || !l2.Spent[0].Double {
 		t.Fatalf("serial reported by two gateways: %+v, want it once more, Double", l2)
+	}
+	if got := counterValue(t, s.tickets.doubles); got != 1 {
+		t.Fatalf("nym_api_ticket_double_spends_total = %v, want 1", got)
 	}
 	if all := fetch(0); len(all.Spent) != 2 {
 		t.Fatalf("the full list has %d serials, want 2", len(all.Spent))
@@ -542,4 +550,13 @@ func TestRedeemFromSingleAuthority(t *testing.T) {
 	if err := is.Verify(&sp, gw, time.Now()); err != nil {
 		t.Fatalf("ticket of a single authority does not verify: %v", err)
 	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
