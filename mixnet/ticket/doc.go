@@ -36,6 +36,8 @@
 //	client finalize       2.12 ms           0.039 ms
 //	verify (gateway)      2.11 ms           0.044 ms
 //
+// (Unblinded, an RFC 9474 signature is plain RSASSA-PSS: crypto/rsa
+// verifies it in 29 µs, best of 20 runs, and Verify uses that.)
 // Verification is what a gateway does for every spend anyone sends, before
 // it knows the spend is worth anything, k times: 4.2 ms against 0.09 ms
 // for k = 2 is the difference between a cheap and an expensive
