@@ -92,6 +92,22 @@
 // than that: a ticket is worth at most its quota at each gateway, and the
 // serials stay refused until the ticket expires.
 //
+// # What each side does
+//
+// A client: [LoadBook], [Redeem] a voucher (then [Book.Save]), and per
+// gateway connection [Book.Next] and [NewSpend] with the gateway's identity;
+// [Book.SetLeft] records what the gateway says is left.
+//
+// A gateway: [IssuersFrom] on each verified consensus, [Issuers.Verify]
+// on each spend, then its own spent set by [Ticket.Serial]; every report
+// interval [SignReport] the new serials and [SendReport] them to every
+// authority, and [FetchSpent] from each with the cursor it last got,
+// refusing every serial flagged Double.
+//
+// An authority (package mixnet/authority): [BlindSign] with its key for the
+// request's type and expiry, once per voucher; [Report.Check] and a spent
+// list per authority.
+//
 // # Payment
 //
 // Vouchers stand where Nym takes a payment. A real deployment puts its
