@@ -70,7 +70,9 @@
 // signer never saw: a signature unblinded from a blinded one is
 // independent of it, so no transcript of any authority names the spend.
 // What is left to link is the type and the issuance day, shared by every
-// ticket of that day, and timing: a client that redeems and spends at once
+// ticket of that day; which authorities signed (all of them, unless one was
+// down or refused at issuance: tickets bought during an outage form a
+// smaller set); and timing: a client that redeems and spends at once
 // on a quiet network is easier to guess. package tickettest's Dump lets
 // end-to-end tests show that no value an authority stores appears in what a
 // gateway stores.
