@@ -630,3 +630,48 @@ func TestTicketEndpointsRefuseGarbage(t *testing.T) {
 		t.Fatalf("garbage left serials: %+v", l)
 	}
 }
+
+// TestTicketKeysRotate: day after day the authority makes the next day's
+// keys and deletes those whose tickets have all expired, so it holds the 9
+// expiry days in use of each type; a restart loads the same keys.
+func TestTicketKeysRotate(t *testing.T) {
+	dir := t.TempDir()
+	k, err := openIssuerKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	self := newKey(t)
+	var now time.Time
+	for d := range 9 {
+		now = t0.Add(time.Duration(d) * 24 * time.Hour)
+		if _, err := k.ensure(now, testLogger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := k.public(self, now)
+	if want := 9 * len(ticket.Types); len(pub) != want {
+		t.Fatalf("after 9 days: %d public keys, want %d", len(pub), want)
+	}
+	for _, ik := range pub {
+		if ik.Expiry <= now.Unix() || ik.Expiry > ticket.ExpiryFor(now.Add(24*time.Hour)) {
+			t.Fatalf("key of expiry %s held at %s", time.Unix(ik.Expiry, 0).UTC(), now)
+		}
+	}
+	if _, ok := k.key(ticket.TypeMixnetEntry, ticket.ExpiryFor(now)); !ok {
+		t.Fatal("no key for today's tickets")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, TicketKeysDir, "*.pem"))
+	if len(files) != len(pub) {
+		t.Fatalf("%d key files for %d keys: expired ones not deleted", len(files), len(pub))
+	}
+	again, err := openIssuerKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.public(self, now); !slices.EqualFunc(got, pub, func(a, b directory.IssuerKey) bool {
+		return a.Type == b.Type && a.Expiry == b.Expiry && bytes.Equal(a.Key, b.Key)
+	}) {
+		t.Fatal("a restart loaded other keys")
+	}
+}
