@@ -414,6 +414,11 @@ func TestTicketReports(t *testing.T) {
 		t.Fatalf("report once the bucket refilled: %v", err)
 	}
 
+	// A cursor the authority never gave (it lost its database): start over.
+	if l := fetch(1 << 40); l.Next != 0 || len(l.Spent) != 0 {
+		t.Fatalf("cursor from the future: %+v, want Next = 0", l)
+	}
+
 	clock.Advance(ticket.MaxLifetime + time.Hour)
 	if n, err := s.store.pruneSpent(clock.Now()); err != nil || n != 4 {
 		t.Fatalf("prune: %d, %v", n, err)
