@@ -82,10 +82,10 @@ func (n *e2eNet) fastStatus() (fastStatus, error) {
 type capture struct {
 	fd      int
 	dropped uint32 // frames the kernel dropped for want of buffer
-	wg     sync.WaitGroup
-	stop   atomic.Bool
-	mu     sync.Mutex
-	frames [][]byte
+	wg      sync.WaitGroup
+	stop    atomic.Bool
+	mu      sync.Mutex
+	frames  [][]byte
 }
 
 func startCapture(t *testing.T, ns string) *capture {
