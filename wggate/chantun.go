@@ -13,14 +13,14 @@ import (
 // it should encrypt is fed in through Inject. The entry's relay sits on it.
 type chanTUN struct {
 	mtu     int
-	deliver func(pkt []byte) // decrypted packets; pkt is only valid during the call
+	deliver func(bufs [][]byte, offset int) // decrypted packets, each at offset; only valid during the call
 	in      chan *[]byte
 	events  chan wgtun.Event
 	closed  chan struct{}
 	once    sync.Once
 }
 
-func newChanTUN(mtu, queue int, deliver func([]byte)) *chanTUN {
+func newChanTUN(mtu, queue int, deliver func(bufs [][]byte, offset int)) *chanTUN {
 	t := &chanTUN{
 		mtu:     mtu,
 		deliver: deliver,
@@ -83,9 +83,7 @@ func (t *chanTUN) Write(bufs [][]byte, offset int) (int, error) {
 		return 0, errClosed
 	default:
 	}
-	for _, b := range bufs {
-		t.deliver(b[offset:])
-	}
+	t.deliver(bufs, offset)
 	return len(bufs), nil
 }
 
