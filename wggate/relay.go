@@ -102,7 +102,7 @@ func (r *relay) fromClients(bufs [][]byte, offset int) {
 	sb := sendBatches.Get().(*sendBatch)
 	defer sendBatches.Put(sb)
 	for _, b := range bufs {
-		f, payload := r.accept(b[offset:])
+		f, payload := r.accept(b[offset:], sb.f)
 		if f == nil {
 			continue
 		}
@@ -117,8 +117,9 @@ func (r *relay) fromClients(bufs [][]byte, offset int) {
 }
 
 // accept filters one packet: its flow and the UDP payload for the exit,
-// or nil (counted as dropped).
-func (r *relay) accept(pkt []byte) (*flow, []byte) {
+// or nil (counted as dropped). A packet of last's flow (most of a batch)
+// skips the flow table and its lock.
+func (r *relay) accept(pkt []byte, last *flow) (*flow, []byte) {
 	p, err := ippkt.Parse(pkt)
 	switch {
 	case err != nil:
@@ -132,6 +133,10 @@ func (r *relay) accept(pkt []byte) (*flow, []byte) {
 		return nil, nil
 	}
 	key := flowKey{netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}
+	payload := pkt[p.HeaderLen+8 : p.TotalLen]
+	if last != nil && last.key == key {
+		return last, payload
+	}
 	if !(*r.exits.Load())[key.exit] {
 		r.m.dropped.WithLabelValues(dropNotExit).Inc()
 		return nil, nil
@@ -141,7 +146,7 @@ func (r *relay) accept(pkt []byte) (*flow, []byte) {
 		r.m.dropped.WithLabelValues(reason).Inc()
 		return nil, nil
 	}
-	return f, pkt[p.HeaderLen+8 : p.TotalLen]
+	return f, payload
 }
 
 // relayBatch is the most datagrams one sendmmsg or recvmmsg moves: the
@@ -181,10 +186,12 @@ func (r *relay) send(sb *sendBatch) {
 			r.m.dropped.WithLabelValues(dropSendError).Inc()
 			n = 1
 		} else {
-			r.toExitPkts.Add(float64(n))
+			bytes := 0
 			for _, m := range msgs[:n] {
-				r.toExitBytes.Add(float64(len(m.Buffers[0])))
+				bytes += len(m.Buffers[0])
 			}
+			r.toExitPkts.Add(float64(n))
+			r.toExitBytes.Add(float64(bytes))
 		}
 		msgs = msgs[n:]
 	}
@@ -259,6 +266,7 @@ func (r *relay) fromExit(f *flow) {
 			return
 		}
 		f.last.Store(time.Now().UnixNano())
+		pkts, bytes := make([]*[]byte, 0, n), 0
 		for _, m := range msgs[:n] {
 			if m.N > relayReadSize {
 				r.m.dropped.WithLabelValues(dropTooBig).Inc()
@@ -266,14 +274,21 @@ func (r *relay) fromExit(f *flow) {
 			}
 			bp := bufPool.Get().(*[]byte)
 			*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, m.Buffers[0][:m.N])
-			if !r.tun.Inject(bp) {
-				bufPool.Put(bp)
-				r.m.dropped.WithLabelValues(dropQueueFull).Inc()
-				continue
-			}
-			r.fromExitPkts.Inc()
-			r.fromExitBytes.Add(float64(m.N))
+			pkts = append(pkts, bp)
+			bytes += m.N
 		}
+		if len(pkts) == 0 {
+			continue
+		}
+		if !r.tun.InjectBatch(pkts) {
+			for _, bp := range pkts {
+				bufPool.Put(bp)
+			}
+			r.m.dropped.WithLabelValues(dropQueueFull).Add(float64(len(pkts)))
+			continue
+		}
+		r.fromExitPkts.Add(float64(len(pkts)))
+		r.fromExitBytes.Add(float64(bytes))
 	}
 }
 
