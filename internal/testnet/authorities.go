@@ -78,6 +78,7 @@ func (n *Net) startAuthorities() {
 			// monitor's test loops would land in a test's Deliver hook.
 			Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 			Monitor:   authority.Monitor{Loops: monitorLoops(o.Deliver != nil)},
+			Tickets:   authority.Tickets{Disabled: !o.Tickets},
 		})
 		if err != nil {
 			t.Fatalf("testnet: authority %d: %v", i, err)

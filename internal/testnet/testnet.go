@@ -56,6 +56,11 @@ type Options struct {
 	// EditNode, if set, may change each node's configuration before it
 	// starts, the nodes Start makes included.
 	EditNode func(c *node.Config)
+	// Tickets turns the authorities' ticket issuance on. Off by default:
+	// an authority issuing tickets makes its RSA issuer keys in the
+	// background at start, about a second of CPU each, which a test that
+	// uses no tickets should not spend on a busy machine.
+	Tickets bool
 }
 
 // Net is a running network.
@@ -174,6 +179,7 @@ func (n *Net) startDirectory() {
 		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 		// The monitor's test loops would land in a test's Deliver hook.
 		Monitor: authority.Monitor{Loops: monitorLoops(n.opts.Deliver != nil)},
+		Tickets: authority.Tickets{Disabled: !n.opts.Tickets},
 	})
 	if err != nil {
 		t.Fatalf("testnet: directory: %v", err)
