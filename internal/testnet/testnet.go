@@ -159,8 +159,19 @@ func Start(t testing.TB, o Options) *Net {
 	for _, m := range modes {
 		n.addNode(m)
 	}
-	n.WaitRoutable(30 * time.Second)
+	n.WaitRoutable(n.startTimeout())
 	return n
+}
+
+// startTimeout bounds the wait for a new network to route. A network of
+// authorities lists a node in the consensus voted the epoch after it
+// registered, and an epoch whose vote window a busy authority misses has
+// no consensus: the bound counts epochs, not seconds.
+func (n *Net) startTimeout() time.Duration {
+	if n.opts.Authorities > 1 {
+		return max(30*time.Second, 10*n.opts.EpochLength)
+	}
+	return 30 * time.Second
 }
 
 func (n *Net) startDirectory() {
