@@ -136,6 +136,10 @@ type Topology struct {
 	Layers  [3][]Node `json:"layers"`
 	Standby []Node    `json:"standby"`
 
+	// Issuers are the authorities' public keys for bandwidth tickets, in
+	// CompareIssuerKeys order (see IssuerKey).
+	Issuers []IssuerKey `json:"issuers,omitempty"`
+
 	// index maps identities to where they sit; built by Verify and
 	// SignTopology. Lookups fall back to a scan when it is nil.
 	index map[Key]nodeRef
@@ -380,6 +384,9 @@ func (t *Topology) validate() error {
 	}
 	if total > MaxTopologyNodes {
 		return fmt.Errorf("%w: %d nodes, limit %d", ErrInvalid, total, MaxTopologyNodes)
+	}
+	if err := validateIssuerKeys(t.Issuers); err != nil {
+		return err
 	}
 	index := make(map[Key]nodeRef, total)
 	var err error
