@@ -14,13 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/vpn"
 )
 
@@ -49,7 +49,10 @@ type status struct {
 	Addrs  []string   `json:"addresses,omitempty"`
 	MTU    int        `json:"mtu,omitempty"`
 	Stats  *vpn.Stats `json:"stats,omitempty"`
-	Error  string     `json:"last_error,omitempty"`
+	// Tickets is the account at the entry gateway: bytes left, or
+	// unmetered.
+	Tickets *client.TicketStatus `json:"tickets,omitempty"`
+	Error   string               `json:"last_error,omitempty"`
 	// KillSwitch: the kill switch is in force (also while disconnected,
 	// after a failed connect or a restart, until `nymvpn disconnect`).
 	KillSwitch bool `json:"kill_switch"`
@@ -110,12 +113,7 @@ func defaultStatePath(socket string) string {
 // state file as the state is one per socket. A restarted daemon then
 // connects while no authority answers, as long as the consensus is fresh.
 func consensusCachePath(statePath string) string {
-	name := strings.TrimSuffix(filepath.Base(statePath), ".state")
-	name = strings.TrimPrefix(strings.TrimPrefix(name, "platform"), ".")
-	if name != "" && !strings.HasPrefix(name, "-") {
-		name = "-" + name
-	}
-	return filepath.Join(filepath.Dir(statePath), "consensus"+name+".json")
+	return besideState(statePath, "consensus", ".json")
 }
 
 func (d *daemon) serve(ctx context.Context, socket string) error {
@@ -225,6 +223,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	if err != nil {
 		return d.failed(err, out)
 	}
+	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath)}
 	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
 	if err != nil {
 		return d.failed(err, out)
@@ -298,7 +297,13 @@ func (d *daemon) status() *status {
 		return &status{State: "disconnected", Error: d.lastErr, KillSwitch: ks}
 	}
 	st := d.tunnel.Stats()
+	var ts *client.TicketStatus
+	if c := d.plan.mix.Load(); c != nil {
+		s := c.TicketStatus()
+		ts = &s
+	}
 	return &status{
+		Tickets:    ts,
 		KillSwitch: ks,
 		State:      st.State.String(),
 		Exit:       d.plan.exit.String(),

@@ -7,10 +7,11 @@ import (
 
 // MaxSpendLen bounds a Ticket message's spend. A spend is a ticket (type,
 // expiry, key) with one blind RSA signature per authority that signed it,
-// and the ticket key's signature: with 4096-bit issuer keys some 560 bytes
-// per authority, so 16 KiB holds more than two dozen, far beyond any
-// network's threshold, and stays well inside one link frame.
-const MaxSpendLen = 16 << 10
+// and the ticket key's signature: at most some 560 bytes per authority with
+// 4096-bit issuer keys, so 48 KiB holds the 64 authorities a network file
+// may name (the gateway's tests check it against ticket.MaxSpendSize), and
+// stays inside one link frame.
+const MaxSpendLen = 48 << 10
 
 // Ticket pays the gateway: Spend is a ticket.Spend in its wire form, bound
 // to this gateway's identity and the present time. The gateway decodes and

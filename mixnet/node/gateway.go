@@ -40,6 +40,17 @@ func (n *Node) newGateway() error {
 
 		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
 
+		Tickets: gateway.TicketConfig{
+			Required:       n.cfg.RequireTickets,
+			Identity:       n.Identity(),
+			Issuers:        n.ticketIssuers,
+			Quota:          n.cfg.TicketQuotaBytes,
+			Grace:          n.cfg.TicketGrace.Duration,
+			Authorities:    n.network.Authorities,
+			IdentityKey:    n.keys.Identity,
+			ReportInterval: n.cfg.TicketReportInterval.Duration,
+		},
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
