@@ -135,10 +135,11 @@ func (g *Gateway) newClientLocked(addr [32]byte) *client {
 		reserved: next,
 		lastSeen: g.now().UnixNano(),
 	}
+	cl.meter.metered = g.meters(addr)
 	g.clients[addr] = cl
 	cl.mu.Lock()
 	switch {
-	case g.cfg.Tickets.Required:
+	case cl.meter.metered:
 		// Recorded once it pays (payLocked), never before.
 	case g.cfg.RecordClientsAfter < 0:
 		g.recordLocked(cl, false)
@@ -195,7 +196,7 @@ func (g *Gateway) recordIfDue(s *session, final bool) {
 	if !s.toRecord.Load() || time.Duration(g.now().UnixNano()-s.since) < g.cfg.RecordClientsAfter {
 		return
 	}
-	if g.cfg.Tickets.Required && !s.client.meter.paid.Load() {
+	if s.client.meter.metered && !s.client.meter.paid.Load() {
 		return // only a client that paid is worth a record
 	}
 	g.mu.Lock()
@@ -400,7 +401,7 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
-		if g.cfg.Tickets.Required && !g.charge(cl, c, len(f.Payload)) {
+		if cl.meter.metered && !g.charge(cl, c, len(f.Payload)) {
 			g.metrics.drop(dropNoTicket)
 			return nil
 		}

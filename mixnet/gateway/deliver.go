@@ -112,7 +112,7 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 	if !cl.live {
 		return g.storeLocked(cl, 0, dest.ID, payload)
 	}
-	if g.cfg.Tickets.Required && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
+	if cl.meter.metered && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
 		g.metrics.drop(dropNoTicket) // no ack: the sender sends it again
 		return false
 	}
@@ -154,7 +154,7 @@ func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, pa
 	}
 	// Stored messages are paid when stored (seq 0: not already charged
 	// live), and go out from the store free.
-	if seq == 0 && g.cfg.Tickets.Required && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
+	if seq == 0 && cl.meter.metered && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
 		g.metrics.drop(dropNoTicket)
 		return false
 	}

@@ -425,6 +425,7 @@ func New(cfg Config) (*Gateway, error) {
 			dropped:     sum.meta.Dropped,
 			lastSeen:    max(lastSeen, sum.newest),
 		}
+		g.clients[sum.addr].meter.metered = g.meters(sum.addr)
 		stored += sum.count
 		g.diskBytes += sum.bytes
 		if sum.provisional {

@@ -14,6 +14,9 @@ import (
 // The account lives as long as the client object (a reconnection keeps it),
 // and in memory only: a restarted gateway asks again.
 type meter struct {
+	// metered is set, at the client's creation, when tickets are required
+	// and the client is not exempt.
+	metered bool
 	// left is the bytes the client may still move. It goes negative only
 	// for the moment between a charge that overdraws it and its undo.
 	left atomic.Int64
@@ -108,7 +111,7 @@ func (g *Gateway) debit(cl *client, quota int64) {
 // or how many bytes are left and whether to show a ticket now. A client
 // with nothing left starts its grace period afresh with each connection.
 func (g *Gateway) greet(cl *client, c *link.Conn) {
-	if !g.cfg.Tickets.Required {
+	if !cl.meter.metered {
 		payload := (&gatewire.Quota{Unmetered: true}).AppendBinary(nil)
 		if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
 			cl.bytesOut.Add(uint64(len(payload)))
@@ -125,4 +128,10 @@ func (g *Gateway) greet(cl *client, c *link.Conn) {
 		cl.meter.asked.Store(true)
 	}
 	g.sendQuota(cl, c, max(left, 0), want)
+}
+
+// meters says whether a new client with this identity pays with tickets.
+func (g *Gateway) meters(addr [32]byte) bool {
+	tc := &g.cfg.Tickets
+	return tc.Required && (tc.Exempt == nil || !tc.Exempt(addr))
 }

@@ -41,6 +41,7 @@ func BenchmarkGatewayMetering(b *testing.B) {
 			c := new(link.Conn)
 			cl := &client{limit: rate.NewLimiter(rate.Inf, 1)}
 			cl.meter.left.Store(1 << 62)
+			cl.meter.metered = metered
 			s := &session{c: c, client: cl, wake: make(chan struct{}, 1), srcLimit: rate.NewLimiter(rate.Inf, 1)}
 			g.sessions.Store(c, s)
 			f := link.Frame{Kind: link.KindClient, Payload: sendFrame}

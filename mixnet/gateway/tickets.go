@@ -61,6 +61,10 @@ type TicketConfig struct {
 	// Grace is how long a connection may stay without a valid ticket.
 	// Default DefaultTicketGrace.
 	Grace time.Duration
+	// Exempt, if set, names client identities that pay nothing: the
+	// node's own services that reach the mixnet through this gateway as
+	// clients (an exit's IP packet router).
+	Exempt func(identity [32]byte) bool
 
 	// Authorities are where spent serials are reported and fetched back
 	// (redemption). Empty: no reports (a test gateway alone).
@@ -154,8 +158,8 @@ var ticketOutcomeNames = [numTicketOutcomes]string{
 // gateway verify signatures without end.
 func (g *Gateway) handleTicket(s *session, m *gatewire.Ticket) {
 	cl := s.client
-	if !g.cfg.Tickets.Required {
-		g.sendStatus(cl, s.c, gatewire.StatusOK, "this gateway requires no tickets; keep yours")
+	if !cl.meter.metered {
+		g.sendStatus(cl, s.c, gatewire.StatusOK, "this gateway requires no tickets of you; keep yours")
 		return
 	}
 	outcome, err := g.checkTicket(s, m.Spend)

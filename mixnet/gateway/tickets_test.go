@@ -405,3 +405,26 @@ func ticketConfig(m *testticket.Mint, identity [32]byte, quota int64, grace time
 		Grace:    grace,
 	}
 }
+
+// The node's own services (an exit's IP router) reach the mixnet through
+// their gateway as clients: exempt, they pay nothing and are never closed.
+func TestTicketExempt(t *testing.T) {
+	m := testticket.New(t, 3, 2)
+	router := newKey(t)
+	tg := ticketGateway(t, m, 1<<20, 200*time.Millisecond, func(c *Config) {
+		c.Tickets.Exempt = func(id [32]byte) bool { return id == router.Public }
+	})
+	tc := tg.dial(router, true)
+	if q := nextOf[*gatewire.Quota](tc); !q.Unmetered {
+		t.Fatalf("exempt client greeted %+v, want unmetered", q)
+	}
+	other := tg.dial(link.KeyPair{}, true)
+	other.waitClosed() // past the grace, which the exempt client ignores
+	tc.send(5)
+	tg.fwd.waitN(t, 5)
+	select {
+	case <-tc.conn.Done():
+		t.Fatal("the exempt client was closed")
+	default:
+	}
+}
