@@ -223,7 +223,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	if err != nil {
 		return d.failed(err, out)
 	}
-	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath)}
+	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath, req.network)}
 	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
 	if err != nil {
 		return d.failed(err, out)

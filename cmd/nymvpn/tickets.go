@@ -2,22 +2,34 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/ticket"
 )
 
-// ticketBookPath is the ticketbook of the daemon keeping its state at
-// statePath: beside it, one per state file as the consensus cache is, in
-// root's state directory (the book holds private ticket keys; it is 0600).
-func ticketBookPath(statePath string) string {
-	return besideState(statePath, "tickets", ".book")
+// ticketBookPath is the ticketbook the daemon keeping its state at
+// statePath uses for network: beside the state, one per state file as the
+// consensus cache is, in root's state directory (the book holds private
+// ticket keys; it is 0600), and one per network, since a ticket is good
+// only with the authorities that issued it.
+func ticketBookPath(statePath string, network *directory.Network) string {
+	keys := make([]string, 0, len(network.Authorities))
+	for _, a := range network.Authorities {
+		keys = append(keys, a.Key.String())
+	}
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return besideState(statePath, "tickets", "-"+hex.EncodeToString(sum[:6])+".book")
 }
 
 // besideState names a file of the daemon keeping its state at statePath:
@@ -32,76 +44,87 @@ func besideState(statePath, base, ext string) string {
 	return filepath.Join(filepath.Dir(statePath), base+name+ext)
 }
 
-// ticketTypes are the types a user may hold, in the order they are listed.
-var ticketTypes = []ticket.Type{ticket.TypeMixnetEntry, ticket.TypeWireGuardEntry, ticket.TypeWireGuardExit}
-
 func newTickets(o *options) *cobra.Command {
-	var book string
-	path := func() string {
+	var book, state string
+	var net connectRequest // only its directory flags
+	// path is the book: --book, or the daemon's for the network named.
+	path := func() (string, error) {
 		if book != "" {
-			return book
+			return book, nil
 		}
-		return ticketBookPath(defaultStatePath(o.socket))
+		if err := net.checkDirectory(); err != nil {
+			return "", fmt.Errorf("%w (or --book FILE)", err)
+		}
+		if state == "" {
+			state = defaultStatePath(o.socket)
+		}
+		return ticketBookPath(state, net.network), nil
 	}
 	cmd := &cobra.Command{
-		Use:   "tickets",
+		Use:   "tickets (--network FILE | --directory URL --directory-key KEY | --book FILE)",
 		Short: "List the bandwidth tickets left in the ticketbook",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := ticket.LoadBook(path())
+			p, err := path()
 			if err != nil {
 				return err
 			}
-			now := time.Now()
-			w := cmd.OutOrStdout()
-			total := 0
-			for _, t := range ticketTypes {
-				n := b.Remaining(t, now)
-				total += n
-				if n > 0 {
-					fmt.Fprintf(w, "%-16s %d tickets of %d MB\n", t.String()+":", n, t.Quota()/1_000_000)
-				}
+			b, err := ticket.LoadBook(p)
+			if err != nil {
+				return err
 			}
-			if total == 0 {
-				fmt.Fprintf(w, "no tickets left (%s); run `nymvpn tickets add VOUCHER`\n", path())
+			w := cmd.OutOrStdout()
+			batches := b.List(time.Now())
+			for _, bt := range batches {
+				fmt.Fprintf(w, "%-16s %4d tickets of %d MB, expire %s\n", bt.Type.String()+":", bt.Count, bt.Type.Quota()/1_000_000, bt.Expiry.Format(time.DateOnly))
+			}
+			if len(batches) == 0 {
+				fmt.Fprintf(w, "no tickets left in %s; run `nymvpn tickets add VOUCHER`\n", p)
 			}
 			return nil
 		},
 	}
-	cmd.PersistentFlags().StringVar(&book, "book", "", "the ticketbook file (default: beside the daemon's state, one per --socket)")
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&net.networkFile, "network", "", "network file naming the directory authorities and their threshold (or --directory and --directory-key)")
+	pf.StringVar(&net.DirectoryURL, "directory", "", "URL of the nym-api directory: a network of one (with --directory-key)")
+	pf.StringVar(&net.DirectoryKey, "directory-key", "", "the directory's public key")
+	pf.StringVar(&state, "state", "", "the daemon's state file, beside which its ticketbooks live (default: the one of --socket)")
+	pf.StringVar(&book, "book", "", "a ticketbook file of your own (for socks5 --tickets), instead of the daemon's")
 
-	var req connectRequest
 	add := &cobra.Command{
-		Use:   "add VOUCHER (--network FILE | --directory URL --directory-key KEY)",
+		Use:   "add VOUCHER",
 		Short: "Redeem a voucher with the directory authorities for a ticketbook",
 		Long: "Redeem a voucher with the directory authorities for a ticketbook. Each authority signs the\n" +
 			"tickets blind: none of them can tell where a ticket is later spent, and no gateway can tell\n" +
 			"who bought it. A voucher is good for one ticketbook.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := req.checkDirectory(); err != nil {
+			p, err := path()
+			if err != nil {
 				return err
 			}
-			b, err := ticket.LoadBook(path())
+			if net.network == nil {
+				if err := net.checkDirectory(); err != nil {
+					return fmt.Errorf("redeeming needs the authorities: %w", err)
+				}
+			}
+			b, err := ticket.LoadBook(p)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
-			n, err := ticket.Redeem(ctx, req.network, &http.Client{Timeout: 30 * time.Second}, args[0], b)
+			n, err := ticket.Redeem(ctx, net.network, &http.Client{Timeout: 30 * time.Second}, args[0], b)
 			if err != nil {
 				return fmt.Errorf("redeeming the voucher: %w", err)
 			}
-			if err := b.Save(path()); err != nil {
+			if err := b.Save(p); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d tickets added to %s\n", n, path())
+			fmt.Fprintf(cmd.OutOrStdout(), "%d tickets added to %s\n", n, p)
 			return nil
 		},
 	}
-	add.Flags().StringVar(&req.networkFile, "network", "", "network file naming the directory authorities and their threshold (or --directory and --directory-key)")
-	add.Flags().StringVar(&req.DirectoryURL, "directory", "", "URL of the nym-api directory: a network of one (with --directory-key)")
-	add.Flags().StringVar(&req.DirectoryKey, "directory-key", "", "the directory's public key")
 	cmd.AddCommand(add)
 	return cmd
 }
