@@ -37,7 +37,10 @@
 // recording only hashes of the voucher and the request; and it takes the
 // gateways' signed reports of spent serials, from gateways of the current
 // consensus only, serving them back with a cursor and flagging a serial two
-// gateways reported.
+// gateways reported. The consensus carries the keys, so the authorities of
+// one network upgrade to a version with tickets together (an older one
+// computes a document without them and signs other bytes); one with
+// tickets disabled still computes the same document as the others.
 //
 // The documents it serves, and the client that fetches them, are package
 // mixnet/directory: see there for epochs, rotations and what a node does.

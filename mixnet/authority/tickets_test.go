@@ -414,6 +414,11 @@ func TestTicketReports(t *testing.T) {
 		t.Fatalf("report once the bucket refilled: %v", err)
 	}
 
+	// A cursor the authority never gave (it lost its database): start over.
+	if l := fetch(1 << 40); l.Next != 0 || len(l.Spent) != 0 {
+		t.Fatalf("cursor from the future: %+v, want Next = 0", l)
+	}
+
 	clock.Advance(ticket.MaxLifetime + time.Hour)
 	if n, err := s.store.pruneSpent(clock.Now()); err != nil || n != 4 {
 		t.Fatalf("prune: %d, %v", n, err)
@@ -559,4 +564,119 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestTicketEndpointsRefuseGarbage: random, cut and altered bodies to the
+// ticket endpoints get a 4xx, never a 5xx or a crash, and nothing is
+// recorded.
+func TestTicketEndpointsRefuseGarbage(t *testing.T) {
+	dir := t.TempDir()
+	s, clock := newTestServer(t, Config{DataDir: dir})
+	if _, err := s.tickets.keys.ensure(clock.Now(), s.log); err != nil {
+		t.Fatal(err)
+	}
+	v := mustVoucher(t, 2)
+	if _, err := AddVouchers(dir, []ticket.Voucher{v}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	priv, _ := s.tickets.keys.key(ticket.TypeMixnetEntry, ticket.ExpiryFor(clock.Now()))
+	req := ticket.IssueRequest{Voucher: v.String(), Type: v.Type, Expiry: ticket.ExpiryFor(clock.Now()),
+		Blinded: [][]byte{bytes.Repeat([]byte{0xff}, priv.Size()), make([]byte, priv.Size()-1)}}
+	validIssue, err := req.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gw, _ := ed25519.GenerateKey(rand.Reader)
+	rep, _ := ticket.SignReport(gw, [][32]byte{{1}}, clock.Now())
+	validReport, _ := rep.AppendBinary(nil)
+	buf := make([]byte, 700)
+	for _, ep := range []struct {
+		path  string
+		valid []byte
+	}{{directory.PathTicketIssue, validIssue}, {directory.PathTicketReport, validReport}} {
+		for i := range 300 {
+			var body []byte
+			switch i % 3 {
+			case 0:
+				rand.Read(buf)
+				body = buf[:i%len(buf)]
+			case 1:
+				body = bytes.Clone(ep.valid)
+				body[i%len(body)] ^= byte(1 + i%255)
+			case 2:
+				body = ep.valid[:i%len(ep.valid)]
+			}
+			resp, err := http.Post(ts.URL+ep.path, ticket.ContentType, bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode < 400 || resp.StatusCode > 499 {
+				t.Fatalf("%s: body %x: got %d, want 4xx", ep.path, body[:min(len(body), 40)], resp.StatusCode)
+			}
+		}
+	}
+	for _, q := range []string{"", "?since=x", "?since=-1"} {
+		resp, err := http.Get(ts.URL + directory.PathTicketSpent + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("spent%s: %d, want 400", q, resp.StatusCode)
+		}
+	}
+	if used, _ := s.store.voucherUsed(voucherID(v)); used {
+		t.Fatal("garbage used up the voucher")
+	}
+	if l, _ := s.store.spentSince(0, 10); len(l.Spent) != 0 {
+		t.Fatalf("garbage left serials: %+v", l)
+	}
+}
+
+// TestTicketKeysRotate: day after day the authority makes the next day's
+// keys and deletes those whose tickets have all expired, so it holds the 9
+// expiry days in use of each type; a restart loads the same keys.
+func TestTicketKeysRotate(t *testing.T) {
+	dir := t.TempDir()
+	k, err := openIssuerKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	self := newKey(t)
+	var now time.Time
+	for d := range 9 {
+		now = t0.Add(time.Duration(d) * 24 * time.Hour)
+		if _, err := k.ensure(now, testLogger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := k.public(self, now)
+	if want := 9 * len(ticket.Types); len(pub) != want {
+		t.Fatalf("after 9 days: %d public keys, want %d", len(pub), want)
+	}
+	for _, ik := range pub {
+		if ik.Expiry <= now.Unix() || ik.Expiry > ticket.ExpiryFor(now.Add(24*time.Hour)) {
+			t.Fatalf("key of expiry %s held at %s", time.Unix(ik.Expiry, 0).UTC(), now)
+		}
+	}
+	if _, ok := k.key(ticket.TypeMixnetEntry, ticket.ExpiryFor(now)); !ok {
+		t.Fatal("no key for today's tickets")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, TicketKeysDir, "*.pem"))
+	if len(files) != len(pub) {
+		t.Fatalf("%d key files for %d keys: expired ones not deleted", len(files), len(pub))
+	}
+	again, err := openIssuerKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.public(self, now); !slices.EqualFunc(got, pub, func(a, b directory.IssuerKey) bool {
+		return a.Type == b.Type && a.Expiry == b.Expiry && bytes.Equal(a.Key, b.Key)
+	}) {
+		t.Fatal("a restart loaded other keys")
+	}
 }

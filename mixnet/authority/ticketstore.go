@@ -167,11 +167,17 @@ func (s *store) reportSpent(gateway directory.Key, serials [][32]byte, now time.
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
 // spentSince lists up to limit serials with sequence numbers after since.
+// A cursor beyond any number given (the authority lost its database and
+// counts afresh) gets Next = 0, so the gateway starts over.
 func (s *store) spentSince(since uint64, limit int) (ticket.SpentList, error) {
 	l := ticket.SpentList{Next: since}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		spent := tx.Bucket(bucketSpent)
-		c := tx.Bucket(bucketSpentSeq).Cursor()
+		spent, seqs := tx.Bucket(bucketSpent), tx.Bucket(bucketSpentSeq)
+		if since > seqs.Sequence() {
+			l.Next = 0
+			return nil
+		}
+		c := seqs.Cursor()
 		for k, serial := c.Seek(seqKey(since + 1)); k != nil && len(l.Spent) < limit; k, serial = c.Next() {
 			var rec spentRecord
 			data := spent.Get(serial)

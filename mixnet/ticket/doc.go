@@ -36,6 +36,8 @@
 //	client finalize       2.12 ms           0.039 ms
 //	verify (gateway)      2.11 ms           0.044 ms
 //
+// (Unblinded, an RFC 9474 signature is plain RSASSA-PSS: crypto/rsa
+// verifies it in 29 µs, best of 20 runs, and Verify uses that.)
 // Verification is what a gateway does for every spend anyone sends, before
 // it knows the spend is worth anything, k times: 4.2 ms against 0.09 ms
 // for k = 2 is the difference between a cheap and an expensive
@@ -68,7 +70,9 @@
 // signer never saw: a signature unblinded from a blinded one is
 // independent of it, so no transcript of any authority names the spend.
 // What is left to link is the type and the issuance day, shared by every
-// ticket of that day, and timing: a client that redeems and spends at once
+// ticket of that day; which authorities signed (all of them, unless one was
+// down or refused at issuance: tickets bought during an outage form a
+// smaller set); and timing: a client that redeems and spends at once
 // on a quiet network is easier to guess. package tickettest's Dump lets
 // end-to-end tests show that no value an authority stores appears in what a
 // gateway stores.
@@ -89,6 +93,22 @@
 // that accepted it drop what is left of its quota. It cannot gain more
 // than that: a ticket is worth at most its quota at each gateway, and the
 // serials stay refused until the ticket expires.
+//
+// # What each side does
+//
+// A client: [LoadBook], [Redeem] a voucher (then [Book.Save]), and per
+// gateway connection [Book.Next] and [NewSpend] with the gateway's identity;
+// [Book.SetLeft] records what the gateway says is left.
+//
+// A gateway: [IssuersFrom] on each verified consensus, [Issuers.Verify]
+// on each spend, then its own spent set by [Ticket.Serial]; every report
+// interval [SignReport] the new serials and [SendReport] them to every
+// authority, and [FetchSpent] from each with the cursor it last got,
+// refusing every serial flagged Double.
+//
+// An authority (package mixnet/authority): [BlindSign] with its key for the
+// request's type and expiry, once per voucher; [Report.Check] and a spent
+// list per authority.
 //
 // # Payment
 //

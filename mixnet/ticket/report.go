@@ -148,7 +148,8 @@ type SpentSerial struct {
 // SpentList is a page of the serials an authority holds, in the order they
 // were reported (a serial comes again, flagged Double, when a second
 // gateway reports it). Next is the cursor to ask with for the serials
-// after these.
+// after these; it is 0 when the cursor asked with is beyond any the
+// authority gave (it lost its state and counts afresh): start over from 0.
 type SpentList struct {
 	Spent []SpentSerial
 	Next  uint64

@@ -153,13 +153,22 @@ func TestVerify(t *testing.T) {
 	unknownType := good
 	unknownType.Type = 99
 
+	// One authority named twice, the second time with garbage: whatever
+	// the rest, no RSA work is spent on such a ticket (a spend with 64
+	// signatures under one name would cost 64 verifications).
+	repeated := good
+	junk := append([]byte(nil), good.Signatures[0].Sig...)
+	junk[10] ^= 1
+	repeated.Signatures = []IssuerSignature{good.Signatures[0], {Authority: good.Signatures[0].Authority, Sig: junk}, good.Signatures[1]}
+
 	cases := []struct {
 		name string
 		s    *Spend
 		want error
 	}{
 		{"fewer than k signatures", spend(one, now, gw), ErrSignatures},
-		{"one authority's signature twice", spend(twiceSame, now, gw), ErrSignatures},
+		{"one authority's signature twice", spend(twiceSame, now, gw), ErrMalformed},
+		{"one authority named twice among k valid", spend(repeated, now, gw), ErrMalformed},
 		{"signature by a non-issuer key", spend(foreign, now, gw), ErrSignatures},
 		{"signature by an authority outside the network", spend(outside, now, gw), ErrSignatures},
 		{"wrong gateway", spend(good, now, [32]byte{9}), ErrWrongGateway},

@@ -116,8 +116,9 @@ func verifySignature(pub *rsa.PublicKey, msg, sig []byte) error {
 }
 
 // CheckTicket checks the ticket alone at now: type known, expiry on a UTC
-// day boundary, not expired (nor expiring later than any issuer sets it), and at least k valid signatures
-// of distinct authorities under their keys for its type and expiry.
+// day boundary, not expired (nor expiring later than any issuer sets it),
+// no authority named twice, and at least k valid signatures of distinct
+// authorities under their keys for its type and expiry.
 func (is Issuers) CheckTicket(t *Ticket, now time.Time) error {
 	if !t.Type.Known() {
 		return fmt.Errorf("%w: unknown ticket type %d", ErrMalformed, t.Type)
@@ -136,18 +137,23 @@ func (is Issuers) CheckTicket(t *Ticket, now time.Time) error {
 	if is.k <= 0 {
 		return fmt.Errorf("%w: no issuers known", ErrSignatures)
 	}
+	// An authority signs a ticket once: a name repeated is refused before
+	// any RSA work, so a spend costs at most one verification per
+	// authority of the network, however many signatures it carries.
+	named := make(map[directory.Key]bool, len(t.Signatures))
+	for _, s := range t.Signatures {
+		if named[s.Authority] {
+			return fmt.Errorf("%w: %s signs the ticket twice", ErrMalformed, s.Authority)
+		}
+		named[s.Authority] = true
+	}
 	msg := Message(t.Type, t.Expiry, t.Key)
 	valid := 0
-	seen := make(map[directory.Key]bool, len(t.Signatures))
 	for _, s := range t.Signatures {
-		if seen[s.Authority] {
-			continue
-		}
 		pub, ok := is.keys[issuerID{s.Authority, t.Type, t.Expiry}]
 		if !ok || verifySignature(pub, msg, s.Sig) != nil {
 			continue
 		}
-		seen[s.Authority] = true
 		if valid++; valid >= is.k {
 			return nil
 		}
