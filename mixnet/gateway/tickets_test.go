@@ -428,3 +428,35 @@ func TestTicketExempt(t *testing.T) {
 	default:
 	}
 }
+
+// A serial this gateway accepted that the authorities' list flags as spent
+// at another gateway too is counted once, and the client that paid with it
+// loses what is left of that ticket and is asked for another.
+func TestLearnedDoubleSpendTakesQuotaBack(t *testing.T) {
+	m := testticket.New(t, 3, 2)
+	const quota = 1 << 20
+	tg := ticketGateway(t, m, quota, time.Minute, nil)
+	tc := tg.dial(link.KeyPair{}, true)
+	nextOf[*gatewire.Quota](tc)
+	tk, priv := m.Ticket(t, ticket.TypeMixnetEntry, time.Now(), 2)
+	tc.showTicket(testticket.SpendOf(t, tk, priv, gatewayIdentity, time.Now()))
+	nextOf[*gatewire.Quota](tc)
+	tc.send(4)
+	tg.fwd.waitN(t, 4)
+
+	list := []learnedSerial{{serial: tk.Serial(), expiry: tk.Expiry, double: true}}
+	doubles, holders, err := tg.spent.learned(list, time.Now())
+	if err != nil || doubles != 1 || len(holders) != 1 || holders[0] != tg.lookup(tc.addr()) {
+		t.Fatalf("learned: %d doubles, holders %v, %v", doubles, holders, err)
+	}
+	tg.debit(holders[0], quota)
+	if q := nextOf[*gatewire.Quota](tc); q.Left != 0 || !q.WantNext {
+		t.Fatalf("after the double spend: %+v, want nothing left and a request for a ticket", q)
+	}
+	tc.send(1)
+	tg.waitMetric("nym_gateway_packets_dropped_total", 1, "reason", "no_ticket")
+	// Learned again (from another authority), it counts no more.
+	if doubles, holders, _ := tg.spent.learned(list, time.Now()); doubles != 0 || len(holders) != 0 {
+		t.Fatalf("learned twice: %d doubles, %d holders", doubles, len(holders))
+	}
+}
