@@ -103,27 +103,19 @@ func newMetrics() *metrics {
 		storedBytes:        gauge("stored_bytes", "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds."),
 		storeCommits:       counter("store_commits_total", "Database write transactions; each batches many operations."),
 	}
-	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
-		Help: "Packets dropped, by reason.",
-	}, []string{"reason"})
-	for r, name := range dropReasonNames {
-		m.dropped[r] = dropped.WithLabelValues(name)
+	// vec makes a counter vector of one label and resolves every value
+	// into out, in order.
+	vec := func(name, help, label string, values []string, out []prometheus.Counter) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{label})
+		for i, value := range values {
+			out[i] = v.WithLabelValues(value)
+		}
+		return v
 	}
-	tickets := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Subsystem: sub, Name: "tickets_total",
-		Help: "Tickets shown by clients, by outcome.",
-	}, []string{"outcome"})
-	for o, name := range ticketOutcomeNames {
-		m.tickets[o] = tickets.WithLabelValues(name)
-	}
-	reports := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Subsystem: sub, Name: "ticket_redemptions_total",
-		Help: "Reports of spent serials to authorities and fetches of their spent lists, by outcome.",
-	}, []string{"outcome"})
-	for o, name := range reportOutcomeNames {
-		m.reports[o] = reports.WithLabelValues(name)
-	}
+	dropped := vec("packets_dropped_total", "Packets dropped, by reason.", "reason", dropReasonNames[:], m.dropped[:])
+	tickets := vec("tickets_total", "Tickets shown by clients, by outcome.", "outcome", ticketOutcomeNames[:], m.tickets[:])
+	reports := vec("ticket_redemptions_total", "Reports of spent serials to authorities and fetches of their spent lists, by outcome.",
+		"outcome", reportOutcomeNames[:], m.reports[:])
 	m.doubleSpends = counter("ticket_double_spends_total", "Ticket serials shown at this gateway that were spent at another gateway too.")
 	m.ticketBytes = counter("ticket_bytes_total", "Bytes bought by the tickets accepted here.")
 	m.clientsUnpaid = counter("clients_unpaid_total", "Client connections closed because they showed no valid ticket within the grace period.")
