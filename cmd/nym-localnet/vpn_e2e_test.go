@@ -345,7 +345,9 @@ func TestVPNTraffic(t *testing.T) {
 			t.Fatalf("nymvpn disconnect: %v\n%s", err, out)
 		}
 		v := n.redeem()
-		out, err = n.vpn("tickets", "add", v, "--network", filepath.Join(n.state, "network.toml"), "--state", n.vpnState)
+		// Into the same book it is a retry, answered alike (idempotent);
+		// into another book, a second ticketbook: refused.
+		out, err = n.vpn("tickets", "add", v, "--network", filepath.Join(n.state, "network.toml"), "--book", filepath.Join(n.state, "other.book"))
 		if err == nil || !strings.Contains(out, "refused") {
 			t.Fatalf("a voucher redeemed twice: %v\n%s\nwant a refusal", err, out)
 		}
