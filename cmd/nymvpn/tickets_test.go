@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
 )
 
@@ -33,5 +37,25 @@ func TestTicketBookPath(t *testing.T) {
 	other := ticketBookPath(defaultStatePath("/run/other.sock"), net(a, b, c))
 	if other == p1 {
 		t.Fatal("two daemons share a book")
+	}
+}
+
+// status shows the bytes left at the entry gateway, or that it is
+// unmetered.
+func TestStatusShowsTickets(t *testing.T) {
+	for _, c := range []struct {
+		ts   client.TicketStatus
+		want string
+	}{
+		{client.TicketStatus{Known: true, Left: 123456, Spent: 2}, "123456 bytes left at the entry gateway"},
+		{client.TicketStatus{Known: true, Unmetered: true}, "requires none"},
+	} {
+		var out bytes.Buffer
+		cmd := &cobra.Command{}
+		cmd.SetOut(&out)
+		printStatus(cmd, &status{State: "connected", Tickets: &c.ts})
+		if !strings.Contains(out.String(), c.want) {
+			t.Errorf("status printed %q, want %q", out.String(), c.want)
+		}
 	}
 }
