@@ -28,6 +28,13 @@
 // the other clients of its source address (SourceRate, SourceBurst), a link on which nothing arrives
 // for IdleTimeout is closed, and one source address holds at most
 // MaxClientsPerIP links and MaxHandshakesPerIP handshakes.
+//
+// With Tickets.Required, clients pay with anonymous bandwidth tickets
+// (package mixnet/ticket): each accepted ticket buys a quota of bytes,
+// metered both ways (meter.go); without bytes a client forwards nothing,
+// gets nothing delivered or stored, is not recorded, and is closed after
+// Tickets.Grace. Spent serials are kept in a bbolt file of their own
+// (spent.go) and redeemed with the authorities (redeem.go).
 package gateway
 
 import (
