@@ -59,7 +59,9 @@ type TicketStatus struct {
 	Known bool
 	// Unmetered: the gateway requires no tickets.
 	Unmetered bool
-	// Left is the bytes left at the gateway, both directions together.
+	// Left is the bytes left at the gateway, both directions together:
+	// what the gateway last said, less what the link carried since (a
+	// little low, as the link's framing counts too).
 	Left uint64
 	// Spent counts the tickets shown to gateways since Connect.
 	Spent uint64
@@ -77,6 +79,9 @@ type tickets struct {
 	paying   bool
 	refusals int   // refused spends in a row; bounds the retries
 	payErr   error // the last attempt to pay failed (no ticket left)
+	// linkBytes is what the link had carried both ways when the gateway
+	// last said how much was left.
+	linkBytes uint64
 	want     chan struct{}
 }
 
@@ -99,6 +104,7 @@ func (c *Client) onQuota(m *gatewire.Quota) {
 	t := c.tickets
 	t.mu.Lock()
 	t.st.Known, t.st.Unmetered, t.st.Left = true, m.Unmetered, m.Left
+	t.linkBytes = c.linkBytes()
 	t.paying = false
 	if m.Left > 0 {
 		t.refusals = 0
@@ -137,7 +143,15 @@ func (c *Client) onTicketStatus(text string) {
 func (c *Client) TicketStatus() TicketStatus {
 	c.tickets.mu.Lock()
 	defer c.tickets.mu.Unlock()
-	return c.tickets.st
+	st := c.tickets.st
+	used := c.linkBytes() - c.tickets.linkBytes
+	st.Left -= min(used, st.Left)
+	return st
+}
+
+// linkBytes is what the gateway links carried both ways since Connect.
+func (c *Client) linkBytes() uint64 {
+	return c.linkStats.BytesSent.Load() + c.linkStats.BytesReceived.Load()
 }
 
 // payOnce shows the next ticket on conn, unless one is already on its way.
