@@ -51,12 +51,11 @@ type Options struct {
 	// RouterKey, if set, is announced by exit-gateway nodes as their IP
 	// packet router's client identity (the router itself is the test's).
 	RouterKey *[32]byte
-	// NodeConfig, if set, changes every node's configuration before it
-	// starts (before AddNode's own edits): e.g. require tickets at the
-	// gateways.
-	NodeConfig func(*node.Config)
 	// Logger for every component; default discards.
 	Logger *slog.Logger
+	// EditNode, if set, may change each node's configuration before it
+	// starts, the nodes Start makes included.
+	EditNode func(c *node.Config)
 }
 
 // Net is a running network.
@@ -232,8 +231,8 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	// node's replay filter (and its save at shutdown) at a few MB rather
 	// than a real node's 167.
 	cfg.ReplayCapacity = 1_000_000
-	if n.opts.NodeConfig != nil {
-		n.opts.NodeConfig(&cfg)
+	if n.opts.EditNode != nil {
+		n.opts.EditNode(&cfg)
 	}
 	for _, e := range edit {
 		e(&cfg)

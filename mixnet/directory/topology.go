@@ -87,6 +87,8 @@ type Node struct {
 	SphinxKeys  []SphinxKey `json:"sphinx_keys"`
 	MixnetAddr  string      `json:"mixnet_addr"`
 	ClientsAddr string      `json:"clients_addr,omitempty"`
+	// WGAddr is the gateway's WireGuard IP:port (see Descriptor.WGAddr).
+	WGAddr string `json:"wg_addr,omitempty"`
 	// RouterKey, on exit-capable nodes, names their IP packet router.
 	RouterKey    *Key         `json:"router_key,omitempty"`
 	HTTPAddr     string       `json:"http_addr"`
@@ -439,6 +441,9 @@ func (n *Node) Validate(role Role, rotation uint64) error {
 			return err
 		}
 	}
+	if err := validateWGAddr(n.WGAddr, n.Capabilities.Gateway()); err != nil {
+		return err
+	}
 	if !n.Capabilities.Allows(role) {
 		return fmt.Errorf("%w: assigned %s but offers %s", ErrInvalid, role, n.Capabilities)
 	}
@@ -456,7 +461,7 @@ func (n *Node) Validate(role Role, rotation uint64) error {
 // would route differently.
 func (n *Node) EqualRouting(o *Node) bool {
 	if n.Identity != o.Identity || n.NoiseKey != o.NoiseKey || n.MixnetAddr != o.MixnetAddr ||
-		n.ClientsAddr != o.ClientsAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
+		n.ClientsAddr != o.ClientsAddr || n.WGAddr != o.WGAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
 		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) ||
 		(n.RouterKey == nil) != (o.RouterKey == nil) || (n.RouterKey != nil && *n.RouterKey != *o.RouterKey) {
 		return false

@@ -36,7 +36,7 @@ func ticketNet(t *testing.T) *testnet.Net {
 	}
 	n := testnet.Start(t, testnet.Options{
 		Authorities: 3, Threshold: 2, Entries: 2, MaxEntries: 2,
-		NodeConfig: func(c *node.Config) {
+		EditNode: func(c *node.Config) {
 			if c.Mode != node.ModeMixnode {
 				c.RequireTickets = true
 				c.TicketReportInterval = node.Duration{Duration: reportInterval}
