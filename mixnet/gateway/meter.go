@@ -52,6 +52,11 @@ func (g *Gateway) charge(cl *client, c *link.Conn, n int) bool {
 			g.askNext(cl, c, 0)
 			return false
 		}
+		if left <= 0 {
+			// Spent to the last byte: the grace clock runs from here, or
+			// a client that then sends nothing metered would hold its slot.
+			cl.meter.unpaidSince.CompareAndSwap(0, g.now().UnixNano())
+		}
 		g.askNext(cl, c, left)
 	}
 	return true

@@ -460,3 +460,22 @@ func TestLearnedDoubleSpendTakesQuotaBack(t *testing.T) {
 		t.Fatalf("learned twice: %d doubles, %d holders", doubles, len(holders))
 	}
 }
+
+// A client that spends its quota to the last byte and then sends only what
+// is not metered (confirmations) is closed after the grace period: it
+// cannot keep a slot on an empty ticket.
+func TestSpentQuotaClosedAfterGrace(t *testing.T) {
+	m := testticket.New(t, 3, 2)
+	tg := ticketGateway(t, m, int64(2*len(sendFrame)), 300*time.Millisecond, nil)
+	tc := tg.dial(link.KeyPair{}, true)
+	nextOf[*gatewire.Quota](tc)
+	tc.showTicket(m.SpendBytes(t, gatewayIdentity, time.Now()))
+	nextOf[*gatewire.Quota](tc)
+	tc.send(2)
+	tg.fwd.waitN(t, 2)
+	tc.confirm(0)
+	tc.waitClosed()
+	if got := tg.metric("nym_gateway_clients_unpaid_total"); got != 1 {
+		t.Fatalf("clients_unpaid_total %v, want 1", got)
+	}
+}
