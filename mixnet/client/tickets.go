@@ -82,7 +82,7 @@ type tickets struct {
 	// linkBytes is what the link had carried both ways when the gateway
 	// last said how much was left.
 	linkBytes uint64
-	want     chan struct{}
+	want      chan struct{}
 }
 
 // maxTicketRetries bounds the tickets spent in a row on refusals (expired,

@@ -124,7 +124,7 @@ func (g *Gateway) redeemWith(ctx context.Context, i int) {
 		for j, s := range list.Spent {
 			learned[j] = learnedSerial{serial: s.Serial, expiry: s.Expiry, double: s.Double}
 		}
-		doubles, holders, err := g.spent.learned(learned, g.now())
+		doubles, holders, err := g.spent.learned(learned, i, tc.Threshold, g.now())
 		if err != nil {
 			g.log.Error("spent set", "err", err)
 			return

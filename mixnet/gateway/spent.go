@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"path/filepath"
 	"sync"
 	"time"
@@ -60,6 +61,11 @@ type spentEntry struct {
 	// links a serial to a client.
 	holder   *client
 	holdTill int64 // Unix ns
+	// doubleVotes is a bit per authority whose list flags the serial
+	// double. In memory only: it becomes spentDouble once threshold
+	// authorities agree, so one lying authority cannot have the gateway
+	// take quota back from honest clients.
+	doubleVotes uint64
 }
 
 // spentSet is the gateway's durable record of spent serials, with an
@@ -206,11 +212,13 @@ func (s *spentSet) reported(i int, serials [][32]byte) error {
 	return s.putLocked(done...)
 }
 
-// learned takes in serials from an authority's spent list. It returns how
-// many of those shown here became known as double spends, and the clients
-// that paid with them (while still held), so the caller can count them and
-// take back the rest of those tickets' quota.
-func (s *spentSet) learned(list []learnedSerial, now time.Time) (doubles int, holders []*client, err error) {
+// learned takes in serials from authority i's spent list. A serial any
+// authority lists is spent (an authority cannot name a serial before a
+// gateway reported it: issuance is blind); it is double once threshold
+// authorities flag it so. It returns how many of those shown here became
+// double spends, and the clients that paid with them (while still held), so
+// the caller can count them and take back the rest of those tickets' quota.
+func (s *spentSet) learned(list []learnedSerial, i, threshold int, now time.Time) (doubles int, holders []*client, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var changed [][32]byte
@@ -224,7 +232,11 @@ func (s *spentSet) learned(list []learnedSerial, now time.Time) (doubles int, ho
 			s.m[l.serial] = e
 			changed = append(changed, l.serial)
 		}
-		if l.double && e.flags&spentDouble == 0 {
+		if !l.double || e.flags&spentDouble != 0 {
+			continue
+		}
+		e.doubleVotes |= 1 << i
+		if bits.OnesCount64(e.doubleVotes) >= threshold {
 			e.flags |= spentDouble
 			changed = append(changed, l.serial)
 			if e.flags&spentLocal != 0 {

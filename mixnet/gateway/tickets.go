@@ -69,6 +69,11 @@ type TicketConfig struct {
 	// Authorities are where spent serials are reported and fetched back
 	// (redemption). Empty: no reports (a test gateway alone).
 	Authorities []directory.Authority
+	// Threshold is how many authorities must flag a serial double before
+	// the gateway counts it and takes the rest of that ticket back: the
+	// network's k, so that fewer than k lying authorities cannot have
+	// honest clients' quota taken. Default a majority of Authorities.
+	Threshold int
 	// IdentityKey signs the reports; its public half is Identity.
 	IdentityKey ed25519.PrivateKey
 	// HTTPClient talks to the authorities; nil uses one with a 10 s
@@ -115,6 +120,9 @@ func (c TicketConfig) withDefaults() (TicketConfig, error) {
 	}
 	if len(c.Authorities) > 64 {
 		return c, fmt.Errorf("gateway: %d authorities; at most 64 are tracked", len(c.Authorities))
+	}
+	if c.Threshold <= 0 {
+		c.Threshold = len(c.Authorities)/2 + 1
 	}
 	if len(c.Authorities) > 0 && len(c.IdentityKey) != ed25519.PrivateKeySize {
 		return c, errors.New("gateway: ticket reports need the identity key")

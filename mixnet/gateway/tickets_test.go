@@ -444,8 +444,14 @@ func TestLearnedDoubleSpendTakesQuotaBack(t *testing.T) {
 	tc.send(4)
 	tg.fwd.waitN(t, 4)
 
+	// One authority of a k = 2 network says double: not enough, a lying
+	// authority alone must not take honest clients' bytes. A second one
+	// agrees: counted, and taken back.
 	list := []learnedSerial{{serial: tk.Serial(), expiry: tk.Expiry, double: true}}
-	doubles, holders, err := tg.spent.learned(list, time.Now())
+	if doubles, holders, err := tg.spent.learned(list, 0, 2, time.Now()); err != nil || doubles != 0 || len(holders) != 0 {
+		t.Fatalf("one authority's word: %d doubles, holders %v, %v", doubles, holders, err)
+	}
+	doubles, holders, err := tg.spent.learned(list, 2, 2, time.Now())
 	if err != nil || doubles != 1 || len(holders) != 1 || holders[0] != tg.lookup(tc.addr()) {
 		t.Fatalf("learned: %d doubles, holders %v, %v", doubles, holders, err)
 	}
@@ -456,7 +462,7 @@ func TestLearnedDoubleSpendTakesQuotaBack(t *testing.T) {
 	tc.send(1)
 	tg.waitMetric("nym_gateway_packets_dropped_total", 1, "reason", "no_ticket")
 	// Learned again (from another authority), it counts no more.
-	if doubles, holders, _ := tg.spent.learned(list, time.Now()); doubles != 0 || len(holders) != 0 {
+	if doubles, holders, _ := tg.spent.learned(list, 1, 2, time.Now()); doubles != 0 || len(holders) != 0 {
 		t.Fatalf("learned twice: %d doubles, %d holders", doubles, len(holders))
 	}
 }

@@ -52,6 +52,7 @@ func (n *Node) newGateway() error {
 				return n.opts.RouterKey != nil && id == *n.opts.RouterKey
 			},
 			Authorities:    n.network.Authorities,
+			Threshold:      n.network.Threshold,
 			IdentityKey:    n.keys.Identity,
 			ReportInterval: n.cfg.TicketReportInterval.Duration,
 		},
