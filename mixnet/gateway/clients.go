@@ -83,6 +83,9 @@ type session struct {
 	c       *link.Conn
 	client  *client
 	bad     int         // malformed messages; reader goroutine only
+	// unbilled is what the client sent on this connection and was not yet
+	// taken from its ticket account (chargeUp); reader goroutine only.
+	unbilled int64
 	closing atomic.Bool // kicked or replaced: ignore what it sends
 	wake    chan struct{}
 	// since is when the connection was registered (Unix ns); toRecord is
@@ -352,6 +355,7 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 	}
 	s := v.(*session)
 	cl := s.client
+	g.billRest(s)
 	g.sources.release(s.src)
 	g.recordIfDue(s, true)
 	g.mu.Lock()
@@ -401,7 +405,7 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
-		if cl.meter.metered && !g.charge(cl, c, len(f.Payload)) {
+		if cl.meter.metered && !g.chargeUp(s, len(f.Payload)) {
 			g.metrics.drop(dropNoTicket)
 			return nil
 		}

@@ -40,7 +40,8 @@ const deliverHeaderLen = 1 + 8 + sphinx.IDSize
 // charge takes n bytes from cl's quota for traffic on c, and reports
 // whether the client had them. It asks for the next ticket once fewer than
 // a quarter of a ticket's bytes are left, and starts the grace clock when
-// none are. Cheap on the packet path: one atomic add, one compare.
+// none are. One atomic add and a compare; the upstream path batches it
+// (chargeUp).
 func (g *Gateway) charge(cl *client, c *link.Conn, n int) bool {
 	left := cl.meter.left.Add(-int64(n))
 	if left < g.askBelow {
@@ -60,6 +61,32 @@ func (g *Gateway) charge(cl *client, c *link.Conn, n int) bool {
 		g.askNext(cl, c, left)
 	}
 	return true
+}
+
+// upBatch bounds the bytes a connection's reader gathers before it takes
+// them from the shared account: the upstream path then mostly reads the
+// account rather than writing it. While gathering, the account must hold
+// the batch and a quarter of a ticket besides, so nothing is sent unpaid.
+const upBatch = 64 << 10
+
+// chargeUp is charge for the client's own packets, on s's reader goroutine.
+func (g *Gateway) chargeUp(s *session, n int) bool {
+	s.unbilled += int64(n)
+	if s.unbilled < upBatch && s.client.meter.left.Load()-s.unbilled >= g.askBelow {
+		return true
+	}
+	due := s.unbilled
+	s.unbilled = 0
+	return g.charge(s.client, s.c, int(due))
+}
+
+// billRest takes what s gathered and did not bill from its client's
+// account, once the connection has ended (its reader has stopped).
+func (g *Gateway) billRest(s *session) {
+	if s.unbilled > 0 {
+		s.client.meter.left.Add(-s.unbilled)
+		s.unbilled = 0
+	}
 }
 
 // askNext sends the client a Quota with WantNext, once per ticket.

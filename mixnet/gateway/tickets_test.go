@@ -107,9 +107,11 @@ func TestTicketPays(t *testing.T) {
 	if d := tc.nextDeliver(); !bytes.Equal(d.Payload, payloadN(1)) {
 		t.Fatalf("delivered %q", d.Payload)
 	}
+	// Deliveries are charged at once; what the client sends is gathered
+	// per connection (chargeUp) and billed by the batch or at the end.
 	cl := tg.lookup(tc.addr())
-	want := int64(quota - 10*len(sendFrame) - deliverHeaderLen - len(payloadN(1)))
-	waitFor(t, "both directions charged", func() bool { return cl.meter.left.Load() == want })
+	want := int64(quota - deliverHeaderLen - len(payloadN(1)))
+	waitFor(t, "the delivery charged", func() bool { return cl.meter.left.Load() == want })
 	if got := tg.metric("nym_gateway_tickets_total", "outcome", "accepted"); got != 1 {
 		t.Fatalf("accepted tickets %v", got)
 	}
@@ -483,5 +485,25 @@ func TestSpentQuotaClosedAfterGrace(t *testing.T) {
 	tc.waitClosed()
 	if got := tg.metric("nym_gateway_clients_unpaid_total"); got != 1 {
 		t.Fatalf("clients_unpaid_total %v, want 1", got)
+	}
+}
+
+// What a connection sent and had not yet billed (chargeUp gathers up to
+// upBatch) is billed when it ends: reconnecting buys nothing.
+func TestUnbilledBilledAtClose(t *testing.T) {
+	m := testticket.New(t, 3, 2)
+	const quota = 1 << 30
+	tg := ticketGateway(t, m, quota, time.Minute, nil)
+	key := newKey(t)
+	tc := tg.dial(key, true)
+	nextOf[*gatewire.Quota](tc)
+	tc.showTicket(m.SpendBytes(t, gatewayIdentity, time.Now()))
+	nextOf[*gatewire.Quota](tc)
+	tc.send(3) // well under upBatch
+	tg.fwd.waitN(t, 3)
+	tc.disconnect(tg)
+	st, _ := tg.Client(key.Public)
+	if want := int64(quota - 3*len(sendFrame)); st.TicketBytes != want {
+		t.Fatalf("%d bytes left after the connection ended, want %d", st.TicketBytes, want)
 	}
 }
