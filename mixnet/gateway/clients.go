@@ -80,14 +80,14 @@ type client struct {
 
 // session is one connection of a client.
 type session struct {
-	c       *link.Conn
-	client  *client
-	bad     int         // malformed messages; reader goroutine only
+	c      *link.Conn
+	client *client
+	bad    int // malformed messages; reader goroutine only
 	// unbilled is what the client sent on this connection and was not yet
 	// taken from its ticket account (chargeUp); reader goroutine only.
 	unbilled int64
-	closing atomic.Bool // kicked or replaced: ignore what it sends
-	wake    chan struct{}
+	closing  atomic.Bool // kicked or replaced: ignore what it sends
+	wake     chan struct{}
 	// since is when the connection was registered (Unix ns); toRecord is
 	// set while the client is not recorded and may become so once the
 	// connection is RecordClientsAfter old.
