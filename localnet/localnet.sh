@@ -195,6 +195,9 @@ start_servers() {
 			mkdir -p "$STATE/$r"
 			printf 'require_tickets = true\nticket_report_interval = "10s"\n' >"$STATE/$r/config.toml"
 		fi
+		# Gateways open their WireGuard door for fast mode (UDP, and TCP
+		# for registration).
+		[[ $r == mix* ]] || extra+=(--wireguard-listen "${LAN_IP[$r]}:51820")
 		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
 			--network "$STATE/network.toml" \
 			--mixnet-listen "${LAN_IP[$r]}:1789" --http-listen "${LAN_IP[$r]}:8080" \
