@@ -47,10 +47,9 @@ type e2eNet struct {
 
 	vpnSock, vpnState, vpnLog string
 	// vouchers are the local network's unredeemed vouchers (its gateways
-	// require tickets); daemonUp is set once startDaemon ran.
+	// require tickets); redeemed is set once one was.
 	vouchers []string
 	redeemed bool
-	daemonUp bool
 }
 
 // upNet brings up a local network with the given number of entry gateways;
@@ -186,15 +185,16 @@ func (n *e2eNet) startBackground(role, name, logPath string, args ...string) {
 	}
 }
 
-// startDaemon starts the nymvpn daemon in the client namespace, once; a
-// cleanup disconnects it (before the network goes down).
+// startDaemon starts the nymvpn daemon in the client namespace unless one
+// answers there (a test that killed it gets a new one, which restores what
+// the old one changed); a cleanup disconnects it (before the network goes
+// down).
 func (n *e2eNet) startDaemon() {
 	t := n.t
 	t.Helper()
-	if n.daemonUp {
+	if _, err := n.vpn("status"); err == nil {
 		return
 	}
-	n.daemonUp = true
 	n.startBackground("client", "nymvpn", n.vpnLog, filepath.Join(n.bin, "nymvpn"), "daemon",
 		"--socket", n.vpnSock, "--state", n.vpnState, "--log-level", "debug")
 	deadline := time.Now().Add(time.Minute)
