@@ -31,6 +31,17 @@ type Mixnet interface {
 
 var _ Mixnet = (*client.Client)(nil)
 
+// DefaultMinSURBs is the SURB stock the exit keeps for an idle tunnel: about
+// a web page's worth of replies (256 × 2 KB). Why so many: every reply needs
+// a SURB, and we can send at most three per Poisson slot (150/s at Nym's
+// 50 packets/s), so a burst larger than the stock waits on our upstream.
+// Measured in the local network, the page of localnet/bench.sh (about 380
+// replies) took 2.9–3.6 s from a stock of 60–95 and 1.8–2.1 s from one of
+// 250–300. SURBs cost nothing on the wire while the tunnel is idle (they
+// ride slots that would carry cover), a Sphinx header each to make, and
+// 413 bytes each at the exit.
+const DefaultMinSURBs = 256
+
 // Dialer connects a mixnet client and names the exit router to use through
 // it. The tunnel calls it once to start and again after losing its path; a
 // dialer for a real network should then pick another entry gateway. The
@@ -46,9 +57,10 @@ type Config struct {
 	Profile Profile
 
 	// MinSURBs is the reply SURBs the exit should hold when it has nothing
-	// to send (for pongs and the first packets of a download); MaxSURBs
-	// caps the supply (the exit keeps at most 500 per sender).
-	// Defaults 20 and 400.
+	// to send: what the first round trip of a burst (a web page, the start
+	// of a download) spends before our SURBs sent in answer to its backlog
+	// arrive; MaxSURBs caps the supply (the exit keeps at most 500 per
+	// sender). Defaults 256 and 400 (see DefaultMinSURBs).
 	MinSURBs, MaxSURBs int
 	// ConnectSURBs go with each Connect and Ping. Default 10.
 	ConnectSURBs int
@@ -123,7 +135,7 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
-	defInt(&c.MinSURBs, 20)
+	defInt(&c.MinSURBs, DefaultMinSURBs)
 	defInt(&c.MaxSURBs, 400)
 	defInt(&c.ConnectSURBs, 10)
 	target, interval := upstreamCoDel(c.Profile)
