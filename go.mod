@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	filippo.io/edwards25519 v1.2.0
 	github.com/BurntSushi/toml v1.6.0
+	github.com/cloudflare/circl v1.6.5
 	github.com/flynn/noise v1.1.0
 	github.com/google/nftables v0.3.0
 	github.com/prometheus/client_golang v1.25.0

@@ -174,6 +174,9 @@ start_servers() {
 			extra=(--exit-uplink uplink0)
 			;;
 		esac
+		# Gateways open their WireGuard door for fast mode (UDP, and TCP
+		# for registration).
+		[[ $r == mix* ]] || extra+=(--wireguard-listen "${LAN_IP[$r]}:51820")
 		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
 			--network "$STATE/network.toml" \
 			--mixnet-listen "${LAN_IP[$r]}:1789" --http-listen "${LAN_IP[$r]}:8080" \

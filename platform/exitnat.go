@@ -18,6 +18,12 @@ type ExitConfig struct {
 	// TUN is the router's TUN interface (nymtun0): clients' packets come
 	// out of it.
 	TUN string
+	// ExtraTUNs are further client interfaces under the same rules as TUN:
+	// the exit's WireGuard door (nymwg0) beside the router's TUN, one
+	// policy for both. Clients behind one never reach clients behind
+	// another. Each must exist before StartExitNetworking, for its
+	// forwarding sysctl.
+	ExtraTUNs []string
 	// Uplink is the interface towards the internet; clients' traffic is
 	// masqueraded to its address. Required: clients' packets leave by it
 	// and no other interface, and while the exit runs the host forwards
@@ -37,12 +43,20 @@ type ExitConfig struct {
 	Policy *ExitPolicy
 }
 
+// tuns are all the clients' interfaces.
+func (c ExitConfig) tuns() []string { return append([]string{c.TUN}, c.ExtraTUNs...) }
+
 func (c ExitConfig) validate() error {
 	if c.StatePath == "" {
 		return errors.New("no state file path")
 	}
 	if !validIfname(c.TUN) || !validIfname(c.Uplink) || c.TUN == c.Uplink {
 		return fmt.Errorf("bad interface names %q, %q", c.TUN, c.Uplink)
+	}
+	for _, t := range c.ExtraTUNs {
+		if !validIfname(t) || t == c.Uplink || t == c.TUN {
+			return fmt.Errorf("bad extra TUN name %q", t)
+		}
 	}
 	if len(c.ClientPrefixes) == 0 {
 		return errors.New("no client prefixes")

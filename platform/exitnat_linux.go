@@ -39,13 +39,15 @@ type exitSysctl struct{ key, value string }
 // confines it to the TUN and the uplink, and accept_ra=2 keeps the uplink's
 // IPv6 autoconfiguration, which forwarding would otherwise turn off. The
 // uplink's accept_ra goes first so that it never lapses.
-func exitSysctls(tun, uplink string) []exitSysctl {
-	return []exitSysctl{
+func exitSysctls(tuns []string, uplink string) []exitSysctl {
+	s := []exitSysctl{
 		{"net/ipv6/conf/" + uplink + "/accept_ra", "2"},
 		{"net/ipv6/conf/all/forwarding", "1"},
-		{"net/ipv4/conf/" + tun + "/forwarding", "1"},
-		{"net/ipv4/conf/" + uplink + "/forwarding", "1"},
 	}
+	for _, tun := range tuns {
+		s = append(s, exitSysctl{"net/ipv4/conf/" + tun + "/forwarding", "1"})
+	}
+	return append(s, exitSysctl{"net/ipv4/conf/" + uplink + "/forwarding", "1"})
 }
 
 // exitSysctlValue is the value the exit sets key to.
@@ -110,7 +112,7 @@ func StartExitNetworking(cfg ExitConfig) (*ExitNetworking, error) {
 func (e *ExitNetworking) start(cfg ExitConfig) error {
 	var current []sysctlRecord
 	err := e.ns.run(func() error {
-		for _, sc := range exitSysctls(cfg.TUN, cfg.Uplink) {
+		for _, sc := range exitSysctls(cfg.tuns(), cfg.Uplink) {
 			v, err := readSysctl(sc.key)
 			if errors.Is(err, unix.ENOENT) {
 				continue // IPv6 disabled, or no such interface: nothing to forward there
@@ -183,8 +185,10 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 
 	// Clamp the MSS of SYNs both ways so no segment outgrows the tunnel
 	// (the SYN-ACK from the internet learns the TUN's MTU).
-	c.AddRule(rule(t, mangle, iifname(cfg.TUN), setTCPMSSToRouteMTU()))
-	c.AddRule(rule(t, mangle, oifname(cfg.TUN), setTCPMSSToRouteMTU()))
+	for _, tun := range cfg.tuns() {
+		c.AddRule(rule(t, mangle, iifname(tun), setTCPMSSToRouteMTU()))
+		c.AddRule(rule(t, mangle, oifname(tun), setTCPMSSToRouteMTU()))
+	}
 
 	c.AddRule(rule(t, refuse, matchL4proto(unix.IPPROTO_TCP), one(&expr.Reject{Type: unix.NFT_REJECT_TCP_RST})))
 	c.AddRule(rule(t, refuse, one(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})))
@@ -195,21 +199,29 @@ func (e *ExitNetworking) install(cfg ExitConfig) error {
 
 	// Clients' packets pass the rejections; what comes back from them
 	// (the policy chain ends without a verdict) goes to the uplink.
-	c.AddRule(rule(t, forward, iifname(cfg.TUN), one(jump(exFromClients))))
-	c.AddRule(rule(t, forward, iifname(cfg.TUN), one(accept())))
+	for _, tun := range cfg.tuns() {
+		c.AddRule(rule(t, forward, iifname(tun), one(jump(exFromClients))))
+		c.AddRule(rule(t, forward, iifname(tun), one(accept())))
+	}
 	// Only replies may go to clients: a neighbour on the uplink must not
 	// reach them by routing to their addresses.
-	c.AddRule(rule(t, forward, iifname(cfg.Uplink), oifname(cfg.TUN), matchCtEstablished(), one(accept())))
-	c.AddRule(commented(rule(t, forward, oifname(cfg.TUN), one(&expr.Counter{}, drop())), DropUnsolicited))
+	for _, tun := range cfg.tuns() {
+		c.AddRule(rule(t, forward, iifname(cfg.Uplink), oifname(tun), matchCtEstablished(), one(accept())))
+		c.AddRule(commented(rule(t, forward, oifname(tun), one(&expr.Counter{}, drop())), DropUnsolicited))
+	}
 	// Nothing else is forwarded while the exit runs: forwarding is on
 	// for the exit's sake only, and a neighbour must not route through it.
 	c.AddRule(commented(rule(t, forward, one(&expr.Counter{}, drop())), DropNotExit))
 
 	// Packets from clients to any address of the exit host are delivered
 	// locally, so they meet the input hook, not forward.
-	c.AddRule(commented(rule(t, input, iifname(cfg.TUN), one(&expr.Counter{}, goTo(exRefuse))), RejectExitHost))
+	for _, tun := range cfg.tuns() {
+		c.AddRule(commented(rule(t, input, iifname(tun), one(&expr.Counter{}, goTo(exRefuse))), RejectExitHost))
+	}
 
-	c.AddRule(refuseCounted(RejectClientToClient, oifname(cfg.TUN)))
+	for _, tun := range cfg.tuns() {
+		c.AddRule(refuseCounted(RejectClientToClient, oifname(tun)))
+	}
 	for _, p := range cfg.ClientPrefixes {
 		c.AddRule(refuseCounted(RejectClientToClient, matchAddr(p, true)))
 	}
@@ -404,6 +416,23 @@ func (e *ExitNetworking) FlushConntrack(addrs ...netip.Addr) (int, error) {
 		return 0, fmt.Errorf("exit networking: conntrack: %w", err)
 	}
 	defer h.Close()
+	return flushConntrack(h, addrs)
+}
+
+// FlushConntrack deletes the conntrack entries of addrs in the calling
+// namespace, as ExitNetworking.FlushConntrack does in its own: for another
+// door of the exit (the WireGuard one) handing a client's address to the
+// next client.
+func FlushConntrack(addrs ...netip.Addr) (int, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+	if err != nil {
+		return 0, fmt.Errorf("conntrack: %w", err)
+	}
+	defer h.Close()
+	return flushConntrack(h, addrs)
+}
+
+func flushConntrack(h *netlink.Handle, addrs []netip.Addr) (int, error) {
 	f := conntrackAddrs(make(map[netip.Addr]bool, len(addrs)))
 	var v4, v6 bool
 	for _, a := range addrs {
@@ -431,8 +460,6 @@ func (e *ExitNetworking) FlushConntrack(addrs ...netip.Addr) (int, error) {
 	return int(n), nil
 }
 
-// conntrackAddrs matches flows with one of its addresses as the original
-// direction's source or destination (a client's address, before NAT).
 type conntrackAddrs map[netip.Addr]bool
 
 func (c conntrackAddrs) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {

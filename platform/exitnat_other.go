@@ -34,3 +34,8 @@ func (*ExitNetworking) FlushConntrack(...netip.Addr) (int, error) {
 func (*ExitNetworking) Close() error { return nil }
 
 func restoreExit(*exitRecord) error { return fmt.Errorf("exit networking: %w", ErrUnsupported) }
+
+// FlushConntrack is not supported on this platform yet.
+func FlushConntrack(...netip.Addr) (int, error) {
+	return 0, fmt.Errorf("conntrack: %w", ErrUnsupported)
+}

@@ -111,10 +111,10 @@ func randomPage(n int) []byte {
 func TestFetchThroughMixnetFast(t *testing.T) {
 	leakcheck.Check(t)
 	n := startMiniNet(t, [32]byte{})
-	e := startExit(t, n, FastProfile().Loopix)
+	e := startExit(t, n, NoDelayProfile().Loopix)
 	page := randomPage(512 << 10)
 	serveInternet(t, e, page)
-	tn, hc := vpnSide(t, n, e, FastProfile(), nil)
+	tn, hc := vpnSide(t, n, e, NoDelayProfile(), nil)
 
 	start := time.Now()
 	body := fetch(t, hc, 60*time.Second)
@@ -188,13 +188,13 @@ func TestIdleTunnelStocksTheExit(t *testing.T) {
 func TestCloseWithoutRun(t *testing.T) {
 	leakcheck.Check(t)
 	n := startMiniNet(t, [32]byte{})
-	e := startExit(t, n, FastProfile().Loopix)
+	e := startExit(t, n, NoDelayProfile().Loopix)
 	var mix *client.Client
 	cfg := Config{
-		Profile: FastProfile(),
+		Profile: NoDelayProfile(),
 		Logger:  quietLogger(),
 		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
-			mix = connectMixnet(t, n, FastProfile().Loopix, directory0(n))
+			mix = connectMixnet(t, n, NoDelayProfile().Loopix, directory0(n))
 			return mix, e.mix.Address(), nil
 		},
 	}

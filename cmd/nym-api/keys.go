@@ -3,7 +3,9 @@ package main
 import (
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +17,7 @@ func newInitCommand() *cobra.Command {
 	var dataDir string
 	cmd := &cobra.Command{
 		Use:   "init --data-dir DIR",
-		Short: "Create the directory signing key (if missing) and print its public key",
+		Short: "Create the directory signing key and ticket issuer keys (if missing) and print its public key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := requireDataDir(dataDir); err != nil {
@@ -27,6 +29,10 @@ func newInitCommand() *cobra.Command {
 			}
 			if !created {
 				fmt.Fprintln(os.Stderr, "signing key already exists; not replacing it")
+			}
+			// The ticket issuer keys, so the first vote carries them.
+			if _, err := authority.EnsureTicketKeys(dataDir, time.Now(), slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+				return err
 			}
 			return printPublicKey(cmd, priv)
 		},

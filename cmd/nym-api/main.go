@@ -31,7 +31,7 @@ func newRootCommand() *cobra.Command {
 		PersistentPreRun: func(cmd *cobra.Command, args []string) { cmd.SilenceUsage = true },
 		SilenceErrors:    true,
 	}
-	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand(), newNetworkCommand(), newNodesCommand())
+	root.AddCommand(newRunCommand(), newInitCommand(), newIdentityCommand(), newNetworkCommand(), newNodesCommand(), newVouchersCommand())
 	return root
 }
 

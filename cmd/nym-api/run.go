@@ -40,6 +40,8 @@ type runFlags struct {
 	network        string
 	voteWindow     time.Duration
 	metricsListen  string
+	noTickets      bool
+	tickets        authority.Tickets
 }
 
 func newRunCommand() *cobra.Command {
@@ -68,6 +70,10 @@ func newRunCommand() *cobra.Command {
 		"this authority is the entry with its own key. Without it the directory is a single authority (k = 1)")
 	fl.DurationVar(&f.voteWindow, "vote-window", 0, "with --network: how long before each epoch boundary the authorities vote and sign (default epoch-length/4)")
 	fl.StringVar(&f.metricsListen, "metrics-listen", "", "host:port serving Prometheus metrics at /metrics (default: none)")
+	fl.BoolVar(&f.noTickets, "no-tickets", false, "do not issue or redeem bandwidth tickets (no issuer keys are made or published)")
+	fl.Float64Var(&f.tickets.ReportRate, "ticket-report-rate", 0, "spent-ticket serials one gateway may report per second on average (default 100)")
+	fl.IntVar(&f.tickets.ReportBurst, "ticket-report-burst", 0, "spent-ticket serials one gateway may report at once (default 50000)")
+	fl.IntVar(&f.tickets.MaxConcurrentIssues, "max-concurrent-issues", 0, "ticket issuance requests signed at once (default 2)")
 	fl.StringVar(&f.admission.Mode, "admission", authority.AdmissionOpen,
 		"open: any node that proves its keys and address may take a seat, within the limits below (local networks, tests); "+
 			"approval: only nodes approved with \"nym-api nodes approve\" (a public network without stake runs this)")
@@ -138,6 +144,7 @@ func (f runFlags) config(log *slog.Logger) (authority.Config, error) {
 		DescriptorTTL:  f.descriptorTTL,
 		MinPerformance: f.minPerformance,
 		Limits:         authority.Limits{MaxEntries: f.maxEntries, MaxExits: f.maxExits, LayerSize: f.layerSize},
+		Tickets:        authority.Tickets{Disabled: f.noTickets, ReportRate: f.tickets.ReportRate, ReportBurst: f.tickets.ReportBurst, MaxConcurrentIssues: f.tickets.MaxConcurrentIssues},
 		Admission:      f.admission,
 		Monitor:        f.monitor,
 		Logger:         log,

@@ -575,46 +575,9 @@ func TestVPNKillSwitchReconnect(t *testing.T) {
 	}
 	n.resetLeaks("client", "inet")
 
-	// Kill the entry gateway in use.
-	pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nym-node-"+used))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	var pidNS string
-	fmt.Sscan(string(pidb), &pid, &pidNS)
-	if got, _ := n.run(5*time.Second, "ip", "netns", "identify", strconv.Itoa(pid)); strings.TrimSpace(got) != pidNS {
-		t.Fatalf("pid %d of nym-node-%s is not in %s (%q)", pid, used, pidNS, got)
-	}
-	killed := time.Now()
-	if err := syscallKill(pid); err != nil {
-		t.Fatalf("killing nym-node-%s: %v", used, err)
-	}
-	t.Logf("killed nym-node-%s (pid %d), the entry gateway in use", used, pid)
-
-	// Traffic during the outage: the internet through the tunnel, and the
-	// LAN (the exit's and a mixnode's addresses) that is directly connected
-	// and would leak without the kill switch.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, args := range [][]string{
-		{"curl", "-s", "--max-time", "1", "http://" + e2eInet4 + "/"},
-		{"curl", "-s", "--max-time", "1", "http://192.0.2.40:8080/api/v1/roles"},
-		{"ping", "-c", "1", "-W", "1", "192.0.2.31"},
-		{"getent", "ahostsv4", "internet.test"},
-	} {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				n.in("client", 5*time.Second, args...)
-				time.Sleep(200 * time.Millisecond)
-			}
-		})
-	}
+	// Kill the entry gateway in use, and send meanwhile.
+	killed := n.killNode(used)
+	stopTraffic := n.outageTraffic()
 	var st e2eStatus
 	sawDown := false
 	deadline := time.Now().Add(5 * time.Minute) // a guard against a hang
@@ -627,16 +590,14 @@ func TestVPNKillSwitchReconnect(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			close(stop)
-			wg.Wait()
+			stopTraffic()
 			t.Fatalf("no reconnect within 5 min of killing the entry gateway: %v %+v (leaks so far: lan0 %d, internet %d)",
 				err, st, n.leakCount("client"), n.leakCount("inet"))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	reconnected := time.Since(killed)
-	close(stop)
-	wg.Wait()
+	stopTraffic()
 	lanLeak, inetLeak := n.leakCount("client"), n.leakCount("inet")
 	t.Logf("reconnected after %v (left connected: %v, reconnects %d); leaked packets: lan0 %d, internet %d",
 		reconnected.Round(time.Millisecond), sawDown, st.Stats.Reconnects, lanLeak, inetLeak)

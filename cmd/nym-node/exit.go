@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,13 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 			rlog.Warn("no default route yet; the IP router waits for one (or set --exit-uplink)", "err", err)
 		}
 	}
+	// The exit's WireGuard door (fast mode) is the router's second door:
+	// its TUN and ranges come under the same exit networking.
+	var wgTUNs []string
+	var wgRanges []netip.Prefix
+	if tun, ranges, ok := cfg.WireGuardExitDoor(); ok {
+		wgTUNs, wgRanges = []string{tun}, ranges
+	}
 	return &exitRouter{
 		key: id.Public,
 		log: rlog,
@@ -120,6 +128,9 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 			Uplink:       uplink,
 			Policy:       policy,
 			Logger:       log,
+
+			ExtraTUNs:           wgTUNs,
+			ExtraClientPrefixes: wgRanges,
 			Router: router.Config{
 				MaxAddrsPerSender: e.maxAddrsPerSender,
 				AddrQuarantine:    e.addrQuarantine,

@@ -58,6 +58,7 @@ func (s *settings) bind(cmd *cobra.Command) {
 	f.StringVar(&s.cfg.HTTPListen, "http-listen", d.HTTPListen, "address for the public HTTP API")
 	f.StringVar(&s.cfg.MetricsListen, "metrics-listen", d.MetricsListen, "address for /metrics, e.g. 127.0.0.1:9100 (default: not served)")
 	f.StringVar(&s.cfg.ClientsListen, "clients-listen", d.ClientsListen, "address for client connections (gateways)")
+	f.StringVar(&s.cfg.WireGuardListen, "wireguard-listen", "", "IP:port of the gateway's WireGuard door for fast mode: UDP WireGuard, TCP registration (default: none)")
 	f.StringVar(&s.cfg.AnnounceHost, "announce-host", "", "host other nodes and clients reach this node at (default: the listen host)")
 	f.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 }
@@ -95,6 +96,7 @@ func (s *settings) resolve(cmd *cobra.Command) (node.Config, error) {
 	set("metrics-listen", &cfg.MetricsListen, s.cfg.MetricsListen)
 	set("clients-listen", &cfg.ClientsListen, s.cfg.ClientsListen)
 	set("announce-host", &cfg.AnnounceHost, s.cfg.AnnounceHost)
+	set("wireguard-listen", &cfg.WireGuardListen, s.cfg.WireGuardListen)
 	return cfg, nil
 }
 
@@ -176,6 +178,13 @@ func newRun() *cobra.Command {
 			opts := node.Options{Logger: log}
 			if router != nil {
 				opts.RouterKey = &router.key
+			}
+			if _, _, ok := cfg.WireGuardExitDoor(); ok && router == nil {
+				// The exit's WireGuard door forwards only under the IP
+				// router's exit networking (NAT, policy); without it,
+				// no door.
+				log.Warn("no IP router: the exit's WireGuard door (wireguard_listen) stays closed")
+				cfg.WireGuardListen = ""
 			}
 			n, err := node.New(cfg, opts)
 			if err != nil {

@@ -34,11 +34,9 @@ func makePlan(ctx context.Context, req connectRequest, out *outside, cache strin
 	if p.profile, err = vpn.ProfileByName(req.Profile); err != nil {
 		return nil, err
 	}
-	dc := directory.NewNetworkClient(p.network, out.hc)
-	dc.CachePath = cache
-	top, err := dc.Topology(ctx)
+	top, err := fetchTopology(ctx, p.network, out, cache)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the topology: %w", err)
+		return nil, err
 	}
 	var exits []directory.Node
 	for _, n := range top.Exit {
@@ -63,6 +61,18 @@ func makePlan(ctx context.Context, req connectRequest, out *outside, cache strin
 		return nil, fmt.Errorf("entry gateway %s is not in the topology", req.Entry)
 	}
 	return p, nil
+}
+
+// fetchTopology fetches and verifies network's consensus through out,
+// keeping it in cache (when not "").
+func fetchTopology(ctx context.Context, network *directory.Network, out *outside, cache string) (*directory.Topology, error) {
+	dc := directory.NewNetworkClient(network, out.hc)
+	dc.CachePath = cache
+	top, err := dc.Topology(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the topology: %w", err)
+	}
+	return top, nil
 }
 
 // dialer returns a vpn.Dialer that connects through the plan's entry

@@ -55,6 +55,11 @@ tunnel of its own, opened on first use and closed when idle.`,
 			if err := req.check(); err != nil {
 				return err
 			}
+			if req.Mode == modeFast {
+				// Fast mode's inner WireGuard needs a TUN the kernel routes
+				// to; the rootless proxy has none.
+				return fmt.Errorf("--mode fast: the SOCKS proxy runs through the mixnet only; use `nymvpn connect --mode fast`")
+			}
 			if len(req.DNS) == 0 {
 				return fmt.Errorf("--dns: at least one resolver is needed; names are resolved through the tunnel only")
 			}
@@ -73,6 +78,7 @@ tunnel of its own, opened on first use and closed when idle.`,
 	}
 	req.flags(cmd.Flags())
 	cmd.Flags().MarkHidden("kill-switch") // nothing on the host is touched
+	cmd.Flags().MarkHidden("mode")        // the mixnet only
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:1080", "address to serve SOCKS on")
 	cmd.Flags().BoolVar(&so.Isolate, "isolate", false, "a tunnel of its own for each SOCKS user name")
 	cmd.Flags().IntVar(&so.MaxTunnels, "isolate-max", 16, "most isolated tunnels open at once")

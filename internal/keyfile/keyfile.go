@@ -41,7 +41,11 @@ var ErrExposed = errors.New("key file is accessible to group or others")
 // Read returns the contents of the private file at path. It refuses a file
 // that group or others may access (naming its mode and the fix), one that
 // is not a regular file, and one larger than MaxSize.
-func Read(path string) ([]byte, error) {
+func Read(path string) ([]byte, error) { return ReadLimit(path, MaxSize) }
+
+// ReadLimit is Read for private files that may be larger than a key (a
+// ticketbook): it refuses one larger than limit bytes.
+func ReadLimit(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err // *fs.PathError: names the file; wraps fs.ErrNotExist
@@ -57,12 +61,12 @@ func Read(path string) ([]byte, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s has mode %#o; it must be readable by its owner only: run `chmod 600 %s`", ErrExposed, path, perm, path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	if len(data) > MaxSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, MaxSize)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a key file", path, limit)
 	}
 	return data, nil
 }

@@ -53,6 +53,9 @@ type Options struct {
 	RouterKey *[32]byte
 	// Logger for every component; default discards.
 	Logger *slog.Logger
+	// EditNode, if set, may change each node's configuration before it
+	// starts, the nodes Start makes included.
+	EditNode func(c *node.Config)
 }
 
 // Net is a running network.
@@ -225,6 +228,9 @@ func (n *Net) addNode(m node.Mode, edit ...func(*node.Config)) *Node {
 	// node's replay filter (and its save at shutdown) at a few MB rather
 	// than a real node's 167.
 	cfg.ReplayCapacity = 1_000_000
+	if n.opts.EditNode != nil {
+		n.opts.EditNode(&cfg)
+	}
 	for _, e := range edit {
 		e(&cfg)
 	}

@@ -93,6 +93,11 @@ type Config struct {
 	Policy *platform.ExitPolicy
 	// AllowPrivate lets clients reach these private ranges (tests only).
 	AllowPrivate []netip.Prefix
+	// ExtraTUNs and ExtraClientPrefixes are another door's clients under
+	// the same exit networking: the node's WireGuard TUN (package wggate)
+	// and its ranges. The TUNs must exist before the router starts.
+	ExtraTUNs           []string
+	ExtraClientPrefixes []netip.Prefix
 	// InNetNS, when set, runs fn on an OS thread of the network namespace
 	// the exit's TUN and nftables belong in (tests put the exit in its own
 	// namespace). Nil runs fn in the calling namespace.

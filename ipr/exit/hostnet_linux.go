@@ -46,8 +46,9 @@ func (h *systemHost) Up(dev tun.Device) (_ []netip.Addr, err error) {
 	en, err := platform.StartExitNetworking(platform.ExitConfig{
 		StatePath:      cfg.StatePath,
 		TUN:            kdev.Name(),
+		ExtraTUNs:      cfg.ExtraTUNs,
 		Uplink:         uplink,
-		ClientPrefixes: []netip.Prefix{ipr.ClientNetV4, ipr.ClientNetV6},
+		ClientPrefixes: append([]netip.Prefix{ipr.ClientNetV4, ipr.ClientNetV6}, cfg.ExtraClientPrefixes...),
 		AllowPrivate:   cfg.AllowPrivate,
 		Policy:         cfg.Policy,
 	})

@@ -143,7 +143,33 @@ func computeConsensus(in consensusInput) (*directory.Topology, assignment, error
 		t.Layers[l] = list(a.Layers[l], directory.RoleMix)
 	}
 	t.Standby = list(a.Standby, directory.RoleStandby)
+	t.Issuers = consensusIssuers(in, t.EpochStart)
 	return t, a, nil
+}
+
+// consensusIssuers are the ticket issuer keys of the consensus starting at
+// start: for each authority the keys of its own vote, the only voice for
+// them; for an authority whose vote is missing here, its keys in the
+// previous consensus, so that authorities holding different subsets of the
+// votes still make the same document unless the missing authority's keys
+// changed. Keys whose tickets expire by start are left out.
+func consensusIssuers(in consensusInput, start time.Time) []directory.IssuerKey {
+	voted := make(map[directory.Key]bool, len(in.votes))
+	var out []directory.IssuerKey
+	for _, v := range in.votes {
+		voted[v.vote.Authority] = true
+		out = append(out, v.vote.Issuers...)
+	}
+	if in.prev != nil {
+		for _, k := range in.prev.top.Issuers {
+			if _, ok := in.net.Authority(k.Authority); ok && !voted[k.Authority] {
+				out = append(out, k)
+			}
+		}
+	}
+	out = slices.DeleteFunc(out, func(k directory.IssuerKey) bool { return k.Expiry <= start.Unix() })
+	slices.SortFunc(out, directory.CompareIssuerKeys)
+	return out
 }
 
 // consensusSeed is what assignRoles's tie-breaks are keyed by: the epoch and
@@ -192,6 +218,7 @@ func graceConsensus(prev *acceptedConsensus, epoch uint64, p directory.VoteParam
 	for l := range pt.Layers {
 		t.Layers[l] = keep(pt.Layers[l], directory.RoleMix)
 	}
+	t.Issuers = slices.DeleteFunc(slices.Clone(pt.Issuers), func(k directory.IssuerKey) bool { return k.Expiry <= t.EpochStart.Unix() })
 	return t
 }
 

@@ -86,6 +86,10 @@ type testNet struct {
 	cut   map[int][]int
 	net   *directory.Network
 	auths []*netAuthority
+	// tickets turns the authorities' ticket issuance on; off, they make no
+	// issuer keys (RSA key generation would load the machine under the
+	// consensus tests' short vote windows).
+	tickets bool
 }
 
 // newTestNet makes n authorities (keys, data dirs, listeners) and their
@@ -140,6 +144,7 @@ func (tn *testNet) start(i int) {
 		// every test node is on 127.0.0.1, so no per-address seat limit.
 		ProbeTimeout: 2 * time.Second,
 		Admission:    Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
+		Tickets:      Tickets{Disabled: !tn.tickets},
 	})
 	if err != nil {
 		t.Fatal(err)

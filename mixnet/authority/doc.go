@@ -29,6 +29,19 @@
 //     past nodes that dropped most of theirs) loses its seat at the next
 //     boundary whatever its health endpoint says.
 //
+// Bandwidth tickets (ticketkeys.go, vouchers.go, tickets.go, ticketstore.go;
+// the contract is package mixnet/ticket): the authority keeps an RSA issuer
+// key per ticket type and expiry day in TicketKeysDir, made a day ahead and
+// published in its vote; it signs blind the requests of the vouchers in its
+// VouchersFile, once per voucher (an identical retry is answered again),
+// recording only hashes of the voucher and the request; and it takes the
+// gateways' signed reports of spent serials, from gateways of the current
+// consensus only, serving them back with a cursor and flagging a serial two
+// gateways reported. The consensus carries the keys, so the authorities of
+// one network upgrade to a version with tickets together (an older one
+// computes a document without them and signs other bytes); one with
+// tickets disabled still computes the same document as the others.
+//
 // The documents it serves, and the client that fetches them, are package
 // mixnet/directory: see there for epochs, rotations and what a node does.
 package authority

@@ -81,6 +81,9 @@ type Config struct {
 	PeerClient *http.Client
 	// Registerer receives the consensus metrics; nil keeps them private.
 	Registerer prometheus.Registerer
+	// Tickets configures the issuance and redemption of bandwidth tickets
+	// (tickets.go); on unless Tickets.Disabled.
+	Tickets Tickets
 }
 
 // minEpochLength keeps epochs long enough for at least a probe or two.
@@ -142,6 +145,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Monitor, err = c.Monitor.withDefaults(); err != nil {
 		return c, fmt.Errorf("directory: %w", err)
 	}
+	if c.Tickets, err = c.Tickets.withDefaults(); err != nil {
+		return c, fmt.Errorf("directory: %w", err)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -189,6 +195,8 @@ type Server struct {
 	// cons is the server's part in a network of authorities; nil without
 	// Config.Network.
 	cons *consensusState
+	// tickets issues and redeems bandwidth tickets; nil when disabled.
+	tickets *ticketState
 }
 
 // nodeState is what the directory knows about one registered node.
@@ -235,18 +243,25 @@ func NewServer(cfg Config) (*Server, error) {
 		probeNow: make(chan directory.Key, 256),
 		nodes:    make(map[directory.Key]*nodeState),
 	}
+	s.mux = http.NewServeMux()
+	if !cfg.Tickets.Disabled {
+		// Before load, which publishes the first topology with the keys.
+		if err := s.initTickets(); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	if err := s.load(); err != nil {
-		st.close()
+		s.Close()
 		return nil, err
 	}
-	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+directory.PathNodes, s.handleRegister)
 	s.mux.HandleFunc("GET "+directory.PathTopology, s.handleTopology)
 	s.mux.HandleFunc("GET "+directory.PathIdentity, s.handleIdentity)
 	s.mux.HandleFunc("GET "+directory.PathHealth, s.handleHealth)
 	if cfg.Network != nil {
 		if err := s.initConsensus(); err != nil {
-			st.close()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -330,6 +345,9 @@ func (s *Server) Close() error {
 	if s.cons != nil {
 		s.cons.unregister()
 	}
+	if s.tickets != nil {
+		s.tickets.unregister()
+	}
 	return s.store.close()
 }
 
@@ -355,6 +373,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.monitorLoop(ctx) })
 	if s.cons != nil {
 		wg.Go(func() { s.consensusLoop(ctx) })
+	}
+	if s.tickets != nil {
+		wg.Go(func() { s.ticketLoop(ctx) })
 	}
 	s.epochLoop(ctx)
 	wg.Wait()
@@ -609,6 +630,7 @@ func (s *Server) publishLocked(now time.Time) error {
 		t.Layers[l] = s.nodesLocked(a.Layers[l], directory.RoleMix, t.Rotation)
 	}
 	t.Standby = s.nodesLocked(a.Standby, directory.RoleStandby, t.Rotation)
+	t.Issuers = s.issuerKeysAt(t.EpochStart)
 	signed, err := directory.SignTopology(s.priv, t)
 	if err != nil {
 		return fmt.Errorf("publish epoch %d: %w", epoch, err)

@@ -33,11 +33,7 @@ func LoadSigningKey(dataDir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("signing key %s: no PEM \"PRIVATE KEY\" block", path)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	parsed, err := parsePKCS8PEM(data)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}
@@ -74,4 +70,13 @@ func LoadOrCreateSigningKey(dataDir string) (priv ed25519.PrivateKey, created bo
 		return nil, false, fmt.Errorf("create signing key: %w", err)
 	}
 	return priv, true, nil
+}
+
+// parsePKCS8PEM decodes a private key file's PEM "PRIVATE KEY" block.
+func parsePKCS8PEM(data []byte) (any, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, errors.New("no PEM \"PRIVATE KEY\" block")
+	}
+	return x509.ParsePKCS8PrivateKey(block.Bytes)
 }

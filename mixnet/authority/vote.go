@@ -14,7 +14,8 @@ func (s *Server) makeVote(epoch uint64) (directory.SignedVote, *directory.Vote, 
 	s.mu.Lock()
 	now := s.cfg.Now()
 	eligible, _ := s.eligibleLocked(epoch, now)
-	v := &directory.Vote{Epoch: epoch, IssuedAt: now.UTC().Round(0), Params: s.paramsFor(epoch), Nodes: []directory.VoteNode{}}
+	v := &directory.Vote{Epoch: epoch, IssuedAt: now.UTC().Round(0), Params: s.paramsFor(epoch), Nodes: []directory.VoteNode{},
+		Issuers: s.issuerKeysAt(s.clock.start(epoch))}
 	var descs []directory.Descriptor
 	for _, c := range eligible {
 		n := s.nodes[c.id]

@@ -19,6 +19,17 @@ const (
 	// PathHealth is served by every node and by the authority; the authority
 	// probes the nodes' to judge their liveness.
 	PathHealth = "/api/v1/health"
+
+	// Bandwidth tickets (package mixnet/ticket), served by every authority.
+	// PathTicketIssue: POST an issuance request (a voucher and blinded
+	// messages), get the blind signatures.
+	PathTicketIssue = "/api/v1/tickets/issue"
+	// PathTicketReport: POST a gateway's signed report of the serials it
+	// accepted.
+	PathTicketReport = "/api/v1/tickets/report"
+	// PathTicketSpent: GET ?since=N, the serials reported spent after
+	// cursor N.
+	PathTicketSpent = "/api/v1/tickets/spent"
 )
 
 // Registration is the directory's answer to a registration: where the

@@ -63,7 +63,9 @@ func FuzzVerifyVote(f *testing.F) {
 	}
 	v := &Vote{Epoch: 7, IssuedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		Params: VoteParams{EpochLength: time.Hour, RotationEpochs: 24, MaxEntries: 1, MaxExits: 1, LayerSize: 1},
-		Nodes:  []VoteNode{{Descriptor: sd, Performance: 0.5}}}
+		Nodes:  []VoteNode{{Descriptor: sd, Performance: 0.5}},
+		Issuers: []IssuerKey{{Authority: net.Authorities[0].Key, Type: 1, Expiry: 86400, Key: []byte{1, 2, 3}},
+			{Authority: net.Authorities[0].Key, Type: 3, Expiry: 86400, Key: []byte{4}}}}
 	sv, err := SignVote(keys[0], v)
 	if err != nil {
 		f.Fatal(err)
@@ -103,6 +105,14 @@ func checkAcceptedVote(t *testing.T, v *Vote, descs []Descriptor) {
 			t.Fatalf("accepted vote node %d: %+v", i, v.Nodes[i])
 		}
 		seen[d.Identity] = true
+	}
+	if validateIssuerKeys(v.Issuers) != nil {
+		t.Fatalf("accepted vote with issuer keys out of order, repeated or oversized: %+v", v.Issuers)
+	}
+	for _, k := range v.Issuers {
+		if k.Authority != v.Authority {
+			t.Fatalf("accepted vote of %s carrying a key of %s", v.Authority, k.Authority)
+		}
 	}
 }
 

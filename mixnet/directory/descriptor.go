@@ -107,6 +107,13 @@ type Descriptor struct {
 	MixnetAddr string `json:"mixnet_addr"`
 	// ClientsAddr is host:port where clients connect; required for gateways.
 	ClientsAddr string `json:"clients_addr,omitempty"`
+	// WGAddr is IP:port of the gateway's WireGuard door (fast mode): UDP
+	// for WireGuard and, on the same port, TCP for registration (a Noise
+	// link as on ClientsAddr). An IP literal, never a name: the entry
+	// relays clients' UDP only to exits' WGAddr, and a name would let
+	// whoever answers for it steer that relay. Empty for nodes without
+	// WireGuard.
+	WGAddr string `json:"wg_addr,omitempty"`
 	// RouterKey is the client identity of the exit's IP packet router, a
 	// mixnet client on this gateway: VPN clients address their IP traffic
 	// to RouterKey at this node. Empty for nodes that run no router.
@@ -155,6 +162,7 @@ func (d *Descriptor) Node(performance float64) Node {
 		SphinxKeys:   append([]SphinxKey(nil), d.SphinxKeys...),
 		MixnetAddr:   d.MixnetAddr,
 		ClientsAddr:  d.ClientsAddr,
+		WGAddr:       d.WGAddr,
 		RouterKey:    d.RouterKey,
 		HTTPAddr:     d.HTTPAddr,
 		Capabilities: d.Capabilities,
@@ -250,6 +258,9 @@ func (d *Descriptor) validate() error {
 			return fmt.Errorf("%w (gateways need one)", err)
 		}
 	}
+	if err := validateWGAddr(d.WGAddr, d.Capabilities.Gateway()); err != nil {
+		return err
+	}
 	if len(d.Version) > MaxVersionLength {
 		return fmt.Errorf("%w: version is %d bytes, limit %d", ErrInvalid, len(d.Version), MaxVersionLength)
 	}
@@ -262,6 +273,37 @@ func (d *Descriptor) validate() error {
 		return fmt.Errorf("%w: issued_at is missing", ErrInvalid)
 	}
 	return nil
+}
+
+// validateWGAddr checks an optional WireGuard address: an IP literal (not
+// unspecified, no zone) and a port 1..65535, announced only by gateways.
+func validateWGAddr(s string, gateway bool) error {
+	if s == "" {
+		return nil
+	}
+	if !gateway {
+		return fmt.Errorf("%w: wireguard address %q on a node that is no gateway", ErrInvalid, truncate(s, 64))
+	}
+	if err := validateHostPort("wireguard address", s); err != nil {
+		return err
+	}
+	if _, err := netip.ParseAddrPort(s); err != nil {
+		return fmt.Errorf("%w: wireguard address %q: want IP:port, not a name", ErrInvalid, truncate(s, 64))
+	}
+	return nil
+}
+
+// WGAddrPort returns the node's WireGuard address, and false if it announces
+// none (or, impossibly for a checked topology, a malformed one).
+func (n *Node) WGAddrPort() (netip.AddrPort, bool) {
+	if n.WGAddr == "" {
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(n.WGAddr)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
 
 // validateSphinxKeys accepts one key, or two for consecutive rotations.

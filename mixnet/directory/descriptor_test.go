@@ -113,6 +113,12 @@ func TestDescriptorInsaneFieldsRejected(t *testing.T) {
 		"long version":                    {func(d *Descriptor) { d.Version = strings.Repeat("v", 65) }, "version"},
 		"control char version":            {func(d *Descriptor) { d.Version = "1.0\n" }, "non-printable"},
 		"no issued_at":                    {func(d *Descriptor) { d.IssuedAt = time.Time{} }, "issued_at"},
+		"wireguard address by name":       {func(d *Descriptor) { d.WGAddr = "exit.example:51820" }, "not a name"},
+		"wireguard address port zero":     {func(d *Descriptor) { d.WGAddr = "192.0.2.1:0" }, "port"},
+		"wireguard address unspecified":   {func(d *Descriptor) { d.WGAddr = "0.0.0.0:51820" }, "unspecified"},
+		"wireguard address on a mixnode": {func(d *Descriptor) {
+			d.WGAddr, d.ClientsAddr, d.Capabilities = "192.0.2.1:51820", "", Capabilities{Mixnode: true}
+		}, "no gateway"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			d := n.desc
@@ -172,5 +178,23 @@ func TestRouterKeyTravels(t *testing.T) {
 	}
 	if got.RouterKey == nil || *got.RouterKey != rk {
 		t.Fatalf("router key %v, want %v", got.RouterKey, rk)
+	}
+}
+
+func TestWGAddrTravels(t *testing.T) {
+	n := newTestNode(t, Capabilities{Entry: true, Exit: true})
+	n.desc.WGAddr = "[2001:db8::1]:51820"
+	got, err := n.signed(t, time.Now()).Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := got.Node(1)
+	if ap, ok := node.WGAddrPort(); !ok || ap.String() != "[2001:db8::1]:51820" {
+		t.Fatalf("wg address %v %v", ap, ok)
+	}
+	other := node
+	other.WGAddr = "192.0.2.7:51820"
+	if node.EqualRouting(&other) {
+		t.Fatal("nodes with different wireguard addresses route alike")
 	}
 }

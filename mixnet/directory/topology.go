@@ -87,6 +87,8 @@ type Node struct {
 	SphinxKeys  []SphinxKey `json:"sphinx_keys"`
 	MixnetAddr  string      `json:"mixnet_addr"`
 	ClientsAddr string      `json:"clients_addr,omitempty"`
+	// WGAddr is the gateway's WireGuard IP:port (see Descriptor.WGAddr).
+	WGAddr string `json:"wg_addr,omitempty"`
 	// RouterKey, on exit-capable nodes, names their IP packet router.
 	RouterKey    *Key         `json:"router_key,omitempty"`
 	HTTPAddr     string       `json:"http_addr"`
@@ -135,6 +137,10 @@ type Topology struct {
 	// Layers[0] is mix layer 1, Layers[2] layer 3.
 	Layers  [3][]Node `json:"layers"`
 	Standby []Node    `json:"standby"`
+
+	// Issuers are the authorities' public keys for bandwidth tickets, in
+	// CompareIssuerKeys order (see IssuerKey).
+	Issuers []IssuerKey `json:"issuers,omitempty"`
 
 	// index maps identities to where they sit; built by Verify and
 	// SignTopology. Lookups fall back to a scan when it is nil.
@@ -381,6 +387,9 @@ func (t *Topology) validate() error {
 	if total > MaxTopologyNodes {
 		return fmt.Errorf("%w: %d nodes, limit %d", ErrInvalid, total, MaxTopologyNodes)
 	}
+	if err := validateIssuerKeys(t.Issuers); err != nil {
+		return err
+	}
 	index := make(map[Key]nodeRef, total)
 	var err error
 	t.each(func(n *Node, ref nodeRef) bool {
@@ -432,6 +441,9 @@ func (n *Node) Validate(role Role, rotation uint64) error {
 			return err
 		}
 	}
+	if err := validateWGAddr(n.WGAddr, n.Capabilities.Gateway()); err != nil {
+		return err
+	}
 	if !n.Capabilities.Allows(role) {
 		return fmt.Errorf("%w: assigned %s but offers %s", ErrInvalid, role, n.Capabilities)
 	}
@@ -449,7 +461,7 @@ func (n *Node) Validate(role Role, rotation uint64) error {
 // would route differently.
 func (n *Node) EqualRouting(o *Node) bool {
 	if n.Identity != o.Identity || n.NoiseKey != o.NoiseKey || n.MixnetAddr != o.MixnetAddr ||
-		n.ClientsAddr != o.ClientsAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
+		n.ClientsAddr != o.ClientsAddr || n.WGAddr != o.WGAddr || n.HTTPAddr != o.HTTPAddr || n.Capabilities != o.Capabilities ||
 		n.Version != o.Version || len(n.SphinxKeys) != len(o.SphinxKeys) ||
 		(n.RouterKey == nil) != (o.RouterKey == nil) || (n.RouterKey != nil && *n.RouterKey != *o.RouterKey) {
 		return false

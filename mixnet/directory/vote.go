@@ -39,6 +39,9 @@ type Vote struct {
 	// refused, since it would make another document.
 	Params VoteParams `json:"params"`
 	Nodes  []VoteNode `json:"nodes"`
+	// Issuers are the voter's own ticket keys (see IssuerKey), in
+	// CompareIssuerKeys order; a key of any other authority is refused.
+	Issuers []IssuerKey `json:"issuers,omitempty"`
 }
 
 // VoteParams are the settings every authority of a network must share.
@@ -123,6 +126,14 @@ func (v *Vote) check(epoch uint64) ([]Descriptor, error) {
 	p := v.Params
 	if p.EpochLength <= 0 || p.RotationEpochs == 0 || p.MaxEntries <= 0 || p.MaxExits <= 0 || p.LayerSize <= 0 {
 		return nil, fmt.Errorf("%w: params %+v", ErrInvalid, p)
+	}
+	if err := validateIssuerKeys(v.Issuers); err != nil {
+		return nil, err
+	}
+	for _, k := range v.Issuers {
+		if k.Authority != v.Authority {
+			return nil, fmt.Errorf("%w: the vote of %s carries an issuer key of %s: an authority speaks only for its own keys", ErrInvalid, v.Authority, k.Authority)
+		}
 	}
 	seen := make(map[Key]bool, len(v.Nodes))
 	descs := make([]Descriptor, len(v.Nodes))

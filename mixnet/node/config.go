@@ -89,6 +89,32 @@ type Config struct {
 	// upgrade. Turn it on once the whole network runs post-quantum links.
 	RequirePQLinks bool `toml:"require_pq_links,omitempty"`
 
+	// WireGuard (fast mode), for gateways (a mixnode ignores them); see
+	// contrib/nym-node.toml.
+	// WireGuardListen is IP:port of the door, UDP for WireGuard and TCP for
+	// registration; its port is announced (wg_addr) with announce_host or
+	// the listen IP. Empty (the default) runs no WireGuard. An entry
+	// gateway's door is an entry's; an exit gateway's (and an auto node's)
+	// is an exit's, on its own TUN under the IP router's exit networking.
+	WireGuardListen string `toml:"wireguard_listen,omitempty"`
+	// WireGuardPeerTimeout removes a peer without a handshake for this
+	// long (default 3m) and hands its addresses out again.
+	WireGuardPeerTimeout Duration `toml:"wireguard_peer_timeout,omitempty"`
+	// WireGuardMaxFlows bounds an entry's relay sockets per client
+	// (default 16).
+	WireGuardMaxFlows int `toml:"wireguard_max_flows,omitzero"`
+	// WireGuardMaxPeersPerIP bounds an entry's peers registered from one
+	// client address (IPv4, or IPv6 /64); default 16.
+	WireGuardMaxPeersPerIP int `toml:"wireguard_max_peers_per_ip,omitzero"`
+	// WireGuardTUN names an exit's WireGuard TUN (default nymwg0);
+	// WireGuardRangeV4 and WireGuardRangeV6 are the client ranges of the
+	// door (defaults: exit 10.1.0.0/16 and fc00::1:0/112, entry
+	// 10.2.0.0/16 and fc00::2:0/112; never the IP router's 10.0.0.0/16 and
+	// fc00::/112).
+	WireGuardTUN     string `toml:"wireguard_tun,omitempty"`
+	WireGuardRangeV4 string `toml:"wireguard_range_v4,omitempty"`
+	WireGuardRangeV6 string `toml:"wireguard_range_v6,omitempty"`
+
 	// Gateway limits, used when the node offers a gateway role; zero (or
 	// absent) is the gateway's own default, see mixnet/gateway.Config. They
 	// are signed so that a negative value in the file is reported as such
@@ -264,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MetricsListen != "" {
 		addrs["metrics listen"] = c.MetricsListen
+	}
+	if err := c.validateWireGuard(); err != nil {
+		return err
 	}
 	for name, a := range addrs {
 		if _, _, err := net.SplitHostPort(a); err != nil {

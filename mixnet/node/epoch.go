@@ -129,6 +129,7 @@ func (n *Node) describe(rotation uint64) (directory.Descriptor, error) {
 	if n.clientsLn != nil {
 		d.ClientsAddr = n.cfg.announce(n.clientsLn.Addr().String())
 	}
+	d.WGAddr = n.wgAddr()
 	if n.opts.RouterKey != nil {
 		rk := directory.Key(*n.opts.RouterKey)
 		d.RouterKey = &rk
@@ -173,6 +174,7 @@ func (n *Node) apply(t *directory.Topology) error {
 		return err
 	}
 	n.adopt(t)
+	n.updateWireGuard(t)
 	role, layer := t.RoleOf(directory.Key(n.keys.IdentityKey()))
 	prev := n.state.Swap(&roleState{Epoch: t.Epoch, Rotation: t.Rotation, Role: role, Layer: layer})
 	if prev.Role != role || prev.Layer != layer {

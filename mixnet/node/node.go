@@ -27,6 +27,7 @@ import (
 	"github.com/nym-go/nym/mixnet/mixnode"
 	"github.com/nym-go/nym/mixnet/nodekey"
 	"github.com/nym-go/nym/mixnet/sphinx"
+	"github.com/nym-go/nym/wggate"
 )
 
 // Version is reported to the directory and on the HTTP API.
@@ -65,6 +66,7 @@ type Node struct {
 	links    *link.Stats // shared by the pool and both link servers
 
 	gateway *gateway.Gateway // nil for a mixnode
+	wg      *wggate.Gateway  // the WireGuard door; nil without one
 
 	mixnetLn, httpLn, clientsLn, metricsLn net.Listener
 
@@ -173,6 +175,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 		}
 		return nil, err
 	}
+	n.newWireGuard()
 	return n, nil
 }
 
@@ -288,6 +291,9 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Wait()
 	if n.gateway != nil {
 		n.gateway.Close()
+	}
+	if n.wg != nil {
+		n.wg.Close()
 	}
 	select {
 	case err := <-errc:
