@@ -150,7 +150,7 @@ func TestFetchThroughMixnetNymDefaults(t *testing.T) {
 	e := startExit(t, n, client.NymDefaults())
 	page := randomPage(32 << 10)
 	serveInternet(t, e, page)
-	// The small stock of the fast profile: under -race a SURB takes about
+	// The small stock of the nodelay profile: under -race a SURB takes about
 	// 13 ms to make (0.3 ms without), so the default stock (256) would be
 	// most of this test's CPU. TestIdleTunnelStocksTheExit covers it.
 	tn, hc := vpnSide(t, n, e, DefaultProfile(), func(c *Config) { c.MinSURBs = DefaultMinSURBsDirect })
