@@ -4,13 +4,16 @@
 # namespace to the internet namespace (198.51.100.2):
 #
 #   (a) nymvpn at Nym's default parameters (--profile default)
-#   (b) nymvpn with delays and cover off (--profile fast)
+#   (b) nymvpn with delays and cover off (--profile nodelay)
+#   (f) nymvpn --mode fast: two hops of nested WireGuard (entry, exit), no
+#       mixnet; download and upload
 #   (s) `nymvpn socks5` at Nym's defaults, run as nobody (rootless): a
 #       1 MiB download through it with curl --socks5-hostname
 #   (c) a plain vxlan tunnel client -> exit -> internet between the same
 #       namespaces, without the mixnet: the ceiling
 #
-# (a), (b) and (c) each with iperf3 TCP goodput (download, -R), ping RTT idle
+# (a), (b), (f) and (c) each with iperf3 TCP goodput (download, -R; (f) and
+# (c) upload too), ping RTT idle
 # and during the download, printed as a
 # table with ratios to (c); plus a page load as a browser does it (/page:
 # one HTML page, then its 20 objects of 25 KiB over 6 parallel connections)
@@ -61,6 +64,15 @@ inns client "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" 
 	</dev/null >"$STATE/log/nymvpn.log" 2>&1 &
 echo "$! $P-client" >"$STATE/pids/nymvpn"
 for _ in $(seq 50); do vpn status >/dev/null 2>&1 && break; sleep 0.2; done
+# The gateways require tickets (unless LOCALNET_TICKETS=0): the daemon's
+# ticketbook gets a voucher's, and so does the SOCKS proxy's user. Every
+# figure below is with the gateways metering.
+VOUCHERS=()
+[[ -s $STATE/vouchers ]] && mapfile -t VOUCHERS <"$STATE/vouchers"
+if ((${#VOUCHERS[@]})); then
+	vpn tickets add "${VOUCHERS[0]}" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
+		die "nymvpn tickets add failed"
+fi
 
 wait_page() {
 	local i
@@ -71,10 +83,12 @@ wait_page() {
 	return 1
 }
 
-# goodput: iperf3 download (-R) in Mbit/s, receiver side.
+# goodput [up]: iperf3 download (-R), or upload with "up", in Mbit/s,
+# receiver side.
 goodput() {
-	local out
-	out=$(inns client iperf3 -c "$INET4" -R -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
+	local out dir=-R
+	[[ ${1:-} == up ]] && dir=
+	out=$(inns client iperf3 -c "$INET4" $dir -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
 		{ log "iperf3 failed: $(echo "$out" | tail -2)"; echo "-"; return; }
 	echo "$out" | awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i-1) } END { print (v == "" ? "-" : v) }'
 }
@@ -100,8 +114,10 @@ pageload() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
 
-declare -A GP RTT LOSS CPU LRTT
+declare -A GP RTT LOSS CPU LRTT UP
 GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=- LRTT[s]=-
+UP[a]=- UP[b]=- UP[s]=- UP[f]=- UP[c]=-
+GP[f]=- RTT[f]=- LOSS[f]=- CPU[f]=- LRTT[f]=-
 # cpu_sample: total and idle jiffies of the whole machine. Every namespace
 # shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
 # load together: near 100% busy means the path is bound by CPU, not by a
@@ -140,9 +156,17 @@ log "(s) nymvpn socks5 as nobody, Nym defaults: 1 MiB through curl --socks5-host
 SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
 chmod 755 "$SOCKS_BIN"
 install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
+SOCKS_TICKETS=()
+if ((${#VOUCHERS[@]} > 1)); then
+	install -d -m 700 -o 65534 -g 65534 "$SOCKS_BIN/book"
+	vpn tickets --book "$SOCKS_BIN/book/tickets.book" add "${VOUCHERS[1]}" --network "$STATE/network.toml" >/dev/null ||
+		die "nymvpn tickets add (socks) failed"
+	chown 65534:65534 "$SOCKS_BIN/book/tickets.book"
+	SOCKS_TICKETS=(--tickets "$SOCKS_BIN/book/tickets.book")
+fi
 ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
 	"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --network "$STATE/network.toml" \
-	--dns "$INET4" --profile default </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
+	--dns "$INET4" --profile default "${SOCKS_TICKETS[@]}" </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
 SOCKS_PID=$!
 echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
 socks_ok=
@@ -167,10 +191,20 @@ kill "$SOCKS_PID" 2>/dev/null || true
 wait "$SOCKS_PID" 2>/dev/null || true
 rm -f "$STATE/pids/nymvpn-socks"
 
-log "(b) nymvpn connect --profile fast"
-vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile fast >/dev/null
+log "(b) nymvpn connect --profile nodelay"
+vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile nodelay >/dev/null
 wait_page || die "(b): no page through the tunnel"
 measure b
+vpn disconnect >/dev/null
+
+log "(f) nymvpn connect --mode fast (nested WireGuard: entry, exit)"
+if vpn connect --network "$STATE/network.toml" --dns "$INET4" --mode fast >/dev/null && wait_page; then
+	measure f
+	log "(f) iperf3 upload"
+	UP[f]=$(goodput up)
+else
+	log "(f): fast mode did not connect; see $STATE/log/nymvpn.log"
+fi
 vpn disconnect >/dev/null
 
 log "(c) plain tunnel (vxlan over the LAN) client -> exit -> internet"
@@ -210,23 +244,27 @@ table ip bench_plain {
 EOF
 inns client curl -sf --max-time 5 "http://$INET4/" >/dev/null || die "(c): no page through the plain tunnel"
 measure c
+log "(c) iperf3 upload"
+UP[c]=$(goodput up)
 PAGE_PLAIN=$(pageload)
 
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
-printf '%-34s %14s %10s %12s %10s %8s %14s %9s\n' path "goodput Mb/s" "vs plain" "RTT avg ms" "vs plain" loss "RTT loaded ms" "CPU busy"
-for k in a b s c; do
+printf '%-34s %14s %10s %8s %12s %10s %8s %14s %9s\n' path "goodput Mb/s" "vs plain" "up Mb/s" "RTT avg ms" "vs plain" loss "RTT loaded ms" "CPU busy"
+for k in a b s f c; do
 	case $k in
 	a) name="(a) Nym defaults" ;;
 	s) name="(s) socks5, Nym defaults (1 MiB)" ;;
-	b) name="(b) --profile fast (no delay/cover)" ;;
+	b) name="(b) --profile nodelay" ;;
+	f) name="(f) --mode fast (WireGuard x2)" ;;
 	c) name="(c) plain vxlan tunnel (ceiling)" ;;
 	esac
-	printf '%-34s %14s %10s %12s %10s %8s %14s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" \
+	printf '%-34s %14s %10s %8s %12s %10s %8s %14s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
 		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}"
 done
 echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
 echo "RTT loaded: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
+echo "fast mode targets: goodput >= 0.5 of plain (down $(ratio "${GP[f]}" "${GP[c]}"), up $(ratio "${UP[f]}" "${UP[c]}")); idle RTT within 2 ms of plain ($(awk -v f="${RTT[f]}" -v c="${RTT[c]}" 'BEGIN { if (f == "-" || c == "-") print "-"; else printf "%+.2f ms\n", f - c }'))"
 echo
 echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"

@@ -41,14 +41,18 @@ func applyMarkRestore(ns *boundNetNS, mark uint32, sysctls []sysctlRecord) error
 		Hooknum: nftables.ChainHookPrerouting, Priority: mangle})
 	post := conn.AddChain(&nftables.Chain{Name: "postmangle", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPostrouting, Priority: mangle})
-	// meta l4proto tcp meta mark set ct mark
-	conn.AddRule(rule(t, pre, matchL4proto(unix.IPPROTO_TCP), one(
-		&expr.Ct{Key: expr.CtKeyMARK, Register: reg},
-		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg})))
-	// meta l4proto tcp meta mark MARK ct mark set meta mark
-	conn.AddRule(rule(t, post, matchL4proto(unix.IPPROTO_TCP), matchMark(mark), one(
-		&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
-		&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: reg})))
+	// TCP for the gateway and directory connections, UDP for fast mode's
+	// WireGuard to the entry (as wg-quick does it for WireGuard).
+	for _, proto := range []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP} {
+		// meta l4proto PROTO meta mark set ct mark
+		conn.AddRule(rule(t, pre, matchL4proto(proto), one(
+			&expr.Ct{Key: expr.CtKeyMARK, Register: reg},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: reg})))
+		// meta l4proto PROTO meta mark MARK ct mark set meta mark
+		conn.AddRule(rule(t, post, matchL4proto(proto), matchMark(mark), one(
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: reg},
+			&expr.Ct{Key: expr.CtKeyMARK, SourceRegister: true, Register: reg})))
+	}
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("install table %s: %w", MarkTable, err)
 	}

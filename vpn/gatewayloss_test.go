@@ -21,7 +21,7 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 	routerKey := [32]byte{}
 	tn0 := testnet.Start(t, testnet.Options{Entries: 2, MaxEntries: 2, RouterKey: &routerKey})
 	n := &miniNet{Net: tn0, Exit: tn0.Exit(), nodes: tn0.Nodes()}
-	e := startExit(t, n, FastProfile().Loopix)
+	e := startExit(t, n, NoDelayProfile().Loopix)
 	page := randomPage(16 << 10)
 	serveInternet(t, e, page)
 
@@ -34,13 +34,13 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("%d entry gateways, want 2", len(entries))
 	}
-	tunnel, hc := vpnSide(t, n, e, FastProfile(), func(c *Config) {
+	tunnel, hc := vpnSide(t, n, e, NoDelayProfile(), func(c *Config) {
 		// Silence alone would take two minutes to notice.
 		c.DeadAfter = 2 * time.Minute
 		c.GatewayTimeout = 2 * time.Second
 		c.Dial = func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
 			gw := directory.Key(entries[min(attempt, 1)].Identity())
-			return connectMixnet(t, n, FastProfile().Loopix, gw), e.mix.Address(), nil
+			return connectMixnet(t, n, NoDelayProfile().Loopix, gw), e.mix.Address(), nil
 		}
 	})
 	if !bytes.Equal(fetch(t, hc, 30*time.Second), page) {

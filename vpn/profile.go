@@ -36,27 +36,36 @@ func DefaultProfile() Profile {
 	}
 }
 
-// FastProfile turns mixing down for speed: 1 ms mean delay per hop, packets
-// sent as soon as they are ready, no cover traffic. WEAKER ANONYMITY: timing
-// correlation between the entry and the exit becomes easy.
-func FastProfile() Profile {
+// NoDelayProfile turns mixing down for speed: 1 ms mean delay per hop,
+// packets sent as soon as they are ready, no cover traffic. WEAKER
+// ANONYMITY: timing correlation between the entry and the exit becomes
+// easy. (It was called "fast"; fast now means nymvpn's two-hop WireGuard
+// mode, which is faster still and no weaker against that observer.)
+func NoDelayProfile() Profile {
 	return Profile{
-		Name:        "fast",
+		Name:        "nodelay",
 		Loopix:      client.Loopix{HopDelay: time.Millisecond},
 		Weak:        true,
 		Description: "WEAKER ANONYMITY: 1 ms per hop, no Poisson stream, no cover traffic",
 	}
 }
 
-// ProfileByName returns the profile called name ("default" or "fast").
+// FastProfile is the old name of NoDelayProfile.
+//
+// Deprecated: use NoDelayProfile.
+func FastProfile() Profile { return NoDelayProfile() }
+
+// ProfileByName returns the profile called name ("default" or "nodelay").
 func ProfileByName(name string) (Profile, error) {
 	switch name {
 	case "", "default":
 		return DefaultProfile(), nil
+	case "nodelay":
+		return NoDelayProfile(), nil
 	case "fast":
-		return FastProfile(), nil
+		return Profile{}, fmt.Errorf("vpn: the profile once called fast is now nodelay (--profile nodelay); fast mode is --mode fast")
 	}
-	return Profile{}, fmt.Errorf("vpn: unknown profile %q (want default or fast)", name)
+	return Profile{}, fmt.Errorf("vpn: unknown profile %q (want default or nodelay)", name)
 }
 
 // ReorderTimeout is how long the downstream resequencer waits for a missing

@@ -111,10 +111,10 @@ func randomPage(n int) []byte {
 func TestFetchThroughMixnetFast(t *testing.T) {
 	leakcheck.Check(t)
 	n := startMiniNet(t, [32]byte{})
-	e := startExit(t, n, FastProfile().Loopix)
+	e := startExit(t, n, NoDelayProfile().Loopix)
 	page := randomPage(512 << 10)
 	serveInternet(t, e, page)
-	tn, hc := vpnSide(t, n, e, FastProfile(), nil)
+	tn, hc := vpnSide(t, n, e, NoDelayProfile(), nil)
 
 	start := time.Now()
 	body := fetch(t, hc, 60*time.Second)
@@ -150,7 +150,10 @@ func TestFetchThroughMixnetNymDefaults(t *testing.T) {
 	e := startExit(t, n, client.NymDefaults())
 	page := randomPage(32 << 10)
 	serveInternet(t, e, page)
-	tn, hc := vpnSide(t, n, e, DefaultProfile(), nil)
+	// The small stock of the nodelay profile: under -race a SURB takes about
+	// 13 ms to make (0.3 ms without), so the default stock (256) would be
+	// most of this test's CPU. TestIdleTunnelStocksTheExit covers it.
+	tn, hc := vpnSide(t, n, e, DefaultProfile(), func(c *Config) { c.MinSURBs = DefaultMinSURBsDirect })
 
 	start := time.Now()
 	body := fetch(t, hc, 120*time.Second)
@@ -161,19 +164,37 @@ func TestFetchThroughMixnetNymDefaults(t *testing.T) {
 	t.Logf("nym defaults: %d KiB in %v; stats %+v", len(page)>>10, took.Round(time.Millisecond), tn.Stats())
 }
 
+// An idle tunnel at Nym's defaults keeps the exit stocked with a burst's
+// worth of SURBs, so that a page's replies leave at once instead of waiting
+// for SURBs our upstream sends at most three per slot (issue 11's page-load
+// regression: the exit held 60-95 between pages where 250-300 were needed).
+func TestIdleTunnelStocksTheExit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("Nym's mixing takes seconds")
+	}
+	leakcheck.Check(t)
+	n := startMiniNet(t, [32]byte{})
+	e := startExit(t, n, client.NymDefaults())
+	vpnSide(t, n, e, DefaultProfile(), nil)
+	// Generous: 256 SURBs take seconds of CPU under -race.
+	poll.Until(t, 3*time.Minute, "the exit holds DefaultMinSURBs of ours", func() bool {
+		return e.mix.Stats().SURBsHeld >= DefaultMinSURBs
+	})
+}
+
 // A tunnel whose device could not be set up is closed without Run: the
 // exit hears goodbye and frees the session at once, and the mixnet client
 // is closed, not leaked.
 func TestCloseWithoutRun(t *testing.T) {
 	leakcheck.Check(t)
 	n := startMiniNet(t, [32]byte{})
-	e := startExit(t, n, FastProfile().Loopix)
+	e := startExit(t, n, NoDelayProfile().Loopix)
 	var mix *client.Client
 	cfg := Config{
-		Profile: FastProfile(),
+		Profile: NoDelayProfile(),
 		Logger:  quietLogger(),
 		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
-			mix = connectMixnet(t, n, FastProfile().Loopix, directory0(n))
+			mix = connectMixnet(t, n, NoDelayProfile().Loopix, directory0(n))
 			return mix, e.mix.Address(), nil
 		},
 	}

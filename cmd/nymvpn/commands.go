@@ -132,11 +132,31 @@ func printStatus(cmd *cobra.Command, s *status) {
 		return
 	}
 	fmt.Fprintf(w, "state:     %s\n", s.State)
-	if s.Stats != nil {
+	switch {
+	case s.Mode == modeFast:
+		fmt.Fprintf(w, "mode:      fast (WireGuard through an entry and an exit, no mixing: the entry sees who, the exit sees where)\n")
+		if s.Entry != "" {
+			fmt.Fprintf(w, "entry:     %s\n", s.Entry)
+		}
+	case s.Mode != "":
+		fmt.Fprintf(w, "mode:      %s (through the mixnet)\n", s.Mode)
+	}
+	if s.Stats != nil && s.Mode == modeFast {
+		st := s.Stats
+		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))
+		fmt.Fprintf(w, "sent:      %d bytes\nreceived:  %d bytes\nhandshake: %v ago\nreconnects: %d\n", st.BytesUp, st.BytesDown, s.Handshake, st.Reconnects)
+	} else if s.Stats != nil {
 		st := s.Stats
 		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))
 		fmt.Fprintf(w, "sent:      %d bytes, %d packets\nreceived:  %d bytes, %d packets\n", st.BytesUp, st.PacketsUp, st.BytesDown, st.PacketsDown)
 		fmt.Fprintf(w, "SURBs:     %d sent, %d used, ~%d at the exit\nreconnects: %d\n", st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Reconnects)
+	}
+	if t := s.Tickets; t != nil && t.Known {
+		if t.Unmetered {
+			fmt.Fprintf(w, "tickets:   the entry gateway requires none\n")
+		} else {
+			fmt.Fprintf(w, "tickets:   %d bytes left at the entry gateway (%d tickets shown; `nymvpn tickets` lists the rest)\n", t.Left, t.Spent)
+		}
 	}
 	if s.KillSwitch {
 		fmt.Fprintf(w, "kill switch: on (only the tunnel gets out until `nymvpn disconnect`)\n")

@@ -14,13 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/vpn"
 )
 
@@ -43,13 +43,23 @@ type response struct {
 
 // status is what `nymvpn status` shows.
 type status struct {
-	State  string     `json:"state"`
+	State string `json:"state"`
+	// Mode is anonymous (the mixnet) or fast (WireGuard through an entry
+	// and an exit).
+	Mode   string     `json:"mode,omitempty"`
+	Entry  string     `json:"entry,omitempty"` // fast mode's entry gateway
 	Exit   string     `json:"exit,omitempty"`
 	Router string     `json:"router,omitempty"`
 	Addrs  []string   `json:"addresses,omitempty"`
 	MTU    int        `json:"mtu,omitempty"`
 	Stats  *vpn.Stats `json:"stats,omitempty"`
-	Error  string     `json:"last_error,omitempty"`
+	// Tickets is the account at the entry gateway: bytes left, or
+	// unmetered.
+	Tickets *client.TicketStatus `json:"tickets,omitempty"`
+	Error   string               `json:"last_error,omitempty"`
+	// Handshake is the age of the last WireGuard handshake with the exit
+	// (fast mode).
+	Handshake time.Duration `json:"handshake_age_ns,omitempty"`
 	// KillSwitch: the kill switch is in force (also while disconnected,
 	// after a failed connect or a restart, until `nymvpn disconnect`).
 	KillSwitch bool `json:"kill_switch"`
@@ -63,6 +73,7 @@ type daemon struct {
 	mu      sync.Mutex
 	tunnel  *vpn.Tunnel
 	plan    *plan
+	fast    *fastTunnel // instead of tunnel and plan in fast mode
 	cancel  context.CancelFunc
 	done    chan struct{}
 	host    host
@@ -110,12 +121,7 @@ func defaultStatePath(socket string) string {
 // state file as the state is one per socket. A restarted daemon then
 // connects while no authority answers, as long as the consensus is fresh.
 func consensusCachePath(statePath string) string {
-	name := strings.TrimSuffix(filepath.Base(statePath), ".state")
-	name = strings.TrimPrefix(strings.TrimPrefix(name, "platform"), ".")
-	if name != "" && !strings.HasPrefix(name, "-") {
-		name = "-" + name
-	}
-	return filepath.Join(filepath.Dir(statePath), "consensus"+name+".json")
+	return besideState(statePath, "consensus", ".json")
 }
 
 func (d *daemon) serve(ctx context.Context, socket string) error {
@@ -202,7 +208,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.tunnel != nil {
+	if d.tunnel != nil || d.fast != nil {
 		return errors.New("already connected; disconnect first")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -221,10 +227,14 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 			return err
 		}
 	}
+	if req.Mode == modeFast {
+		return d.connectFast(cctx, req, out)
+	}
 	p, err := makePlan(cctx, req, out, consensusCachePath(d.statePath))
 	if err != nil {
 		return d.failed(err, out)
 	}
+	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath, req.network)}
 	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
 	if err != nil {
 		return d.failed(err, out)
@@ -256,6 +266,29 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	return nil
 }
 
+// connectFast is connect in fast mode, once the kill switch is on.
+func (d *daemon) connectFast(ctx context.Context, req connectRequest, out *outside) error {
+	replan := func(ctx context.Context) (*fastPlan, error) {
+		return makeFastPlan(ctx, req, out, consensusCachePath(d.statePath))
+	}
+	p, err := replan(ctx)
+	if err != nil {
+		return d.failed(err, out)
+	}
+	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, replan: replan, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting}
+	if err := ft.connect(ctx); err != nil {
+		return d.failed(err, out)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.fast, d.cancel, d.done, d.lastErr = ft, rcancel, done, ""
+	go func() {
+		defer close(done)
+		ft.Run(rctx)
+	}()
+	return nil
+}
+
 // failed undoes a connect that did not come up, but the kill switch: it
 // stays (letting out only the marked directory) until the user disconnects.
 func (d *daemon) failed(err error, out *outside) error {
@@ -283,7 +316,10 @@ func (d *daemon) disconnect() error {
 	if d.plan != nil {
 		d.plan.out.close()
 	}
-	d.tunnel, d.plan, d.cancel, d.done = nil, nil, nil, nil
+	if d.fast != nil {
+		d.fast.Close()
+	}
+	d.tunnel, d.plan, d.fast, d.cancel, d.done = nil, nil, nil, nil, nil
 	if d.host == nil {
 		return nil
 	}
@@ -294,12 +330,24 @@ func (d *daemon) status() *status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ks := d.host != nil && d.host.KillSwitchOn()
+	if d.fast != nil {
+		s := d.fast.status()
+		s.KillSwitch, s.Error = ks, d.lastErr
+		return s
+	}
 	if d.tunnel == nil {
 		return &status{State: "disconnected", Error: d.lastErr, KillSwitch: ks}
 	}
 	st := d.tunnel.Stats()
+	var ts *client.TicketStatus
+	if c := d.plan.mix.Load(); c != nil {
+		s := c.TicketStatus()
+		ts = &s
+	}
 	return &status{
+		Tickets:    ts,
 		KillSwitch: ks,
+		Mode:       modeAnonymous,
 		State:      st.State.String(),
 		Exit:       d.plan.exit.String(),
 		Router:     d.plan.router.String(),

@@ -269,7 +269,7 @@ func TestDaemonRestartKeepsTheKillSwitch(t *testing.T) {
 
 	// A connect with the directory unreachable (nothing listens there)
 	// fails, and the kill switch stays.
-	req := connectRequest{DirectoryURL: "http://192.0.2.1:8000", DirectoryKey: testDirKey, Profile: "fast", KillSwitch: false}
+	req := connectRequest{DirectoryURL: "http://192.0.2.1:8000", DirectoryKey: testDirKey, Profile: "nodelay", KillSwitch: false}
 	if _, err := call(d.socket, request{Op: "connect", Connect: &req}); err == nil {
 		t.Fatal("connect with an unreachable directory succeeded")
 	}

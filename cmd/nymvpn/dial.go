@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
@@ -23,6 +24,10 @@ type plan struct {
 	entries []directory.Node // candidates, the chosen one first
 	profile vpn.Profile
 	out     *outside
+	// tickets pays entry gateways that require tickets (nil: none).
+	tickets client.TicketSource
+	// mix is the mixnet client of the current connection, for status.
+	mix atomic.Pointer[client.Client]
 }
 
 // makePlan fetches the consensus of the request's network through out
@@ -34,11 +39,9 @@ func makePlan(ctx context.Context, req connectRequest, out *outside, cache strin
 	if p.profile, err = vpn.ProfileByName(req.Profile); err != nil {
 		return nil, err
 	}
-	dc := directory.NewNetworkClient(p.network, out.hc)
-	dc.CachePath = cache
-	top, err := dc.Topology(ctx)
+	top, err := fetchTopology(ctx, p.network, out, cache)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the topology: %w", err)
+		return nil, err
 	}
 	var exits []directory.Node
 	for _, n := range top.Exit {
@@ -65,6 +68,18 @@ func makePlan(ctx context.Context, req connectRequest, out *outside, cache strin
 	return p, nil
 }
 
+// fetchTopology fetches and verifies network's consensus through out,
+// keeping it in cache (when not "").
+func fetchTopology(ctx context.Context, network *directory.Network, out *outside, cache string) (*directory.Topology, error) {
+	dc := directory.NewNetworkClient(network, out.hc)
+	dc.CachePath = cache
+	top, err := dc.Topology(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the topology: %w", err)
+	}
+	return top, nil
+}
+
 // dialer returns a vpn.Dialer that connects through the plan's entry
 // gateways: the chosen one first, then the next one on each redial, so a
 // lost gateway is left behind.
@@ -78,6 +93,7 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 			DialContext:    p.out.dialGateway,
 			Loopix:         &lp,
 			Logger:         log,
+			Tickets:        p.tickets,
 		}
 		if len(p.entries) > 0 {
 			cfg.Gateway = p.entries[attempt%len(p.entries)].Identity
@@ -86,6 +102,7 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 		if err != nil {
 			return nil, client.Address{}, err
 		}
+		p.mix.Store(c)
 		return c, p.router, nil
 	}
 }

@@ -59,7 +59,7 @@ func TestFakeEntryOpensNoHole(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startTestNet(t, id.Public)
-	startExit(t, n, id, vpn.FastProfile().Loopix)
+	startExit(t, n, id, vpn.NoDelayProfile().Loopix)
 	top, err := n.Topology()
 	if err != nil || len(top.Entry) == 0 {
 		t.Fatalf("topology: %v", err)
@@ -134,7 +134,7 @@ func TestFakeEntryOpensNoHole(t *testing.T) {
 		DirectoryURL: "http://192.0.2.1:8000",
 		DirectoryKey: base64.RawURLEncoding.EncodeToString(dirPriv.Public().(ed25519.PublicKey)),
 		Entry:        entry.Identity.String(),
-		Profile:      "fast",
+		Profile:      "nodelay",
 		KillSwitch:   true,
 	}
 	if resp, err := call(d.socket, request{Op: "connect", Connect: &req}); err != nil {

@@ -25,6 +25,9 @@ type host interface {
 	// Open lets the daemon's marked TCP to gw through the kill switch until
 	// release is called; without a kill switch it does nothing.
 	Open(gw netip.AddrPort) (release func(), err error)
+	// OpenUDP is Open for the daemon's marked UDP: fast mode's WireGuard
+	// to the entry gateway.
+	OpenUDP(gw netip.AddrPort) (release func(), err error)
 	// Up creates the TUN with the tunnel's addresses and MTU and sends the
 	// host's traffic (all but the marked sockets') and DNS through it.
 	Up(addrs []netip.Prefix, mtu int, dns []netip.Addr) (tun.Device, error)

@@ -20,9 +20,9 @@ type linuxHost struct {
 
 	mu       sync.Mutex
 	ks       *platform.KillSwitch
-	tun      string                 // the TUN the kill switch lets through; "" before Up
-	dir      netip.AddrPort         // the directory, let out marked
-	gateways map[netip.AddrPort]int // gateways let out marked, by open connections
+	tun      string                    // the TUN the kill switch lets through; "" before Up
+	dir      netip.AddrPort            // the directory, let out marked
+	gateways map[platform.Endpoint]int // gateways let out marked, by open connections
 	routes   *platform.Routes
 	dns      *platform.DNS
 }
@@ -34,7 +34,7 @@ func newHost(statePath string) (host, error) {
 	if err := platform.RestoreKeepingKillSwitch(statePath); err != nil {
 		return nil, fmt.Errorf("restoring the state of an earlier run: %w", err)
 	}
-	h := &linuxHost{statePath: statePath, gateways: make(map[netip.AddrPort]int)}
+	h := &linuxHost{statePath: statePath, gateways: make(map[platform.Endpoint]int)}
 	kept, err := platform.KillSwitchRecorded(statePath)
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ func (h *linuxHost) rulesLocked() platform.KillSwitchRules {
 		r.Allowed = append(r.Allowed, platform.Endpoint{Addr: h.dir, Protocol: platform.TCP})
 	}
 	for gw := range h.gateways {
-		r.Allowed = append(r.Allowed, platform.Endpoint{Addr: gw, Protocol: platform.TCP})
+		r.Allowed = append(r.Allowed, gw)
 	}
 	return r
 }
@@ -90,6 +90,14 @@ func (h *linuxHost) KillSwitchOn() bool {
 }
 
 func (h *linuxHost) Open(gw netip.AddrPort) (func(), error) {
+	return h.open(platform.Endpoint{Addr: gw, Protocol: platform.TCP})
+}
+
+func (h *linuxHost) OpenUDP(gw netip.AddrPort) (func(), error) {
+	return h.open(platform.Endpoint{Addr: gw, Protocol: platform.UDP})
+}
+
+func (h *linuxHost) open(gw platform.Endpoint) (func(), error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ks == nil {

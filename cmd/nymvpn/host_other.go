@@ -16,9 +16,10 @@ type otherHost struct{}
 
 func newHost(statePath string) (host, error) { return nil, errUnsupported }
 
-func (otherHost) KillSwitch(netip.AddrPort) error     { return errUnsupported }
-func (otherHost) KillSwitchOn() bool                  { return false }
-func (otherHost) Open(netip.AddrPort) (func(), error) { return func() {}, nil }
+func (otherHost) KillSwitch(netip.AddrPort) error        { return errUnsupported }
+func (otherHost) KillSwitchOn() bool                     { return false }
+func (otherHost) Open(netip.AddrPort) (func(), error)    { return func() {}, nil }
+func (otherHost) OpenUDP(netip.AddrPort) (func(), error) { return func() {}, nil }
 func (otherHost) Up([]netip.Prefix, int, []netip.Addr) (tun.Device, error) {
 	return nil, errUnsupported
 }

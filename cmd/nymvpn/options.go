@@ -48,6 +48,7 @@ type connectRequest struct {
 	Entry        string       `json:"entry,omitempty"`
 	Exit         string       `json:"exit,omitempty"`
 	Profile      string       `json:"profile"`
+	Mode         string       `json:"mode,omitempty"` // anonymous ("") or fast
 	DNS          []netip.Addr `json:"dns,omitempty"`
 	KillSwitch   bool         `json:"kill_switch"`
 
@@ -64,7 +65,8 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 	f.StringVar(&r.DirectoryKey, "directory-key", "", "the directory's public key")
 	f.StringVar(&r.Entry, "entry", "", "identity of the entry gateway (default: random)")
 	f.StringVar(&r.Exit, "exit", "", "identity of the exit gateway (default: random)")
-	f.StringVar(&r.Profile, "profile", "default", "mixing: default (Nym's parameters) or fast (WEAKER ANONYMITY)")
+	f.StringVar(&r.Mode, "mode", modeAnonymous, "anonymous (through the mixnet) or fast (two hops of WireGuard: the entry sees who, the exit sees where, no mixing)")
+	f.StringVar(&r.Profile, "profile", "default", "anonymous mode's mixing: default (Nym's parameters) or nodelay (WEAKER ANONYMITY)")
 	f.StringSliceVar(&r.dnsText, "dns", []string{"1.1.1.1", "9.9.9.9"}, "DNS resolvers to use through the tunnel")
 	f.BoolVar(&r.KillSwitch, "kill-switch", true, "block all traffic outside the tunnel while connecting, connected or reconnecting")
 }
@@ -73,6 +75,13 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 func (r *connectRequest) check() error {
 	if err := r.checkDirectory(); err != nil {
 		return err
+	}
+	switch r.Mode {
+	case "", modeAnonymous:
+		r.Mode = modeAnonymous
+	case modeFast:
+	default:
+		return fmt.Errorf("--mode %q: want anonymous or fast", r.Mode)
 	}
 	if _, err := vpn.ProfileByName(r.Profile); err != nil {
 		return err

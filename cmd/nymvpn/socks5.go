@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/socks"
 	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/vpn"
@@ -29,6 +30,9 @@ type socksOptions struct {
 	MaxTunnels int
 	// IdleTimeout closes an isolated tunnel nothing has used for this long.
 	IdleTimeout time.Duration
+	// Tickets is the ticketbook that pays entry gateways requiring
+	// tickets ("": none).
+	Tickets string
 	// Ready, when set, is called once the proxy accepts clients.
 	Ready func()
 
@@ -55,6 +59,11 @@ tunnel of its own, opened on first use and closed when idle.`,
 			if err := req.check(); err != nil {
 				return err
 			}
+			if req.Mode == modeFast {
+				// Fast mode's inner WireGuard needs a TUN the kernel routes
+				// to; the rootless proxy has none.
+				return fmt.Errorf("--mode fast: the SOCKS proxy runs through the mixnet only; use `nymvpn connect --mode fast`")
+			}
 			if len(req.DNS) == 0 {
 				return fmt.Errorf("--dns: at least one resolver is needed; names are resolved through the tunnel only")
 			}
@@ -73,10 +82,12 @@ tunnel of its own, opened on first use and closed when idle.`,
 	}
 	req.flags(cmd.Flags())
 	cmd.Flags().MarkHidden("kill-switch") // nothing on the host is touched
+	cmd.Flags().MarkHidden("mode")        // the mixnet only
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:1080", "address to serve SOCKS on")
 	cmd.Flags().BoolVar(&so.Isolate, "isolate", false, "a tunnel of its own for each SOCKS user name")
 	cmd.Flags().IntVar(&so.MaxTunnels, "isolate-max", 16, "most isolated tunnels open at once")
 	cmd.Flags().DurationVar(&so.IdleTimeout, "isolate-idle", 5*time.Minute, "close an isolated tunnel unused for this long")
+	cmd.Flags().StringVar(&so.Tickets, "tickets", "", "ticketbook paying gateways that require tickets (`nymvpn tickets --book FILE add VOUCHER` makes one)")
 	return cmd
 }
 
@@ -104,6 +115,9 @@ func serveSocks(ctx context.Context, ln net.Listener, req connectRequest, so soc
 	p, err := makePlan(pctx, req, out, "")
 	if err != nil {
 		return err
+	}
+	if so.Tickets != "" {
+		p.tickets = &client.BookTickets{Path: so.Tickets}
 	}
 	if p.profile.Weak {
 		log.Warn("profile " + p.profile.Name + ": " + p.profile.Description)

@@ -158,12 +158,12 @@ func startSocks(t *testing.T, so socksOptions) *socksNet {
 // req names the directory.
 func startSocksOn(t *testing.T, n *testNet, id link.KeyPair, so socksOptions, req connectRequest) *socksNet {
 	t.Helper()
-	inet := startExit(t, n, id, vpn.FastProfile().Loopix)
+	inet := startExit(t, n, id, vpn.NoDelayProfile().Loopix)
 	page := make([]byte, 64<<10)
 	rand.Read(page)
 	serveInternet(t, inet, page)
 
-	req.Profile = "fast"
+	req.Profile = "nodelay"
 	req.dnsText = []string{dnsAddr.String()}
 	if err := req.check(); err != nil {
 		t.Fatal(err)

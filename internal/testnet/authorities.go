@@ -13,6 +13,7 @@ import (
 
 	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/ticket"
 )
 
 // DefaultNetworkEpoch is the epoch of a test network of several
@@ -63,6 +64,7 @@ func (n *Net) startAuthorities() {
 		t.Fatal(err)
 	}
 	n.Network = network
+	n.authorityDirs = dirs
 	for i := range o.Authorities {
 		srv, err := authority.NewServer(authority.Config{
 			DataDir:        dirs[i],
@@ -118,3 +120,18 @@ func (n *Net) StopAuthority(i int) {
 
 // Authority returns the server of authority i of a network.
 func (n *Net) Authority(i int) *authority.Server { return n.authorities[i].srv }
+
+// AuthorityDir is the data directory of authority i (0 for the single
+// directory): its database and vouchers file are there.
+func (n *Net) AuthorityDir(i int) string { return n.authorityDirs[i] }
+
+// AddVouchers installs vouchers at every authority, as `nym-api vouchers
+// add` does while they run.
+func (n *Net) AddVouchers(vs ...ticket.Voucher) {
+	n.t.Helper()
+	for _, dir := range n.authorityDirs {
+		if _, err := authority.AddVouchers(dir, vs); err != nil {
+			n.t.Fatalf("testnet: vouchers: %v", err)
+		}
+	}
+}

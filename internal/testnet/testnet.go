@@ -78,6 +78,8 @@ type Net struct {
 	Network     *directory.Network
 	NetworkFile string
 	authorities []*runningAuthority
+	// authorityDirs are the authorities' data directories, in order.
+	authorityDirs []string
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -178,8 +180,9 @@ func (n *Net) startDirectory() {
 	t := n.t
 	probe := max(n.opts.EpochLength/20, 20*time.Millisecond)
 	probe = min(probe, 200*time.Millisecond)
+	n.authorityDirs = []string{t.TempDir()}
 	srv, err := authority.NewServer(authority.Config{
-		DataDir:        t.TempDir(),
+		DataDir:        n.authorityDirs[0],
 		EpochLength:    n.opts.EpochLength,
 		RotationEpochs: n.opts.RotationEpochs,
 		ProbeInterval:  probe,
