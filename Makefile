@@ -69,6 +69,7 @@ bench:
 	$(GO) test -run '^$$' -bench NodeSockets -benchtime 1x ./mixnet/node | tee -a $(BIN)/bench.txt
 	$(GO) test -run '^$$' -bench 'PacketCreation|Goodput|Upstream' -benchtime 3x ./mixnet/client | tee -a $(BIN)/bench.txt
 	$(GO) test -run '^$$' -bench 'IssueBook|VerifySpend' -benchtime $(BENCHTIME) ./mixnet/ticket | tee -a $(BIN)/bench.txt
+	$(GO) test -run '^$$' -bench GatewayMetering -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./mixnet/gateway | tee -a $(BIN)/bench.txt
 	$(GO) run ./internal/benchtable < $(BIN)/bench.txt
 	@if [ "$$(id -u)" = 0 ]; then localnet/bench.sh; else echo "bench: not root, skipping the VPN benchmark (localnet/bench.sh)"; fi
 

@@ -68,6 +68,15 @@ inns client "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" 
 	</dev/null >"$STATE/log/nymvpn.log" 2>&1 &
 echo "$! $P-client" >"$STATE/pids/nymvpn"
 for _ in $(seq 50); do vpn status >/dev/null 2>&1 && break; sleep 0.2; done
+# The gateways require tickets (unless LOCALNET_TICKETS=0): the daemon's
+# ticketbook gets a voucher's, and so does the SOCKS proxy's user. Every
+# figure below is with the gateways metering.
+VOUCHERS=()
+[[ -s $STATE/vouchers ]] && mapfile -t VOUCHERS <"$STATE/vouchers"
+if ((${#VOUCHERS[@]})); then
+	vpn tickets add "${VOUCHERS[0]}" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
+		die "nymvpn tickets add failed"
+fi
 
 wait_page() {
 	local i
@@ -168,9 +177,17 @@ if row s; then
 	SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
 	chmod 755 "$SOCKS_BIN"
 	install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
+	SOCKS_TICKETS=()
+	if ((${#VOUCHERS[@]} > 1)); then
+		install -d -m 700 -o 65534 -g 65534 "$SOCKS_BIN/book"
+		vpn tickets --book "$SOCKS_BIN/book/tickets.book" add "${VOUCHERS[1]}" --network "$STATE/network.toml" >/dev/null ||
+			die "nymvpn tickets add (socks) failed"
+		chown 65534:65534 "$SOCKS_BIN/book/tickets.book"
+		SOCKS_TICKETS=(--tickets "$SOCKS_BIN/book/tickets.book")
+	fi
 	ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --network "$STATE/network.toml" \
-		--dns "$INET4" --profile default </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
+		--dns "$INET4" --profile default "${SOCKS_TICKETS[@]}" </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
 	SOCKS_PID=$!
 	echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
 	socks_ok=

@@ -90,6 +90,17 @@ if inclient curl -s --max-time 3 "http://$INET4/" >/dev/null; then
 fi
 echo "ok: $CLIENT has no path to $INET4"
 
+step "redeem a voucher for bandwidth tickets: the gateways require them"
+# localnet.sh minted the vouchers (nym-api vouchers create) at every
+# authority; two of three sign the tickets blind, the first is down.
+if [[ -s $STATE/vouchers ]]; then
+	inclient "$BIN/nymvpn" tickets add "$(head -1 "$STATE/vouchers")" --network "$STATE/network.toml" ||
+		fail "nymvpn tickets add failed"
+	inclient "$BIN/nymvpn" tickets --network "$STATE/network.toml" || fail "nymvpn tickets fails"
+else
+	echo "skipped: LOCALNET_TICKETS=0"
+fi
+
 step "nymvpn connect"
 [[ -x $BIN/nymvpn ]] || fail "missing: $BIN/nymvpn does not exist (cmd/nymvpn is absent or does not build yet)"
 help=$("$BIN/nymvpn" connect --help 2>&1) ||

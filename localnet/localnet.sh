@@ -18,6 +18,11 @@
 #                    before SIGKILL (default 30)
 #   LOCALNET_ENTRIES number of entry gateways, 1 or 2 (default 1); the second,
 #                    entry2, lives in $PREFIX-entry2 at 192.0.2.21
+#   LOCALNET_TICKETS 1 (default): the gateways require bandwidth tickets, and
+#                    $LOCALNET_DIR/vouchers holds vouchers (one a line, 20
+#                    mixnet-entry tickets each) installed at every authority:
+#                    `nymvpn tickets add VOUCHER --network FILE` redeems one.
+#                    0: no tickets required.
 #
 # The directory is a network of three authorities (dir, dir2, dir3 at
 # 192.0.2.10-12), each a nym-api with its own key; a consensus needs two of
@@ -34,6 +39,7 @@ STATE=${LOCALNET_DIR:-/tmp/$P-localnet}
 BIN=${LOCALNET_BIN:-$REPO/bin}
 EPOCH=${LOCALNET_EPOCH:-30s}
 TIMEOUT=${LOCALNET_TIMEOUT:-120}
+TICKETS=${LOCALNET_TICKETS:-1}
 
 # Roles, in the order they are built. "net" holds the bridge of the mixnet
 # LAN; every other namespace but inet has one leg on it.
@@ -149,6 +155,16 @@ start_servers() {
 	done
 	"$BIN/nym-api" network --threshold "$THRESHOLD" --out "$STATE/network.toml" "${auths[@]}" ||
 		die "nym-api network failed"
+	if ((TICKETS)); then
+		# Vouchers stand where a payment would: minted at the first
+		# authority, installed at the others, redeemed by clients.
+		"$BIN/nym-api" vouchers create --data-dir "$STATE/dir" --tickets 20 --type mixnet-entry --count 8 \
+			>"$STATE/vouchers" || die "nym-api vouchers create failed"
+		for a in "${AUTH_ROLES[@]:1}"; do
+			"$BIN/nym-api" vouchers add --data-dir "$STATE/$a" --file "$STATE/vouchers" >/dev/null ||
+				die "nym-api vouchers add failed"
+		done
+	fi
 	for a in "${AUTH_ROLES[@]}"; do
 		start "$a" "$(api_name "$a")" "$BIN/nym-api" run --data-dir "$STATE/$a" --listen "${LAN_IP[$a]}:8000" \
 			--epoch-length "$EPOCH" --probe-interval 2s --network "$STATE/network.toml" \
@@ -174,6 +190,11 @@ start_servers() {
 			extra=(--exit-uplink uplink0)
 			;;
 		esac
+		if ((TICKETS)) && [[ $mode != mixnode ]]; then
+			# Reports every 10 s: a double spend shows within seconds here.
+			mkdir -p "$STATE/$r"
+			printf 'require_tickets = true\nticket_report_interval = "10s"\n' >"$STATE/$r/config.toml"
+		fi
 		# Gateways open their WireGuard door for fast mode (UDP, and TCP
 		# for registration).
 		[[ $r == mix* ]] || extra+=(--wireguard-listen "${LAN_IP[$r]}:51820")
@@ -342,6 +363,7 @@ cmd_status() {
 	cat <<EOF
 
   network file: $STATE/network.toml (3 authorities, k = $THRESHOLD)
+  vouchers:     $STATE/vouchers (gateways require tickets: LOCALNET_TICKETS=$TICKETS)
   first authority: $DIR_URL   key: $key
   every node's HTTP API: http://<its LAN address>:8080/api/v1/roles
 
@@ -349,6 +371,7 @@ Try:
   sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/health
   sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/topology | head -c 600
   sudo ip netns exec $(ns exit) curl -s http://$INET4/      # the internet, seen from the exit
+  sudo ip netns exec $(ns client) $BIN/nymvpn tickets add \$(head -1 $STATE/vouchers) --network $STATE/network.toml
   sudo ip netns exec $(ns client) $BIN/nymvpn connect --network $STATE/network.toml
   sudo ip netns exec $(ns client) curl -s http://$INET4/    # works only through the VPN
   sudo ip netns exec $(ns client) iperf3 -c $INET4 -R

@@ -107,11 +107,31 @@ func TestSOCKSRootless(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The gateways require tickets: a ticketbook of the proxy's user, in
+	// a directory of its own (a spend rewrites the book).
+	var ticketArgs []string
+	if len(n.vouchers) > 0 {
+		bookDir := filepath.Join(binDir, "book")
+		book := filepath.Join(bookDir, "tickets.book")
+		if err := os.Mkdir(bookDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := n.vpn("tickets", "--book", book, "add", n.vouchers[0], "--network", netFile); err != nil {
+			t.Fatalf("nymvpn tickets add: %v\n%s", err, out)
+		}
+		for _, p := range []string{bookDir, book} {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ticketArgs = []string{"--tickets", book}
+	}
+
 	n.vpnLog = filepath.Join(n.state, "log", "nymvpn-socks.log")
-	n.startBackground("client", "nymvpn-socks", n.vpnLog,
+	n.startBackground("client", "nymvpn-socks", n.vpnLog, append([]string{
 		"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
 		bin, "socks5", "--listen", socksAddr, "--network", netFile,
-		"--dns", e2eInet4, "--log-level", "debug")
+		"--dns", e2eInet4, "--log-level", "debug"}, ticketArgs...)...)
 	pidb, err := os.ReadFile(filepath.Join(n.state, "pids", "nymvpn-socks"))
 	if err != nil {
 		t.Fatal(err)

@@ -46,6 +46,10 @@ type e2eNet struct {
 	script string
 
 	vpnSock, vpnState, vpnLog string
+	// vouchers are the local network's unredeemed vouchers (its gateways
+	// require tickets); redeemed is set once one was.
+	vouchers []string
+	redeemed bool
 }
 
 // upNet brings up a local network with the given number of entry gateways;
@@ -114,6 +118,9 @@ func upNet(t *testing.T, entries int) *e2eNet {
 		t.Fatal(err)
 	}
 	n.key = strings.TrimSpace(string(b))
+	if b, err := os.ReadFile(filepath.Join(n.state, "vouchers")); err == nil {
+		n.vouchers = strings.Fields(string(b))
+	}
 	n.vpnSock = filepath.Join(n.state, "nymvpn.sock")
 	n.vpnState = filepath.Join(n.state, "nymvpn.state")
 	n.vpnLog = filepath.Join(n.state, "log", "nymvpn.log")
@@ -178,11 +185,16 @@ func (n *e2eNet) startBackground(role, name, logPath string, args ...string) {
 	}
 }
 
-// connect starts the nymvpn daemon in the client namespace and connects it;
-// a cleanup disconnects it (before the network goes down).
-func (n *e2eNet) connect(extra ...string) {
+// startDaemon starts the nymvpn daemon in the client namespace unless one
+// answers there (a test that killed it gets a new one, which restores what
+// the old one changed); a cleanup disconnects it (before the network goes
+// down).
+func (n *e2eNet) startDaemon() {
 	t := n.t
 	t.Helper()
+	if _, err := n.vpn("status"); err == nil {
+		return
+	}
 	n.startBackground("client", "nymvpn", n.vpnLog, filepath.Join(n.bin, "nymvpn"), "daemon",
 		"--socket", n.vpnSock, "--state", n.vpnState, "--log-level", "debug")
 	deadline := time.Now().Add(time.Minute)
@@ -196,18 +208,48 @@ func (n *e2eNet) connect(extra ...string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Cleanup(func() { n.vpn("disconnect") })
-	// The local network is three authorities with k = 2: the network file
-	// names them (one authority's URL and key is a network of one, whose
-	// consensus theirs is not).
-	args := append([]string{"connect", "--network", filepath.Join(n.state, "network.toml"), "--dns", e2eInet4}, extra...)
-	if out, err := n.vpn(args...); err != nil {
+}
+
+// connectArgs is `nymvpn connect` for the local network. It is three
+// authorities with k = 2: the network file names them (one authority's URL
+// and key is a network of one, whose consensus theirs is not).
+func (n *e2eNet) connectArgs(extra ...string) []string {
+	return append([]string{"connect", "--network", filepath.Join(n.state, "network.toml"), "--dns", e2eInet4}, extra...)
+}
+
+// redeem redeems the next voucher into the daemon's ticketbook for the
+// local network, and returns it.
+func (n *e2eNet) redeem() string {
+	n.t.Helper()
+	if len(n.vouchers) == 0 {
+		n.t.Fatal("no voucher left (LOCALNET_TICKETS=0?)")
+	}
+	v := n.vouchers[0]
+	n.vouchers, n.redeemed = n.vouchers[1:], true
+	if out, err := n.vpn("tickets", "add", v, "--network", filepath.Join(n.state, "network.toml"), "--state", n.vpnState); err != nil {
+		n.t.Fatalf("nymvpn tickets add: %v\n%s", err, out)
+	}
+	return v
+}
+
+// connect starts the nymvpn daemon in the client namespace and connects it,
+// redeeming a voucher first when the local network requires tickets and
+// none was redeemed yet.
+func (n *e2eNet) connect(extra ...string) {
+	t := n.t
+	t.Helper()
+	n.startDaemon()
+	if len(n.vouchers) > 0 && !n.redeemed {
+		n.redeem()
+	}
+	if out, err := n.vpn(n.connectArgs(extra...)...); err != nil {
 		t.Fatalf("nymvpn connect: %v\n%s", err, out)
 	}
 	// connect returns once the exit granted the session; wait for a page.
 	// At Nym's default rates a page is a few seconds on an idle machine and
 	// over two minutes at load 15: the deadline only guards against a hang.
 	const pageWait = 5 * time.Minute
-	deadline = time.Now().Add(pageWait)
+	deadline := time.Now().Add(pageWait)
 	for {
 		out, err := n.in("client", 90*time.Second, "curl", "-sf", "--max-time", "60", "http://"+e2eInet4+"/")
 		if err == nil && strings.Contains(out, "hello from the internet") {
@@ -291,7 +333,36 @@ func TestVPNTraffic(t *testing.T) {
 	}
 
 	before := n.hostSnapshot()
+	if len(n.vouchers) > 0 {
+		// The gateways require tickets: without one, connect fails
+		// naming what to do; a voucher redeems once.
+		n.startDaemon()
+		out, err := n.vpn(n.connectArgs()...)
+		if err == nil || !strings.Contains(out, "nymvpn tickets add") {
+			t.Fatalf("connect without a ticket: %v\n%s\nwant an error naming `nymvpn tickets add`", err, out)
+		}
+		if out, err := n.vpn("disconnect"); err != nil { // the kill switch, up since the failed connect
+			t.Fatalf("nymvpn disconnect: %v\n%s", err, out)
+		}
+		v := n.redeem()
+		// Into the same book it is a retry, answered alike (idempotent);
+		// into another book, a second ticketbook: refused.
+		out, err = n.vpn("tickets", "add", v, "--network", filepath.Join(n.state, "network.toml"), "--book", filepath.Join(n.state, "other.book"))
+		if err == nil || !strings.Contains(out, "refused") {
+			t.Fatalf("a voucher redeemed twice: %v\n%s\nwant a refusal", err, out)
+		}
+		out = n.must("client", filepath.Join(n.bin, "nymvpn"), "--socket", n.vpnSock, "tickets", "--network", filepath.Join(n.state, "network.toml"), "--state", n.vpnState)
+		if !strings.Contains(out, "mixnet-entry:") || !strings.Contains(out, "20 tickets") {
+			t.Fatalf("nymvpn tickets: %s, want the 20 tickets redeemed", out)
+		}
+	}
 	n.connect() // --profile default, kill switch on
+	if len(n.vouchers) > 0 {
+		out := n.must("client", filepath.Join(n.bin, "nymvpn"), "--socket", n.vpnSock, "status")
+		if !strings.Contains(out, "bytes left at the entry gateway") {
+			t.Errorf("nymvpn status does not show the bytes left:\n%s", out)
+		}
+	}
 
 	t.Run("exit address and 1MiB", func(t *testing.T) {
 		page, err := n.in("client", 3*time.Minute, "curl", "-sf", "--max-time", "150", "http://"+e2eInet4+"/")
@@ -305,6 +376,14 @@ func TestVPNTraffic(t *testing.T) {
 			t.Errorf("1MiB through the tunnel: sha256 %q (%v), want %s", got, err, wantBlobSHA256)
 		} else {
 			t.Logf("1 MiB through the tunnel in %v, sha256 ok", time.Since(start).Round(time.Millisecond))
+		}
+	})
+	t.Run("iperf3", func(t *testing.T) {
+		// Five seconds of download: through a gateway that meters it
+		// when the local network requires tickets.
+		out, err := n.in("client", 3*time.Minute, "iperf3", "-c", e2eInet4, "-R", "-t", "5", "--connect-timeout", "60000")
+		if err != nil || !strings.Contains(out, "receiver") {
+			t.Errorf("iperf3 -R through the tunnel: %v\n%s", err, out)
 		}
 	})
 	t.Run("ICMP echo", func(t *testing.T) {

@@ -151,6 +151,13 @@ func printStatus(cmd *cobra.Command, s *status) {
 		fmt.Fprintf(w, "sent:      %d bytes, %d packets\nreceived:  %d bytes, %d packets\n", st.BytesUp, st.PacketsUp, st.BytesDown, st.PacketsDown)
 		fmt.Fprintf(w, "SURBs:     %d sent, %d used, ~%d at the exit\nreconnects: %d\n", st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Reconnects)
 	}
+	if t := s.Tickets; t != nil && t.Known {
+		if t.Unmetered {
+			fmt.Fprintf(w, "tickets:   the entry gateway requires none\n")
+		} else {
+			fmt.Fprintf(w, "tickets:   %d bytes left at the entry gateway (%d tickets shown; `nymvpn tickets` lists the rest)\n", t.Left, t.Spent)
+		}
+	}
 	if s.KillSwitch {
 		fmt.Fprintf(w, "kill switch: on (only the tunnel gets out until `nymvpn disconnect`)\n")
 	}

@@ -14,13 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/vpn"
 )
 
@@ -53,7 +53,10 @@ type status struct {
 	Addrs  []string   `json:"addresses,omitempty"`
 	MTU    int        `json:"mtu,omitempty"`
 	Stats  *vpn.Stats `json:"stats,omitempty"`
-	Error  string     `json:"last_error,omitempty"`
+	// Tickets is the account at the entry gateway: bytes left, or
+	// unmetered.
+	Tickets *client.TicketStatus `json:"tickets,omitempty"`
+	Error   string               `json:"last_error,omitempty"`
 	// Handshake is the age of the last WireGuard handshake with the exit
 	// (fast mode).
 	Handshake time.Duration `json:"handshake_age_ns,omitempty"`
@@ -118,12 +121,7 @@ func defaultStatePath(socket string) string {
 // state file as the state is one per socket. A restarted daemon then
 // connects while no authority answers, as long as the consensus is fresh.
 func consensusCachePath(statePath string) string {
-	name := strings.TrimSuffix(filepath.Base(statePath), ".state")
-	name = strings.TrimPrefix(strings.TrimPrefix(name, "platform"), ".")
-	if name != "" && !strings.HasPrefix(name, "-") {
-		name = "-" + name
-	}
-	return filepath.Join(filepath.Dir(statePath), "consensus"+name+".json")
+	return besideState(statePath, "consensus", ".json")
 }
 
 func (d *daemon) serve(ctx context.Context, socket string) error {
@@ -236,6 +234,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	if err != nil {
 		return d.failed(err, out)
 	}
+	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath, req.network)}
 	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
 	if err != nil {
 		return d.failed(err, out)
@@ -340,7 +339,13 @@ func (d *daemon) status() *status {
 		return &status{State: "disconnected", Error: d.lastErr, KillSwitch: ks}
 	}
 	st := d.tunnel.Stats()
+	var ts *client.TicketStatus
+	if c := d.plan.mix.Load(); c != nil {
+		s := c.TicketStatus()
+		ts = &s
+	}
 	return &status{
+		Tickets:    ts,
 		KillSwitch: ks,
 		Mode:       modeAnonymous,
 		State:      st.State.String(),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
@@ -23,6 +24,10 @@ type plan struct {
 	entries []directory.Node // candidates, the chosen one first
 	profile vpn.Profile
 	out     *outside
+	// tickets pays entry gateways that require tickets (nil: none).
+	tickets client.TicketSource
+	// mix is the mixnet client of the current connection, for status.
+	mix atomic.Pointer[client.Client]
 }
 
 // makePlan fetches the consensus of the request's network through out
@@ -88,6 +93,7 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 			DialContext:    p.out.dialGateway,
 			Loopix:         &lp,
 			Logger:         log,
+			Tickets:        p.tickets,
 		}
 		if len(p.entries) > 0 {
 			cfg.Gateway = p.entries[attempt%len(p.entries)].Identity
@@ -96,6 +102,7 @@ func (p *plan) dialer(log *slog.Logger) vpn.Dialer {
 		if err != nil {
 			return nil, client.Address{}, err
 		}
+		p.mix.Store(c)
 		return c, p.router, nil
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/socks"
 	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/vpn"
@@ -29,6 +30,9 @@ type socksOptions struct {
 	MaxTunnels int
 	// IdleTimeout closes an isolated tunnel nothing has used for this long.
 	IdleTimeout time.Duration
+	// Tickets is the ticketbook that pays entry gateways requiring
+	// tickets ("": none).
+	Tickets string
 	// Ready, when set, is called once the proxy accepts clients.
 	Ready func()
 
@@ -83,6 +87,7 @@ tunnel of its own, opened on first use and closed when idle.`,
 	cmd.Flags().BoolVar(&so.Isolate, "isolate", false, "a tunnel of its own for each SOCKS user name")
 	cmd.Flags().IntVar(&so.MaxTunnels, "isolate-max", 16, "most isolated tunnels open at once")
 	cmd.Flags().DurationVar(&so.IdleTimeout, "isolate-idle", 5*time.Minute, "close an isolated tunnel unused for this long")
+	cmd.Flags().StringVar(&so.Tickets, "tickets", "", "ticketbook paying gateways that require tickets (`nymvpn tickets --book FILE add VOUCHER` makes one)")
 	return cmd
 }
 
@@ -110,6 +115,9 @@ func serveSocks(ctx context.Context, ln net.Listener, req connectRequest, so soc
 	p, err := makePlan(pctx, req, out, "")
 	if err != nil {
 		return err
+	}
+	if so.Tickets != "" {
+		p.tickets = &client.BookTickets{Path: so.Tickets}
 	}
 	if p.profile.Weak {
 		log.Warn("profile " + p.profile.Name + ": " + p.profile.Description)

@@ -26,9 +26,14 @@ var floors = map[string]floor{
 	"ProcessAck": {map[string]float64{"FloorX25519": 2}, 1.15, 2, "2 X25519"},
 	"Create":     {map[string]float64{"FloorX25519": 4, "FloorFixedBase": 1}, 1.25, -1, "4 X25519 + fixed-base"},
 	"CreateSURB": {map[string]float64{"FloorX25519": 4, "FloorFixedBase": 1}, 1.25, -1, "4 X25519 + fixed-base"},
+	// The gateway's client packet path with tickets metered, against the
+	// same path unmetered (mixnet/gateway).
+	"GatewayMetering/on": {map[string]float64{"GatewayMetering/off": 1}, 1.02, -1, "metering off"},
 }
 
-var line = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
+// line matches a result; a repeated sub-benchmark's "#01" counts as
+// another run of the same benchmark.
+var line = regexp.MustCompile(`^Benchmark(\S+?)(?:#\d+)?(-\d+)?\s+\d+\s+([\d.]+) ns/op(.*)$`)
 var allocsRe = regexp.MustCompile(`([\d.]+) allocs/op`)
 
 type result struct {

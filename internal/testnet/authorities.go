@@ -13,6 +13,7 @@ import (
 
 	"github.com/nym-go/nym/mixnet/authority"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/ticket"
 )
 
 // DefaultNetworkEpoch is the epoch of a test network of several
@@ -63,6 +64,7 @@ func (n *Net) startAuthorities() {
 		t.Fatal(err)
 	}
 	n.Network = network
+	n.authorityDirs = dirs
 	for i := range o.Authorities {
 		srv, err := authority.NewServer(authority.Config{
 			DataDir:        dirs[i],
@@ -70,14 +72,20 @@ func (n *Net) startAuthorities() {
 			EpochLength:    o.EpochLength,
 			VoteWindow:     o.EpochLength / 2,
 			RotationEpochs: o.RotationEpochs,
-			ProbeInterval:  min(max(o.EpochLength/20, 20*time.Millisecond), 200*time.Millisecond),
-			ProbeTimeout:   2 * time.Second,
-			Limits:         authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
-			Logger:         o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
+			// Each probe is a Noise handshake on both sides, all in the
+			// test's process: three authorities probing every node each
+			// 200 ms took a good part of a core under -race, and on a busy
+			// machine the authorities then missed their vote windows. Four
+			// probes an epoch are plenty for a test network.
+			ProbeInterval: o.EpochLength / 4,
+			ProbeTimeout:  2 * time.Second,
+			Limits:        authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
+			Logger:        o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
 			// As startDirectory: every node is on 127.0.0.1, and the
 			// monitor's test loops would land in a test's Deliver hook.
 			Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 			Monitor:   authority.Monitor{Loops: monitorLoops(o.Deliver != nil)},
+			Tickets:   authority.Tickets{Disabled: !o.Tickets},
 		})
 		if err != nil {
 			t.Fatalf("testnet: authority %d: %v", i, err)
@@ -112,3 +120,18 @@ func (n *Net) StopAuthority(i int) {
 
 // Authority returns the server of authority i of a network.
 func (n *Net) Authority(i int) *authority.Server { return n.authorities[i].srv }
+
+// AuthorityDir is the data directory of authority i (0 for the single
+// directory): its database and vouchers file are there.
+func (n *Net) AuthorityDir(i int) string { return n.authorityDirs[i] }
+
+// AddVouchers installs vouchers at every authority, as `nym-api vouchers
+// add` does while they run.
+func (n *Net) AddVouchers(vs ...ticket.Voucher) {
+	n.t.Helper()
+	for _, dir := range n.authorityDirs {
+		if _, err := authority.AddVouchers(dir, vs); err != nil {
+			n.t.Fatalf("testnet: vouchers: %v", err)
+		}
+	}
+}

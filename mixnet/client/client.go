@@ -56,7 +56,8 @@ type Client struct {
 	surbs     *surbStore
 	replyKeys *replyKeyStore
 
-	sched *scheduler
+	sched   *scheduler
+	tickets *tickets
 
 	stats    counters
 	lastWarn atomic.Int64
@@ -112,6 +113,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		reasm:        newReassembler(cfg.MaxMessageSize+messageOverheadMax, max(64<<20, 2*cfg.MaxMessageSize), cfg.ReassemblyTimeout, FragmentCapacity),
 		surbs:        newSURBStore(cfg.SURBs),
 		replyKeys:    newReplyKeyStore(cfg.SURBs.MaxAge, maxReplyKeys),
+		tickets:      newTickets(),
 	}
 	c.doneDirect = func(b []byte) {
 		releaseWire(b)
@@ -148,6 +150,19 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.link.set(conn)
+	// The gateway's first word says whether it must be paid: pay it (and
+	// keep paying it) before anything is sent.
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.runTickets(c.ctx)
+	}()
+	if err := c.payGateway(ctx, conn); err != nil {
+		c.cancel()
+		conn.Close()
+		c.wg.Wait()
+		return nil, err
+	}
 	c.log.Info("connected", "address", c.addr, "gateway_addr", gw.ClientsAddr, "epoch", topo.Epoch)
 
 	c.start(conn, workers)

@@ -99,6 +99,12 @@ type Config struct {
 	Identity     *link.KeyPair
 	IdentityFile string
 
+	// Tickets pays gateways that require bandwidth tickets: the client
+	// spends one when it connects to such a gateway and whenever the
+	// gateway asks for the next. Nil: the client has none, and Connect to
+	// such a gateway fails with ErrNoTicket.
+	Tickets TicketSource
+
 	// Gateway is the gateway to use, by identity. Zero picks an entry
 	// gateway at random, weighted by performance. A client's address
 	// includes its gateway, so a client that wants a stable address keeps

@@ -61,6 +61,12 @@ type fakeGateway struct {
 }
 
 func newFakeNet(t testing.TB, gateways, perLayer int) *fakeNet {
+	return newFakeNetWith(t, gateways, perLayer, nil)
+}
+
+// newFakeNetWith is newFakeNet whose gateways' configuration gw may change
+// (id is the gateway's identity).
+func newFakeNetWith(t testing.TB, gateways, perLayer int, gw func(id directory.Key, c *gateway.Config)) *fakeNet {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeNet{t: t, mixes: map[[32]byte]*fakeMix{}, gws: map[[32]byte]*fakeGateway{}, ctx: ctx}
 	t.Cleanup(func() { cancel(); f.wg.Wait() })
@@ -96,7 +102,11 @@ func newFakeNet(t testing.TB, gateways, perLayer int) *fakeNet {
 			t.Fatal(err)
 		}
 		n.ClientsAddr = ln.Addr().String()
-		g, err := gateway.New(gateway.Config{Static: static, DataDir: t.TempDir(), Forward: f.forward, Logger: testLogger(t)})
+		cfg := gateway.Config{Static: static, DataDir: t.TempDir(), Forward: f.forward, Logger: testLogger(t)}
+		if gw != nil {
+			gw(n.Identity, &cfg)
+		}
+		g, err := gateway.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

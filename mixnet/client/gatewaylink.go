@@ -197,7 +197,13 @@ func (c *Client) handleFrame(conn *link.Conn, f link.Frame) error {
 		case <-c.ctx.Done():
 			return c.ctx.Err()
 		}
+	case *gatewire.Quota:
+		c.onQuota(m)
 	case *gatewire.Status:
+		if m.Code == gatewire.StatusNoTicket {
+			c.onTicketStatus(m.Text)
+			return nil
+		}
 		if m.Code == gatewire.StatusOK {
 			c.log.Debug("gateway status", "text", m.Text)
 		} else {

@@ -74,15 +74,20 @@ type client struct {
 	dropped     uint64 // refused for lack of room; not yet told
 
 	bytesIn, bytesOut, forwarded, delivered atomic.Uint64
+
+	meter meter // the ticket account, when tickets are required
 }
 
 // session is one connection of a client.
 type session struct {
-	c       *link.Conn
-	client  *client
-	bad     int         // malformed messages; reader goroutine only
-	closing atomic.Bool // kicked or replaced: ignore what it sends
-	wake    chan struct{}
+	c      *link.Conn
+	client *client
+	bad    int // malformed messages; reader goroutine only
+	// unbilled is what the client sent on this connection and was not yet
+	// taken from its ticket account (chargeUp); reader goroutine only.
+	unbilled int64
+	closing  atomic.Bool // kicked or replaced: ignore what it sends
+	wake     chan struct{}
 	// since is when the connection was registered (Unix ns); toRecord is
 	// set while the client is not recorded and may become so once the
 	// connection is RecordClientsAfter old.
@@ -133,9 +138,12 @@ func (g *Gateway) newClientLocked(addr [32]byte) *client {
 		reserved: next,
 		lastSeen: g.now().UnixNano(),
 	}
+	cl.meter.metered = g.meters(addr)
 	g.clients[addr] = cl
 	cl.mu.Lock()
 	switch {
+	case cl.meter.metered:
+		// Recorded once it pays (payLocked), never before.
 	case g.cfg.RecordClientsAfter < 0:
 		g.recordLocked(cl, false)
 	case g.provisional < g.cfg.MaxProvisionalClients:
@@ -190,6 +198,9 @@ func (g *Gateway) proveLocked(cl *client) {
 func (g *Gateway) recordIfDue(s *session, final bool) {
 	if !s.toRecord.Load() || time.Duration(g.now().UnixNano()-s.since) < g.cfg.RecordClientsAfter {
 		return
+	}
+	if s.client.meter.metered && !s.client.meter.paid.Load() {
+		return // only a client that paid is worth a record
 	}
 	g.mu.Lock()
 	cl := s.client
@@ -329,6 +340,7 @@ func (g *Gateway) onConn(c *link.Conn) {
 			"%d messages for you were dropped while you were offline: stored-message limit reached (%d bytes for you, or the gateway's total)",
 			dropped, g.cfg.MaxStoredBytes))
 	}
+	g.greet(cl, c)
 	if needDrain {
 		g.wg.Add(1)
 		go g.drain(s, drainFrom)
@@ -343,6 +355,7 @@ func (g *Gateway) onClose(c *link.Conn, err error) {
 	}
 	s := v.(*session)
 	cl := s.client
+	g.billRest(s)
 	g.sources.release(s.src)
 	g.recordIfDue(s, true)
 	g.mu.Lock()
@@ -392,6 +405,10 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 	}
 	switch m := msg.(type) {
 	case *gatewire.Send:
+		if cl.meter.metered && !g.chargeUp(s, len(f.Payload)) {
+			g.metrics.drop(dropNoTicket)
+			return nil
+		}
 		// Over its rate, or its address's: drop here, so one client's
 		// flood cannot crowd everybody else out of the first mix layer.
 		now := g.now()
@@ -412,6 +429,8 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 		}
 	case *gatewire.Received:
 		g.confirm(s, m.Seq)
+	case *gatewire.Ticket:
+		g.handleTicket(s, m)
 	default:
 		g.badMessage(s, fmt.Errorf("message type %d only travels to clients", f.Payload[0]))
 	}
@@ -428,11 +447,7 @@ func (g *Gateway) badMessage(s *session, err error) {
 	g.metrics.badMessages.Inc()
 	s.bad++
 	if s.bad > g.cfg.MaxBadMessages {
-		s.closing.Store(true)
-		g.metrics.clientsKicked.Inc()
-		g.log.Debug("client disconnected: malformed messages", "client", shortID(s.client.addr), "count", s.bad)
-		g.sendStatus(s.client, s.c, gatewire.StatusBadMessage, errTooManyBad.Error())
-		g.closeLater(s.c, closeGrace)
+		g.kick(s)
 		return
 	}
 	g.sendStatus(s.client, s.c, gatewire.StatusBadMessage, err.Error())
@@ -500,6 +515,11 @@ type ClientStats struct {
 	StoredMessages int
 	StoredBytes    int64
 	Dropped        uint64
+	// TicketBytes is what is left of the client's tickets, when tickets
+	// are required, and Unpaid counts its packets (both ways) refused for
+	// want of them.
+	TicketBytes int64
+	Unpaid      uint64
 }
 
 func (cl *client) stats() ClientStats {
@@ -515,6 +535,8 @@ func (cl *client) stats() ClientStats {
 		StoredMessages: cl.storedCount,
 		StoredBytes:    cl.storedBytes,
 		Dropped:        cl.dropped,
+		TicketBytes:    max(cl.meter.left.Load(), 0),
+		Unpaid:         cl.meter.refused.Load(),
 	}
 }
 

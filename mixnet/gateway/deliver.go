@@ -112,6 +112,10 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 	if !cl.live {
 		return g.storeLocked(cl, 0, dest.ID, payload)
 	}
+	if cl.meter.metered && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
+		g.metrics.drop(dropNoTicket) // no ack: the sender sends it again
+		return false
+	}
 	// Seq and Send under one lock: concurrent workers must not put a
 	// higher Seq on the wire before a lower one.
 	seq := g.issueSeqLocked(cl)
@@ -146,6 +150,12 @@ func (g *Gateway) storeLocked(cl *client, seq uint64, id [sphinx.IDSize]byte, pa
 	if cl.storedBytes+size > g.cfg.MaxStoredBytes {
 		cl.dropped++
 		g.metrics.drop(dropStorageFull)
+		return false
+	}
+	// Stored messages are paid when stored (seq 0: not already charged
+	// live), and go out from the store free.
+	if seq == 0 && cl.meter.metered && !g.charge(cl, cl.conn, deliverHeaderLen+len(payload)) {
+		g.metrics.drop(dropNoTicket)
 		return false
 	}
 	if seq == 0 {

@@ -28,6 +28,13 @@
 // the other clients of its source address (SourceRate, SourceBurst), a link on which nothing arrives
 // for IdleTimeout is closed, and one source address holds at most
 // MaxClientsPerIP links and MaxHandshakesPerIP handshakes.
+//
+// With Tickets.Required, clients pay with anonymous bandwidth tickets
+// (package mixnet/ticket): each accepted ticket buys a quota of bytes,
+// metered both ways (meter.go); without bytes a client forwards nothing,
+// gets nothing delivered or stored, is not recorded, and is closed after
+// Tickets.Grace. Spent serials are kept in a bbolt file of their own
+// (spent.go) and redeemed with the authorities (redeem.go).
 package gateway
 
 import (
@@ -224,6 +231,10 @@ type Config struct {
 	// LinkStats, if set, receives the client links' counters, so the node
 	// can share one set across its link servers.
 	LinkStats *link.Stats
+
+	// Tickets, when Tickets.Required, makes clients pay with anonymous
+	// bandwidth tickets (see TicketConfig).
+	Tickets TicketConfig
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -302,6 +313,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LinkStats == nil {
 		c.LinkStats = new(link.Stats)
 	}
+	var err error
+	if c.Tickets, err = c.Tickets.withDefaults(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -312,6 +327,12 @@ type Gateway struct {
 	log     *slog.Logger
 	store   *store
 	metrics *metrics
+	// spent is the spent set of ticket serials; nil unless tickets are
+	// required. askBelow is where a client is asked for its next ticket
+	// (a quarter of a ticket's quota), reportKick wakes the report loop.
+	spent      *spentSet
+	askBelow   int64
+	reportKick chan struct{}
 	// unregisterMetrics takes the metrics off Config.Registerer at Close.
 	unregisterMetrics func()
 	now               func() time.Time
@@ -369,6 +390,8 @@ func New(cfg Config) (*Gateway, error) {
 		sources:     newSources(cfg.SourceRate, cfg.SourceBurst),
 		ops:         make(chan *writeOp, cfg.StoreQueueLen),
 		serveCtx:    context.Background(),
+		askBelow:    cfg.Tickets.Quota / 4,
+		reportKick:  make(chan struct{}, 1),
 	}
 	g.services.Store(&map[[sphinx.AddressSize]byte]func([sphinx.IDSize]byte, []byte){})
 	if g.seqFloor, err = st.seqFloor(); err != nil {
@@ -409,6 +432,7 @@ func New(cfg Config) (*Gateway, error) {
 			dropped:     sum.meta.Dropped,
 			lastSeen:    max(lastSeen, sum.newest),
 		}
+		g.clients[sum.addr].meter.metered = g.meters(sum.addr)
 		stored += sum.count
 		g.diskBytes += sum.bytes
 		if sum.provisional {
@@ -419,12 +443,19 @@ func New(cfg Config) (*Gateway, error) {
 		st.close()
 		return nil, fmt.Errorf("gateway: load clients: %w", err)
 	}
+	if cfg.Tickets.Required {
+		if g.spent, err = openSpent(cfg.DataDir); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	g.recorded = len(g.clients)
 	g.metrics.clientsRecorded.Set(float64(g.recorded))
 	g.metrics.storedBytes.Set(float64(g.diskBytes))
 	g.metrics.clientsProvisional.Set(float64(g.provisional))
 	if g.unregisterMetrics, err = promreg.Register(cfg.Registerer, g.metrics.collectors...); err != nil {
 		st.close()
+		g.closeSpent()
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
 	}
 	g.log.Info("gateway store loaded", "clients", len(g.clients), "stored_messages", stored)
@@ -479,10 +510,18 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(writerDone)
 		g.runWriter(stopWriter)
 	}()
+	ticketsDone := make(chan struct{})
+	go func() {
+		defer close(ticketsDone)
+		if g.cfg.Tickets.Required {
+			g.runTickets(ctx)
+		}
+	}()
 
 	g.log.Info("gateway serving clients", "listen", ln.Addr().String())
 	err = srv.Serve(ctx, ln) // returns once every connection has ended
 	cancel()
+	<-ticketsDone
 	g.wg.Wait()
 	close(stopWriter)
 	<-writerDone
@@ -540,6 +579,9 @@ func (g *Gateway) Close() error {
 		g.log.Error("gateway cannot record its sequence floor", "err", err)
 	}
 	g.unregisterMetrics()
+	if err := g.closeSpent(); err != nil {
+		return err
+	}
 	if err := g.store.close(); err != nil {
 		return fmt.Errorf("gateway: close store: %w", err)
 	}

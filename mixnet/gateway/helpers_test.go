@@ -98,6 +98,8 @@ type testGateway struct {
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
+	// quotas: clients dialled from now on see the gateway's Quota messages.
+	quotas bool
 }
 
 // startGateway serves a Gateway on dir; zero key gets a fresh one. It is
@@ -228,6 +230,9 @@ type testClient struct {
 	msgs chan any // parsed gateway messages, in arrival order
 	// autoConfirm sends Received for every Deliver, as a real client does.
 	autoConfirm bool
+	// quotas keeps the gateway's Quota messages in msgs; without it they
+	// are left out, for the tests that do not pay.
+	quotas bool
 }
 
 // dial connects a client with key (zero: a fresh one) to tg and waits
@@ -260,7 +265,7 @@ func (tg *testGateway) dialFrom(local string, key link.KeyPair, autoConfirm bool
 	if key.Public == ([32]byte{}) {
 		key = newKey(tg.t)
 	}
-	tc := &testClient{t: tg.t, key: key, msgs: make(chan any, 4096), autoConfirm: autoConfirm}
+	tc := &testClient{t: tg.t, key: key, msgs: make(chan any, 4096), autoConfirm: autoConfirm, quotas: tg.quotas}
 	conn, err := link.Dial(context.Background(), tg.addr, tg.key.Public, link.Config{
 		Static:  key,
 		Handler: tc.handle,
@@ -280,6 +285,9 @@ func (tc *testClient) handle(c *link.Conn, f link.Frame) error {
 	msg, err := gatewire.Parse(f.Payload)
 	if err != nil {
 		return fmt.Errorf("client got a malformed message: %w", err)
+	}
+	if _, ok := msg.(*gatewire.Quota); ok && !tc.quotas {
+		return nil
 	}
 	if d, ok := msg.(*gatewire.Deliver); ok && tc.autoConfirm {
 		c.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: d.Seq}).AppendBinary(nil)})

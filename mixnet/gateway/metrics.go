@@ -16,6 +16,7 @@ const (
 	dropClientsCap                          // not deliverable live to an unrecorded client (new, or over MaxStoredClients), so not stored
 	dropRateLimited                         // a client packet over the client's ClientRate
 	dropSourceRateLimited                   // a client packet over its source address's SourceRate
+	dropNoTicket                            // tickets required and the client has no bytes left
 	numDropReasons
 )
 
@@ -30,6 +31,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropClientsCap:        "clients_cap",
 	dropRateLimited:       "rate_limited",
 	dropSourceRateLimited: "source_rate_limited",
+	dropNoTicket:          "no_ticket",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so
@@ -59,6 +61,13 @@ type metrics struct {
 	storedBytes      prometheus.Gauge   // bytes of stored records in the database
 	storeCommits     prometheus.Counter
 	dropped          [numDropReasons]prometheus.Counter
+
+	tickets       [numTicketOutcomes]prometheus.Counter
+	doubleSpends  prometheus.Counter // serials shown here found spent at another gateway too
+	ticketBytes   prometheus.Counter // bytes bought by accepted tickets
+	clientsUnpaid prometheus.Counter // connections closed for want of a ticket
+	spentSerials  prometheus.Gauge
+	reports       [numReportOutcomes]prometheus.Counter
 
 	collectors []prometheus.Collector
 }
@@ -94,19 +103,48 @@ func newMetrics() *metrics {
 		storedBytes:        gauge("stored_bytes", "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds."),
 		storeCommits:       counter("store_commits_total", "Database write transactions; each batches many operations."),
 	}
-	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: ns, Subsystem: sub, Name: "packets_dropped_total",
-		Help: "Packets dropped, by reason.",
-	}, []string{"reason"})
-	for r, name := range dropReasonNames {
-		m.dropped[r] = dropped.WithLabelValues(name)
+	// vec makes a counter vector of one label and resolves every value
+	// into out, in order.
+	vec := func(name, help, label string, values []string, out []prometheus.Counter) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{label})
+		for i, value := range values {
+			out[i] = v.WithLabelValues(value)
+		}
+		return v
 	}
+	dropped := vec("packets_dropped_total", "Packets dropped, by reason.", "reason", dropReasonNames[:], m.dropped[:])
+	tickets := vec("tickets_total", "Tickets shown by clients, by outcome.", "outcome", ticketOutcomeNames[:], m.tickets[:])
+	reports := vec("ticket_redemptions_total", "Reports of spent serials to authorities and fetches of their spent lists, by outcome.",
+		"outcome", reportOutcomeNames[:], m.reports[:])
+	m.doubleSpends = counter("ticket_double_spends_total", "Ticket serials shown at this gateway that were spent at another gateway too.")
+	m.ticketBytes = counter("ticket_bytes_total", "Bytes bought by the tickets accepted here.")
+	m.clientsUnpaid = counter("clients_unpaid_total", "Client connections closed because they showed no valid ticket within the grace period.")
+	m.spentSerials = gauge("ticket_spent_serials", "Ticket serials in the spent set (spent here or learned from the authorities), until their tickets expire.")
 	m.collectors = []prometheus.Collector{
 		m.clientsConnected, m.clientsRecorded, m.clientsProvisional, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
 		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
+		tickets, reports, m.doubleSpends, m.ticketBytes, m.clientsUnpaid, m.spentSerials,
 	}
 	return m
 }
 
 func (m *metrics) drop(r dropReason) { m.dropped[r].Inc() }
+
+// reportOutcome labels nym_gateway_ticket_redemptions_total.
+type reportOutcome int
+
+const (
+	reportSent reportOutcome = iota
+	reportFailed
+	reportFetched
+	reportFetchFailed
+	numReportOutcomes
+)
+
+var reportOutcomeNames = [numReportOutcomes]string{
+	reportSent:        "report_sent",
+	reportFailed:      "report_failed",
+	reportFetched:     "fetched",
+	reportFetchFailed: "fetch_failed",
+}

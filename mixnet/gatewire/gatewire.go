@@ -1,7 +1,9 @@
 // Package gatewire defines the messages a client and its gateway exchange
 // inside link frames of kind KindClient. The Noise handshake of the link has
 // already authenticated the client by its static key, which is also its
-// address in the network, so no message here carries credentials.
+// address in the network. That key is not a credential: a gateway that
+// requires tickets is paid by Ticket messages (see ticket.go), which carry an
+// anonymous ticket and never the client's identity.
 //
 // Every message starts with a one-byte type:
 //
@@ -9,6 +11,8 @@
 //	Deliver   2  gateway → client  seq u64 ‖ id [16] ‖ payload
 //	Received  3  client → gateway  seq u64: everything up to seq may be forgotten
 //	Status    4  gateway → client  code u8 ‖ UTF-8 text (≤ 512 bytes)
+//	Ticket    5  client → gateway  a ticket.Spend (≤ MaxSpendLen bytes)
+//	Quota     6  gateway → client  flags u8 ‖ bytes left u64
 package gatewire
 
 import (
@@ -29,6 +33,8 @@ const (
 	TypeDeliver  Type = 2
 	TypeReceived Type = 3
 	TypeStatus   Type = 4
+	TypeTicket   Type = 5
+	TypeQuota    Type = 6
 )
 
 // ErrMalformed is returned, wrapped, for any message that does not parse.
@@ -69,6 +75,9 @@ const (
 	StatusRefused     uint8 = 1 // a limit was hit; Text says which
 	StatusBadMessage  uint8 = 2 // the client sent something malformed
 	StatusUnavailable uint8 = 3 // the gateway cannot serve now (e.g. no topology)
+	// StatusNoTicket: the gateway requires tickets and the client has not
+	// shown a valid one, or its quota ran out. Text says why and what to do.
+	StatusNoTicket uint8 = 4
 )
 
 // Status is the gateway's word on something, most often a refusal.
@@ -116,8 +125,8 @@ func (m *Status) AppendBinary(b []byte) []byte {
 	return append(append(b, byte(TypeStatus), m.Code), text...)
 }
 
-// Parse decodes one message: a *Send, *Deliver, *Received or *Status. Byte
-// slices in the result alias b.
+// Parse decodes one message: a *Send, *Deliver, *Received, *Status, *Ticket
+// or *Quota. Byte slices in the result alias b.
 func Parse(b []byte) (any, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrMalformed)
@@ -153,6 +162,10 @@ func Parse(b []byte) (any, error) {
 			return nil, fmt.Errorf("%w: status", ErrMalformed)
 		}
 		return &Status{Code: body[0], Text: string(body[1:])}, nil
+	case TypeTicket:
+		return parseTicket(body)
+	case TypeQuota:
+		return parseQuota(body)
 	}
 	return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, b[0])
 }

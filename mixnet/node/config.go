@@ -141,6 +141,18 @@ type Config struct {
 	RecordClientsAfter    Duration `toml:"record_clients_after,omitempty"`
 	MaxProvisionalClients int      `toml:"max_provisional_clients,omitzero"`
 
+	// RequireTickets makes the gateway serve only clients that pay with
+	// anonymous bandwidth tickets (gateway.TicketConfig). TicketGrace is how
+	// long a connection may go without a valid ticket before it is closed,
+	// TicketReportInterval how often spent serials are reported to and
+	// fetched from the authorities (at most gateway.MaxTicketReportInterval),
+	// and TicketQuotaBytes overrides the bytes one ticket buys: for test
+	// networks only.
+	RequireTickets       bool     `toml:"require_tickets,omitempty"`
+	TicketGrace          Duration `toml:"ticket_grace,omitempty"`
+	TicketReportInterval Duration `toml:"ticket_report_interval,omitempty"`
+	TicketQuotaBytes     int64    `toml:"ticket_quota_bytes,omitzero"`
+
 	// Link limits on both the mixnet and the clients port; zero is the
 	// link package's default. Handshakes from one address beyond
 	// MaxHandshakesPerIP are refused, and a connection that has not begun
@@ -358,6 +370,12 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("max_provisional_clients %d: must be -1 (none), 0 (the default, %d) or positive", c.MaxProvisionalClients, gateway.DefaultMaxProvisionalClients)
 	case c.MaxClientsPerIP < 0:
 		return fmt.Errorf("max_clients_per_ip %d: must not be negative (0 is the default, %d)", c.MaxClientsPerIP, gateway.DefaultMaxClientsPerIP)
+	case c.TicketGrace.Duration < 0:
+		return fmt.Errorf("ticket_grace %v: must not be negative (0 is the default, %v)", c.TicketGrace, gateway.DefaultTicketGrace)
+	case c.TicketReportInterval.Duration < 0 || c.TicketReportInterval.Duration > gateway.MaxTicketReportInterval:
+		return fmt.Errorf("ticket_report_interval %v: must be between 0 (the default, %v) and %v", c.TicketReportInterval, gateway.DefaultTicketReportInterval, gateway.MaxTicketReportInterval)
+	case c.TicketQuotaBytes < 0:
+		return fmt.Errorf("ticket_quota_bytes %d: must not be negative (0: what the ticket type buys)", c.TicketQuotaBytes)
 	}
 	ttl := c.MessageTTL.Duration
 	if ttl == 0 {

@@ -40,6 +40,23 @@ func (n *Node) newGateway() error {
 
 		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
 
+		Tickets: gateway.TicketConfig{
+			Required: n.cfg.RequireTickets,
+			Identity: n.Identity(),
+			Issuers:  n.ticketIssuers,
+			Quota:    n.cfg.TicketQuotaBytes,
+			Grace:    n.cfg.TicketGrace.Duration,
+			// The exit's IP router is a client of this gateway: the
+			// node's own, it pays nothing.
+			Exempt: func(id [32]byte) bool {
+				return n.opts.RouterKey != nil && id == *n.opts.RouterKey
+			},
+			Authorities:    n.network.Authorities,
+			Threshold:      n.network.Threshold,
+			IdentityKey:    n.keys.Identity,
+			ReportInterval: n.cfg.TicketReportInterval.Duration,
+		},
+
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,

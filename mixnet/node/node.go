@@ -66,6 +66,7 @@ type Node struct {
 	links    *link.Stats // shared by the pool and both link servers
 
 	gateway *gateway.Gateway // nil for a mixnode
+	issuers issuerCache      // the consensus's ticket issuers, for the gateway
 	wg      *wggate.Gateway  // the WireGuard door; nil without one
 
 	mixnetLn, httpLn, clientsLn, metricsLn net.Listener
