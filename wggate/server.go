@@ -153,14 +153,16 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "replayed request"}, regReplay
 	}
 	if g.cfg.RequireTickets && len(req.Spend) == 0 {
-		return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "a ticket is required"}, regTicket
+		return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: fmt.Sprintf("no ticket: this gateway requires a wireguard-%s ticket; run `nymvpn tickets add VOUCHER`", g.cfg.Role)}, regTicket
 	}
 	if g.cfg.Tickets != nil && len(req.Spend) > 0 {
 		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RelayTimeout)
 		err := g.cfg.Tickets.VerifySpend(ctx, g.cfg.Role, req.Spend)
 		cancel()
 		if err != nil {
-			return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "ticket refused"}, regTicket
+			// The verifier's words say what was wrong (type, gateway,
+			// spent, expired): the client can act on them.
+			return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "ticket refused: " + err.Error()}, regTicket
 		}
 	}
 	psk, err := opened.PSK()
