@@ -85,8 +85,10 @@ func (n *Node) newWireGuard() {
 	// With require_tickets the door takes the WireGuard tickets through
 	// the mixnet gateway's check (one spent set, one report loop).
 	var tickets wggate.TicketVerifier
+	var quota uint64
 	if n.cfg.RequireTickets && n.gateway != nil {
 		tickets = wgTickets{n.gateway}
+		quota = wireGuardTicketType(wireGuardRole(n.cfg.Mode)).Quota()
 	}
 	g, err := wggate.New(wggate.Config{
 		Role:           wireGuardRole(n.cfg.Mode),
@@ -102,6 +104,7 @@ func (n *Node) newWireGuard() {
 		TUN:            n.cfg.WireGuardTUN,
 		RequireTickets: tickets != nil,
 		Tickets:        tickets,
+		TicketQuota:    quota,
 		Logger:         n.log,
 		Registerer:     n.registry,
 	})
