@@ -22,6 +22,8 @@
 # Environment: as localnet.sh (LOCALNET_PREFIX defaults to bn<pid> here), plus
 #   BENCH_IPERF_TIME  seconds per iperf3 run (default 10)
 #   BENCH_PINGS       pings per RTT measurement (default 20)
+#   BENCH_ROWS        rows to run besides (c), which every ratio needs
+#                     (default asbf; e.g. f to compare fast mode alone)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +35,8 @@ STATE=$LOCALNET_DIR
 BIN=${LOCALNET_BIN:-$REPO/bin}
 IPERF_TIME=${BENCH_IPERF_TIME:-10}
 PINGS=${BENCH_PINGS:-20}
+ROWS=${BENCH_ROWS:-asbf}
+row() { [[ $ROWS == *$1* ]]; }
 DIR_URL=http://192.0.2.10:8000
 INET4=198.51.100.2
 SOCK=$STATE/nymvpn.sock
@@ -90,7 +94,18 @@ goodput() {
 	[[ ${1:-} == up ]] && dir=
 	out=$(inns client iperf3 -c "$INET4" $dir -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
 		{ log "iperf3 failed: $(echo "$out" | tail -2)"; echo "-"; return; }
+	# The sender's retransmissions: a lossy queue on the path shows here.
+	log "iperf3 $dir: $(echo "$out" | awk '/sender/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") r = $(i+1) } END { print (r == "" ? "?" : r) }') retransmissions"
 	echo "$out" | awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i-1) } END { print (v == "" ? "-" : v) }'
+}
+
+# udpdrops ROLE...: the UDP datagrams each role's namespace dropped for a
+# full receive buffer so far (Udp RcvbufErrors, IPv4 and IPv6).
+udpdrops() {
+	local r
+	for r in "$@"; do
+		printf '%s=%s ' "$r" "$(inns "$r" awk '/^Udp: [0-9]/ { n += $6 } /^Udp6RcvbufErrors/ { n += $2 } END { print n + 0 }' /proc/net/snmp /proc/net/snmp6)"
+	done
 }
 
 # rtt [count]: average ping RTT in ms, and the loss.
@@ -118,6 +133,9 @@ declare -A GP RTT LOSS CPU LRTT UP
 GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=- LRTT[s]=-
 UP[a]=- UP[b]=- UP[s]=- UP[f]=- UP[c]=-
 GP[f]=- RTT[f]=- LOSS[f]=- CPU[f]=- LRTT[f]=-
+GP[a]=- RTT[a]=- LOSS[a]=- CPU[a]=- LRTT[a]=-
+GP[b]=- RTT[b]=- LOSS[b]=- CPU[b]=- LRTT[b]=-
+PAGE=-
 # cpu_sample: total and idle jiffies of the whole machine. Every namespace
 # shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
 # load together: near 100% busy means the path is bound by CPU, not by a
@@ -143,69 +161,79 @@ measure() {
 	read -r RTT[$k] LOSS[$k] < <(rtt)
 }
 
-log "(a) nymvpn connect --profile default"
-vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile default >/dev/null
-wait_page || die "(a): no page through the tunnel"
-measure a
-log "(a) page load: /page + 20 objects, 6 connections"
-PAGE=$(pageload)
-vpn disconnect >/dev/null
-
-log "(s) nymvpn socks5 as nobody, Nym defaults: 1 MiB through curl --socks5-hostname"
-# A copy nobody can execute whatever LOCALNET_BIN's permissions.
-SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
-chmod 755 "$SOCKS_BIN"
-install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
-SOCKS_TICKETS=()
-if ((${#VOUCHERS[@]} > 1)); then
-	install -d -m 700 -o 65534 -g 65534 "$SOCKS_BIN/book"
-	vpn tickets --book "$SOCKS_BIN/book/tickets.book" add "${VOUCHERS[1]}" --network "$STATE/network.toml" >/dev/null ||
-		die "nymvpn tickets add (socks) failed"
-	chown 65534:65534 "$SOCKS_BIN/book/tickets.book"
-	SOCKS_TICKETS=(--tickets "$SOCKS_BIN/book/tickets.book")
+if row a; then
+	log "(a) nymvpn connect --profile default"
+	vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile default >/dev/null
+	wait_page || die "(a): no page through the tunnel"
+	measure a
+	log "(a) page load: /page + 20 objects, 6 connections"
+	PAGE=$(pageload)
+	vpn disconnect >/dev/null
 fi
-ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
-	"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --network "$STATE/network.toml" \
-	--dns "$INET4" --profile default "${SOCKS_TICKETS[@]}" </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
-SOCKS_PID=$!
-echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
-socks_ok=
-for _ in $(seq 90); do
-	inns client curl -sf --max-time 5 --socks5-hostname 127.0.0.1:1080 "http://internet.test/" >/dev/null && { socks_ok=1; break; }
-	sleep 1
-done
-if [[ -n $socks_ok ]]; then
-	# speed_download is in bytes/s; the checksum proves the whole MiB came.
-	out=$(inns client curl -sf --max-time 300 --socks5-hostname 127.0.0.1:1080 -o "$STATE/socks-1MiB" \
-		-w '%{speed_download}' "http://internet.test/1MiB") || out=
-	if [[ -n $out && $(sha256sum <"$STATE/socks-1MiB" | awk '{ print $1 }') == $("$BIN/nym-localnet" sha256) ]]; then
-		GP[s]=$(awk -v b="$out" 'BEGIN { printf "%.2f\n", b * 8 / 1e6 }')
-	else
-		log "(s) the 1 MiB download through the proxy failed or was corrupt"
+
+if row s; then
+	log "(s) nymvpn socks5 as nobody, Nym defaults: 1 MiB through curl --socks5-hostname"
+	# A copy nobody can execute whatever LOCALNET_BIN's permissions.
+	SOCKS_BIN=$(mktemp -d /tmp/bench-socks-XXXXXX)
+	chmod 755 "$SOCKS_BIN"
+	install -m 755 "$BIN/nymvpn" "$SOCKS_BIN/nymvpn"
+	SOCKS_TICKETS=()
+	if ((${#VOUCHERS[@]} > 1)); then
+		install -d -m 700 -o 65534 -g 65534 "$SOCKS_BIN/book"
+		vpn tickets --book "$SOCKS_BIN/book/tickets.book" add "${VOUCHERS[1]}" --network "$STATE/network.toml" >/dev/null ||
+			die "nymvpn tickets add (socks) failed"
+		chown 65534:65534 "$SOCKS_BIN/book/tickets.book"
+		SOCKS_TICKETS=(--tickets "$SOCKS_BIN/book/tickets.book")
 	fi
-	rm -f "$STATE/socks-1MiB"
-else
-	log "(s) no page through the SOCKS proxy; see $STATE/log/nymvpn-socks.log"
+	ip netns exec "$P-client" setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$SOCKS_BIN/nymvpn" socks5 --listen 127.0.0.1:1080 --network "$STATE/network.toml" \
+		--dns "$INET4" --profile default "${SOCKS_TICKETS[@]}" </dev/null >"$STATE/log/nymvpn-socks.log" 2>&1 &
+	SOCKS_PID=$!
+	echo "$SOCKS_PID $P-client" >"$STATE/pids/nymvpn-socks"
+	socks_ok=
+	for _ in $(seq 90); do
+		inns client curl -sf --max-time 5 --socks5-hostname 127.0.0.1:1080 "http://internet.test/" >/dev/null && { socks_ok=1; break; }
+		sleep 1
+	done
+	if [[ -n $socks_ok ]]; then
+		# speed_download is in bytes/s; the checksum proves the whole MiB came.
+		out=$(inns client curl -sf --max-time 300 --socks5-hostname 127.0.0.1:1080 -o "$STATE/socks-1MiB" \
+			-w '%{speed_download}' "http://internet.test/1MiB") || out=
+		if [[ -n $out && $(sha256sum <"$STATE/socks-1MiB" | awk '{ print $1 }') == $("$BIN/nym-localnet" sha256) ]]; then
+			GP[s]=$(awk -v b="$out" 'BEGIN { printf "%.2f\n", b * 8 / 1e6 }')
+		else
+			log "(s) the 1 MiB download through the proxy failed or was corrupt"
+		fi
+		rm -f "$STATE/socks-1MiB"
+	else
+		log "(s) no page through the SOCKS proxy; see $STATE/log/nymvpn-socks.log"
+	fi
+	kill "$SOCKS_PID" 2>/dev/null || true
+	wait "$SOCKS_PID" 2>/dev/null || true
+	rm -f "$STATE/pids/nymvpn-socks"
 fi
-kill "$SOCKS_PID" 2>/dev/null || true
-wait "$SOCKS_PID" 2>/dev/null || true
-rm -f "$STATE/pids/nymvpn-socks"
 
-log "(b) nymvpn connect --profile nodelay"
-vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile nodelay >/dev/null
-wait_page || die "(b): no page through the tunnel"
-measure b
-vpn disconnect >/dev/null
-
-log "(f) nymvpn connect --mode fast (nested WireGuard: entry, exit)"
-if vpn connect --network "$STATE/network.toml" --dns "$INET4" --mode fast >/dev/null && wait_page; then
-	measure f
-	log "(f) iperf3 upload"
-	UP[f]=$(goodput up)
-else
-	log "(f): fast mode did not connect; see $STATE/log/nymvpn.log"
+if row b; then
+	log "(b) nymvpn connect --profile nodelay"
+	vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile nodelay >/dev/null
+	wait_page || die "(b): no page through the tunnel"
+	measure b
+	vpn disconnect >/dev/null
 fi
-vpn disconnect >/dev/null
+
+if row f; then
+	log "(f) nymvpn connect --mode fast (nested WireGuard: entry, exit)"
+	if vpn connect --network "$STATE/network.toml" --dns "$INET4" --mode fast >/dev/null && wait_page; then
+		log "(f) UDP receive buffer drops before: $(udpdrops client entry exit)"
+		measure f
+		log "(f) iperf3 upload"
+		UP[f]=$(goodput up)
+		log "(f) UDP receive buffer drops after: $(udpdrops client entry exit)"
+	else
+		log "(f): fast mode did not connect; see $STATE/log/nymvpn.log"
+	fi
+	vpn disconnect >/dev/null
+fi
 
 log "(c) plain tunnel (vxlan over the LAN) client -> exit -> internet"
 # The exit's IP router lets its host forward nothing but its own clients'

@@ -31,6 +31,33 @@ type Mixnet interface {
 
 var _ Mixnet = (*client.Client)(nil)
 
+// DefaultMinSURBs is the SURB stock the exit keeps for an idle tunnel with
+// a Poisson stream: about a web page's worth of replies (256 × 2 KB). Why so
+// many: every reply needs a SURB, and we can send at most three per Poisson
+// slot (150/s at Nym's 50 packets/s), so a burst larger than the stock waits
+// on our upstream. Measured in the local network, the page of
+// localnet/bench.sh (about 380 replies) took 2.9–3.6 s from a stock of
+// 60–95 and 1.8–2.1 s from one of 250–300. SURBs cost nothing on the wire
+// while the tunnel is idle (they ride slots that would carry cover), a
+// Sphinx header each to make, and 413 bytes each at the exit.
+//
+// Without a Poisson stream SURBs go out as fast as we make them, in packets
+// of their own, so the supply follows the exit's backlog within a round
+// trip and a small stock (DefaultMinSURBsDirect) does: a large one would
+// only cost Sphinx headers, which then hold up the upstream data.
+const (
+	DefaultMinSURBs       = 256
+	DefaultMinSURBsDirect = 20
+)
+
+// minSURBs is MinSURBs' default for profile p.
+func minSURBs(p Profile) int {
+	if p.Loopix.SendInterval > 0 {
+		return DefaultMinSURBs
+	}
+	return DefaultMinSURBsDirect
+}
+
 // Dialer connects a mixnet client and names the exit router to use through
 // it. The tunnel calls it once to start and again after losing its path; a
 // dialer for a real network should then pick another entry gateway. The
@@ -46,9 +73,11 @@ type Config struct {
 	Profile Profile
 
 	// MinSURBs is the reply SURBs the exit should hold when it has nothing
-	// to send (for pongs and the first packets of a download); MaxSURBs
-	// caps the supply (the exit keeps at most 500 per sender).
-	// Defaults 20 and 400.
+	// to send: what the first round trip of a burst (a web page, the start
+	// of a download) spends before our SURBs sent in answer to its backlog
+	// arrive; MaxSURBs caps the supply (the exit keeps at most 500 per
+	// sender). Defaults: DefaultMinSURBs with a Poisson stream,
+	// DefaultMinSURBsDirect without; 400.
 	MinSURBs, MaxSURBs int
 	// ConnectSURBs go with each Connect and Ping. Default 10.
 	ConnectSURBs int
@@ -123,7 +152,7 @@ func (c Config) withDefaults() (Config, error) {
 			*v = d
 		}
 	}
-	defInt(&c.MinSURBs, 20)
+	defInt(&c.MinSURBs, minSURBs(c.Profile))
 	defInt(&c.MaxSURBs, 400)
 	defInt(&c.ConnectSURBs, 10)
 	target, interval := upstreamCoDel(c.Profile)

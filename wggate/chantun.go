@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
 )
@@ -13,18 +14,25 @@ import (
 // it should encrypt is fed in through Inject. The entry's relay sits on it.
 type chanTUN struct {
 	mtu     int
-	deliver func(pkt []byte) // decrypted packets; pkt is only valid during the call
-	in      chan *[]byte
-	events  chan wgtun.Event
-	closed  chan struct{}
-	once    sync.Once
+	deliver func(bufs [][]byte, offset int) // decrypted packets, each at offset; only valid during the call
+	// in carries batches of packets: one hand-over (and so at most one
+	// wake-up of the device's reader) per batch the relay read.
+	in     chan []*[]byte
+	limit  int64        // the most packets queued in in
+	queued atomic.Int64 // packets in in
+	events chan wgtun.Event
+	closed chan struct{}
+	once   sync.Once
+
+	pending []*[]byte // Read's rest of a batch; only Read touches it
 }
 
-func newChanTUN(mtu, queue int, deliver func([]byte)) *chanTUN {
+func newChanTUN(mtu, queue int, deliver func(bufs [][]byte, offset int)) *chanTUN {
 	t := &chanTUN{
 		mtu:     mtu,
 		deliver: deliver,
-		in:      make(chan *[]byte, queue),
+		in:      make(chan []*[]byte, queue),
+		limit:   int64(queue),
 		events:  make(chan wgtun.Event, 1),
 		closed:  make(chan struct{}),
 	}
@@ -35,46 +43,64 @@ func newChanTUN(mtu, queue int, deliver func([]byte)) *chanTUN {
 }
 
 // Inject queues a packet (a bufPool buffer, which Read returns to the pool)
-// for the device to encrypt to the peer its destination belongs to. It
-// never blocks: with the queue full it reports false and the caller keeps
-// the buffer.
-func (t *chanTUN) Inject(pkt *[]byte) bool {
+// for the device to encrypt to the peer its destination belongs to; see
+// InjectBatch.
+func (t *chanTUN) Inject(pkt *[]byte) bool { return t.InjectBatch([]*[]byte{pkt}) }
+
+// InjectBatch queues packets (bufPool buffers, which Read returns to the
+// pool) as one hand-over. It never blocks: with the queue full (or pkts
+// empty) it reports false and the caller keeps the buffers.
+func (t *chanTUN) InjectBatch(pkts []*[]byte) bool {
 	select {
 	case <-t.closed:
 		return false
 	default:
 	}
+	n := int64(len(pkts))
+	if n == 0 || t.queued.Add(n) > t.limit {
+		t.queued.Add(-n)
+		return false
+	}
 	select {
-	case t.in <- pkt:
+	case t.in <- pkts:
 		return true
-	default:
+	default: // cannot happen: in has a slot per packet
+		t.queued.Add(-n)
 		return false
 	}
 }
 
 var errClosed = errors.New("wggate: tun closed")
 
+// Read hands the device up to len(bufs) queued packets, blocking for the
+// first. wireguard-go reads from one goroutine.
 func (t *chanTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	var pkt *[]byte
-	select {
-	case pkt = <-t.in:
-	case <-t.closed:
-		return 0, os.ErrClosed
+	if len(t.pending) == 0 {
+		select {
+		case t.pending = <-t.in:
+		case <-t.closed:
+			return 0, os.ErrClosed
+		}
 	}
 	n := 0
-	for {
+	for n < len(bufs) {
+		if len(t.pending) == 0 {
+			select {
+			case t.pending = <-t.in:
+				continue
+			default:
+			}
+			break
+		}
+		pkt := t.pending[0]
+		t.pending[0] = nil
+		t.pending = t.pending[1:]
+		t.queued.Add(-1)
 		sizes[n] = copy(bufs[n][offset:], *pkt)
 		bufPool.Put(pkt)
 		n++
-		if n == len(bufs) {
-			return n, nil
-		}
-		select {
-		case pkt = <-t.in:
-		default:
-			return n, nil
-		}
 	}
+	return n, nil
 }
 
 func (t *chanTUN) Write(bufs [][]byte, offset int) (int, error) {
@@ -83,9 +109,7 @@ func (t *chanTUN) Write(bufs [][]byte, offset int) (int, error) {
 		return 0, errClosed
 	default:
 	}
-	for _, b := range bufs {
-		t.deliver(b[offset:])
-	}
+	t.deliver(bufs, offset)
 	return len(bufs), nil
 }
 

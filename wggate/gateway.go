@@ -252,7 +252,7 @@ func New(cfg Config) (_ *Gateway, err error) {
 	var tdev wgtun.Device
 	if cfg.Role == wgreg.RoleEntry {
 		var r *relay
-		g.ctun = newChanTUN(cfg.MTU, defaultInjectQueue, func(pkt []byte) { r.fromClient(pkt) })
+		g.ctun = newChanTUN(cfg.MTU, defaultInjectQueue, func(bufs [][]byte, offset int) { r.fromClients(bufs, offset) })
 		tdev = g.ctun
 		r = newRelay(g.ctx, g.ctun, func(a netip.Addr) (peerKey, bool) { return g.peers.owner(a) }, cfg.PeerTimeout, cfg.MaxFlows, g.m, g.log)
 		if cfg.DialUDP != nil {

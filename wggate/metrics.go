@@ -17,6 +17,7 @@ const (
 	dropFlowLimit = "flow_limit"
 	dropSendError = "send_error"
 	dropQueueFull = "queue_full" // replies: the device's inbound queue was full
+	dropTooBig    = "too_big"    // replies: a datagram longer than relayReadSize
 )
 
 // Outcomes of registrations (nym_wg_registrations_total{role, outcome}).

@@ -150,7 +150,11 @@ func startClient(t *testing.T, ns, tunName string, outerPriv, innerPriv [32]byte
 	t.Helper()
 	c := &testClient{outerAddr: entry.AddrV4.Addr()}
 	nb := &nestBind{src: netip.AddrPortFrom(c.outerAddr, 51000)}
-	c.outerTUN = newChanTUN(DefaultEntryMTU, 1024, nb.fromOuter)
+	c.outerTUN = newChanTUN(DefaultEntryMTU, 1024, func(bufs [][]byte, offset int) {
+		for _, b := range bufs {
+			nb.fromOuter(b[offset:])
+		}
+	})
 	nb.outer = c.outerTUN
 	log := wgLogger(testLogger().With("dev", "client"))
 	inNS(t, ns, func() error {

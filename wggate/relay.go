@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
 
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -53,10 +54,15 @@ type flow struct {
 	key  flowKey
 	peer peerKey
 	conn *net.UDPConn
+	bc   batchConn    // conn, many datagrams per syscall
 	last atomic.Int64 // unix nanos of the last datagram either way
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 65535+60); return &b }}
+// bufPool holds the packets fromExit hands the device: a datagram of up to
+// relayReadSize behind IPv6 and UDP headers. (Buffers of 64 KiB cost a
+// 64 KiB clear each time the pool ran dry, which under a download was
+// often: a tenth of the entry's CPU.)
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, relayReadSize+48); return &b }}
 
 func newRelay(ctx context.Context, tun *chanTUN, owner func(netip.Addr) (peerKey, bool), timeout time.Duration, maxPerPeer int, m *metrics, log *slog.Logger) *relay {
 	r := &relay{
@@ -83,40 +89,116 @@ func (r *relay) SetExits(eps []netip.AddrPort) {
 	r.exits.Store(&m)
 }
 
-// fromClient handles one packet a client's peer sent (decrypted by the
-// device, its source already checked against the peer's addresses). It
-// runs on the device's receive goroutines; pkt is only valid during it.
-func (r *relay) fromClient(pkt []byte) {
+// fromClient handles one packet a client's peer sent; see fromClients.
+func (r *relay) fromClient(pkt []byte) { r.fromClients([][]byte{pkt}, 0) }
+
+// fromClients handles the packets a client's peer sent (decrypted by the
+// device, their sources already checked against the peer's addresses),
+// each at offset in its buffer. It runs on the device's receive goroutines,
+// one batch of up to device.BatchSize per call; the buffers are only valid
+// during it. Consecutive datagrams of one flow (a TCP download's ACKs, an
+// upload's segments) leave in one sendmmsg.
+func (r *relay) fromClients(bufs [][]byte, offset int) {
+	sb := sendBatches.Get().(*sendBatch)
+	defer sendBatches.Put(sb)
+	for _, b := range bufs {
+		f, payload := r.accept(b[offset:], sb.f)
+		if f == nil {
+			continue
+		}
+		if sb.f != f || sb.n == len(sb.msgs) {
+			r.send(sb)
+			sb.f = f
+		}
+		sb.msgs[sb.n].Buffers[0] = payload
+		sb.n++
+	}
+	r.send(sb)
+}
+
+// accept filters one packet: its flow and the UDP payload for the exit,
+// or nil (counted as dropped). A packet of last's flow (most of a batch)
+// skips the flow table and its lock.
+func (r *relay) accept(pkt []byte, last *flow) (*flow, []byte) {
 	p, err := ippkt.Parse(pkt)
 	switch {
 	case err != nil:
 		r.m.dropped.WithLabelValues(dropMalformed).Inc()
-		return
+		return nil, nil
 	case p.Protocol != ippkt.ProtoUDP:
 		r.m.dropped.WithLabelValues(dropNotUDP).Inc()
-		return
+		return nil, nil
 	case p.Fragment || !p.HasPorts:
 		r.m.dropped.WithLabelValues(dropFragment).Inc()
-		return
+		return nil, nil
 	}
 	key := flowKey{netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)}
+	payload := pkt[p.HeaderLen+8 : p.TotalLen]
+	if last != nil && last.key == key {
+		return last, payload
+	}
 	if !(*r.exits.Load())[key.exit] {
 		r.m.dropped.WithLabelValues(dropNotExit).Inc()
-		return
+		return nil, nil
 	}
 	f, reason := r.flow(key)
 	if f == nil {
 		r.m.dropped.WithLabelValues(reason).Inc()
+		return nil, nil
+	}
+	return f, payload
+}
+
+// relayBatch is the most datagrams one sendmmsg or recvmmsg moves: the
+// channel tun's batch (the device hands its receive side up to the bind's
+// 128, sent in pieces).
+const relayBatch = 32
+
+// sendBatch is datagrams of one flow waiting for one sendmmsg. The
+// device's receive goroutines (one per peer) each take one from the pool.
+type sendBatch struct {
+	f    *flow
+	msgs []ipv4.Message
+	n    int
+}
+
+var sendBatches = sync.Pool{New: func() any {
+	sb := &sendBatch{msgs: make([]ipv4.Message, relayBatch)}
+	for i := range sb.msgs {
+		sb.msgs[i].Buffers = make([][]byte, 1)
+	}
+	return sb
+}}
+
+// send writes sb's datagrams to its flow's exit and empties it.
+func (r *relay) send(sb *sendBatch) {
+	if sb.n == 0 {
 		return
 	}
-	payload := pkt[p.HeaderLen+8 : p.TotalLen]
+	f, msgs := sb.f, sb.msgs[:sb.n]
 	f.last.Store(time.Now().UnixNano())
-	if _, err := f.conn.Write(payload); err != nil {
-		r.m.dropped.WithLabelValues(dropSendError).Inc()
-		return
+	for len(msgs) > 0 {
+		n, err := f.bc.WriteBatch(msgs, 0)
+		if err != nil {
+			// Refused (an ICMP error the socket held) or failed: the
+			// first datagram is lost, as a single send would have been;
+			// the rest get their own try.
+			r.m.dropped.WithLabelValues(dropSendError).Inc()
+			n = 1
+		} else {
+			bytes := 0
+			for _, m := range msgs[:n] {
+				bytes += len(m.Buffers[0])
+			}
+			r.toExitPkts.Add(float64(n))
+			r.toExitBytes.Add(float64(bytes))
+		}
+		msgs = msgs[n:]
 	}
-	r.toExitPkts.Inc()
-	r.toExitBytes.Add(float64(len(payload)))
+	for i := range sb.msgs[:sb.n] {
+		sb.msgs[i].Buffers[0] = nil
+	}
+	sb.f, sb.n = nil, 0
 }
 
 // flow returns the socket of key, opening one if there is none.
@@ -141,7 +223,8 @@ func (r *relay) flow(key flowKey) (*flow, string) {
 		r.log.Warn("wireguard relay: socket to exit", "exit", key.exit, "err", err)
 		return nil, dropSendError
 	}
-	f := &flow{key: key, peer: pk, conn: conn}
+	setSocketBuffers(conn, r.log)
+	f := &flow{key: key, peer: pk, conn: conn, bc: newBatchConn(conn, key.exit.Addr().Is6())}
 	f.last.Store(time.Now().UnixNano())
 	r.flows[key] = f
 	r.perPeer[pk]++
@@ -151,13 +234,25 @@ func (r *relay) flow(key flowKey) (*flow, string) {
 	return f, ""
 }
 
+// relayReadSize is the largest datagram from an exit the relay takes: a
+// WireGuard message of an exit whose MTU is up to 4 KiB, far past the
+// 1420 the client's outer tunnel carries unfragmented. Each flow's reader
+// holds relayBatch of these (128 KiB).
+const relayReadSize = 4 << 10
+
 // fromExit writes the exit's datagrams on f back into the client's tunnel
-// until the socket closes.
+// until the socket closes; one recvmmsg reads up to relayBatch of them.
 func (r *relay) fromExit(f *flow) {
 	defer r.wg.Done()
-	buf := make([]byte, 65535)
+	msgs := make([]ipv4.Message, relayBatch)
+	backing := make([]byte, relayBatch*(relayReadSize+1))
+	for i := range msgs {
+		// One byte more than relayReadSize tells a full buffer (perhaps
+		// cut) from a datagram of the largest size taken.
+		msgs[i].Buffers = [][]byte{backing[i*(relayReadSize+1) : (i+1)*(relayReadSize+1)]}
+	}
 	for {
-		n, err := f.conn.Read(buf)
+		n, err := f.bc.ReadBatch(msgs, 0)
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			// An ICMP error from the exit's host (its WireGuard restarting):
 			// the flow stays, like a WireGuard socket would.
@@ -171,15 +266,29 @@ func (r *relay) fromExit(f *flow) {
 			return
 		}
 		f.last.Store(time.Now().UnixNano())
-		bp := bufPool.Get().(*[]byte)
-		*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, buf[:n])
-		if !r.tun.Inject(bp) {
-			bufPool.Put(bp)
-			r.m.dropped.WithLabelValues(dropQueueFull).Inc()
+		pkts, bytes := make([]*[]byte, 0, n), 0
+		for _, m := range msgs[:n] {
+			if m.N > relayReadSize {
+				r.m.dropped.WithLabelValues(dropTooBig).Inc()
+				continue
+			}
+			bp := bufPool.Get().(*[]byte)
+			*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, m.Buffers[0][:m.N])
+			pkts = append(pkts, bp)
+			bytes += m.N
+		}
+		if len(pkts) == 0 {
 			continue
 		}
-		r.fromExitPkts.Inc()
-		r.fromExitBytes.Add(float64(n))
+		if !r.tun.InjectBatch(pkts) {
+			for _, bp := range pkts {
+				bufPool.Put(bp)
+			}
+			r.m.dropped.WithLabelValues(dropQueueFull).Add(float64(len(pkts)))
+			continue
+		}
+		r.fromExitPkts.Add(float64(len(pkts)))
+		r.fromExitBytes.Add(float64(bytes))
 	}
 }
 

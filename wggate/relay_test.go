@@ -64,7 +64,11 @@ func TestRelayForwardsOnlyUDPToExits(t *testing.T) {
 	}
 	var pkt *[]byte
 	select {
-	case pkt = <-ctun.in:
+	case pkts := <-ctun.in:
+		if len(pkts) != 1 {
+			t.Fatalf("%d packets injected, want 1", len(pkts))
+		}
+		pkt = pkts[0]
 	case <-time.After(20 * time.Second):
 		t.Fatal("no answer injected")
 	}

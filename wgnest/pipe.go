@@ -39,6 +39,7 @@ type pipe struct {
 	src4, src6 netip.Addr     // the client's addresses in the outer tunnel
 	port       uint16         // the inner bind's port in the outer tunnel
 	exit       netip.AddrPort // the exit's WireGuard endpoint
+	exitEP     conn.Endpoint  // exit as an interface value, made once: a conversion per packet allocated
 	mtu        int            // the outer tun's
 	bufSize    int
 
@@ -54,7 +55,7 @@ type pipe struct {
 
 func newPipe(src4, src6 netip.Addr, port uint16, exit netip.AddrPort, mtu int) *pipe {
 	p := &pipe{
-		src4: src4, src6: src6, port: port, exit: exit, mtu: mtu, bufSize: mtu,
+		src4: src4, src6: src6, port: port, exit: exit, exitEP: endpoint(exit), mtu: mtu, bufSize: mtu,
 		up:     make(chan *batch, queuedBatches),
 		down:   make(chan *batch, queuedBatches),
 		closed: make(chan struct{}),
@@ -152,7 +153,7 @@ func (b *innerBind) receive(gone chan struct{}, pkts [][]byte, sizes []int, eps 
 			continue
 		}
 		sizes[n] = copy(pkts[n], bt.bufs[i][:bt.lens[i]])
-		eps[n] = endpoint(b.p.exit)
+		eps[n] = b.p.exitEP
 		n++
 	}
 	b.p.put(bt)

