@@ -26,7 +26,7 @@ func wgTicketNet(t *testing.T) *testnet.Net {
 		t.Skip("runs three authorities and waits for their issuer keys")
 	}
 	n := testnet.Start(t, testnet.Options{
-		Authorities: 3, Threshold: 2, Entries: 2, MaxEntries: 2,
+		Authorities: 3, Threshold: 2, Entries: 2, MaxEntries: 2, Tickets: true,
 		EditNode: func(c *node.Config) {
 			if c.Mode != node.ModeMixnode {
 				c.RequireTickets = true
