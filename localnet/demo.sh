@@ -94,8 +94,12 @@ step "redeem a voucher for bandwidth tickets: the gateways require them"
 # localnet.sh minted the vouchers (nym-api vouchers create) at every
 # authority; two of three sign the tickets blind, the first is down.
 if [[ -s $STATE/vouchers ]]; then
-	inclient "$BIN/nymvpn" tickets add "$(head -1 "$STATE/vouchers")" --network "$STATE/network.toml" ||
-		fail "nymvpn tickets add failed"
+	# One voucher of each type: mixnet-entry for the anonymous mode,
+	# wireguard-entry and wireguard-exit for the fast mode's two doors.
+	for f in vouchers vouchers-wireguard-entry vouchers-wireguard-exit; do
+		inclient "$BIN/nymvpn" tickets add "$(head -1 "$STATE/$f")" --network "$STATE/network.toml" ||
+			fail "nymvpn tickets add (from $f) failed"
+	done
 	inclient "$BIN/nymvpn" tickets --network "$STATE/network.toml" || fail "nymvpn tickets fails"
 else
 	echo "skipped: LOCALNET_TICKETS=0"

@@ -22,6 +22,8 @@
 #                    $LOCALNET_DIR/vouchers holds vouchers (one a line, 20
 #                    mixnet-entry tickets each) installed at every authority:
 #                    `nymvpn tickets add VOUCHER --network FILE` redeems one.
+#                    vouchers-wireguard-entry and vouchers-wireguard-exit
+#                    hold fast mode's (one of each pays a connect).
 #                    0: no tickets required.
 #
 # The directory is a network of three authorities (dir, dir2, dir3 at
@@ -158,11 +160,15 @@ start_servers() {
 	if ((TICKETS)); then
 		# Vouchers stand where a payment would: minted at the first
 		# authority, installed at the others, redeemed by clients.
-		"$BIN/nym-api" vouchers create --data-dir "$STATE/dir" --tickets 20 --type mixnet-entry --count 8 \
-			>"$STATE/vouchers" || die "nym-api vouchers create failed"
-		for a in "${AUTH_ROLES[@]:1}"; do
-			"$BIN/nym-api" vouchers add --data-dir "$STATE/$a" --file "$STATE/vouchers" >/dev/null ||
-				die "nym-api vouchers add failed"
+		# Fast mode's registrations pay with the two WireGuard types, one
+		# file of vouchers each.
+		for v in vouchers:mixnet-entry vouchers-wireguard-entry:wireguard-entry vouchers-wireguard-exit:wireguard-exit; do
+			"$BIN/nym-api" vouchers create --data-dir "$STATE/dir" --tickets 20 --type "${v#*:}" --count 8 \
+				>"$STATE/${v%%:*}" || die "nym-api vouchers create --type ${v#*:} failed"
+			for a in "${AUTH_ROLES[@]:1}"; do
+				"$BIN/nym-api" vouchers add --data-dir "$STATE/$a" --file "$STATE/${v%%:*}" >/dev/null ||
+					die "nym-api vouchers add failed"
+			done
 		done
 	fi
 	for a in "${AUTH_ROLES[@]}"; do
@@ -364,6 +370,7 @@ cmd_status() {
 
   network file: $STATE/network.toml (3 authorities, k = $THRESHOLD)
   vouchers:     $STATE/vouchers (gateways require tickets: LOCALNET_TICKETS=$TICKETS)
+                $STATE/vouchers-wireguard-{entry,exit} (fast mode's)
   first authority: $DIR_URL   key: $key
   every node's HTTP API: http://<its LAN address>:8080/api/v1/roles
 

@@ -97,6 +97,10 @@ type Config struct {
 	// it needs Tickets.
 	RequireTickets bool
 	Tickets        TicketVerifier
+	// TicketQuota is the bytes (both directions, as the device counts
+	// them) one registration's ticket buys through its peer; the peer is
+	// removed once it has used them. 0: peers are not metered.
+	TicketQuota uint64
 	// MaxClockSkew is how far a request's time may be from ours. Default
 	// 2 minutes; nonces are kept twice as long.
 	MaxClockSkew time.Duration
@@ -212,6 +216,7 @@ type Gateway struct {
 	topo     atomic.Pointer[directory.Topology]
 	prevTopo atomic.Pointer[directory.Topology] // the epoch before topo's
 	nonces   *nonceCache
+	quota    *quotas
 	regLn    net.Listener
 	port     uint16
 
@@ -275,7 +280,9 @@ func New(cfg Config) (_ *Gateway, err error) {
 	if err := g.listen(); err != nil {
 		return nil, err
 	}
+	g.quota = newQuotas()
 	g.peers = newPeerTable(g.dev, pool, cfg.PeerTimeout, func(pk peerKey, p *peer) {
+		g.quota.drop(pk)
 		if g.relay != nil {
 			g.relay.closePeer(pk)
 		}
@@ -294,6 +301,10 @@ func New(cfg Config) (_ *Gateway, err error) {
 	}
 	g.wg.Add(1)
 	go g.janitor()
+	if cfg.TicketQuota > 0 {
+		g.wg.Add(1)
+		go g.meter()
+	}
 	g.log.Info("wireguard door up", "port", g.port, "key", hex.EncodeToString(g.pubKey[:8]), "range_v4", cfg.RangeV4, "range_v6", cfg.RangeV6)
 	return g, nil
 }

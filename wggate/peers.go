@@ -177,16 +177,15 @@ func (t *peerTable) len() int {
 // expire removes the peers without a handshake (or, never having had one,
 // registered) in the last timeout, and returns how many.
 func (t *peerTable) expire(now time.Time) (int, error) {
-	var out bytes.Buffer
-	if err := t.dev.IpcGetOperation(&out); err != nil {
-		return 0, fmt.Errorf("wggate: reading peers: %w", err)
+	stats, err := t.stats()
+	if err != nil {
+		return 0, err
 	}
-	last := lastHandshakes(out.Bytes())
 	t.mu.Lock()
 	var gone []peerKey
 	for pk, p := range t.byKey {
 		seen := p.registered
-		if hs := last[pk]; hs.After(seen) {
+		if hs := stats[pk].handshake; hs.After(seen) {
 			seen = hs
 		}
 		if now.Sub(seen) >= t.timeout {
@@ -198,6 +197,15 @@ func (t *peerTable) expire(now time.Time) (int, error) {
 		t.remove(pk)
 	}
 	return len(gone), nil
+}
+
+// stats reads the device's peers: last handshakes and byte counters.
+func (t *peerTable) stats() (map[peerKey]peerStat, error) {
+	var out bytes.Buffer
+	if err := t.dev.IpcGetOperation(&out); err != nil {
+		return nil, fmt.Errorf("wggate: reading peers: %w", err)
+	}
+	return peerStats(out.Bytes()), nil
 }
 
 // remove takes a peer off the device and frees its addresses.
@@ -230,17 +238,28 @@ func (t *peerTable) remove(pk peerKey) {
 	t.mu.Unlock()
 }
 
-// lastHandshakes reads each peer's last handshake from the device's UAPI
-// dump (public_key=… followed by last_handshake_time_sec/nsec=…).
-func lastHandshakes(dump []byte) map[peerKey]time.Time {
-	out := make(map[peerKey]time.Time)
+// peerStat is what the device's UAPI dump says of one peer.
+type peerStat struct {
+	handshake time.Time // zero: none yet
+	rx, tx    uint64    // bytes received from and sent to it
+}
+
+// peerStats reads each peer's last handshake and byte counters from the
+// device's UAPI dump (public_key=… followed by its fields).
+func peerStats(dump []byte) map[peerKey]peerStat {
+	out := make(map[peerKey]peerStat)
 	var cur peerKey
 	var have bool
+	var st peerStat
 	var sec, nsec int64
 	flush := func() {
-		if have && (sec != 0 || nsec != 0) {
-			out[cur] = time.Unix(sec, nsec)
+		if !have {
+			return
 		}
+		if sec != 0 || nsec != 0 {
+			st.handshake = time.Unix(sec, nsec)
+		}
+		out[cur] = st
 	}
 	sc := bufio.NewScanner(bytes.NewReader(dump))
 	for sc.Scan() {
@@ -251,7 +270,7 @@ func lastHandshakes(dump []byte) map[peerKey]time.Time {
 		switch k {
 		case "public_key":
 			flush()
-			have, sec, nsec = false, 0, 0
+			have, st, sec, nsec = false, peerStat{}, 0, 0
 			if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
 				cur, have = peerKey(b), true
 			}
@@ -259,6 +278,10 @@ func lastHandshakes(dump []byte) map[peerKey]time.Time {
 			sec, _ = strconv.ParseInt(v, 10, 64)
 		case "last_handshake_time_nsec":
 			nsec, _ = strconv.ParseInt(v, 10, 64)
+		case "rx_bytes":
+			st.rx, _ = strconv.ParseUint(v, 10, 64)
+		case "tx_bytes":
+			st.tx, _ = strconv.ParseUint(v, 10, 64)
 		}
 	}
 	flush()

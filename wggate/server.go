@@ -153,14 +153,18 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "replayed request"}, regReplay
 	}
 	if g.cfg.RequireTickets && len(req.Spend) == 0 {
-		return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "a ticket is required"}, regTicket
+		return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: fmt.Sprintf("no ticket: this gateway requires a wireguard-%s ticket; run `nymvpn tickets add VOUCHER`", g.cfg.Role)}, regTicket
 	}
+	paid := false
 	if g.cfg.Tickets != nil && len(req.Spend) > 0 {
+		paid = true
 		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.RelayTimeout)
 		err := g.cfg.Tickets.VerifySpend(ctx, g.cfg.Role, req.Spend)
 		cancel()
 		if err != nil {
-			return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "ticket refused"}, regTicket
+			// The verifier's words say what was wrong (type, gateway,
+			// spent, expired): the client can act on them.
+			return &wgreg.Answer{Status: wgreg.AnswerTicket, Text: "ticket refused: " + err.Error()}, regTicket
 		}
 	}
 	psk, err := opened.PSK()
@@ -177,6 +181,9 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 	if err != nil {
 		g.log.Warn("adding a peer", "err", err)
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "could not add the peer"}, regRefused
+	}
+	if paid && g.cfg.TicketQuota > 0 {
+		g.quota.add(peerKey(req.WGKey), g.cfg.TicketQuota)
 	}
 	g.m.peers.Set(float64(g.peers.len()))
 	a := &wgreg.Answer{GatewayKey: g.pubKey, AddrV4: netip.PrefixFrom(p.v4, 32), PeerTimeout: g.cfg.PeerTimeout}

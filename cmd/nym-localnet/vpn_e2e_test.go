@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,8 @@ type e2eNet struct {
 	// require tickets); redeemed is set once one was.
 	vouchers []string
 	redeemed bool
+	// wgRedeemed is set once fast mode's vouchers were redeemed.
+	wgRedeemed bool
 }
 
 // upNet brings up a local network with the given number of entry gateways;
@@ -241,6 +244,9 @@ func (n *e2eNet) connect(extra ...string) {
 	n.startDaemon()
 	if len(n.vouchers) > 0 && !n.redeemed {
 		n.redeem()
+	}
+	if slices.Contains(extra, "fast") {
+		n.redeemWireGuard()
 	}
 	if out, err := n.vpn(n.connectArgs(extra...)...); err != nil {
 		t.Fatalf("nymvpn connect: %v\n%s", err, out)

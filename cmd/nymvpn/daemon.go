@@ -275,7 +275,8 @@ func (d *daemon) connectFast(ctx context.Context, req connectRequest, out *outsi
 	if err != nil {
 		return d.failed(err, out)
 	}
-	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, replan: replan, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting}
+	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, replan: replan, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting,
+		book: &fastBook{path: ticketBookPath(d.statePath, req.network)}}
 	if err := ft.connect(ctx); err != nil {
 		return d.failed(err, out)
 	}

@@ -101,6 +101,8 @@ type fastTunnel struct {
 	replan func(context.Context) (*fastPlan, error)
 	dns    []netip.Addr
 	stale  time.Duration
+	// book pays the gateways that require tickets; nil pays nothing.
+	book *fastBook
 
 	mu         sync.Mutex
 	leg        *fastLeg // nil while reconnecting
@@ -149,14 +151,31 @@ func (ft *fastTunnel) up(ctx context.Context) (_ *fastLeg, err error) {
 		return nil, err
 	}
 	opts := wgreg.Options{Rotation: ft.plan.rotation, DialContext: ft.out.dialGateway, Logger: ft.log}
+	// Gateways that require tickets take one of each WireGuard type; a
+	// book without them registers without (networks that take none),
+	// and a refusal then says what to do.
+	var noTickets error
+	opts.EntrySpend, opts.ExitSpend, err = ft.book.spends(entry.Identity, exit.Identity, time.Now())
+	if errors.Is(err, errNoFastTickets) {
+		noTickets, err = err, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fast mode: tickets: %w", err)
+	}
+	withHint := func(err error) error {
+		if noTickets != nil && errors.Is(err, wgreg.ErrGateway) {
+			return fmt.Errorf("%w (%v)", err, noTickets)
+		}
+		return err
+	}
 	regE, sess, err := wgreg.RegisterEntry(ctx, entry, outerKey.pub, opts)
 	if err != nil {
-		return nil, fmt.Errorf("registering at entry %s: %w", entry.Identity, err)
+		return nil, fmt.Errorf("registering at entry %s: %w", entry.Identity, withHint(err))
 	}
 	regX, err := sess.RegisterExit(ctx, exit, innerKey.pub)
 	sess.Close()
 	if err != nil {
-		return nil, fmt.Errorf("registering at exit %s through entry %s: %w", exit.Identity, entry.Identity, err)
+		return nil, fmt.Errorf("registering at exit %s through entry %s: %w", exit.Identity, entry.Identity, withHint(err))
 	}
 	// The endpoints are the consensus's, not the registrations': what a
 	// gateway answers opens no hole and sends nothing elsewhere.

@@ -144,6 +144,10 @@ func computeConsensus(in consensusInput) (*directory.Topology, assignment, error
 	}
 	t.Standby = list(a.Standby, directory.RoleStandby)
 	t.Issuers = consensusIssuers(in, t.EpochStart)
+	t.Monitors = ownVoices(in, func(v *directory.Vote) []directory.MonitorKey { return v.Monitors },
+		func(t *directory.Topology) []directory.MonitorKey { return t.Monitors },
+		func(k directory.MonitorKey) directory.Key { return k.Authority })
+	slices.SortFunc(t.Monitors, directory.CompareMonitorKeys)
 	return t, a, nil
 }
 
@@ -154,21 +158,31 @@ func computeConsensus(in consensusInput) (*directory.Topology, assignment, error
 // votes still make the same document unless the missing authority's keys
 // changed. Keys whose tickets expire by start are left out.
 func consensusIssuers(in consensusInput, start time.Time) []directory.IssuerKey {
+	out := ownVoices(in, func(v *directory.Vote) []directory.IssuerKey { return v.Issuers },
+		func(t *directory.Topology) []directory.IssuerKey { return t.Issuers },
+		func(k directory.IssuerKey) directory.Key { return k.Authority })
+	out = slices.DeleteFunc(out, func(k directory.IssuerKey) bool { return k.Expiry <= start.Unix() })
+	slices.SortFunc(out, directory.CompareIssuerKeys)
+	return out
+}
+
+// ownVoices gathers keys each authority speaks for alone (issuer keys,
+// monitor keys): those of its own vote, or, when its vote is missing here,
+// its keys in the previous consensus.
+func ownVoices[K any](in consensusInput, ofVote func(*directory.Vote) []K, ofTop func(*directory.Topology) []K, authority func(K) directory.Key) []K {
 	voted := make(map[directory.Key]bool, len(in.votes))
-	var out []directory.IssuerKey
+	var out []K
 	for _, v := range in.votes {
 		voted[v.vote.Authority] = true
-		out = append(out, v.vote.Issuers...)
+		out = append(out, ofVote(v.vote)...)
 	}
 	if in.prev != nil {
-		for _, k := range in.prev.top.Issuers {
-			if _, ok := in.net.Authority(k.Authority); ok && !voted[k.Authority] {
+		for _, k := range ofTop(in.prev.top) {
+			if _, ok := in.net.Authority(authority(k)); ok && !voted[authority(k)] {
 				out = append(out, k)
 			}
 		}
 	}
-	out = slices.DeleteFunc(out, func(k directory.IssuerKey) bool { return k.Expiry <= start.Unix() })
-	slices.SortFunc(out, directory.CompareIssuerKeys)
 	return out
 }
 
@@ -219,6 +233,7 @@ func graceConsensus(prev *acceptedConsensus, epoch uint64, p directory.VoteParam
 		t.Layers[l] = keep(pt.Layers[l], directory.RoleMix)
 	}
 	t.Issuers = slices.DeleteFunc(slices.Clone(pt.Issuers), func(k directory.IssuerKey) bool { return k.Expiry <= t.EpochStart.Unix() })
+	t.Monitors = slices.Clone(pt.Monitors)
 	return t
 }
 

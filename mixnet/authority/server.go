@@ -631,6 +631,7 @@ func (s *Server) publishLocked(now time.Time) error {
 	}
 	t.Standby = s.nodesLocked(a.Standby, directory.RoleStandby, t.Rotation)
 	t.Issuers = s.issuerKeysAt(t.EpochStart)
+	t.Monitors = s.monitorKeys()
 	signed, err := directory.SignTopology(s.priv, t)
 	if err != nil {
 		return fmt.Errorf("publish epoch %d: %w", epoch, err)

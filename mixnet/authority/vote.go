@@ -15,7 +15,7 @@ func (s *Server) makeVote(epoch uint64) (directory.SignedVote, *directory.Vote, 
 	now := s.cfg.Now()
 	eligible, _ := s.eligibleLocked(epoch, now)
 	v := &directory.Vote{Epoch: epoch, IssuedAt: now.UTC().Round(0), Params: s.paramsFor(epoch), Nodes: []directory.VoteNode{},
-		Issuers: s.issuerKeysAt(s.clock.start(epoch))}
+		Issuers: s.issuerKeysAt(s.clock.start(epoch)), Monitors: s.monitorKeys()}
 	var descs []directory.Descriptor
 	for _, c := range eligible {
 		n := s.nodes[c.id]

@@ -141,6 +141,9 @@ type Topology struct {
 	// Issuers are the authorities' public keys for bandwidth tickets, in
 	// CompareIssuerKeys order (see IssuerKey).
 	Issuers []IssuerKey `json:"issuers,omitempty"`
+	// Monitors are the authorities' loop monitor link keys, in
+	// CompareMonitorKeys order: gateways ask them for no ticket.
+	Monitors []MonitorKey `json:"monitors,omitempty"`
 
 	// index maps identities to where they sit; built by Verify and
 	// SignTopology. Lookups fall back to a scan when it is nil.
@@ -388,6 +391,9 @@ func (t *Topology) validate() error {
 		return fmt.Errorf("%w: %d nodes, limit %d", ErrInvalid, total, MaxTopologyNodes)
 	}
 	if err := validateIssuerKeys(t.Issuers); err != nil {
+		return err
+	}
+	if err := validateMonitorKeys(t.Monitors); err != nil {
 		return err
 	}
 	index := make(map[Key]nodeRef, total)

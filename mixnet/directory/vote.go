@@ -42,6 +42,9 @@ type Vote struct {
 	// Issuers are the voter's own ticket keys (see IssuerKey), in
 	// CompareIssuerKeys order; a key of any other authority is refused.
 	Issuers []IssuerKey `json:"issuers,omitempty"`
+	// Monitors holds the voter's own loop monitor key (see MonitorKey), at
+	// most one; a key of any other authority is refused.
+	Monitors []MonitorKey `json:"monitors,omitempty"`
 }
 
 // VoteParams are the settings every authority of a network must share.
@@ -133,6 +136,14 @@ func (v *Vote) check(epoch uint64) ([]Descriptor, error) {
 	for _, k := range v.Issuers {
 		if k.Authority != v.Authority {
 			return nil, fmt.Errorf("%w: the vote of %s carries an issuer key of %s: an authority speaks only for its own keys", ErrInvalid, v.Authority, k.Authority)
+		}
+	}
+	if err := validateMonitorKeys(v.Monitors); err != nil {
+		return nil, err
+	}
+	for _, k := range v.Monitors {
+		if k.Authority != v.Authority {
+			return nil, fmt.Errorf("%w: the vote of %s carries a monitor key of %s: an authority speaks only for its own keys", ErrInvalid, v.Authority, k.Authority)
 		}
 	}
 	seen := make(map[Key]bool, len(v.Nodes))

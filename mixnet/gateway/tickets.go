@@ -190,11 +190,23 @@ func (g *Gateway) handleTicket(s *session, m *gatewire.Ticket) {
 }
 
 var (
-	errSpentHere      = errors.New("ticket already spent at this gateway")
-	errSpentElsewhere = errors.New("ticket already spent at another gateway")
+	errSpentHere      = fmt.Errorf("%w at this gateway", ErrTicketSpent)
+	errSpentElsewhere = fmt.Errorf("%w at another gateway", ErrTicketSpent)
 )
 
 func (g *Gateway) checkTicket(s *session, b []byte) (ticketOutcome, error) {
+	outcome, err := g.claimSpend(b, g.cfg.Tickets.Type, s.client)
+	if outcome == ticketAccepted {
+		g.pay(s)
+	}
+	return outcome, err
+}
+
+// claimSpend checks a spend of a ticket of typ shown to this gateway and,
+// if it is good and unspent, records its serial durably (reported with the
+// others). holder, if any, is the client whose quota a double spend found
+// later takes back.
+func (g *Gateway) claimSpend(b []byte, typ ticket.Type, holder *client) (ticketOutcome, error) {
 	tc := &g.cfg.Tickets
 	var sp ticket.Spend
 	if err := sp.UnmarshalBinary(b); err != nil {
@@ -208,11 +220,11 @@ func (g *Gateway) checkTicket(s *session, b []byte) (ticketOutcome, error) {
 	if err := is.Verify(&sp, tc.Identity, now); err != nil {
 		return ticketInvalid, err
 	}
-	if sp.Ticket.Type != tc.Type {
-		return ticketInvalid, fmt.Errorf("ticket of type %d; this gateway takes type %d", sp.Ticket.Type, tc.Type)
+	if sp.Ticket.Type != typ {
+		return ticketInvalid, fmt.Errorf("%w: a %s ticket; this door takes %s tickets", ErrTicketType, sp.Ticket.Type, typ)
 	}
 	hold := now.Add(ticketHoldIntervals * tc.ReportInterval).UnixNano()
-	res, newDouble, err := g.spent.claim(sp.Ticket.Serial(), sp.Ticket.Expiry, s.client, hold, g.allAuthorities())
+	res, newDouble, err := g.spent.claim(sp.Ticket.Serial(), sp.Ticket.Expiry, holder, hold, g.allAuthorities())
 	if err != nil {
 		return ticketUnavailable, err
 	}
@@ -227,7 +239,6 @@ func (g *Gateway) checkTicket(s *session, b []byte) (ticketOutcome, error) {
 		return ticketSpentElsewhere, errSpentElsewhere
 	}
 	g.kickReports()
-	g.pay(s)
 	return ticketAccepted, nil
 }
 

@@ -47,9 +47,14 @@ func (n *Node) newGateway() error {
 			Quota:    n.cfg.TicketQuotaBytes,
 			Grace:    n.cfg.TicketGrace.Duration,
 			// The exit's IP router is a client of this gateway: the
-			// node's own, it pays nothing.
+			// node's own, it pays nothing. Nor do the authorities' loop
+			// monitors the consensus names: they measure, they buy nothing.
 			Exempt: func(id [32]byte) bool {
-				return n.opts.RouterKey != nil && id == *n.opts.RouterKey
+				if n.opts.RouterKey != nil && id == *n.opts.RouterKey {
+					return true
+				}
+				t := n.topo.Load()
+				return t != nil && t.IsMonitor(id)
 			},
 			Authorities:    n.network.Authorities,
 			Threshold:      n.network.Threshold,

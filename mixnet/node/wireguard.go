@@ -82,20 +82,31 @@ func (n *Node) newWireGuard() {
 	}
 	listen := netip.MustParseAddrPort(n.cfg.WireGuardListen)
 	v4, v6, _ := n.cfg.wireGuardRanges()
+	// With require_tickets the door takes the WireGuard tickets through
+	// the mixnet gateway's check (one spent set, one report loop).
+	var tickets wggate.TicketVerifier
+	var quota uint64
+	if n.cfg.RequireTickets && n.gateway != nil {
+		tickets = wgTickets{n.gateway}
+		quota = wireGuardTicketType(wireGuardRole(n.cfg.Mode)).Quota()
+	}
 	g, err := wggate.New(wggate.Config{
-		Role:          wireGuardRole(n.cfg.Mode),
-		Identity:      n.self,
-		Link:          n.linkKey,
-		HPKEKey:       n.wireGuardKey,
-		Listen:        listen,
-		RangeV4:       v4,
-		RangeV6:       v6,
-		PeerTimeout:   n.cfg.WireGuardPeerTimeout.Duration,
-		MaxFlows:      n.cfg.WireGuardMaxFlows,
-		MaxPeersPerIP: n.cfg.WireGuardMaxPeersPerIP,
-		TUN:           n.cfg.WireGuardTUN,
-		Logger:        n.log,
-		Registerer:    n.registry,
+		Role:           wireGuardRole(n.cfg.Mode),
+		Identity:       n.self,
+		Link:           n.linkKey,
+		HPKEKey:        n.wireGuardKey,
+		Listen:         listen,
+		RangeV4:        v4,
+		RangeV6:        v6,
+		PeerTimeout:    n.cfg.WireGuardPeerTimeout.Duration,
+		MaxFlows:       n.cfg.WireGuardMaxFlows,
+		MaxPeersPerIP:  n.cfg.WireGuardMaxPeersPerIP,
+		TUN:            n.cfg.WireGuardTUN,
+		RequireTickets: tickets != nil,
+		Tickets:        tickets,
+		TicketQuota:    quota,
+		Logger:         n.log,
+		Registerer:     n.registry,
 	})
 	if err != nil {
 		n.log.Warn("WireGuard (fast mode) not running", "err", err)
