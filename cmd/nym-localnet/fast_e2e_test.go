@@ -112,9 +112,20 @@ func startCapture(t *testing.T, ns string) *capture {
 	}
 	c.wg.Go(func() {
 		buf := make([]byte, 65536)
-		for !c.stop.Load() {
-			n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		for {
+			// Once stopped, read what the socket still holds and no
+			// more: the reader lags behind a burst on a busy machine,
+			// and frames left in the buffer are neither seen nor
+			// counted as dropped (a 1 MiB download showed 712 KB).
+			stopping, flags := c.stop.Load(), 0
+			if stopping {
+				flags = unix.MSG_DONTWAIT
+			}
+			n, from, err := unix.Recvfrom(c.fd, buf, flags)
 			if err != nil || n <= 0 {
+				if stopping {
+					return
+				}
 				continue
 			}
 			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING && ll.Ifindex == 1 {
