@@ -33,24 +33,8 @@ import (
 	"github.com/nym-go/nym/wgreg"
 )
 
-// needRoot skips a test that needs root, a TUN device, iproute2 and nft.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("netns test: skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("netns test: needs root (CAP_NET_ADMIN)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("netns test: no /dev/net/tun")
-	}
-	for _, cmd := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			t.Skipf("netns test: no %s command", cmd)
-		}
-	}
-}
+// needRoot skips a test that needs root, a TUN device and iproute2 and nft.
+func needRoot(t *testing.T) { t.Helper(); netnstest.NeedRoot(t, "nft") }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()

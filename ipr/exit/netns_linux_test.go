@@ -1,7 +1,6 @@
 package exit_test
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,21 +11,7 @@ import (
 )
 
 // needRoot skips a test that needs root, a TUN device and iproute2.
-func needRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("netns test: skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("netns test: needs root (CAP_NET_ADMIN)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("netns test: no /dev/net/tun")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("netns test: no ip command")
-	}
-}
+func needRoot(t *testing.T) { t.Helper(); netnstest.NeedRoot(t) }
 
 // ip runs iproute2 and fails the test on error.
 func ip(t *testing.T, args ...string) {
