@@ -51,6 +51,9 @@ type KillSwitchRules struct {
 	// only replies on connections so opened. A process of the host cannot
 	// use the hole, whichever address it is.
 	Mark uint32
+	// Exclude is the split tunnel's group (Split.Exclude): its programs'
+	// sockets pass, anywhere, and replies to them. Zero: none.
+	Exclude Exclude
 }
 
 func (r KillSwitchRules) validate() error {
