@@ -264,6 +264,10 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return err
 	}
 	out.open = d.host.Open
+	if err := d.host.SetAllowLAN(req.AllowLAN); err != nil {
+		out.close()
+		return err
+	}
 	// The kill switch goes up before anything is fetched: from here on
 	// only the daemon's marked connections to the directory, and then to
 	// the entry gateway it dials, leave outside the tunnel. One kept from
