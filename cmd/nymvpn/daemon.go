@@ -154,6 +154,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 		return err
 	}
 	if d.settings.Lockdown {
+		// Allow-LAN holds under lockdown too: the printer stays
+		// reachable while disconnected.
+		if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
+			d.log.Warn("allow-LAN", "err", err)
+		}
 		if err := d.host.KillSwitch(netip.AddrPort{}); err != nil {
 			return fmt.Errorf("lockdown: %w", err)
 		}
@@ -264,7 +269,8 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return err
 	}
 	out.open = d.host.Open
-	if err := d.host.SetAllowLAN(req.AllowLAN); err != nil {
+	// The allow-lan setting, or --allow-lan for this connection.
+	if err := d.host.SetAllowLAN(req.AllowLAN || d.settings.AllowLAN); err != nil {
 		out.close()
 		return err
 	}

@@ -62,6 +62,13 @@ func (d *daemon) set(key, value string) error {
 			return fmt.Errorf("lockdown off: %w", err)
 		}
 	}
+	if s.AllowLAN != old.AllowLAN {
+		// At once: the kill switch in force (lockdown's, or a
+		// tunnel's) lets the local networks through, or stops.
+		if err := d.host.SetAllowLAN(s.AllowLAN); err != nil {
+			return fmt.Errorf("allow-lan: %w", err)
+		}
+	}
 	d.log.Info("setting changed", "key", key, "value", value)
 	return nil
 }

@@ -218,3 +218,49 @@ func TestEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestLockdownAllowLAN: `set allow-lan on` under lockdown lets the uplink's
+// private subnet out at once, and nothing else; it survives a restart of
+// the daemon (the settings file); `set allow-lan off` closes it again.
+func TestLockdownAllowLAN(t *testing.T) {
+	l := newLab(t)
+	// A private subnet on the uplink beside the documentation one, which
+	// is not a LAN to allow-LAN.
+	run(t, "ip", "-n", l.client, "addr", "add", "10.77.0.2/24", "dev", "c0")
+	run(t, "ip", "-n", l.world, "addr", "add", "10.77.0.1/24", "dev", "w0")
+	lan := l.count("lan", "ip daddr 10.77.0.0/24")
+	other := l.count("other", "ip daddr != 10.77.0.0/24")
+	l.poke("10.77.0.1:5000")
+	l.poke("192.0.2.1:5000")
+	if lan() == 0 || other() == 0 {
+		t.Fatal("the counters did not count")
+	}
+	d := l.startDaemon(0)
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "lockdown", Value: "on"}})
+	l.resetCounters()
+	if l.poke("10.77.0.1:5000"); lan() != 0 {
+		t.Fatal("lockdown without allow-LAN let the LAN out")
+	}
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "allow-lan", Value: "on"}})
+	for _, restarted := range []bool{false, true} {
+		if restarted {
+			d.stop(t, syscall.SIGTERM)
+			d = l.startDaemon(0)
+		}
+		l.resetCounters()
+		l.poke("10.77.0.1:5000")
+		l.poke("192.0.2.1:5000")
+		if n, o := lan(), other(); n == 0 || o != 0 {
+			t.Fatalf("lockdown with allow-LAN (restarted: %v): %d packets to the LAN, %d elsewhere; want some and 0", restarted, n, o)
+		}
+		if st := mustCall(t, d.socket, request{Op: "status"}).Status; !st.AllowLAN || !st.Lockdown {
+			t.Fatalf("status: %+v", st)
+		}
+	}
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "allow-lan", Value: "off"}})
+	l.resetCounters()
+	l.poke("10.77.0.1:5000")
+	if n := lan() + other(); n != 0 {
+		t.Fatalf("allow-LAN off under lockdown: %d packets left c0", n)
+	}
+}
