@@ -96,6 +96,9 @@ type daemon struct {
 	settings settings
 	// events publishes the tunnel's state changes to `nymvpn events`.
 	events events
+	// autoStop ends auto-connect's attempts; nil when there are none.
+	autoMu   sync.Mutex
+	autoStop context.CancelFunc
 }
 
 func newDaemon(o *options) *cobra.Command {
@@ -180,7 +183,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
 	d.log.Info("nymvpn daemon listening", "socket", socket, "lockdown", d.settings.Lockdown)
 	if d.settings.AutoConnect && d.settings.Connect.hasNetwork() {
-		wg.Go(func() { d.autoConnect(ctx) })
+		actx, stop := context.WithCancel(ctx)
+		d.autoMu.Lock()
+		d.autoStop = stop
+		d.autoMu.Unlock()
+		wg.Go(func() { d.autoConnect(actx); stop() })
 	}
 	var backoff time.Duration
 	for {
@@ -219,6 +226,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	var resp response
 	switch req.Op {
 	case "connect":
+		d.stopAutoConnect()
 		if req.Connect == nil {
 			resp.Error = "connect: no parameters"
 		} else if err := d.connect(ctx, *req.Connect); err != nil {
@@ -228,6 +236,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	case "status":
 		resp.Status = d.status()
 	case "disconnect":
+		d.stopAutoConnect()
 		if err := d.disconnect(); err != nil {
 			resp.Error = err.Error()
 		}
