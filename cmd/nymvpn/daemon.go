@@ -156,12 +156,12 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	if d.settings, err = loadSettings(settingsPath(d.statePath)); err != nil {
 		return err
 	}
+	// Allow-LAN holds for any kill switch, lockdown's too: the printer
+	// stays reachable while disconnected.
+	if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
+		d.log.Warn("allow-LAN", "err", err)
+	}
 	if d.settings.Lockdown {
-		// Allow-LAN holds under lockdown too: the printer stays
-		// reachable while disconnected.
-		if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
-			d.log.Warn("allow-LAN", "err", err)
-		}
 		if err := d.host.KillSwitch(netip.AddrPort{}); err != nil {
 			return fmt.Errorf("lockdown: %w", err)
 		}
@@ -260,7 +260,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 }
 
 // connect brings the tunnel up and returns once it carries traffic.
-func (d *daemon) connect(ctx context.Context, req connectRequest) error {
+func (d *daemon) connect(ctx context.Context, req connectRequest) (err error) {
 	if err := req.check(); err != nil {
 		return err
 	}
@@ -271,6 +271,11 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	d.rememberLocked(req)
 	d.events.publish(event{State: stateConnecting, Mode: req.Mode})
+	defer func() {
+		if err != nil {
+			d.events.publish(event{State: stateError, Mode: req.Mode, Error: err.Error()})
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	out, err := newOutside(cctx, req.network, true)
@@ -369,7 +374,6 @@ func (d *daemon) failed(err error, out *outside) error {
 	case d.host.KillSwitchOn():
 		err = fmt.Errorf("%w (the kill switch stays on; `nymvpn disconnect` removes it)", err)
 	}
-	d.events.publish(event{State: stateError, Error: err.Error()})
 	return err
 }
 
