@@ -55,6 +55,9 @@ type KillSwitchRules struct {
 	// its link alone (allow-LAN; UplinkLAN finds them). Only private,
 	// link-local and unique local prefixes are accepted.
 	LAN []LocalNet
+	// Exclude is the split tunnel's group (Split.Exclude): its programs'
+	// sockets pass, anywhere, and replies to them. Zero: none.
+	Exclude Exclude
 }
 
 func (r KillSwitchRules) validate() error {

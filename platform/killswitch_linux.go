@@ -181,6 +181,7 @@ func (k *KillSwitch) addAllowRules(rules KillSwitchRules) {
 		c.AddRule(rule(t, fwd, oifname(rules.TUN), one(accept())))
 		c.AddRule(rule(t, fwd, iifname(rules.TUN), matchCtEstablished(), one(accept())))
 	}
+	addExcludeRules(c, t, out, in, rules.Exclude)
 	for _, e := range rules.Allowed {
 		protos := []Protocol{e.Protocol}
 		if e.Protocol == AnyProtocol && e.Addr.Port() != 0 {
