@@ -161,6 +161,7 @@ func printStatus(cmd *cobra.Command, s *status) {
 	if s.KillSwitch {
 		fmt.Fprintf(w, "kill switch: on (only the tunnel gets out until `nymvpn disconnect`)\n")
 	}
+	printExcluded(w, s.Excluded)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:     %s\n", s.Error)
 	}

@@ -63,6 +63,9 @@ type status struct {
 	// KillSwitch: the kill switch is in force (also while disconnected,
 	// after a failed connect or a restart, until `nymvpn disconnect`).
 	KillSwitch bool `json:"kill_switch"`
+	// Excluded are the programs outside the tunnel (`nymvpn exclude`),
+	// as "PID NAME".
+	Excluded []string `json:"excluded,omitempty"`
 }
 
 // daemon owns at most one tunnel and the host changes made for it.
@@ -197,6 +200,9 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 		resp.Status = d.status()
 	default:
 		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	if resp.Status != nil {
+		resp.Status.Excluded = excludedPrograms()
 	}
 	json.NewEncoder(conn).Encode(resp)
 }
