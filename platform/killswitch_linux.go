@@ -197,6 +197,7 @@ func (k *KillSwitch) addAllowRules(rules KillSwitchRules) {
 			c.AddRule(rule(t, in, endpointMatch(e, p, false), one(accept())))
 		}
 	}
+	addLANRules(c, t, out, in, rules.LAN)
 }
 
 // endpointMatch is `ip daddr A tcp dport P` (outgoing) or `ip saddr A tcp
