@@ -148,6 +148,7 @@ func printStatus(cmd *cobra.Command, s *status) {
 	} else if s.Stats != nil {
 		st := s.Stats
 		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))
+		fmt.Fprintf(w, "profile:   %s (%s)\n", st.Profile, st.IdleCost)
 		fmt.Fprintf(w, "sent:      %d bytes, %d packets\nreceived:  %d bytes, %d packets\n", st.BytesUp, st.PacketsUp, st.BytesDown, st.PacketsDown)
 		fmt.Fprintf(w, "SURBs:     %d sent, %d used, ~%d at the exit\nreconnects: %d\n", st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Reconnects)
 	}

@@ -66,7 +66,7 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 	f.StringVar(&r.Entry, "entry", "", "identity of the entry gateway (default: random)")
 	f.StringVar(&r.Exit, "exit", "", "identity of the exit gateway (default: random)")
 	f.StringVar(&r.Mode, "mode", modeAnonymous, "anonymous (through the mixnet) or fast (two hops of WireGuard: the entry sees who, the exit sees where, no mixing)")
-	f.StringVar(&r.Profile, "profile", "default", "anonymous mode's mixing: default (Nym's parameters) or nodelay (WEAKER ANONYMITY)")
+	f.StringVar(&r.Profile, "profile", "default", profileHelp())
 	f.StringSliceVar(&r.dnsText, "dns", []string{"1.1.1.1", "9.9.9.9"}, "DNS resolvers to use through the tunnel")
 	f.BoolVar(&r.KillSwitch, "kill-switch", true, "block all traffic outside the tunnel while connecting, connected or reconnecting")
 }
@@ -148,4 +148,13 @@ func (r *connectRequest) checkDirectory() error {
 		}
 	}
 	return nil
+}
+
+// profileHelp is --profile's help: each profile with what it costs while
+// idle, since cover traffic runs whether or not the tunnel is used.
+func profileHelp() string {
+	d, p := vpn.DefaultProfile(), vpn.AnonymousPlusProfile()
+	return fmt.Sprintf("anonymous mode's mixing: default (Nym's parameters; spends %s), "+
+		"anonymous-plus (the same mixing at %.0f packets/s, faster; spends %s) or nodelay (WEAKER ANONYMITY, no cover)",
+		d.IdleCost(), p.Loopix.PacketsPerSecond(), p.IdleCost())
 }
