@@ -78,7 +78,9 @@ KEY=$(cat "$STATE/directory-key")
 [[ -x $BIN/nymvpn ]] || die "no $BIN/nymvpn"
 
 # The daemon, with a socket and state file of this network's own.
-inns client "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" \
+# Not through inns: a backgrounded function is a subshell, and $! would be
+# that subshell's PID, not the daemon's (whose CPU time bench measures).
+ip netns exec "$P-client" "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" \
 	</dev/null >"$STATE/log/nymvpn.log" 2>&1 &
 echo "$! $P-client" >"$STATE/pids/nymvpn"
 for _ in $(seq 50); do vpn status >/dev/null 2>&1 && break; sleep 0.2; done
@@ -168,7 +170,8 @@ snap() {
 	for r in client entry mix1 mix2 mix3 exit; do
 		f=$STATE/pids/nym-node-$r
 		[[ $r == client ]] && f=$STATE/pids/nymvpn
-		read -r pid _ <"$f" 2>/dev/null || continue
+		[[ -s $f ]] || continue
+		read -r pid _ <"$f"
 		sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk -v r="$r" '{ print r, $12, $13 }' >>"$d/cpu"
 		[[ $r == client ]] || inns "$r" curl -sf --max-time 5 http://127.0.0.1:9100/metrics >"$d/metrics-$r" ||
 			rm -f "$d/metrics-$r"

@@ -15,16 +15,38 @@ type cost struct {
 	packets float64 // Sphinx packets handled
 	mb      float64 // MB (10⁶ bytes) of IP packets through the tunnel, both directions
 	wall    float64 // seconds
+	// idle and idlePPS are the role's CPU seconds per second and packets
+	// per second for this client's idle tunnel (the profile's idle window;
+	// 0 when there is none): the Poisson stream and cover cost it whether
+	// data flows or not.
+	idle, idlePPS float64
 }
 
 // usPerPacket, usPerMB and coreMbps are NaN when their divisor is zero.
 func (c cost) usPerPacket() float64 { return div(c.cpu*1e6, c.packets) }
-func (c cost) usPerMB() float64     { return div(c.cpu*1e6, c.mb) }
 func (c cost) share() float64       { return div(c.cpu, c.wall) }
 
-// coreMbps is the tunnel traffic one core carries in this role when the
-// role's CPU per MB stays what it was: 8 Mbit per MB, 10⁶ µs per second.
+// usPerMB is the CPU a MB adds above the idle tunnel's: at a constant
+// rate, data takes slots cover would have filled, so only the packets it
+// adds (the replies downstream, and their acks) grow with the traffic.
+// They are counted exactly and costed at the window's µs per packet: the
+// CPU time's own difference from the idle window is lost in the noise of
+// a loaded machine at these rates.
+func (c cost) usPerMB() float64 {
+	v := c.usPerPacket() * div(c.packets-c.idlePPS*c.wall, c.mb)
+	if v <= 0 {
+		return math.NaN()
+	}
+	return v
+}
+
+// coreMbps is the tunnel traffic one core carries in this role, all of it
+// spent on data: 8 Mbit per MB, 10⁶ µs per second.
 func (c cost) coreMbps() float64 { return div(8e6, c.usPerMB()) }
+
+// hostMbps is one client's download a host of cores cores allows in this
+// role: what the idle tunnel leaves of them, at coreMbps per core.
+func (c cost) hostMbps(cores float64) float64 { return (cores - c.idle) * c.coreMbps() }
 
 func div(a, b float64) float64 {
 	if b <= 0 || math.IsNaN(b) {
@@ -57,32 +79,40 @@ func tunnelMB(w window) float64 {
 	return (w.b.vpn.BytesUp - w.a.vpn.BytesUp + w.b.vpn.BytesDown - w.a.vpn.BytesDown) / 1e6
 }
 
-// roleCost is role's cost in w; ok is false when bench.sh recorded no CPU
-// time for it.
-func roleCost(w window, role string) (c cost, ok bool) {
+// roleCost is role's cost in w, with idle from idle when it is not nil; ok
+// is false when bench.sh recorded no CPU time for it.
+func roleCost(w window, idle *window, role string) (c cost, ok bool) {
 	a, okA := w.a.cpu[role]
 	b, okB := w.b.cpu[role]
 	if !okA || !okB {
 		return cost{}, false
 	}
-	return cost{cpu: b - a, packets: packetsHandled(w, role), mb: tunnelMB(w), wall: w.b.time - w.a.time}, true
+	c = cost{cpu: b - a, packets: packetsHandled(w, role), mb: tunnelMB(w), wall: w.b.time - w.a.time}
+	if idle != nil {
+		if i, ok := roleCost(*idle, nil, role); ok {
+			c.idle, c.idlePPS = i.share(), div(i.packets, i.wall)
+		}
+	}
+	return c, true
 }
 
-// mixMean is the mixes' mean cost: their CPU and packets averaged, so
-// µs/packet is their total CPU over their total packets.
-func mixMean(w window) (cost, int) {
+// mixMean is the mixes' mean cost: their CPU, packets and idle share
+// averaged, so µs/packet is their total CPU over their total packets.
+func mixMean(w window, idle *window) (cost, int) {
 	var sum cost
 	n := 0
 	for _, r := range roles {
 		if !strings.HasPrefix(r, "mix") {
 			continue
 		}
-		c, ok := roleCost(w, r)
+		c, ok := roleCost(w, idle, r)
 		if !ok {
 			continue
 		}
 		sum.cpu += c.cpu
 		sum.packets += c.packets
+		sum.idle += c.idle
+		sum.idlePPS += c.idlePPS
 		sum.mb, sum.wall = c.mb, c.wall
 		n++
 	}
@@ -91,5 +121,7 @@ func mixMean(w window) (cost, int) {
 	}
 	sum.cpu /= float64(n)
 	sum.packets /= float64(n)
+	sum.idle /= float64(n)
+	sum.idlePPS /= float64(n)
 	return sum, n
 }

@@ -77,7 +77,7 @@ func main() {
 	}
 	for _, w := range ws {
 		if w.kind != "idle" {
-			printWindow(os.Stdout, w)
+			printWindow(os.Stdout, w, idleOf(ws, w.profile))
 		}
 	}
 	printProjection(os.Stdout, ws)

@@ -36,7 +36,7 @@ func f(v float64, prec int) string {
 	return fmt.Sprintf("%.*f", prec, v)
 }
 
-func printWindow(out io.Writer, w window) {
+func printWindow(out io.Writer, w window, idle *window) {
 	dir := "download (iperf3 -R)"
 	if w.kind == "up" {
 		dir = "upload"
@@ -45,17 +45,17 @@ func printWindow(out io.Writer, w window) {
 	mb := tunnelMB(w)
 	fmt.Fprintf(out, "\n%s, %s: %.1f s, %.2f MB through the tunnel (%.2f Mbit/s)\n", w.label, dir, wall, mb, mb*8/wall)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "role\tCPU, % of a core\tpackets\tµs/packet\tµs/MB\tone core, Mbit/s\t")
+	fmt.Fprintln(tw, "role\tCPU % of a core\tidle CPU %\tpackets\tidle packets/s\tµs/packet\tµs/MB above idle\tone core, Mbit/s\t")
 	row := func(name string, c cost) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, f(100*c.share(), 0), f(c.packets, 0),
-			f(c.usPerPacket(), 1), f(c.usPerMB(), 0), f(c.coreMbps(), 1))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, f(100*c.share(), 1), f(100*c.idle, 1), f(c.packets, 0),
+			f(c.idlePPS, 0), f(c.usPerPacket(), 1), f(c.usPerMB(), 0), f(c.coreMbps(), 1))
 	}
 	for _, r := range roles {
-		if c, ok := roleCost(w, r); ok {
+		if c, ok := roleCost(w, idle, r); ok {
 			row(roleName(r), c)
 		}
 		if r == "mix3" {
-			if c, n := mixMean(w); n > 0 {
+			if c, n := mixMean(w, idle); n > 0 {
 				row(fmt.Sprintf("mix (mean of %d)", n), c)
 			}
 		}
@@ -83,44 +83,51 @@ func protocolCap(profile string) (mbps, lambda float64, surbs, payload int, ok b
 
 // printProjection prints, for each profile with a download window, the
 // download one client gets when every node has a host of hostCores cores:
-// the least of each role's bound (hostCores × one core's capacity in that
-// role), the client's own, and the protocol's cap at λ.
+// the least of each role's bound (what the idle tunnel leaves of the
+// host's cores, at one core's capacity each), the client's own, and the
+// protocol's cap at λ.
 func printProjection(out io.Writer, ws []window) {
 	for _, w := range ws {
 		if w.kind != "down" {
 			continue
 		}
+		idle := idleOf(ws, w.profile)
 		fmt.Fprintf(out, "\nprojection, %s: one client's download when every node and the client has a %d-core host of its own\n", w.label, hostCores)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		best, bound := math.Inf(1), ""
-		add := func(name string, mbps float64, how string) {
-			fmt.Fprintf(tw, "  %s\t%s Mbit/s\t%s\n", name, f(mbps, 1), how)
+		add := func(name string, c cost) {
+			mbps := c.hostMbps(hostCores)
+			fmt.Fprintf(tw, "  %s\t%s Mbit/s\t(%d − %s idle) × %s Mbit/s per core\n", name, f(mbps, 1), hostCores, f(c.idle, 2), f(c.coreMbps(), 1))
 			if !math.IsNaN(mbps) && mbps < best {
 				best, bound = mbps, name
 			}
 		}
 		// The mixes are one role: the costliest of them bounds it.
-		var costliestMix cost
+		var costliest cost
+		found := false
 		for _, r := range roles {
-			if c, ok := roleCost(w, r); ok && strings.HasPrefix(r, "mix") &&
-				(costliestMix.cpu == 0 || c.usPerMB() > costliestMix.usPerMB()) {
-				costliestMix = c
+			if c, ok := roleCost(w, idle, r); ok && strings.HasPrefix(r, "mix") &&
+				(!found || !(c.hostMbps(hostCores) >= costliest.hostMbps(hostCores))) {
+				costliest, found = c, true
 			}
 		}
 		for _, r := range roles {
-			c, ok := roleCost(w, r)
+			c, ok := roleCost(w, idle, r)
 			switch {
-			case r == "mix1" && costliestMix.cpu > 0:
-				c, ok, r = costliestMix, true, "mix (the costliest)"
+			case r == "mix1" && found:
+				c, ok, r = costliest, true, "mix (the costliest)"
 			case strings.HasPrefix(r, "mix"):
 				ok = false
 			}
 			if ok {
-				add(roleName(r), hostCores*c.coreMbps(), fmt.Sprintf("%d × %s Mbit/s per core", hostCores, f(c.coreMbps(), 1)))
+				add(roleName(r), c)
 			}
 		}
 		if mbps, lambda, surbs, payload, ok := protocolCap(w.profile); ok {
-			add("protocol at λ", mbps, fmt.Sprintf("λ × SURBs per packet × reply payload = %.0f/s × %d × %d B", lambda, surbs, payload))
+			fmt.Fprintf(tw, "  protocol at λ\t%s Mbit/s\tλ × SURBs per packet × reply payload = %.0f/s × %d × %d B\n", f(mbps, 1), lambda, surbs, payload)
+			if mbps < best {
+				best, bound = mbps, "protocol at λ"
+			}
 		} else {
 			fmt.Fprintf(tw, "  protocol at λ\t-\tprofile %q has no Poisson stream (or is unknown here)\n", w.profile)
 		}
@@ -129,27 +136,25 @@ func printProjection(out io.Writer, ws []window) {
 			continue
 		}
 		fmt.Fprintf(out, "  projected: %.1f Mbit/s (bound by %s)\n", best, bound)
-		mix, n := mixMean(w)
-		if n == 0 {
-			continue
+		if mix, n := mixMean(w, idle); n > 0 {
+			// A client costs a mix its idle share plus its traffic.
+			per := mix.idle + best/mix.coreMbps()
+			fmt.Fprintf(out, "  one mix core carries %s such downloads (1 / (%.3f idle + %.1f / %s Mbit/s per core))",
+				f(div(1, per), 1), mix.idle, best, f(mix.coreMbps(), 1))
+			if idle != nil {
+				fmt.Fprintf(out, ", or %s idle clients (1 / %.3f)", f(div(1, mix.idle), 1), mix.idle)
+			}
+			fmt.Fprintln(out)
 		}
-		fmt.Fprintf(out, "  one mix core carries %s such downloads (%s Mbit/s per core / %.1f)", f(math.Floor(mix.coreMbps()/best), 0), f(mix.coreMbps(), 1), best)
-		if idle, ok := idleOf(ws, w.profile); ok {
-			im, _ := mixMean(idle)
-			pps := im.packets / im.wall
-			fmt.Fprintf(out, ", or %s idle clients (%.0f packets/s each at a mix, %s µs per packet)",
-				f(math.Floor(div(1e6/mix.usPerPacket(), pps)), 0), pps, f(mix.usPerPacket(), 1))
-		}
-		fmt.Fprintln(out)
 	}
 }
 
-// idleOf finds profile's idle window.
-func idleOf(ws []window, profile string) (window, bool) {
-	for _, w := range ws {
-		if w.kind == "idle" && w.profile == profile {
-			return w, true
+// idleOf finds profile's idle window, or nil.
+func idleOf(ws []window, profile string) *window {
+	for i := range ws {
+		if ws[i].kind == "idle" && ws[i].profile == profile {
+			return &ws[i]
 		}
 	}
-	return window{}, false
+	return nil
 }
