@@ -14,6 +14,7 @@ type cost struct {
 	cpu     float64 // CPU seconds, user + system
 	packets float64 // Sphinx packets handled
 	mb      float64 // MB (10⁶ bytes) of IP packets through the tunnel, both directions
+	data    float64 // packets that carried the tunnel's data (see dataPackets)
 	wall    float64 // seconds
 	// idle and idlePPS are the role's CPU seconds per second and packets
 	// per second for this client's idle tunnel (the profile's idle window;
@@ -26,19 +27,14 @@ type cost struct {
 func (c cost) usPerPacket() float64 { return div(c.cpu*1e6, c.packets) }
 func (c cost) share() float64       { return div(c.cpu, c.wall) }
 
-// usPerMB is the CPU a MB adds above the idle tunnel's: at a constant
-// rate, data takes slots cover would have filled, so only the packets it
-// adds (the replies downstream, and their acks) grow with the traffic.
-// They are counted exactly and costed at the window's µs per packet: the
-// CPU time's own difference from the idle window is lost in the noise of
-// a loaded machine at these rates.
-func (c cost) usPerMB() float64 {
-	v := c.usPerPacket() * div(c.packets-c.idlePPS*c.wall, c.mb)
-	if v <= 0 {
-		return math.NaN()
-	}
-	return v
-}
+// usPerMB is the CPU a MB costs above the idle tunnel's: the packets that
+// carry data, at the window's µs per packet. The idle tunnel's (the
+// Poisson stream and cover) is paid whether data flows or not, and at a
+// constant rate most of a download's packets are that; counted per MB it
+// would shrink as the download grows. (Subtracting the idle window's CPU
+// time or packets instead leaves a small difference of two large, noisy
+// figures on a loaded machine.)
+func (c cost) usPerMB() float64 { return c.usPerPacket() * div(c.data, c.mb) }
 
 // coreMbps is the tunnel traffic one core carries in this role, all of it
 // spent on data: 8 Mbit per MB, 10⁶ µs per second.
@@ -74,6 +70,12 @@ func packetsHandled(w window, role string) float64 {
 		delta(w.a, w.b, role, "nym_gateway_acks_sent_total")
 }
 
+// dataPackets counts the packets that carried the tunnel's data in w: the
+// exit gateway's, since every upstream packet with data ends there, every
+// reply starts there, and no cover reaches it. Each crosses every mix and
+// the entry gateway once, and the client builds or opens it.
+func dataPackets(w window) float64 { return packetsHandled(w, "exit") }
+
 // tunnelMB is the IP traffic through the tunnel in w, both directions.
 func tunnelMB(w window) float64 {
 	return (w.b.vpn.BytesUp - w.a.vpn.BytesUp + w.b.vpn.BytesDown - w.a.vpn.BytesDown) / 1e6
@@ -87,7 +89,7 @@ func roleCost(w window, idle *window, role string) (c cost, ok bool) {
 	if !okA || !okB {
 		return cost{}, false
 	}
-	c = cost{cpu: b - a, packets: packetsHandled(w, role), mb: tunnelMB(w), wall: w.b.time - w.a.time}
+	c = cost{cpu: b - a, packets: packetsHandled(w, role), mb: tunnelMB(w), data: dataPackets(w), wall: w.b.time - w.a.time}
 	if idle != nil {
 		if i, ok := roleCost(*idle, nil, role); ok {
 			c.idle, c.idlePPS = i.share(), div(i.packets, i.wall)
@@ -113,7 +115,7 @@ func mixMean(w window, idle *window) (cost, int) {
 		sum.packets += c.packets
 		sum.idle += c.idle
 		sum.idlePPS += c.idlePPS
-		sum.mb, sum.wall = c.mb, c.wall
+		sum.mb, sum.data, sum.wall = c.mb, c.data, c.wall
 		n++
 	}
 	if n == 0 {

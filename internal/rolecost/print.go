@@ -43,9 +43,10 @@ func printWindow(out io.Writer, w window, idle *window) {
 	}
 	wall := w.b.time - w.a.time
 	mb := tunnelMB(w)
-	fmt.Fprintf(out, "\n%s, %s: %.1f s, %.2f MB through the tunnel (%.2f Mbit/s)\n", w.label, dir, wall, mb, mb*8/wall)
+	fmt.Fprintf(out, "\n%s, %s: %.1f s, %.2f MB through the tunnel (%.2f Mbit/s), %.0f data packets per MB\n",
+		w.label, dir, wall, mb, mb*8/wall, div(dataPackets(w), mb))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "role\tCPU % of a core\tidle CPU %\tpackets\tidle packets/s\tµs/packet\tµs/MB above idle\tone core, Mbit/s\t")
+	fmt.Fprintln(tw, "role\tCPU % of a core\tidle CPU %\tpackets\tidle packets/s\tµs/packet\tµs/MB\tone core, Mbit/s\t")
 	row := func(name string, c cost) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, f(100*c.share(), 1), f(100*c.idle, 1), f(c.packets, 0),
 			f(c.idlePPS, 0), f(c.usPerPacket(), 1), f(c.usPerMB(), 0), f(c.coreMbps(), 1))
