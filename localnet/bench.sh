@@ -21,9 +21,10 @@
 # over 6 parallel connections) and the idle cost: bytes/s the client's LAN
 # interface sends while the tunnel is up and unused.
 #
-# For (a) and (p), the per-role cost: each process's own CPU time
+# For (a), (p) and (b), the per-role cost: each process's own CPU time
 # (/proc/PID/stat) and the Sphinx packets it handled (the nodes' /metrics)
-# during the download and the upload, printed by internal/rolecost as CPU
+# during the download (and the upload, for (a) and (p)), and an idle
+# window of (a) and (p), printed by internal/rolecost as CPU
 # µs per packet and per MB and one core's capacity per role, and the
 # projected download of one client when every node has a 2-core host of its
 # own. Tears the network down whatever happens.
@@ -150,7 +151,7 @@ for k in a p s b f c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- UP[$
 LABEL[a]="(a) Nym defaults" PROF[a]=default
 LABEL[p]="(p) --profile $PLUS" PROF[p]=$PLUS
 LABEL[s]="(s) socks5, Nym defaults (1 MiB)"
-LABEL[b]="(b) --profile nodelay"
+LABEL[b]="(b) --profile nodelay" PROF[b]=nodelay
 LABEL[f]="(f) --mode fast (WireGuard x2)"
 LABEL[c]="(c) plain vxlan tunnel (ceiling)"
 
