@@ -93,6 +93,12 @@ VOUCHERS=()
 if ((${#VOUCHERS[@]})); then
 	vpn tickets add "${VOUCHERS[0]}" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
 		die "nymvpn tickets add failed"
+	# Fast mode's two doors take WireGuard tickets: one voucher of each.
+	for f in vouchers-wireguard-entry vouchers-wireguard-exit; do
+		[[ -s $STATE/$f ]] || continue
+		vpn tickets add "$(head -1 "$STATE/$f")" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
+			die "nymvpn tickets add ($f) failed"
+	done
 fi
 
 wait_page() {
