@@ -108,7 +108,7 @@ func printProjection(out io.Writer, ws []window) {
 		found := false
 		for _, r := range roles {
 			if c, ok := roleCost(w, idle, r); ok && strings.HasPrefix(r, "mix") &&
-				(!found || !(c.hostMbps(hostCores) >= costliest.hostMbps(hostCores))) {
+				(!found || c.hostMbps(hostCores) < costliest.hostMbps(hostCores)) {
 				costliest, found = c, true
 			}
 		}
