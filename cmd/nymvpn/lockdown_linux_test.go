@@ -303,10 +303,16 @@ func (l *lab) events(d *daemonProc) func() event {
 	if err := json.NewEncoder(conn).Encode(request{Op: "events"}); err != nil {
 		t.Fatal(err)
 	}
-	lines := bufio.NewScanner(conn)
+	return eventLines(t, conn, func() { conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) })
+}
+
+// eventLines reads events, one JSON line each, from r; each call of the
+// function returned calls before, then waits for the next one.
+func eventLines(t *testing.T, r io.Reader, before func()) func() event {
+	lines := bufio.NewScanner(r)
 	return func() event {
 		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		before()
 		if !lines.Scan() {
 			t.Fatalf("events ended: %v", lines.Err())
 		}
@@ -347,18 +353,8 @@ func TestEventsCommand(t *testing.T) {
 		w.Close()
 		done <- err
 	}()
-	lines := bufio.NewScanner(r)
-	next := func() event {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("nymvpn events ended: %v", lines.Err())
-		}
-		var e event
-		if err := json.Unmarshal(lines.Bytes(), &e); err != nil {
-			t.Fatalf("line %q: %v", lines.Text(), err)
-		}
-		return e
-	}
+	// The pipe has no deadline: the test's own timeout guards a hang.
+	next := eventLines(t, r, func() {})
 	if e := next(); e.State != stateDisconnected {
 		t.Fatalf("first line %+v; want disconnected", e)
 	}
