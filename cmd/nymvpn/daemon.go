@@ -76,6 +76,9 @@ type status struct {
 	// Lockdown and AllowLAN are the settings in force (`nymvpn set`).
 	Lockdown bool `json:"lockdown"`
 	AllowLAN bool `json:"allow_lan"`
+	// Excluded are the programs outside the tunnel (`nymvpn exclude`),
+	// as "PID NAME".
+	Excluded []string `json:"excluded,omitempty"`
 }
 
 // daemon owns at most one tunnel and the host changes made for it.
@@ -255,6 +258,9 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 		return
 	default:
 		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	if resp.Status != nil {
+		resp.Status.Excluded = excludedPrograms()
 	}
 	json.NewEncoder(conn).Encode(resp)
 }

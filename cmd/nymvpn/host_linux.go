@@ -27,6 +27,7 @@ type linuxHost struct {
 	dns      *platform.DNS
 	allowLAN bool                // SetAllowLAN
 	lan      []platform.LocalNet // the uplink's local networks, while allowLAN
+	split    *platform.Split     // the exclusion group (exclude_linux.go), while routed
 }
 
 func newHost(statePath string) (host, error) {
@@ -54,6 +55,7 @@ func newHost(statePath string) (host, error) {
 // rulesLocked is what the kill switch lets through now.
 func (h *linuxHost) rulesLocked() platform.KillSwitchRules {
 	r := platform.KillSwitchRules{TUN: h.tun, Mark: fwMark, LAN: h.lan}
+	r.Exclude = h.split.Exclude()
 	if h.dir.IsValid() {
 		r.Allowed = append(r.Allowed, platform.Endpoint{Addr: h.dir, Protocol: platform.TCP})
 	}
@@ -165,6 +167,7 @@ func (h *linuxHost) Up(addrs []netip.Prefix, mtu int, dns []netip.Addr) (tun.Dev
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	h.tun = tunName
+	h.splitLocked()
 	if err := h.updateLocked(); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("kill switch: %w", err)
@@ -192,6 +195,7 @@ func (h *linuxHost) Unroute() error {
 	}
 	h.tun = ""
 	errs = append(errs, h.updateLocked())
+	errs = append(errs, h.unsplitLocked())
 	return errors.Join(errs...)
 }
 
