@@ -198,6 +198,13 @@ func newSet(o *options) *cobra.Command {
 			req := request{Op: "settings"}
 			if len(args) == 2 {
 				req = request{Op: "set", Set: &setRequest{Key: args[0], Value: args[1]}}
+				// The daemon keeps the settings and applies them
+				// (lockdown's kill switch): start one, as connect does.
+				if _, err := call(o.socket, request{Op: "status"}); err != nil {
+					if err := startDaemon(o); err != nil {
+						return err
+					}
+				}
 			}
 			resp, err := call(o.socket, req)
 			if err != nil {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -131,9 +133,9 @@ func TestLockdown(t *testing.T) {
 	}
 	// ...which the boot command closes before the daemon starts.
 	l.in(l.client, func() error {
-		on, err := applyBootLockdown(d.state)
-		if err == nil && !on {
-			t.Error("the boot command did not apply the lockdown")
+		out, err := runCLI(context.Background(), "lockdown", "apply", "--state", d.state)
+		if err == nil && !strings.Contains(out, "kill switch in place") {
+			t.Errorf("the boot command did not apply the lockdown: %q", out)
 		}
 		return err
 	})
@@ -190,11 +192,16 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("event %+v; want disconnected", e)
 	}
 	// status --json carries the settings in force.
-	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "allow-lan", Value: "on"}})
-	st := mustCall(t, d.socket, request{Op: "status"}).Status
-	b, _ := json.Marshal(st)
+	if out, err := runCLI(context.Background(), "--socket", d.socket, "set", "allow-lan", "on"); err != nil || !strings.Contains(out, "allow-lan:    on") {
+		t.Fatalf("nymvpn set allow-lan on: %v %q", err, out)
+	}
+	b, err := runCLI(context.Background(), "--socket", d.socket, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = strings.Join(strings.Fields(b), "")
 	for _, k := range []string{`"lockdown":false`, `"allow_lan":true`, `"state":"disconnected"`, `"kill_switch":`} {
-		if !strings.Contains(string(b), k) {
+		if !strings.Contains(b, k) {
 			t.Errorf("status JSON %s lacks %s", b, k)
 		}
 	}
@@ -296,10 +303,16 @@ func (l *lab) events(d *daemonProc) func() event {
 	if err := json.NewEncoder(conn).Encode(request{Op: "events"}); err != nil {
 		t.Fatal(err)
 	}
-	lines := bufio.NewScanner(conn)
+	return eventLines(t, conn, func() { conn.SetReadDeadline(time.Now().Add(2 * time.Minute)) })
+}
+
+// eventLines reads events, one JSON line each, from r; each call of the
+// function returned calls before, then waits for the next one.
+func eventLines(t *testing.T, r io.Reader, before func()) func() event {
+	lines := bufio.NewScanner(r)
 	return func() event {
 		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		before()
 		if !lines.Scan() {
 			t.Fatalf("events ended: %v", lines.Err())
 		}
@@ -308,5 +321,54 @@ func (l *lab) events(d *daemonProc) func() event {
 			t.Fatalf("event %q: %v", lines.Text(), err)
 		}
 		return e
+	}
+}
+
+// runCLI runs nymvpn's command line in this process and returns what it
+// printed.
+func runCLI(ctx context.Context, args ...string) (string, error) {
+	var out strings.Builder
+	root := newRoot()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&out)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+// TestEventsCommand: `nymvpn events` prints the daemon's events as JSON
+// lines until interrupted.
+func TestEventsCommand(t *testing.T) {
+	l := newLab(t)
+	d := l.startDaemon(0)
+	r, w := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot()
+		root.SetArgs([]string{"--socket", d.socket, "events"})
+		root.SetOut(w)
+		err := root.ExecuteContext(ctx)
+		w.Close()
+		done <- err
+	}()
+	// The pipe has no deadline: the test's own timeout guards a hang.
+	next := eventLines(t, r, func() {})
+	if e := next(); e.State != stateDisconnected {
+		t.Fatalf("first line %+v; want disconnected", e)
+	}
+	req := connectRequest{DirectoryURL: "http://192.0.2.1:8000", DirectoryKey: testDirKey, Profile: "nodelay"}
+	call(d.socket, request{Op: "connect", Connect: &req})
+	if e := next(); e.State != stateConnecting || e.Mode != modeAnonymous {
+		t.Fatalf("line %+v; want connecting, anonymous", e)
+	}
+	if e := next(); e.State != stateError {
+		t.Fatalf("line %+v; want error", e)
+	}
+	cancel()
+	go io.Copy(io.Discard, r)
+	if err := <-done; err != nil {
+		t.Fatalf("nymvpn events after the interrupt: %v", err)
 	}
 }

@@ -177,7 +177,7 @@ var settingKeys = []struct{ key, help string }{
 	{"allow-lan", "on|off: the uplink's local subnets bypass the tunnel and the kill switch"},
 	{"auto-connect", "on|off: the daemon connects at start with the last connect's parameters"},
 	{"mode", "anonymous|fast: the mode of the next connect that does not give --mode"},
-	{"profile", "default|nodelay: the profile of the next connect that does not give --profile"},
+	{"profile", "NAME (see connect --profile): the profile of the next connect that does not give --profile"},
 	{"dns", "ADDR[,ADDR...]: the resolvers of the next connect that does not give --dns"},
 }
 
