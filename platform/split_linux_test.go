@@ -182,3 +182,65 @@ func TestSplitTunnelRestoredAfterACrash(t *testing.T) {
 		t.Errorf("state file left after Restore: %v", err)
 	}
 }
+
+// TestSplitTunnelSuspendKeepsTheGroup: a reconnect suspends the split (the
+// table goes, the group and its programs stay) and the next ApplySplit
+// takes the same group over, so the programs are excluded again; Restore
+// then removes the group and moves them out.
+func TestSplitTunnelSuspendKeepsTheGroup(t *testing.T) {
+	requireNetAdmin(t)
+	mount := cgroup2MountForTest(t)
+	ns := newNS(t, "xs")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
+	apply := func() *Split {
+		var sp *Split
+		mustInNS(t, ns, func() error {
+			var err error
+			sp, err = ApplySplit(SplitConfig{StatePath: state, Mark: testMark})
+			return err
+		})
+		t.Cleanup(func() { sp.Remove() })
+		return sp
+	}
+	first := apply()
+	group := filepath.Join(mount, first.group)
+	sleeper := exec.Command("sh", "-c", `echo $$ > "$G/cgroup.procs" && exec sleep 600`)
+	sleeper.Env = append(os.Environ(), "G="+group)
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	inGroup := func() bool {
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", sleeper.Process.Pid))
+		return err == nil && strings.Contains(string(cg), first.group)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !inGroup(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sleep never joined the group")
+		}
+	}
+
+	if err := first.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := nftRuleset(t, ns); strings.Contains(rs, SplitTable) {
+		t.Errorf("table %s left after Suspend:\n%s", SplitTable, rs)
+	}
+	if !inGroup() {
+		t.Errorf("Suspend moved the excluded program out")
+	}
+	second := apply()
+	if second.Exclude() != first.Exclude() || second.Exclude().IsZero() {
+		t.Errorf("after the reconnect the group is %+v, before %+v; want the same", second.Exclude(), first.Exclude())
+	}
+	if rs := nftRuleset(t, ns); !strings.Contains(rs, SplitTable) {
+		t.Errorf("no table %s after the second ApplySplit", SplitTable)
+	}
+	mustInNS(t, ns, func() error { return Restore(state) })
+	if _, err := os.Stat(group); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Restore left the group: %v", err)
+	}
+	if inGroup() {
+		t.Errorf("the excluded program is still in the group after Restore")
+	}
+}
