@@ -99,6 +99,9 @@ type daemon struct {
 	settings settings
 	// events publishes the tunnel's state changes to `nymvpn events`.
 	events events
+	// autoStop ends auto-connect's attempts; nil when there are none.
+	autoMu   sync.Mutex
+	autoStop context.CancelFunc
 }
 
 func newDaemon(o *options) *cobra.Command {
@@ -156,6 +159,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	if d.settings, err = loadSettings(settingsPath(d.statePath)); err != nil {
 		return err
 	}
+	// Allow-LAN holds for any kill switch, lockdown's too: the printer
+	// stays reachable while disconnected.
+	if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
+		d.log.Warn("allow-LAN", "err", err)
+	}
 	if d.settings.Lockdown {
 		if err := d.host.KillSwitch(netip.AddrPort{}); err != nil {
 			return fmt.Errorf("lockdown: %w", err)
@@ -178,7 +186,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
 	d.log.Info("nymvpn daemon listening", "socket", socket, "lockdown", d.settings.Lockdown)
 	if d.settings.AutoConnect && d.settings.Connect.hasNetwork() {
-		wg.Go(func() { d.autoConnect(ctx) })
+		actx, stop := context.WithCancel(ctx)
+		d.autoMu.Lock()
+		d.autoStop = stop
+		d.autoMu.Unlock()
+		wg.Go(func() { d.autoConnect(actx); stop() })
 	}
 	var backoff time.Duration
 	for {
@@ -217,6 +229,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	var resp response
 	switch req.Op {
 	case "connect":
+		d.stopAutoConnect()
 		if req.Connect == nil {
 			resp.Error = "connect: no parameters"
 		} else if err := d.connect(ctx, *req.Connect); err != nil {
@@ -226,6 +239,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	case "status":
 		resp.Status = d.status()
 	case "disconnect":
+		d.stopAutoConnect()
 		if err := d.disconnect(); err != nil {
 			resp.Error = err.Error()
 		}
@@ -252,7 +266,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 }
 
 // connect brings the tunnel up and returns once it carries traffic.
-func (d *daemon) connect(ctx context.Context, req connectRequest) error {
+func (d *daemon) connect(ctx context.Context, req connectRequest) (err error) {
 	if err := req.check(); err != nil {
 		return err
 	}
@@ -263,6 +277,11 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	d.rememberLocked(req)
 	d.events.publish(event{State: stateConnecting, Mode: req.Mode})
+	defer func() {
+		if err != nil {
+			d.events.publish(event{State: stateError, Mode: req.Mode, Error: err.Error()})
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	out, err := newOutside(cctx, req.network, true)
@@ -270,7 +289,8 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return err
 	}
 	out.open = d.host.Open
-	if err := d.host.SetAllowLAN(req.AllowLAN); err != nil {
+	// The allow-lan setting, or --allow-lan for this connection.
+	if err := d.host.SetAllowLAN(req.AllowLAN || d.settings.AllowLAN); err != nil {
 		out.close()
 		return err
 	}
@@ -360,7 +380,6 @@ func (d *daemon) failed(err error, out *outside) error {
 	case d.host.KillSwitchOn():
 		err = fmt.Errorf("%w (the kill switch stays on; `nymvpn disconnect` removes it)", err)
 	}
-	d.events.publish(event{State: stateError, Error: err.Error()})
 	return err
 }
 
