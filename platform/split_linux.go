@@ -161,6 +161,26 @@ func (s *Split) Remove() error {
 	return nil
 }
 
+// Suspend removes the table but keeps the group, its programs and its
+// record: for a reconnect, after which ApplySplit takes the group over
+// with the same id, so that its programs are excluded again. Meanwhile
+// they are under the kill switch as any other program (close its
+// exception first). Restore, or Remove of the next Split, removes the
+// group.
+func (s *Split) Suspend() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	if err := removeSplit(s.ns, ""); err != nil {
+		return fmt.Errorf("split tunnel: %w", err)
+	}
+	s.done = true
+	s.ns.close()
+	return nil
+}
+
 func removeSplit(ns *boundNetNS, group string) error {
 	var errs []error
 	conn, err := newNFTConn(ns)

@@ -41,6 +41,32 @@ func fetchIn(ns, group, addr, port string, timeout time.Duration) (string, error
 	return strings.TrimSpace(string(out)), err
 }
 
+// applySplitIn is ApplySplit in namespace ns, removed when the test ends.
+func applySplitIn(t *testing.T, ns, state string) *Split {
+	t.Helper()
+	var sp *Split
+	mustInNS(t, ns, func() error {
+		var err error
+		sp, err = ApplySplit(SplitConfig{StatePath: state, Mark: testMark})
+		return err
+	})
+	t.Cleanup(func() { sp.Remove() })
+	return sp
+}
+
+// sleepIn starts a sleep that first joins the cgroup at group; it is
+// killed when the test ends.
+func sleepIn(t *testing.T, group string) *exec.Cmd {
+	t.Helper()
+	sleeper := exec.Command("sh", "-c", `echo $$ > "$G/cgroup.procs" && exec sleep 600`)
+	sleeper.Env = append(os.Environ(), "G="+group)
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	return sleeper
+}
+
 // TestSplitTunnelExcludesTheGroupAlone: with the tunnel's routes, the split
 // table and the kill switch in place, a program in the exclusion group
 // reaches a server off the uplink's link by the uplink (the server sees the
@@ -71,13 +97,7 @@ func TestSplitTunnelExcludesTheGroupAlone(t *testing.T) {
 	cfg.Addresses = []netip.Prefix{netip.MustParsePrefix("10.0.0.7/32")}
 	routes := applyRoutesIn(t, client, cfg)
 	t.Cleanup(func() { routes.Remove() })
-	var sp *Split
-	mustInNS(t, client, func() error {
-		var err error
-		sp, err = ApplySplit(SplitConfig{StatePath: state, Mark: testMark})
-		return err
-	})
-	t.Cleanup(func() { sp.Remove() })
+	sp := applySplitIn(t, client, state)
 	var ks *KillSwitch
 	mustInNS(t, client, func() error {
 		var err error
@@ -116,12 +136,7 @@ func TestSplitTunnelExcludesTheGroupAlone(t *testing.T) {
 	}
 
 	// The group lists its programs; Remove moves them out.
-	sleeper := exec.Command("nsenter", "--net=/run/netns/"+client, "bash", "-c", `echo $$ > "$G/cgroup.procs" && exec sleep 600`)
-	sleeper.Env = append(os.Environ(), "G="+group)
-	if err := sleeper.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	sleeper := sleepIn(t, group)
 	var listed []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		mustInNS(t, client, func() error { listed, err = ExcludedPrograms(); return err })
@@ -156,13 +171,7 @@ func TestSplitTunnelRestoredAfterACrash(t *testing.T) {
 	mount := cgroup2MountForTest(t)
 	ns := newNS(t, "xr")
 	state := filepath.Join(t.TempDir(), "state", "state.json")
-	var sp *Split
-	mustInNS(t, ns, func() error {
-		var err error
-		sp, err = ApplySplit(SplitConfig{StatePath: state, Mark: testMark})
-		return err
-	})
-	t.Cleanup(func() { sp.Remove() })
+	sp := applySplitIn(t, ns, state)
 	group := filepath.Join(mount, sp.group)
 	if fi, err := os.Stat(group); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("group %s: %v, %v; want a directory of mode 0755", group, fi, err)
@@ -180,5 +189,52 @@ func TestSplitTunnelRestoredAfterACrash(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state file left after Restore: %v", err)
+	}
+}
+
+// TestSplitTunnelSuspendKeepsTheGroup: a reconnect suspends the split (the
+// table goes, the group and its programs stay) and the next ApplySplit
+// takes the same group over, so the programs are excluded again; Restore
+// then removes the group and moves them out.
+func TestSplitTunnelSuspendKeepsTheGroup(t *testing.T) {
+	requireNetAdmin(t)
+	mount := cgroup2MountForTest(t)
+	ns := newNS(t, "xs")
+	state := filepath.Join(t.TempDir(), "state", "state.json")
+	first := applySplitIn(t, ns, state)
+	group := filepath.Join(mount, first.group)
+	sleeper := sleepIn(t, group)
+	inGroup := func() bool {
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", sleeper.Process.Pid))
+		return err == nil && strings.Contains(string(cg), first.group)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !inGroup(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sleep never joined the group")
+		}
+	}
+
+	if err := first.Suspend(); err != nil {
+		t.Fatal(err)
+	}
+	if rs := nftRuleset(t, ns); strings.Contains(rs, SplitTable) {
+		t.Errorf("table %s left after Suspend:\n%s", SplitTable, rs)
+	}
+	if !inGroup() {
+		t.Errorf("Suspend moved the excluded program out")
+	}
+	second := applySplitIn(t, ns, state)
+	if second.Exclude() != first.Exclude() || second.Exclude().IsZero() {
+		t.Errorf("after the reconnect the group is %+v, before %+v; want the same", second.Exclude(), first.Exclude())
+	}
+	if rs := nftRuleset(t, ns); !strings.Contains(rs, SplitTable) {
+		t.Errorf("no table %s after the second ApplySplit", SplitTable)
+	}
+	mustInNS(t, ns, func() error { return Restore(state) })
+	if _, err := os.Stat(group); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Restore left the group: %v", err)
+	}
+	if inGroup() {
+		t.Errorf("the excluded program is still in the group after Restore")
 	}
 }

@@ -15,6 +15,9 @@ func ApplySplit(SplitConfig) (*Split, error) {
 // Exclude excludes nothing here.
 func (*Split) Exclude() Exclude { return Exclude{} }
 
+// Suspend does nothing: nothing was applied.
+func (*Split) Suspend() error { return nil }
+
 // Remove does nothing: nothing was applied.
 func (*Split) Remove() error { return nil }
 

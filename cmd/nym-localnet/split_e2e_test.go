@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,6 +140,13 @@ func TestSplitTunnel(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("status does not list the excluded sleep (pid %s):\n%s", pid, listed)
 			}
+		}
+		var js struct {
+			Excluded []string `json:"excluded"`
+		}
+		if out, err := n.vpn("status", "--json"); err != nil || json.Unmarshal([]byte(out), &js) != nil ||
+			!slices.Contains(js.Excluded, pid+" sleep") {
+			t.Errorf("status --json: excluded %q (%v), want [%q]:\n%s", js.Excluded, err, pid+" sleep", out)
 		}
 		if out, err := n.vpn("disconnect"); err != nil {
 			t.Fatalf("disconnect: %v\n%s", err, out)

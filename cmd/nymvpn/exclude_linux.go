@@ -94,8 +94,9 @@ func excludedPrograms() []string {
 	return p
 }
 
-// splitLocked makes the exclusion group while the tunnel is routed. A host
-// where it cannot be made (no cgroup v2, an old kernel) still gets its
+// splitLocked makes the exclusion group while the tunnel is routed, or
+// takes over the one a reconnect suspended (same group, same programs). A
+// host where it cannot be made (no cgroup v2, an old kernel) still gets its
 // tunnel; `nymvpn exclude` then says there is nothing to exclude from.
 func (h *linuxHost) splitLocked() {
 	s, err := platform.ApplySplit(platform.SplitConfig{StatePath: h.statePath, Mark: fwMark})
@@ -106,12 +107,15 @@ func (h *linuxHost) splitLocked() {
 	h.split = s // the caller updates the kill switch
 }
 
-// unsplitLocked closes the kill switch to the group first, then removes it.
+// unsplitLocked closes the kill switch to the group first, then suspends
+// it: while the tunnel is not routed (reconnecting, or disconnected under
+// lockdown) the excluded programs are blocked like the rest, and the next
+// Up excludes them again. Down removes the group (platform.Restore).
 func (h *linuxHost) unsplitLocked() error {
 	s := h.split
 	if s == nil {
 		return nil
 	}
 	h.split = nil
-	return errors.Join(h.updateLocked(), s.Remove())
+	return errors.Join(h.updateLocked(), s.Suspend())
 }
