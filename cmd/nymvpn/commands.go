@@ -173,6 +173,7 @@ func printStatus(cmd *cobra.Command, s *status) {
 	if s.AllowLAN {
 		fmt.Fprintf(w, "allow LAN: on (the uplink's local subnets bypass the tunnel)\n")
 	}
+	printExcluded(w, s.Excluded)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:     %s\n", s.Error)
 	}

@@ -76,6 +76,9 @@ type status struct {
 	// Lockdown and AllowLAN are the settings in force (`nymvpn set`).
 	Lockdown bool `json:"lockdown"`
 	AllowLAN bool `json:"allow_lan"`
+	// Excluded are the programs outside the tunnel (`nymvpn exclude`),
+	// as "PID NAME".
+	Excluded []string `json:"excluded,omitempty"`
 }
 
 // daemon owns at most one tunnel and the host changes made for it.
@@ -96,6 +99,9 @@ type daemon struct {
 	settings settings
 	// events publishes the tunnel's state changes to `nymvpn events`.
 	events events
+	// autoStop ends auto-connect's attempts; nil when there are none.
+	autoMu   sync.Mutex
+	autoStop context.CancelFunc
 }
 
 func newDaemon(o *options) *cobra.Command {
@@ -153,6 +159,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	if d.settings, err = loadSettings(settingsPath(d.statePath)); err != nil {
 		return err
 	}
+	// Allow-LAN holds for any kill switch, lockdown's too: the printer
+	// stays reachable while disconnected.
+	if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
+		d.log.Warn("allow-LAN", "err", err)
+	}
 	if d.settings.Lockdown {
 		if err := d.host.KillSwitch(netip.AddrPort{}); err != nil {
 			return fmt.Errorf("lockdown: %w", err)
@@ -175,7 +186,11 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
 	d.log.Info("nymvpn daemon listening", "socket", socket, "lockdown", d.settings.Lockdown)
 	if d.settings.AutoConnect && d.settings.Connect.hasNetwork() {
-		wg.Go(func() { d.autoConnect(ctx) })
+		actx, stop := context.WithCancel(ctx)
+		d.autoMu.Lock()
+		d.autoStop = stop
+		d.autoMu.Unlock()
+		wg.Go(func() { d.autoConnect(actx); stop() })
 	}
 	var backoff time.Duration
 	for {
@@ -214,6 +229,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	var resp response
 	switch req.Op {
 	case "connect":
+		d.stopAutoConnect()
 		if req.Connect == nil {
 			resp.Error = "connect: no parameters"
 		} else if err := d.connect(ctx, *req.Connect); err != nil {
@@ -223,6 +239,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	case "status":
 		resp.Status = d.status()
 	case "disconnect":
+		d.stopAutoConnect()
 		if err := d.disconnect(); err != nil {
 			resp.Error = err.Error()
 		}
@@ -242,11 +259,14 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	default:
 		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
 	}
+	if resp.Status != nil {
+		resp.Status.Excluded = excludedPrograms()
+	}
 	json.NewEncoder(conn).Encode(resp)
 }
 
 // connect brings the tunnel up and returns once it carries traffic.
-func (d *daemon) connect(ctx context.Context, req connectRequest) error {
+func (d *daemon) connect(ctx context.Context, req connectRequest) (err error) {
 	if err := req.check(); err != nil {
 		return err
 	}
@@ -257,6 +277,11 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	}
 	d.rememberLocked(req)
 	d.events.publish(event{State: stateConnecting, Mode: req.Mode})
+	defer func() {
+		if err != nil {
+			d.events.publish(event{State: stateError, Mode: req.Mode, Error: err.Error()})
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	out, err := newOutside(cctx, req.network, true)
@@ -264,7 +289,8 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return err
 	}
 	out.open = d.host.Open
-	if err := d.host.SetAllowLAN(req.AllowLAN); err != nil {
+	// The allow-lan setting, or --allow-lan for this connection.
+	if err := d.host.SetAllowLAN(req.AllowLAN || d.settings.AllowLAN); err != nil {
 		out.close()
 		return err
 	}
@@ -354,7 +380,6 @@ func (d *daemon) failed(err error, out *outside) error {
 	case d.host.KillSwitchOn():
 		err = fmt.Errorf("%w (the kill switch stays on; `nymvpn disconnect` removes it)", err)
 	}
-	d.events.publish(event{State: stateError, Error: err.Error()})
 	return err
 }
 

@@ -28,6 +28,7 @@ type linuxHost struct {
 	gateways map[platform.Endpoint]int // gateways let out marked, by open connections
 	routes   *platform.Routes
 	dns      *platform.DNS
+	split    *platform.Split // the exclusion group (exclude_linux.go), while routed
 	// Allow-LAN (lan_linux.go): the setting, the uplink's local networks
 	// while it is on, and the monitor that follows the uplink meanwhile.
 	allowLAN  bool
@@ -65,6 +66,7 @@ func newHost(statePath string) (host, error) {
 // rulesLocked is what the kill switch lets through now.
 func (h *linuxHost) rulesLocked() platform.KillSwitchRules {
 	r := platform.KillSwitchRules{TUN: h.tun, Mark: fwMark, LAN: h.lan}
+	r.Exclude = h.split.Exclude()
 	if h.dir.IsValid() {
 		r.Allowed = append(r.Allowed, platform.Endpoint{Addr: h.dir, Protocol: platform.TCP})
 	}
@@ -154,6 +156,7 @@ func (h *linuxHost) Up(addrs []netip.Prefix, mtu int, dns []netip.Addr) (tun.Dev
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	h.tun = tunName
+	h.splitLocked()
 	if err := h.updateLocked(); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("kill switch: %w", err)
@@ -181,6 +184,7 @@ func (h *linuxHost) Unroute() error {
 	}
 	h.tun = ""
 	errs = append(errs, h.updateLocked())
+	errs = append(errs, h.unsplitLocked())
 	return errors.Join(errs...)
 }
 

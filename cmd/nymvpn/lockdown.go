@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,6 +63,16 @@ func (d *daemon) set(key, value string) error {
 			return fmt.Errorf("lockdown off: %w", err)
 		}
 	}
+	if old.AutoConnect && !s.AutoConnect {
+		d.stopAutoConnect()
+	}
+	if s.AllowLAN != old.AllowLAN {
+		// At once: the kill switch in force (lockdown's, or a
+		// tunnel's) lets the local networks through, or stops.
+		if err := d.host.SetAllowLAN(s.AllowLAN); err != nil {
+			return fmt.Errorf("allow-lan: %w", err)
+		}
+	}
 	d.log.Info("setting changed", "key", key, "value", value)
 	return nil
 }
@@ -91,21 +102,48 @@ func (d *daemon) rememberLocked(req connectRequest) {
 	d.settings = s
 }
 
-// autoConnect connects at start with the remembered request.
+// autoConnect connects at start with the remembered request, and tries
+// again while that fails (at boot the network may not be up yet), waiting
+// autoConnectRetry, doubling to a minute. It stops once connected, and
+// when ctx ends: the daemon stops, or the user connects, disconnects or
+// turns auto-connect off (stopAutoConnect).
 func (d *daemon) autoConnect(ctx context.Context) {
 	d.mu.Lock()
 	saved := *d.settings.Connect
 	d.mu.Unlock()
 	req, err := saved.request()
-	if err == nil {
-		d.log.Info("auto-connect", "mode", req.Mode)
-		err = d.connect(ctx, req)
-	}
 	if err != nil {
-		d.log.Error("auto-connect failed", "err", err)
+		d.log.Error("auto-connect: the remembered request", "err", err)
+		return
+	}
+	for wait := autoConnectRetry; ; wait = min(2*wait, time.Minute) {
+		d.log.Info("auto-connect", "mode", req.Mode)
+		err := d.connect(ctx, req)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		d.log.Error("auto-connect failed", "err", err, "retry_in", wait)
 		d.mu.Lock()
 		d.lastErr = err.Error()
 		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// autoConnectRetry is the first wait between auto-connect's attempts.
+const autoConnectRetry = 2 * time.Second
+
+// stopAutoConnect ends auto-connect's attempts (and one in progress): the
+// user has said what they want.
+func (d *daemon) stopAutoConnect() {
+	d.autoMu.Lock()
+	defer d.autoMu.Unlock()
+	if d.autoStop != nil {
+		d.autoStop()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -170,27 +171,7 @@ func TestLockdown(t *testing.T) {
 func TestEvents(t *testing.T) {
 	l := newLab(t)
 	d := l.startDaemon(0)
-	conn, err := net.Dial("unix", d.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := json.NewEncoder(conn).Encode(request{Op: "events"}); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(conn)
-	next := func() event {
-		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-		if !lines.Scan() {
-			t.Fatalf("events ended: %v", lines.Err())
-		}
-		var e event
-		if err := json.Unmarshal(lines.Bytes(), &e); err != nil {
-			t.Fatalf("event %q: %v", lines.Text(), err)
-		}
-		return e
-	}
+	next := l.events(d)
 	if e := next(); e.State != stateDisconnected {
 		t.Fatalf("first event %+v; want the state now, disconnected", e)
 	}
@@ -216,5 +197,116 @@ func TestEvents(t *testing.T) {
 		if !strings.Contains(string(b), k) {
 			t.Errorf("status JSON %s lacks %s", b, k)
 		}
+	}
+}
+
+// TestLockdownAllowLAN: `set allow-lan on` under lockdown lets the uplink's
+// private subnet out at once, and nothing else; it survives a restart of
+// the daemon (the settings file); `set allow-lan off` closes it again.
+func TestLockdownAllowLAN(t *testing.T) {
+	l := newLab(t)
+	// A private subnet on the uplink beside the documentation one, which
+	// is not a LAN to allow-LAN.
+	run(t, "ip", "-n", l.client, "addr", "add", "10.77.0.2/24", "dev", "c0")
+	run(t, "ip", "-n", l.world, "addr", "add", "10.77.0.1/24", "dev", "w0")
+	lan := l.count("lan", "ip daddr 10.77.0.0/24")
+	other := l.count("other", "ip daddr != 10.77.0.0/24")
+	l.poke("10.77.0.1:5000")
+	l.poke("192.0.2.1:5000")
+	if lan() == 0 || other() == 0 {
+		t.Fatal("the counters did not count")
+	}
+	d := l.startDaemon(0)
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "lockdown", Value: "on"}})
+	l.resetCounters()
+	if l.poke("10.77.0.1:5000"); lan() != 0 {
+		t.Fatal("lockdown without allow-LAN let the LAN out")
+	}
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "allow-lan", Value: "on"}})
+	for _, restarted := range []bool{false, true} {
+		if restarted {
+			d.stop(t, syscall.SIGTERM)
+			d = l.startDaemon(0)
+		}
+		l.resetCounters()
+		l.poke("10.77.0.1:5000")
+		l.poke("192.0.2.1:5000")
+		if n, o := lan(), other(); n == 0 || o != 0 {
+			t.Fatalf("lockdown with allow-LAN (restarted: %v): %d packets to the LAN, %d elsewhere; want some and 0", restarted, n, o)
+		}
+		if st := mustCall(t, d.socket, request{Op: "status"}).Status; !st.AllowLAN || !st.Lockdown {
+			t.Fatalf("status: %+v", st)
+		}
+	}
+	mustCall(t, d.socket, request{Op: "set", Set: &setRequest{Key: "allow-lan", Value: "off"}})
+	l.resetCounters()
+	l.poke("10.77.0.1:5000")
+	if n := lan() + other(); n != 0 {
+		t.Fatalf("allow-LAN off under lockdown: %d packets left c0", n)
+	}
+}
+
+// TestAutoConnectRetries: a daemon whose settings say auto-connect
+// connects at start with the remembered request, and tries again while
+// that fails (the network may not be up at boot), until the user
+// disconnects.
+func TestAutoConnectRetries(t *testing.T) {
+	l := newLab(t)
+	req := connectRequest{DirectoryURL: "http://192.0.2.1:8000", DirectoryKey: testDirKey, Profile: "nodelay", Mode: modeFast, dnsText: []string{"192.0.2.53"}}
+	if err := req.check(); err != nil {
+		t.Fatal(err)
+	}
+	s := settings{AutoConnect: true, Connect: saveConnect(req)}
+	state := filepath.Join(l.dir, "state", "platform.state")
+	if err := s.save(settingsPath(state)); err != nil {
+		t.Fatal(err)
+	}
+	d := l.startDaemon(0)
+	ev := l.events(d)
+	var attempts, failures int
+	for attempts < 2 || failures < 2 {
+		switch e := ev(); e.State {
+		case stateConnecting:
+			if e.Mode != modeFast {
+				t.Fatalf("auto-connect in mode %q, want the remembered fast", e.Mode)
+			}
+			attempts++
+		case stateError:
+			failures++
+		}
+	}
+	mustCall(t, d.socket, request{Op: "disconnect"})
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(d.log(), "auto-connect failed"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no auto-connect failure in the log")
+		}
+	}
+	t.Logf("%d attempts, %d failures before the disconnect", attempts, failures)
+}
+
+// events subscribes to d's events; each call of the function returned
+// waits for the next one.
+func (l *lab) events(d *daemonProc) func() event {
+	t := l.t
+	conn, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := json.NewEncoder(conn).Encode(request{Op: "events"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(conn)
+	return func() event {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		if !lines.Scan() {
+			t.Fatalf("events ended: %v", lines.Err())
+		}
+		var e event
+		if err := json.Unmarshal(lines.Bytes(), &e); err != nil {
+			t.Fatalf("event %q: %v", lines.Text(), err)
+		}
+		return e
 	}
 }

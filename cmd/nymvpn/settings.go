@@ -107,17 +107,29 @@ func loadSettings(path string) (settings, error) {
 	if err != nil {
 		return settings{}, fmt.Errorf("settings: %w", err)
 	}
-	var s settings
-	md, err := toml.Decode(string(data), &s)
+	s, err := parseSettings(data)
 	if err != nil {
 		return settings{}, fmt.Errorf("settings %s: %w", path, err)
 	}
+	return s, nil
+}
+
+// parseSettings decodes and checks a settings file's text.
+func parseSettings(data []byte) (settings, error) {
+	if len(data) > maxSettings {
+		return settings{}, fmt.Errorf("larger than %d bytes", maxSettings)
+	}
+	var s settings
+	md, err := toml.Decode(string(data), &s)
+	if err != nil {
+		return settings{}, err
+	}
 	if u := md.Undecoded(); len(u) > 0 {
-		return settings{}, fmt.Errorf("settings %s: unknown key %q", path, u[0].String())
+		return settings{}, fmt.Errorf("unknown key %q", u[0].String())
 	}
 	if s.Connect != nil {
 		if err := s.Connect.validate(); err != nil {
-			return settings{}, fmt.Errorf("settings %s: %w", path, err)
+			return settings{}, err
 		}
 	}
 	return s, nil

@@ -98,3 +98,28 @@ func TestSettingsFillConnect(t *testing.T) {
 		t.Fatalf("the remembered directory replaced the one given: %+v", req)
 	}
 }
+
+// FuzzParseSettings: no settings file text makes the parser panic, and what
+// it accepts survives a save and a parse unchanged.
+func FuzzParseSettings(f *testing.F) {
+	f.Add([]byte("lockdown = true\nallow_lan = false\nauto_connect = true\n[connect]\nmode = \"fast\"\nprofile = \"nodelay\"\ndns = [\"192.0.2.53\"]\ndirectory = \"http://192.0.2.10:8000\"\ndirectory_key = \"" + standInKey + "\"\nkill_switch = true\n"))
+	f.Add([]byte("lockdown = 1\n"))
+	f.Add([]byte("[connect]\nnetwork = \"threshold = 1\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := parseSettings(data)
+		if err != nil {
+			return
+		}
+		path := filepath.Join(t.TempDir(), "settings.toml")
+		if err := s.save(path); err != nil {
+			t.Fatal(err)
+		}
+		back, err := loadSettings(path)
+		if err != nil {
+			t.Fatalf("saved settings do not load: %v", err)
+		}
+		if back.Lockdown != s.Lockdown || back.AllowLAN != s.AllowLAN || back.AutoConnect != s.AutoConnect || (back.Connect == nil) != (s.Connect == nil) {
+			t.Fatalf("settings changed across a save: %+v, then %+v", s, back)
+		}
+	})
+}
