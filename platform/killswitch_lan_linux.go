@@ -7,17 +7,18 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// UplinkLAN lists the local networks of the uplinks, in the calling
-// thread's network namespace: the private, link-local and unique local
+// UplinkLAN lists the local networks of the uplinks, in network namespace
+// ns (netns.None(): the calling thread's): the private, link-local and unique local
 // prefixes of the addresses on each link that holds a default route of the
 // main table, on that link alone. Other links (bridges, other VPNs, a second
 // card) are not the LAN the user stands in. With no default route there is
 // no uplink, and no LAN.
-func UplinkLAN() ([]LocalNet, error) {
-	nl, err := netlink.NewHandle()
+func UplinkLAN(ns netns.NsHandle) ([]LocalNet, error) {
+	nl, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		return nil, fmt.Errorf("local networks: netlink: %w", err)
 	}

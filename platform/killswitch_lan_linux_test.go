@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/vishvananda/netns"
 )
 
 // UplinkLAN finds the local networks of the links holding a default route,
@@ -32,7 +34,7 @@ func TestUplinkLANIsTheUplinksLocalNetworksOnly(t *testing.T) {
 		var lan []LocalNet
 		mustInNS(t, ns, func() error {
 			var err error
-			lan, err = UplinkLAN()
+			lan, err = UplinkLAN(netns.None())
 			return err
 		})
 		return lan

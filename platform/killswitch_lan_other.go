@@ -2,9 +2,13 @@
 
 package platform
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/vishvananda/netns"
+)
 
 // UplinkLAN is not supported on this platform yet.
-func UplinkLAN() ([]LocalNet, error) {
+func UplinkLAN(netns.NsHandle) ([]LocalNet, error) {
 	return nil, fmt.Errorf("local networks: %w", ErrUnsupported)
 }

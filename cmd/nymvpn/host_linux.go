@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/vishvananda/netns"
+
+	"github.com/nym-go/nym/netmon"
 	"github.com/nym-go/nym/platform"
 	"github.com/nym-go/nym/tun"
 )
@@ -25,9 +28,13 @@ type linuxHost struct {
 	gateways map[platform.Endpoint]int // gateways let out marked, by open connections
 	routes   *platform.Routes
 	dns      *platform.DNS
-	allowLAN bool                // SetAllowLAN
-	lan      []platform.LocalNet // the uplink's local networks, while allowLAN
-	split    *platform.Split     // the exclusion group (exclude_linux.go), while routed
+	split    *platform.Split // the exclusion group (exclude_linux.go), while routed
+	// Allow-LAN (lan_linux.go): the setting, the uplink's local networks
+	// while it is on, and the monitor that follows the uplink meanwhile.
+	allowLAN  bool
+	lan       []platform.LocalNet
+	uplinkMon *netmon.Monitor
+	ns        netns.NsHandle // the namespace the host was made in
 }
 
 func newHost(statePath string) (host, error) {
@@ -37,7 +44,11 @@ func newHost(statePath string) (host, error) {
 	if err := platform.RestoreKeepingKillSwitch(statePath); err != nil {
 		return nil, fmt.Errorf("restoring the state of an earlier run: %w", err)
 	}
-	h := &linuxHost{statePath: statePath, gateways: make(map[platform.Endpoint]int)}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	h := &linuxHost{statePath: statePath, gateways: make(map[platform.Endpoint]int), ns: ns}
 	kept, err := platform.KillSwitchRecorded(statePath)
 	if err != nil {
 		return nil, err
@@ -73,28 +84,6 @@ func (h *linuxHost) updateLocked() error {
 	return errors.Join(h.ks.Update(h.rulesLocked()), lerr)
 }
 
-// findLANLocked looks up the uplink's local networks if allow-LAN is on.
-// A failed look-up lets no local network through: closed, not open.
-func (h *linuxHost) findLANLocked() error {
-	h.lan = nil
-	if !h.allowLAN {
-		return nil
-	}
-	lan, err := platform.UplinkLAN()
-	if err != nil {
-		return fmt.Errorf("allow-LAN: %w", err)
-	}
-	h.lan = lan
-	return nil
-}
-
-func (h *linuxHost) SetAllowLAN(on bool) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.allowLAN = on
-	return h.updateLocked()
-}
-
 func (h *linuxHost) KillSwitch(dir netip.AddrPort) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -109,7 +98,7 @@ func (h *linuxHost) KillSwitch(dir netip.AddrPort) error {
 		return fmt.Errorf("kill switch: %w", err)
 	}
 	h.ks = ks
-	return lerr
+	return errors.Join(lerr, h.followUplinkLocked())
 }
 
 func (h *linuxHost) KillSwitchOn() bool {
@@ -207,6 +196,7 @@ func (h *linuxHost) Down() error {
 		errs = append(errs, h.ks.Disable())
 		h.ks = nil
 	}
+	errs = append(errs, h.followUplinkLocked())
 	h.dir = netip.AddrPort{}
 	clear(h.gateways)
 	errs = append(errs, platform.Restore(h.statePath))

@@ -136,7 +136,8 @@ var internetHosts = []string{inetHost4, inetHost6}
 // IPv4, IPv6 ULA and IPv6 link-local, and not with it off; a private
 // network on another link is never opened; and the internet is never
 // reached outside the tunnel either way, also when the LAN is hostile and
-// hands the uplink a public prefix and a /0.
+// hands the uplink a public prefix and a /0; and the exception follows the
+// uplink to another LAN.
 func TestAllowLAN(t *testing.T) {
 	l := newLANLab(t)
 	inet := l.countAny("internet", "ip daddr "+inetHost4, "ip6 daddr "+inetHost6)
@@ -232,6 +233,29 @@ func TestAllowLAN(t *testing.T) {
 			if strings.Contains(ks, p) {
 				t.Errorf("the kill switch names %s:\n%s", p, ks)
 			}
+		}
+	})
+
+	// The uplink moves to another LAN, as a switch to another Wi-Fi
+	// network does: the exception follows it with no call to the host
+	// (the host watches the uplink), the old LAN closes.
+	run(t, "ip", "-n", l.world, "addr", "add", "192.168.88.1/24", "dev", "r0", "nodad")
+	run(t, "ip", "-n", l.client, "addr", "add", "192.168.88.2/24", "dev", "c0", "nodad")
+	run(t, "ip", "-n", l.client, "route", "replace", "default", "via", "192.168.88.1")
+	run(t, "ip", "-n", l.client, "addr", "del", "192.168.77.2/24", "dev", "c0")
+	t.Run("uplink changes", func(t *testing.T) {
+		if !l.reaches("192.168.88.1", true) {
+			t.Error("the new LAN's host is not reached")
+		}
+		if l.reaches(lanHost4, false) || l.reaches(inetHost4, false) {
+			t.Error("the old LAN or the internet reached outside the tunnel")
+		}
+		if n := inet(); n != 0 {
+			t.Errorf("%d packets to the internet left the uplink", n)
+		}
+		ks := run(t, "ip", "netns", "exec", l.client, "nft", "list", "table", "inet", platform.KillSwitchTable)
+		if strings.Contains(ks, "192.168.77.") {
+			t.Errorf("the kill switch still lets the old LAN through:\n%s", ks)
 		}
 	})
 }
