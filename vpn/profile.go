@@ -36,6 +36,27 @@ func DefaultProfile() Profile {
 	}
 }
 
+// PlusSendInterval is the anonymous-plus profile's mean Poisson interval:
+// 500 packets/s. Provisional; see AnonymousPlusProfile.
+const PlusSendInterval = 2 * time.Millisecond
+
+// AnonymousPlusProfile keeps Nym's mixing (15 ms mean delay per hop, loop
+// cover every 200 ms) and raises the Poisson stream from 50 to 500
+// packets/s, so that about ten times the SURBs and upstream data go out per
+// second: every reply needs a SURB, so the upstream rate caps the download.
+// The price is a constant cover stream of that rate while idle
+// (IdleBytesPerSecond).
+func AnonymousPlusProfile() Profile {
+	lp := client.NymDefaults()
+	lp.SendInterval = PlusSendInterval
+	return Profile{
+		Name:   "anonymous-plus",
+		Loopix: lp,
+		Description: fmt.Sprintf("Nym's mixing (15 ms per hop, cover) at a higher constant rate: %.0f packets/s Poisson, cover every 200 ms",
+			float64(time.Second)/float64(lp.SendInterval)),
+	}
+}
+
 // NoDelayProfile turns mixing down for speed: 1 ms mean delay per hop,
 // packets sent as soon as they are ready, no cover traffic. WEAKER
 // ANONYMITY: timing correlation between the entry and the exit becomes
@@ -55,17 +76,20 @@ func NoDelayProfile() Profile {
 // Deprecated: use NoDelayProfile.
 func FastProfile() Profile { return NoDelayProfile() }
 
-// ProfileByName returns the profile called name ("default" or "nodelay").
+// ProfileByName returns the profile called name ("default",
+// "anonymous-plus" or "nodelay").
 func ProfileByName(name string) (Profile, error) {
 	switch name {
 	case "", "default":
 		return DefaultProfile(), nil
+	case "anonymous-plus":
+		return AnonymousPlusProfile(), nil
 	case "nodelay":
 		return NoDelayProfile(), nil
 	case "fast":
 		return Profile{}, fmt.Errorf("vpn: the profile once called fast is now nodelay (--profile nodelay); fast mode is --mode fast")
 	}
-	return Profile{}, fmt.Errorf("vpn: unknown profile %q (want default or nodelay)", name)
+	return Profile{}, fmt.Errorf("vpn: unknown profile %q (want default, anonymous-plus or nodelay)", name)
 }
 
 // ReorderTimeout is how long the downstream resequencer waits for a missing
@@ -75,4 +99,19 @@ func (p Profile) ReorderTimeout() time.Duration {
 	nym := client.NymDefaults().HopDelay
 	d := time.Duration(float64(ipr.DefaultReorderTimeout) * float64(p.Loopix.HopDelay) / float64(nym))
 	return max(d, reorderFloor)
+}
+
+// IdleBytesPerSecond is what the profile spends on cover towards the entry
+// gateway while the tunnel is idle; loop cover comes back, so about as much
+// again comes down. Zero for a profile without cover.
+func (p Profile) IdleBytesPerSecond() float64 { return p.Loopix.IdleBytesPerSecond() }
+
+// IdleCost says IdleBytesPerSecond in plain words, for users.
+func (p Profile) IdleCost() string {
+	b := p.IdleBytesPerSecond()
+	if b == 0 {
+		return "no cover traffic: nothing is sent while idle"
+	}
+	return fmt.Sprintf("%.0f kB/s (%.1f Mbit/s) each way on cover while idle, about %.1f GB a day",
+		b/1e3, b*8/1e6, b*86400/1e9)
 }

@@ -42,6 +42,9 @@ type Stats struct {
 	MTU       int
 	Connected time.Time     // when the session was first granted
 	Uptime    time.Duration // since Connected
+	// Profile is the mixing profile's name; IdleCost says in plain words
+	// what it spends on cover while idle (Profile.IdleCost).
+	Profile, IdleCost string
 
 	PacketsUp, BytesUp     uint64 // IP packets sent in bundles
 	BundlesUp              uint64 // DataUp messages sent (SURB-only ones included)

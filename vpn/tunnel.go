@@ -153,6 +153,7 @@ func (t *Tunnel) Stats() Stats {
 	st := Stats{State: t.state, Reorder: t.reorder}
 	t.mu.Unlock()
 	st.Addrs, st.MTU, st.Connected = t.addrs, t.mtu, t.connectedAt
+	st.Profile, st.IdleCost = t.cfg.Profile.Name, t.cfg.Profile.IdleCost()
 	if !t.connectedAt.IsZero() {
 		st.Uptime = time.Since(t.connectedAt)
 	}

@@ -84,8 +84,9 @@ const minFreeBufs = 16
 //
 // While the exit needs SURBs a bundle leaves room for at least one, and
 // SURBs fill what the queue leaves spare; a head packet too big for that
-// gets the next slot to itself after a SURB-only DataUp, so neither the
-// SURB supply nor the upload stalls. Every DataUp carries our sender tag,
+// gets the next slot to itself after a SURB-only DataUp (once the exit
+// lacks a full one's worth), so neither the SURB supply nor the upload
+// stalls. Every DataUp carries our sender tag,
 // which names the session at the exit, but a full one no SURB: that is what
 // lets a bundle hold an IP packet of the tunnel's MTU (maxUpPacket).
 func (u *upstream) Pull(p *client.Payload) bool { return u.fill(p) }
@@ -156,8 +157,16 @@ func (u *upstream) plan(deficit int) (nSURBs int, ok bool) {
 	need := ipr.DataUpOverhead + u.q.Bytes() + ipr.LengthPrefixSize*u.q.Len()
 	n := max(min(deficit, u.surbsFit(need)), 1)
 	if ipr.DataUpOverhead+ipr.LengthPrefixSize+len(head) > u.capNone-n*u.surbSize {
-		// The head needs a bundle without SURBs: it goes in the next
-		// slot, after these SURBs.
+		// The head needs a bundle without SURBs. A SURB-only DataUp
+		// before it costs the upload a slot, so it goes only once it
+		// is full: an upload of full-size packets, whose ACKs spend a
+		// SURB now and then, would otherwise give every other slot to
+		// one SURB and halve itself. The exit keeps a stock (MinSURBs),
+		// so a SURB or two owed can wait for the next full bundle's
+		// worth; when it runs short, the deficit is that large at once.
+		if surbsAlone < u.surbsFit(ipr.DataUpOverhead) {
+			return 0, true
+		}
 		u.bigTurn = true
 		return surbsAlone, true
 	}

@@ -317,6 +317,36 @@ func TestUpstreamSURBPolicy(t *testing.T) {
 	check("nothing to send", 0, 0, false)
 }
 
+// An upload of full-size packets keeps its slots while the exit lacks only
+// a SURB or two (its ACKs spend one now and then): no SURB-only DataUp
+// until it would be full. Before, every big head went after a SURB-only
+// DataUp of one SURB, and the upload had every other slot.
+func TestUploadNotHalvedBySURBs(t *testing.T) {
+	var clock virtualClock
+	tn, _ := testUpstream(t, 1500, 20, &clock)
+	u := tn.up
+	tn.budget.gave(19) // the exit lacks one
+	for range 6 {
+		u.push([][]byte{make([]byte, tun.MaxPacketSize)}, []int{1500}, clock.now())
+	}
+	for i := range 4 {
+		up, n, ok := pull(t, u)
+		if !ok || n != 0 || len(up.Bundle) < 1500 {
+			t.Fatalf("slot %d: %d SURBs and a bundle of %d bytes, want the next packet alone", i, n, len(up.Bundle))
+		}
+	}
+	// Two more replies: the exit now lacks a full SURB-only DataUp's
+	// worth (three), which goes first, then the upload goes on.
+	tn.budget.replied(-1, clock.now())
+	tn.budget.replied(-1, clock.now())
+	if _, n, ok := pull(t, u); !ok || n != 3 {
+		t.Fatalf("%d SURBs, want a full SURB-only DataUp of 3", n)
+	}
+	if up, n, ok := pull(t, u); !ok || n != 0 || len(up.Bundle) < 1500 {
+		t.Fatalf("%d SURBs and a bundle of %d bytes after the SURBs, want the next packet alone", n, len(up.Bundle))
+	}
+}
+
 // chanWaker stands for the mixnet stream where a test plays the client: a
 // Wake is a token in the channel.
 type chanWaker chan struct{}

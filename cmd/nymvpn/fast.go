@@ -103,6 +103,8 @@ type fastTunnel struct {
 	stale  time.Duration
 	// book pays the gateways that require tickets; nil pays nothing.
 	book *fastBook
+	// onState, when set, is told every change of state (see notify).
+	onState func(vpn.State)
 
 	// netChanged holds one networkChanged not yet acted on (made by
 	// changes, as the struct is built by a literal).
@@ -245,6 +247,7 @@ func (ft *fastTunnel) connect(ctx context.Context) error {
 			ft.mu.Lock()
 			ft.leg, ft.state, ft.connected = leg, vpn.StateConnected, time.Now()
 			ft.mu.Unlock()
+			ft.notify(vpn.StateConnected)
 			return nil
 		}
 		ft.log.Warn("fast mode: connecting failed", "err", err)
@@ -303,6 +306,7 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.mu.Lock()
 		ft.leg, ft.state = nil, vpn.StateReconnecting
 		ft.mu.Unlock()
+		ft.notify(vpn.StateReconnecting)
 		if err := ft.down(leg); err != nil {
 			ft.log.Warn("fast mode: tearing down", "err", err)
 		}
@@ -361,6 +365,7 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.leg, ft.state = leg, vpn.StateConnected
 		ft.reconnects++
 		ft.mu.Unlock()
+		ft.notify(vpn.StateConnected)
 	}
 }
 

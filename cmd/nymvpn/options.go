@@ -51,6 +51,10 @@ type connectRequest struct {
 	Mode         string       `json:"mode,omitempty"` // anonymous ("") or fast
 	DNS          []netip.Addr `json:"dns,omitempty"`
 	KillSwitch   bool         `json:"kill_switch"`
+	// AllowLAN lets the uplink's local networks (private, link-local and
+	// unique local prefixes on that link) bypass the tunnel and the kill
+	// switch: the printer, a NAS. Off by default.
+	AllowLAN bool `json:"allow_lan,omitempty"`
 
 	dnsText     []string // --dns, parsed into DNS by check
 	networkFile string   // --network, read into Network by check
@@ -66,9 +70,10 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 	f.StringVar(&r.Entry, "entry", "", "identity of the entry gateway (default: random)")
 	f.StringVar(&r.Exit, "exit", "", "identity of the exit gateway (default: random)")
 	f.StringVar(&r.Mode, "mode", modeAnonymous, "anonymous (through the mixnet) or fast (two hops of WireGuard: the entry sees who, the exit sees where, no mixing)")
-	f.StringVar(&r.Profile, "profile", "default", "anonymous mode's mixing: default (Nym's parameters) or nodelay (WEAKER ANONYMITY)")
+	f.StringVar(&r.Profile, "profile", "default", profileHelp())
 	f.StringSliceVar(&r.dnsText, "dns", []string{"1.1.1.1", "9.9.9.9"}, "DNS resolvers to use through the tunnel")
 	f.BoolVar(&r.KillSwitch, "kill-switch", true, "block all traffic outside the tunnel while connecting, connected or reconnecting")
+	f.BoolVar(&r.AllowLAN, "allow-lan", false, "let the uplink's local networks (private, link-local and unique local prefixes on that link) bypass the tunnel and the kill switch")
 }
 
 // check validates a request before anything is touched.
@@ -148,4 +153,13 @@ func (r *connectRequest) checkDirectory() error {
 		}
 	}
 	return nil
+}
+
+// profileHelp is --profile's help: each profile with what it costs while
+// idle, since cover traffic runs whether or not the tunnel is used.
+func profileHelp() string {
+	d, p := vpn.DefaultProfile(), vpn.AnonymousPlusProfile()
+	return fmt.Sprintf("anonymous mode's mixing: default (Nym's parameters; spends %s), "+
+		"anonymous-plus (the same mixing at %.0f packets/s, faster; spends %s) or nodelay (WEAKER ANONYMITY, no cover)",
+		d.IdleCost(), p.Loopix.PacketsPerSecond(), p.IdleCost())
 }

@@ -35,6 +35,32 @@ func NymDefaults() Loopix {
 	return Loopix{HopDelay: 15 * time.Millisecond, SendInterval: 20 * time.Millisecond, CoverInterval: 200 * time.Millisecond}
 }
 
+// WirePacketSize is what one packet of a client's costs on its link to the
+// gateway, before the link's own framing: every packet, real or cover, has
+// this size.
+const WirePacketSize = wireLen
+
+// PacketsPerSecond is the mean rate of packets the client hands its gateway
+// whether or not it has anything to send: the Poisson stream (real packets
+// or loop cover in its slots) plus the loop cover stream. Without a Poisson
+// stream real packets come on top of it.
+func (l Loopix) PacketsPerSecond() float64 {
+	var r float64
+	for _, d := range []time.Duration{l.SendInterval, l.CoverInterval} {
+		if d > 0 {
+			r += float64(time.Second) / float64(d)
+		}
+	}
+	return r
+}
+
+// IdleBytesPerSecond is the bandwidth an idle client spends on cover
+// towards its gateway: PacketsPerSecond × WirePacketSize. Loop cover comes
+// back to the client, so about as much again arrives from the gateway.
+func (l Loopix) IdleBytesPerSecond() float64 {
+	return l.PacketsPerSecond() * WirePacketSize
+}
+
 // Retransmit controls how unacknowledged fragments are sent again. Fields
 // are used as given.
 type Retransmit struct {
