@@ -28,13 +28,20 @@ type DNSConfig struct {
 	// Servers are reached through the tunnel. The C library reads only the
 	// first three.
 	Servers []netip.Addr
+	// Link is the tunnel's interface. When systemd-resolved manages DNS
+	// (the resolver file names only its stub and it is on the system
+	// bus), the servers are set on this link in resolved, with the
+	// routing domain "~." so that every name goes to them, instead of
+	// replacing the file. Empty: always the file.
+	Link string
 }
 
 // DNS is the host's resolver pointed at the VPN's servers. Restore puts the
 // previous configuration back.
 type DNS struct {
 	statePath string
-	path      string
+	path      string     // the resolver file replaced, or
+	resolved  *dnsRecord // the link set in resolved
 
 	mu   sync.Mutex
 	done bool
@@ -51,17 +58,27 @@ type dnsRecord struct {
 	GID     int         `json:"gid"`
 	Target  string      `json:"target,omitempty"` // of the symbolic link
 	Ours    []byte      `json:"ours"`
+	// Link and Index name the link set in systemd-resolved (kind
+	// dnsResolved; Path is empty then).
+	Link  string `json:"link,omitempty"`
+	Index int    `json:"index,omitempty"`
 }
 
 const (
 	dnsFile    = "file"
 	dnsSymlink = "symlink"
 	dnsAbsent  = "absent"
+	// dnsResolved: the tunnel's link configured in systemd-resolved;
+	// undone by reverting the link.
+	dnsResolved = "resolved"
 )
 
-// ApplyDNS replaces the resolver configuration with one naming cfg.Servers.
-// A symbolic link (such as systemd-resolved's stub) is replaced by a file,
-// never written through. The original is recorded in the state file first.
+// ApplyDNS points the host's resolver at cfg.Servers: through
+// systemd-resolved when it manages DNS and cfg names the link (see
+// DNSConfig.Link), else by replacing the resolver file. A symbolic link
+// (such as resolved's stub when resolved is not reachable) is replaced by a
+// file, never written through. What is changed is recorded in the state
+// file first.
 func ApplyDNS(cfg DNSConfig) (*DNS, error) {
 	if cfg.StatePath == "" {
 		return nil, errors.New("dns: no state file path")
@@ -85,12 +102,21 @@ func ApplyDNS(cfg DNSConfig) (*DNS, error) {
 	if err := checkResolvConfPath(path); err != nil {
 		return nil, fmt.Errorf("dns: %w", err)
 	}
+	if cfg.Link != "" && resolvedManages(path) {
+		d, err := applyResolved(cfg)
+		if err == nil {
+			return d, nil
+		}
+		// resolved would not take it (refused, or gone meanwhile):
+		// the file, which every program reads without resolved,
+		// still keeps queries off the uplink.
+	}
 	ours := renderResolvConf(cfg.Servers)
 
 	var rec dnsRecord
 	err = updateState(cfg.StatePath, func(st *hostState) error {
 		for i := range st.DNS {
-			if st.DNS[i].Path == path {
+			if st.DNS[i].Kind != dnsResolved && st.DNS[i].Path == path {
 				// Left by a crashed run: the file now holds what that
 				// run wrote, and the record holds the real original.
 				st.DNS[i].Ours = ours
@@ -165,7 +191,8 @@ func (d *DNS) Restore() error {
 	}
 	err := updateState(d.statePath, func(st *hostState) error {
 		for i, rec := range st.DNS {
-			if rec.Path != d.path {
+			if d.resolved != nil && (rec.Kind != dnsResolved || rec.Link != d.resolved.Link || rec.Index != d.resolved.Index) ||
+				d.resolved == nil && (rec.Kind == dnsResolved || rec.Path != d.path) {
 				continue
 			}
 			if err := restoreDNS(rec); err != nil {
@@ -187,6 +214,9 @@ func (d *DNS) Restore() error {
 // file since (a network manager that got a new lease): then their file is
 // newer than our original and stays.
 func restoreDNS(rec dnsRecord) error {
+	if rec.Kind == dnsResolved {
+		return restoreResolved(rec)
+	}
 	fi, err := os.Lstat(rec.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -164,6 +164,12 @@ func checkResolvConfPath(path string) error {
 }
 
 func (r dnsRecord) validate() error {
+	if r.Kind == dnsResolved {
+		if r.Path != "" || !validIfname(r.Link) || r.Index <= 0 {
+			return fmt.Errorf("resolved: bad link %q (index %d, path %q)", r.Link, r.Index, r.Path)
+		}
+		return nil
+	}
 	if err := checkResolvConfPath(r.Path); err != nil {
 		return err
 	}

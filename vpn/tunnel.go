@@ -29,6 +29,7 @@ var (
 	errGatewayLost  = errors.New("vpn: no connection to the gateway")
 	errSessionEnded = errors.New("vpn: the exit ended the session")
 	errMixClosed    = errors.New("vpn: mixnet client closed")
+	errNetChanged   = errors.New("vpn: the network changed")
 )
 
 // Tunnel is one session with an exit's IP packet router. Make it with
@@ -60,6 +61,9 @@ type Tunnel struct {
 	pings, pongs, reconnects            atomic.Uint64
 	lastRTT                             atomic.Int64
 
+	// netChanged holds one NetworkChanged not yet acted on.
+	netChanged chan struct{}
+
 	mu      sync.Mutex
 	state   State
 	reorder ipr.ReorderStats
@@ -78,6 +82,8 @@ func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
 		log:    cfg.Logger,
 		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()),
 		reseq:  ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
+
+		netChanged: make(chan struct{}, 1),
 	}
 	if _, err := rand.Read(t.nonce[:]); err != nil {
 		return nil, fmt.Errorf("vpn: session nonce: %w", err)
@@ -241,6 +247,19 @@ func (t *Tunnel) handshake(ctx context.Context, mix Mixnet, router client.Addres
 	}
 }
 
+// NetworkChanged tells the tunnel that the host's uplink came back or
+// changed (a new address or gateway): a connection to the gateway made
+// through the old one may be dead without anything saying so, and a
+// redial waiting out its backoff would wait for nothing. A connected
+// tunnel moves to a new path now; a reconnecting one tries again now. It
+// does not block; calls while one is pending count once.
+func (t *Tunnel) NetworkChanged() {
+	select {
+	case t.netChanged <- struct{}{}:
+	default:
+	}
+}
+
 // Run pumps packets between dev and the exit until ctx ends, reconnecting
 // when the path dies. It owns dev and the mixnet client from then on and
 // closes both before it returns; on ctx's end it tells the exit goodbye
@@ -316,6 +335,8 @@ func (t *Tunnel) pump(ctx context.Context, dev tun.Device, readerDone <-chan err
 	case <-ctx.Done():
 	case err := <-readerDone:
 		cancel(fmt.Errorf("%w: %v", ErrTUNClosed, err))
+	case <-t.netChanged:
+		cancel(errNetChanged)
 	}
 	wg.Wait()
 	return context.Cause(ctx)
@@ -328,7 +349,7 @@ func (t *Tunnel) redial(ctx context.Context, sameMix bool) error {
 	t.reconnects.Add(1)
 	wait := t.cfg.RedialMin
 	for attempt := 1; ; attempt++ {
-		err := t.tryRedial(ctx, attempt, sameMix && attempt == 1)
+		err := t.tryRedialUntilChange(ctx, attempt, sameMix && attempt == 1)
 		if err == nil {
 			t.setState(StateConnected)
 			return nil
@@ -336,16 +357,62 @@ func (t *Tunnel) redial(ctx context.Context, sameMix bool) error {
 		if errors.Is(err, ErrAddrsChanged) || errors.Is(err, ErrRefused) {
 			return err
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, errNetChanged) {
+			// The attempt went out by an uplink that is gone or
+			// changed: try the new one now, from the shortest wait.
+			t.log.Info("vpn reconnect: the network changed; trying again now", "attempt", attempt)
+			wait = t.cfg.RedialMin
+			continue
+		}
 		t.log.Warn("vpn reconnect failed", "attempt", attempt, "err", err, "retry_in", wait)
 		backoff := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			backoff.Stop()
 			return ctx.Err()
+		case <-t.netChanged:
+			// A route came back or changed: no point waiting out a
+			// backoff that was for the network before.
+			backoff.Stop()
+			wait = t.cfg.RedialMin
+			continue
 		case <-backoff.C:
 		}
 		wait = min(2*wait, t.cfg.RedialMax)
 	}
+}
+
+// tryRedialUntilChange is tryRedial, cut short (errNetChanged) when the
+// network changes meanwhile: a dial through the old uplink may hang until
+// its own timeout.
+func (t *Tunnel) tryRedialUntilChange(ctx context.Context, attempt int, sameMix bool) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-t.netChanged:
+			cancel(errNetChanged)
+		case <-stop:
+		}
+	})
+	err := t.tryRedial(actx, attempt, sameMix)
+	close(stop)
+	wg.Wait()
+	if errors.Is(context.Cause(actx), errNetChanged) {
+		if err == nil {
+			// Through in spite of the change, perhaps by the old
+			// uplink just before it went: let the pump move again.
+			t.NetworkChanged()
+			return nil
+		}
+		return fmt.Errorf("%w (%v)", errNetChanged, err)
+	}
+	return err
 }
 
 func (t *Tunnel) tryRedial(ctx context.Context, attempt int, sameMix bool) error {

@@ -184,6 +184,7 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
+	wg.Go(func() { d.watchNetwork(ctx) }) // reconnect when the uplink returns or changes (netwatch.go)
 	d.log.Info("nymvpn daemon listening", "socket", socket, "lockdown", d.settings.Lockdown)
 	if d.settings.AutoConnect && d.settings.Connect.hasNetwork() {
 		actx, stop := context.WithCancel(ctx)

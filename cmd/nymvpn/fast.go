@@ -106,6 +106,11 @@ type fastTunnel struct {
 	// onState, when set, is told every change of state (see notify).
 	onState func(vpn.State)
 
+	// netChanged holds one networkChanged not yet acted on (made by
+	// changes, as the struct is built by a literal).
+	netChangedOnce sync.Once
+	netChanged     chan struct{}
+
 	mu         sync.Mutex
 	leg        *fastLeg // nil while reconnecting
 	state      vpn.State
@@ -258,16 +263,41 @@ func (ft *fastTunnel) connect(ctx context.Context) error {
 }
 
 // Run watches the tunnel and rebuilds it when it goes stale, until ctx
-// ends; Close then tears down what is up.
+// ends; Close then tears down what is up. When the network changes (see
+// networkChanged) a leg that is up is checked at once: WireGuard follows
+// the host to a new address or gateway by itself (the entry learns the new
+// endpoint from the next packet), so the leg is kept if the exit answers
+// within wgnest.MinStale, and rebuilt otherwise.
 func (ft *fastTunnel) Run(ctx context.Context) error {
+	checking := false // since a change of the network, until the leg answered
 	for {
 		ft.mu.Lock()
 		leg := ft.leg
 		ft.mu.Unlock()
-		err := leg.nest.Watch(ctx, ft.stale)
+		err := untilNetChange(ctx, ft.changes(), func(ctx context.Context) error {
+			if !checking {
+				return leg.nest.Watch(ctx, ft.stale)
+			}
+			// Long enough for a probe's handshake to be answered
+			// twice: a healthy leg never goes stale in it.
+			ctx, cancel := context.WithTimeoutCause(ctx, 2*wgnest.MinStale, errLegAnswers)
+			defer cancel()
+			return leg.nest.Watch(ctx, wgnest.MinStale)
+		})
 		if ctx.Err() != nil {
 			return nil
 		}
+		switch {
+		case errors.Is(err, errNetChanged):
+			ft.log.Info("fast mode: the network changed; checking the tunnel", "entry", leg.entry.Identity, "exit", leg.exit.Identity)
+			checking = true
+			continue
+		case errors.Is(err, errLegAnswers):
+			checking = false
+			continue
+		}
+		afterChange := checking
+		checking = false
 		blameEntry := true
 		if se, ok := errors.AsType[*wgnest.StaleError](err); ok {
 			blameEntry = se.Outer
@@ -280,11 +310,14 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		if err := ft.down(leg); err != nil {
 			ft.log.Warn("fast mode: tearing down", "err", err)
 		}
-		bad := leg.exit.Identity
-		if blameEntry {
-			bad = leg.entry.Identity
+		if !afterChange {
+			// Silent with the network as it was: a gateway's fault.
+			bad := leg.exit.Identity
+			if blameEntry {
+				bad = leg.entry.Identity
+			}
+			ft.refresh(ctx, bad)
 		}
-		ft.refresh(ctx, bad)
 		backoff := time.Second
 		for attempt := 0; ; attempt++ {
 			// The silent gateway went last; on failures, try the next
@@ -298,17 +331,32 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 				}
 				ft.mu.Unlock()
 			}
-			leg, err = ft.up(ctx)
+			err = untilNetChange(ctx, ft.changes(), func(ctx context.Context) error {
+				leg, err = ft.up(ctx)
+				return err
+			})
 			if err == nil {
 				break
 			}
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, errNetChanged) {
+				// Cut short by a change of the uplink: try the new
+				// one now.
+				ft.log.Info("fast mode: the network changed; trying again now", "err", err)
+				backoff = time.Second
+				continue
+			}
 			ft.log.Warn("fast mode: reconnecting failed", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-ft.changes():
+				// A route came back or changed: the backoff was for
+				// the network before.
+				backoff = time.Second
+				continue
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 10*time.Second)
@@ -318,6 +366,26 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.reconnects++
 		ft.mu.Unlock()
 		ft.notify(vpn.StateConnected)
+	}
+}
+
+// errLegAnswers ends the check of a leg after a network change: it did not
+// go stale.
+var errLegAnswers = errors.New("fast mode: the tunnel answers after the network change")
+
+// changes is the channel networkChanged posts to.
+func (ft *fastTunnel) changes() chan struct{} {
+	ft.netChangedOnce.Do(func() { ft.netChanged = make(chan struct{}, 1) })
+	return ft.netChanged
+}
+
+// networkChanged tells the tunnel that the uplink came back or changed:
+// it checks the leg now (see Run), or, reconnecting, tries again now. It does not
+// block; calls while one is pending count once.
+func (ft *fastTunnel) networkChanged() {
+	select {
+	case ft.changes() <- struct{}{}:
+	default:
 	}
 }
 

@@ -162,7 +162,7 @@ func (h *linuxHost) Up(addrs []netip.Prefix, mtu int, dns []netip.Addr) (tun.Dev
 		return nil, fmt.Errorf("kill switch: %w", err)
 	}
 	if len(dns) > 0 {
-		if h.dns, err = platform.ApplyDNS(platform.DNSConfig{StatePath: h.statePath, Servers: dns}); err != nil {
+		if h.dns, err = platform.ApplyDNS(platform.DNSConfig{StatePath: h.statePath, Servers: dns, Link: tunName}); err != nil {
 			dev.Close()
 			return nil, fmt.Errorf("DNS: %w", err)
 		}

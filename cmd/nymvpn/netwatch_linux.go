@@ -1,0 +1,4 @@
+package main
+
+// notUplinks are the links never taken for the uplink: the tunnel's own.
+var notUplinks = []string{tunName}
