@@ -4,6 +4,8 @@
 # namespace to the internet namespace (198.51.100.2):
 #
 #   (a) nymvpn at Nym's default parameters (--profile default)
+#   (p) nymvpn --profile anonymous-plus: mixing delays and cover kept, a
+#       higher constant rate
 #   (b) nymvpn with delays and cover off (--profile nodelay)
 #   (f) nymvpn --mode fast: two hops of nested WireGuard (entry, exit), no
 #       mixnet; download and upload
@@ -12,18 +14,29 @@
 #   (c) a plain vxlan tunnel client -> exit -> internet between the same
 #       namespaces, without the mixnet: the ceiling
 #
-# (a), (b), (f) and (c) each with iperf3 TCP goodput (download, -R; (f) and
-# (c) upload too), ping RTT idle
-# and during the download, printed as a
-# table with ratios to (c); plus a page load as a browser does it (/page:
-# one HTML page, then its 20 objects of 25 KiB over 6 parallel connections)
-# at Nym's defaults. Tears the network down whatever happens.
+# (a), (p), (b), (f) and (c) each with iperf3 TCP goodput (download, -R;
+# (a), (p), (f) and (c) upload too), ping RTT idle and during the download,
+# printed as a table with ratios to (c); for (a), (p) and (c) a page load as
+# a browser does it (/page: one HTML page, then its 20 objects of 25 KiB
+# over 6 parallel connections) and the idle cost: bytes/s the client's LAN
+# interface sends while the tunnel is up and unused.
+#
+# For (a), (p) and (b), the per-role cost: each process's own CPU time
+# (/proc/PID/stat) and the Sphinx packets it handled (the nodes' /metrics)
+# during the download (and the upload, for (a) and (p)), and an idle
+# window of (a) and (p), printed by internal/rolecost as CPU
+# µs per packet and per MB and one core's capacity per role, and the
+# projected download of one client when every node has a 2-core host of its
+# own. Tears the network down whatever happens.
 #
 # Environment: as localnet.sh (LOCALNET_PREFIX defaults to bn<pid> here), plus
 #   BENCH_IPERF_TIME  seconds per iperf3 run (default 10)
 #   BENCH_PINGS       pings per RTT measurement (default 20)
 #   BENCH_ROWS        rows to run besides (c), which every ratio needs
-#                     (default asbf; e.g. f to compare fast mode alone)
+#                     (default apsbf; e.g. f to compare fast mode alone, ap
+#                     for the two anonymous profiles)
+#   BENCH_IDLE        seconds of the idle-cost window (default 10)
+#   BENCH_PLUS_PROFILE the profile row (p) connects with (default anonymous-plus)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +48,9 @@ STATE=$LOCALNET_DIR
 BIN=${LOCALNET_BIN:-$REPO/bin}
 IPERF_TIME=${BENCH_IPERF_TIME:-10}
 PINGS=${BENCH_PINGS:-20}
-ROWS=${BENCH_ROWS:-asbf}
+ROWS=${BENCH_ROWS:-apsbf}
+IDLE_TIME=${BENCH_IDLE:-10}
+PLUS=${BENCH_PLUS_PROFILE:-anonymous-plus}
 row() { [[ $ROWS == *$1* ]]; }
 DIR_URL=http://192.0.2.10:8000
 INET4=198.51.100.2
@@ -64,7 +79,9 @@ KEY=$(cat "$STATE/directory-key")
 [[ -x $BIN/nymvpn ]] || die "no $BIN/nymvpn"
 
 # The daemon, with a socket and state file of this network's own.
-inns client "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" \
+# Not through inns: a backgrounded function is a subshell, and $! would be
+# that subshell's PID, not the daemon's (whose CPU time bench measures).
+ip netns exec "$P-client" "$BIN/nymvpn" daemon --socket "$SOCK" --state "$STATE/nymvpn.state" \
 	</dev/null >"$STATE/log/nymvpn.log" 2>&1 &
 echo "$! $P-client" >"$STATE/pids/nymvpn"
 for _ in $(seq 50); do vpn status >/dev/null 2>&1 && break; sleep 0.2; done
@@ -76,6 +93,12 @@ VOUCHERS=()
 if ((${#VOUCHERS[@]})); then
 	vpn tickets add "${VOUCHERS[0]}" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
 		die "nymvpn tickets add failed"
+	# Fast mode's two doors take WireGuard tickets: one voucher of each.
+	for f in vouchers-wireguard-entry vouchers-wireguard-exit; do
+		[[ -s $STATE/$f ]] || continue
+		vpn tickets add "$(head -1 "$STATE/$f")" --network "$STATE/network.toml" --state "$STATE/nymvpn.state" >/dev/null ||
+			die "nymvpn tickets add ($f) failed"
+	done
 fi
 
 wait_page() {
@@ -129,13 +152,68 @@ pageload() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
 
-declare -A GP RTT LOSS CPU LRTT UP
-GP[s]=- RTT[s]=- LOSS[s]=- CPU[s]=- LRTT[s]=-
-UP[a]=- UP[b]=- UP[s]=- UP[f]=- UP[c]=-
-GP[f]=- RTT[f]=- LOSS[f]=- CPU[f]=- LRTT[f]=-
-GP[a]=- RTT[a]=- LOSS[a]=- CPU[a]=- LRTT[a]=-
-GP[b]=- RTT[b]=- LOSS[b]=- CPU[b]=- LRTT[b]=-
-PAGE=-
+declare -A GP RTT LOSS CPU LRTT UP PAGE IDLE PROF LABEL
+for k in a p s b f c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- UP[$k]=- PAGE[$k]=- IDLE[$k]=-; done
+LABEL[a]="(a) Nym defaults" PROF[a]=default
+LABEL[p]="(p) --profile $PLUS" PROF[p]=$PLUS
+LABEL[s]="(s) socks5, Nym defaults (1 MiB)"
+LABEL[b]="(b) --profile nodelay" PROF[b]=nodelay
+LABEL[f]="(f) --mode fast (WireGuard x2)"
+LABEL[c]="(c) plain vxlan tunnel (ceiling)"
+
+# Per-role cost (internal/rolecost): a window is a directory with its meta
+# and a snapshot before (0) and after (1).
+COST=$STATE/cost
+WINDOWS=()
+# snap DIR: the time, each process's CPU time (utime and stime are fields
+# 14 and 15 of /proc/PID/stat; the name in parentheses may hold spaces, so
+# count from its end), each node's /metrics, the daemon's status and the
+# client's LAN counters.
+snap() {
+	local d=$1 r f pid
+	mkdir -p "$d"
+	getconf CLK_TCK >"$d/hz"
+	: >"$d/cpu"
+	for r in client entry mix1 mix2 mix3 exit; do
+		f=$STATE/pids/nym-node-$r
+		[[ $r == client ]] && f=$STATE/pids/nymvpn
+		[[ -s $f ]] || continue
+		read -r pid _ <"$f"
+		sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk -v r="$r" '{ print r, $12, $13 }' >>"$d/cpu"
+		[[ $r == client ]] || inns "$r" curl -sf --max-time 5 http://127.0.0.1:9100/metrics >"$d/metrics-$r" ||
+			rm -f "$d/metrics-$r"
+	done
+	vpn status --json >"$d/status.json" 2>/dev/null || rm -f "$d/status.json"
+	inns client cat /sys/class/net/lan0/statistics/tx_bytes /sys/class/net/lan0/statistics/rx_bytes | paste -sd' ' >"$d/lan"
+	date +%s.%N >"$d/time"
+}
+# window K KIND 0|1: row K's KIND (down, up, idle) window, its first or
+# second snapshot; rolecost is given those of rows with a profile, and
+# rows without one take only the idle window (for its LAN counters).
+window() {
+	local d=$COST/$1-$2
+	[[ -n ${PROF[$1]:-} || $2 == idle ]] || return 0
+	if [[ $3 == 0 ]]; then
+		rm -rf "$d"
+		mkdir -p "$d"
+		[[ -z ${PROF[$1]:-} ]] ||
+			printf 'label %s\nprofile %s\nkind %s\n' "${LABEL[$1]}" "${PROF[$1]}" "$2" >"$d/meta"
+	elif [[ -n ${PROF[$1]:-} ]]; then
+		WINDOWS+=("$d")
+	fi
+	snap "$d/$3"
+}
+# idlecost K: kB/s the client's LAN interface sends over BENCH_IDLE
+# seconds of an idle tunnel (for the mixnet, the Poisson stream and cover).
+idlecost() {
+	local k=$1 d=$COST/$1-idle
+	log "($k) idle cost: ${IDLE_TIME}s of the client's LAN counters"
+	window "$k" idle 0
+	sleep "$IDLE_TIME"
+	window "$k" idle 1
+	IDLE[$k]=$(awk -v a="$(cat "$d/0/lan") $(cat "$d/0/time")" -v b="$(cat "$d/1/lan") $(cat "$d/1/time")" \
+		'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.1f\n", (y[1] - x[1]) / (y[3] - x[3]) / 1000 }')
+}
 # cpu_sample: total and idle jiffies of the whole machine. Every namespace
 # shares the host's CPUs, so this is the mixnet's, the tunnel's and iperf3's
 # load together: near 100% busy means the path is bound by CPU, not by a
@@ -150,9 +228,11 @@ measure() {
 	log "($k) iperf3 -R for ${IPERF_TIME}s, pinging meanwhile"
 	(sleep 2 && rtt $((IPERF_TIME > 4 ? (IPERF_TIME - 3) * 5 : 1)) >"$loaded") &
 	pid=$!
+	window "$k" down 0
 	read -r t0 i0 < <(cpu_sample)
 	GP[$k]=$(goodput)
 	read -r t1 i1 < <(cpu_sample)
+	window "$k" down 1
 	wait "$pid" || true
 	LRTT[$k]=$(awk '{ print $1 }' "$loaded" 2>/dev/null)
 	LRTT[$k]=${LRTT[$k]:--}
@@ -161,15 +241,26 @@ measure() {
 	read -r RTT[$k] LOSS[$k] < <(rtt)
 }
 
-if row a; then
-	log "(a) nymvpn connect --profile default"
-	vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile default >/dev/null
-	wait_page || die "(a): no page through the tunnel"
-	measure a
-	log "(a) page load: /page + 20 objects, 6 connections"
-	PAGE=$(pageload)
+# anonymous K: row K through the mixnet at its profile: the download with
+# the RTTs, the idle cost, the upload, the page load.
+anonymous() {
+	local k=$1
+	log "($k) nymvpn connect --profile ${PROF[$k]}"
+	vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile "${PROF[$k]}" >/dev/null
+	wait_page || die "($k): no page through the tunnel"
+	measure "$k"
+	idlecost "$k"
+	log "($k) iperf3 upload"
+	window "$k" up 0
+	UP[$k]=$(goodput up)
+	window "$k" up 1
+	log "($k) page load: /page + 20 objects, 6 connections"
+	PAGE[$k]=$(pageload)
 	vpn disconnect >/dev/null
-fi
+}
+
+row a && anonymous a
+row p && anonymous p
 
 if row s; then
 	log "(s) nymvpn socks5 as nobody, Nym defaults: 1 MiB through curl --socks5-hostname"
@@ -272,27 +363,26 @@ table ip bench_plain {
 EOF
 inns client curl -sf --max-time 5 "http://$INET4/" >/dev/null || die "(c): no page through the plain tunnel"
 measure c
+idlecost c
 log "(c) iperf3 upload"
 UP[c]=$(goodput up)
-PAGE_PLAIN=$(pageload)
+PAGE[c]=$(pageload)
 
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
-echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings"
-printf '%-34s %14s %10s %8s %12s %10s %8s %14s %9s\n' path "goodput Mb/s" "vs plain" "up Mb/s" "RTT avg ms" "vs plain" loss "RTT loaded ms" "CPU busy"
-for k in a b s f c; do
-	case $k in
-	a) name="(a) Nym defaults" ;;
-	s) name="(s) socks5, Nym defaults (1 MiB)" ;;
-	b) name="(b) --profile nodelay" ;;
-	f) name="(f) --mode fast (WireGuard x2)" ;;
-	c) name="(c) plain vxlan tunnel (ceiling)" ;;
-	esac
-	printf '%-34s %14s %10s %8s %12s %10s %8s %14s %9s\n' "$name" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
-		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}"
+echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings, idle ${IDLE_TIME}s"
+printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' path "down Mb/s" "vs plain" "up Mb/s" "RTT ms" "vs plain" loss "RTT load" "CPU busy" "page s" "idle kB/s"
+for k in a p b s f c; do
+	[[ $k == c ]] || row "$k" || continue
+	printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' "${LABEL[$k]}" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
+		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}" "${PAGE[$k]}" "${IDLE[$k]}"
 done
 echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
-echo "RTT loaded: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
-echo "fast mode targets: goodput >= 0.5 of plain (down $(ratio "${GP[f]}" "${GP[c]}"), up $(ratio "${UP[f]}" "${UP[c]}")); idle RTT within 2 ms of plain ($(awk -v f="${RTT[f]}" -v c="${RTT[c]}" 'BEGIN { if (f == "-" || c == "-") print "-"; else printf "%+.2f ms\n", f - c }'))"
-echo
-echo "page load (1 HTML + 20 objects, 500 KiB, 6 parallel connections): ${PAGE}s at Nym defaults, ${PAGE_PLAIN}s through the plain tunnel"
+echo "RTT load: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
+echo "page: /page, 1 HTML + 20 objects (500 KiB), 6 parallel connections; idle: kB/s the client's LAN interface sends with the tunnel up and unused"
+[[ $ROWS != *f* ]] || echo "fast mode targets: goodput >= 0.5 of plain (down $(ratio "${GP[f]}" "${GP[c]}"), up $(ratio "${UP[f]}" "${UP[c]}")); idle RTT within 2 ms of plain ($(awk -v f="${RTT[f]}" -v c="${RTT[c]}" 'BEGIN { if (f == "-" || c == "-") print "-"; else printf "%+.2f ms\n", f - c }'))"
+if ((${#WINDOWS[@]})); then
+	echo
+	echo "per-role cost: each process's CPU time (/proc/PID/stat) over the Sphinx packets it handled (its /metrics) and the MB through the tunnel"
+	(cd "$REPO" && go run ./internal/rolecost "${WINDOWS[@]}") || log "rolecost failed"
+fi

@@ -204,6 +204,9 @@ start_servers() {
 		# Gateways open their WireGuard door for fast mode (UDP, and TCP
 		# for registration).
 		[[ $r == mix* ]] || extra+=(--wireguard-listen "${LAN_IP[$r]}:51820")
+		# Prometheus /metrics on the namespace's loopback, where only this
+		# machine's root reaches it: bench.sh reads the packet counters.
+		extra+=(--metrics-listen 127.0.0.1:9100)
 		start "$r" "nym-node-$r" "$BIN/nym-node" run --data-dir "$STATE/$r" --mode "$mode" \
 			--network "$STATE/network.toml" \
 			--mixnet-listen "${LAN_IP[$r]}:1789" --http-listen "${LAN_IP[$r]}:8080" \
@@ -373,6 +376,7 @@ cmd_status() {
                 $STATE/vouchers-wireguard-{entry,exit} (fast mode's)
   first authority: $DIR_URL   key: $key
   every node's HTTP API: http://<its LAN address>:8080/api/v1/roles
+  every node's /metrics: ip netns exec <its namespace> curl -s http://127.0.0.1:9100/metrics
 
 Try:
   sudo ip netns exec $(ns client) curl -s $DIR_URL/api/v1/health

@@ -51,6 +51,13 @@ type KillSwitchRules struct {
 	// only replies on connections so opened. A process of the host cannot
 	// use the hole, whichever address it is.
 	Mark uint32
+	// LAN are the local networks reachable outside the tunnel, each on
+	// its link alone (allow-LAN; UplinkLAN finds them). Only private,
+	// link-local and unique local prefixes are accepted.
+	LAN []LocalNet
+	// Exclude is the split tunnel's group (Split.Exclude): its programs'
+	// sockets pass, anywhere, and replies to them. Zero: none.
+	Exclude Exclude
 }
 
 func (r KillSwitchRules) validate() error {
@@ -67,7 +74,7 @@ func (r KillSwitchRules) validate() error {
 			return fmt.Errorf("allowed endpoint %s: unsupported %s", e.Addr, e.Protocol)
 		}
 	}
-	return nil
+	return validateLAN(r.LAN)
 }
 
 // Counter is a packet and byte count of an nftables rule.

@@ -181,6 +181,7 @@ func (k *KillSwitch) addAllowRules(rules KillSwitchRules) {
 		c.AddRule(rule(t, fwd, oifname(rules.TUN), one(accept())))
 		c.AddRule(rule(t, fwd, iifname(rules.TUN), matchCtEstablished(), one(accept())))
 	}
+	addExcludeRules(c, t, out, in, rules.Exclude)
 	for _, e := range rules.Allowed {
 		protos := []Protocol{e.Protocol}
 		if e.Protocol == AnyProtocol && e.Addr.Port() != 0 {
@@ -196,6 +197,7 @@ func (k *KillSwitch) addAllowRules(rules KillSwitchRules) {
 			c.AddRule(rule(t, in, endpointMatch(e, p, false), one(accept())))
 		}
 	}
+	addLANRules(c, t, out, in, rules.LAN)
 }
 
 // endpointMatch is `ip daddr A tcp dport P` (outgoing) or `ip saddr A tcp

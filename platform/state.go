@@ -28,10 +28,11 @@ type hostState struct {
 	KillSwitch *killSwitchRecord `json:"kill_switch,omitempty"`
 	DNS        []dnsRecord       `json:"dns,omitempty"`
 	Exit       *exitRecord       `json:"exit,omitempty"`
+	Split      *splitRecord      `json:"split,omitempty"`
 }
 
 func (s *hostState) empty() bool {
-	return s.Routes == nil && s.KillSwitch == nil && len(s.DNS) == 0 && s.Exit == nil
+	return s.Routes == nil && s.KillSwitch == nil && len(s.DNS) == 0 && s.Exit == nil && s.Split == nil
 }
 
 // stateMu serialises read-modify-write cycles of state files within this
@@ -169,6 +170,13 @@ func restore(statePath string, keepKillSwitch bool) error {
 		}
 	}
 	st.DNS = keptDNS
+	if st.Split != nil {
+		if err := restoreSplit(st.Split); err != nil {
+			errs = append(errs, err)
+		} else {
+			st.Split = nil
+		}
+	}
 	if st.Routes != nil {
 		if err := restoreRoutes(st.Routes); err != nil {
 			errs = append(errs, err)

@@ -88,6 +88,11 @@ func (s *hostState) validate() error {
 			return fmt.Errorf("exit: %w", err)
 		}
 	}
+	if s.Split != nil {
+		if err := s.Split.validate(); err != nil {
+			return fmt.Errorf("split tunnel: %w", err)
+		}
+	}
 	return nil
 }
 

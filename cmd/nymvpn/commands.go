@@ -37,13 +37,12 @@ func newConnect(o *options) *cobra.Command {
 	var req connectRequest
 	var foreground bool
 	cmd := &cobra.Command{
-		Use:   "connect (--network FILE | --directory URL --directory-key KEY)",
+		Use:   "connect [--network FILE | --directory URL --directory-key KEY]",
 		Short: "Bring the tunnel up; returns once it carries traffic",
-		Args:  cobra.NoArgs,
+		Long: "Brings the tunnel up. What the flags leave out (the network, --mode, --profile, --dns) comes\n" +
+			"from the daemon's settings: the last connect, changed by `nymvpn set` since.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := req.check(); err != nil {
-				return err
-			}
 			if foreground {
 				return fmt.Errorf("--foreground: run `nymvpn daemon` in one terminal and `nymvpn connect` in another")
 			}
@@ -51,6 +50,12 @@ func newConnect(o *options) *cobra.Command {
 				if err := startDaemon(o); err != nil {
 					return err
 				}
+			}
+			if resp, err := call(o.socket, request{Op: "settings"}); err == nil && resp.Settings != nil {
+				resp.Settings.Connect.fill(&req, cmd.Flags().Changed)
+			}
+			if err := req.check(); err != nil {
+				return err
 			}
 			resp, err := call(o.socket, request{Op: "connect", Connect: &req})
 			if err != nil {
@@ -159,10 +164,64 @@ func printStatus(cmd *cobra.Command, s *status) {
 			fmt.Fprintf(w, "tickets:   %d bytes left at the entry gateway (%d tickets shown; `nymvpn tickets` lists the rest)\n", t.Left, t.Spent)
 		}
 	}
-	if s.KillSwitch {
+	switch {
+	case s.Lockdown:
+		fmt.Fprintf(w, "kill switch: on, lockdown (only the tunnel gets out, also while disconnected, until `nymvpn set lockdown off`)\n")
+	case s.KillSwitch:
 		fmt.Fprintf(w, "kill switch: on (only the tunnel gets out until `nymvpn disconnect`)\n")
 	}
+	if s.AllowLAN {
+		fmt.Fprintf(w, "allow LAN: on (the uplink's local subnets bypass the tunnel)\n")
+	}
+	printExcluded(w, s.Excluded)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:     %s\n", s.Error)
+	}
+}
+
+func newSet(o *options) *cobra.Command {
+	long := "Changes one of the daemon's settings, which it keeps across restarts (with no arguments,\nprints them). Keys:\n"
+	for _, k := range settingKeys {
+		long += fmt.Sprintf("  %-13s %s\n", k.key, k.help)
+	}
+	return &cobra.Command{
+		Use:   "set [KEY VALUE]",
+		Short: "Change a setting of the daemon (lockdown, allow-lan, auto-connect, mode, profile, dns)",
+		Long:  long,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 && len(args) != 2 {
+				return fmt.Errorf("want KEY VALUE, or nothing to print the settings")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := request{Op: "settings"}
+			if len(args) == 2 {
+				req = request{Op: "set", Set: &setRequest{Key: args[0], Value: args[1]}}
+			}
+			resp, err := call(o.socket, req)
+			if err != nil {
+				return err
+			}
+			if s := resp.Settings; s != nil {
+				printSettings(cmd, s)
+			}
+			return nil
+		},
+	}
+}
+
+func printSettings(cmd *cobra.Command, s *settings) {
+	w := cmd.OutOrStdout()
+	onOff := map[bool]string{true: "on", false: "off"}
+	fmt.Fprintf(w, "lockdown:     %s\nallow-lan:    %s\nauto-connect: %s\n", onOff[s.Lockdown], onOff[s.AllowLAN], onOff[s.AutoConnect])
+	if c := s.Connect; c != nil {
+		fmt.Fprintf(w, "mode:         %s\nprofile:      %s\ndns:          %v\n", c.Mode, c.Profile, c.DNS)
+		switch {
+		case c.Network != "":
+			fmt.Fprintf(w, "network:      the last connect's network file\n")
+		case c.Directory != "":
+			fmt.Fprintf(w, "network:      %s\n", c.Directory)
+		}
 	}
 }

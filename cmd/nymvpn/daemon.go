@@ -31,14 +31,24 @@ import (
 // whatever a confused or hostile writer sends.
 const maxRequest = 64 << 10
 
+// The events op is the exception: its answer is a stream of JSON lines (see
+// events.go) until either side closes.
 type request struct {
-	Op      string          `json:"op"` // connect, status, disconnect
+	Op      string          `json:"op"` // connect, status, disconnect, set, settings, events
 	Connect *connectRequest `json:"connect,omitempty"`
+	Set     *setRequest     `json:"set,omitempty"`
+}
+
+// setRequest changes one setting (`nymvpn set KEY VALUE`).
+type setRequest struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 type response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *status `json:"status,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Status   *status   `json:"status,omitempty"`
+	Settings *settings `json:"settings,omitempty"` // set and settings
 }
 
 // status is what `nymvpn status` shows.
@@ -63,6 +73,12 @@ type status struct {
 	// KillSwitch: the kill switch is in force (also while disconnected,
 	// after a failed connect or a restart, until `nymvpn disconnect`).
 	KillSwitch bool `json:"kill_switch"`
+	// Lockdown and AllowLAN are the settings in force (`nymvpn set`).
+	Lockdown bool `json:"lockdown"`
+	AllowLAN bool `json:"allow_lan"`
+	// Excluded are the programs outside the tunnel (`nymvpn exclude`),
+	// as "PID NAME".
+	Excluded []string `json:"excluded,omitempty"`
 }
 
 // daemon owns at most one tunnel and the host changes made for it.
@@ -78,6 +94,14 @@ type daemon struct {
 	done    chan struct{}
 	host    host
 	lastErr string
+	// settings are the daemon's settings file, as loaded at start and
+	// changed by set since.
+	settings settings
+	// events publishes the tunnel's state changes to `nymvpn events`.
+	events events
+	// autoStop ends auto-connect's attempts; nil when there are none.
+	autoMu   sync.Mutex
+	autoStop context.CancelFunc
 }
 
 func newDaemon(o *options) *cobra.Command {
@@ -130,6 +154,22 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 		return err
 	}
 	d.host = h
+	// A settings file the daemon cannot read stops it, with the kill
+	// switch a crashed run or the boot unit left still in force.
+	if d.settings, err = loadSettings(settingsPath(d.statePath)); err != nil {
+		return err
+	}
+	// Allow-LAN holds for any kill switch, lockdown's too: the printer
+	// stays reachable while disconnected.
+	if err := d.host.SetAllowLAN(d.settings.AllowLAN); err != nil {
+		d.log.Warn("allow-LAN", "err", err)
+	}
+	if d.settings.Lockdown {
+		if err := d.host.KillSwitch(netip.AddrPort{}); err != nil {
+			return fmt.Errorf("lockdown: %w", err)
+		}
+	}
+	d.events.publish(event{State: stateDisconnected})
 	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
 	}
@@ -144,7 +184,14 @@ func (d *daemon) serve(ctx context.Context, socket string) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { <-ctx.Done(); ln.Close() })
-	d.log.Info("nymvpn daemon listening", "socket", socket)
+	d.log.Info("nymvpn daemon listening", "socket", socket, "lockdown", d.settings.Lockdown)
+	if d.settings.AutoConnect && d.settings.Connect.hasNetwork() {
+		actx, stop := context.WithCancel(ctx)
+		d.autoMu.Lock()
+		d.autoStop = stop
+		d.autoMu.Unlock()
+		wg.Go(func() { d.autoConnect(actx); stop() })
+	}
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -182,6 +229,7 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	var resp response
 	switch req.Op {
 	case "connect":
+		d.stopAutoConnect()
 		if req.Connect == nil {
 			resp.Error = "connect: no parameters"
 		} else if err := d.connect(ctx, *req.Connect); err != nil {
@@ -191,18 +239,34 @@ func (d *daemon) handle(ctx context.Context, conn net.Conn) {
 	case "status":
 		resp.Status = d.status()
 	case "disconnect":
+		d.stopAutoConnect()
 		if err := d.disconnect(); err != nil {
 			resp.Error = err.Error()
 		}
 		resp.Status = d.status()
+	case "set":
+		if req.Set == nil {
+			resp.Error = "set: no key"
+		} else if err := d.set(req.Set.Key, req.Set.Value); err != nil {
+			resp.Error = err.Error()
+		}
+		resp.Settings = d.currentSettings()
+	case "settings":
+		resp.Settings = d.currentSettings()
+	case "events":
+		d.streamEvents(ctx, conn)
+		return
 	default:
 		resp.Error = fmt.Sprintf("unknown op %q", req.Op)
+	}
+	if resp.Status != nil {
+		resp.Status.Excluded = excludedPrograms()
 	}
 	json.NewEncoder(conn).Encode(resp)
 }
 
 // connect brings the tunnel up and returns once it carries traffic.
-func (d *daemon) connect(ctx context.Context, req connectRequest) error {
+func (d *daemon) connect(ctx context.Context, req connectRequest) (err error) {
 	if err := req.check(); err != nil {
 		return err
 	}
@@ -211,6 +275,13 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 	if d.tunnel != nil || d.fast != nil {
 		return errors.New("already connected; disconnect first")
 	}
+	d.rememberLocked(req)
+	d.events.publish(event{State: stateConnecting, Mode: req.Mode})
+	defer func() {
+		if err != nil {
+			d.events.publish(event{State: stateError, Mode: req.Mode, Error: err.Error()})
+		}
+	}()
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	out, err := newOutside(cctx, req.network, true)
@@ -218,11 +289,16 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return err
 	}
 	out.open = d.host.Open
+	// The allow-lan setting, or --allow-lan for this connection.
+	if err := d.host.SetAllowLAN(req.AllowLAN || d.settings.AllowLAN); err != nil {
+		out.close()
+		return err
+	}
 	// The kill switch goes up before anything is fetched: from here on
 	// only the daemon's marked connections to the directory, and then to
 	// the entry gateway it dials, leave outside the tunnel. One kept from
 	// an earlier run stays on even if this connect does not ask for it.
-	if req.KillSwitch || d.host.KillSwitchOn() {
+	if req.KillSwitch || d.host.KillSwitchOn() || d.settings.Lockdown {
 		if err := d.host.KillSwitch(out.dir); err != nil {
 			return err
 		}
@@ -235,7 +311,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 		return d.failed(err, out)
 	}
 	p.tickets = &client.BookTickets{Path: ticketBookPath(d.statePath, req.network)}
-	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log})
+	t, err := vpn.Connect(cctx, vpn.Config{Dial: p.dialer(d.log), Profile: p.profile, Logger: d.log, OnState: d.onState(modeAnonymous)})
 	if err != nil {
 		return d.failed(err, out)
 	}
@@ -258,6 +334,7 @@ func (d *daemon) connect(ctx context.Context, req connectRequest) error {
 			d.mu.Lock()
 			d.lastErr = err.Error()
 			d.mu.Unlock()
+			d.events.publish(event{State: stateError, Mode: modeAnonymous, Error: err.Error()})
 		}
 	}()
 	if p.profile.Weak {
@@ -276,7 +353,7 @@ func (d *daemon) connectFast(ctx context.Context, req connectRequest, out *outsi
 		return d.failed(err, out)
 	}
 	ft := &fastTunnel{log: d.log, host: d.host, out: out, plan: p, replan: replan, dns: req.DNS, stale: defaultFastStale, state: vpn.StateConnecting,
-		book: &fastBook{path: ticketBookPath(d.statePath, req.network)}}
+		book: &fastBook{path: ticketBookPath(d.statePath, req.network)}, onState: d.onState(modeFast)}
 	if err := ft.connect(ctx); err != nil {
 		return d.failed(err, out)
 	}
@@ -297,13 +374,17 @@ func (d *daemon) failed(err error, out *outside) error {
 	if uerr := d.host.Unroute(); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
-	if d.host.KillSwitchOn() {
+	switch {
+	case d.settings.Lockdown:
+		err = fmt.Errorf("%w (lockdown: the kill switch stays on until `nymvpn set lockdown off`)", err)
+	case d.host.KillSwitchOn():
 		err = fmt.Errorf("%w (the kill switch stays on; `nymvpn disconnect` removes it)", err)
 	}
 	return err
 }
 
-// disconnect tears the tunnel down and restores routes, DNS and firewall.
+// disconnect tears the tunnel down and restores routes, DNS and firewall:
+// the firewall to the lockdown's kill switch when lockdown is on.
 func (d *daemon) disconnect() error {
 	d.mu.Lock()
 	cancel, done := d.cancel, d.done
@@ -324,12 +405,23 @@ func (d *daemon) disconnect() error {
 	if d.host == nil {
 		return nil
 	}
+	d.events.publish(event{State: stateDisconnected})
+	if d.settings.Lockdown {
+		return d.lockdownLocked()
+	}
 	return d.host.Down()
 }
 
 func (d *daemon) status() *status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	s := d.tunnelStatusLocked()
+	s.Lockdown, s.AllowLAN = d.settings.Lockdown, d.settings.AllowLAN
+	return s
+}
+
+// tunnelStatusLocked is the status of the tunnel and the kill switch.
+func (d *daemon) tunnelStatusLocked() *status {
 	ks := d.host != nil && d.host.KillSwitchOn()
 	if d.fast != nil {
 		s := d.fast.status()

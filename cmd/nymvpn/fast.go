@@ -103,6 +103,8 @@ type fastTunnel struct {
 	stale  time.Duration
 	// book pays the gateways that require tickets; nil pays nothing.
 	book *fastBook
+	// onState, when set, is told every change of state (see notify).
+	onState func(vpn.State)
 
 	mu         sync.Mutex
 	leg        *fastLeg // nil while reconnecting
@@ -240,6 +242,7 @@ func (ft *fastTunnel) connect(ctx context.Context) error {
 			ft.mu.Lock()
 			ft.leg, ft.state, ft.connected = leg, vpn.StateConnected, time.Now()
 			ft.mu.Unlock()
+			ft.notify(vpn.StateConnected)
 			return nil
 		}
 		ft.log.Warn("fast mode: connecting failed", "err", err)
@@ -273,6 +276,7 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.mu.Lock()
 		ft.leg, ft.state = nil, vpn.StateReconnecting
 		ft.mu.Unlock()
+		ft.notify(vpn.StateReconnecting)
 		if err := ft.down(leg); err != nil {
 			ft.log.Warn("fast mode: tearing down", "err", err)
 		}
@@ -313,6 +317,7 @@ func (ft *fastTunnel) Run(ctx context.Context) error {
 		ft.leg, ft.state = leg, vpn.StateConnected
 		ft.reconnects++
 		ft.mu.Unlock()
+		ft.notify(vpn.StateConnected)
 	}
 }
 

@@ -34,6 +34,13 @@ type host interface {
 	// Unroute undoes Up (routes, DNS) but keeps the kill switch: after a
 	// failed connect nothing may leak until the user disconnects.
 	Unroute() error
+	// SetAllowLAN lets the uplink's local networks through the kill switch
+	// (on) or not (off), at once if it is in force, and at every later
+	// update. The local networks are looked up again at each update (a
+	// connect, a reconnect, another gateway), so they follow the uplink.
+	// Routing needs no change: the tunnel's rules leave the main table's
+	// routes to connected networks in force (suppress_prefixlength 0).
+	SetAllowLAN(on bool) error
 	// Down undoes everything, kill switch included.
 	Down() error
 }

@@ -25,6 +25,9 @@ type linuxHost struct {
 	gateways map[platform.Endpoint]int // gateways let out marked, by open connections
 	routes   *platform.Routes
 	dns      *platform.DNS
+	allowLAN bool                // SetAllowLAN
+	lan      []platform.LocalNet // the uplink's local networks, while allowLAN
+	split    *platform.Split     // the exclusion group (exclude_linux.go), while routed
 }
 
 func newHost(statePath string) (host, error) {
@@ -51,7 +54,8 @@ func newHost(statePath string) (host, error) {
 
 // rulesLocked is what the kill switch lets through now.
 func (h *linuxHost) rulesLocked() platform.KillSwitchRules {
-	r := platform.KillSwitchRules{TUN: h.tun, Mark: fwMark}
+	r := platform.KillSwitchRules{TUN: h.tun, Mark: fwMark, LAN: h.lan}
+	r.Exclude = h.split.Exclude()
 	if h.dir.IsValid() {
 		r.Allowed = append(r.Allowed, platform.Endpoint{Addr: h.dir, Protocol: platform.TCP})
 	}
@@ -65,7 +69,30 @@ func (h *linuxHost) updateLocked() error {
 	if h.ks == nil {
 		return nil
 	}
-	return h.ks.Update(h.rulesLocked())
+	lerr := h.findLANLocked()
+	return errors.Join(h.ks.Update(h.rulesLocked()), lerr)
+}
+
+// findLANLocked looks up the uplink's local networks if allow-LAN is on.
+// A failed look-up lets no local network through: closed, not open.
+func (h *linuxHost) findLANLocked() error {
+	h.lan = nil
+	if !h.allowLAN {
+		return nil
+	}
+	lan, err := platform.UplinkLAN()
+	if err != nil {
+		return fmt.Errorf("allow-LAN: %w", err)
+	}
+	h.lan = lan
+	return nil
+}
+
+func (h *linuxHost) SetAllowLAN(on bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.allowLAN = on
+	return h.updateLocked()
 }
 
 func (h *linuxHost) KillSwitch(dir netip.AddrPort) error {
@@ -75,12 +102,14 @@ func (h *linuxHost) KillSwitch(dir netip.AddrPort) error {
 	if h.ks != nil {
 		return h.updateLocked()
 	}
+	// Up first, with no local network if they cannot be found.
+	lerr := h.findLANLocked()
 	ks, err := platform.EnableKillSwitch(h.statePath, h.rulesLocked())
 	if err != nil {
 		return fmt.Errorf("kill switch: %w", err)
 	}
 	h.ks = ks
-	return nil
+	return lerr
 }
 
 func (h *linuxHost) KillSwitchOn() bool {
@@ -138,6 +167,7 @@ func (h *linuxHost) Up(addrs []netip.Prefix, mtu int, dns []netip.Addr) (tun.Dev
 		return nil, fmt.Errorf("routes: %w", err)
 	}
 	h.tun = tunName
+	h.splitLocked()
 	if err := h.updateLocked(); err != nil {
 		dev.Close()
 		return nil, fmt.Errorf("kill switch: %w", err)
@@ -165,6 +195,7 @@ func (h *linuxHost) Unroute() error {
 	}
 	h.tun = ""
 	errs = append(errs, h.updateLocked())
+	errs = append(errs, h.unsplitLocked())
 	return errors.Join(errs...)
 }
 

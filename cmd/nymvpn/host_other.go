@@ -23,5 +23,6 @@ func (otherHost) OpenUDP(netip.AddrPort) (func(), error) { return func() {}, nil
 func (otherHost) Up([]netip.Prefix, int, []netip.Addr) (tun.Device, error) {
 	return nil, errUnsupported
 }
-func (otherHost) Unroute() error { return nil }
-func (otherHost) Down() error    { return nil }
+func (otherHost) Unroute() error         { return nil }
+func (otherHost) SetAllowLAN(bool) error { return errUnsupported }
+func (otherHost) Down() error            { return nil }

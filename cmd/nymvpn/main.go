@@ -31,6 +31,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&o.socket, "socket", defaultSocket, "the daemon's control socket")
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	root.AddCommand(newConnect(&o), newStatus(&o), newDisconnect(&o), newDaemon(&o), newSocks5(&o), newTickets(&o))
+	root.AddCommand(newConnect(&o), newStatus(&o), newDisconnect(&o), newDaemon(&o), newSocks5(&o), newTickets(&o),
+		newSet(&o), newEvents(&o), newLockdown(&o), newExclude(&o))
 	return root
 }

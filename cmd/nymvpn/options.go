@@ -52,6 +52,10 @@ type connectRequest struct {
 	Mode         string       `json:"mode,omitempty"` // anonymous ("") or fast
 	DNS          []netip.Addr `json:"dns,omitempty"`
 	KillSwitch   bool         `json:"kill_switch"`
+	// AllowLAN lets the uplink's local networks (private, link-local and
+	// unique local prefixes on that link) bypass the tunnel and the kill
+	// switch: the printer, a NAS. Off by default.
+	AllowLAN bool `json:"allow_lan,omitempty"`
 
 	dnsText     []string // --dns, parsed into DNS by check
 	networkFile string   // --network, read into Network by check
@@ -70,6 +74,7 @@ func (r *connectRequest) flags(f *pflag.FlagSet) {
 	f.StringVar(&r.Profile, "profile", "default", profileHelp())
 	f.StringSliceVar(&r.dnsText, "dns", []string{"1.1.1.1", "9.9.9.9"}, "DNS resolvers to use through the tunnel")
 	f.BoolVar(&r.KillSwitch, "kill-switch", true, "block all traffic outside the tunnel while connecting, connected or reconnecting")
+	f.BoolVar(&r.AllowLAN, "allow-lan", false, "let the uplink's local networks (private, link-local and unique local prefixes on that link) bypass the tunnel and the kill switch")
 }
 
 // check validates a request before anything is touched.

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package netmon
+
+func newSource(Config) (source, error) { return nil, ErrUnsupported }
