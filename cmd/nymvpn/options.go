@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -161,5 +162,5 @@ func profileHelp() string {
 	d, p := vpn.DefaultProfile(), vpn.AnonymousPlusProfile()
 	return fmt.Sprintf("anonymous mode's mixing: default (Nym's parameters; spends %s), "+
 		"anonymous-plus (the same mixing at %.0f packets/s, faster; spends %s) or nodelay (WEAKER ANONYMITY, no cover)",
-		d.IdleCost(), p.Loopix.PacketsPerSecond(), p.IdleCost())
+		d.IdleCost(), float64(time.Second)/float64(p.Loopix.SendInterval), p.IdleCost())
 }

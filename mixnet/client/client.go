@@ -104,7 +104,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		jobs:         make(chan *job, cfg.MaxInFlight),
 		retries:      make(chan *job, cfg.MaxInFlight),
 		ready:        make(chan *builtPacket, workers),
-		covers:       make(chan *builtPacket, 4),
+		covers:       make(chan *builtPacket, coverAhead(cfg.Loopix)),
 		linkRoom:     make(chan struct{}, directLinkWindow),
 		inbound:      make(chan inbound, 1024),
 		messages:     make(chan Message, cfg.ReceiveBuffer),
@@ -198,7 +198,12 @@ func (c *Client) start(conn *link.Conn, workers int) {
 		run(func(ctx context.Context) { runPoisson(ctx, lp.CoverInterval, c.rnd, c.coverTick) })
 	}
 	if lp.SendInterval > 0 || lp.CoverInterval > 0 {
-		run(c.runCoverBuilder)
+		// One builder falls behind 500 slots/s (a cover packet is nine
+		// ladders), and the slots it misses build their cover on the
+		// clock's goroutine, which delays every later slot.
+		for range workers {
+			run(c.runCoverBuilder)
+		}
 	}
 }
 

@@ -125,8 +125,23 @@ func (c *Client) sendCover(conn *link.Conn, now time.Time) {
 	c.transmit(conn, p, now)
 }
 
-// runCoverBuilder keeps a few loop cover packets ready, so a tick costs a
-// channel receive and not five scalar multiplications.
+// coverLead is how much of the Poisson streams' cover is built ahead. A
+// slot whose cover is not ready builds it on the clock's goroutine (nine
+// ladders, about a millisecond), which holds back every slot after it: at
+// 500 slots/s the clock then falls behind its schedule. 50 ms rides out the
+// scheduling stalls of a busy machine; the packets wait in memory, built
+// for the topology of 50 ms ago at most.
+const coverLead = 50 * time.Millisecond
+
+// coverAhead is the cover packets kept ready for lp's rates: coverLead's
+// worth, at least 4.
+func coverAhead(lp *Loopix) int {
+	return max(4, int(lp.PacketsPerSecond()*coverLead.Seconds()))
+}
+
+// runCoverBuilder keeps loop cover packets ready (coverAhead), so a tick
+// costs a channel receive and not nine scalar multiplications. One runs
+// per core.
 func (c *Client) runCoverBuilder(ctx context.Context) {
 	for {
 		p, err := c.buildCover()
