@@ -44,6 +44,10 @@ func (c CorrelationConfig) withDefaults() (CorrelationConfig, error) {
 	return c, nil
 }
 
+// maxWindows bounds a series' length, so a damaged trace (or a tiny
+// window) is an error, not an allocation of gigabytes: a day at 100 ms.
+const maxWindows = 1 << 20
+
 // Match is the attacker's guess for one exit-side flow.
 type Match struct {
 	Flow   NodeID  // the exit-side flow (its Peer at the exit)
@@ -118,12 +122,18 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 		return res, nil
 	}
 
-	w := int64(cfg.Window)
-	nw := int((t1-t0)/w) + 1
+	// Unsigned differences: t1−t0 can exceed the int64 range in a damaged
+	// trace, never the uint64 one.
+	w := uint64(cfg.Window)
+	span := (uint64(t1) - uint64(t0)) / w
+	if span >= maxWindows {
+		return Correlation{}, fmt.Errorf("anonymity: trace spans %d windows of %v, more than %d", span, cfg.Window, maxWindows)
+	}
+	nw := int(span) + 1
 	series := func(ts []int64) []float64 {
 		s := make([]float64, nw)
 		for _, t := range ts {
-			s[(t-t0)/w]++
+			s[(uint64(t)-uint64(t0))/w]++
 		}
 		return s
 	}

@@ -32,27 +32,27 @@ func flowTrace(rng *rand.Rand, n, windows int, linked bool) []Record {
 	}
 	for i := range n {
 		c, f := NodeID(100+i), NodeID(1000+i)
-		up := burst()
-		for _, t := range up {
-			add(t, gw, RoleGateway, In, c, c)
-		}
-		exitUp := up
-		if !linked {
-			exitUp = burst()
-		}
-		for _, t := range exitUp {
-			add(t+delay(), exit, RoleExit, Out, f, c)
-		}
-		down := burst()
-		for _, t := range down {
-			add(t, exit, RoleExit, In, f, c)
-		}
-		clientDown := down
-		if !linked {
-			clientDown = burst()
-		}
-		for _, t := range clientDown {
-			add(t+delay(), gw, RoleGateway, Out, c, c)
+		// Upstream from the client's link to the exit's, downstream the
+		// other way round.
+		for _, h := range []struct {
+			from, to         NodeID
+			fromRole, toRole Role
+			fromDir, toDir   Dir
+			fromPeer, toPeer NodeID
+		}{
+			{gw, exit, RoleGateway, RoleExit, In, Out, c, f},
+			{exit, gw, RoleExit, RoleGateway, In, Out, f, c},
+		} {
+			sent := burst()
+			for _, t := range sent {
+				add(t, h.from, h.fromRole, h.fromDir, h.fromPeer, c)
+			}
+			if !linked {
+				sent = burst()
+			}
+			for _, t := range sent {
+				add(t+delay(), h.to, h.toRole, h.toDir, h.toPeer, c)
+			}
 		}
 	}
 	// The exit's own gateway link: not a candidate client.
@@ -127,5 +127,14 @@ func TestCorrelationConfigDefaults(t *testing.T) {
 	}
 	if _, err := CorrelateFlows(nil, 0, CorrelationConfig{}); err == nil {
 		t.Error("direction 0 accepted")
+	}
+	// A damaged trace spanning all of int64 time: an error, not an
+	// overflow or a huge allocation.
+	ev := []Event{
+		{Time: math.MinInt64, Node: gw, Peer: 1, Role: RoleGateway, Dir: In},
+		{Time: math.MaxInt64, Node: 500, Peer: 2, Role: RoleExit, Dir: Out},
+	}
+	if _, err := CorrelateFlows(ev, Upstream, CorrelationConfig{}); err == nil {
+		t.Error("trace of 2^64 ns accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 )
 
 func sampleRecords() []Record {
@@ -117,5 +118,44 @@ func FuzzReadTrace(f *testing.F) {
 		if len(b) != headerLen+len(recs)*RecordLen {
 			t.Fatalf("accepted %d bytes as %d records", len(b), len(recs))
 		}
+	})
+}
+
+// FuzzAnalyses: any trace that parses, however odd (unknown peers,
+// arrivals with no departure, times in any order or range), is analysed
+// without a panic.
+func FuzzAnalyses(f *testing.F) {
+	var b traceBuilder
+	b.send(cA, m1)
+	b.send(cB, m1)
+	b.hop(m1, m2)
+	b.exit(m2)
+	var seed []byte
+	for _, e := range b.ev {
+		seed, _ = Record{Event: e}.AppendBinary(seed)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var recs []Record
+		for len(b) >= RecordLen {
+			var r Record
+			if r.UnmarshalBinary(b[:RecordLen]) == nil {
+				recs = append(recs, r)
+			}
+			b = b[RecordLen:]
+		}
+		ev := Events(recs)
+		rep := SenderEntropy(ev)
+		for _, h := range rep.Bits {
+			if h < 0 || h > rep.Ideal+1e-9 {
+				t.Fatalf("%v bits with %d senders", h, rep.Senders)
+			}
+		}
+		for _, dir := range []FlowDir{Upstream, Downstream} {
+			if c, err := CorrelateFlows(ev, dir, CorrelationConfig{Window: time.Millisecond}); err == nil {
+				_ = Score(c, FlowOwners(recs))
+			}
+		}
+		CompareCover(recs, gw, In)
 	})
 }
