@@ -22,9 +22,10 @@ const (
 
 // CorrelationConfig tunes the windowed-count attacker.
 type CorrelationConfig struct {
-	// Window is the width of a counting window; 0 means 1 s, about one
-	// Loopix route's delay at Nym's defaults, so a packet's two ends mostly
-	// land in the same or the next window.
+	// Window is the width of a counting window; 0 means 1 s, well above a
+	// route's delay at Nym's defaults (three hops of 15 ms mean, and the
+	// 20 ms Poisson send slots), so a packet's two ends mostly land in the
+	// same window; the lag search covers the rest.
 	Window time.Duration
 	// MaxLag is how many windows the exit side may trail the client side
 	// (or the client the exit, downstream); 0 means 3.
