@@ -1,9 +1,9 @@
 package anonymity
 
 import (
+	"cmp"
 	"math"
 	"slices"
-	"sort"
 )
 
 // EntropyReport is the sender anonymity of the packets leaving the last mix
@@ -44,6 +44,14 @@ type EntropyReport struct {
 // clients given that it came from one. Events are sorted by time, stably, so
 // equal times keep their order.
 func SenderEntropy(events []Event) EntropyReport {
+	rep, _, _ := senderDists(events, false)
+	return rep
+}
+
+// senderDists is SenderEntropy; with keep it also returns the senders'
+// ids and, for each packet in rep.Bits, its distribution over them (for
+// checking the model against the ground truth).
+func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, dists [][]float64) {
 	roles := make(map[NodeID]Role)
 	for _, e := range events {
 		roles[e.Node] = e.Role
@@ -52,7 +60,6 @@ func SenderEntropy(events []Event) EntropyReport {
 
 	// Senders: every non-relay that sends into a gateway, numbered in order
 	// of their ids so the result does not depend on map order.
-	var ids []NodeID
 	index := make(map[NodeID]int)
 	for _, e := range events {
 		if e.Dir == In && e.Role == RoleGateway && !relay(e.Peer) {
@@ -71,7 +78,7 @@ func SenderEntropy(events []Event) EntropyReport {
 	point := func(i int) []float64 { d := make([]float64, n+1); d[i] = 1; return d }
 
 	ev := slices.Clone(events)
-	sort.SliceStable(ev, func(i, j int) bool { return ev[i].Time < ev[j].Time })
+	slices.SortStableFunc(ev, func(a, b Event) int { return cmp.Compare(a.Time, b.Time) })
 
 	type link struct{ from, to NodeID }
 	type pool struct {
@@ -81,7 +88,7 @@ func SenderEntropy(events []Event) EntropyReport {
 	links := make(map[link][][]float64)     // FIFO of distributions in flight
 	ingress := make(map[NodeID][][]float64) // per gateway: from clients, not yet sent on
 	pools := make(map[NodeID]*pool)
-	rep := EntropyReport{Senders: n}
+	rep.Senders = n
 	pop := func(q [][]float64) ([]float64, [][]float64, bool) {
 		if len(q) == 0 {
 			return nil, q, false
@@ -159,6 +166,9 @@ func SenderEntropy(events []Event) EntropyReport {
 		// Leaving the last mix layer.
 		if h, ok := clientEntropy(d[:n]); ok {
 			rep.Bits = append(rep.Bits, h)
+			if keep {
+				dists = append(dists, d[:n])
+			}
 		} else {
 			rep.Unattributed++
 		}
@@ -167,7 +177,7 @@ func SenderEntropy(events []Event) EntropyReport {
 		rep.Ideal = math.Log2(float64(n))
 	}
 	rep.Mean, rep.P5 = meanP5(rep.Bits)
-	return rep
+	return rep, ids, dists
 }
 
 // clientEntropy is the Shannon entropy in bits of p renormalised to sum 1;
