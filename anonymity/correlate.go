@@ -77,13 +77,6 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 	if dir != Upstream && dir != Downstream {
 		return Correlation{}, fmt.Errorf("anonymity: flow direction %d", dir)
 	}
-	roles := make(map[NodeID]Role)
-	for _, e := range events {
-		roles[e.Node] = e.Role
-	}
-	// The exit's own mixnet client also has a gateway link; it is no
-	// candidate.
-	isClient := func(n NodeID) bool { r, ok := roles[n]; return !ok || r == RoleClient }
 	clientDir, flowDir := In, Out // upstream: gateway In from the client, exit Out
 	if dir == Downstream {
 		clientDir, flowDir = Out, In
@@ -98,7 +91,8 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 	for _, e := range events {
 		var k key
 		switch {
-		case e.Role == RoleGateway && e.Dir == clientDir && isClient(e.Peer):
+		case e.Role == RoleGateway && e.Dir == clientDir && e.PeerRole == RoleClient:
+			// (The exit's own mixnet client, RoleExit, is no candidate.)
 			k = key{true, e.Peer}
 		case e.Role == RoleExit && e.Dir == flowDir:
 			k = key{false, e.Peer}

@@ -14,7 +14,7 @@ import (
 // and the client receives the exit's downstream packets 150-400 ms later;
 // otherwise the exit side draws its own, independent traffic.
 func flowTrace(rng *rand.Rand, n, windows int, linked bool) []Record {
-	const exit NodeID = 500
+	const exit = exitNode
 	sec := int64(time.Second)
 	delay := func() int64 { return 150*int64(time.Millisecond) + rng.Int64N(250*int64(time.Millisecond)) }
 	burst := func() []int64 {
@@ -28,7 +28,7 @@ func flowTrace(rng *rand.Rand, n, windows int, linked bool) []Record {
 	}
 	var recs []Record
 	add := func(t int64, node NodeID, role Role, dir Dir, peer, owner NodeID) {
-		recs = append(recs, Record{Event{Time: t, Node: node, Peer: peer, Size: 2048, Role: role, Dir: dir}, Truth{Sender: owner}})
+		recs = append(recs, Record{Event{Time: t, Node: node, Peer: peer, Size: 2048, Role: role, PeerRole: testRole(peer), Dir: dir}, Truth{Sender: owner}})
 	}
 	for i := range n {
 		c, f := NodeID(100+i), NodeID(1000+i)
@@ -131,8 +131,8 @@ func TestCorrelationConfigDefaults(t *testing.T) {
 	// A damaged trace spanning all of int64 time: an error, not an
 	// overflow or a huge allocation.
 	ev := []Event{
-		{Time: math.MinInt64, Node: gw, Peer: 1, Role: RoleGateway, Dir: In},
-		{Time: math.MaxInt64, Node: 500, Peer: 2, Role: RoleExit, Dir: Out},
+		{Time: math.MinInt64, Node: gw, Peer: 1, Role: RoleGateway, PeerRole: RoleClient, Dir: In},
+		{Time: math.MaxInt64, Node: exitNode, Peer: 1000, Role: RoleExit, PeerRole: RoleHost, Dir: Out},
 	}
 	if _, err := CorrelateFlows(ev, Upstream, CorrelationConfig{}); err == nil {
 		t.Error("trace of 2^64 ns accepted")

@@ -9,9 +9,10 @@
 // at a link end. Each record holds two parts kept apart on purpose:
 //
 //   - [Event]: what an observer who watches every link sees: time, the node
-//     (or link end) where the event was seen, its role (public in the
-//     directory), direction, the other end of the link, and the size on the
-//     wire. No keys, no content.
+//     (or link end) where the event was seen, direction, the other end of
+//     the link, both ends' roles (public in the directory; a client is what
+//     the directory does not list), and the size on the wire. No keys, no
+//     content.
 //   - [Truth]: what only the experimenter knows (a packet id that links a
 //     node's in and out, the true sender, whether the packet is cover). The
 //     evaluation uses it to score an attack; the attacks never see it: the
@@ -20,16 +21,22 @@
 // Client links are recorded at the gateway end: an event at a gateway whose
 // peer is not a mix or gateway is on that client's link (In = upstream, Out =
 // downstream). The exit's internet side is recorded at the exit (RoleExit)
-// with Peer naming the flow as the observer sees it (its remote endpoint):
-// Out = towards the internet (upstream), In = from it (downstream).
+// with Peer naming the flow as the observer sees it (its remote endpoint,
+// RoleHost): Out = towards the internet (upstream), In = from it
+// (downstream). A node's role is the one of its epoch: split traces where a
+// node changes role.
 //
 // # File format
 //
 // A trace file is a header followed by fixed-size records, all big-endian:
 //
-//	header:  magic "NYMTRACE" (8 bytes) | version u16 (1) | record length u16 (35)
-//	record:  time i64 (Unix ns) | node u32 | peer u32 | size u32 | role u8 | dir u8   (observer, 22 bytes)
-//	         packet u64 | sender u32 | flags u8 (bit 0: cover)                         (ground truth, 13 bytes)
+//	header:  magic "NYMTRACE" (8 bytes) | version u16 (1) | record length u16 (36)
+//	record:  time i64 (Unix ns) | node u32 | peer u32 | size u32 |
+//	         role u8 | peer role u8 | dir u8               (observer, 23 bytes)
+//	         packet u64 | sender u32 | flags u8 (bit 0: cover)   (ground truth, 13 bytes)
+//
+// Roles: 1 client, 2 gateway, 3 mix, 4 exit, 5 internet host. Directions:
+// 1 in, 2 out.
 //
 // The header's record length lets a reader refuse a file it cannot parse
 // rather than misread it. Writers must append records in causal order (a

@@ -52,17 +52,11 @@ func SenderEntropy(events []Event) EntropyReport {
 // ids and, for each packet in rep.Bits, its distribution over them (for
 // checking the model against the ground truth).
 func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, dists [][]float64) {
-	roles := make(map[NodeID]Role)
-	for _, e := range events {
-		roles[e.Node] = e.Role
-	}
-	relay := func(n NodeID) bool { r := roles[n]; return r == RoleGateway || r == RoleMix }
-
 	// Senders: every non-relay that sends into a gateway, numbered in order
 	// of their ids so the result does not depend on map order.
 	index := make(map[NodeID]int)
 	for _, e := range events {
-		if e.Dir == In && e.Role == RoleGateway && !relay(e.Peer) {
+		if e.Dir == In && e.Role == RoleGateway && !e.PeerRole.relay() {
 			if _, ok := index[e.Peer]; !ok {
 				index[e.Peer] = 0
 				ids = append(ids, e.Peer)
@@ -97,20 +91,20 @@ func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, di
 	}
 
 	for _, e := range ev {
-		if !relay(e.Node) {
+		if !e.Role.relay() {
 			continue // clients' and the exit's internet side: not mixnet hops
 		}
 		var d []float64
 		switch e.Dir {
 		case In:
 			switch {
-			case e.Role == RoleGateway && relay(e.Peer):
+			case e.Role == RoleGateway && e.PeerRole.relay():
 				continue // from the last layer: delivery, past what is measured
 			case e.Role == RoleGateway:
 				ingress[e.Node] = append(ingress[e.Node], point(index[e.Peer]))
 				continue
-			case !relay(e.Peer):
-				rep.Unmatched++ // into a mix from a node the trace never saw
+			case !e.PeerRole.relay():
+				rep.Unmatched++ // into a mix from outside the mixnet: no client's
 				d = point(none)
 			default:
 				var ok bool
@@ -136,7 +130,7 @@ func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, di
 		case Out:
 			switch e.Role {
 			case RoleGateway:
-				if !relay(e.Peer) {
+				if !e.PeerRole.relay() {
 					continue // delivery to a client
 				}
 				var ok bool
@@ -155,7 +149,7 @@ func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, di
 				}
 			}
 		}
-		if relay(e.Peer) && !(e.Role == RoleMix && roles[e.Peer] != RoleMix) {
+		if e.PeerRole.relay() && !(e.Role == RoleMix && e.PeerRole != RoleMix) {
 			l := link{e.Node, e.Peer}
 			links[l] = append(links[l], d)
 			continue

@@ -14,7 +14,22 @@ type traceBuilder struct {
 
 func (b *traceBuilder) add(node NodeID, role Role, dir Dir, peer NodeID) {
 	b.t++
-	b.ev = append(b.ev, Event{Time: b.t, Node: node, Peer: peer, Size: 2048, Role: role, Dir: dir})
+	b.ev = append(b.ev, Event{Time: b.t, Node: node, Peer: peer, Size: 2048, Role: role, PeerRole: testRole(peer), Dir: dir})
+}
+
+// testRole is the role of the test traces' node ids.
+func testRole(n NodeID) Role {
+	switch {
+	case n == gw || n == gw2:
+		return RoleGateway
+	case n >= 20 && n < 50:
+		return RoleMix
+	case n == exitNode:
+		return RoleExit
+	case n >= 1000:
+		return RoleHost
+	}
+	return RoleClient
 }
 
 // Node ids for the hand-made traces.
@@ -22,6 +37,7 @@ const (
 	cA, cB, cC NodeID = 1, 2, 3
 	gw, gw2    NodeID = 10, 11
 	m1, m2, m3 NodeID = 20, 21, 22
+	exitNode   NodeID = 500
 )
 
 // send: a client's packet into gateway gw and on to mix m.
@@ -154,7 +170,7 @@ func TestEntropyCoverAndGaps(t *testing.T) {
 	var b traceBuilder
 	b.exit(m1) // empty mix: cover
 	b.send(cA, m1)
-	b.add(m1, RoleMix, In, m2) // nothing left m2: unmatched, no client
+	b.add(m1, RoleMix, In, m2) // nothing left m2 on this link: unmatched, no client
 	b.send(cB, m1)
 	b.exit(m1) // ⅓ a, ⅓ b, ⅓ none → 1 bit over clients
 	rep := SenderEntropy(b.ev)

@@ -79,7 +79,7 @@ func linkTrace(rng *rand.Rand, n int, leaky bool) []Record {
 				t += int64(time.Millisecond)
 				size = 1500
 			}
-			recs = append(recs, Record{Event{Time: t, Node: gw, Peer: c, Size: size, Role: RoleGateway, Dir: In}, Truth{Sender: c, Cover: cover}})
+			recs = append(recs, Record{Event{Time: t, Node: gw, Peer: c, Size: size, Role: RoleGateway, PeerRole: RoleClient, Dir: In}, Truth{Sender: c, Cover: cover}})
 		}
 	}
 	return recs

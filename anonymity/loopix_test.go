@@ -23,7 +23,7 @@ func loopixTrace(rng *rand.Rand, n, perClient int, hopDelay time.Duration) []Rec
 	var client NodeID
 	var packet uint64
 	add := func(t int64, node NodeID, role Role, dir Dir, peer NodeID) {
-		recs = append(recs, Record{Event{Time: t, Node: node, Peer: peer, Size: 2048, Role: role, Dir: dir}, Truth{Packet: packet, Sender: client}})
+		recs = append(recs, Record{Event{Time: t, Node: node, Peer: peer, Size: 2048, Role: role, PeerRole: testRole(peer), Dir: dir}, Truth{Packet: packet, Sender: client}})
 	}
 	for c := range n {
 		client = NodeID(100 + c)
@@ -35,7 +35,7 @@ func loopixTrace(rng *rand.Rand, n, perClient int, hopDelay time.Duration) []Rec
 			prev, at := gw, t+1
 			for _, layer := range layers {
 				m := layer[rng.IntN(2)]
-				add(at, prev, roleOf(prev), Out, m)
+				add(at, prev, testRole(prev), Out, m)
 				at += link
 				add(at, m, RoleMix, In, prev)
 				at += 1 + int64(rng.ExpFloat64()*float64(hopDelay))
@@ -46,13 +46,6 @@ func loopixTrace(rng *rand.Rand, n, perClient int, hopDelay time.Duration) []Rec
 		}
 	}
 	return recs
-}
-
-func roleOf(n NodeID) Role {
-	if n == gw || n == gw2 {
-		return RoleGateway
-	}
-	return RoleMix
 }
 
 // TestEntropyLoopixSimulation: with Nym's mean hop delay the mixes' pools

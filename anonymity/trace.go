@@ -16,13 +16,18 @@ type NodeID uint32
 type Role uint8
 
 // Roles. RoleClient is used for events recorded at a client itself; client
-// links are normally recorded at the gateway end.
+// links are normally recorded at the gateway end. RoleHost is the internet
+// end of an exit's flow.
 const (
 	RoleClient Role = iota + 1
 	RoleGateway
 	RoleMix
 	RoleExit
+	RoleHost
 )
+
+// relay reports whether r forwards mixnet packets: a gateway or a mix.
+func (r Role) relay() bool { return r == RoleGateway || r == RoleMix }
 
 // Dir is the direction of an event at its node.
 type Dir uint8
@@ -34,14 +39,17 @@ const (
 )
 
 // Event is what a global passive observer sees of one packet at one node or
-// link end. Attacks and entropy computations take only Events.
+// link end. Attacks and entropy computations take only Events. Both ends'
+// roles are in the event, so an analysis never depends on every node having
+// been recorded.
 type Event struct {
-	Time int64  // Unix nanoseconds
-	Node NodeID // where the event was seen
-	Peer NodeID // the other end of the link: previous hop for In, next hop for Out
-	Size uint32 // bytes on the wire
-	Role Role   // Node's role
-	Dir  Dir
+	Time     int64  // Unix nanoseconds
+	Node     NodeID // where the event was seen
+	Peer     NodeID // the other end of the link: previous hop for In, next hop for Out
+	Size     uint32 // bytes on the wire
+	Role     Role   // Node's role
+	PeerRole Role   // Peer's role
+	Dir      Dir
 }
 
 // Truth is the ground truth of a record: for scoring an attack, never an
@@ -61,7 +69,7 @@ type Record struct {
 const (
 	// RecordLen is the encoded length of a Record.
 	RecordLen = eventLen + truthLen
-	eventLen  = 8 + 4 + 4 + 4 + 1 + 1
+	eventLen  = 8 + 4 + 4 + 4 + 1 + 1 + 1
 	truthLen  = 8 + 4 + 1
 
 	flagCover = 1 << 0
@@ -80,7 +88,7 @@ func (r Record) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, uint32(r.Node))
 	b = binary.BigEndian.AppendUint32(b, uint32(r.Peer))
 	b = binary.BigEndian.AppendUint32(b, r.Size)
-	b = append(b, byte(r.Role), byte(r.Dir))
+	b = append(b, byte(r.Role), byte(r.PeerRole), byte(r.Dir))
 	b = binary.BigEndian.AppendUint64(b, r.Truth.Packet)
 	b = binary.BigEndian.AppendUint32(b, uint32(r.Truth.Sender))
 	var flags byte
@@ -90,16 +98,16 @@ func (r Record) AppendBinary(b []byte) ([]byte, error) {
 	return append(b, flags), nil
 }
 
-// UnmarshalBinary reads one record. It checks the length, role, direction
+// UnmarshalBinary reads one record. It checks the length, roles, direction
 // and flags, so damaged bytes give an error, never a panic; r is then left
 // as it was.
 func (r *Record) UnmarshalBinary(b []byte) error {
 	if len(b) != RecordLen {
 		return fmt.Errorf("%w: record of %d bytes, want %d", errCorrupt, len(b), RecordLen)
 	}
-	role, dir, flags := Role(b[20]), Dir(b[21]), b[34]
-	if role < RoleClient || role > RoleExit {
-		return fmt.Errorf("%w: role %d", errCorrupt, role)
+	role, peerRole, dir, flags := Role(b[20]), Role(b[21]), Dir(b[22]), b[35]
+	if role < RoleClient || role > RoleHost || peerRole < RoleClient || peerRole > RoleHost {
+		return fmt.Errorf("%w: roles %d and %d", errCorrupt, role, peerRole)
 	}
 	if dir != In && dir != Out {
 		return fmt.Errorf("%w: direction %d", errCorrupt, dir)
@@ -109,16 +117,17 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	*r = Record{
 		Event: Event{
-			Time: int64(binary.BigEndian.Uint64(b[0:])),
-			Node: NodeID(binary.BigEndian.Uint32(b[8:])),
-			Peer: NodeID(binary.BigEndian.Uint32(b[12:])),
-			Size: binary.BigEndian.Uint32(b[16:]),
-			Role: role,
-			Dir:  dir,
+			Time:     int64(binary.BigEndian.Uint64(b[0:])),
+			Node:     NodeID(binary.BigEndian.Uint32(b[8:])),
+			Peer:     NodeID(binary.BigEndian.Uint32(b[12:])),
+			Size:     binary.BigEndian.Uint32(b[16:]),
+			Role:     role,
+			PeerRole: peerRole,
+			Dir:      dir,
 		},
 		Truth: Truth{
-			Packet: binary.BigEndian.Uint64(b[22:]),
-			Sender: NodeID(binary.BigEndian.Uint32(b[30:])),
+			Packet: binary.BigEndian.Uint64(b[23:]),
+			Sender: NodeID(binary.BigEndian.Uint32(b[31:])),
 			Cover:  flags&flagCover != 0,
 		},
 	}

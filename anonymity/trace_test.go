@@ -9,9 +9,9 @@ import (
 
 func sampleRecords() []Record {
 	return []Record{
-		{Event{Time: 1, Node: 2, Peer: 3, Size: 2048, Role: RoleGateway, Dir: In}, Truth{Packet: 7, Sender: 3}},
-		{Event{Time: -5, Node: 1<<32 - 1, Peer: 0, Size: 1<<32 - 1, Role: RoleExit, Dir: Out}, Truth{Packet: 1<<64 - 1, Sender: 9, Cover: true}},
-		{Event{Time: 1 << 62, Node: 4, Peer: 5, Size: 0, Role: RoleMix, Dir: Out}, Truth{}},
+		{Event{Time: 1, Node: 2, Peer: 3, Size: 2048, Role: RoleGateway, PeerRole: RoleClient, Dir: In}, Truth{Packet: 7, Sender: 3}},
+		{Event{Time: -5, Node: 1<<32 - 1, Peer: 0, Size: 1<<32 - 1, Role: RoleExit, PeerRole: RoleHost, Dir: Out}, Truth{Packet: 1<<64 - 1, Sender: 9, Cover: true}},
+		{Event{Time: 1 << 62, Node: 4, Peer: 5, Size: 0, Role: RoleMix, PeerRole: RoleGateway, Dir: Out}, Truth{}},
 	}
 }
 
@@ -54,7 +54,7 @@ func TestTraceRoundTrip(t *testing.T) {
 		"short header": full[:5],
 		"magic":        append([]byte("NYMTRACX"), full[8:]...),
 		"version":      append(append([]byte(magic), 0, 2), full[10:]...),
-		"reclen":       append(append([]byte(magic), full[8:10]...), append([]byte{0, 36}, full[12:]...)...),
+		"reclen":       append(append([]byte(magic), full[8:10]...), append([]byte{0, 35}, full[12:]...)...),
 	}
 	for name, b := range bad {
 		if _, err := ReadTrace(bytes.NewReader(b)); !errors.Is(err, errCorrupt) {
@@ -69,9 +69,11 @@ func TestRecordUnmarshalRejects(t *testing.T) {
 		"short": func(b []byte) []byte { return b[:RecordLen-1] },
 		"long":  func(b []byte) []byte { return append(b, 0) },
 		"role0": func(b []byte) []byte { b[20] = 0; return b },
-		"role5": func(b []byte) []byte { b[20] = 5; return b },
-		"dir":   func(b []byte) []byte { b[21] = 3; return b },
-		"flags": func(b []byte) []byte { b[34] = 2; return b },
+		"role6": func(b []byte) []byte { b[20] = 6; return b },
+		"peer0": func(b []byte) []byte { b[21] = 0; return b },
+		"peer6": func(b []byte) []byte { b[21] = 6; return b },
+		"dir":   func(b []byte) []byte { b[22] = 3; return b },
+		"flags": func(b []byte) []byte { b[35] = 2; return b },
 	} {
 		b := mutate(append([]byte(nil), good...))
 		r := Record{Truth: Truth{Packet: 42}}
