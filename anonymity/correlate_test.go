@@ -81,23 +81,31 @@ func TestCorrelateLinkedFlows(t *testing.T) {
 func TestCorrelateIndependentFlows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, dir := range []FlowDir{Upstream, Downstream} {
-		var all Accuracy
-		for range 30 {
-			recs := flowTrace(rng, 10, 60, false)
-			c, err := CorrelateFlows(Events(recs), dir, CorrelationConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := Score(c, FlowOwners(recs))
-			all.Correct += a.Correct
-			all.Total += a.Total
-		}
-		lo, hi := Wilson(all.Correct, all.Total, 1.96)
+		all := pooled(t, 30, dir, func() []Record { return flowTrace(rng, 10, 60, false) })
+		lo, hi := all.Low, all.High
 		t.Logf("direction %d: %d of %d correct, 95%% interval [%.3f, %.3f]", dir, all.Correct, all.Total, lo, hi)
 		if all.Total != 300 || lo > 0.1 || hi < 0.1 {
 			t.Errorf("direction %d: %d of %d correct, interval [%.3f, %.3f] misses chance 0.1", dir, all.Correct, all.Total, lo, hi)
 		}
 	}
+}
+
+// pooled runs the attacker on runs traces from gen and pools its score.
+func pooled(t *testing.T, runs int, dir FlowDir, gen func() []Record) Accuracy {
+	t.Helper()
+	var all Accuracy
+	for range runs {
+		recs := gen()
+		c, err := CorrelateFlows(Events(recs), dir, CorrelationConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := Score(c, FlowOwners(recs))
+		all.Correct += a.Correct
+		all.Total += a.Total
+	}
+	all.Low, all.High = Wilson(all.Correct, all.Total, 1.96)
+	return all
 }
 
 func TestWilson(t *testing.T) {

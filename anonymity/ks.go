@@ -1,9 +1,10 @@
 package anonymity
 
 import (
+	"cmp"
 	"math"
 	"slices"
-	"sort"
+	"time"
 )
 
 // KSResult is a two-sample Kolmogorov–Smirnov test.
@@ -75,42 +76,70 @@ func kolmogorovQ(l float64) float64 {
 	}
 }
 
-// CoverTest compares real and cover packets seen at one node in one
-// direction, by size and by the gap before each packet on its link.
+// CoverTest compares what an observer sees of real and of cover traffic on
+// the links at one node, in one direction.
 type CoverTest struct {
 	Real, Cover int // packets of each kind
-	Sizes, Gaps KSResult
+	// Sizes compares the sizes of real packets with those of cover.
+	Sizes KSResult
+	// Gaps compares the gaps between packets on a link in windows where
+	// its client had real traffic with those in windows where it had none.
+	Gaps KSResult
 }
 
 // CompareCover tests whether an observer at node (for example a gateway's
-// side of its clients' links) could tell real packets from cover. The
+// side of its clients' links) could tell real traffic from cover. The
 // labels come from the ground truth: this is the evaluator checking that
-// the observer's view is the same for both, expected so when real packets
-// take the slots of one Poisson stream. The gap before a packet is the time
-// since the previous packet, of either kind, on the same link: a client
-// that sends real packets at once instead of in its next slot shows up as
-// short gaps before real packets.
-func CompareCover(records []Record, node NodeID, dir Dir) CoverTest {
+// the observer's view is the same for both.
+//
+// Sizes are compared packet by packet. Timing is compared by activity, not
+// by label: the gap before a real packet is longer than before a cover one
+// even in a perfect Loopix stream (a longer wait between Poisson slots
+// makes it likelier that a real packet is queued for the slot), yet the
+// observer, who sees only the slots, learns nothing from that. What must
+// not change is the stream itself when the user is active: so each gap
+// between consecutive packets of a link is filed under its ending window
+// (of width window, 0 meaning 1 s) as active if the link carried any real
+// packet in that window, idle if not, and the two sets are compared. A
+// client that sends real packets at once instead of in slots shows up as
+// short gaps in active windows; a push that raises the rate, likewise.
+func CompareCover(records []Record, node NodeID, dir Dir, window time.Duration) CoverTest {
+	if window <= 0 {
+		window = time.Second
+	}
+	w := int64(window)
 	var sel []Record
 	for _, r := range records {
 		if r.Node == node && r.Dir == dir {
 			sel = append(sel, r)
 		}
 	}
-	sort.SliceStable(sel, func(i, j int) bool { return sel[i].Time < sel[j].Time })
-	last := make(map[NodeID]int64)
-	var sizes, gaps [2][]float64 // [0] real, [1] cover
+	slices.SortStableFunc(sel, func(a, b Record) int { return cmp.Compare(a.Time, b.Time) })
+	type slot struct {
+		link NodeID
+		win  int64
+	}
+	active := make(map[slot]bool)
+	var sizes [2][]float64 // [0] real, [1] cover
 	var ct CoverTest
 	for _, r := range sel {
-		k := 0
 		if r.Truth.Cover {
-			k = 1
 			ct.Cover++
+			sizes[1] = append(sizes[1], float64(r.Size))
 		} else {
 			ct.Real++
+			sizes[0] = append(sizes[0], float64(r.Size))
+			active[slot{r.Peer, floorDiv(r.Time, w)}] = true
 		}
-		sizes[k] = append(sizes[k], float64(r.Size))
+	}
+	last := make(map[NodeID]int64)
+	var gaps [2][]float64 // [0] active, [1] idle
+	for _, r := range sel {
 		if t, ok := last[r.Peer]; ok {
+			k := 1
+			if active[slot{r.Peer, floorDiv(r.Time, w)}] {
+				k = 0
+			}
 			gaps[k] = append(gaps[k], float64(r.Time-t))
 		}
 		last[r.Peer] = r.Time
@@ -118,4 +147,13 @@ func CompareCover(records []Record, node NodeID, dir Dir) CoverTest {
 	ct.Sizes = KS(sizes[0], sizes[1])
 	ct.Gaps = KS(gaps[0], gaps[1])
 	return ct
+}
+
+// floorDiv is a/b rounded down, for windows of negative times too.
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }

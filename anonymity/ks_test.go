@@ -4,7 +4,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-	"time"
 )
 
 func TestKolmogorovQ(t *testing.T) {
@@ -62,43 +61,37 @@ func TestKSSamples(t *testing.T) {
 	}
 }
 
-// linkTrace: a gateway sees n packets from each of 5 clients in Poisson
-// slots (mean 20 ms), each slot real or cover at random. If leaky, a real
-// packet is larger and arrives 1 ms after the previous packet instead of
-// in a slot.
-func linkTrace(rng *rand.Rand, n int, leaky bool) []Record {
-	var recs []Record
-	for c := NodeID(100); c < 105; c++ {
-		var t int64
-		for range n {
-			cover := rng.IntN(2) == 0
-			size := uint32(2048)
-			if !leaky || cover {
-				t += int64(rng.ExpFloat64() * float64(20*time.Millisecond))
-			} else {
-				t += int64(time.Millisecond)
-				size = 1500
-			}
-			recs = append(recs, Record{Event{Time: t, Node: gw, Peer: c, Size: size, Role: RoleGateway, PeerRole: RoleClient, Dir: In}, Truth{Sender: c, Cover: cover}})
-		}
-	}
-	return recs
-}
-
 func TestCompareCover(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	ct := CompareCover(linkTrace(rng, 400, false), gw, In)
-	if ct.Real+ct.Cover != 2000 || ct.Real == 0 || ct.Cover == 0 {
-		t.Fatalf("counted %d real, %d cover of 2000", ct.Real, ct.Cover)
+	for _, c := range []struct {
+		mode coverMode
+		leak bool
+	}{
+		{slots, false},
+		{leaky, true},
+	} {
+		ct := CompareCover(coverTrace(rng, 10, 60, c.mode), gw, In, 0)
+		t.Logf("mode %d: %d real, %d cover; sizes D %.3f p %.3g; gaps D %.3f p %.3g",
+			c.mode, ct.Real, ct.Cover, ct.Sizes.D, ct.Sizes.P, ct.Gaps.D, ct.Gaps.P)
+		if ct.Real == 0 || ct.Cover == 0 || ct.Gaps.N == 0 || ct.Gaps.M == 0 {
+			t.Fatalf("mode %d: nothing to compare: %+v", c.mode, ct)
+		}
+		if !c.leak && (ct.Sizes.P != 1 || ct.Gaps.P < 0.05) {
+			t.Errorf("Poisson slots: sizes %+v gaps %+v, want p 1 and ≥ 0.05", ct.Sizes, ct.Gaps)
+		}
+		if c.leak && (ct.Sizes.P > 1e-6 || ct.Gaps.P > 1e-6) {
+			t.Errorf("leaky client: sizes %+v gaps %+v, want both p < 1e-6", ct.Sizes, ct.Gaps)
+		}
 	}
-	if ct.Sizes.P != 1 || ct.Gaps.P < 0.05 {
-		t.Errorf("indistinguishable stream: sizes %+v gaps %+v, want p 1 and ≥ 0.05", ct.Sizes, ct.Gaps)
-	}
-	ct = CompareCover(linkTrace(rng, 400, true), gw, In)
-	if ct.Sizes.P > 1e-6 || ct.Gaps.P > 1e-6 {
-		t.Errorf("leaky stream: sizes %+v gaps %+v, want both p < 1e-6", ct.Sizes, ct.Gaps)
-	}
-	if ct := CompareCover(linkTrace(rng, 10, false), gw, Out); ct.Real+ct.Cover != 0 {
+	if ct := CompareCover(coverTrace(rng, 2, 5, slots), gw, Out, 0); ct.Real+ct.Cover != 0 {
 		t.Errorf("other direction selected %d packets", ct.Real+ct.Cover)
+	}
+}
+
+func TestFloorDiv(t *testing.T) {
+	for _, c := range [][3]int64{{7, 2, 3}, {-7, 2, -4}, {-8, 2, -4}, {0, 5, 0}} {
+		if got := floorDiv(c[0], c[1]); got != c[2] {
+			t.Errorf("floorDiv(%d, %d) = %d, want %d", c[0], c[1], got, c[2])
+		}
 	}
 }

@@ -158,6 +158,6 @@ func FuzzAnalyses(f *testing.F) {
 				_ = Score(c, FlowOwners(recs))
 			}
 		}
-		CompareCover(recs, gw, In)
+		CompareCover(recs, gw, In, time.Millisecond)
 	})
 }
