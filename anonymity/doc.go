@@ -19,8 +19,9 @@
 //     analysis functions take []Event, not []Record.
 //
 // Client links are recorded at the gateway end: an event at a gateway whose
-// peer is not a mix or gateway is on that client's link (In = upstream, Out =
-// downstream). The exit's internet side is recorded at the exit (RoleExit)
+// peer is a RoleClient is on that client's link (In = upstream, Out =
+// downstream); an exit's own mixnet client reaches its gateway the same way,
+// with the peer's role RoleExit. The exit's internet side is recorded at the exit (RoleExit)
 // with Peer naming the flow as the observer sees it (its remote endpoint,
 // RoleHost): Out = towards the internet (upstream), In = from it
 // (downstream). A node's role is the one of its epoch: split traces where a

@@ -10,7 +10,7 @@ import (
 // layer, as Loopix defines it: the Shannon entropy of the observer's
 // probability distribution over the clients that could have sent each one.
 type EntropyReport struct {
-	Senders int       // N: clients seen sending into a gateway
+	Senders int       // N: senders seen sending into a gateway (clients, and exits sending replies)
 	Bits    []float64 // entropy of each packet leaving the last mix layer, in time order
 	Mean    float64   // mean of Bits
 	P5      float64   // 5th percentile of Bits (nearest rank): the worst-off packets
@@ -20,9 +20,9 @@ type EntropyReport struct {
 	// behind them (a mix sent while empty: its own cover). They are not in
 	// Bits.
 	Unattributed int
-	// Unmatched counts arrivals on a relay link with no departure to match:
-	// the trace began mid-flight or lost records. They count as packets of
-	// no client.
+	// Unmatched counts arrivals at a mix with no departure to match on
+	// their link (the trace began mid-flight or lost records) or from
+	// outside the mixnet. They count as packets of no client.
 	Unmatched int
 }
 
@@ -36,7 +36,8 @@ type EntropyReport struct {
 // and leaves the mean unchanged, k−1. Links are FIFO: the k-th packet out of
 // A to B is the k-th into B from A, which carries a distribution hop to hop.
 // A gateway does not delay: the k-th packet it sends on to a relay is the
-// k-th it got from a client, distribution unchanged. A packet from a client
+// k-th it got from a sender, distribution unchanged (an assumption: a
+// gateway that reordered would have to be modelled as a mix). A packet from a client
 // starts as certainty on that client.
 //
 // Packets of no client (a mix's own cover, unmatched arrivals) take part in
@@ -49,8 +50,8 @@ func SenderEntropy(events []Event) EntropyReport {
 }
 
 // senderDists is SenderEntropy; with keep it also returns the senders'
-// ids and, for each packet in rep.Bits, its distribution over them (for
-// checking the model against the ground truth).
+// ids and, for each packet in rep.Bits, its distribution over them, summing
+// to 1 (for checking the model against the ground truth).
 func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, dists [][]float64) {
 	// Senders: every non-relay that sends into a gateway, numbered in order
 	// of their ids so the result does not depend on map order.
@@ -161,7 +162,15 @@ func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, di
 		if h, ok := clientEntropy(d[:n]); ok {
 			rep.Bits = append(rep.Bits, h)
 			if keep {
-				dists = append(dists, d[:n])
+				p := slices.Clone(d[:n])
+				var sum float64
+				for _, x := range p {
+					sum += x
+				}
+				for i := range p {
+					p[i] /= sum
+				}
+				dists = append(dists, p)
 			}
 		} else {
 			rep.Unattributed++
