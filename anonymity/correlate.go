@@ -91,9 +91,17 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 	for _, e := range events {
 		var k key
 		switch {
-		case e.Role == RoleGateway && e.Dir == clientDir && e.PeerRole == RoleClient:
+		case e.Role == RoleGateway && e.PeerRole == RoleClient:
 			// (The exit's own mixnet client, RoleExit, is no candidate.)
 			k = key{true, e.Peer}
+			if e.Dir != clientDir {
+				// Still a candidate, silent in this direction: chance
+				// counts it.
+				if _, ok := times[k]; !ok {
+					times[k] = nil
+				}
+				continue
+			}
 		case e.Role == RoleExit && e.Dir == flowDir:
 			k = key{false, e.Peer}
 		default:

@@ -136,6 +136,15 @@ func TestCorrelationConfigDefaults(t *testing.T) {
 	if _, err := CorrelateFlows(nil, 0, CorrelationConfig{}); err == nil {
 		t.Error("direction 0 accepted")
 	}
+	// A client silent upstream is still a candidate there.
+	cr, err := CorrelateFlows([]Event{
+		{Time: 1, Node: gw, Peer: 1, Role: RoleGateway, PeerRole: RoleClient, Dir: In},
+		{Time: 2, Node: gw, Peer: 2, Role: RoleGateway, PeerRole: RoleClient, Dir: Out},
+		{Time: 3, Node: exitNode, Peer: 1000, Role: RoleExit, PeerRole: RoleHost, Dir: Out},
+	}, Upstream, CorrelationConfig{})
+	if err != nil || cr.Clients != 2 || len(cr.Matches) != 1 {
+		t.Errorf("%+v, %v: want 2 candidates and 1 match", cr, err)
+	}
 	// A damaged trace spanning all of int64 time: an error, not an
 	// overflow or a huge allocation.
 	ev := []Event{
