@@ -4,7 +4,9 @@ SHELL     := /bin/bash
 GO        ?= go
 BIN       := bin
 CMDS      := nym-node nym-api nymvpn
-APT_PKGS  := iproute2 nftables iperf3 curl ca-certificates iputils-ping
+APT_PKGS  := iproute2 nftables iperf3 curl ca-certificates iputils-ping dbus
+# An unpacked systemd-resolved for platform's DNS test (see deps).
+RESOLVED  := $(CURDIR)/$(BIN)/systemd-resolved/lib/systemd/systemd-resolved
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3
 FUZZTIME  ?= 30s
@@ -33,6 +35,16 @@ deps:
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else echo "note: not root, not installing:$$missing (root-only tests will skip)"; fi; \
 	fi
+	@# systemd-resolved, unpacked only (installing it would repoint this
+	@# host's /etc/resolv.conf): platform's DNS test runs a real one in
+	@# namespaces of its own (NYM_TEST_SYSTEMD_RESOLVED).
+	@if [ "$$(id -u)" = 0 ] && [ ! -x $(RESOLVED) ] && [ ! -x /lib/systemd/systemd-resolved ]; then \
+		rm -rf $(BIN)/resolved-deb && mkdir -p $(BIN)/resolved-deb && \
+		( cd $(BIN)/resolved-deb && { apt-get download -qq systemd-resolved 2>/dev/null || \
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get download -qq systemd-resolved; }; } && \
+			dpkg -x systemd-resolved_*.deb ../systemd-resolved ) || \
+		echo "note: could not unpack systemd-resolved; its DNS test will skip"; \
+	fi
 	$(GO) mod download
 
 fmt-check:
@@ -46,7 +58,7 @@ lint: fmt-check vet
 
 # -count=1 everywhere: a cached result never stands in for a run.
 test: deps lint
-	$(GO) test -race -count=1 -timeout 20m -skip '^TestTiming' ./...
+	NYM_TEST_SYSTEMD_RESOLVED=$(RESOLVED) $(GO) test -race -count=1 -timeout 20m -skip '^TestTiming' ./...
 	@# Timing measurements that the race detector would distort; one retry,
 	@# since a timing test on a shared machine can lose a round to a neighbour.
 	$(GO) test -count=1 -run 'TestDelayDistribution' -v ./mixnet/mixnode || \
