@@ -155,3 +155,16 @@ func TestCorrelationConfigDefaults(t *testing.T) {
 		t.Error("trace of 2^64 ns accepted")
 	}
 }
+
+// BenchmarkCorrelateFlows: the attacker on ten minutes of ten Loopix
+// clients' upstream.
+func BenchmarkCorrelateFlows(b *testing.B) {
+	ev := Events(coverTrace(rand.New(rand.NewPCG(1, 1)), 10, 600, slots))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := CorrelateFlows(ev, Upstream, CorrelationConfig{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(ev))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
