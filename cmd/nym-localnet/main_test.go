@@ -7,9 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,77 +107,5 @@ func TestDNSAnswer(t *testing.T) {
 	}
 	if _, err := answer([]byte{1, 2, 3}, zone); err == nil {
 		t.Error("a garbage query was answered")
-	}
-}
-
-// TestLocalnetUpDown runs localnet/localnet.sh with a prefix of its own, so
-// it cannot collide with a network someone brought up by hand (nym-*).
-func TestLocalnetUpDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("brings up a whole mixnet in network namespaces")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, c := range []string{"ip", "curl", "iperf3", "go"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("needs %s: %v", c, err)
-		}
-	}
-	script, err := filepath.Abs("../../localnet/localnet.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := "lt" + strconv.Itoa(os.Getpid())
-	env := append(os.Environ(),
-		"LOCALNET_PREFIX="+prefix,
-		"LOCALNET_DIR="+t.TempDir(),
-		"LOCALNET_BIN="+t.TempDir(),
-		"LOCALNET_TIMEOUT=600",
-	)
-	run := func(args ...string) (string, error) {
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	down := func() {
-		if out, err := run(script, "down"); err != nil {
-			t.Errorf("localnet down: %v\n%s", err, out)
-		}
-	}
-	t.Cleanup(down) // also after a failed up or a t.Fatal below
-
-	if out, err := run(script, "up"); err != nil {
-		t.Fatalf("localnet up: %v\n%s", err, out)
-	}
-	client := prefix + "-client"
-	health, err := run("ip", "netns", "exec", client, "curl", "-sf", "http://192.0.2.10:8000/api/v1/health")
-	if err != nil || !strings.Contains(health, `"status":"ok"`) || strings.Contains(health, "routable") {
-		t.Errorf("directory health from the client: %v %s; want a routable topology", err, health)
-	}
-	if out, err := run("ip", "netns", "exec", prefix+"-exit", "curl", "-sf", "http://198.51.100.2/"); err != nil ||
-		!strings.Contains(out, "you are 198.51.100.1:") {
-		t.Errorf("the internet from the exit: %v %q", err, out)
-	}
-	if out, err := run("ip", "netns", "exec", client, "curl", "-s", "--max-time", "3", "http://198.51.100.2/"); err == nil {
-		t.Errorf("the client reached the internet without the VPN: %q", out)
-	}
-	if out, _ := run("ip", "-n", client, "route", "get", "198.51.100.2"); !strings.Contains(out, "unreachable") {
-		t.Errorf("the client has a route to the internet: %s", out)
-	}
-
-	down()
-	out, err := run("ip", "netns", "list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if strings.HasPrefix(line, prefix+"-") {
-			t.Errorf("namespace left after down: %s", line)
-		}
-	}
-	if _, err := os.Stat("/etc/netns/" + client); !os.IsNotExist(err) {
-		t.Errorf("/etc/netns/%s left after down (%v)", client, err)
 	}
 }

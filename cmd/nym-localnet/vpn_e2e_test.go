@@ -111,6 +111,7 @@ func upNet(t *testing.T, entries int) *e2eNet {
 		if out, err := n.run(5*time.Minute, script, "down"); err != nil {
 			t.Errorf("localnet down: %v\n%s", err, out)
 		}
+		n.checkDown()
 	})
 	// Builds the binaries too: minutes on a loaded machine.
 	if out, err := n.run(15*time.Minute, script, "up"); err != nil {
@@ -124,10 +125,53 @@ func upNet(t *testing.T, entries int) *e2eNet {
 	if b, err := os.ReadFile(filepath.Join(n.state, "vouchers")); err == nil {
 		n.vouchers = strings.Fields(string(b))
 	}
+	n.checkUp()
 	n.vpnSock = filepath.Join(n.state, "nymvpn.sock")
 	n.vpnState = filepath.Join(n.state, "nymvpn.state")
 	n.vpnLog = filepath.Join(n.state, "log", "nymvpn.log")
 	return n
+}
+
+// checkUp checks what localnet.sh up promises, before any test uses it:
+// the client sees a routable directory, the exit reaches the internet, and
+// the client has no way there but a tunnel.
+func (n *e2eNet) checkUp() {
+	t := n.t
+	t.Helper()
+	health, err := n.in("client", time.Minute, "curl", "-sf", e2eDirURL+"/api/v1/health")
+	if err != nil || !strings.Contains(health, `"status":"ok"`) || strings.Contains(health, "routable") {
+		t.Fatalf("directory health from the client: %v %s; want a routable topology", err, health)
+	}
+	if out, err := n.in("exit", time.Minute, "curl", "-sf", "http://"+e2eInet4+"/"); err != nil ||
+		!strings.Contains(out, "you are "+e2eExit4+":") {
+		t.Fatalf("the internet from the exit: %v %q", err, out)
+	}
+	if out, err := n.in("client", time.Minute, "curl", "-s", "--max-time", "3", "http://"+e2eInet4+"/"); err == nil {
+		t.Fatalf("the client reached the internet without the VPN: %q", out)
+	}
+	if out, _ := n.run(time.Minute, "ip", "-n", n.ns("client"), "route", "get", e2eInet4); !strings.Contains(out, "unreachable") {
+		t.Fatalf("the client has a route to the internet: %s", out)
+	}
+}
+
+// checkDown checks that localnet.sh down left no namespace of the network
+// and no resolver file for it.
+func (n *e2eNet) checkDown() {
+	t := n.t
+	t.Helper()
+	out, err := n.run(time.Minute, "ip", "netns", "list")
+	if err != nil {
+		t.Errorf("ip netns list: %v", err)
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, n.prefix+"-") {
+			t.Errorf("namespace left after down: %s", line)
+		}
+	}
+	if _, err := os.Stat("/etc/netns/" + n.ns("client")); !os.IsNotExist(err) {
+		t.Errorf("/etc/netns/%s left after down (%v)", n.ns("client"), err)
+	}
 }
 
 func tail(s string, lines int) string {
