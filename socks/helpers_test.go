@@ -26,15 +26,16 @@ const testName = "internet.test"
 // resolver that knows only testName, and injected errors by port.
 type testDialer struct {
 	t     testing.TB
-	errs  map[uint16]error // port → error DialContext returns
-	hang  map[uint16]bool  // port → DialContext waits for ctx
+	errs  map[uint16]error         // port → error DialContext returns
+	hang  map[uint16]bool          // port → DialContext waits for ctx
+	slow  map[uint16]chan struct{} // port → DialContext connects once it is closed
 	mu    sync.Mutex
 	qs    []string // names looked up
 	dials []string // addresses dialed
 }
 
 func newTestDialer(t testing.TB) *testDialer {
-	return &testDialer{t: t, errs: map[uint16]error{}, hang: map[uint16]bool{}}
+	return &testDialer{t: t, errs: map[uint16]error{}, hang: map[uint16]bool{}, slow: map[uint16]chan struct{}{}}
 }
 
 func (d *testDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
@@ -53,6 +54,13 @@ func (d *testDialer) DialContext(ctx context.Context, network, address string) (
 	if d.hang[ap.Port()] {
 		<-ctx.Done()
 		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+	}
+	if release, ok := d.slow[ap.Port()]; ok {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+		}
 	}
 	var nd net.Dialer
 	return nd.DialContext(ctx, network, address)

@@ -228,3 +228,47 @@ func TestServeStops(t *testing.T) {
 		t.Errorf("relayed connection still open after Serve returned")
 	}
 }
+
+// A dial slower than HandshakeTimeout still connects: the handshake
+// deadline bounds the client's part, the dial has DialTimeout. Before, the
+// handshake deadline stayed on the client's connection through the dial,
+// so the success reply could not be written and the client saw EOF; over
+// the mixnet on a loaded machine (nymvpn's TestSocks5Isolation at load 20,
+// a tunnel opened lazily inside the dial) that took more than 10 s.
+func TestSlowDialOutlivesHandshakeTimeout(t *testing.T) {
+	const hs = 100 * time.Millisecond
+	d := newTestDialer(t)
+	port := startHTTP(t)
+	release := make(chan struct{})
+	d.slow[port] = release
+	s := &Server{Dialer: d, HandshakeTimeout: hs}
+	addr := startServer(t, s)
+	// slowly lets the next dial connect once the handshake deadline has
+	// certainly passed (a sleep is a lower bound, however loaded the
+	// machine).
+	slowly := func() {
+		before := d.dialCount()
+		go func() {
+			for d.dialCount() == before {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(3 * hs)
+			release <- struct{}{}
+		}()
+	}
+
+	slowly()
+	body, err := httpGet(t, addr, nil, urlFor("127.0.0.1", port, "/slow5"))
+	if err != nil || body != "hello from /slow5" {
+		t.Fatalf("SOCKS5 through a dial slower than the handshake timeout: %q, %v", body, err)
+	}
+	slowly()
+	c, code := socks4Connect(t, addr, "", netip.MustParseAddr("127.0.0.1"), "", port)
+	defer c.Close()
+	if code != 90 {
+		t.Fatalf("SOCKS4 through a dial slower than the handshake timeout: reply %d, want 90 (granted)", code)
+	}
+	if got := getOver(t, c, "/slow4"); got != "hello from /slow4" {
+		t.Fatalf("SOCKS4: got %q", got)
+	}
+}

@@ -97,6 +97,7 @@ func (s *Server) serve4(ctx context.Context, c net.Conn, br *bufio.Reader, log *
 			return fmt.Errorf("user id %q refused: %w", req.User, err)
 		}
 	}
+	c.SetDeadline(time.Time{}) // as connect5: the dial has DialTimeout
 	target, err := s.dial(ctx, s.dialerFor(req.User), req.Dst)
 	if err != nil {
 		return s.fail4(c, socks4Rejected, replyFor(err), err)

@@ -166,6 +166,9 @@ func (s *Server) serve5(ctx context.Context, c net.Conn, br *bufio.Reader, log *
 }
 
 func (s *Server) connect5(ctx context.Context, c net.Conn, br *bufio.Reader, d Dialer, req request5, log *slog.Logger) error {
+	// The dial has DialTimeout of its own; the handshake deadline left on c
+	// would fail the reply of a dial that outlasts it.
+	c.SetDeadline(time.Time{})
 	target, err := s.dial(ctx, d, req.Dst)
 	if err != nil {
 		return s.fail5(c, replyFor(err), err)

@@ -43,7 +43,7 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 			return connectMixnet(t, n, NoDelayProfile().Loopix, gw), e.mix.Address(), nil
 		}
 	})
-	if !bytes.Equal(fetch(t, hc, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
 		t.Fatal("page differs before the gateway died")
 	}
 
@@ -56,7 +56,7 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 	// Within a minute, while DeadAfter is two: the lost link, not
 	// silence, gave the gateway up.
 	t.Logf("moved to the other gateway %v after the first died", time.Since(killed).Round(time.Millisecond))
-	if !bytes.Equal(fetch(t, hc, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
 		t.Fatal("page differs after the move")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,21 +40,30 @@ func serveInternet(t *testing.T, e *testExit, page []byte) {
 // userspace stack; it returns the tunnel and an HTTP client on that stack.
 func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Config)) (*Tunnel, *http.Client) {
 	t.Helper()
+	var mix atomic.Pointer[client.Client]
 	cfg := Config{
 		Profile: p,
 		Logger:  quietLogger(),
 		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
-			return connectMixnet(t, n, p.Loopix, directory0(n)), e.mix.Address(), nil
+			m := connectMixnet(t, n, p.Loopix, directory0(n))
+			mix.Store(m)
+			return m, e.mix.Address(), nil
 		},
 	}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Connect makes and sends the SURBs of its request (13 ms each under
+	// -race) and waits for the exit's answer through the mixnet: at load
+	// 20 that took more than the 30 s a fixed deadline gave it. It is
+	// given up once neither side has moved a message for a while.
+	ctx, cancel := poll.WithProgress(context.Background(), 30*time.Second, func() uint64 {
+		return connectProgress(mix.Load()) + connectProgress(e.mix)
+	})
 	defer cancel()
 	tn, err := Connect(ctx, cfg)
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		t.Fatalf("connect: %v (%v)", err, context.Cause(ctx))
 	}
 	// IPv6 needs an MTU of at least 1280; a full tagged packet without
 	// SURBs gives 1537.
@@ -83,19 +93,34 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 	return tn, hc
 }
 
-func fetch(t *testing.T, hc *http.Client, timeout time.Duration) []byte {
+// connectProgress counts what a mixnet client did towards a tunnel's
+// Connect: real packets, acks, SURBs made and taken, messages received.
+// Loop cover flows whether or not anything advances, so it is left out.
+func connectProgress(c *client.Client) uint64 {
+	if c == nil {
+		return 0
+	}
+	s := c.Stats()
+	return s.RealPacketsSent + s.AcksReceived + s.SURBsCreated + s.SURBsReceived + s.MessagesReceived
+}
+
+// fetch GETs the page through tn's stack. It gives up only once no packet
+// has come down the tunnel for stall: on a loaded machine (load 20, -race)
+// a page at Nym's mixing took minutes, so a fixed deadline failed transfers
+// that were still moving, while a stuck one still fails after stall.
+func fetch(t *testing.T, hc *http.Client, tn *Tunnel, stall time.Duration) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := poll.WithProgress(context.Background(), stall, func() uint64 { return tn.Stats().PacketsDown })
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://192.0.2.1/", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
-		t.Fatalf("GET: %v", err)
+		t.Fatalf("GET: %v (%v)", err, context.Cause(ctx))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("reading the page: %v", err)
+		t.Fatalf("reading the page: %v (%v)", err, context.Cause(ctx))
 	}
 	return body
 }
@@ -117,7 +142,7 @@ func TestFetchThroughMixnetFast(t *testing.T) {
 	tn, hc := vpnSide(t, n, e, NoDelayProfile(), nil)
 
 	start := time.Now()
-	body := fetch(t, hc, 60*time.Second)
+	body := fetch(t, hc, tn, 30*time.Second)
 	took := time.Since(start)
 	if sha256.Sum256(body) != sha256.Sum256(page) {
 		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
@@ -156,7 +181,7 @@ func TestFetchThroughMixnetNymDefaults(t *testing.T) {
 	tn, hc := vpnSide(t, n, e, DefaultProfile(), func(c *Config) { c.MinSURBs = DefaultMinSURBsDirect })
 
 	start := time.Now()
-	body := fetch(t, hc, 120*time.Second)
+	body := fetch(t, hc, tn, 60*time.Second)
 	took := time.Since(start)
 	if !bytes.Equal(body, page) {
 		t.Fatalf("got %d bytes, not the %d-byte page", len(body), len(page))
@@ -176,10 +201,12 @@ func TestIdleTunnelStocksTheExit(t *testing.T) {
 	n := startMiniNet(t, [32]byte{})
 	e := startExit(t, n, client.NymDefaults())
 	vpnSide(t, n, e, DefaultProfile(), nil)
-	// Generous: 256 SURBs take seconds of CPU under -race.
-	poll.Until(t, 3*time.Minute, "the exit holds DefaultMinSURBs of ours", func() bool {
-		return e.mix.Stats().SURBsHeld >= DefaultMinSURBs
-	})
+	// 256 SURBs take seconds of CPU under -race, and at load 20 more than
+	// the three minutes a fixed deadline gave them: wait for as long as
+	// SURBs keep arriving at the exit.
+	poll.UntilProgress(t, time.Minute, "the exit holds DefaultMinSURBs of ours",
+		func() uint64 { return e.mix.Stats().SURBsReceived },
+		func() bool { return e.mix.Stats().SURBsHeld >= DefaultMinSURBs })
 }
 
 // A tunnel whose device could not be set up is closed without Run: the

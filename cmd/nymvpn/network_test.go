@@ -30,7 +30,7 @@ func TestSocks5WithAnAuthorityDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.StopAuthority(0)
-	poll.Until(t, 4*testnet.DefaultNetworkEpoch+10*time.Second, "a consensus the other two signed", func() bool {
+	poll.Until(t, 4*net.EpochLength()+10*time.Second, "a consensus the other two signed", func() bool {
 		topo, err := n.Topology()
 		return err == nil && topo.Epoch > before.Epoch+1 && topo.Routable() == nil
 	})

@@ -39,7 +39,7 @@ type Options struct {
 	Authorities int
 	Threshold   int
 
-	EpochLength    time.Duration // default 1 h: no epoch passes during a short test (network: 4 s, see DefaultNetworkEpoch)
+	EpochLength    time.Duration // default 1 h: no epoch passes during a short test (network: 4 s, longer on a loaded machine, see networkEpoch)
 	RotationEpochs uint64        // default 24
 	LayerSize      int           // mix nodes per layer; default 1, so extra mixnodes stand by
 	MaxEntries     int           // default 1
@@ -120,7 +120,7 @@ func Start(t testing.TB, o Options) *Net {
 	if o.EpochLength == 0 {
 		o.EpochLength = time.Hour
 		if o.Authorities > 1 {
-			o.EpochLength = DefaultNetworkEpoch
+			o.EpochLength = networkEpoch()
 		}
 	}
 	if o.RotationEpochs == 0 {

@@ -50,7 +50,7 @@ func TestConnectThroughAuthorityNetwork(t *testing.T) {
 	}
 	n.StopAuthority(1)
 	// A consensus the two left voted and signed alone.
-	poll.Until(t, 4*testnet.DefaultNetworkEpoch+10*time.Second, "a consensus without authority 2", func() bool {
+	poll.Until(t, 4*n.EpochLength()+10*time.Second, "a consensus without authority 2", func() bool {
 		topo, err := n.Topology()
 		return err == nil && topo.Epoch > before.Epoch+1 && topo.Routable() == nil
 	})

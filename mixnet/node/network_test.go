@@ -42,7 +42,7 @@ func TestNodesRegisterWithEveryAuthority(t *testing.T) {
 	}
 	// Epochs, not seconds: an epoch whose vote a busy authority misses has
 	// no consensus.
-	topo := n.WaitRoutable(10 * testnet.DefaultNetworkEpoch) // fetched k-of-n verified; every node follows its role in it
+	topo := n.WaitRoutable(10 * n.EpochLength()) // fetched k-of-n verified; every node follows its role in it
 	for _, nd := range n.Nodes() {
 		if role, _ := topo.RoleOf(directory.Key(nd.Identity())); role == directory.RoleNone {
 			t.Errorf("node %d has no role in the consensus", nd.Index)
@@ -64,7 +64,7 @@ func TestNodeRegistersWhileAnAuthorityIsDown(t *testing.T) {
 	for _, a := range n.Network.Authorities[:2] {
 		poll.Until(t, 10*time.Second, "the new node registered with "+a.Name, func() bool { return registeredWith(a) == nodes })
 	}
-	poll.Until(t, 6*testnet.DefaultNetworkEpoch+10*time.Second, "the new node in the consensus", func() bool {
+	poll.Until(t, 6*n.EpochLength()+10*time.Second, "the new node in the consensus", func() bool {
 		topo, err := n.Topology()
 		if err != nil {
 			return false
@@ -72,7 +72,7 @@ func TestNodeRegistersWhileAnAuthorityIsDown(t *testing.T) {
 		role, _ := topo.RoleOf(id)
 		return role != directory.RoleNone
 	})
-	topo := n.WaitRoutable(10 * testnet.DefaultNetworkEpoch)
+	topo := n.WaitRoutable(10 * n.EpochLength())
 	if role, _ := topo.RoleOf(id); role != directory.RoleStandby {
 		t.Fatalf("the new mixnode has role %v, want standby (layers hold one node)", role)
 	}
