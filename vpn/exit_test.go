@@ -1,6 +1,7 @@
 package vpn
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -29,11 +30,13 @@ func startExit(t *testing.T, n *miniNet, lp client.Loopix) *testExit {
 	return &testExit{mix: e.Client, router: e.Router, net: e.Internet}
 }
 
-// connectMixnet connects a client with lp through gateway gw and waits
-// until the gateway has registered it.
-func connectMixnet(t *testing.T, n *miniNet, lp client.Loopix, gw directory.Key) *client.Client {
-	t.Helper()
-	return testexit.Connect(t, n.Net, client.Config{Loopix: &lp, Gateway: gw, Logger: quietLogger()})
+// dialMixnet is a tunnel's Dial in these tests: it connects a client with
+// lp through gateway gw and returns once the gateway has registered it. It
+// runs on the tunnel's goroutines (a redial), so errors go back to the
+// tunnel, never to t, and it takes as long as ctx allows; the tunnel closes
+// the client.
+func dialMixnet(ctx context.Context, n *miniNet, lp client.Loopix, gw directory.Key) (*client.Client, error) {
+	return testexit.Dial(ctx, n.Net, client.Config{Loopix: &lp, Gateway: gw, Logger: quietLogger()})
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

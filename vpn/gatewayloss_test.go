@@ -40,7 +40,11 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 		c.GatewayTimeout = 2 * time.Second
 		c.Dial = func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
 			gw := directory.Key(entries[min(attempt, 1)].Identity())
-			return connectMixnet(t, n, NoDelayProfile().Loopix, gw), e.mix.Address(), nil
+			m, err := dialMixnet(ctx, n, NoDelayProfile().Loopix, gw)
+			if err != nil {
+				return nil, client.Address{}, err
+			}
+			return m, e.mix.Address(), nil
 		}
 	})
 	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {

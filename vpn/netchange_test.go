@@ -48,7 +48,11 @@ func TestNetworkChangedReconnectsNow(t *testing.T) {
 				<-ctx.Done()
 				return nil, client.Address{}, ctx.Err()
 			}
-			return connectMixnet(t, n, NoDelayProfile().Loopix, directory0(n)), e.mix.Address(), nil
+			m, err := dialMixnet(ctx, n, NoDelayProfile().Loopix, directory0(n))
+			if err != nil {
+				return nil, client.Address{}, err
+			}
+			return m, e.mix.Address(), nil
 		}
 	})
 	<-dialed // Connect's

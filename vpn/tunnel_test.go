@@ -45,7 +45,10 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 		Profile: p,
 		Logger:  quietLogger(),
 		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
-			m := connectMixnet(t, n, p.Loopix, directory0(n))
+			m, err := dialMixnet(ctx, n, p.Loopix, directory0(n))
+			if err != nil {
+				return nil, client.Address{}, err
+			}
 			mix.Store(m)
 			return m, e.mix.Address(), nil
 		},
@@ -221,7 +224,11 @@ func TestCloseWithoutRun(t *testing.T) {
 		Profile: NoDelayProfile(),
 		Logger:  quietLogger(),
 		Dial: func(ctx context.Context, attempt int) (Mixnet, client.Address, error) {
-			mix = connectMixnet(t, n, NoDelayProfile().Loopix, directory0(n))
+			m, err := dialMixnet(ctx, n, NoDelayProfile().Loopix, directory0(n))
+			if err != nil {
+				return nil, client.Address{}, err
+			}
+			mix = m
 			return mix, e.mix.Address(), nil
 		},
 	}

@@ -6,6 +6,7 @@ package testexit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -112,17 +113,9 @@ func StartOptions(t testing.TB, n *testnet.Net, o Options) *Exit {
 // drops packets for it.
 func Connect(t testing.TB, n *testnet.Net, cfg client.Config) *client.Client {
 	t.Helper()
-	if n.NetworkFile != "" { // a network of authorities
-		cfg.Network = n.Network
-	} else {
-		cfg.DirectoryURL, cfg.DirectoryKey = n.DirectoryURL, n.DirectoryKey
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := client.Connect(ctx, cfg)
+	c, err := client.Connect(ctx, withDirectory(n, cfg))
 	if err != nil {
 		t.Fatalf("mixnet connect: %v", err)
 	}
@@ -131,18 +124,56 @@ func Connect(t testing.TB, n *testnet.Net, cfg client.Config) *client.Client {
 	return c
 }
 
+// Dial is Connect for code that runs outside the test's goroutine, such as
+// a tunnel's redial: it returns an error instead of failing the test (which
+// only the test's goroutine may do), gives up when ctx ends instead of after
+// a fixed time (a loaded machine takes longer, and the caller knows how long
+// is too long), and leaves closing the client to the caller.
+func Dial(ctx context.Context, n *testnet.Net, cfg client.Config) (*client.Client, error) {
+	c, err := client.Connect(ctx, withDirectory(n, cfg))
+	if err != nil {
+		return nil, fmt.Errorf("mixnet connect: %w", err)
+	}
+	for !registered(n, c) {
+		select {
+		case <-ctx.Done():
+			c.Close()
+			return nil, fmt.Errorf("waiting for the gateway to register the client: %w", context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return c, nil
+}
+
+// withDirectory fills in n's directory (its network file, or its one
+// authority) and a quiet logger.
+func withDirectory(n *testnet.Net, cfg client.Config) client.Config {
+	if n.NetworkFile != "" { // a network of authorities
+		cfg.Network = n.Network
+	} else {
+		cfg.DirectoryURL, cfg.DirectoryKey = n.DirectoryURL, n.DirectoryKey
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
+}
+
 // waitRegistered waits until c's gateway has registered it.
 func waitRegistered(t testing.TB, n *testnet.Net, c *client.Client) {
 	t.Helper()
-	poll.Until(t, 10*time.Second, "the gateway to register the client", func() bool {
-		for _, nd := range n.Nodes() {
-			if nd.Running() && directory.Key(nd.Identity()) == c.Address().Gateway {
-				if g := nd.Gateway(); g != nil {
-					st, ok := g.Client(c.Address().Identity)
-					return ok && st.Connected
-				}
+	poll.Until(t, 10*time.Second, "the gateway to register the client", func() bool { return registered(n, c) })
+}
+
+// registered tells whether c's gateway has registered it.
+func registered(n *testnet.Net, c *client.Client) bool {
+	for _, nd := range n.Nodes() {
+		if nd.Running() && directory.Key(nd.Identity()) == c.Address().Gateway {
+			if g := nd.Gateway(); g != nil {
+				st, ok := g.Client(c.Address().Identity)
+				return ok && st.Connected
 			}
 		}
-		return false
-	})
+	}
+	return false
 }
