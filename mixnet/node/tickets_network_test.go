@@ -21,6 +21,7 @@ import (
 	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/ticket"
 	"github.com/nym-go/nym/mixnet/ticket/tickettest"
+	"github.com/nym-go/nym/wgreg"
 )
 
 // reportInterval is the gateways' ticket report interval in these tests.
@@ -29,7 +30,12 @@ const reportInterval = time.Second
 // ticketNet is a network of three authorities (k = 2) issuing tickets and
 // two entry gateways requiring them, once the consensus carries every
 // authority's keys for today's tickets.
-func ticketNet(t *testing.T) *testnet.Net {
+func ticketNet(t *testing.T) *testnet.Net { return ticketNetWith(t, false) }
+
+// ticketNetWith is ticketNet, with a WireGuard door at both entry gateways
+// (requiring tickets too, and the consensus waited for until it lists both
+// doors and the WireGuard ticket keys) when wireGuard is set.
+func ticketNetWith(t *testing.T, wireGuard bool) *testnet.Net {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs three authorities and waits for their issuer keys")
@@ -41,11 +47,18 @@ func ticketNet(t *testing.T) *testnet.Net {
 				c.RequireTickets = true
 				c.TicketReportInterval = node.Duration{Duration: reportInterval}
 			}
+			if wireGuard && c.Mode == node.ModeEntryGateway {
+				c.WireGuardListen = "127.0.0.1:0"
+			}
 		},
 	})
-	poll.Until(t, 3*time.Minute, "a consensus with every authority's ticket keys", func() bool {
+	types := []ticket.Type{ticket.TypeMixnetEntry}
+	if wireGuard {
+		types = append(types, ticket.TypeWireGuardEntry, ticket.TypeWireGuardExit)
+	}
+	poll.Until(t, 3*time.Minute, "a consensus with every authority's ticket keys (and both entries' WireGuard doors)", func() bool {
 		top, err := n.Topology()
-		if err != nil {
+		if err != nil || wireGuard && len(wgreg.Entries(top)) < 2 {
 			return false
 		}
 		is, err := ticket.IssuersFrom(n.Network, top)
@@ -53,8 +66,10 @@ func ticketNet(t *testing.T) *testnet.Net {
 			return false
 		}
 		for _, a := range n.Network.Authorities {
-			if _, ok := is.Key(a.Key, ticket.TypeMixnetEntry, ticket.ExpiryFor(time.Now())); !ok {
-				return false
+			for _, typ := range types {
+				if _, ok := is.Key(a.Key, typ, ticket.ExpiryFor(time.Now())); !ok {
+					return false
+				}
 			}
 		}
 		return true

@@ -12,7 +12,6 @@ import (
 	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
-	"github.com/nym-go/nym/mixnet/node"
 	"github.com/nym-go/nym/mixnet/ticket"
 	"github.com/nym-go/nym/wgreg"
 )
@@ -20,43 +19,7 @@ import (
 // wgTicketNet is ticketNet with a WireGuard door at both entry gateways:
 // three authorities (k = 2) issuing the WireGuard tickets too, and two
 // entries requiring tickets at both their doors.
-func wgTicketNet(t *testing.T) *testnet.Net {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs three authorities and waits for their issuer keys")
-	}
-	n := testnet.Start(t, testnet.Options{
-		Authorities: 3, Threshold: 2, Entries: 2, MaxEntries: 2, Tickets: true,
-		EditNode: func(c *node.Config) {
-			if c.Mode != node.ModeMixnode {
-				c.RequireTickets = true
-				c.TicketReportInterval = node.Duration{Duration: reportInterval}
-			}
-			if c.Mode == node.ModeEntryGateway {
-				c.WireGuardListen = "127.0.0.1:0"
-			}
-		},
-	})
-	poll.Until(t, 3*time.Minute, "a consensus with every authority's ticket keys and both entries' WireGuard doors", func() bool {
-		top, err := n.Topology()
-		if err != nil || len(wgreg.Entries(top)) < 2 {
-			return false
-		}
-		is, err := ticket.IssuersFrom(n.Network, top)
-		if err != nil {
-			return false
-		}
-		for _, a := range n.Network.Authorities {
-			for _, typ := range []ticket.Type{ticket.TypeMixnetEntry, ticket.TypeWireGuardEntry, ticket.TypeWireGuardExit} {
-				if _, ok := is.Key(a.Key, typ, ticket.ExpiryFor(time.Now())); !ok {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	return n
-}
+func wgTicketNet(t *testing.T) *testnet.Net { return ticketNetWith(t, true) }
 
 // redeemedType redeems a fresh voucher of count tickets of typ into b.
 func redeemedType(t *testing.T, n *testnet.Net, typ ticket.Type, count int, b *ticket.Book) {
