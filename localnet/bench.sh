@@ -13,9 +13,13 @@
 #       1 MiB download through it with curl --socks5-hostname
 #   (c) a plain vxlan tunnel client -> exit -> internet between the same
 #       namespaces, without the mixnet: the ceiling
+#   (w) a reference, not a target: one hop of userspace WireGuard
+#       (upstream wireguard-go, built from go.mod's module, on both ends)
+#       client -> exit -> internet over the same LAN, MTU 1420: what a
+#       single-hop userspace WireGuard VPN gets on this machine
 #
-# (a), (p), (b), (f) and (c) each with iperf3 TCP goodput (download, -R;
-# (a), (p), (f) and (c) upload too), ping RTT idle and during the download,
+# (a), (p), (b), (f), (w) and (c) each with iperf3 TCP goodput (download, -R;
+# (a), (p), (f), (w) and (c) upload too), ping RTT idle and during the download,
 # printed as a table with ratios to (c); for (a), (p) and (c) a page load as
 # a browser does it (/page: one HTML page, then its 20 objects of 25 KiB
 # over 6 parallel connections) and the idle cost: bytes/s the client's LAN
@@ -33,7 +37,7 @@
 #   BENCH_IPERF_TIME  seconds per iperf3 run (default 10)
 #   BENCH_PINGS       pings per RTT measurement (default 20)
 #   BENCH_ROWS        rows to run besides (c), which every ratio needs
-#                     (default apsbf; e.g. f to compare fast mode alone, ap
+#                     (default apsbfw; e.g. fw to compare fast mode alone, ap
 #                     for the two anonymous profiles)
 #   BENCH_IDLE        seconds of the idle-cost window (default 10)
 #   BENCH_PLUS_PROFILE the profile row (p) connects with (default anonymous-plus)
@@ -48,7 +52,7 @@ STATE=$LOCALNET_DIR
 BIN=${LOCALNET_BIN:-$REPO/bin}
 IPERF_TIME=${BENCH_IPERF_TIME:-10}
 PINGS=${BENCH_PINGS:-20}
-ROWS=${BENCH_ROWS:-apsbf}
+ROWS=${BENCH_ROWS:-apsbfw}
 IDLE_TIME=${BENCH_IDLE:-10}
 PLUS=${BENCH_PLUS_PROFILE:-anonymous-plus}
 row() { [[ $ROWS == *$1* ]]; }
@@ -153,12 +157,13 @@ pageload() {
 }
 
 declare -A GP RTT LOSS CPU LRTT UP PAGE IDLE PROF LABEL
-for k in a p s b f c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- UP[$k]=- PAGE[$k]=- IDLE[$k]=-; done
+for k in a p s b f w c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- UP[$k]=- PAGE[$k]=- IDLE[$k]=-; done
 LABEL[a]="(a) Nym defaults" PROF[a]=default
 LABEL[p]="(p) --profile $PLUS" PROF[p]=$PLUS
 LABEL[s]="(s) socks5, Nym defaults (1 MiB)"
 LABEL[b]="(b) --profile nodelay" PROF[b]=nodelay
 LABEL[f]="(f) --mode fast (WireGuard x2)"
+LABEL[w]="(w) wireguard-go 1 hop (reference)"
 LABEL[c]="(c) plain vxlan tunnel (ceiling)"
 
 # Per-role cost (internal/rolecost): a window is a directory with its meta
@@ -368,11 +373,90 @@ log "(c) iperf3 upload"
 UP[c]=$(goodput up)
 PAGE[c]=$(pageload)
 
+# (w), a reference: one hop of upstream wireguard-go (userspace, with its
+# TUN offloads and UDP GSO/GRO) from the client to the exit over the LAN,
+# forwarded and masqueraded there as (c) is. Fast mode runs the same code
+# twice, nested, through the entry.
+# wgkeys FILE: a new X25519 key in FILE (PEM); prints its private and
+# public halves in hex (the last 32 bytes of openssl's DER forms).
+wgkeys() {
+	openssl genpkey -algorithm X25519 -out "$1" 2>/dev/null || return 1
+	openssl pkey -in "$1" -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n'
+	echo -n ' '
+	openssl pkey -in "$1" -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n'
+	echo
+}
+# wgset IFACE: writes stdin to wireguard-go's UAPI socket for IFACE
+# ("set=1" and the settings); fails unless it answers errno=0.
+wgset() {
+	python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.stdin.buffer.read() + b"\n")
+r = b""
+while not r.endswith(b"\n\n"):
+	c = s.recv(4096)
+	if not c: break
+	r += c
+sys.exit(0 if b"errno=0" in r else r.decode())' "/var/run/wireguard/$1.sock"
+}
+if row w; then
+	log "(w) one hop of wireguard-go (reference): client -> exit over the LAN"
+	WGC=${P}w1c WGX=${P}w1x WGD=$STATE/wg1
+	mkdir -p "$WGD"
+	if ! command -v python3 >/dev/null; then
+		log "(w) skipped: python3 (for wireguard-go's UAPI socket) not found"
+	elif ! (cd "$REPO" && go build -o "$BIN/wireguard-go" golang.zx2c4.com/wireguard); then
+		log "(w) skipped: could not build wireguard-go"
+	else
+		read -r CPRIV CPUB < <(wgkeys "$WGD/client.pem")
+		read -r XPRIV XPUB < <(wgkeys "$WGD/exit.pem")
+		for r in client exit; do
+			n=$WGC
+			[[ $r == exit ]] && n=$WGX
+			ip netns exec "$P-$r" env LOG_LEVEL=error "$BIN/wireguard-go" -f "$n" </dev/null >"$STATE/log/wireguard-go-$r.log" 2>&1 &
+			echo "$! $P-$r" >"$STATE/pids/wireguard-go-$r"
+		done
+		for _ in $(seq 50); do [[ -S /var/run/wireguard/$WGC.sock && -S /var/run/wireguard/$WGX.sock ]] && break; sleep 0.1; done
+		printf 'set=1\nprivate_key=%s\nlisten_port=51899\npublic_key=%s\nendpoint=192.0.2.100:51898\nallowed_ip=10.98.0.2/32\n' "$XPRIV" "$CPUB" | wgset "$WGX" &&
+			printf 'set=1\nprivate_key=%s\nlisten_port=51898\npublic_key=%s\nendpoint=192.0.2.40:51899\nallowed_ip=0.0.0.0/0\n' "$CPRIV" "$XPUB" | wgset "$WGC" ||
+			die "(w): configuring wireguard-go failed"
+		inns client ip addr add 10.98.0.2/30 dev "$WGC"
+		inns client ip link set "$WGC" up
+		inns exit ip addr add 10.98.0.1/30 dev "$WGX"
+		inns exit ip link set "$WGX" up
+		inns exit nft -f - <<-EOT
+			table ip bench_wg {
+				chain postrouting_wg {
+					type nat hook postrouting priority 50; policy accept;
+					ip saddr 10.98.0.0/30 oifname "uplink0" masquerade
+				}
+			}
+		EOT
+		inns client ip route replace "$INET4/32" dev "$WGC"
+		if inns client curl -sf --max-time 10 "http://$INET4/" >/dev/null; then
+			measure w
+			log "(w) iperf3 upload"
+			UP[w]=$(goodput up)
+		else
+			log "(w): no page through wireguard-go; see $STATE/log/wireguard-go-*.log"
+		fi
+		inns client ip route replace "$INET4/32" via 10.99.0.1 dev pt0
+		inns exit nft delete table ip bench_wg
+		for r in client exit; do
+			read -r wpid _ <"$STATE/pids/wireguard-go-$r"
+			kill -TERM "$wpid" 2>/dev/null || true
+			wait "$wpid" 2>/dev/null || true
+			rm -f "$STATE/pids/wireguard-go-$r"
+		done
+	fi
+fi
+
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings, idle ${IDLE_TIME}s"
 printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' path "down Mb/s" "vs plain" "up Mb/s" "RTT ms" "vs plain" loss "RTT load" "CPU busy" "page s" "idle kB/s"
-for k in a p b s f c; do
+for k in a p b s f w c; do
 	[[ $k == c ]] || row "$k" || continue
 	printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' "${LABEL[$k]}" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
 		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}" "${PAGE[$k]}" "${IDLE[$k]}"
@@ -380,6 +464,7 @@ done
 echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
 echo "RTT load: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
 echo "page: /page, 1 HTML + 20 objects (500 KiB), 6 parallel connections; idle: kB/s the client's LAN interface sends with the tunnel up and unused"
+[[ $ROWS != *f* || $ROWS != *w* ]] || echo "fast mode against one hop of wireguard-go: down $(ratio "${GP[f]}" "${GP[w]}"), up $(ratio "${UP[f]}" "${UP[w]}")"
 [[ $ROWS != *f* ]] || echo "fast mode targets: goodput >= 0.5 of plain (down $(ratio "${GP[f]}" "${GP[c]}"), up $(ratio "${UP[f]}" "${UP[c]}")); idle RTT within 2 ms of plain ($(awk -v f="${RTT[f]}" -v c="${RTT[c]}" 'BEGIN { if (f == "-" || c == "-") print "-"; else printf "%+.2f ms\n", f - c }'))"
 if ((${#WINDOWS[@]})); then
 	echo
