@@ -72,6 +72,10 @@ func (t *chanTUN) InjectBatch(pkts []*[]byte) bool {
 
 var errClosed = errors.New("wggate: tun closed")
 
+// chanTUNBatch is the most packets the device reads at once: what it then
+// encrypts and sends to a client in one go (UDP GSO), as for a kernel TUN.
+const chanTUNBatch = 128
+
 // Read hands the device up to len(bufs) queued packets, blocking for the
 // first. wireguard-go reads from one goroutine.
 func (t *chanTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -117,7 +121,7 @@ func (t *chanTUN) File() *os.File             { return nil }
 func (t *chanTUN) MTU() (int, error)          { return t.mtu, nil }
 func (t *chanTUN) Name() (string, error)      { return "wgentry", nil }
 func (t *chanTUN) Events() <-chan wgtun.Event { return t.events }
-func (t *chanTUN) BatchSize() int             { return 32 }
+func (t *chanTUN) BatchSize() int             { return chanTUNBatch }
 func (t *chanTUN) Close() error {
 	t.once.Do(func() {
 		close(t.closed)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -56,6 +57,8 @@ type flow struct {
 	conn *net.UDPConn
 	bc   batchConn    // conn, many datagrams per syscall
 	last atomic.Int64 // unix nanos of the last datagram either way
+	gso  atomic.Bool  // sends runs of equal-size datagrams as one (UDP_SEGMENT)
+	gro  bool         // reads bursts coalesced (UDP_GRO)
 }
 
 // bufPool holds the packets fromExit hands the device: a datagram of up to
@@ -106,12 +109,11 @@ func (r *relay) fromClients(bufs [][]byte, offset int) {
 		if f == nil {
 			continue
 		}
-		if sb.f != f || sb.n == len(sb.msgs) {
+		if sb.f != f || len(sb.pay) == relayBatch {
 			r.send(sb)
 			sb.f = f
 		}
-		sb.msgs[sb.n].Buffers[0] = payload
-		sb.n++
+		sb.pay = append(sb.pay, payload)
 	}
 	r.send(sb)
 }
@@ -149,56 +151,129 @@ func (r *relay) accept(pkt []byte, last *flow) (*flow, []byte) {
 	return f, payload
 }
 
-// relayBatch is the most datagrams one sendmmsg or recvmmsg moves: the
-// channel tun's batch (the device hands its receive side up to the bind's
-// 128, sent in pieces).
-const relayBatch = 32
+// relayBatch is the most datagrams one send to an exit moves (and what
+// the device hands the relay at most: its bind's batch). UDP GSO takes at
+// most 64 segments per message; a batch of 1420-byte datagrams needs two.
+const relayBatch = 128
+
+// maxGSOSegments and maxGSOBytes bound one UDP_SEGMENT message: the
+// kernel's UDP_MAX_SEGMENTS, and a UDP datagram's length less headers.
+const (
+	maxGSOSegments = 64
+	maxGSOBytes    = 65535 - 48
+)
 
 // sendBatch is datagrams of one flow waiting for one sendmmsg. The
 // device's receive goroutines (one per peer) each take one from the pool.
 type sendBatch struct {
-	f    *flow
+	f   *flow
+	pay [][]byte // the datagrams, in order; they alias the device's buffers
+
+	// What one sendmmsg gets: a message per datagram, or with GSO per run
+	// of equal-size datagrams (the last of a run may be shorter), each
+	// datagram an iovec of its own, so nothing is copied. segs[i] is how
+	// many datagrams msgs[i] carries.
 	msgs []ipv4.Message
-	n    int
+	segs []int
+	oob  [][]byte
 }
 
 var sendBatches = sync.Pool{New: func() any {
-	sb := &sendBatch{msgs: make([]ipv4.Message, relayBatch)}
+	sb := &sendBatch{
+		pay:  make([][]byte, 0, relayBatch),
+		msgs: make([]ipv4.Message, relayBatch),
+		segs: make([]int, relayBatch),
+		oob:  make([][]byte, relayBatch),
+	}
 	for i := range sb.msgs {
-		sb.msgs[i].Buffers = make([][]byte, 1)
+		sb.msgs[i].Buffers = make([][]byte, 0, maxGSOSegments)
+		sb.oob[i] = make([]byte, gsoOOBSize)
 	}
 	return sb
 }}
 
+// build turns pay into messages, runs of equal size joined when gso.
+func (sb *sendBatch) build(pay [][]byte, gso bool) []ipv4.Message {
+	n, size, bytes := 0, 0, 0
+	for _, p := range pay {
+		if gso && n > 0 {
+			m := &sb.msgs[n-1]
+			// A run continues while its datagrams are of its size; a
+			// shorter one ends it.
+			if len(p) <= size && len(m.Buffers[len(m.Buffers)-1]) == size &&
+				sb.segs[n-1] < maxGSOSegments && bytes+len(p) <= maxGSOBytes {
+				m.Buffers = append(m.Buffers, p)
+				sb.segs[n-1]++
+				bytes += len(p)
+				continue
+			}
+		}
+		m := &sb.msgs[n]
+		m.Buffers = append(m.Buffers[:0], p)
+		m.OOB = nil
+		sb.segs[n] = 1
+		size, bytes = len(p), len(p)
+		n++
+	}
+	for i := range n {
+		if sb.segs[i] > 1 {
+			sb.msgs[i].OOB = putGSO(sb.oob[i], len(sb.msgs[i].Buffers[0]))
+		}
+	}
+	return sb.msgs[:n]
+}
+
 // send writes sb's datagrams to its flow's exit and empties it.
 func (r *relay) send(sb *sendBatch) {
-	if sb.n == 0 {
+	if len(sb.pay) == 0 {
 		return
 	}
-	f, msgs := sb.f, sb.msgs[:sb.n]
+	f, pay := sb.f, sb.pay
 	f.last.Store(time.Now().UnixNano())
-	for len(msgs) > 0 {
-		n, err := f.bc.WriteBatch(msgs, 0)
-		if err != nil {
+	gso := f.gso.Load()
+	msgs := sb.build(pay, gso)
+	for i := 0; i < len(msgs); {
+		n, err := f.bc.WriteBatch(msgs[i:], 0)
+		switch {
+		case err != nil && sb.segs[i] > 1:
+			// The kernel refused a GSO message; on EIO (the way out
+			// cannot segment) the flow stops asking. This message's
+			// datagrams and the rest go again one by one.
+			if gsoRefused(err) {
+				f.gso.Store(false)
+				r.log.Debug("wireguard relay: UDP GSO refused; sending datagrams singly", "exit", f.key.exit, "err", err)
+			}
+			done := 0
+			for _, s := range sb.segs[:i] {
+				done += s
+			}
+			pay = pay[done:]
+			msgs, i = sb.build(pay, false), 0
+			continue
+		case err != nil:
 			// Refused (an ICMP error the socket held) or failed: the
 			// first datagram is lost, as a single send would have been;
 			// the rest get their own try.
 			r.m.dropped.WithLabelValues(dropSendError).Inc()
 			n = 1
-		} else {
-			bytes := 0
-			for _, m := range msgs[:n] {
-				bytes += len(m.Buffers[0])
+		default:
+			pkts, bytes := 0, 0
+			for _, m := range msgs[i : i+n] {
+				for _, b := range m.Buffers {
+					bytes += len(b)
+				}
+				pkts += len(m.Buffers)
 			}
-			r.toExitPkts.Add(float64(n))
+			r.toExitPkts.Add(float64(pkts))
 			r.toExitBytes.Add(float64(bytes))
 		}
-		msgs = msgs[n:]
+		i += n
 	}
-	for i := range sb.msgs[:sb.n] {
-		sb.msgs[i].Buffers[0] = nil
+	for i := range msgs {
+		clear(msgs[i].Buffers)
 	}
-	sb.f, sb.n = nil, 0
+	clear(sb.pay)
+	sb.f, sb.pay = nil, sb.pay[:0]
 }
 
 // flow returns the socket of key, opening one if there is none.
@@ -225,6 +300,9 @@ func (r *relay) flow(key flowKey) (*flow, string) {
 	}
 	setSocketBuffers(conn, r.log)
 	f := &flow{key: key, peer: pk, conn: conn, bc: newBatchConn(conn, key.exit.Addr().Is6())}
+	gso, gro := udpOffload(conn)
+	f.gso.Store(gso)
+	f.gro = gro
 	f.last.Store(time.Now().UnixNano())
 	r.flows[key] = f
 	r.perPeer[pk]++
@@ -236,21 +314,39 @@ func (r *relay) flow(key flowKey) (*flow, string) {
 
 // relayReadSize is the largest datagram from an exit the relay takes: a
 // WireGuard message of an exit whose MTU is up to 4 KiB, far past the
-// 1420 the client's outer tunnel carries unfragmented. Each flow's reader
-// holds relayBatch of these (128 KiB).
+// 1420 the client's outer tunnel carries unfragmented.
 const relayReadSize = 4 << 10
 
+// Each flow's reader holds relayReadBatch buffers of relayReadSize (one
+// byte more tells a full buffer, perhaps cut, from a datagram of the
+// largest size taken), 128 KiB; or, with UDP GRO, groReadBatch buffers of
+// 64 KiB, each a burst of up to 64 datagrams (the exit's wireguard-go
+// sends its batches with UDP GSO), 256 KiB.
+const (
+	relayReadBatch = 32
+	groReadBatch   = 4
+	groReadSize    = 1 << 16
+)
+
 // fromExit writes the exit's datagrams on f back into the client's tunnel
-// until the socket closes; one recvmmsg reads up to relayBatch of them.
+// until the socket closes; one recvmmsg reads up to relayReadBatch of
+// them, or groReadBatch bursts.
 func (r *relay) fromExit(f *flow) {
 	defer r.wg.Done()
-	msgs := make([]ipv4.Message, relayBatch)
-	backing := make([]byte, relayBatch*(relayReadSize+1))
-	for i := range msgs {
-		// One byte more than relayReadSize tells a full buffer (perhaps
-		// cut) from a datagram of the largest size taken.
-		msgs[i].Buffers = [][]byte{backing[i*(relayReadSize+1) : (i+1)*(relayReadSize+1)]}
+	nmsgs, size := relayReadBatch, relayReadSize+1
+	if f.gro {
+		nmsgs, size = groReadBatch, groReadSize
 	}
+	msgs := make([]ipv4.Message, nmsgs)
+	backing := make([]byte, nmsgs*size)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{backing[i*size : (i+1)*size]}
+		if f.gro {
+			msgs[i].OOB = make([]byte, gsoOOBSize)
+		}
+	}
+	var pkts []*[]byte
+	hdr := udpHeaderLen(f.key.exit.Addr())
 	for {
 		n, err := f.bc.ReadBatch(msgs, 0)
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -266,29 +362,45 @@ func (r *relay) fromExit(f *flow) {
 			return
 		}
 		f.last.Store(time.Now().UnixNano())
-		pkts, bytes := make([]*[]byte, 0, n), 0
+		pkts = pkts[:0]
 		for _, m := range msgs[:n] {
-			if m.N > relayReadSize {
+			data, seg := m.Buffers[0][:m.N], m.N
+			if f.gro {
+				if s := groSize(m.OOB[:m.NN]); s > 0 {
+					seg = s
+				}
+			}
+			if seg > relayReadSize || m.Flags&syscall.MSG_TRUNC != 0 {
 				r.m.dropped.WithLabelValues(dropTooBig).Inc()
 				continue
 			}
-			bp := bufPool.Get().(*[]byte)
-			*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, m.Buffers[0][:m.N])
-			pkts = append(pkts, bp)
-			bytes += m.N
-		}
-		if len(pkts) == 0 {
-			continue
-		}
-		if !r.tun.InjectBatch(pkts) {
-			for _, bp := range pkts {
-				bufPool.Put(bp)
+			for len(data) > 0 {
+				d := data[:min(seg, len(data))]
+				data = data[len(d):]
+				bp := bufPool.Get().(*[]byte)
+				*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, d)
+				pkts = append(pkts, bp)
 			}
-			r.m.dropped.WithLabelValues(dropQueueFull).Add(float64(len(pkts)))
-			continue
 		}
-		r.fromExitPkts.Add(float64(len(pkts)))
-		r.fromExitBytes.Add(float64(bytes))
+		// One hand-over per device batch: the queue's bound is in
+		// packets, and a burst is up to 256.
+		for len(pkts) > 0 {
+			chunk := pkts[:min(len(pkts), chanTUNBatch)]
+			pkts = pkts[len(chunk):]
+			bytes := 0 // counted first: once injected, the buffers are the device's
+			for _, bp := range chunk {
+				bytes += len(*bp) - hdr
+			}
+			if !r.tun.InjectBatch(slices.Clone(chunk)) {
+				for _, bp := range chunk {
+					bufPool.Put(bp)
+				}
+				r.m.dropped.WithLabelValues(dropQueueFull).Add(float64(len(chunk)))
+				continue
+			}
+			r.fromExitPkts.Add(float64(len(chunk)))
+			r.fromExitBytes.Add(float64(bytes))
+		}
 	}
 }
 

@@ -15,3 +15,12 @@ func setSocketBuffers(c *net.UDPConn, log *slog.Logger) {
 	}
 	c.SetWriteBuffer(relaySocketBuffer)
 }
+
+// udpOffload: UDP GSO and GRO are Linux's.
+func udpOffload(*net.UDPConn) (gso, gro bool) { return false, false }
+
+const gsoOOBSize = 0
+
+func putGSO(oob []byte, _ int) []byte { return oob[:0] }
+func groSize([]byte) int              { return 0 }
+func gsoRefused(error) bool           { return false }

@@ -52,3 +52,12 @@ func appendUDP(b []byte, src, dst netip.AddrPort, payload []byte) []byte {
 	udp.SetChecksum(cs)
 	return b
 }
+
+// udpHeaderLen is the IP and UDP header length appendUDP writes for
+// addresses of a's family.
+func udpHeaderLen(a netip.Addr) int {
+	if a.Is4() {
+		return header.IPv4MinimumSize + header.UDPMinimumSize
+	}
+	return header.IPv6MinimumSize + header.UDPMinimumSize
+}
