@@ -210,3 +210,43 @@ func (k *kernelDevice) Close() error {
 	})
 	return k.closeErr
 }
+
+func (k *kernelDevice) wireGuardTUN() wgtun.Device {
+	return &wireGuardView{k: k, events: make(chan wgtun.Event)}
+}
+
+// wireGuardView is a kernel TUN as a wireguard-go device drives it
+// directly (see WireGuardTUN).
+type wireGuardView struct {
+	k      *kernelDevice
+	events chan wgtun.Event
+	once   sync.Once
+}
+
+func (v *wireGuardView) File() *os.File             { return v.k.dev.File() }
+func (v *wireGuardView) MTU() (int, error)          { return v.k.dev.MTU() }
+func (v *wireGuardView) Name() (string, error)      { return v.k.name, nil }
+func (v *wireGuardView) Events() <-chan wgtun.Event { return v.events }
+func (v *wireGuardView) BatchSize() int             { return v.k.batch }
+
+func (v *wireGuardView) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := v.k.dev.Read(bufs, sizes, offset)
+	if err != nil && v.k.closed.Load() {
+		return 0, fmt.Errorf("tun: read %s: %w", v.k.name, os.ErrClosed)
+	}
+	return n, err
+}
+
+func (v *wireGuardView) Write(bufs [][]byte, offset int) (int, error) {
+	if v.k.closed.Load() {
+		return 0, fmt.Errorf("tun: write %s: %w", v.k.name, os.ErrClosed)
+	}
+	return v.k.dev.Write(bufs, offset)
+}
+
+// Close closes the TUN and ends Events.
+func (v *wireGuardView) Close() error {
+	err := v.k.Close()
+	v.once.Do(func() { close(v.events) })
+	return err
+}

@@ -366,3 +366,80 @@ func BenchmarkKernelDevice(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(ab.packets.Load())/float64(ab.reads.Load()), "pkts/read")
 }
+
+// TestWireGuardTUN drives a kernel TUN as wireguard-go does, through
+// WireGuardTUN: a datagram read at an offset, an answer written from
+// behind headroom reaches the socket, and Close ends Events and a pending
+// Read.
+func TestWireGuardTUN(t *testing.T) {
+	leakcheck.Check(t)
+	requireRoot(t)
+	ns := newNetns(t, "a")
+	dev, ok := WireGuardTUN(newKernelInNetns(t, ns, 1400, "192.0.2.1/24"))
+	if !ok {
+		t.Fatal("a kernel TUN is not a wireguard-go TUN")
+	}
+	if name, _ := dev.Name(); name != testTUN || dev.BatchSize() != 128 {
+		t.Errorf("name %q batch %d", name, dev.BatchSize())
+	}
+	var conn *net.UDPConn
+	if err := inNetns(ns, func() (err error) {
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local, peer := conn.LocalAddr().(*net.UDPAddr).AddrPort(), netip.MustParseAddrPort("192.0.2.77:5555")
+	if _, err := conn.WriteToUDPAddrPort([]byte("ping"), peer); err != nil {
+		t.Fatal(err)
+	}
+	const offset = 16 // wireguard-go's
+	bufs, sizes := make([][]byte, dev.BatchSize()), make([]int, dev.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, offset+MaxPacketSize)
+	}
+	for found := false; !found; {
+		n, err := dev.Read(bufs, sizes, offset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			p, err := ippkt.Parse(bufs[i][offset : offset+sizes[i]])
+			found = found || err == nil && p.Protocol == ippkt.ProtoUDP && p.Dst == peer.Addr() && p.DstPort == peer.Port()
+		}
+	}
+	reply := append(make([]byte, offset), udpPacket(peer, local, []byte("pong!"))...)
+	if _, err := dev.Write([][]byte{reply}, offset); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "pong!" {
+		t.Fatalf("socket read %q, %v", buf[:n], err)
+	}
+
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := dev.Read(bufs, sizes, offset); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("pending Read: %v, want os.ErrClosed", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not unblock Read")
+	}
+	if _, open := <-dev.Events(); open {
+		t.Error("Events still open after Close")
+	}
+}

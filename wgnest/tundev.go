@@ -9,8 +9,18 @@ import (
 	"github.com/nym-go/nym/tun"
 )
 
-// tunDevice gives the inner WireGuard device the user's TUN (a tun.Device:
-// the kernel's nymvpn0, with its offloads handled inside).
+// newTunDevice gives the inner WireGuard device the user's TUN: a kernel
+// TUN (nymvpn0) directly, so the device's buffers take the kernel's
+// packets with no copy of ours (tun.WireGuardTUN); any other tun.Device
+// through tunDevice.
+func newTunDevice(dev tun.Device) wgtun.Device {
+	if wg, ok := tun.WireGuardTUN(dev); ok {
+		return wg
+	}
+	return newCopyingTunDevice(dev)
+}
+
+// tunDevice adapts a tun.Device (a userspace one, say) to wireguard.
 //
 // wireguard reads into its own buffers at an offset, shorter than the
 // MaxPacketSize buffers tun.Device reads into, so reads go through a batch
@@ -31,7 +41,7 @@ type tunDevice struct {
 	once   sync.Once
 }
 
-func newTunDevice(dev tun.Device) *tunDevice {
+func newCopyingTunDevice(dev tun.Device) *tunDevice {
 	bufs, sizes := tun.NewBatch(dev)
 	return &tunDevice{dev: dev, bufs: bufs, sizes: sizes, events: make(chan wgtun.Event)}
 }
