@@ -121,6 +121,12 @@ func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
 		cancel()
 		return nil, fmt.Errorf("client: connecting to gateway %s at %s: %w", gw.Identity, gw.ClientsAddr, err)
 	}
+	c.stats.downstreamInterval.Store(0) // until this connection's grant
+	if d := c.cfg.Loopix.DownstreamInterval; d > 0 {
+		// First thing on every connection, so the gateway shapes all but
+		// its greeting (and what it sends in this round trip).
+		conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Shape{Interval: d, FrameLen: DownstreamFrameLen}).AppendBinary(nil)})
+	}
 	return conn, nil
 }
 
@@ -184,13 +190,34 @@ func (c *Client) handleFrame(conn *link.Conn, f link.Frame) error {
 	if f.Kind != link.KindClient {
 		return nil
 	}
-	msg, err := gatewire.Parse(f.Payload)
+	return c.handleGatewayMessage(conn, f.Payload)
+}
+
+// handleGatewayMessage acts on one message from the gateway. A Slot of the
+// shaped downstream carries several, or none (Parse refuses a slot in a
+// slot). Deliveries alias b, which is ours.
+func (c *Client) handleGatewayMessage(conn *link.Conn, b []byte) error {
+	msg, err := gatewire.Parse(b)
 	if err != nil {
 		c.stats.badDeliveries.Add(1)
 		c.logLimited("malformed message from gateway", "err", err)
 		return nil
 	}
 	switch m := msg.(type) {
+	case *gatewire.Slot:
+		if len(m.Messages) == 0 {
+			c.stats.gatewayCover.Add(1)
+		}
+		for _, inner := range m.Messages {
+			if err := c.handleGatewayMessage(conn, inner); err != nil {
+				return err
+			}
+		}
+	case *gatewire.Shape:
+		c.stats.downstreamInterval.Store(int64(m.Interval))
+		if want := c.cfg.Loopix.DownstreamInterval; m.Interval != want {
+			c.log.Info("gateway shapes our downstream at another rate", "asked", want, "granted", m.Interval)
+		}
 	case *gatewire.Deliver:
 		select {
 		case c.inbound <- inbound{d: m, conn: conn}:
