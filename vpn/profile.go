@@ -27,13 +27,15 @@ type Profile struct {
 const reorderFloor = 20 * time.Millisecond
 
 // DefaultDownstreamInterval is the default profile's shaped downstream:
-// 100 frames/s from the entry gateway, about 210 kB/s whether the tunnel
+// 150 frames/s from the entry gateway, about 314 kB/s whether the tunnel
 // downloads or not, so a watcher of the user's link cannot see downloads.
 // Idle, some 57 of them carry the returning loop cover and acks; a
-// download's replies take the rest and the slots its own upstream data
-// frees from loop cover. See README "Measured through the VPN" for the
-// download it leaves (Nym's own cap is 0.97 Mbit/s).
-const DefaultDownstreamInterval = 10 * time.Millisecond
+// download's replies take the rest (and the slots its own upstream data
+// frees from loop cover): at most about 95 replies/s, 1.5 Mbit/s, what the
+// unshaped tunnel reached. Measured in the local network: at 100/s the
+// download fell to 0.59 Mbit/s (below Nym's own 0.97 Mbit/s cap) and a
+// 500 KiB page took 8.3 s; see README "Measured through the VPN".
+const DefaultDownstreamInterval = time.Second / 150
 
 // DefaultProfile is Nym's mixing: 15 ms mean delay per hop, a Poisson stream
 // of 50 packets/s and loop cover every 200 ms, with the downstream shaped
@@ -48,11 +50,12 @@ func DefaultProfile() Profile {
 	}
 }
 
-// PlusDownstreamInterval is anonymous-plus's shaped downstream: 500
-// frames/s, about 1 MB/s: idle, its 200 packets/s of loop cover come back
-// in some 210 of them, and a download of 5 Mbit/s needs about 330 replies/s
-// besides the loop cover its upstream still sends.
-const PlusDownstreamInterval = 2 * time.Millisecond
+// PlusDownstreamInterval is anonymous-plus's shaped downstream: about 667
+// frames/s, 1.4 MB/s. Idle, its 200 packets/s of loop cover come back in
+// some 210 of them; a download's replies take the rest, at least some 460/s
+// (7.4 Mbit/s) even if every upstream slot stays loop cover, so the
+// profile's 5 Mbit/s target is not capped by it.
+const PlusDownstreamInterval = 1500 * time.Microsecond
 
 // PlusSendInterval is the anonymous-plus profile's mean Poisson interval:
 // 200 packets/s, four times Nym's. Chosen by measuring 200, 333, 500 and

@@ -30,7 +30,7 @@ type Loopix struct {
 	// sends only loop cover. Zero: no such stream.
 	CoverInterval time.Duration
 	// DownstreamInterval asks the gateway for a constant-rate downstream:
-	// one frame of one length (DownstreamFrameLen) every interval, whether
+	// one frame of one length (DownstreamFrameLen()) every interval, whether
 	// it carries deliveries or nothing. Without it the gateway pushes each
 	// delivery when it arrives, and a watcher of the client's link sees
 	// when, and how much, the client downloads. The interval also caps
@@ -41,9 +41,14 @@ type Loopix struct {
 }
 
 // DownstreamFrameLen is the length of every frame of a shaped downstream:
-// one holds the largest delivery that reaches a client (the final-hop
-// payload of a regular packet), so no delivery needs a longer frame.
-var DownstreamFrameLen = gatewire.SlotLen(sphinx.RegularPacketSize)
+// one holds the largest delivery that reaches this client, the final-hop
+// payload of the largest packet it makes SURBs or loop cover of (today a
+// regular packet), so no delivery needs a longer frame. A profile that
+// takes larger replies must raise it to their size: the gateway drops a
+// delivery its slots cannot hold rather than send a longer frame.
+func (l Loopix) DownstreamFrameLen() int {
+	return gatewire.SlotLen(sphinx.RegularPacketSize)
+}
 
 // DownstreamBytesPerSecond is what a shaped downstream costs, idle or
 // not: DownstreamFrameLen per DownstreamInterval (zero when unshaped).
@@ -51,7 +56,7 @@ func (l Loopix) DownstreamBytesPerSecond() float64 {
 	if l.DownstreamInterval <= 0 {
 		return 0
 	}
-	return float64(DownstreamFrameLen) * float64(time.Second) / float64(l.DownstreamInterval)
+	return float64(l.DownstreamFrameLen()) * float64(time.Second) / float64(l.DownstreamInterval)
 }
 
 // NymDefaults are Nym's client defaults: 15 ms per hop, 50 packets/s,

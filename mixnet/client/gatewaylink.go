@@ -122,10 +122,10 @@ func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
 		return nil, fmt.Errorf("client: connecting to gateway %s at %s: %w", gw.Identity, gw.ClientsAddr, err)
 	}
 	c.stats.downstreamInterval.Store(0) // until this connection's grant
-	if d := c.cfg.Loopix.DownstreamInterval; d > 0 {
+	if lp := c.cfg.Loopix; lp.DownstreamInterval > 0 {
 		// First thing on every connection, so the gateway shapes all but
 		// its greeting (and what it sends in this round trip).
-		conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Shape{Interval: d, FrameLen: DownstreamFrameLen}).AppendBinary(nil)})
+		conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Shape{Interval: lp.DownstreamInterval, FrameLen: lp.DownstreamFrameLen()}).AppendBinary(nil)})
 	}
 	return conn, nil
 }
