@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -394,6 +395,9 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 		return nil
 	}
 	cl := s.client
+	if g.cfg.Trace != nil {
+		g.traceFrame(cl.addr, anonymity.In, 0, f.Payload, false)
+	}
 	cl.bytesIn.Add(uint64(len(f.Payload)))
 	g.metrics.bytesIn.Add(float64(len(f.Payload)))
 	g.recordIfDue(s, false)

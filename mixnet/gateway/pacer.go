@@ -175,7 +175,7 @@ func (g *Gateway) sendSlot(s *session, p *pacer) {
 	if cl.meter.metered && !g.charge(cl, s.c, p.frameLen-bytes) && n == 0 {
 		return
 	}
-	if !p.slot(n, func(frame []byte) bool { return g.writeClient(s.c, frame) }) {
+	if !p.slot(n, func(frame []byte) bool { return g.sendFrame(s.c, frame, n == 0) }) {
 		return
 	}
 	cl.bytesOut.Add(uint64(p.frameLen - bytes))
@@ -205,7 +205,7 @@ func (g *Gateway) toClient(cl *client, c *link.Conn, msg []byte) bool {
 			return true
 		}
 	} else {
-		ok = g.writeClient(c, msg)
+		ok = g.sendFrame(c, msg, false)
 	}
 	if ok && cl != nil {
 		cl.bytesOut.Add(uint64(len(msg)))
@@ -220,10 +220,4 @@ func (g *Gateway) pacerOf(c *link.Conn) *pacer {
 		return v.(*session).pacer.Load()
 	}
 	return nil
-}
-
-// writeClient puts one frame on a client's link: the one place where a
-// frame leaves for a client.
-func (g *Gateway) writeClient(c *link.Conn, payload []byte) bool {
-	return c.Send(link.Frame{Kind: link.KindClient, Payload: payload})
 }
