@@ -13,8 +13,8 @@ package measure
 import (
 	"context"
 	crand "crypto/rand"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
