@@ -158,6 +158,16 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 	if edit != nil {
 		edit(&to)
 	}
+	// Every client comes from 127.0.0.1, all at once: the per-address
+	// handshake limit, a guard against one host's flood, would refuse
+	// some of them.
+	nodeEdit := to.EditNode
+	to.EditNode = func(c *node.Config) {
+		c.MaxHandshakesPerIP = 1000
+		if nodeEdit != nil {
+			nodeEdit(c)
+		}
+	}
 	start := time.Now()
 	n := testnet.Start(t, to)
 	e := testexit.StartOptions(t, n, testexit.Options{Identity: &id, Loopix: exit.ServiceLoopix(), Internet: []netip.Addr{ServerAddr}})

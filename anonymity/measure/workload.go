@@ -80,14 +80,6 @@ const (
 
 func flowPort(client, conn int) uint16 { return uint16(basePort + client*portsPer + conn) }
 
-// owner returns the client whose flow goes to port p, or false.
-func owner(p uint16) (int, bool) {
-	if p < basePort {
-		return 0, false
-	}
-	return int(p-basePort) / portsPer, true
-}
-
 // request is the workload's wire format, client to server: the bytes to
 // send back (u32) and a padding length (u32), then that many bytes of
 // padding (the upstream part of the exchange). The server answers each
@@ -188,6 +180,14 @@ type dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 type flowStats struct {
 	Flows, Failed int
 	Bytes         int64
+	Err           error // the first failure
+}
+
+func (st *flowStats) fail(err error) {
+	st.Failed++
+	if st.Err == nil {
+		st.Err = err
+	}
 }
 
 // runWorkload drives client i's workload w until ctx ends: it starts
@@ -210,14 +210,14 @@ func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer,
 		}
 		p := flowPort(i, conn)
 		conn++
+		st.Flows++ // ports flowPort(i, 0..Flows-1) are this client's
 		if err := in.listen(p); err != nil {
-			st.Failed++
+			st.fail(err)
 			return nil
 		}
-		st.Flows++
 		c, err := dial(ctx, "tcp", netip.AddrPortFrom(ServerAddr, p).String())
 		if err != nil {
-			st.Failed++
+			st.fail(err)
 			return nil
 		}
 		// The connection lives until ctx ends at the latest.
@@ -227,7 +227,7 @@ func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer,
 	do := func(c net.Conn, down, up uint32) bool {
 		if err := exchange(c, down, up); err != nil {
 			if ctx.Err() == nil {
-				st.Failed++
+				st.fail(err)
 			}
 			return false
 		}
