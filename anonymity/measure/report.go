@@ -1,10 +1,8 @@
 package measure
 
 import (
-	"cmp"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,72 +64,63 @@ func Analyse(mode string, records []anonymity.Record, owners map[anonymity.NodeI
 
 // coverView is the id under which labelCover files the clients' own
 // records when it cannot label the gateway's: no node has it (ids are
-// hashes; this one is reserved here).
+// hashes, never 0).
 const coverView anonymity.NodeID = 0
 
 // labelCover returns the records of the clients' links, as seen at their
 // gateway, labelled real or cover from the clients' own ground truth. A
-// gateway cannot tell cover from real (that is the point), so its records
-// carry no label; the clients' records (Role RoleClient) do. A link is a
-// TCP stream, so the k-th packet a client sent is the k-th the gateway got
-// from it, and likewise down: when the counts agree on every link the
-// labels are carried over, and the gateway's records are returned with
-// its id. When they do not (a trace cut at different moments, or frames
-// one end records and the other does not), the clients' own records are
-// returned instead, filed as if seen at a gateway with id coverView: the
-// same link, watched from its other end; ok is then false.
+// gateway cannot tell a client's cover from its real packets (that is the
+// point), so its records of client frames carry no such label; the
+// clients' records (Role RoleClient) do, and both ends give a frame the
+// same packet id (anonymity.PacketIDOf its payload). A gateway's record
+// is labelled cover if either end says so (the gateway knows its own
+// cover). When at least 99% of the gateway's records find their client's
+// twin, the labelled gateway records are returned with its id; when not
+// (clients not traced, or frames one end records and the other does
+// not), the clients' own records are returned instead, filed as if seen
+// at a gateway with id coverView: the same link, watched from its other
+// end; ok is then false.
 func labelCover(records []anonymity.Record) (gw anonymity.NodeID, out []anonymity.Record, ok bool) {
-	type end struct {
+	type key struct {
 		client anonymity.NodeID
 		dir    anonymity.Dir // at the gateway
+		packet uint64
 	}
-	own := make(map[end][]anonymity.Record)  // at the client
-	seen := make(map[end][]anonymity.Record) // at the gateway
-	gws := make(map[anonymity.NodeID]bool)
+	own := make(map[key]bool) // cover, by frame
+	var mine []anonymity.Record
 	for _, r := range records {
-		switch {
-		case r.Role == anonymity.RoleClient:
-			d := anonymity.In // client Out: gateway In
-			if r.Dir == anonymity.In {
-				d = anonymity.Out
-			}
-			own[end{r.Node, d}] = append(own[end{r.Node, d}], r)
-		case r.Role == anonymity.RoleGateway && r.PeerRole == anonymity.RoleClient:
-			seen[end{r.Peer, r.Dir}] = append(seen[end{r.Peer, r.Dir}], r)
-			gws[r.Node] = true
+		if r.Role != anonymity.RoleClient {
+			continue
 		}
+		d := anonymity.In // a client's Out is its gateway's In
+		if r.Dir == anonymity.In {
+			d = anonymity.Out
+		}
+		own[key{r.Node, d, r.Truth.Packet}] = r.Truth.Cover
+		r.Node, r.Peer, r.Role, r.PeerRole, r.Dir = coverView, r.Node, anonymity.RoleGateway, anonymity.RoleClient, d
+		mine = append(mine, r)
 	}
-	byTime := func(a, b anonymity.Record) int { return cmp.Compare(a.Time, b.Time) }
-	ok = len(gws) == 1 && len(own) > 0
-	for k, rs := range own {
-		if len(seen[k]) != len(rs) {
-			ok = false
+	gws := make(map[anonymity.NodeID]bool)
+	var matched, unmatched int
+	for _, r := range records {
+		if r.Role != anonymity.RoleGateway || r.PeerRole != anonymity.RoleClient {
+			continue
 		}
-		slices.SortStableFunc(rs, byTime)
-		slices.SortStableFunc(seen[k], byTime)
+		gws[r.Node] = true
+		cover, found := own[key{r.Peer, r.Dir, r.Truth.Packet}]
+		if !found || r.Truth.Packet == 0 {
+			unmatched++
+			continue
+		}
+		matched++
+		r.Truth.Cover = r.Truth.Cover || cover
+		out = append(out, r)
+		gw = r.Node
 	}
-	if ok {
-		for k, g := range gws {
-			if g {
-				gw = k
-			}
-		}
-		for k, rs := range own {
-			for i := range rs {
-				r := seen[k][i]
-				r.Truth.Cover = rs[i].Truth.Cover
-				out = append(out, r)
-			}
-		}
+	if len(gws) == 1 && matched > 0 && unmatched*100 <= matched+unmatched {
 		return gw, out, true
 	}
-	for k, rs := range own {
-		for _, r := range rs {
-			r.Node, r.Peer, r.Role, r.PeerRole, r.Dir = coverView, k.client, anonymity.RoleGateway, anonymity.RoleClient, k.dir
-			out = append(out, r)
-		}
-	}
-	return coverView, out, false
+	return coverView, mine, false
 }
 
 // WriteTable writes rows as a Markdown table, the one README shows.
