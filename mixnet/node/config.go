@@ -170,6 +170,15 @@ type Config struct {
 	HTTPReadTimeout  Duration `toml:"http_read_timeout,omitempty"`
 	HTTPWriteTimeout Duration `toml:"http_write_timeout,omitempty"`
 	HTTPIdleTimeout  Duration `toml:"http_idle_timeout,omitempty"`
+
+	// TraceFile, if set, is a file the node creates (mode 0600; it refuses
+	// one that exists) and into which its mixer, gateway and exit record
+	// every packet's time, hops and size (package anonymity's trace
+	// format), for measuring anonymity in a test network. Off by default,
+	// and never to be set in production: it writes down the very timing
+	// the mixnet exists to hide. A relative path is under the data
+	// directory.
+	TraceFile string `toml:"trace_file,omitempty"`
 }
 
 // Defaults of the HTTP settings. The API answers small JSON documents to
@@ -196,6 +205,15 @@ const ReplayDirName = "replay"
 
 // ReplayDir is where the node keeps its replay filter files.
 func (c *Config) ReplayDir() string { return filepath.Join(c.DataDir, ReplayDirName) }
+
+// TracePath is the anonymity trace file (trace_file), under the data
+// directory when relative; "" when tracing is off.
+func (c *Config) TracePath() string {
+	if c.TraceFile == "" || filepath.IsAbs(c.TraceFile) {
+		return c.TraceFile
+	}
+	return filepath.Join(c.DataDir, c.TraceFile)
+}
 
 // Duration is a time.Duration written as "10s" in TOML.
 type Duration struct{ time.Duration }

@@ -76,6 +76,9 @@ func (n *Node) newGateway() error {
 // forwardFromClient puts a client's packet on the mixnet towards its first
 // hop, unchanged.
 func (n *Node) forwardFromClient(firstHop [32]byte, pkt []byte, odd bool) bool {
+	if n.trace != nil {
+		n.trace.out(0, firstHop, len(pkt))
+	}
 	return n.send(firstHop, pkt, odd)
 }
 

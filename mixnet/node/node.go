@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/link"
@@ -66,6 +67,7 @@ type Node struct {
 	links    *link.Stats // shared by the pool and both link servers
 
 	gateway *gateway.Gateway // nil for a mixnode
+	trace   *tracer          // the anonymity trace (trace_file); nil when off
 	issuers issuerCache      // the consensus's ticket issuers, for the gateway
 	wg      *wggate.Gateway  // the WireGuard door; nil without one
 
@@ -147,6 +149,13 @@ func New(cfg Config, opts Options) (*Node, error) {
 		n.registrars = append(n.registrars, n.dir.ForAuthority(a))
 	}
 	n.state.Store(&roleState{Role: directory.RoleNone})
+	var traced func(uint64, [sphinx.AddressSize]byte, int)
+	if cfg.TraceFile != "" {
+		// The file is created last, once nothing else can fail: a
+		// caller that retries New (a port taken) must not find it there.
+		n.trace = &tracer{self: anonymity.IDOf(id[:]), n: n}
+		traced = n.trace.out
+	}
 	n.mixer, err = mixnode.New(mixnode.Config{
 		Workers:  cfg.Workers,
 		QueueLen: cfg.QueueLen,
@@ -160,6 +169,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 
 		Forward:    n.forward,
 		Deliver:    n.deliver,
+		Traced:     traced,
 		Logger:     n.log,
 		Registerer: n.registry,
 	})
@@ -177,6 +187,19 @@ func New(cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.newWireGuard()
+	if n.trace != nil {
+		if n.trace.rec, err = anonymity.OpenRecorder(cfg.TracePath()); err != nil {
+			n.closeListeners()
+			if n.gateway != nil {
+				n.gateway.Close()
+			}
+			if n.wg != nil {
+				n.wg.Close()
+			}
+			return nil, err
+		}
+		n.log.Warn("recording an anonymity trace: for measurement only, never in production", "file", cfg.TracePath())
+	}
 	return n, nil
 }
 
@@ -296,6 +319,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.wg != nil {
 		n.wg.Close()
 	}
+	n.closeTrace()
 	select {
 	case err := <-errc:
 		return err
@@ -334,12 +358,16 @@ func topologyHasNoiseKey(t *directory.Topology, k [32]byte) bool {
 }
 
 // handleFrame takes node-to-node frames off a link.
-func (n *Node) handleFrame(_ *link.Conn, f link.Frame) error {
+func (n *Node) handleFrame(c *link.Conn, f link.Frame) error {
 	if f.Kind != link.KindPacket {
 		n.metrics.dropped.WithLabelValues("unexpected_frame").Inc()
 		return nil
 	}
-	n.mixer.Submit(f.Payload, f.KeyParity)
+	var packet uint64
+	if n.trace != nil {
+		packet = n.trace.in(c.RemoteStatic(), len(f.Payload))
+	}
+	n.mixer.SubmitTraced(f.Payload, f.KeyParity, packet)
 	return nil
 }
 
