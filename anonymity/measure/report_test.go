@@ -50,7 +50,7 @@ func handTrace() ([]anonymity.Record, map[anonymity.NodeID]anonymity.NodeID) {
 
 func TestAnalyseHandTrace(t *testing.T) {
 	recs, owners := handTrace()
-	row, err := Analyse("hand", recs, owners)
+	row, err := Analyse("hand", recs, owners, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestAnalyseHandTraceNoCover(t *testing.T) {
 		}
 		out = append(out, r)
 	}
-	row, err := Analyse("nocover", out, owners)
+	row, err := Analyse("nocover", out, owners, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,5 +138,19 @@ func TestLabelCoverFallsBack(t *testing.T) {
 	ct := anonymity.CompareCover(out, gw, anonymity.In, 0)
 	if ct.Real != 100 || ct.Cover != 100 {
 		t.Fatalf("client end: %+v, want 100 real and 100 cover up", ct)
+	}
+}
+
+// A client that is no user (the directory's monitor) is left out of the
+// attacker's candidates, and of the cover comparison, but not of the
+// sender entropy.
+func TestAnalyseUsersOnly(t *testing.T) {
+	recs, owners := handTrace()
+	row, err := Analyse("users", recs, owners, map[anonymity.NodeID]bool{101: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Clients != 1 || row.CoverUp.Real+row.CoverUp.Cover != 100 {
+		t.Errorf("%d candidates, %d packets compared up: want client 102 left out", row.Clients, row.CoverUp.Real+row.CoverUp.Cover)
 	}
 }

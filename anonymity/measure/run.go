@@ -46,8 +46,7 @@ func Measure(t *testing.T, o Options) (Row, error) {
 			}
 		}
 		r = network(t, o, edit, func(int) client.Config {
-			_ = clients // client.Config.Trace: once a18-trace lands it
-			return client.Config{Logger: quiet()}
+			return client.Config{Logger: quiet(), Trace: clients}
 		})
 	})
 	if !ok {
@@ -75,7 +74,11 @@ func Measure(t *testing.T, o Options) (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
-	row, err := Analyse(o.Profile.Name, records, owners)
+	users := make(map[anonymity.NodeID]bool)
+	for _, a := range r.clients {
+		users[anonymity.IDOf(a.Identity[:])] = true
+	}
+	row, err := Analyse(o.Profile.Name, records, owners, users)
 	if err != nil {
 		return row, err
 	}
@@ -88,7 +91,7 @@ func Measure(t *testing.T, o Options) (Row, error) {
 		row.Note = fmt.Sprintf("%d of %d flows failed", failed, flows)
 	}
 	if row.Clients != o.Clients {
-		return row, fmt.Errorf("measure: the gateway's traces show %d clients, the run had %d", row.Clients, o.Clients)
+		return row, fmt.Errorf("measure: the gateway's traces show %d of the run's %d clients", row.Clients, o.Clients)
 	}
 	o.Log("%s: analysed after %v", o.Profile.Name, since(start))
 	return row, nil
