@@ -28,6 +28,16 @@ func IDOf(key []byte) NodeID {
 	return id
 }
 
+// PacketIDOf is the packet id (Truth.Packet) of a frame on a client's link:
+// the first 8 bytes of SHA-256 of its payload, big-endian. The client and
+// its gateway record the same frame from the same bytes, so their records
+// of it share the id, and the client's ground truth (cover or not) joins
+// the gateway's events.
+func PacketIDOf(payload []byte) uint64 {
+	h := sha256.Sum256(payload)
+	return binary.BigEndian.Uint64(h[:8])
+}
+
 // EndpointID names an internet endpoint seen from an exit: IDOf of the
 // address's 4 or 16 bytes followed by the port, big-endian.
 func EndpointID(ap netip.AddrPort) NodeID {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
 )
@@ -167,6 +168,11 @@ type Config struct {
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives the client's logs; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// Trace, if set, records every frame on the link to the gateway, at
+	// the client end, with the ground truth only the client knows: which
+	// of its packets are cover (package anonymity). For measurement only.
+	Trace *anonymity.Recorder
 
 	hooks   *testHooks
 	ownHTTP bool // HTTPClient was made by withDefaults

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
@@ -184,16 +185,23 @@ func (c *Client) handleFrame(conn *link.Conn, f link.Frame) error {
 	if f.Kind != link.KindClient {
 		return nil
 	}
+	var arrival traceArrival
+	if c.cfg.Trace != nil {
+		arrival = traceArrival{at: time.Now().UnixNano(), packet: anonymity.PacketIDOf(f.Payload), size: len(f.Payload)}
+	}
 	msg, err := gatewire.Parse(f.Payload)
 	if err != nil {
 		c.stats.badDeliveries.Add(1)
 		c.logLimited("malformed message from gateway", "err", err)
 		return nil
 	}
+	if _, ok := msg.(*gatewire.Deliver); !ok && arrival.at != 0 {
+		c.traceFrame(anonymity.In, arrival, false) // control: never cover
+	}
 	switch m := msg.(type) {
 	case *gatewire.Deliver:
 		select {
-		case c.inbound <- inbound{d: m, conn: conn}:
+		case c.inbound <- inbound{d: m, conn: conn, trace: arrival}:
 		case <-c.ctx.Done():
 			return c.ctx.Err()
 		}

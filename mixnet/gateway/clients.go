@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -391,6 +392,9 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 		return nil
 	}
 	cl := s.client
+	if g.cfg.Trace != nil {
+		g.traceFrame(cl.addr, anonymity.In, 0, f.Payload, false)
+	}
 	cl.bytesIn.Add(uint64(len(f.Payload)))
 	g.metrics.bytesIn.Add(float64(len(f.Payload)))
 	g.recordIfDue(s, false)
@@ -476,7 +480,7 @@ func (g *Gateway) confirm(s *session, seq uint64) {
 // sendStatus queues a Status for c. cl, when known, is charged the bytes.
 func (g *Gateway) sendStatus(cl *client, c *link.Conn, code uint8, text string) {
 	payload := (&gatewire.Status{Code: code, Text: text}).AppendBinary(nil)
-	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) && cl != nil {
+	if g.sendFrame(c, payload, false) && cl != nil {
 		cl.bytesOut.Add(uint64(len(payload)))
 		g.metrics.bytesOut.Add(float64(len(payload)))
 	}

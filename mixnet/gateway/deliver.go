@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/gatewire"
-	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -120,7 +119,7 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 	// higher Seq on the wire before a lower one.
 	seq := g.issueSeqLocked(cl)
 	frame := (&gatewire.Deliver{Seq: seq, ID: dest.ID, Payload: payload}).AppendBinary(nil)
-	if cl.conn.Send(link.Frame{Kind: link.KindClient, Payload: frame}) {
+	if g.sendFrame(cl.conn, frame, false) {
 		cl.sentHigh = seq
 		cl.delivered.Add(1)
 		cl.bytesOut.Add(uint64(len(frame)))
@@ -259,7 +258,7 @@ func (g *Gateway) sendStored(s *session, msgs []storedMessage, sent uint64) (uin
 		}
 		frame := (&gatewire.Deliver{Seq: m.seq, ID: m.id, Payload: m.payload}).AppendBinary(nil)
 		cl.mu.Lock()
-		ok := cl.sess == s && s.c.Send(link.Frame{Kind: link.KindClient, Payload: frame})
+		ok := cl.sess == s && g.sendFrame(s.c, frame, false)
 		if ok {
 			cl.sentHigh = max(cl.sentHigh, m.seq)
 		}

@@ -50,6 +50,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/internal/promreg"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -235,6 +236,14 @@ type Config struct {
 	// Tickets, when Tickets.Required, makes clients pay with anonymous
 	// bandwidth tickets (see TicketConfig).
 	Tickets TicketConfig
+
+	// Trace, if set, records every frame on a client's link into an
+	// anonymity trace, at the gateway end, named TraceSelf (see package
+	// anonymity): for measurement only. TraceExit, if set, tells which
+	// client is the exit's own IP router, named RoleExit there.
+	Trace     *anonymity.Recorder
+	TraceSelf anonymity.NodeID
+	TraceExit func(addr [32]byte) bool
 }
 
 func (c Config) withDefaults() (Config, error) {

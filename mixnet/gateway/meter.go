@@ -100,7 +100,7 @@ func (g *Gateway) askNext(cl *client, c *link.Conn, left int64) {
 // sendQuota queues a Quota for c.
 func (g *Gateway) sendQuota(cl *client, c *link.Conn, left int64, wantNext bool) {
 	payload := (&gatewire.Quota{Left: uint64(left), WantNext: wantNext}).AppendBinary(nil)
-	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
+	if g.sendFrame(c, payload, false) {
 		cl.bytesOut.Add(uint64(len(payload)))
 		g.metrics.bytesOut.Add(float64(len(payload)))
 	}
@@ -145,7 +145,7 @@ func (g *Gateway) debit(cl *client, quota int64) {
 func (g *Gateway) greet(cl *client, c *link.Conn) {
 	if !cl.meter.metered {
 		payload := (&gatewire.Quota{Unmetered: true}).AppendBinary(nil)
-		if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
+		if g.sendFrame(c, payload, false) {
 			cl.bytesOut.Add(uint64(len(payload)))
 			g.metrics.bytesOut.Add(float64(len(payload)))
 		}

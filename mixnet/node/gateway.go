@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gateway"
 )
 
@@ -65,6 +66,10 @@ func (n *Node) newGateway() error {
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
+
+		Trace:     n.Trace(),
+		TraceSelf: anonymity.IDOf(n.self[:]),
+		TraceExit: func(id [32]byte) bool { return n.opts.RouterKey != nil && id == *n.opts.RouterKey },
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,8 +101,8 @@ type roleState struct {
 
 // New loads keys and configuration and opens the listeners, so that a caller
 // learns of a taken port before Run.
-func New(cfg Config, opts Options) (*Node, error) {
-	cfg, err := cfg.withDefaults()
+func New(cfg Config, opts Options) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -151,10 +152,21 @@ func New(cfg Config, opts Options) (*Node, error) {
 	n.state.Store(&roleState{Role: directory.RoleNone})
 	var traced func(uint64, [sphinx.AddressSize]byte, int)
 	if cfg.TraceFile != "" {
-		// The file is created last, once nothing else can fail: a
-		// caller that retries New (a port taken) must not find it there.
-		n.trace = &tracer{self: anonymity.IDOf(id[:]), n: n}
+		rec, oerr := anonymity.OpenRecorder(cfg.TracePath())
+		if oerr != nil {
+			return nil, oerr
+		}
+		// A caller that retries New (a port taken) must not find the
+		// file there: it holds nothing but its header yet.
+		defer func() {
+			if err != nil {
+				rec.Close()
+				os.Remove(cfg.TracePath())
+			}
+		}()
+		n.trace = &tracer{rec: rec, self: anonymity.IDOf(id[:]), n: n}
 		traced = n.trace.out
+		n.log.Warn("recording an anonymity trace: for measurement only, never in production", "file", cfg.TracePath())
 	}
 	n.mixer, err = mixnode.New(mixnode.Config{
 		Workers:  cfg.Workers,
@@ -187,19 +199,6 @@ func New(cfg Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.newWireGuard()
-	if n.trace != nil {
-		if n.trace.rec, err = anonymity.OpenRecorder(cfg.TracePath()); err != nil {
-			n.closeListeners()
-			if n.gateway != nil {
-				n.gateway.Close()
-			}
-			if n.wg != nil {
-				n.wg.Close()
-			}
-			return nil, err
-		}
-		n.log.Warn("recording an anonymity trace: for measurement only, never in production", "file", cfg.TracePath())
-	}
 	return n, nil
 }
 

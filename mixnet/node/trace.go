@@ -5,6 +5,7 @@ import (
 
 	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -85,8 +86,9 @@ func (tr *tracer) role() anonymity.Role {
 	return anonymity.RoleGateway
 }
 
-// in records a packet arriving from the node whose link key is from, and
-// returns the packet's id for its departure.
+// in records a packet of size bytes (a link frame's payload) arriving from
+// the node whose link key is from, and returns the packet's id for its
+// departure.
 func (tr *tracer) in(from [32]byte, size int) uint64 {
 	p, ok := tr.index().byNoise[from]
 	if !ok {
@@ -96,7 +98,7 @@ func (tr *tracer) in(from [32]byte, size int) uint64 {
 	}
 	id := tr.rec.Packet()
 	tr.rec.Record(anonymity.Record{
-		Event: anonymity.Event{Node: tr.self, Peer: p.id, Size: uint32(size), Role: tr.role(), PeerRole: p.role, Dir: anonymity.In},
+		Event: anonymity.Event{Node: tr.self, Peer: p.id, Size: uint32(link.WireLen(size)), Role: tr.role(), PeerRole: p.role, Dir: anonymity.In},
 		Truth: anonymity.Truth{Packet: id},
 	})
 	return id
@@ -110,7 +112,7 @@ func (tr *tracer) out(packet uint64, next [sphinx.AddressSize]byte, size int) {
 		role = anonymity.RoleMix
 	}
 	tr.rec.Record(anonymity.Record{
-		Event: anonymity.Event{Node: tr.self, Peer: anonymity.IDOf(next[:]), Size: uint32(size), Role: tr.role(), PeerRole: role, Dir: anonymity.Out},
+		Event: anonymity.Event{Node: tr.self, Peer: anonymity.IDOf(next[:]), Size: uint32(link.WireLen(size)), Role: tr.role(), PeerRole: role, Dir: anonymity.Out},
 		Truth: anonymity.Truth{Packet: packet},
 	})
 }

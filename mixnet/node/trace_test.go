@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
@@ -42,9 +41,10 @@ func readNodeTraces(t *testing.T, n *testnet.Net) map[int][]anonymity.Record {
 
 // TestTraceThroughThreeLayers sends packets through the three mix layers of
 // a network whose nodes all record traces, and checks that the traces
-// agree with each other and with the route: every mix records each packet
-// in from the previous hop and out to the next, under one packet id, out
-// after in; every link's outs at one end match its ins at the other.
+// agree with each other (anonymity.Check) and with the route: every mix
+// records each packet in from the previous hop and out to the next, under
+// one packet id, out after in; the entry gateway records the client's
+// frames under the ids the client computes.
 func TestTraceThroughThreeLayers(t *testing.T) {
 	var box inbox
 	n := testnet.Start(t, testnet.Options{
@@ -65,14 +65,16 @@ func TestTraceThroughThreeLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const packets = 30
+	sent := make(map[uint64]int) // the client link's packet ids: frame lengths
 	for i := range packets {
 		msg := fmt.Appendf(nil, "traced packet %d", i)
 		pkt, err := sphinx.NewPacket(route, sphinx.Destination{}, msg, sphinx.SizeRegular)
 		if err != nil {
 			t.Fatal(err)
 		}
-		send := &gatewire.Send{Parity: uint8(topo.Rotation % 2), FirstHop: route[0].Address, Packet: pkt}
-		if !c.Send(link.Frame{Kind: link.KindClient, Payload: send.AppendBinary(nil)}) {
+		send := (&gatewire.Send{Parity: uint8(topo.Rotation % 2), FirstHop: route[0].Address, Packet: pkt}).AppendBinary(nil)
+		sent[anonymity.PacketIDOf(send)] = len(send)
+		if !c.Send(link.Frame{Kind: link.KindClient, Payload: send}) {
 			t.Fatal("queue full")
 		}
 		poll.Until(t, 10*time.Second, "delivery", func() bool { return box.count(exit, msg) == 1 })
@@ -106,7 +108,7 @@ func TestTraceThroughThreeLayers(t *testing.T) {
 			if r.Node != id(h.node) || r.Role != h.role {
 				t.Fatalf("node %d recorded as %#x/%d, want %#x/%d", nd, r.Node, r.Role, id(h.node), h.role)
 			}
-			if r.Size != sphinx.RegularPacketSize {
+			if r.Size != uint32(link.WireLen(sphinx.RegularPacketSize)) {
 				t.Errorf("node %d: size %d", nd, r.Size)
 			}
 			switch r.Dir {
@@ -133,6 +135,32 @@ func TestTraceThroughThreeLayers(t *testing.T) {
 			t.Errorf("node %d: %d packets out (want >= %d), %d in and never out", nd, outs, packets, len(ins))
 		}
 	}
+	// The entry gateway saw each packet in on the client's link, knowing
+	// the sender, and told the client (downstream) where its account
+	// stands.
+	me16 := anonymity.IDOf(me.Public[:])
+	var upstream, downstream int
+	for _, r := range traces[index[entry.Identity]] {
+		if r.Peer != me16 {
+			continue
+		}
+		if r.Role != anonymity.RoleGateway || r.PeerRole != anonymity.RoleClient || r.Node != id(entry.Identity) {
+			t.Errorf("client link record %+v", r)
+		}
+		switch r.Dir {
+		case anonymity.In:
+			if n, ok := sent[r.Truth.Packet]; !ok || r.Truth.Sender != me16 || r.Size != uint32(link.WireLen(n)) {
+				t.Errorf("upstream record %+v: not one of the frames sent", r)
+			}
+			delete(sent, r.Truth.Packet)
+			upstream++
+		case anonymity.Out:
+			downstream++
+		}
+	}
+	if upstream != packets || len(sent) != 0 || downstream == 0 {
+		t.Errorf("client link: %d frames up (want %d, %d missed), %d down (want > 0)", upstream, packets, len(sent), downstream)
+	}
 	// The exit gateway saw every packet in from layer 3.
 	exitIn := 0
 	for _, r := range traces[exit] {
@@ -143,49 +171,12 @@ func TestTraceThroughThreeLayers(t *testing.T) {
 	if exitIn < packets {
 		t.Errorf("exit gateway: %d packets in from layer 3, want >= %d", exitIn, packets)
 	}
-	checkLinks(t, all)
-}
-
-// checkLinks checks every link of a trace between two recorded nodes: as
-// many packets in at one end as out at the other, and the k-th in no
-// earlier than the k-th out.
-func checkLinks(t *testing.T, recs []anonymity.Record) {
-	t.Helper()
-	type link struct{ from, to anonymity.NodeID }
-	recorded := make(map[anonymity.NodeID]bool)
-	for _, r := range recs {
-		recorded[r.Node] = true
+	// Links between the nodes: entry → 1 → 2 → 3 → exit.
+	rep, err := anonymity.Check(all)
+	if err != nil {
+		t.Fatal(err)
 	}
-	outs := make(map[link][]int64)
-	ins := make(map[link][]int64)
-	for _, r := range recs {
-		if !recorded[r.Peer] {
-			continue
-		}
-		if r.Dir == anonymity.Out {
-			outs[link{r.Node, r.Peer}] = append(outs[link{r.Node, r.Peer}], r.Time)
-		} else {
-			ins[link{r.Peer, r.Node}] = append(ins[link{r.Peer, r.Node}], r.Time)
-		}
-	}
-	for l, o := range outs {
-		i := ins[l]
-		if len(i) != len(o) {
-			t.Errorf("link %#x→%#x: %d out, %d in", l.from, l.to, len(o), len(i))
-			continue
-		}
-		slices.Sort(o)
-		slices.Sort(i)
-		for k := range o {
-			if i[k] < o[k] {
-				t.Errorf("link %#x→%#x: packet %d in at %d before out at %d", l.from, l.to, k, i[k], o[k])
-				break
-			}
-		}
-	}
-	for l, i := range ins {
-		if _, ok := outs[l]; !ok {
-			t.Errorf("link %#x→%#x: %d in, none out", l.from, l.to, len(i))
-		}
+	if rep.Links < 4 || rep.Packets < 7*packets {
+		t.Errorf("checked %+v: want the 4 links of the route, and %d packets across links and through mixes", rep, 7*packets)
 	}
 }
