@@ -29,10 +29,10 @@ type Row struct {
 	// links at the gateway (In: client to gateway; Out: gateway to client)
 	// by size and by gaps in active against idle windows.
 	CoverUp, CoverDown anonymity.CoverTest
-	// CoverAt says where the cover comparison was made: "gateway" when the
-	// client's ground truth could be carried onto the gateway's records of
-	// its link, "client" when it was made at the client's end of the link.
-	CoverAt string
+	// CoverJoined says how many of the gateway's client-link records had
+	// their client's twin to take the cover truth from ("k of n"); the
+	// rest count as real.
+	CoverJoined string
 	// Note is anything the reader should know about this row.
 	Note string
 }
@@ -67,15 +67,19 @@ func Analyse(mode string, records []anonymity.Record, owners map[anonymity.NodeI
 	}
 	row.Flows = max(row.Up.Total, row.Down.Total)
 
-	gw, labelled, ok := labelCover(records)
-	row.CoverAt = "gateway"
-	if !ok {
-		row.CoverAt = "client"
-	}
-	row.CoverUp = anonymity.CompareCover(labelled, gw, anonymity.In, 0)
-	row.CoverDown = anonymity.CompareCover(labelled, gw, anonymity.Out, 0)
+	gw, joined, matched, total := coverGateway(records)
+	row.CoverJoined = fmt.Sprintf("%d of %d", matched, total)
+	row.CoverUp = anonymity.CompareCover(joined, gw, anonymity.In, CoverWindow)
+	row.CoverDown = anonymity.CompareCover(joined, gw, anonymity.Out, CoverWindow)
 	return row, nil
 }
+
+// CoverWindow is CompareCover's activity window: a link's gap counts as
+// active when its client sent (or got) a real frame in the same window.
+// At 1 s every window of a busy tunnel is active (its SURB top-ups, pings
+// and receipts are real frames), which leaves no idle gaps to compare;
+// 250 ms is about twelve Poisson slots at Nym's defaults.
+const CoverWindow = 250 * time.Millisecond
 
 // Windows are the counting windows the attacker tries. One second suits
 // Nym's delays (a route's three hops of 15 ms mean and the Poisson slots
@@ -102,65 +106,50 @@ func bestWindow(ev []anonymity.Event, dir anonymity.FlowDir, owners map[anonymit
 	return best, window, clients, nil
 }
 
-// coverView is the id under which labelCover files the clients' own
-// records when it cannot label the gateway's: no node has it (ids are
-// hashes, never 0).
-const coverView anonymity.NodeID = 0
-
-// labelCover returns the records of the clients' links, as seen at their
-// gateway, labelled real or cover from the clients' own ground truth. A
-// gateway cannot tell a client's cover from its real packets (that is the
-// point), so its records of client frames carry no such label; the
-// clients' records (Role RoleClient) do, and both ends give a frame the
-// same packet id (anonymity.PacketIDOf its payload). A gateway's record
-// is labelled cover if either end says so (the gateway knows its own
-// cover). When at least 99% of the gateway's records find their client's
-// twin, the labelled gateway records are returned with its id; when not
-// (clients not traced, or frames one end records and the other does
-// not), the clients' own records are returned instead, filed as if seen
-// at a gateway with id coverView: the same link, watched from its other
-// end; ok is then false.
-func labelCover(records []anonymity.Record) (gw anonymity.NodeID, out []anonymity.Record, ok bool) {
+// coverGateway is the gateway whose client links carry the most frames
+// (the entry gateway of the run), its records of those links with the
+// clients' cover truth joined on (anonymity.JoinCover), and how many of those records
+// found their client's twin: a gateway cannot tell a client's cover from
+// its real packets (that is the point), only the client's own records
+// know.
+func coverGateway(records []anonymity.Record) (gw anonymity.NodeID, joined []anonymity.Record, matched, total int) {
+	frames := make(map[anonymity.NodeID]int)
+	for _, r := range records {
+		if r.Role == anonymity.RoleGateway && r.PeerRole == anonymity.RoleClient {
+			frames[r.Node]++
+		}
+	}
+	for id, n := range frames {
+		if n > frames[gw] || n == frames[gw] && id < gw {
+			gw = id
+		}
+	}
 	type key struct {
 		client anonymity.NodeID
-		dir    anonymity.Dir // at the gateway
 		packet uint64
 	}
-	own := make(map[key]bool) // cover, by frame
-	var mine []anonymity.Record
+	seen := make(map[key]bool)
 	for _, r := range records {
-		if r.Role != anonymity.RoleClient {
-			continue
+		if r.Role == anonymity.RoleClient && r.Peer == gw {
+			seen[key{r.Node, r.Truth.Packet}] = true
 		}
-		d := anonymity.In // a client's Out is its gateway's In
-		if r.Dir == anonymity.In {
-			d = anonymity.Out
-		}
-		own[key{r.Node, d, r.Truth.Packet}] = r.Truth.Cover
-		r.Node, r.Peer, r.Role, r.PeerRole, r.Dir = coverView, r.Node, anonymity.RoleGateway, anonymity.RoleClient, d
-		mine = append(mine, r)
 	}
-	gws := make(map[anonymity.NodeID]bool)
-	var matched, unmatched int
 	for _, r := range records {
-		if r.Role != anonymity.RoleGateway || r.PeerRole != anonymity.RoleClient {
-			continue
+		if r.Node == gw && r.PeerRole == anonymity.RoleClient {
+			total++
+			if seen[key{r.Peer, r.Truth.Packet}] {
+				matched++
+			}
 		}
-		gws[r.Node] = true
-		cover, found := own[key{r.Peer, r.Dir, r.Truth.Packet}]
-		if !found || r.Truth.Packet == 0 {
-			unmatched++
-			continue
+	}
+	// Only the client links: CompareCover takes every record at the node
+	// in a direction, and the gateway's mix side is no client's.
+	for _, r := range anonymity.JoinCover(records) {
+		if r.Node == gw && r.PeerRole == anonymity.RoleClient {
+			joined = append(joined, r)
 		}
-		matched++
-		r.Truth.Cover = r.Truth.Cover || cover
-		out = append(out, r)
-		gw = r.Node
 	}
-	if len(gws) == 1 && matched > 0 && unmatched*100 <= matched+unmatched {
-		return gw, out, true
-	}
-	return coverView, mine, false
+	return gw, joined, matched, total
 }
 
 // WriteTable writes rows as a Markdown table, the one README shows.
@@ -174,8 +163,8 @@ func WriteTable(w io.Writer, rows []Row) error {
 			acc(r.Up, r.UpWindow), acc(r.Down, r.DownWindow), 100*r.Up.Chance, cover(r.CoverUp), cover(r.CoverDown))
 	}
 	for _, r := range rows {
-		fmt.Fprintf(&b, "\n%s: %d flows; %d packets left the last mix layer (%d of no client); cover compared at the %s end of the links (real/cover packets: %d/%d up, %d/%d down)",
-			r.Mode, r.Flows, len(r.Entropy.Bits), r.Entropy.Unattributed, r.CoverAt,
+		fmt.Fprintf(&b, "\n%s: %d flows; %d packets left the last mix layer (%d of no client); cover truth joined onto %s gateway records (real/cover frames: %d/%d up, %d/%d down)",
+			r.Mode, r.Flows, len(r.Entropy.Bits), r.Entropy.Unattributed, r.CoverJoined,
 			r.CoverUp.Real, r.CoverUp.Cover, r.CoverDown.Real, r.CoverDown.Cover)
 		if r.Note != "" {
 			fmt.Fprintf(&b, "; %s", r.Note)

@@ -64,8 +64,8 @@ func TestAnalyseHandTrace(t *testing.T) {
 	if row.Up.Correct != 1 || row.Down.Correct != 1 || row.Up.Chance != 0.5 {
 		t.Errorf("up %+v, down %+v: want 1 of 2 right (the flat series tie)", row.Up, row.Down)
 	}
-	if row.CoverAt != "gateway" {
-		t.Errorf("cover compared at the %s end; the counts agree, want gateway", row.CoverAt)
+	if row.CoverJoined != "400 of 400" {
+		t.Errorf("cover truth joined onto %s gateway records, want all 400", row.CoverJoined)
 	}
 	if row.CoverUp.Real != 100 || row.CoverUp.Cover != 100 || row.CoverDown.Real != 100 {
 		t.Errorf("cover up %+v, down %+v: labels not carried onto the gateway's records", row.CoverUp, row.CoverDown)
@@ -119,25 +119,6 @@ func TestAnalyseHandTraceNoCover(t *testing.T) {
 	}
 	if row.Up.Correct != 2 || row.Down.Correct != 2 {
 		t.Errorf("up %+v, down %+v: want both flows matched", row.Up, row.Down)
-	}
-}
-
-// Gateway records whose frames the clients did not record cannot be
-// labelled: the comparison falls back to the client's end.
-func TestLabelCoverFallsBack(t *testing.T) {
-	recs, _ := handTrace()
-	for i, r := range recs {
-		if r.Role == anonymity.RoleGateway && i%10 == 1 {
-			recs[i].Truth.Packet += 1 << 40
-		}
-	}
-	gw, out, ok := labelCover(recs)
-	if ok || gw != coverView {
-		t.Fatalf("labelled at %d (ok %v) with a packet missing at the gateway", gw, ok)
-	}
-	ct := anonymity.CompareCover(out, gw, anonymity.In, 0)
-	if ct.Real != 100 || ct.Cover != 100 {
-		t.Fatalf("client end: %+v, want 100 real and 100 cover up", ct)
 	}
 }
 
