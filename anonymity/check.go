@@ -29,16 +29,20 @@ func Check(records []Record) (CheckReport, error) {
 	recs := slices.Clone(records)
 	slices.SortStableFunc(recs, func(a, b Record) int { return cmp.Compare(a.Time, b.Time) })
 	// Who recorded: a link is checked only when both ends did.
-	recorder := make(map[NodeID]Role)
+	// (An exit's internet side does not count: the exit's mixnet client,
+	// under the same id, may not record its link.)
+	recorder := make(map[NodeID]bool)
 	for _, r := range recs {
-		recorder[r.Node] = r.Role
+		if r.Role != RoleExit {
+			recorder[r.Node] = true
+		}
 	}
 
 	type link struct{ from, to NodeID }
 	outs := make(map[link][]Record)
 	ins := make(map[link][]Record)
 	for _, r := range recs {
-		if _, ok := recorder[r.Peer]; !ok || r.Role == RoleExit {
+		if !recorder[r.Peer] || r.Role == RoleExit {
 			continue // the far end did not record, or the internet
 		}
 		if r.Dir == Out {
@@ -114,4 +118,35 @@ func Check(records []Record) (CheckReport, error) {
 	}
 	rep.Unmatched = len(held)
 	return rep, nil
+}
+
+// JoinCover copies onto a gateway's records of client-link frames the
+// ground truth only the client knows: whether the frame was cover. A frame
+// is joined by its link (client and gateway) and packet id (PacketIDOf),
+// which both ends record; frames the client did not record keep the
+// gateway's truth. The result is a new slice; records is left as it was.
+// CompareCover at a gateway needs it: the gateway cannot tell cover from
+// real, which is the point.
+func JoinCover(records []Record) []Record {
+	type key struct {
+		client, gateway NodeID
+		up              bool
+		packet          uint64
+	}
+	cover := make(map[key]bool)
+	for _, r := range records {
+		if r.Role == RoleClient && r.Truth.Packet != 0 {
+			cover[key{r.Node, r.Peer, r.Dir == Out, r.Truth.Packet}] = r.Truth.Cover
+		}
+	}
+	out := slices.Clone(records)
+	for i, r := range out {
+		if r.Role != RoleGateway || (r.PeerRole != RoleClient && r.PeerRole != RoleExit) {
+			continue
+		}
+		if c, ok := cover[key{r.Peer, r.Node, r.Dir == In, r.Truth.Packet}]; ok {
+			out[i].Truth.Cover = c
+		}
+	}
+	return out
 }

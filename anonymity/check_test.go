@@ -70,3 +70,25 @@ func TestCheckCatches(t *testing.T) {
 		})
 	}
 }
+
+func TestJoinCover(t *testing.T) {
+	trace := checkTrace()
+	trace[0].Truth.Cover = true // client 1's frame 0xf1 was loop cover
+	joined := JoinCover(trace)
+	if !joined[1].Truth.Cover {
+		t.Error("the gateway's record of the client's cover frame is not cover")
+	}
+	if trace[1].Truth.Cover {
+		t.Error("JoinCover changed its input")
+	}
+	for i, r := range joined {
+		if i != 1 && r != trace[i] {
+			t.Errorf("record %d changed: %+v", i, r)
+		}
+	}
+	// Another client's frame under the same id is not joined.
+	trace[1].Peer = 7
+	if JoinCover(trace)[1].Truth.Cover {
+		t.Error("joined a frame of another link")
+	}
+}
