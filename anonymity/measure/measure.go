@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,8 +42,12 @@ type Options struct {
 	// Clients is N, the number of tunnels; default 10.
 	Clients int
 	// Duration is how long the workloads run once every tunnel is up;
-	// default 60 s.
-	Duration time.Duration
+	// default 60 s. With MinFlows they run on until that many flows have
+	// carried data, for at most MaxDuration (default 4 × Duration): a
+	// loaded machine moves less per second, and the attacker is scored on
+	// flows, not seconds.
+	Duration, MaxDuration time.Duration
+	MinFlows              int
 	// Seed picks the workloads' start times and sizes; runs with one seed
 	// ask for the same traffic (the network's own timing still varies).
 	Seed uint64
@@ -51,8 +56,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.Clients < 0 || o.Duration < 0 {
-		return o, fmt.Errorf("measure: negative clients %d or duration %v", o.Clients, o.Duration)
+	if o.Clients < 0 || o.Duration < 0 || o.MaxDuration < 0 || o.MinFlows < 0 {
+		return o, fmt.Errorf("measure: negative clients %d, flows %d or durations %v, %v", o.Clients, o.MinFlows, o.Duration, o.MaxDuration)
 	}
 	if o.Profile.Name == "" {
 		o.Profile = vpn.DefaultProfile()
@@ -62,6 +67,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Duration == 0 {
 		o.Duration = 60 * time.Second
+	}
+	if o.MaxDuration == 0 {
+		o.MaxDuration = 4 * o.Duration
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -205,8 +213,20 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 
 	in := &internet{net: e.Internet}
 	defer in.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), o.Duration)
+	ctx, cancel := context.WithTimeout(context.Background(), max(o.Duration, o.MaxDuration))
 	defer cancel()
+	var moved atomic.Int64
+	// The workloads stop at Duration once MinFlows flows have moved data;
+	// the poll is of a condition, not a clock: a busy machine only takes
+	// longer.
+	wg.Go(func() {
+		if !sleep(ctx, o.Duration) {
+			return
+		}
+		for moved.Load() < int64(o.MinFlows) && sleep(ctx, 100*time.Millisecond) {
+		}
+		cancel()
+	})
 	rng := rand.New(rand.NewPCG(o.Seed, 18))
 	r := run{clients: make([]client.Address, o.Clients), flows: make([]flowStats, o.Clients)}
 	for i, s := range sides {
@@ -217,11 +237,11 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 			d := func(ctx context.Context, network, addr string) (net.Conn, error) {
 				return stack.DialContext(ctx, network, addr)
 			}
-			r.flows[i] = runWorkload(ctx, crng, in, d, i, workloadOf(i), o.Duration/3)
+			r.flows[i] = runWorkload(ctx, crng, in, d, i, workloadOf(i), o.Duration/3, &moved)
 		})
 	}
 	wg.Wait()
-	o.Log("%s: workloads done after %v", o.Profile.Name, time.Since(start).Round(time.Millisecond))
+	o.Log("%s: workloads done after %v, %d flows moved data", o.Profile.Name, time.Since(start).Round(time.Millisecond), moved.Load())
 	return r
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nym-go/nym/tun"
@@ -25,8 +26,8 @@ const (
 	// Idle sends nothing but what its profile sends anyway (cover).
 	Idle Workload = iota
 	// Web loads pages: a connection per page, a small request and a
-	// document then three resources of 20-80 kB each, with a think time
-	// (exponential, mean WebThink) between pages.
+	// 10 kB document then three resources of 5-20 kB each, with a think
+	// time (exponential, mean WebThink) between pages.
 	Web
 	// Bulk downloads BulkSize on a connection of its own, again and again
 	// with a pause (exponential, mean BulkPause) between downloads.
@@ -55,10 +56,14 @@ func (w Workload) String() string {
 // busy client several flows, and the whole network stays within what two
 // loaded cores can carry at Nym's defaults (a download there runs at about
 // 1.6 Mbit/s for one client alone).
+//
+// On a machine loaded by other work (load 15-20 on two cores) a page took
+// most of a minute, so they are small: what the measurement needs is many
+// flows, each long enough to show in the windows.
 const (
-	WebThink            = 6 * time.Second
-	BulkSize            = 512 << 10
-	BulkPause           = 4 * time.Second
+	WebThink            = 3 * time.Second
+	BulkSize            = 256 << 10
+	BulkPause           = 3 * time.Second
 	InteractiveInterval = 400 * time.Millisecond
 )
 
@@ -192,7 +197,10 @@ func (st *flowStats) fail(err error) {
 
 // runWorkload drives client i's workload w until ctx ends: it starts
 // after a random delay in [0, spread), so clients do not start together.
-func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer, i int, w Workload, spread time.Duration) flowStats {
+//
+// moved counts the flows that have carried an exchange, for the runner to
+// wait on.
+func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer, i int, w Workload, spread time.Duration, moved *atomic.Int64) flowStats {
 	var st flowStats
 	if w == Idle {
 		return st
@@ -224,6 +232,7 @@ func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer,
 		stop := context.AfterFunc(ctx, func() { c.Close() })
 		return &closer{Conn: c, stop: stop}
 	}
+	counted := map[net.Conn]bool{}
 	do := func(c net.Conn, down, up uint32) bool {
 		if err := exchange(c, down, up); err != nil {
 			if ctx.Err() == nil {
@@ -232,15 +241,19 @@ func runWorkload(ctx context.Context, rng *rand.Rand, in *internet, dial dialer,
 			return false
 		}
 		st.Bytes += int64(down) + int64(up)
+		if !counted[c] {
+			counted[c] = true
+			moved.Add(1)
+		}
 		return true
 	}
 	switch w {
 	case Web:
 		for ctx.Err() == nil {
 			if c := open(); c != nil {
-				if do(c, uint32(30<<10), 400) {
+				if do(c, uint32(10<<10), 400) {
 					for range 3 {
-						if !do(c, uint32(20<<10+rng.IntN(60<<10)), 300) {
+						if !do(c, uint32(5<<10+rng.IntN(15<<10)), 300) {
 							break
 						}
 					}
