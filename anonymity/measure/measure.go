@@ -96,6 +96,12 @@ func startTunnel(t *testing.T, n *testnet.Net, e *testexit.Exit, p vpn.Profile, 
 	cfg := vpn.Config{
 		Profile: p,
 		Logger:  quiet(),
+		// A loaded machine (load 50 was seen) answers a Connect in
+		// minutes, and goes quiet for longer than the defaults allow. A
+		// redial would make the client someone else, a new identity that
+		// the run's ground truth does not know: better to wait.
+		ConnectTimeout: 5 * time.Minute,
+		DeadAfter:      5 * time.Minute,
 		Dial: func(ctx context.Context, attempt int) (vpn.Mixnet, client.Address, error) {
 			m, err := testexit.Dial(ctx, n, ccfg)
 			if err != nil {
