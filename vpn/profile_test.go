@@ -29,7 +29,16 @@ func TestAnonymousPlusProfile(t *testing.T) {
 	if !strings.Contains(p.IdleCost(), "Mbit/s") {
 		t.Errorf("IdleCost %q does not state a rate", p.IdleCost())
 	}
-	if n, _ := ProfileByName("nodelay"); n.IdleBytesPerSecond() != 0 {
+	for _, anon := range []Profile{d, p} {
+		if anon.Loopix.DownstreamInterval <= 0 || anon.IdleDownBytesPerSecond() != anon.Loopix.DownstreamBytesPerSecond() ||
+			!strings.Contains(anon.IdleCost(), "down, idle or not") {
+			t.Errorf("%s: downstream not shaped, or its cost not said: %q", anon.Name, anon.IdleCost())
+		}
+	}
+	if p.Loopix.DownstreamInterval >= d.Loopix.DownstreamInterval {
+		t.Errorf("anonymous-plus's downstream (%v) is no faster than default's (%v)", p.Loopix.DownstreamInterval, d.Loopix.DownstreamInterval)
+	}
+	if n, _ := ProfileByName("nodelay"); n.IdleBytesPerSecond() != 0 || n.Loopix.DownstreamInterval != 0 {
 		t.Errorf("nodelay spends %.0f B/s idle, want 0", n.IdleBytesPerSecond())
 	}
 	if _, err := ProfileByName("plus"); err == nil || !strings.Contains(err.Error(), "anonymous-plus") {

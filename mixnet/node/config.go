@@ -140,6 +140,12 @@ type Config struct {
 	// client at the handshake.
 	RecordClientsAfter    Duration `toml:"record_clients_after,omitempty"`
 	MaxProvisionalClients int      `toml:"max_provisional_clients,omitzero"`
+	// DownstreamMaxBytes caps one client's constant-rate downstream, the
+	// one its client asks for to hide its downloads (bytes/s); -1 refuses
+	// shaping. DownstreamQueue bounds the messages waiting for a shaped
+	// client's next slots; the rest wait in the store.
+	DownstreamMaxBytes float64 `toml:"client_downstream_max_bytes,omitzero"`
+	DownstreamQueue    int     `toml:"client_downstream_queue,omitzero"`
 
 	// RequireTickets makes the gateway serve only clients that pay with
 	// anonymous bandwidth tickets (gateway.TicketConfig). TicketGrace is how
@@ -386,6 +392,9 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("source_rate %g, source_burst %d: must not be negative (0 is the default, %d and %d)", c.SourceRate, c.SourceBurst, gateway.DefaultSourceRate, gateway.DefaultSourceBurst)
 	case c.ClientIdleTimeout.Duration < 0:
 		return fmt.Errorf("client_idle_timeout %v: must not be negative (0 is the default, %v)", c.ClientIdleTimeout, gateway.DefaultIdleTimeout)
+	case c.DownstreamMaxBytes < -1 || c.DownstreamQueue < 0:
+		return fmt.Errorf("client_downstream_max_bytes %g, client_downstream_queue %d: must be -1 (no shaping) or more, and not negative (0 is the default, %d and %d)",
+			c.DownstreamMaxBytes, c.DownstreamQueue, gateway.DefaultMaxDownstreamBytes, gateway.DefaultDownstreamQueue)
 	case c.MaxProvisionalClients < -1:
 		return fmt.Errorf("max_provisional_clients %d: must be -1 (none), 0 (the default, %d) or positive", c.MaxProvisionalClients, gateway.DefaultMaxProvisionalClients)
 	case c.MaxClientsPerIP < 0:

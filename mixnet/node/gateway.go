@@ -40,6 +40,8 @@ func (n *Node) newGateway() error {
 		RecordClientsAfter:  n.cfg.RecordClientsAfter.Duration,
 
 		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
+		MaxDownstreamBytes:    n.cfg.DownstreamMaxBytes,
+		DownstreamQueue:       n.cfg.DownstreamQueue,
 
 		Tickets: gateway.TicketConfig{
 			Required: n.cfg.RequireTickets,
