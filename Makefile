@@ -14,7 +14,7 @@ FUZZTIME  ?= 30s
 # ate the whole fuzz time.
 FUZZMINIMIZETIME ?= 5s
 
-.PHONY: all build test deps fmt-check vet lint bench fuzz demo localnet-up localnet-down clean
+.PHONY: all build test deps fmt-check vet lint bench fuzz anonymity demo localnet-up localnet-down clean
 
 all: build
 
@@ -84,6 +84,17 @@ bench:
 	$(GO) test -run '^$$' -bench GatewayMetering -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./mixnet/gateway | tee -a $(BIN)/bench.txt
 	$(GO) run ./internal/benchtable < $(BIN)/bench.txt
 	@if [ "$$(id -u)" = 0 ]; then localnet/bench.sh; else echo "bench: not root, skipping the VPN benchmark (localnet/bench.sh)"; fi
+
+# anonymity measures what a global passive observer learns in each mode
+# (anonymity/measure): an in-process network with N VPN clients under web,
+# bulk, interactive and idle workloads, every node recording a trace, then
+# sender entropy, flow correlation and cover tests; prints the table README
+# shows. No root. ANONYMITY_CLIENTS and ANONYMITY_SECONDS (per mode).
+ANONYMITY_CLIENTS ?= 10
+ANONYMITY_SECONDS ?= 60
+anonymity:
+	NYM_ANONYMITY_REPORT=1 NYM_ANONYMITY_CLIENTS=$(ANONYMITY_CLIENTS) NYM_ANONYMITY_SECONDS=$(ANONYMITY_SECONDS) \
+		$(GO) test -count=1 -timeout 30m -run '^TestAnonymityReport$$' -v ./anonymity/measure
 
 # fuzz runs every fuzz target in the repository for FUZZTIME each, one after
 # another, and prints a line per target with the executions go reported.
