@@ -30,6 +30,13 @@ type CorrelationConfig struct {
 	// MaxLag is how many windows the exit side may trail the client side
 	// (or the client the exit, downstream); 0 means 3.
 	MaxLag int
+	// Span compares a flow with each client only over the flow's own
+	// lifetime (its first to its last window, padded by MaxLag). Over the
+	// whole trace the owner's other flows count against it, and a client
+	// idle but for one coincident burst can win; within the span they
+	// weigh less. Neither attacker dominates the other, so an evaluation
+	// runs both.
+	Span bool
 }
 
 func (c CorrelationConfig) withDefaults() (CorrelationConfig, error) {
@@ -146,14 +153,19 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 	}
 	for _, f := range flows {
 		fs := series(times[key{false, f}])
+		lo, hi := 0, nw
+		if cfg.Span {
+			lo, hi = activeSpan(fs, cfg.MaxLag)
+		}
 		best := Match{Flow: f, Score: math.Inf(-1)}
 		for i, c := range cs {
-			lead, follow := c, fs // upstream: the exit trails the client
+			lead, follow := c[lo:hi], fs[lo:hi] // upstream: the exit trails the client
 			if dir == Downstream {
-				lead, follow = fs, c
+				lead, follow = follow, lead
 			}
-			for lag := 0; lag <= cfg.MaxLag && lag < nw; lag++ {
-				r := pearson(lead[:nw-lag], follow[lag:])
+			n := hi - lo
+			for lag := 0; lag <= cfg.MaxLag && lag < n; lag++ {
+				r := pearson(lead[:n-lag], follow[lag:])
 				if r > best.Score {
 					best.Client, best.Score, best.Lag = clients[i], r, lag
 				}
@@ -162,6 +174,24 @@ func CorrelateFlows(events []Event, dir FlowDir, cfg CorrelationConfig) (Correla
 		res.Matches = append(res.Matches, best)
 	}
 	return res, nil
+}
+
+// activeSpan returns the windows [lo, hi) from a series' first non-zero
+// window to its last, widened by pad on each side within the series.
+func activeSpan(s []float64, pad int) (lo, hi int) {
+	first, last := -1, -1
+	for i, v := range s {
+		if v != 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return 0, len(s)
+	}
+	return max(0, first-pad), min(len(s), last+pad+1)
 }
 
 // pearson is the correlation coefficient of x and y (equal lengths); 0 when

@@ -77,15 +77,18 @@ func TestCorrelateLinkedFlows(t *testing.T) {
 
 // TestCorrelateIndependentFlows: with the exit side unrelated to the
 // clients, the attacker is at chance: over 30 networks of 10 the 95%
-// interval holds 1/10 and the rate is far from the linked case.
+// interval holds 1/10 and the rate is far from the linked case. The same
+// for the span attacker, which must not find links that are not there.
 func TestCorrelateIndependentFlows(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for _, dir := range []FlowDir{Upstream, Downstream} {
-		all := pooled(t, 30, dir, func() []Record { return flowTrace(rng, 10, 60, false) })
-		lo, hi := all.Low, all.High
-		t.Logf("direction %d: %d of %d correct, 95%% interval [%.3f, %.3f]", dir, all.Correct, all.Total, lo, hi)
-		if all.Total != 300 || lo > 0.1 || hi < 0.1 {
-			t.Errorf("direction %d: %d of %d correct, interval [%.3f, %.3f] misses chance 0.1", dir, all.Correct, all.Total, lo, hi)
+	for _, span := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, dir := range []FlowDir{Upstream, Downstream} {
+			all := pooledWith(t, 30, dir, CorrelationConfig{Span: span}, func() []Record { return flowTrace(rng, 10, 60, false) })
+			lo, hi := all.Low, all.High
+			t.Logf("span %v, direction %d: %d of %d correct, 95%% interval [%.3f, %.3f]", span, dir, all.Correct, all.Total, lo, hi)
+			if all.Total != 300 || lo > 0.1 || hi < 0.1 {
+				t.Errorf("span %v, direction %d: %d of %d correct, interval [%.3f, %.3f] misses chance 0.1", span, dir, all.Correct, all.Total, lo, hi)
+			}
 		}
 	}
 }
@@ -93,10 +96,16 @@ func TestCorrelateIndependentFlows(t *testing.T) {
 // pooled runs the attacker on runs traces from gen and pools its score.
 func pooled(t *testing.T, runs int, dir FlowDir, gen func() []Record) Accuracy {
 	t.Helper()
+	return pooledWith(t, runs, dir, CorrelationConfig{}, gen)
+}
+
+// pooledWith is pooled with the attacker's configuration.
+func pooledWith(t *testing.T, runs int, dir FlowDir, cfg CorrelationConfig, gen func() []Record) Accuracy {
+	t.Helper()
 	var all Accuracy
 	for range runs {
 		recs := gen()
-		c, err := CorrelateFlows(Events(recs), dir, CorrelationConfig{})
+		c, err := CorrelateFlows(Events(recs), dir, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,4 +176,53 @@ func BenchmarkCorrelateFlows(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(ev))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// TestCorrelateSpan: client A owns a short flow (windows 10-19, a
+// distinct pattern) and, much later, a heavy download on another flow;
+// client B is quiet but for a burst that overlaps the short flow's second
+// half. Over the whole trace A's download swamps the short flow and B
+// wins it; over the flow's span A's pattern matches exactly.
+func TestCorrelateSpan(t *testing.T) {
+	const a, b = NodeID(100), NodeID(101)
+	const short, heavy = NodeID(1000), NodeID(1001)
+	sec := int64(time.Second)
+	var recs []Record
+	add := func(w int, n int, node NodeID, role Role, dir Dir, peer, owner NodeID) {
+		for k := range n {
+			tm := int64(w)*sec + int64(k)*sec/int64(n+1)
+			recs = append(recs, Record{Event{Time: tm, Node: node, Peer: peer, Size: 2048, Role: role, PeerRole: testRole(peer), Dir: dir}, Truth{Sender: owner}})
+		}
+	}
+	pattern := []int{1, 5, 2, 8, 1, 6, 3, 9, 2, 7}
+	for i, n := range pattern {
+		add(10+i, n, gw, RoleGateway, In, a, a)
+		add(10+i, n, exitNode, RoleExit, Out, short, a)
+	}
+	for w := 100; w < 160; w++ {
+		add(w, 40+w%7, gw, RoleGateway, In, a, a)
+		add(w, 40+w%7, exitNode, RoleExit, Out, heavy, a)
+	}
+	for w := 15; w < 20; w++ {
+		add(w, 3, gw, RoleGateway, In, b, b)
+	}
+	owners := FlowOwners(recs)
+	for _, span := range []bool{false, true} {
+		c, err := CorrelateFlows(Events(recs), Upstream, CorrelationConfig{Span: span})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got NodeID
+		for _, m := range c.Matches {
+			if m.Flow == short {
+				got = m.Client
+			}
+		}
+		if want := map[bool]NodeID{false: b, true: a}[span]; got != want {
+			t.Errorf("span %v: short flow matched to %d, want %d (matches %+v)", span, got, want, c.Matches)
+		}
+		if a := Score(c, owners); span && a.Correct != 2 {
+			t.Errorf("span: %+v, want both flows matched", a)
+		}
+	}
 }

@@ -22,9 +22,9 @@ type Row struct {
 	// Up and Down are the windowed-count attacker's top-1 accuracy at
 	// matching exit-side flows to clients, beside 1/N.
 	Up, Down anonymity.Accuracy
-	// UpWindow and DownWindow are the counting windows at which the
-	// attacker did best (see Windows).
-	UpWindow, DownWindow time.Duration
+	// UpAttack and DownAttack are the attacker's settings (counting window,
+	// whole trace or each flow's span) that did best (see Windows).
+	UpAttack, DownAttack anonymity.CorrelationConfig
 	// CoverUp and CoverDown compare real and cover packets on the clients'
 	// links at the gateway (In: client to gateway; Out: gateway to client)
 	// by size and by gaps in active against idle windows.
@@ -59,10 +59,10 @@ func Analyse(mode string, records []anonymity.Record, owners map[anonymity.NodeI
 		records, ev = kept, anonymity.Events(kept)
 	}
 	var err error
-	if row.Up, row.UpWindow, row.Clients, err = bestWindow(ev, anonymity.Upstream, owners); err != nil {
+	if row.Up, row.UpAttack, row.Clients, err = bestWindow(ev, anonymity.Upstream, owners); err != nil {
 		return row, err
 	}
-	if row.Down, row.DownWindow, _, err = bestWindow(ev, anonymity.Downstream, owners); err != nil {
+	if row.Down, row.DownAttack, _, err = bestWindow(ev, anonymity.Downstream, owners); err != nil {
 		return row, err
 	}
 	row.Flows = max(row.Up.Total, row.Down.Total)
@@ -86,24 +86,30 @@ const CoverWindow = 250 * time.Millisecond
 // put a packet's two ends mostly in one window) and blurs a flow of the
 // nodelay profile, whose ends are milliseconds apart, into whatever else
 // its client did that second: measured on a nodelay run of 5 clients, 1 s
-// matched 10 of 17 flows upstream, 250 ms 12, 100 ms 16.
-var Windows = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, time.Second}
+// matched 10 of 17 flows upstream, 250 ms 12, 100 ms 16. 25 ms is for
+// nodelay's millisecond flows.
+var Windows = []time.Duration{25 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, time.Second}
 
-// bestWindow runs the attacker at each of Windows and keeps the most
-// accurate: the ground truth picks the window, so the result is an upper
-// bound on this attacker tuned to the mode (a real one would have to pick
-// without it), which is what a bound on anonymity should use.
-func bestWindow(ev []anonymity.Event, dir anonymity.FlowDir, owners map[anonymity.NodeID]anonymity.NodeID) (best anonymity.Accuracy, window time.Duration, clients int, err error) {
-	for i, w := range Windows {
-		c, err := anonymity.CorrelateFlows(ev, dir, anonymity.CorrelationConfig{Window: w})
-		if err != nil {
-			return best, 0, 0, fmt.Errorf("measure: flow correlation at %v: %w", w, err)
-		}
-		if a := anonymity.Score(c, owners); i == 0 || a.Rate > best.Rate {
-			best, window, clients = a, w, c.Clients
+// bestWindow runs the attacker at each of Windows, over the whole trace
+// and over each flow's span, and keeps the most accurate: the ground truth
+// picks the setting, so the result is an upper bound on this attacker
+// tuned to the mode (a real one would have to pick without it), which is
+// what a bound on anonymity should use.
+func bestWindow(ev []anonymity.Event, dir anonymity.FlowDir, owners map[anonymity.NodeID]anonymity.NodeID) (best anonymity.Accuracy, attack anonymity.CorrelationConfig, clients int, err error) {
+	first := true
+	for _, w := range Windows {
+		for _, span := range []bool{false, true} {
+			cfg := anonymity.CorrelationConfig{Window: w, Span: span}
+			c, err := anonymity.CorrelateFlows(ev, dir, cfg)
+			if err != nil {
+				return best, attack, 0, fmt.Errorf("measure: flow correlation at %v: %w", w, err)
+			}
+			if a := anonymity.Score(c, owners); first || a.Rate > best.Rate {
+				best, attack, clients, first = a, cfg, c.Clients, false
+			}
 		}
 	}
-	return best, window, clients, nil
+	return best, attack, clients, nil
 }
 
 // coverGateway is the gateway whose client links carry the most frames
@@ -160,7 +166,7 @@ func WriteTable(w io.Writer, rows []Row) error {
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %d | %.2f / %.2f bits (%.2f) | %s | %s | %.0f%% | %s | %s |\n",
 			r.Mode, r.Clients, r.Entropy.Mean, r.Entropy.P5, r.Entropy.Ideal,
-			acc(r.Up, r.UpWindow), acc(r.Down, r.DownWindow), 100*r.Up.Chance, cover(r.CoverUp), cover(r.CoverDown))
+			acc(r.Up, r.UpAttack), acc(r.Down, r.DownAttack), 100*r.Up.Chance, cover(r.CoverUp), cover(r.CoverDown))
 	}
 	for _, r := range rows {
 		fmt.Fprintf(&b, "\n%s: %d flows; %d packets left the last mix layer (%d of no client); cover truth joined onto %s gateway records (real/cover frames: %d/%d up, %d/%d down)",
@@ -175,11 +181,15 @@ func WriteTable(w io.Writer, rows []Row) error {
 	return err
 }
 
-func acc(a anonymity.Accuracy, w time.Duration) string {
+func acc(a anonymity.Accuracy, cfg anonymity.CorrelationConfig) string {
 	if a.Total == 0 {
 		return "no flows"
 	}
-	return fmt.Sprintf("%.0f%% (%d/%d; %.0f–%.0f%%) at %v", 100*a.Rate, a.Correct, a.Total, 100*a.Low, 100*a.High, w)
+	span := ""
+	if cfg.Span {
+		span = ", flow span"
+	}
+	return fmt.Sprintf("%.0f%% (%d/%d; %.0f–%.0f%%) at %v%s", 100*a.Rate, a.Correct, a.Total, 100*a.Low, 100*a.High, cfg.Window, span)
 }
 
 func cover(c anonymity.CoverTest) string {
