@@ -118,20 +118,6 @@ func TestTracesConsistent(t *testing.T) {
 	wg.Wait()
 }
 
-// servePort serves page over HTTP at internetAddr:port on the exit's
-// internet.
-func servePort(t *testing.T, e *testExit, port uint16, page []byte) {
-	t.Helper()
-	ln, err := e.net.ListenTCPAddrPort(netip.AddrPortFrom(internetAddr, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(page) })}
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Serve(ln) })
-	t.Cleanup(func() { srv.Close(); wg.Wait() })
-}
-
 // tracedTunnel connects a tunnel with profile p whose mixnet client
 // records into rec, runs it over a userspace stack and returns the tunnel,
 // its first mixnet client and the stack.
@@ -156,19 +142,7 @@ func tracedTunnel(t *testing.T, n *miniNet, e *testExit, p Profile, rec *anonymi
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tn.Run(rctx, dev) }()
-	t.Cleanup(func() {
-		rcancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	stack := runOverNetstack(t, tn)
 	return tn, first.Load(), stack
 }
 

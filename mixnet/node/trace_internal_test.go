@@ -28,15 +28,7 @@ func TestTraceFileLifecycle(t *testing.T) {
 	}
 	taken.Close()
 
-	n, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		n.closeListeners()
-		n.gateway.Close()
-		n.closeTrace()
-	}()
+	n := newUnrun(t, cfg)
 	if n.Trace() == nil || n.gateway.Trace() == nil {
 		t.Fatal("trace_file set, but the node or its gateway records nothing")
 	}
@@ -59,16 +51,24 @@ func TestTraceFileLifecycle(t *testing.T) {
 
 // Without trace_file, nothing records.
 func TestTraceOffByDefault(t *testing.T) {
-	cfg := isolatedConfig(t, ModeEntryGateway)
+	n := newUnrun(t, isolatedConfig(t, ModeEntryGateway))
+	if n.trace != nil || n.Trace() != nil || n.gateway.Trace() != nil {
+		t.Fatal("a node without trace_file traces")
+	}
+}
+
+// newUnrun makes a gateway node that never runs, and closes what New
+// opened when the test ends.
+func newUnrun(t *testing.T, cfg Config) *Node {
+	t.Helper()
 	n, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		n.closeListeners()
 		n.gateway.Close()
-	}()
-	if n.trace != nil || n.Trace() != nil || n.gateway.Trace() != nil {
-		t.Fatal("a node without trace_file traces")
-	}
+		n.closeTrace()
+	})
+	return n
 }

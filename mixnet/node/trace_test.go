@@ -1,8 +1,6 @@
 package node_test
 
 import (
-	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"testing"
@@ -54,12 +52,7 @@ func TestTraceThroughThreeLayers(t *testing.T) {
 	topo := n.WaitRoutable(10 * time.Second)
 	exit := exitIndex(t, n, topo)
 	entry := topo.Entry[0]
-	me, _ := link.GenerateKeyPair(rand.Reader)
-	c, err := link.Dial(context.Background(), entry.ClientsAddr, [32]byte(entry.NoiseKey), link.Config{Static: me})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	me, c := dialEntry(t, topo)
 	route, err := testnet.Route(topo, directory.RoleExit, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
