@@ -27,15 +27,17 @@ type Profile struct {
 const reorderFloor = 20 * time.Millisecond
 
 // DefaultDownstreamInterval is the default profile's shaped downstream:
-// 150 frames/s from the entry gateway, about 314 kB/s whether the tunnel
+// 200 frames/s from the entry gateway, about 419 kB/s whether the tunnel
 // downloads or not, so a watcher of the user's link cannot see downloads.
 // Idle, some 57 of them carry the returning loop cover and acks; a
 // download's replies take the rest (and the slots its own upstream data
-// frees from loop cover): at most about 95 replies/s, 1.5 Mbit/s, what the
-// unshaped tunnel reached. Measured in the local network: at 100/s the
-// download fell to 0.59 Mbit/s (below Nym's own 0.97 Mbit/s cap) and a
-// 500 KiB page took 8.3 s; see README "Measured through the VPN".
-const DefaultDownstreamInterval = time.Second / 150
+// frees from loop cover): at least some 140 replies/s, 2.3 Mbit/s, above
+// what the unshaped tunnel reached. Measured in the local network (README
+// "Measured through the VPN"): at 100/s the download fell to 0.59 Mbit/s,
+// below Nym's own 0.97 Mbit/s cap, and a 500 KiB page took 8.3 s; at 150/s
+// 1.01-1.07 Mbit/s and 4.7-5.1 s, just above the cap; at 200/s about what
+// the unshaped tunnel does.
+const DefaultDownstreamInterval = time.Second / 200
 
 // DefaultProfile is Nym's mixing: 15 ms mean delay per hop, a Poisson stream
 // of 50 packets/s and loop cover every 200 ms, with the downstream shaped
