@@ -175,7 +175,7 @@ func NewPacketInPlace(pkt []byte, msgLen int, route []Hop, dest Destination, siz
 
 // newBuffer allocates a packet of size with msg at its message offset.
 func newBuffer(msg []byte, size Size) ([]byte, error) {
-	if size != SizeRegular && size != SizeAck {
+	if !size.Valid() {
 		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
 	}
 	if len(msg) > int(size) {
@@ -190,7 +190,7 @@ func newBuffer(msg []byte, size Size) ([]byte, error) {
 // msgLen bytes of message it holds: the zero integrity prefix, the 0x01
 // marker and zeros to the end. It returns the payload.
 func padInPlace(pkt []byte, msgLen int, size Size) ([]byte, error) {
-	if size != SizeRegular && size != SizeAck {
+	if !size.Valid() {
 		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
 	}
 	if len(pkt) != size.PacketLen() {
