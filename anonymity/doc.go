@@ -44,7 +44,36 @@
 // packet's Out at one node before its In at the next); analyses sort by
 // time stably, so equal times keep file order.
 //
-// Nothing records traces from nodes yet: the node option that writes them
-// (off by default, never in production configs) and the nym-anonymity runner
-// that drives a network of clients and reports the table come next.
+// # Recording
+//
+// Every recorder names parties alike, so that files merge: a node, client
+// or exit by [IDOf] of its identity key (a client's is its address key;
+// the exit by its IP router's client identity), an internet endpoint by
+// [EndpointID]. A [Recorder] appends to one file; a nil Recorder records
+// nothing, so tracing off costs a nil check. What records what:
+//
+//   - nym-node, with trace_file set in its config.toml (off by default;
+//     never in production): its mixer records each packet In from the
+//     previous hop and Out to the next, both under one Truth.Packet (a
+//     node-local counter), Size being the link frame's wire length; as a
+//     gateway it records the same on its mix side (In from the last
+//     layer, Out to the first) and every frame on a client's link at its
+//     end, In (upstream, Truth.Sender the client) and Out (downstream),
+//     the peer's role RoleExit for the node's own exit's router client.
+//   - The exit beside the node (same file): its internet side, each IP
+//     packet Out to or In from the internet, Peer the remote endpoint.
+//     Truth.Sender is 0: the exit does not know the client; the
+//     experimenter, who gave each client its own server port, does.
+//   - A mixnet client with Config.Trace: every frame on its link at its
+//     end, Role RoleClient, with the ground truth only it knows: whether
+//     a frame is cover (loop cover or a cover slot of the Poisson stream;
+//     downstream, its own loop cover and its acks coming back).
+//
+// Both ends of a client's link name a frame by [PacketIDOf] its payload,
+// so [JoinCover] can copy the client's cover truth onto the gateway's
+// records, which [CompareCover] needs. Senders stamp a record before
+// handing the frame to the link, so a receiver's record is never earlier.
+// [Check] verifies a merged trace's causality (links FIFO, every arrival
+// sent first, every departure from a mix received first); the runner that
+// drives a network of clients and reports the table is in its own package.
 package anonymity

@@ -27,15 +27,38 @@ type Profile struct {
 // mixing delays packets race through goroutines and sockets.
 const reorderFloor = 20 * time.Millisecond
 
+// DefaultDownstreamInterval is the default profile's shaped downstream:
+// 150 frames/s from the entry gateway, about 314 kB/s whether the tunnel
+// downloads or not, so a watcher of the user's link cannot see downloads.
+// Idle, some 57 of them carry the returning loop cover and acks; a
+// download's replies take the rest (and the slots its own upstream data
+// frees from loop cover): at most about 95 replies/s, 1.5 Mbit/s, what the
+// unshaped tunnel reached. Measured in the local network: at 100/s the
+// download fell to 0.59 Mbit/s (below Nym's own 0.97 Mbit/s cap) and a
+// 500 KiB page took 8.3 s; see README "Measured through the VPN".
+const DefaultDownstreamInterval = time.Second / 150
+
 // DefaultProfile is Nym's mixing: 15 ms mean delay per hop, a Poisson stream
-// of 50 packets/s and loop cover every 200 ms.
+// of 50 packets/s and loop cover every 200 ms, with the downstream shaped
+// to DefaultDownstreamInterval.
 func DefaultProfile() Profile {
+	lp := client.NymDefaults()
+	lp.DownstreamInterval = DefaultDownstreamInterval
 	return Profile{
 		Name:        "default",
-		Loopix:      client.NymDefaults(),
-		Description: "Nym's mixing parameters: 15 ms per hop, 50 packets/s Poisson, cover every 200 ms",
+		Loopix:      lp,
+		Description: "Nym's mixing parameters: 15 ms per hop, 50 packets/s Poisson, cover every 200 ms; downloads hidden in a constant stream",
 	}
 }
+
+// PlusDownstreamInterval is anonymous-plus's shaped downstream: about 167
+// frames/s of an extended packet's slot (8.2 KB, DownstreamFrameLen), 1.4
+// MB/s, as the 667 regular-size frames/s first chosen. A slot holds one
+// extended reply or four regular deliveries, so idle, its ~205 packets/s of
+// regular loop cover and acks come back in ~52 slots and its 10 extended
+// cover in 10; a download's replies take the rest, ~105/s of 8165 bytes
+// (~6.9 Mbit/s), above what this machine's local network reaches.
+const PlusDownstreamInterval = 6 * time.Millisecond
 
 // PlusSendInterval is the anonymous-plus profile's mean Poisson interval:
 // 200 packets/s, four times Nym's. Chosen by measuring 200, 333, 500 and
@@ -80,6 +103,7 @@ func AnonymousPlusProfile() Profile {
 	lp.SendInterval = PlusSendInterval
 	lp.ExtendedReplies = true
 	lp.ExtendedCoverInterval = PlusExtendedCoverInterval
+	lp.DownstreamInterval = PlusDownstreamInterval
 	return Profile{
 		Name:   "anonymous-plus",
 		Loopix: lp,
@@ -142,16 +166,32 @@ func (p Profile) ReorderTimeout() time.Duration {
 }
 
 // IdleBytesPerSecond is what the profile spends on cover towards the entry
-// gateway while the tunnel is idle; loop cover comes back, so about as much
-// again comes down. Zero for a profile without cover.
+// gateway while the tunnel is idle. Zero for a profile without cover.
 func (p Profile) IdleBytesPerSecond() float64 { return p.Loopix.IdleBytesPerSecond() }
 
-// IdleCost says IdleBytesPerSecond in plain words, for users.
+// IdleDownBytesPerSecond is what comes down from the entry gateway while
+// the tunnel is idle: the shaped downstream's constant rate, or, unshaped,
+// the loop cover coming back (about IdleBytesPerSecond).
+func (p Profile) IdleDownBytesPerSecond() float64 {
+	if d := p.Loopix.DownstreamBytesPerSecond(); d > 0 {
+		return d
+	}
+	return p.IdleBytesPerSecond()
+}
+
+// IdleCost says what the profile costs while idle in plain words, for
+// users (`nymvpn status`, --profile's help).
 func (p Profile) IdleCost() string {
-	b := p.IdleBytesPerSecond()
-	if b == 0 {
+	up, down := p.IdleBytesPerSecond(), p.IdleDownBytesPerSecond()
+	if up == 0 {
 		return "no cover traffic: nothing is sent while idle"
 	}
-	return fmt.Sprintf("%.0f kB/s (%.1f Mbit/s) each way on cover while idle, about %.1f GB a day",
-		b/1e3, b*8/1e6, b*86400/1e9)
+	day := (up + down) * 86400 / 1e9
+	if p.Loopix.DownstreamInterval <= 0 {
+		return fmt.Sprintf("%.0f kB/s (%.1f Mbit/s) each way on cover while idle, about %.1f GB a day",
+			up/1e3, up*8/1e6, day)
+	}
+	return fmt.Sprintf("%.0f kB/s (%.1f Mbit/s) up on cover and a constant %.0f kB/s (%.1f Mbit/s) down, idle or not, "+
+		"so downloads do not show; about %.1f GB a day",
+		up/1e3, up*8/1e6, down/1e3, down*8/1e6, day)
 }

@@ -34,7 +34,17 @@ func TestAnonymousPlusProfile(t *testing.T) {
 	if !strings.Contains(p.IdleCost(), "Mbit/s") {
 		t.Errorf("IdleCost %q does not state a rate", p.IdleCost())
 	}
-	if n, _ := ProfileByName("nodelay"); n.IdleBytesPerSecond() != 0 {
+	for _, anon := range []Profile{d, p} {
+		if anon.Loopix.DownstreamInterval <= 0 || anon.IdleDownBytesPerSecond() != anon.Loopix.DownstreamBytesPerSecond() ||
+			!strings.Contains(anon.IdleCost(), "down, idle or not") {
+			t.Errorf("%s: downstream not shaped, or its cost not said: %q", anon.Name, anon.IdleCost())
+		}
+	}
+	// Bytes, not frames: anonymous-plus's frames hold an extended reply.
+	if p.Loopix.DownstreamBytesPerSecond() <= d.Loopix.DownstreamBytesPerSecond() {
+		t.Errorf("anonymous-plus's downstream (%.0f B/s) is no faster than default's (%.0f B/s)", p.Loopix.DownstreamBytesPerSecond(), d.Loopix.DownstreamBytesPerSecond())
+	}
+	if n, _ := ProfileByName("nodelay"); n.IdleBytesPerSecond() != 0 || n.Loopix.DownstreamInterval != 0 {
 		t.Errorf("nodelay spends %.0f B/s idle, want 0", n.IdleBytesPerSecond())
 	}
 	if _, err := ProfileByName("plus"); err == nil || !strings.Contains(err.Error(), "anonymous-plus") {

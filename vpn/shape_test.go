@@ -75,7 +75,7 @@ func TestTimingTrafficShapeAnonymousPlus(t *testing.T) {
 	tn, hc := vpnSide(t, n, e, p, nil)
 	mix := tn.mix.(*client.Client)
 
-	var forwarded func() uint64
+	var forwarded, sentDown func() uint64
 	for _, nd := range n.nodes {
 		if directory.Key(nd.Identity()) == mix.Address().Gateway {
 			gw := nd.Gateway()
@@ -83,8 +83,15 @@ func TestTimingTrafficShapeAnonymousPlus(t *testing.T) {
 				st, _ := gw.Client(mix.Address().Identity)
 				return st.Forwarded
 			}
+			sentDown = func() uint64 {
+				st, _ := gw.Client(mix.Address().Identity)
+				return st.BytesOut
+			}
 		}
 	}
+	// And its gateway sends it the same bytes/s whatever it does: the
+	// shaped downstream (issue 18).
+	wantDown := p.Loopix.DownstreamBytesPerSecond()
 	if forwarded == nil {
 		t.Fatal("the client's gateway is not in the test network")
 	}
@@ -122,10 +129,15 @@ func TestTimingTrafficShapeAnonymousPlus(t *testing.T) {
 				}
 			})
 		}
-		st0, fwd0, start := tn.Stats(), forwarded(), time.Now()
+		st0, fwd0, sent0, start := tn.Stats(), forwarded(), sentDown(), time.Now()
 		time.Sleep(phase)
-		st1, fwd1, secs := tn.Stats(), forwarded(), time.Since(start).Seconds()
+		st1, fwd1, sent1, secs := tn.Stats(), forwarded(), sentDown(), time.Since(start).Seconds()
 		rate := float64(fwd1-fwd0) / secs
+		if gw := float64(sent1-sent0) / secs; math.Abs(gw-wantDown)/wantDown > 0.10 {
+			t.Errorf("%s: the gateway sent %.0f kB/s down, want the constant %.0f kB/s ± 10%%", mode, gw/1e3, wantDown/1e3)
+		} else {
+			t.Logf("%s: the gateway sent %.0f kB/s down (constant: %.0f kB/s)", mode, gw/1e3, wantDown/1e3)
+		}
 		down, up := float64(st1.BytesDown-st0.BytesDown)/secs, float64(st1.BytesUp-st0.BytesUp)/secs
 		t.Logf("%s: %.1f packets/s at the gateway over %.1f s, want %.1f; tunnel %.0f kB/s down, %.0f kB/s up",
 			mode, rate, secs, want, down/1e3, up/1e3)

@@ -22,9 +22,13 @@ import (
 )
 
 // serveInternet serves page at http://192.0.2.1/ on the exit's internet.
-func serveInternet(t *testing.T, e *testExit, page []byte) {
+func serveInternet(t *testing.T, e *testExit, page []byte) { servePort(t, e, 80, page) }
+
+// servePort serves page over HTTP at internetAddr:port on the exit's
+// internet.
+func servePort(t *testing.T, e *testExit, port uint16, page []byte) {
 	t.Helper()
-	ln, err := e.net.ListenTCPAddrPort(netip.AddrPortFrom(internetAddr, 80))
+	ln, err := e.net.ListenTCPAddrPort(netip.AddrPortFrom(internetAddr, port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +78,20 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 		t.Fatalf("granted %s, MTU %d (a full upstream bundle holds %d)", tn.Addrs(), tn.MTU(), maxUpPacket(tn.mix))
 	}
 	t.Logf("tunnel MTU %d", tn.MTU())
+	stack := runOverNetstack(t, tn)
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return stack.DialContext(ctx, network, addr)
+		},
+		DisableKeepAlives: true,
+	}}
+	return tn, hc
+}
+
+// runOverNetstack runs tn over a userspace stack until the test ends and
+// returns the stack.
+func runOverNetstack(t *testing.T, tn *Tunnel) *tun.Net {
+	t.Helper()
 	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
 	if err != nil {
 		t.Fatal(err)
@@ -87,13 +105,7 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 			t.Errorf("run: %v", err)
 		}
 	})
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return stack.DialContext(ctx, network, addr)
-		},
-		DisableKeepAlives: true,
-	}}
-	return tn, hc
+	return stack
 }
 
 // connectProgress counts what a mixnet client did towards a tunnel's

@@ -9,6 +9,7 @@ package main
 //	E2E_SOAK  duration of the soak test's continuous traffic (default 2m; 0 skips it)
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -436,6 +437,24 @@ func TestVPNTraffic(t *testing.T) {
 			t.Errorf("iperf3 -R through the tunnel: %v\n%s", err, out)
 		}
 	})
+	t.Run("downstream shaped", func(t *testing.T) {
+		// Issue 18: a watcher of the client's link must not see a
+		// download. The default profile asks its entry gateway for a
+		// constant-rate downstream, so what the client's link receives
+		// (nearly all of it from the entry, with the tunnel up) is the
+		// same idle and while downloading. Unshaped, it went from 116 to
+		// 295 kB/s.
+		idle := n.downstreamRate(t, nil)
+		down := n.downstreamRate(t, []string{"iperf3", "-c", e2eInet4, "-R", "-t", "16", "-i", "1", "--forceflush", "--connect-timeout", "60000"})
+		t.Logf("entry→client: %.1f kB/s idle, %.1f kB/s downloading", idle/1e3, down/1e3)
+		if d := (down - idle) / idle; d > 0.10 || d < -0.10 {
+			t.Errorf("entry→client %.1f kB/s downloading vs %.1f kB/s idle: %+.0f%%, want within ±10%%", down/1e3, idle/1e3, 100*d)
+		}
+		out := n.must("client", filepath.Join(n.bin, "nymvpn"), "--socket", n.vpnSock, "status")
+		if !strings.Contains(out, "down, idle or not") {
+			t.Errorf("nymvpn status does not say what the shaped downstream costs:\n%s", out)
+		}
+	})
 	t.Run("ICMP echo", func(t *testing.T) {
 		out, err := n.in("client", 3*time.Minute, "ping", "-c", "5", "-W", "30", e2eInet4)
 		m := regexp.MustCompile(`(\d+) received`).FindStringSubmatch(out)
@@ -747,3 +766,61 @@ func TestVPNKillSwitchReconnect(t *testing.T) {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// rxBytes is what the client's link to the LAN has received.
+func (n *e2eNet) rxBytes(t *testing.T) uint64 {
+	t.Helper()
+	out := n.must("client", "cat", "/sys/class/net/lan0/statistics/rx_bytes")
+	v, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("rx_bytes %q: %v", out, err)
+	}
+	return v
+}
+
+// downstreamRate is the client link's receive rate in bytes/s: over ten
+// seconds idle when load is nil, otherwise while load (an iperf3 download
+// reporting every second) runs, from its third report to its thirteenth,
+// so the window has the download going at full speed.
+func (n *e2eNet) downstreamRate(t *testing.T, load []string) float64 {
+	t.Helper()
+	if load == nil {
+		b0, t0 := n.rxBytes(t), time.Now()
+		time.Sleep(10 * time.Second) // a measuring window, not a wait for an event
+		return float64(n.rxBytes(t)-b0) / time.Since(t0).Seconds()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.ns("client")}, load...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cancel()
+	var (
+		reports int
+		b0      uint64
+		t0      time.Time
+		log     strings.Builder
+	)
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		log.WriteString(line + "\n")
+		if !strings.Contains(line, " sec ") {
+			continue
+		}
+		switch reports++; reports {
+		case 2:
+			b0, t0 = n.rxBytes(t), time.Now()
+		case 12:
+			return float64(n.rxBytes(t)-b0) / time.Since(t0).Seconds()
+		}
+	}
+	t.Fatalf("%s ended after %d reports:\n%s", load[0], reports, log.String())
+	return 0
+}

@@ -146,6 +146,7 @@ func (e *exitFlags) prepareRouter(cfg node.Config, log *slog.Logger) (*exitRoute
 // epoch), so failures are retried with backoff.
 func (r *exitRouter) run(ctx context.Context, n *node.Node) {
 	r.cfg.Gateway = directory.Key(n.Identity())
+	r.cfg.Trace = n.Trace() // trace_file: the internet side too
 	var current atomic.Pointer[exit.Service]
 	metrics := exit.NewCollector(func() (exit.Stats, bool) {
 		if svc := current.Load(); svc != nil && svc.Router() != nil {

@@ -80,6 +80,7 @@ func StartOptions(t testing.TB, n *testnet.Net, o Options) *Exit {
 		Device:         dev,
 		Host:           exit.NoHost{},
 		ControlTimeout: o.ControlTimeout,
+		Trace:          n.Exit().Trace(), // nil unless the node has trace_file
 		Logger:         slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
 	"github.com/nym-go/nym/mixnet/directory"
@@ -120,6 +121,12 @@ type Config struct {
 	// SURB outside the router's queue: the client pulls it when it holds
 	// one.
 	ControlTimeout time.Duration
+
+	// Trace, if set, records the exit's internet side, packet by packet,
+	// into an anonymity trace (the node's trace_file): for measurement
+	// only. The exit is named there by its router's identity, as its
+	// gateway names the router's client.
+	Trace *anonymity.Recorder
 
 	Logger *slog.Logger
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/ipr/router"
 	"github.com/nym-go/nym/mixnet/client"
@@ -106,6 +107,11 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error("restoring the exit's networking", "err", err)
 		}
 	}()
+
+	if s.cfg.Trace != nil {
+		id := mix.Identity().Public
+		dev = &tracedDevice{Device: dev, rec: s.cfg.Trace, self: anonymity.IDOf(id[:])}
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

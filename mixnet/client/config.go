@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
+	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
 // Loopix holds the traffic-shaping parameters. Every field is used as given:
@@ -41,6 +44,38 @@ type Loopix struct {
 	// of loop cover in extended packets, built as replies to ourselves so
 	// that every mix sees them as it sees replies. Zero: no such stream.
 	ExtendedCoverInterval time.Duration
+
+	// DownstreamInterval asks the gateway for a constant-rate downstream:
+	// one frame of one length (DownstreamFrameLen()) every interval, whether
+	// it carries deliveries or nothing. Without it the gateway pushes each
+	// delivery when it arrives, and a watcher of the client's link sees
+	// when, and how much, the client downloads. The interval also caps
+	// what comes down: DownstreamFrameLen per interval, acks and loop
+	// cover included. The gateway may grant a longer interval (its
+	// operator's cap). Zero: unshaped.
+	DownstreamInterval time.Duration
+}
+
+// DownstreamFrameLen is the length of every frame of a shaped downstream:
+// one holds the largest delivery that reaches this client, the final-hop
+// payload of the largest packet it makes SURBs or loop cover of (a regular
+// packet, or an extended one with ExtendedReplies or
+// ExtendedCoverInterval), so no delivery needs a longer frame: the gateway
+// drops a delivery its slots cannot hold rather than send a longer frame.
+func (l Loopix) DownstreamFrameLen() int {
+	if l.ExtendedReplies || l.ExtendedCoverInterval > 0 {
+		return gatewire.SlotLen(sphinx.ExtendedPacketSize)
+	}
+	return gatewire.SlotLen(sphinx.RegularPacketSize)
+}
+
+// DownstreamBytesPerSecond is what a shaped downstream costs, idle or
+// not: DownstreamFrameLen per DownstreamInterval (zero when unshaped).
+func (l Loopix) DownstreamBytesPerSecond() float64 {
+	if l.DownstreamInterval <= 0 {
+		return 0
+	}
+	return float64(l.DownstreamFrameLen()) * float64(time.Second) / float64(l.DownstreamInterval)
 }
 
 // NymDefaults are Nym's client defaults: 15 ms per hop, 50 packets/s,
@@ -75,7 +110,8 @@ func (l Loopix) PacketsPerSecond() float64 {
 // IdleBytesPerSecond is the bandwidth an idle client spends on cover
 // towards its gateway: its packets × WirePacketSize, each extended cover
 // packet counted at its own size. Loop cover comes back to the client, so
-// about as much again arrives from the gateway.
+// about as much again arrives from the gateway, or, with a shaped
+// downstream, DownstreamBytesPerSecond.
 func (l Loopix) IdleBytesPerSecond() float64 {
 	r := l.PacketsPerSecond() * WirePacketSize
 	if d := l.ExtendedCoverInterval; d > 0 {
@@ -191,6 +227,11 @@ type Config struct {
 	// Logger receives the client's logs; nil uses slog.Default().
 	Logger *slog.Logger
 
+	// Trace, if set, records every frame on the link to the gateway, at
+	// the client end, with the ground truth only the client knows: which
+	// of its packets are cover (package anonymity). For measurement only.
+	Trace *anonymity.Recorder
+
 	hooks   *testHooks
 	ownHTTP bool // HTTPClient was made by withDefaults
 }
@@ -230,7 +271,7 @@ func (c Config) withDefaults() (Config, error) {
 		d := NymDefaults()
 		c.Loopix = &d
 	}
-	if c.Loopix.HopDelay < 0 || c.Loopix.SendInterval < 0 || c.Loopix.CoverInterval < 0 {
+	if c.Loopix.HopDelay < 0 || c.Loopix.SendInterval < 0 || c.Loopix.CoverInterval < 0 || c.Loopix.DownstreamInterval < 0 {
 		return c, errors.New("client: negative Loopix parameter")
 	}
 	if c.Retransmit == nil {

@@ -12,8 +12,9 @@ import (
 
 // A client with ExtendedReplies hands out SURBs whose replies are extended
 // packets: a reply stream through them gets an extended packet's room, and
-// the data crosses real mixes and gateways intact. Its extended loop cover
-// crosses them too and comes back to it, matching nothing.
+// the data crosses real mixes and gateways (and a shaped downstream)
+// intact. Its extended loop cover crosses them too and comes back to it,
+// matching nothing.
 func TestExtendedReplies(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{})
 	n.WaitRoutable(10 * time.Second)
@@ -21,6 +22,9 @@ func TestExtendedReplies(t *testing.T) {
 		lp := fast
 		lp.ExtendedReplies = true
 		lp.ExtendedCoverInterval = 10 * time.Millisecond
+		// Shaped: every slot must hold an extended delivery
+		// (DownstreamFrameLen), or the gateway drops them.
+		lp.DownstreamInterval = 5 * time.Millisecond
 		c.Loopix = &lp
 	})
 	b := connect(t, n, func(c *Config) { c.SURBs = SURBPolicy{LowWater: 1} })

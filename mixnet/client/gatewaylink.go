@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
@@ -121,6 +123,12 @@ func (c *Client) dial(stopDial context.Context) (*link.Conn, error) {
 		cancel()
 		return nil, fmt.Errorf("client: connecting to gateway %s at %s: %w", gw.Identity, gw.ClientsAddr, err)
 	}
+	c.stats.downstreamInterval.Store(0) // until this connection's grant
+	if lp := c.cfg.Loopix; lp.DownstreamInterval > 0 {
+		// First thing on every connection, so the gateway shapes all but
+		// its greeting (and what it sends in this round trip).
+		c.sendFrame(conn, link.Frame{Kind: link.KindClient, Payload: (&gatewire.Shape{Interval: lp.DownstreamInterval, FrameLen: lp.DownstreamFrameLen()}).AppendBinary(nil)}, false)
+	}
 	return conn, nil
 }
 
@@ -184,16 +192,56 @@ func (c *Client) handleFrame(conn *link.Conn, f link.Frame) error {
 	if f.Kind != link.KindClient {
 		return nil
 	}
-	msg, err := gatewire.Parse(f.Payload)
+	var arrival traceArrival
+	if c.cfg.Trace != nil {
+		arrival = traceArrival{at: time.Now().UnixNano(), packet: anonymity.PacketIDOf(f.Payload), size: len(f.Payload)}
+	}
+	return c.handleGatewayMessage(conn, f.Payload, arrival)
+}
+
+// handleGatewayMessage acts on one message from the gateway. A Slot of the
+// shaped downstream carries several, or none (Parse refuses a slot in a
+// slot). Deliveries alias b, which is ours. arrival, when traced, is the
+// frame's: recorded here, or with the frame's first delivery once the
+// receive loop knows whether that was cover.
+func (c *Client) handleGatewayMessage(conn *link.Conn, b []byte, arrival traceArrival) error {
+	msg, err := gatewire.Parse(b)
 	if err != nil {
 		c.stats.badDeliveries.Add(1)
 		c.logLimited("malformed message from gateway", "err", err)
 		return nil
 	}
+	if slot, ok := msg.(*gatewire.Slot); ok {
+		if len(slot.Messages) == 0 {
+			c.stats.gatewayCover.Add(1)
+		}
+		first := slices.IndexFunc(slot.Messages, func(m []byte) bool { return gatewire.Type(m[0]) == gatewire.TypeDeliver })
+		if first < 0 && arrival.at != 0 {
+			c.traceFrame(anonymity.In, arrival, len(slot.Messages) == 0) // the gateway's cover, or control
+		}
+		for i, inner := range slot.Messages {
+			a := traceArrival{}
+			if i == first {
+				a = arrival
+			}
+			if err := c.handleGatewayMessage(conn, inner, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, ok := msg.(*gatewire.Deliver); !ok && arrival.at != 0 {
+		c.traceFrame(anonymity.In, arrival, false) // control: never cover
+	}
 	switch m := msg.(type) {
+	case *gatewire.Shape:
+		c.stats.downstreamInterval.Store(int64(m.Interval))
+		if want := c.cfg.Loopix.DownstreamInterval; m.Interval != want {
+			c.log.Info("gateway shapes our downstream at another rate", "asked", want, "granted", m.Interval)
+		}
 	case *gatewire.Deliver:
 		select {
-		case c.inbound <- inbound{d: m, conn: conn}:
+		case c.inbound <- inbound{d: m, conn: conn, trace: arrival}:
 		case <-c.ctx.Done():
 			return c.ctx.Err()
 		}

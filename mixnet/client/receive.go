@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -27,6 +28,9 @@ type Message struct {
 type inbound struct {
 	d    *gatewire.Deliver
 	conn *link.Conn
+	// trace is the frame's arrival, recorded once process knows whether
+	// it was cover (Config.Trace; zero without).
+	trace traceArrival
 }
 
 // receivedBatch is how many deliveries may go unacknowledged to the gateway
@@ -54,13 +58,16 @@ func (c *Client) runReceive(ctx context.Context) {
 			c.surbs.expire(now)
 			c.replyKeys.expire(now)
 		case in := <-c.inbound:
-			c.process(ctx, in.d)
+			cover := c.process(ctx, in.d)
+			if in.trace.at != 0 {
+				c.traceFrame(anonymity.In, in.trace, cover)
+			}
 			unacked++
 			if unacked >= receivedBatch || len(c.inbound) == 0 {
 				// Everything up to this sequence number is processed.
 				// Processed, not necessarily handed to the application: a
 				// crash loses partly reassembled messages, as in Nym.
-				in.conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).AppendBinary(nil)})
+				c.sendFrame(in.conn, link.Frame{Kind: link.KindClient, Payload: (&gatewire.Received{Seq: in.d.Seq}).AppendBinary(nil)}, false)
 				unacked = 0
 			}
 		}
@@ -68,29 +75,32 @@ func (c *Client) runReceive(ctx context.Context) {
 }
 
 // process handles one delivery: an ack, a reply through one of our SURBs, or
-// a forward packet (a message fragment or our own loop cover).
-func (c *Client) process(ctx context.Context, d *gatewire.Deliver) {
+// a forward packet (a message fragment or our own loop cover). It reports
+// whether the delivery was our own cover coming back: loop cover, or a
+// delivery nothing waited for (mostly loop cover's acks).
+func (c *Client) process(ctx context.Context, d *gatewire.Deliver) (cover bool) {
 	c.stats.deliveries.Add(1)
 	if d.ID == zeroID {
-		c.processForward(ctx, d.Payload)
-		return
+		return c.processForward(ctx, d.Payload)
 	}
 	if j, mixes, ok := c.acks.ack(d.ID); ok {
 		c.stats.acksReceived.Add(1)
 		c.routes.health.delivered(mixes[:])
 		c.finish(j)
-		return
+		return false
 	}
 	if keys, tag, ok := c.replyKeys.take(d.ID); ok {
 		c.processReply(ctx, d.Payload, &keys, tag)
-		return
+		return false
 	}
 	// Acks of loop cover, late duplicate acks, replies through SURBs
 	// whose keys expired.
 	c.stats.unmatchedDeliveries.Add(1)
+	return true
 }
 
-func (c *Client) processForward(ctx context.Context, payload []byte) {
+// processForward handles a forward packet; true if it was loop cover.
+func (c *Client) processForward(ctx context.Context, payload []byte) (cover bool) {
 	body, err := sphinx.OpenPayload(payload)
 	if err != nil {
 		c.badDelivery("forward payload", err)
@@ -118,9 +128,10 @@ func (c *Client) processForward(ctx context.Context, payload []byte) {
 	}
 	if f.SetID == coverSetID {
 		c.stats.coverReceived.Add(1)
-		return
+		return true
 	}
 	c.addFragment(ctx, f, origin{})
+	return false
 }
 
 func (c *Client) processReply(ctx context.Context, payload []byte, keys *sphinx.ReplyKeys, tag AnonymousSenderTag) {

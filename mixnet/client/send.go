@@ -209,7 +209,7 @@ func (c *Client) transmit(conn *link.Conn, p *builtPacket, now time.Time) {
 	if done == nil {
 		done = releaseWire
 	}
-	ok := conn.Send(link.Frame{Kind: link.KindClient, Payload: p.wire, Done: done})
+	ok := c.sendFrame(conn, link.Frame{Kind: link.KindClient, Payload: p.wire, Done: done}, !real)
 	if !ok {
 		c.stats.packetsDropped.Add(1)
 	}

@@ -38,6 +38,12 @@ type Stats struct {
 	DuplicateFragments  uint64 // fragments received twice
 	UnmatchedDeliveries uint64 // acks and replies we had no record of (cover acks among them)
 	Reconnects          uint64 // times the gateway connection was re-established
+
+	// DownstreamInterval is the interval of the constant-rate downstream
+	// the gateway granted on the current connection; zero when unshaped.
+	// GatewayCover counts its frames that carried nothing.
+	DownstreamInterval time.Duration
+	GatewayCover       uint64
 }
 
 // counters are the live values behind Stats.
@@ -48,7 +54,8 @@ type counters struct {
 	surbsReceived, surbsSpent, surbRequestsSent, surbsDropped      atomic.Uint64
 	surbRequestsReceived, surbsCreated                             atomic.Uint64
 	deliveries, badDeliveries, duplicates, unmatchedDeliveries     atomic.Uint64
-	reconnects                                                     atomic.Uint64
+	reconnects, gatewayCover                                       atomic.Uint64
+	downstreamInterval                                             atomic.Int64
 	// queued counts jobs between enqueue (or a retransmission's requeue)
 	// and transmission or giving up: the wait a caller's own queue cannot
 	// see. Unlike the window it excludes packets sent and awaiting acks.
@@ -86,6 +93,8 @@ func (c *Client) Stats() Stats {
 		DuplicateFragments:   s.duplicates.Load(),
 		UnmatchedDeliveries:  s.unmatchedDeliveries.Load(),
 		Reconnects:           s.reconnects.Load(),
+		DownstreamInterval:   time.Duration(s.downstreamInterval.Load()),
+		GatewayCover:         s.gatewayCover.Load(),
 	}
 }
 

@@ -189,7 +189,7 @@ func (c *Client) sendTicket(conn *link.Conn) error {
 	if err != nil {
 		return fmt.Errorf("client: encoding a ticket: %w", err)
 	}
-	if !conn.Send(link.Frame{Kind: link.KindClient, Payload: (&gatewire.Ticket{Spend: b}).AppendBinary(nil)}) {
+	if !c.sendFrame(conn, link.Frame{Kind: link.KindClient, Payload: (&gatewire.Ticket{Spend: b}).AppendBinary(nil)}, false) {
 		return fmt.Errorf("client: the gateway connection took no ticket: %w", conn.Err())
 	}
 	c.tickets.mu.Lock()

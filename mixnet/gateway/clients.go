@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -97,6 +98,9 @@ type session struct {
 	// bucket it shares with the other clients from there.
 	src      netip.Prefix
 	srcLimit *rate.Limiter
+	// pacer is set once the client asks for a shaped downstream
+	// (grantShape); from then on everything for it goes through it.
+	pacer atomic.Pointer[pacer]
 }
 
 func (s *session) nudge() {
@@ -391,6 +395,9 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 		return nil
 	}
 	cl := s.client
+	if g.cfg.Trace != nil {
+		g.traceFrame(cl.addr, anonymity.In, 0, f.Payload, false)
+	}
 	cl.bytesIn.Add(uint64(len(f.Payload)))
 	g.metrics.bytesIn.Add(float64(len(f.Payload)))
 	g.recordIfDue(s, false)
@@ -431,6 +438,8 @@ func (g *Gateway) handleFrame(c *link.Conn, f link.Frame) error {
 		g.confirm(s, m.Seq)
 	case *gatewire.Ticket:
 		g.handleTicket(s, m)
+	case *gatewire.Shape:
+		g.grantShape(s, m)
 	default:
 		g.badMessage(s, fmt.Errorf("message type %d only travels to clients", f.Payload[0]))
 	}
@@ -475,11 +484,7 @@ func (g *Gateway) confirm(s *session, seq uint64) {
 
 // sendStatus queues a Status for c. cl, when known, is charged the bytes.
 func (g *Gateway) sendStatus(cl *client, c *link.Conn, code uint8, text string) {
-	payload := (&gatewire.Status{Code: code, Text: text}).AppendBinary(nil)
-	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) && cl != nil {
-		cl.bytesOut.Add(uint64(len(payload)))
-		g.metrics.bytesOut.Add(float64(len(payload)))
-	}
+	g.toClient(cl, c, (&gatewire.Status{Code: code, Text: text}).AppendBinary(nil))
 }
 
 // closeLater closes c after grace, or sooner if it ends or the gateway

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/mixnet/gatewire"
-	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
@@ -120,15 +119,25 @@ func (g *Gateway) deliverToClient(dest sphinx.Destination, payload []byte) (acce
 	// higher Seq on the wire before a lower one.
 	seq := g.issueSeqLocked(cl)
 	frame := (&gatewire.Deliver{Seq: seq, ID: dest.ID, Payload: payload}).AppendBinary(nil)
-	if cl.conn.Send(link.Frame{Kind: link.KindClient, Payload: frame}) {
+	if g.toClient(cl, cl.conn, frame) {
 		cl.sentHigh = seq
 		cl.delivered.Add(1)
-		cl.bytesOut.Add(uint64(len(frame)))
 		g.metrics.deliveredLive.Inc()
-		g.metrics.bytesOut.Add(float64(len(frame)))
 		return true
 	}
 	if cl.conn.Err() == nil {
+		if cl.sess.pacer.Load() != nil && cl.recorded {
+			// A shaped downstream runs at its rate, not the client's: a
+			// burst beyond its queue waits in the store, in order, and
+			// the drainer feeds it back as slots free up.
+			if !g.storeLocked(cl, seq, dest.ID, payload) {
+				return false
+			}
+			cl.live = false
+			g.wg.Add(1)
+			go g.drain(cl.sess, cl.sentHigh)
+			return true
+		}
 		// The client is not reading fast enough. Storing would only move
 		// the backlog to disk and reorder it; drop, as a mix node would.
 		g.metrics.drop(dropClientQueue)
@@ -259,7 +268,7 @@ func (g *Gateway) sendStored(s *session, msgs []storedMessage, sent uint64) (uin
 		}
 		frame := (&gatewire.Deliver{Seq: m.seq, ID: m.id, Payload: m.payload}).AppendBinary(nil)
 		cl.mu.Lock()
-		ok := cl.sess == s && s.c.Send(link.Frame{Kind: link.KindClient, Payload: frame})
+		ok := cl.sess == s && g.toClient(cl, s.c, frame)
 		if ok {
 			cl.sentHigh = max(cl.sentHigh, m.seq)
 		}
@@ -269,9 +278,7 @@ func (g *Gateway) sendStored(s *session, msgs []storedMessage, sent uint64) (uin
 		}
 		sent = m.seq
 		cl.delivered.Add(1)
-		cl.bytesOut.Add(uint64(len(frame)))
 		g.metrics.deliveredStored.Inc()
-		g.metrics.bytesOut.Add(float64(len(frame)))
 	}
 	return sent, true
 }

@@ -50,6 +50,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/internal/promreg"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -121,6 +122,15 @@ const (
 	// it the largest stores lose their oldest packets first, so a few
 	// heavy or abandoned stores cannot crowd out everybody else's.
 	DefaultMaxStoredBytesTotal = 2 << 30
+	// DefaultMaxDownstreamBytes caps one client's constant-rate downstream
+	// at 4 MB/s (32 Mbit/s): well above what the anonymous profiles ask
+	// (about 0.2 and 1 MB/s), while a client cannot make the gateway
+	// send without bound on its behalf.
+	DefaultMaxDownstreamBytes = 4 << 20
+	// DefaultDownstreamQueue is how many messages wait in a shaped
+	// client's queue before live deliveries go to the store: about a
+	// second of the anonymous-plus stream, 2.5 s of the default one.
+	DefaultDownstreamQueue = 256
 )
 
 // Config configures a Gateway.
@@ -219,6 +229,18 @@ type Config struct {
 	// records nobody before they show life. Default
 	// DefaultMaxProvisionalClients.
 	MaxProvisionalClients int
+	// MaxDownstreamBytes caps the bytes per second of a client's
+	// constant-rate downstream (gatewire.Shape): a client that asks for
+	// more is granted a longer interval between slots. The slots, cover
+	// included, count against a client's tickets like any traffic.
+	// Negative refuses shaping: every client gets the unshaped push.
+	// Default DefaultMaxDownstreamBytes.
+	MaxDownstreamBytes float64
+	// DownstreamQueue bounds the messages waiting for a shaped client's
+	// next slots; beyond it deliveries are stored and fed back as the
+	// queue empties (for a client not yet recorded, which has no store,
+	// they are dropped). Default DefaultDownstreamQueue.
+	DownstreamQueue int
 	// Now is the clock for stored packets' ages, clients' last-seen
 	// times, connection ages and the rate limit; nil is time.Now.
 	Now func() time.Time
@@ -235,6 +257,14 @@ type Config struct {
 	// Tickets, when Tickets.Required, makes clients pay with anonymous
 	// bandwidth tickets (see TicketConfig).
 	Tickets TicketConfig
+
+	// Trace, if set, records every frame on a client's link into an
+	// anonymity trace, at the gateway end, named TraceSelf (see package
+	// anonymity): for measurement only. TraceExit, if set, tells which
+	// client is the exit's own IP router, named RoleExit there.
+	Trace     *anonymity.Recorder
+	TraceSelf anonymity.NodeID
+	TraceExit func(addr [32]byte) bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -303,6 +333,12 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxProvisionalClients = DefaultMaxProvisionalClients
 	case c.MaxProvisionalClients < 0:
 		c.MaxProvisionalClients = 0
+	}
+	if c.MaxDownstreamBytes == 0 {
+		c.MaxDownstreamBytes = DefaultMaxDownstreamBytes
+	}
+	if c.DownstreamQueue <= 0 {
+		c.DownstreamQueue = DefaultDownstreamQueue
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -5,7 +5,6 @@ import (
 
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/link"
-	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
 // meter is a client's ticket account at this gateway, when tickets are
@@ -35,7 +34,7 @@ type meter struct {
 }
 
 // deliverHeaderLen is what a Deliver message adds to its payload.
-const deliverHeaderLen = 1 + 8 + sphinx.IDSize
+const deliverHeaderLen = gatewire.DeliverHeaderLen
 
 // charge takes n bytes from cl's quota for traffic on c, and reports
 // whether the client had them. It asks for the next ticket once fewer than
@@ -99,11 +98,7 @@ func (g *Gateway) askNext(cl *client, c *link.Conn, left int64) {
 
 // sendQuota queues a Quota for c.
 func (g *Gateway) sendQuota(cl *client, c *link.Conn, left int64, wantNext bool) {
-	payload := (&gatewire.Quota{Left: uint64(left), WantNext: wantNext}).AppendBinary(nil)
-	if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
-		cl.bytesOut.Add(uint64(len(payload)))
-		g.metrics.bytesOut.Add(float64(len(payload)))
-	}
+	g.toClient(cl, c, (&gatewire.Quota{Left: uint64(left), WantNext: wantNext}).AppendBinary(nil))
 }
 
 // credit adds a ticket's quota to cl's account and tells the client over c
@@ -144,11 +139,7 @@ func (g *Gateway) debit(cl *client, quota int64) {
 // with nothing left starts its grace period afresh with each connection.
 func (g *Gateway) greet(cl *client, c *link.Conn) {
 	if !cl.meter.metered {
-		payload := (&gatewire.Quota{Unmetered: true}).AppendBinary(nil)
-		if c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
-			cl.bytesOut.Add(uint64(len(payload)))
-			g.metrics.bytesOut.Add(float64(len(payload)))
-		}
+		g.toClient(cl, c, (&gatewire.Quota{Unmetered: true}).AppendBinary(nil))
 		return
 	}
 	left := cl.meter.left.Load()

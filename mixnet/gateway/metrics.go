@@ -17,6 +17,7 @@ const (
 	dropRateLimited                         // a client packet over the client's ClientRate
 	dropSourceRateLimited                   // a client packet over its source address's SourceRate
 	dropNoTicket                            // tickets required and the client has no bytes left
+	dropOversize                            // larger than the shaped client's slots hold
 	numDropReasons
 )
 
@@ -32,6 +33,7 @@ var dropReasonNames = [numDropReasons]string{
 	dropRateLimited:       "rate_limited",
 	dropSourceRateLimited: "source_rate_limited",
 	dropNoTicket:          "no_ticket",
+	dropOversize:          "oversize_for_slot",
 }
 
 // metrics are the gateway's Prometheus metrics. Counters are resolved once so
@@ -60,6 +62,9 @@ type metrics struct {
 	evicted          prometheus.Counter // stored packets deleted for MaxStoredBytesTotal
 	storedBytes      prometheus.Gauge   // bytes of stored records in the database
 	storeCommits     prometheus.Counter
+	shapedSessions   prometheus.Counter // sessions whose downstream is shaped
+	shapedSlots      prometheus.Counter // slots sent on shaped downstreams
+	shapedCover      prometheus.Counter // of those, carrying nothing
 	dropped          [numDropReasons]prometheus.Counter
 
 	tickets       [numTicketOutcomes]prometheus.Counter
@@ -102,6 +107,9 @@ func newMetrics() *metrics {
 		evicted:            counter("evicted_total", "Stored packets deleted unread because the gateway's total storage cap was reached; the largest stores lose their oldest first."),
 		storedBytes:        gauge("stored_bytes", "Bytes of stored packets in the database, which MaxStoredBytesTotal bounds."),
 		storeCommits:       counter("store_commits_total", "Database write transactions; each batches many operations."),
+		shapedSessions:     counter("shaped_sessions_total", "Client connections that asked for a constant-rate downstream."),
+		shapedSlots:        counter("shaped_slots_total", "Fixed-length frames sent on constant-rate downstreams."),
+		shapedCover:        counter("shaped_cover_slots_total", "Of those, frames that carried nothing (cover)."),
 	}
 	// vec makes a counter vector of one label and resolves every value
 	// into out, in order.
@@ -123,7 +131,7 @@ func newMetrics() *metrics {
 	m.collectors = []prometheus.Collector{
 		m.clientsConnected, m.clientsRecorded, m.clientsProvisional, m.clientsNotKept, m.clientsForgotten, m.clientsRefused, m.clientsKicked, m.badMessages, m.ignoredFrames,
 		m.bytesIn, m.bytesOut, m.forwarded, m.acksSent, m.deliveredLive, m.deliveredStored,
-		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, dropped,
+		m.deliveredService, m.stored, m.expired, m.evicted, m.storedBytes, m.storeCommits, m.shapedSessions, m.shapedSlots, m.shapedCover, dropped,
 		tickets, reports, m.doubleSpends, m.ticketBytes, m.clientsUnpaid, m.spentSerials,
 	}
 	return m

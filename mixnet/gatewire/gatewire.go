@@ -13,6 +13,8 @@
 //	Status    4  gateway → client  code u8 ‖ UTF-8 text (≤ 512 bytes)
 //	Ticket    5  client → gateway  a ticket.Spend (≤ MaxSpendLen bytes)
 //	Quota     6  gateway → client  flags u8 ‖ bytes left u64
+//	Shape     7  both ways         interval µs u32 ‖ frame length u32 (shape.go)
+//	Slot      8  gateway → client  (length u16 ‖ message)* ‖ zero padding (shape.go)
 package gatewire
 
 import (
@@ -125,8 +127,8 @@ func (m *Status) AppendBinary(b []byte) []byte {
 	return append(append(b, byte(TypeStatus), m.Code), text...)
 }
 
-// Parse decodes one message: a *Send, *Deliver, *Received, *Status, *Ticket
-// or *Quota. Byte slices in the result alias b.
+// Parse decodes one message: a *Send, *Deliver, *Received, *Status, *Ticket,
+// *Quota, *Shape or *Slot. Byte slices in the result alias b.
 func Parse(b []byte) (any, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrMalformed)
@@ -166,6 +168,10 @@ func Parse(b []byte) (any, error) {
 		return parseTicket(body)
 	case TypeQuota:
 		return parseQuota(body)
+	case TypeShape:
+		return parseShape(body)
+	case TypeSlot:
+		return parseSlot(body)
 	}
 	return nil, fmt.Errorf("%w: unknown type %d", ErrMalformed, b[0])
 }

@@ -188,3 +188,9 @@ func DecodeFrames(msg []byte, fn func(Frame) error) error {
 	}
 	return nil
 }
+
+// WireLen is the bytes a frame of payloadLen bytes takes on the wire when it
+// travels alone in its Noise message: the 2-byte length, the frame header,
+// the payload and the AEAD tag. (Batched frames share the length and the
+// tag.) Traces record it as a frame's size.
+func WireLen(payloadLen int) int { return 2 + FrameHeaderLen + payloadLen + TagLen }

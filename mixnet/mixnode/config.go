@@ -81,6 +81,13 @@ type Config struct {
 	// buffers. Nil drops them: a mix node is never a last hop, so such a
 	// packet is counted as "final_at_mix".
 	Deliver func(p sphinx.Processed)
+	// Traced, if set, is called for each packet submitted with
+	// SubmitTraced and a non-zero id, just before Forward, with that id,
+	// the next hop and the packet's size: the node records the packet's
+	// departure in its anonymity trace there. Like Forward it runs on
+	// several goroutines and must not block. Nil, or packets submitted
+	// with Submit, cost nothing.
+	Traced func(packet uint64, next [sphinx.AddressSize]byte, size int)
 
 	// Logger receives rare events (keys installed, shutdown). Default
 	// slog.Default(). Per-packet events are metrics, not logs.

@@ -14,7 +14,8 @@ type heldPacket struct {
 	release time.Duration // arrival + capped delay, on the Mixer's clock (see Mixer.now)
 	next    [sphinx.AddressSize]byte
 	pkt     []byte
-	odd     bool // key-rotation parity, passed on to Forward
+	odd     bool   // key-rotation parity, passed on to Forward
+	packet  uint64 // trace id, passed on to Config.Traced; 0 when not traced
 }
 
 // releaseHeap is a min-heap of held packets by release time. It is written
@@ -153,7 +154,7 @@ func (m *Mixer) runDelay(ctx context.Context, precise bool) {
 			continue
 		}
 		for i, p := range due {
-			m.forward(p.next, p.pkt, p.odd, m.now()-p.release)
+			m.forward(p.next, p.pkt, p.odd, m.now()-p.release, p.packet)
 			due[i] = heldPacket{}
 		}
 		due = due[:0]

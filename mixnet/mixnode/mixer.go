@@ -33,6 +33,7 @@ type inbound struct {
 	pkt     []byte
 	odd     bool          // key-rotation parity from the link frame
 	arrived time.Duration // Mixer.now at Submit
+	packet  uint64        // trace id (SubmitTraced); 0 when not traced
 }
 
 // New returns a Mixer configured by cfg. It holds no keys yet: call SetKeys.
@@ -101,13 +102,20 @@ func (m *Mixer) SetKeys(keys ...RotationKey) error {
 // oddRotation is the key-rotation parity carried by the link frame. The Mixer
 // owns pkt from here on (it is unwrapped in place).
 func (m *Mixer) Submit(pkt []byte, oddRotation bool) bool {
+	return m.SubmitTraced(pkt, oddRotation, 0)
+}
+
+// SubmitTraced is Submit for a node that records anonymity traces: packet,
+// if not 0, is the id under which the caller recorded the packet's arrival,
+// and Config.Traced gets it back when the packet leaves.
+func (m *Mixer) SubmitTraced(pkt []byte, oddRotation bool, packet uint64) bool {
 	m.metrics.received.Inc()
 	if m.stopped.Load() {
 		m.metrics.drop(dropShutdown)
 		return false
 	}
 	select {
-	case m.in <- inbound{pkt: pkt, odd: oddRotation, arrived: m.now()}:
+	case m.in <- inbound{pkt: pkt, odd: oddRotation, arrived: m.now(), packet: packet}:
 		return true
 	default:
 		m.metrics.drop(dropQueueFull)
@@ -233,18 +241,22 @@ func (m *Mixer) process(in inbound) {
 	delay := min(max(p.Delay, 0), m.cfg.MaxDelay)
 	release := in.arrived + delay
 	if release <= done {
-		m.forward(p.NextHop, p.Packet, in.odd, done-release)
+		m.forward(p.NextHop, p.Packet, in.odd, done-release, in.packet)
 		return
 	}
-	if !m.delay.add(heldPacket{release: release, next: p.NextHop, pkt: p.Packet, odd: in.odd}) {
+	if !m.delay.add(heldPacket{release: release, next: p.NextHop, pkt: p.Packet, odd: in.odd, packet: in.packet}) {
 		m.metrics.drop(dropHeldFull)
 	}
 }
 
 // forward hands a packet to the forwarder and records how late it is: the
-// time it was held beyond the delay its sender asked for.
-func (m *Mixer) forward(next [sphinx.AddressSize]byte, pkt []byte, odd bool, late time.Duration) {
+// time it was held beyond the delay its sender asked for. A traced packet
+// (packet not 0) is shown to Config.Traced first.
+func (m *Mixer) forward(next [sphinx.AddressSize]byte, pkt []byte, odd bool, late time.Duration, packet uint64) {
 	m.metrics.forwarded.Inc()
 	m.metrics.addedLatency.Observe(late.Seconds())
+	if packet != 0 && m.cfg.Traced != nil {
+		m.cfg.Traced(packet, next, len(pkt))
+	}
 	m.cfg.Forward(next, pkt, odd)
 }

@@ -140,6 +140,12 @@ type Config struct {
 	// client at the handshake.
 	RecordClientsAfter    Duration `toml:"record_clients_after,omitempty"`
 	MaxProvisionalClients int      `toml:"max_provisional_clients,omitzero"`
+	// DownstreamMaxBytes caps one client's constant-rate downstream, the
+	// one its client asks for to hide its downloads (bytes/s); -1 refuses
+	// shaping. DownstreamQueue bounds the messages waiting for a shaped
+	// client's next slots; the rest wait in the store.
+	DownstreamMaxBytes float64 `toml:"client_downstream_max_bytes,omitzero"`
+	DownstreamQueue    int     `toml:"client_downstream_queue,omitzero"`
 
 	// RequireTickets makes the gateway serve only clients that pay with
 	// anonymous bandwidth tickets (gateway.TicketConfig). TicketGrace is how
@@ -170,6 +176,15 @@ type Config struct {
 	HTTPReadTimeout  Duration `toml:"http_read_timeout,omitempty"`
 	HTTPWriteTimeout Duration `toml:"http_write_timeout,omitempty"`
 	HTTPIdleTimeout  Duration `toml:"http_idle_timeout,omitempty"`
+
+	// TraceFile, if set, is a file the node creates (mode 0600; it refuses
+	// one that exists) and into which its mixer, gateway and exit record
+	// every packet's time, hops and size (package anonymity's trace
+	// format), for measuring anonymity in a test network. Off by default,
+	// and never to be set in production: it writes down the very timing
+	// the mixnet exists to hide. A relative path is under the data
+	// directory.
+	TraceFile string `toml:"trace_file,omitempty"`
 }
 
 // Defaults of the HTTP settings. The API answers small JSON documents to
@@ -196,6 +211,15 @@ const ReplayDirName = "replay"
 
 // ReplayDir is where the node keeps its replay filter files.
 func (c *Config) ReplayDir() string { return filepath.Join(c.DataDir, ReplayDirName) }
+
+// TracePath is the anonymity trace file (trace_file), under the data
+// directory when relative; "" when tracing is off.
+func (c *Config) TracePath() string {
+	if c.TraceFile == "" || filepath.IsAbs(c.TraceFile) {
+		return c.TraceFile
+	}
+	return filepath.Join(c.DataDir, c.TraceFile)
+}
 
 // Duration is a time.Duration written as "10s" in TOML.
 type Duration struct{ time.Duration }
@@ -368,6 +392,9 @@ func (c *Config) validateGateway() error {
 		return fmt.Errorf("source_rate %g, source_burst %d: must not be negative (0 is the default, %d and %d)", c.SourceRate, c.SourceBurst, gateway.DefaultSourceRate, gateway.DefaultSourceBurst)
 	case c.ClientIdleTimeout.Duration < 0:
 		return fmt.Errorf("client_idle_timeout %v: must not be negative (0 is the default, %v)", c.ClientIdleTimeout, gateway.DefaultIdleTimeout)
+	case c.DownstreamMaxBytes < -1 || c.DownstreamQueue < 0:
+		return fmt.Errorf("client_downstream_max_bytes %g, client_downstream_queue %d: must be -1 (no shaping) or more, and not negative (0 is the default, %d and %d)",
+			c.DownstreamMaxBytes, c.DownstreamQueue, gateway.DefaultMaxDownstreamBytes, gateway.DefaultDownstreamQueue)
 	case c.MaxProvisionalClients < -1:
 		return fmt.Errorf("max_provisional_clients %d: must be -1 (none), 0 (the default, %d) or positive", c.MaxProvisionalClients, gateway.DefaultMaxProvisionalClients)
 	case c.MaxClientsPerIP < 0:

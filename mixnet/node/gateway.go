@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/gateway"
 )
 
@@ -39,6 +40,8 @@ func (n *Node) newGateway() error {
 		RecordClientsAfter:  n.cfg.RecordClientsAfter.Duration,
 
 		MaxProvisionalClients: n.cfg.MaxProvisionalClients,
+		MaxDownstreamBytes:    n.cfg.DownstreamMaxBytes,
+		DownstreamQueue:       n.cfg.DownstreamQueue,
 
 		Tickets: gateway.TicketConfig{
 			Required: n.cfg.RequireTickets,
@@ -65,6 +68,10 @@ func (n *Node) newGateway() error {
 		Logger:     n.log,
 		Registerer: n.registry,
 		LinkStats:  n.links,
+
+		Trace:     n.Trace(),
+		TraceSelf: anonymity.IDOf(n.self[:]),
+		TraceExit: func(id [32]byte) bool { return n.opts.RouterKey != nil && id == *n.opts.RouterKey },
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -76,6 +83,9 @@ func (n *Node) newGateway() error {
 // forwardFromClient puts a client's packet on the mixnet towards its first
 // hop, unchanged.
 func (n *Node) forwardFromClient(firstHop [32]byte, pkt []byte, odd bool) bool {
+	if n.trace != nil {
+		n.trace.out(0, firstHop, len(pkt))
+	}
 	return n.send(firstHop, pkt, odd)
 }
 

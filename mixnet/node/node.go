@@ -15,12 +15,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
 	"github.com/nym-go/nym/mixnet/link"
@@ -66,6 +68,7 @@ type Node struct {
 	links    *link.Stats // shared by the pool and both link servers
 
 	gateway *gateway.Gateway // nil for a mixnode
+	trace   *tracer          // the anonymity trace (trace_file); nil when off
 	issuers issuerCache      // the consensus's ticket issuers, for the gateway
 	wg      *wggate.Gateway  // the WireGuard door; nil without one
 
@@ -98,8 +101,8 @@ type roleState struct {
 
 // New loads keys and configuration and opens the listeners, so that a caller
 // learns of a taken port before Run.
-func New(cfg Config, opts Options) (*Node, error) {
-	cfg, err := cfg.withDefaults()
+func New(cfg Config, opts Options) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -147,6 +150,24 @@ func New(cfg Config, opts Options) (*Node, error) {
 		n.registrars = append(n.registrars, n.dir.ForAuthority(a))
 	}
 	n.state.Store(&roleState{Role: directory.RoleNone})
+	var traced func(uint64, [sphinx.AddressSize]byte, int)
+	if cfg.TraceFile != "" {
+		rec, oerr := anonymity.OpenRecorder(cfg.TracePath())
+		if oerr != nil {
+			return nil, oerr
+		}
+		// A caller that retries New (a port taken) must not find the
+		// file there: it holds nothing but its header yet.
+		defer func() {
+			if err != nil {
+				rec.Close()
+				os.Remove(cfg.TracePath())
+			}
+		}()
+		n.trace = &tracer{rec: rec, self: anonymity.IDOf(id[:]), n: n}
+		traced = n.trace.out
+		n.log.Warn("recording an anonymity trace: for measurement only, never in production", "file", cfg.TracePath())
+	}
 	n.mixer, err = mixnode.New(mixnode.Config{
 		Workers:  cfg.Workers,
 		QueueLen: cfg.QueueLen,
@@ -160,6 +181,7 @@ func New(cfg Config, opts Options) (*Node, error) {
 
 		Forward:    n.forward,
 		Deliver:    n.deliver,
+		Traced:     traced,
 		Logger:     n.log,
 		Registerer: n.registry,
 	})
@@ -296,6 +318,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.wg != nil {
 		n.wg.Close()
 	}
+	n.closeTrace()
 	select {
 	case err := <-errc:
 		return err
@@ -334,12 +357,16 @@ func topologyHasNoiseKey(t *directory.Topology, k [32]byte) bool {
 }
 
 // handleFrame takes node-to-node frames off a link.
-func (n *Node) handleFrame(_ *link.Conn, f link.Frame) error {
+func (n *Node) handleFrame(c *link.Conn, f link.Frame) error {
 	if f.Kind != link.KindPacket {
 		n.metrics.dropped.WithLabelValues("unexpected_frame").Inc()
 		return nil
 	}
-	n.mixer.Submit(f.Payload, f.KeyParity)
+	var packet uint64
+	if n.trace != nil {
+		packet = n.trace.in(c.RemoteStatic(), len(f.Payload))
+	}
+	n.mixer.SubmitTraced(f.Payload, f.KeyParity, packet)
 	return nil
 }
 

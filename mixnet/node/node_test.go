@@ -274,6 +274,20 @@ func TestRestartKeepsIdentity(t *testing.T) {
 	n.WaitRoutable(10 * time.Second)
 }
 
+// dialEntry connects to the entry gateway as a new client, over a link the
+// test closes.
+func dialEntry(t *testing.T, topo *directory.Topology) (link.KeyPair, *link.Conn) {
+	t.Helper()
+	entry := topo.Entry[0]
+	me, _ := link.GenerateKeyPair(rand.Reader)
+	c, err := link.Dial(context.Background(), entry.ClientsAddr, [32]byte(entry.NoiseKey), link.Config{Static: me})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return me, c
+}
+
 // A client's packet goes in at the entry gateway, which forwards it unopened
 // to layer 1; it crosses the three layers and reaches the exit.
 func TestClientThroughEntryGateway(t *testing.T) {
@@ -281,13 +295,7 @@ func TestClientThroughEntryGateway(t *testing.T) {
 	n := testnet.Start(t, testnet.Options{Deliver: box.deliver})
 	topo := n.WaitRoutable(10 * time.Second)
 	exit := exitIndex(t, n, topo)
-	entry := topo.Entry[0]
-	me, _ := link.GenerateKeyPair(rand.Reader)
-	c, err := link.Dial(context.Background(), entry.ClientsAddr, [32]byte(entry.NoiseKey), link.Config{Static: me})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := dialEntry(t, topo)
 	route, err := testnet.Route(topo, directory.RoleExit, time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

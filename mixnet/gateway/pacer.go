@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/gatewire"
+	"github.com/nym-go/nym/mixnet/link"
+)
+
+// Downstream shaping (gatewire.Shape). Pushing each packet to its client as
+// it arrives shows a watcher of the client's link when, and how much, the
+// client downloads. A shaped session instead has one clock, its pacer: every
+// interval it sends one Slot of one length, carrying what waits for the
+// client (packed, several small messages to a slot) or nothing. Every
+// message for the client passes through the pacer's bounded queue; when the
+// queue is full, live deliveries go to the store and the session's drainer
+// feeds them back as the queue empties, so nothing is lost.
+
+// maxCatchUp bounds the slots a late clock sends at once, and maxBehind how
+// far behind it may fall before it gives up the missed slots: a goroutine
+// starved for a moment catches up (the byte rate holds), one starved for
+// long does not then flood the link.
+const (
+	maxCatchUp = 32
+	maxBehind  = 250 * time.Millisecond
+)
+
+// pacer is the queue and the slot builder of one shaped session. The
+// session's clock goroutine (runPacer) is the only one that takes from it.
+type pacer struct {
+	interval time.Duration
+	frameLen int
+	limit    int // messages the queue holds
+
+	mu    sync.Mutex
+	queue [][]byte // messages waiting, oldest first
+
+	slots, covers, carried atomic.Uint64
+}
+
+// offerResult says what offer did with a message.
+type offerResult uint8
+
+const (
+	offerQueued offerResult = iota
+	offerFull               // the queue is full; try again later
+	offerTooBig             // it cannot fit in a slot; dropped
+)
+
+func newPacer(interval time.Duration, frameLen, limit int) *pacer {
+	return &pacer{interval: interval, frameLen: frameLen, limit: limit}
+}
+
+// offer queues one message (gatewire wire form) for the next slots. It
+// refuses one that cannot fit in a slot (a packet larger than the client
+// said it takes): sending it would need a longer frame, which would mark
+// this client's downstream.
+func (p *pacer) offer(msg []byte) offerResult {
+	if gatewire.SlotCost(len(msg)) > gatewire.SlotRoom(p.frameLen) {
+		return offerTooBig
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) >= p.limit {
+		return offerFull
+	}
+	p.queue = append(p.queue, msg)
+	return offerQueued
+}
+
+// waiting reports how many messages the next slot would carry and their
+// bytes. Only the clock takes from the queue, so they stay there until it
+// does.
+func (p *pacer) waiting() (n, bytes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	room := gatewire.SlotRoom(p.frameLen)
+	for _, m := range p.queue {
+		c := gatewire.SlotCost(len(m))
+		if c > room {
+			break
+		}
+		room -= c
+		n++
+		bytes += len(m)
+	}
+	return n, bytes
+}
+
+// slot builds the next frame from the first n waiting messages and hands it
+// to write; they leave the queue only if write took the frame, so a full
+// link queue delays them and loses nothing.
+func (p *pacer) slot(n int, write func([]byte) bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n = min(n, len(p.queue))
+	frame, ok := gatewire.AppendSlot(make([]byte, 0, p.frameLen), p.frameLen, p.queue[:n]...)
+	if !ok || !write(frame) {
+		return false
+	}
+	clear(p.queue[:n])
+	p.queue = p.queue[n:]
+	if len(p.queue) == 0 {
+		p.queue = nil // let the backing array go
+	}
+	p.slots.Add(1)
+	if n == 0 {
+		p.covers.Add(1)
+	}
+	p.carried.Add(uint64(n))
+	return true
+}
+
+// grantShape answers a client's Shape: it starts s's pacer at the asked
+// interval, or at the longer one the gateway's MaxDownstreamBytes allows,
+// and tells the client what it got. A session is shaped once; a later Shape
+// only hears the grant again. Runs on s's reader goroutine.
+func (g *Gateway) grantShape(s *session, m *gatewire.Shape) {
+	grant := gatewire.Shape{}
+	if p := s.pacer.Load(); p != nil {
+		grant = gatewire.Shape{Interval: p.interval, FrameLen: p.frameLen}
+	} else if m.Interval > 0 && g.cfg.MaxDownstreamBytes > 0 {
+		// The cap is in bytes per second: one slot of FrameLen bytes per
+		// interval.
+		least := time.Duration(float64(m.FrameLen) / float64(g.cfg.MaxDownstreamBytes) * float64(time.Second))
+		grant = gatewire.Shape{Interval: max(m.Interval, least).Round(time.Microsecond), FrameLen: m.FrameLen}
+		p := newPacer(grant.Interval, grant.FrameLen, g.cfg.DownstreamQueue)
+		// The grant is the first thing the shaped stream carries.
+		p.offer(grant.AppendBinary(nil))
+		s.pacer.Store(p)
+		g.metrics.shapedSessions.Inc()
+		g.wg.Add(1)
+		go g.runPacer(s, p)
+		return
+	}
+	g.toClient(s.client, s.c, grant.AppendBinary(nil))
+}
+
+// runPacer is a shaped session's clock: one slot per interval until the
+// connection ends or the gateway stops.
+func (g *Gateway) runPacer(s *session, p *pacer) {
+	defer g.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	next := time.Now()
+	for {
+		select {
+		case <-t.C:
+		case <-s.c.Done():
+			return
+		case <-g.serveCtx.Done():
+			return
+		}
+		now := time.Now()
+		for i := 0; i < maxCatchUp && !next.After(now); i++ {
+			g.sendSlot(s, p)
+			next = next.Add(p.interval)
+		}
+		if now.Sub(next) > maxBehind {
+			next = now
+		}
+		t.Reset(time.Until(next))
+	}
+}
+
+// sendSlot sends one slot of s's stream. Deliveries in it were paid when
+// they arrived; the padding, and a cover slot, are paid here, as any byte
+// to the client is. An unpaid client gets no cover: it is being asked for a
+// ticket, and its link closes if none comes.
+func (g *Gateway) sendSlot(s *session, p *pacer) {
+	cl := s.client
+	n, bytes := p.waiting()
+	if cl.meter.metered && !g.charge(cl, s.c, p.frameLen-bytes) && n == 0 {
+		return
+	}
+	if !p.slot(n, func(frame []byte) bool { return g.sendFrame(s.c, frame, n == 0) }) {
+		return
+	}
+	cl.bytesOut.Add(uint64(p.frameLen - bytes))
+	g.metrics.bytesOut.Add(float64(p.frameLen - bytes))
+	g.metrics.shapedSlots.Inc()
+	if n == 0 {
+		g.metrics.shapedCover.Inc()
+		return
+	}
+	s.nudge() // the drainer may have room in the queue now
+}
+
+// toClient queues one message for cl on its connection c: in the
+// session's next slots when its downstream is shaped, on the link
+// otherwise. Every message to a client goes this way. cl, when known, is
+// counted the bytes.
+func (g *Gateway) toClient(cl *client, c *link.Conn, msg []byte) bool {
+	var ok bool
+	if p := g.pacerOf(c); p != nil {
+		switch p.offer(msg) {
+		case offerQueued:
+			ok = true
+		case offerTooBig:
+			// Taken, as far as the caller knows: it must not store it
+			// and try again.
+			g.metrics.drop(dropOversize)
+			return true
+		}
+	} else {
+		ok = g.sendFrame(c, msg, false)
+	}
+	if ok && cl != nil {
+		cl.bytesOut.Add(uint64(len(msg)))
+		g.metrics.bytesOut.Add(float64(len(msg)))
+	}
+	return ok
+}
+
+// pacerOf returns the pacer of c's session, nil if it is not shaped.
+func (g *Gateway) pacerOf(c *link.Conn) *pacer {
+	if v, ok := g.sessions.Load(c); ok {
+		return v.(*session).pacer.Load()
+	}
+	return nil
+}
