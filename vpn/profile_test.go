@@ -3,6 +3,7 @@ package vpn
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nym-go/nym/mixnet/client"
 )
@@ -22,7 +23,11 @@ func TestAnonymousPlusProfile(t *testing.T) {
 	if p.Loopix.PacketsPerSecond() <= d.Loopix.PacketsPerSecond() {
 		t.Errorf("anonymous-plus sends %.0f packets/s, no more than default's %.0f", p.Loopix.PacketsPerSecond(), d.Loopix.PacketsPerSecond())
 	}
-	want := p.Loopix.PacketsPerSecond() * client.WirePacketSize
+	if !p.Loopix.ExtendedReplies || p.Loopix.ExtendedCoverInterval <= 0 || p.repliesPerSURB() != 4 {
+		t.Errorf("anonymous-plus: extended replies without extended cover, or none: %+v", p.Loopix)
+	}
+	ext := float64(time.Second) / float64(p.Loopix.ExtendedCoverInterval)
+	want := (p.Loopix.PacketsPerSecond()-ext)*client.WirePacketSize + ext*client.ExtendedWirePacketSize
 	if got := p.IdleBytesPerSecond(); got != want {
 		t.Errorf("IdleBytesPerSecond = %.0f, want %.0f", got, want)
 	}
@@ -35,8 +40,9 @@ func TestAnonymousPlusProfile(t *testing.T) {
 			t.Errorf("%s: downstream not shaped, or its cost not said: %q", anon.Name, anon.IdleCost())
 		}
 	}
-	if p.Loopix.DownstreamInterval >= d.Loopix.DownstreamInterval {
-		t.Errorf("anonymous-plus's downstream (%v) is no faster than default's (%v)", p.Loopix.DownstreamInterval, d.Loopix.DownstreamInterval)
+	// Bytes, not frames: anonymous-plus's frames hold an extended reply.
+	if p.Loopix.DownstreamBytesPerSecond() <= d.Loopix.DownstreamBytesPerSecond() {
+		t.Errorf("anonymous-plus's downstream (%.0f B/s) is no faster than default's (%.0f B/s)", p.Loopix.DownstreamBytesPerSecond(), d.Loopix.DownstreamBytesPerSecond())
 	}
 	if n, _ := ProfileByName("nodelay"); n.IdleBytesPerSecond() != 0 || n.Loopix.DownstreamInterval != 0 {
 		t.Errorf("nodelay spends %.0f B/s idle, want 0", n.IdleBytesPerSecond())

@@ -141,6 +141,9 @@ func TestTimingTrafficShapeAnonymousPlus(t *testing.T) {
 		down, up := float64(st1.BytesDown-st0.BytesDown)/secs, float64(st1.BytesUp-st0.BytesUp)/secs
 		t.Logf("%s: %.1f packets/s at the gateway over %.1f s, want %.1f; tunnel %.0f kB/s down, %.0f kB/s up",
 			mode, rate, secs, want, down/1e3, up/1e3)
+		t.Logf("%s: SURBs sent %d used %d outstanding %d resets %d backlog %d; bundles down %d; reorder %+v",
+			mode, st1.SURBsSent-st0.SURBsSent, st1.SURBsUsed-st0.SURBsUsed, st1.SURBsOutstanding, st1.SURBResets-st0.SURBResets,
+			st1.Backlog, st1.BundlesDown-st0.BundlesDown, st1.Reorder)
 		if math.Abs(rate-want)/want > 0.10 {
 			t.Errorf("%s: %.1f packets/s at the gateway, want %.1f ± 10%%", mode, rate, want)
 		}

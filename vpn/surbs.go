@@ -17,6 +17,10 @@ import (
 type surbBudget struct {
 	min, max int
 	stall    time.Duration
+	// perSURB is how many of the exit's backlog units (bundles of a
+	// regular reply) one of our SURBs carries: 4 when our SURBs make
+	// extended replies (client.Loopix.ExtendedReplies), else 1.
+	perSURB int
 
 	mu        sync.Mutex
 	given     uint64 // SURBs sent to the exit
@@ -28,7 +32,13 @@ type surbBudget struct {
 }
 
 func newSURBBudget(min, max int, stall time.Duration, now time.Time) *surbBudget {
-	return &surbBudget{min: min, max: max, stall: stall, lastReply: now}
+	return &surbBudget{min: min, max: max, stall: stall, perSURB: 1, lastReply: now}
+}
+
+// carrying sets perSURB (at least 1) and returns b.
+func (b *surbBudget) carrying(perSURB int) *surbBudget {
+	b.perSURB = max(perSURB, 1)
+	return b
 }
 
 func (b *surbBudget) outstandingLocked() int {
@@ -49,7 +59,10 @@ func (b *surbBudget) deficit(now time.Time) int {
 		// SURBs we counted were lost with their replies.
 		b.resetLocked()
 	}
-	want := min(b.min+2*b.backlog, b.max)
+	// The exit counts its backlog in regular replies' bundles; an
+	// extended reply carries perSURB of them.
+	backlog := (b.backlog + b.perSURB - 1) / b.perSURB
+	want := min(b.min+2*backlog, b.max)
 	return want - b.outstandingLocked()
 }
 

@@ -78,10 +78,11 @@ func Connect(ctx context.Context, cfg Config) (*Tunnel, error) {
 		return nil, err
 	}
 	t := &Tunnel{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()),
-		reseq:  ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
+		cfg: cfg,
+		log: cfg.Logger,
+		budget: newSURBBudget(cfg.MinSURBs, cfg.MaxSURBs, stallAfter(cfg.Profile), time.Now()).
+			carrying(cfg.Profile.repliesPerSURB()),
+		reseq: ipr.NewResequencer[[]byte](ipr.ResequencerConfig{Timeout: cfg.Profile.ReorderTimeout()}),
 
 		netChanged: make(chan struct{}, 1),
 	}

@@ -78,7 +78,7 @@ func protocolCap(profile string) (mbps, lambda float64, surbs, payload int, ok b
 	var c *client.Client
 	surbSize := c.RepliablePacketCapacity(0) - c.RepliablePacketCapacity(1)
 	surbs = (c.RepliablePacketCapacity(0) - ipr.DataUpOverhead) / surbSize
-	payload = c.ReplyCapacity() - ipr.DataDownOverhead - ipr.LengthPrefixSize
+	payload = p.Loopix.ReplyCapacity() - ipr.DataDownOverhead - ipr.LengthPrefixSize
 	return lambda * float64(surbs*payload) * 8 / 1e6, lambda, surbs, payload, true
 }
 

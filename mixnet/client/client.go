@@ -197,6 +197,9 @@ func (c *Client) start(conn *link.Conn, workers int) {
 	if lp.CoverInterval > 0 {
 		run(func(ctx context.Context) { runPoisson(ctx, lp.CoverInterval, c.rnd, c.coverTick) })
 	}
+	if lp.ExtendedCoverInterval > 0 {
+		run(func(ctx context.Context) { runPoisson(ctx, lp.ExtendedCoverInterval, c.rnd, c.extendedCoverTick) })
+	}
 	if lp.SendInterval > 0 || lp.CoverInterval > 0 {
 		// One builder falls behind 500 slots/s (a cover packet is nine
 		// ladders), and the slots it misses build their cover on the

@@ -30,6 +30,21 @@ type Loopix struct {
 	// CoverInterval is the mean interval of the second Poisson stream, which
 	// sends only loop cover. Zero: no such stream.
 	CoverInterval time.Duration
+
+	// ExtendedReplies makes the SURBs this client hands out carry their
+	// replies in extended packets (sphinx.SizeExtended, 8 KiB of message,
+	// Nym's ExtendedPacket8): four times the data per SURB and per Sphinx
+	// operation at every hop, so a download needs a quarter of the SURBs,
+	// of the upstream they cost and of the mixes' work. The price: at
+	// every mix, extended packets are a class of their own, mixed only
+	// with each other; ExtendedCoverInterval keeps that class from being
+	// only replies. False: regular replies.
+	ExtendedReplies bool
+	// ExtendedCoverInterval is the mean interval of a third Poisson stream
+	// of loop cover in extended packets, built as replies to ourselves so
+	// that every mix sees them as it sees replies. Zero: no such stream.
+	ExtendedCoverInterval time.Duration
+
 	// DownstreamInterval asks the gateway for a constant-rate downstream:
 	// one frame of one length (DownstreamFrameLen()) every interval, whether
 	// it carries deliveries or nothing. Without it the gateway pushes each
@@ -43,11 +58,14 @@ type Loopix struct {
 
 // DownstreamFrameLen is the length of every frame of a shaped downstream:
 // one holds the largest delivery that reaches this client, the final-hop
-// payload of the largest packet it makes SURBs or loop cover of (today a
-// regular packet), so no delivery needs a longer frame. A profile that
-// takes larger replies must raise it to their size: the gateway drops a
-// delivery its slots cannot hold rather than send a longer frame.
+// payload of the largest packet it makes SURBs or loop cover of (a regular
+// packet, or an extended one with ExtendedReplies or
+// ExtendedCoverInterval), so no delivery needs a longer frame: the gateway
+// drops a delivery its slots cannot hold rather than send a longer frame.
 func (l Loopix) DownstreamFrameLen() int {
+	if l.ExtendedReplies || l.ExtendedCoverInterval > 0 {
+		return gatewire.SlotLen(sphinx.ExtendedPacketSize)
+	}
 	return gatewire.SlotLen(sphinx.RegularPacketSize)
 }
 
@@ -71,13 +89,17 @@ func NymDefaults() Loopix {
 // this size.
 const WirePacketSize = wireLen
 
+// ExtendedWirePacketSize is what one extended packet (Loopix.ExtendedReplies,
+// ExtendedCoverInterval) costs on a link, before the link's framing.
+const ExtendedWirePacketSize = extWireLen
+
 // PacketsPerSecond is the mean rate of packets the client hands its gateway
 // whether or not it has anything to send: the Poisson stream (real packets
 // or loop cover in its slots) plus the loop cover stream. Without a Poisson
 // stream real packets come on top of it.
 func (l Loopix) PacketsPerSecond() float64 {
 	var r float64
-	for _, d := range []time.Duration{l.SendInterval, l.CoverInterval} {
+	for _, d := range []time.Duration{l.SendInterval, l.CoverInterval, l.ExtendedCoverInterval} {
 		if d > 0 {
 			r += float64(time.Second) / float64(d)
 		}
@@ -86,11 +108,16 @@ func (l Loopix) PacketsPerSecond() float64 {
 }
 
 // IdleBytesPerSecond is the bandwidth an idle client spends on cover
-// towards its gateway: PacketsPerSecond × WirePacketSize. Loop cover comes
-// back to the client, so about as much again arrives from the gateway, or,
-// with a shaped downstream, DownstreamBytesPerSecond.
+// towards its gateway: its packets × WirePacketSize, each extended cover
+// packet counted at its own size. Loop cover comes back to the client, so
+// about as much again arrives from the gateway, or, with a shaped
+// downstream, DownstreamBytesPerSecond.
 func (l Loopix) IdleBytesPerSecond() float64 {
-	return l.PacketsPerSecond() * WirePacketSize
+	r := l.PacketsPerSecond() * WirePacketSize
+	if d := l.ExtendedCoverInterval; d > 0 {
+		r += float64(time.Second) / float64(d) * (ExtendedWirePacketSize - WirePacketSize)
+	}
+	return r
 }
 
 // Retransmit controls how unacknowledged fragments are sent again. Fields

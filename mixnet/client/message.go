@@ -16,8 +16,11 @@ import (
 //	4 reply         data…                                    (only through our SURBs)
 //	5 SURB request  n u16                                    (only through our SURBs)
 //
-// A reply SURB is the key-rotation parity of its first hop's key (1 byte,
-// 0 or 1) then the 412-byte sphinx.SURB. Kinds 1–3 arrive sealed on the
+// A reply SURB is a flags byte then the 412-byte sphinx.SURB. Bit 0 is the
+// key-rotation parity of its first hop's key; bit 1 (surbExtended) says the
+// reply goes in an extended packet (sphinx.SizeExtended): the SURB's maker
+// fixes its reply's size class, and the replier fills what it is given.
+// Other bits are zero. Kinds 1–3 arrive sealed on the
 // forward path; 4 and 5 arrive through SURBs we made, which say whose they are.
 //
 // A repliable message may carry no SURBs (n = 0): it still names its sender
@@ -45,10 +48,31 @@ const maxSURBsPerMessage = 2000
 // ErrBadMessage is wrapped by every message decoding error.
 var ErrBadMessage = errors.New("client: malformed message")
 
+// surbExtended is the flags bit of a SURB whose reply is an extended packet.
+const surbExtended = 1 << 1
+
 // replySURB is a SURB as a sender hands it out.
 type replySURB struct {
-	parity uint8
-	surb   sphinx.SURB
+	parity   uint8
+	extended bool // the reply is a sphinx.SizeExtended packet
+	surb     sphinx.SURB
+}
+
+// size is the packet size of the reply s carries.
+func (s *replySURB) size() sphinx.Size {
+	if s.extended {
+		return sphinx.SizeExtended
+	}
+	return sphinx.SizeRegular
+}
+
+// flags is the byte that goes in front of s on the wire.
+func (s *replySURB) flags() byte {
+	f := s.parity & 1
+	if s.extended {
+		f |= surbExtended
+	}
+	return f
 }
 
 type message struct {
@@ -95,7 +119,7 @@ func (m *message) appendHeader(b []byte) ([]byte, error) {
 		b = append(b, m.tag[:]...)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(m.surbs)))
 		for i := range m.surbs {
-			b = append(b, m.surbs[i].parity&1)
+			b = append(b, m.surbs[i].flags())
 			b, _ = m.surbs[i].surb.AppendBinary(b)
 		}
 	case kindSURBRequest:
@@ -145,10 +169,11 @@ func parseMessage(b []byte) (*message, error) {
 	m.surbs = make([]replySURB, n)
 	for i := range m.surbs {
 		p := rest[i*replySURBSize:]
-		if p[0] > 1 {
-			return nil, fmt.Errorf("%w: SURB %d parity %d", ErrBadMessage, i, p[0])
+		if p[0]&^(1|surbExtended) != 0 {
+			return nil, fmt.Errorf("%w: SURB %d flags %#x", ErrBadMessage, i, p[0])
 		}
-		m.surbs[i].parity = p[0]
+		m.surbs[i].parity = p[0] & 1
+		m.surbs[i].extended = p[0]&surbExtended != 0
 		if err := m.surbs[i].surb.UnmarshalBinary(p[1:replySURBSize]); err != nil {
 			return nil, fmt.Errorf("%w: SURB %d: %v", ErrBadMessage, i, err)
 		}

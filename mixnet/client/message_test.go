@@ -63,7 +63,7 @@ func TestMessageRejects(t *testing.T) {
 	zeroTag := bytes.Clone(good)
 	clear(zeroTag[1:17])
 	badParity := bytes.Clone(good)
-	badParity[19] = 2
+	badParity[19] = 4 // bits 0 (parity) and 1 (extended) are the only ones defined
 	for name, b := range map[string][]byte{
 		"empty":              nil,
 		"unknown kind":       {9, 1, 2},
@@ -72,7 +72,7 @@ func TestMessageRejects(t *testing.T) {
 		"truncated SURBs":    good[:len(good)-200],
 		"no tag":             {byte(kindRepliable), 1, 2},
 		"zero tag":           zeroTag,
-		"bad parity":         badParity,
+		"unknown SURB flag":  badParity,
 		"trailing on more":   append(bytes.Clone(more), 1),
 		"more without SURBs": more[:19],
 	} {

@@ -130,19 +130,20 @@ func (c *Client) finishForward(p *builtPacket, w []byte, to Address, ackID [sphi
 // plaintext into a packet buffer; streams write theirs in place and call
 // finishReply.
 func buildReply(s *replySURB, plaintext []byte) (*builtPacket, error) {
-	if len(plaintext) > sphinx.RegularPayload {
-		return nil, fmt.Errorf("client: reply of %d bytes, capacity %d", len(plaintext), sphinx.RegularPayload)
+	if len(plaintext) > int(s.size()) {
+		return nil, fmt.Errorf("client: reply of %d bytes, capacity %d", len(plaintext), int(s.size()))
 	}
-	w := newWireBuffer()
+	w := newWireBufferOf(s.size())
 	copy(w[replyPlainOff:], plaintext)
 	p := new(builtPacket)
 	return p, finishReply(p, w, s, len(plaintext))
 }
 
 // finishReply completes the reply packet in w, whose first msgLen bytes of
-// message are in place, into p.
+// message are in place, into p. w is the buffer of s's size
+// (newWireBufferOf).
 func finishReply(p *builtPacket, w []byte, s *replySURB, msgLen int) error {
-	if err := s.surb.PacketInPlace(w[packetOff:], msgLen, sphinx.SizeRegular); err != nil {
+	if err := s.surb.PacketInPlace(w[packetOff:], msgLen, s.size()); err != nil {
 		return fmt.Errorf("client: reply packet: %w", err)
 	}
 	(&gatewire.Send{Parity: s.parity, FirstHop: s.surb.FirstHop}).AppendHeader(w[:0])
@@ -178,7 +179,29 @@ func (c *Client) newSURB(id [sphinx.IDSize]byte) (replySURB, sphinx.ReplyKeys, e
 	if err != nil {
 		return replySURB{}, sphinx.ReplyKeys{}, fmt.Errorf("client: SURB: %w", err)
 	}
-	return replySURB{parity: rt.parity, surb: s}, keys, nil
+	return replySURB{parity: rt.parity, extended: c.cfg.Loopix.ExtendedReplies, surb: s}, keys, nil
+}
+
+// buildExtendedCover makes a loop cover packet of the extended size: a
+// reply to ourselves through a SURB we make for it and keep no keys of, so
+// that at every mix it looks like the replies it hides (same size, same
+// kind of header), and our gateway hands it back under an ID that matches
+// nothing. It is what keeps extended packets from being only replies.
+func (c *Client) buildExtendedCover() (*builtPacket, error) {
+	var id [sphinx.IDSize]byte
+	randomID(&id)
+	rt, err := c.routes.newRoute(c.addr.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	s, _, err := sphinx.NewSURB(rt.hops[:], sphinx.Destination{Address: c.addr.Identity, ID: id})
+	if err != nil {
+		return nil, fmt.Errorf("client: cover SURB: %w", err)
+	}
+	rs := replySURB{parity: rt.parity, extended: true, surb: s}
+	w := newWireBufferOf(sphinx.SizeExtended)
+	p := new(builtPacket)
+	return p, finishReply(p, w, &rs, 0)
 }
 
 // buildForwardStream completes the packet of a forward stream, whose

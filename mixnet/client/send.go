@@ -108,6 +108,23 @@ func (c *Client) coverTick(now time.Time) {
 	}
 }
 
+// extendedCoverTick serves one tick of the extended loop cover stream. The
+// packet is built here, on the clock's goroutine: four ladders at a rate of
+// a few per second, where a builder ahead would hold buffers of 8.5 KB.
+func (c *Client) extendedCoverTick(now time.Time) {
+	conn := c.link.current()
+	if conn == nil {
+		return
+	}
+	p, err := c.buildExtendedCover()
+	if err != nil {
+		c.stats.buildFailures.Add(1)
+		c.logLimited("cannot build extended cover packet", "err", err)
+		return
+	}
+	c.transmit(conn, p, now)
+}
+
 func (c *Client) sendCover(conn *link.Conn, now time.Time) {
 	var p *builtPacket
 	select {

@@ -60,8 +60,19 @@ func (c *Client) RepliablePacketCapacity(nSURBs int) int {
 	return repliableDataCapacity(max(nSURBs, 0))
 }
 
-// ReplyCapacity is how many bytes one reply packet (one SURB) carries.
+// ReplyCapacity is how many bytes one reply packet (one SURB) carries: a
+// regular one, the least any SURB offers.
 func (c *Client) ReplyCapacity() int {
+	return replyDataCapacity
+}
+
+// ReplyCapacity is how many bytes one reply through the SURBs of a client
+// with these parameters carries: more than Client.ReplyCapacity with
+// ExtendedReplies.
+func (l Loopix) ReplyCapacity() int {
+	if l.ExtendedReplies {
+		return replyDataCapacityOf(sphinx.SizeExtended)
+	}
 	return replyDataCapacity
 }
 

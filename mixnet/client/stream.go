@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/nym-go/nym/mixnet/gatewire"
+	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
 // The send path pulls. A caller with a steady flow of packets (a tunnel, an
@@ -52,11 +55,12 @@ type Payload struct {
 // the contract.
 var ErrPayload = errors.New("client: payload misuse")
 
-// reset prepares p for a packet of the stream's kind.
-func (p *Payload) reset(buf []byte, reply bool) {
+// reset prepares p for a packet of the stream's kind; a reply's room is
+// what its SURB's size holds (buf is a buffer of that size).
+func (p *Payload) reset(buf []byte, reply bool, size sphinx.Size) {
 	*p = Payload{buf: buf, reply: reply, dataOff: dataOffset(reply, 0)}
 	if reply {
-		p.room = replyDataCapacity
+		p.room = replyDataCapacityOf(size)
 	} else {
 		p.room = repliableDataCapacity(0)
 	}
@@ -244,12 +248,17 @@ func (s *Stream) pullOne(p *Payload) bool {
 		}
 		c.sched.fed(s)
 	}
+	size := sphinx.SizeRegular
+	if s.reply {
+		size = surb.s.size()
+	}
 	buf := s.spare
-	if buf == nil {
-		buf = newWireBuffer()
+	if buf == nil || len(buf) != gatewire.SendHeaderLen+size.PacketLen() {
+		releaseWire(buf) // a spare of the other size
+		buf = newWireBufferOf(size)
 	}
 	s.spare = nil
-	p.reset(buf, s.reply)
+	p.reset(buf, s.reply, size)
 	if !s.src.Pull(p) {
 		if s.reply {
 			c.surbs.unshift(s.tag, surb)

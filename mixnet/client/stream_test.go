@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nym-go/nym/mixnet/sphinx"
 )
 
 // testSource hands out numbered payloads, as many as add allowed, each
@@ -315,7 +317,7 @@ func TestStreamEmptyWake(t *testing.T) {
 // Payload's methods hold sources to the contract.
 func TestPayloadContract(t *testing.T) {
 	var p Payload
-	p.reset(newWireBuffer(), false)
+	p.reset(newWireBuffer(), false, sphinx.SizeRegular)
 	if room := cap(p.Buf()); room != (&Client{}).RepliablePacketCapacity(0) {
 		t.Fatalf("room %d, want RepliablePacketCapacity(0)", room)
 	}
@@ -341,7 +343,11 @@ func TestPayloadContract(t *testing.T) {
 	if got := string(p.Buf()); got != "abc" {
 		t.Fatalf("Buf after SetData: %q", got)
 	}
-	p.reset(newWireBuffer(), true)
+	p.reset(newWireBufferOf(sphinx.SizeExtended), true, sphinx.SizeExtended)
+	if want := sphinx.ExtendedPayload - FragmentHeaderLen - 1; cap(p.Buf()) != want {
+		t.Fatalf("extended reply room %d, want %d", cap(p.Buf()), want)
+	}
+	p.reset(newWireBuffer(), true, sphinx.SizeRegular)
 	if cap(p.Buf()) != (&Client{}).ReplyCapacity() {
 		t.Fatalf("reply room %d, want ReplyCapacity", cap(p.Buf()))
 	}

@@ -37,7 +37,7 @@ func BenchmarkUpstream(b *testing.B) {
 		src := &constSource{data: data}
 		var p Payload
 		op := func() {
-			p.reset(newWireBuffer(), false)
+			p.reset(newWireBuffer(), false, sphinx.SizeRegular)
 			if !src.Pull(&p) {
 				b.Fatal("empty Pull")
 			}
@@ -75,7 +75,7 @@ func BenchmarkUpstream(b *testing.B) {
 		src := &constSource{data: randomBytes(replyDataCapacity)}
 		var p Payload
 		op := func() {
-			p.reset(newWireBuffer(), true)
+			p.reset(newWireBuffer(), true, sphinx.SizeRegular)
 			if !src.Pull(&p) {
 				b.Fatal("empty Pull")
 			}

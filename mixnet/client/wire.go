@@ -24,6 +24,10 @@ import (
 const (
 	// wireLen is a regular packet's Send message.
 	wireLen = gatewire.SendHeaderLen + sphinx.RegularPacketSize
+	// extWireLen is an extended packet's Send message: a reply through an
+	// extended SURB, or extended loop cover. The layout is the same, with
+	// a longer message.
+	extWireLen = gatewire.SendHeaderLen + sphinx.ExtendedPacketSize
 	// packetOff is where the Sphinx packet starts.
 	packetOff = gatewire.SendHeaderLen
 	// sphinxPayloadOff is where the Sphinx payload starts.
@@ -50,6 +54,9 @@ func repliableDataCapacity(n int) int { return FragmentCapacity - repliableHeade
 // replyDataCapacity is the data one reply packet carries.
 const replyDataCapacity = ReplyFragmentCapacity - 1
 
+// replyDataCapacityOf is the data one reply packet of size carries.
+func replyDataCapacityOf(size sphinx.Size) int { return int(size) - FragmentHeaderLen - 1 }
+
 // directLinkWindow bounds the stream packets in the gateway link's queue,
 // not yet copied out by its writer, when the Poisson stream is off. The
 // writer packs up to 64 KiB (27 packets) per system call, so 128 keeps it
@@ -61,7 +68,10 @@ const directLinkWindow = 128
 // wireBuffers recycles packet buffers: the link hands a frame's payload back
 // (link.Frame.Done) once its writer has copied it into a Noise message, so a
 // stream packet costs no payload-sized allocation in the steady state.
-var wireBuffers = sync.Pool{New: func() any { return new([wireLen]byte) }}
+var (
+	wireBuffers    = sync.Pool{New: func() any { return new([wireLen]byte) }}
+	extWireBuffers = sync.Pool{New: func() any { return new([extWireLen]byte) }}
+)
 
 // newWireBuffer returns the zeroed buffer of one packet: the layouts above
 // rely on zeros where nothing is written (the padding after the marker).
@@ -71,13 +81,26 @@ func newWireBuffer() []byte {
 	return b[:]
 }
 
+// newWireBufferOf is newWireBuffer for a packet of size (regular or
+// extended).
+func newWireBufferOf(size sphinx.Size) []byte {
+	if size != sphinx.SizeExtended {
+		return newWireBuffer()
+	}
+	b := extWireBuffers.Get().(*[extWireLen]byte)
+	clear(b[:])
+	return b[:]
+}
+
 // releaseWire takes back a buffer newWireBuffer gave out, once nothing
 // reads it any more; anything else is left to the garbage collector.
 func releaseWire(b []byte) {
-	if cap(b) != wireLen {
-		return
+	switch cap(b) {
+	case wireLen:
+		wireBuffers.Put((*[wireLen]byte)(b[:wireLen]))
+	case extWireLen:
+		extWireBuffers.Put((*[extWireLen]byte)(b[:extWireLen]))
 	}
-	wireBuffers.Put((*[wireLen]byte)(b[:wireLen]))
 }
 
 // dataOffset is where the data starts in a reply, or in a repliable message

@@ -41,7 +41,7 @@ func TestStreamWireForward(t *testing.T) {
 	s := &Stream{c: c, to: to, tag: c.replyKeys.tagFor(to)}
 	for _, n := range []int{0, 1, 3} {
 		var p Payload
-		p.reset(newWireBuffer(), false)
+		p.reset(newWireBuffer(), false, sphinx.SizeRegular)
 		for i := range p.buf { // stale bytes, as in a reused buffer
 			p.buf[i] = 0xa5
 		}
@@ -134,7 +134,7 @@ func TestStreamWireReply(t *testing.T) {
 	}
 	s := &Stream{c: c, reply: true}
 	var p Payload
-	p.reset(newWireBuffer(), true)
+	p.reset(newWireBuffer(), true, sphinx.SizeRegular)
 	for i := range p.buf {
 		p.buf[i] = 0xa5
 	}

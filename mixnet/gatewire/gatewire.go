@@ -142,7 +142,7 @@ func Parse(b []byte) (any, error) {
 		}
 		m := &Send{Parity: body[0], Packet: body[head:]}
 		copy(m.FirstHop[:], body[1:head])
-		if n := len(m.Packet); n != sphinx.RegularPacketSize && n != sphinx.AckPacketSize {
+		if n := len(m.Packet); n != sphinx.RegularPacketSize && n != sphinx.AckPacketSize && n != sphinx.ExtendedPacketSize {
 			return nil, fmt.Errorf("%w: packet of %d bytes", ErrMalformed, n)
 		}
 		return m, nil

@@ -45,6 +45,10 @@ func BenchmarkProcess(b *testing.B) { benchProcess(b, SizeRegular) }
 // BenchmarkProcessAck is one forwarding hop of an ack packet: same floor.
 func BenchmarkProcessAck(b *testing.B) { benchProcess(b, SizeAck) }
 
+// BenchmarkProcessExtended is a hop of an extended packet (an anonymous-plus
+// reply): the same ladders as a regular one, four times the payload.
+func BenchmarkProcessExtended(b *testing.B) { benchProcess(b, SizeExtended) }
+
 func benchProcess(b *testing.B, size Size) {
 	nodes, route := newRoute(b, 4)
 	pkt, err := NewPacket(route, newDest(), make([]byte, int(size)/2), size)

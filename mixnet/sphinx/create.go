@@ -43,9 +43,11 @@ func headerStream(out *[streamLen]byte, key *[32]byte) {
 // buildHeader writes a header for route to dest into h and returns each hop's
 // payload seed.
 //
-// Scalar multiplications: one fixed-base (α₀ = x·G) and one ladder per hop
+// Scalar multiplications: one fixed-base (α₀ = x·G) and one per hop
 // (sᵢ = x·b₀⋯bᵢ₋₁·Pᵢ). The blinding factors are multiplied as scalars mod ℓ,
-// so no hop costs more than one ladder; a naive sender pays i+1 at hop i.
+// so no hop costs more than one multiplication; a naive sender pays i+1 at
+// hop i. A node key met before has a table (fixedkey.go), so the hop's
+// multiplication is fixed-base too.
 func buildHeader(h *Header, route []Hop, dest *Destination, seeds *[MaxHops][32]byte) error {
 	n := len(route)
 	if n == 0 || n > MaxHops {
@@ -68,7 +70,7 @@ func buildHeader(h *Header, route []Hop, dest *Destination, seeds *[MaxHops][32]
 	for i := range n {
 		var k, s [32]byte
 		copy(k[:], acc.Bytes())
-		if err := sharedSecret(&s, &k, &route[i].Key); err != nil {
+		if err := fixedSecret(&s, &k, &route[i].Key); err != nil {
 			return fmt.Errorf("%w: hop %d: %v", ErrBadKey, i, err)
 		}
 		deriveHopKeys(&keys[i], &s)
@@ -175,7 +177,7 @@ func NewPacketInPlace(pkt []byte, msgLen int, route []Hop, dest Destination, siz
 
 // newBuffer allocates a packet of size with msg at its message offset.
 func newBuffer(msg []byte, size Size) ([]byte, error) {
-	if size != SizeRegular && size != SizeAck {
+	if !size.Valid() {
 		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
 	}
 	if len(msg) > int(size) {
@@ -190,7 +192,7 @@ func newBuffer(msg []byte, size Size) ([]byte, error) {
 // msgLen bytes of message it holds: the zero integrity prefix, the 0x01
 // marker and zeros to the end. It returns the payload.
 func padInPlace(pkt []byte, msgLen int, size Size) ([]byte, error) {
-	if size != SizeRegular && size != SizeAck {
+	if !size.Valid() {
 		return nil, fmt.Errorf("%w: unknown size %d", ErrBadSize, size)
 	}
 	if len(pkt) != size.PacketLen() {

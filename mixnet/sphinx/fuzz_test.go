@@ -24,6 +24,7 @@ func validPacket(f *testing.F, size Size) []byte {
 func FuzzProcess(f *testing.F) {
 	f.Add(validPacket(f, SizeRegular))
 	f.Add(validPacket(f, SizeAck))
+	f.Add(validPacket(f, SizeExtended))
 	f.Add(make([]byte, AckPacketSize))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, pkt []byte) {

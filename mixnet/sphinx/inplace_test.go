@@ -22,7 +22,7 @@ func TestSURBPacketInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []Size{SizeRegular, SizeAck} {
+	for _, size := range []Size{SizeRegular, SizeAck, SizeExtended} {
 		for _, n := range []int{0, 1, int(size) / 2, int(size)} {
 			msg := make([]byte, n)
 			rand.Read(msg)
@@ -51,7 +51,7 @@ func TestSURBPacketInPlace(t *testing.T) {
 // one from NewPacket (its header is random, so the bytes cannot be
 // compared).
 func TestNewPacketInPlace(t *testing.T) {
-	for _, size := range []Size{SizeRegular, SizeAck} {
+	for _, size := range []Size{SizeRegular, SizeAck, SizeExtended} {
 		nodes, route := newRoute(t, 4)
 		dest := newDest()
 		msg := make([]byte, int(size)-3)

@@ -53,7 +53,7 @@ func (lk *lionessKeys) expand(seed *[32]byte) {
 // and a SHA-256 state (crypto/hmac would allocate two per key).
 type lionessScratch struct {
 	h      hash.Hash
-	sealed [RegularPayload + PayloadOverhead + chacha20poly1305.Overhead]byte
+	sealed [ExtendedPayload + PayloadOverhead + chacha20poly1305.Overhead]byte
 	pad    [64]byte
 	inner  [32]byte
 }
@@ -92,7 +92,7 @@ func (s *lionessScratch) hashRound(l []byte, k *[32]byte, r []byte) {
 	}
 }
 
-// encrypt applies Lioness in place. lionessL < len(p) ≤ a regular payload.
+// encrypt applies Lioness in place. lionessL < len(p) ≤ an extended payload.
 func (lk *lionessKeys) encrypt(p []byte) {
 	s := scratchPool.Get().(*lionessScratch)
 	l, r := p[:lionessL], p[lionessL:]

@@ -38,11 +38,20 @@ const (
 	RegularPayload = 2048
 	// AckPayload is the message capacity of an ack packet.
 	AckPayload = 21
+	// ExtendedPayload is the message capacity of an extended packet, Nym's
+	// ExtendedPacket8: four regular payloads behind one header, so a reply
+	// of this size carries four times the data for the same Sphinx work at
+	// every hop and the same SURB.
+	ExtendedPayload = 8192
 
 	// RegularPacketSize is a regular packet on the wire: 2413 bytes.
 	RegularPacketSize = HeaderSize + PayloadOverhead + RegularPayload
 	// AckPacketSize is an ack packet on the wire: 386 bytes.
 	AckPacketSize = HeaderSize + PayloadOverhead + AckPayload
+	// ExtendedPacketSize is an extended packet on the wire: 8557 bytes.
+	ExtendedPacketSize = HeaderSize + PayloadOverhead + ExtendedPayload
+	// MaxPacketSize is the largest packet of any size.
+	MaxPacketSize = ExtendedPacketSize
 
 	// MaxDelay is the largest delay a header can carry; nodes cap it lower.
 	MaxDelay = time.Duration(1<<63 - 1)
@@ -56,16 +65,25 @@ const (
 	flagFinal   byte = 2
 )
 
-// Size names the two packet sizes on the network. Packets of any other length
-// are refused, so a node cannot be made to process odd sizes that would stand
-// out on the next link.
+// Size names the three packet sizes on the network. Packets of any other
+// length are refused, so a node cannot be made to process odd sizes that
+// would stand out on the next link. Each size is its own anonymity class at
+// every mix: a client that sends extended packets (the anonymous-plus
+// profile's replies and its loop cover of that size) hides among the packets
+// of that size only.
 type Size int
 
 // The packet sizes, by message capacity.
 const (
-	SizeRegular Size = RegularPayload
-	SizeAck     Size = AckPayload
+	SizeRegular  Size = RegularPayload
+	SizeAck      Size = AckPayload
+	SizeExtended Size = ExtendedPayload
 )
+
+// Valid reports whether s is one of the sizes above.
+func (s Size) Valid() bool {
+	return s == SizeRegular || s == SizeAck || s == SizeExtended
+}
 
 // PacketLen is the wire length of a packet of this size.
 func (s Size) PacketLen() int { return HeaderSize + PayloadOverhead + int(s) }
@@ -77,6 +95,8 @@ func sizeOf(n int) (Size, bool) {
 		return SizeRegular, true
 	case AckPacketSize:
 		return SizeAck, true
+	case ExtendedPacketSize:
+		return SizeExtended, true
 	}
 	return 0, false
 }

@@ -67,7 +67,7 @@ func walk(t *testing.T, nodes []testNode, route []Hop, pkt []byte) Processed {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, size := range []Size{SizeRegular, SizeAck} {
+	for _, size := range []Size{SizeRegular, SizeAck, SizeExtended} {
 		for hops := 1; hops <= MaxHops; hops++ {
 			t.Run(fmt.Sprintf("size%d/hops%d", size, hops), func(t *testing.T) {
 				nodes, route := newRoute(t, hops)
@@ -100,7 +100,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestWireSizes(t *testing.T) {
-	if RegularPacketSize != 2413 || AckPacketSize != 386 || HeaderSize != 348 || SURBSize != 412 {
+	if RegularPacketSize != 2413 || AckPacketSize != 386 || ExtendedPacketSize != 8557 || HeaderSize != 348 || SURBSize != 412 {
 		t.Fatalf("sizes: regular %d ack %d header %d surb %d", RegularPacketSize, AckPacketSize, HeaderSize, SURBSize)
 	}
 }

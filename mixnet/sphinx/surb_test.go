@@ -8,7 +8,7 @@ import (
 )
 
 func TestSURBRoundTrip(t *testing.T) {
-	for _, size := range []Size{SizeRegular, SizeAck} {
+	for _, size := range []Size{SizeRegular, SizeAck, SizeExtended} {
 		for hops := 1; hops <= MaxHops; hops++ {
 			nodes, route := newRoute(t, hops)
 			dest := newDest()
