@@ -289,8 +289,13 @@ func TestAcrossEpochs(t *testing.T) {
 	t.Logf("epoch %v", epoch)
 	n := testnet.Start(t, testnet.Options{EpochLength: epoch, RotationEpochs: 2})
 	lp := Loopix{HopDelay: 5 * time.Millisecond, SendInterval: 20 * time.Millisecond}
-	a := connect(t, n, func(c *Config) { c.Loopix = &lp })
-	b := connect(t, n, func(c *Config) { c.Loopix = &lp })
+	// The ack wait's slack grows with the load as the epoch does: at load
+	// ~19 the default 1.5 s gave up fragments after their tenth resend.
+	rt := DefaultRetransmit()
+	rt.Slack = testnet.LoadScaled(rt.Slack)
+	cfg := func(c *Config) { c.Loopix, c.Retransmit = &lp, &rt }
+	a := connect(t, n, cfg)
+	b := connect(t, n, cfg)
 	first := a.routes.topo.Load()
 	// Send one message every 250 ms until the sender's topology has crossed
 	// two epoch boundaries and a rotation: the events, not a count of
