@@ -31,19 +31,26 @@ const DefaultNetworkEpoch = 4 * time.Second
 // signature exchange, no consensus formed for 40 s, and the last one went
 // stale. Scaling by the load when the network starts keeps a quiet run as
 // short as before.
-func networkEpoch() time.Duration {
+func networkEpoch() time.Duration { return LoadScaled(DefaultNetworkEpoch) }
+
+// LoadScaled returns d on a quiet machine and a multiple of it, up to ten
+// times, on a loaded one, by the load average when it is called. It is for
+// a test's explicit epoch: what runs within an epoch (a node's refresh of
+// registrations, topology and next-rotation keys) takes seconds on a busy
+// machine, and an epoch shorter than that empties layers for want of keys.
+func LoadScaled(d time.Duration) time.Duration {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return DefaultNetworkEpoch // not Linux: no measure, the default
+		return d // not Linux: no measure, the default
 	}
 	var load float64
 	if _, err := fmt.Sscan(string(b), &load); err != nil {
-		return DefaultNetworkEpoch
+		return d
 	}
 	// Up to two runnable threads a core leaves the default room enough.
 	perCore := load / float64(runtime.NumCPU())
 	factor := max(1, math.Ceil(perCore/2))
-	return time.Duration(min(factor, 10)) * DefaultNetworkEpoch
+	return time.Duration(min(factor, 10)) * d
 }
 
 // EpochLength is the network's epoch, which networkEpoch may have

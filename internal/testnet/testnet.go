@@ -186,9 +186,13 @@ func (n *Net) startDirectory() {
 		EpochLength:    n.opts.EpochLength,
 		RotationEpochs: n.opts.RotationEpochs,
 		ProbeInterval:  probe,
-		ProbeTimeout:   2 * time.Second, // generous: -race slows everything, and a slow probe is not a dead node
-		Limits:         authority.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
-		Logger:         n.opts.Logger.With("component", "directory"),
+		// Generous: -race slows everything, and a slow probe is not a dead
+		// node. At load ~20 on 2 cores (-race) 2 s probes timed out twice in
+		// a row, the node lost its role and its layer emptied: the timeout
+		// grows with the load.
+		ProbeTimeout: LoadScaled(2 * time.Second),
+		Limits:       authority.Limits{MaxEntries: n.opts.MaxEntries, MaxExits: n.opts.MaxExits, LayerSize: n.opts.LayerSize},
+		Logger:       n.opts.Logger.With("component", "directory"),
 		// Every node is on 127.0.0.1: no per-address or per-/24 seat limit.
 		Admission: authority.Admission{MaxSeatsPerAddress: -1, MaxSeatsPerPrefix: -1},
 		// The monitor's test loops would land in a test's Deliver hook.
