@@ -32,11 +32,24 @@ func TestShapedDownstream(t *testing.T) {
 		return s.DownstreamInterval == interval && s.GatewayCover > 0
 	})
 	msg := randomBytes(256 << 10)
+	before := b.Stats()
 	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
 		t.Fatal(err)
 	}
 	if m := receive(t, b, 3*time.Minute); !bytes.Equal(m.Data, msg) {
 		t.Fatalf("received %d bytes, not the %d sent", len(m.Data), len(msg))
+	}
+	// Receipts go on their own clock, one per receiptSlots slots, not one
+	// per slot that carried something: sent per delivery they showed the
+	// downstream's activity on the upstream. During the transfer nearly
+	// every slot carries a delivery; counted against the slots (both follow
+	// the clock, so load slows both), receipts stay near 1 in receiptSlots
+	// (twice that allowed), where per delivery they were ~9 in 10.
+	after := b.Stats()
+	deliveries, slots, receipts := after.Deliveries-before.Deliveries, after.Slots-before.Slots, after.ReceiptsSent-before.ReceiptsSent
+	t.Logf("during the transfer: %d deliveries in %d slots, %d receipts", deliveries, slots, receipts)
+	if deliveries < 100 || receipts > 2*slots/receiptSlots+2 {
+		t.Errorf("%d receipts for %d slots carrying %d deliveries: receipts follow the deliveries", receipts, slots, deliveries)
 	}
 
 	gw := nodeIndex(t, n, b.Address().Gateway)

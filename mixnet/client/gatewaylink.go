@@ -212,6 +212,7 @@ func (c *Client) handleGatewayMessage(conn *link.Conn, b []byte, arrival traceAr
 		return nil
 	}
 	if slot, ok := msg.(*gatewire.Slot); ok {
+		c.stats.slots.Add(1)
 		if len(slot.Messages) == 0 {
 			c.stats.gatewayCover.Add(1)
 		}

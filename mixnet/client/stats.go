@@ -44,6 +44,9 @@ type Stats struct {
 	// GatewayCover counts its frames that carried nothing.
 	DownstreamInterval time.Duration
 	GatewayCover       uint64
+	// Slots counts the shaped downstream's frames, ReceiptsSent the
+	// Received frames the client sent its gateway.
+	Slots, ReceiptsSent uint64
 }
 
 // counters are the live values behind Stats.
@@ -54,7 +57,7 @@ type counters struct {
 	surbsReceived, surbsSpent, surbRequestsSent, surbsDropped      atomic.Uint64
 	surbRequestsReceived, surbsCreated                             atomic.Uint64
 	deliveries, badDeliveries, duplicates, unmatchedDeliveries     atomic.Uint64
-	reconnects, gatewayCover                                       atomic.Uint64
+	reconnects, gatewayCover, slots, receiptsSent                  atomic.Uint64
 	downstreamInterval                                             atomic.Int64
 	// queued counts jobs between enqueue (or a retransmission's requeue)
 	// and transmission or giving up: the wait a caller's own queue cannot
@@ -95,6 +98,8 @@ func (c *Client) Stats() Stats {
 		Reconnects:           s.reconnects.Load(),
 		DownstreamInterval:   time.Duration(s.downstreamInterval.Load()),
 		GatewayCover:         s.gatewayCover.Load(),
+		Slots:                s.slots.Load(),
+		ReceiptsSent:         s.receiptsSent.Load(),
 	}
 }
 
