@@ -16,6 +16,11 @@ const meterInterval = time.Second
 // counted from when it was added to the device (a renewal with a new
 // ticket adds to what it had: the device's counters run on).
 type quotas struct {
+	// gate orders a paid renewal and the meter's removals: a client that
+	// tops up as the meter finds it over must not lose what it just paid
+	// for. Taken before mu, and before the peer table's lock.
+	gate sync.Mutex
+
 	mu        sync.Mutex
 	allowance map[peerKey]uint64
 	exhausted atomic.Uint64 // peers removed for running out
@@ -28,6 +33,21 @@ func (q *quotas) add(pk peerKey, n uint64) {
 	q.mu.Lock()
 	q.allowance[pk] += n
 	q.mu.Unlock()
+}
+
+// left is what pk may still move, given the bytes its counters show;
+// metered is false for a peer without an allowance.
+func (q *quotas) left(pk peerKey, used uint64) (left uint64, metered bool) {
+	q.mu.Lock()
+	a, ok := q.allowance[pk]
+	q.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	if used >= a {
+		return 0, true
+	}
+	return a - used, true
 }
 
 // drop forgets a removed peer: a peer added again starts from zero, as its
@@ -51,10 +71,11 @@ func (q *quotas) over(stats map[peerKey]peerStat) []peerKey {
 	return out
 }
 
-// meter removes peers that used up what their tickets bought. The client
-// notices its tunnel going quiet and registers again, paying with new
-// tickets (nymvpn's fast mode does on a stale tunnel); WireGuard has no
-// message in which to ask for the next ticket ahead of time.
+// meter removes peers that used up what their tickets bought. A client
+// learns its allowance from each registration's answer and, counting its
+// own bytes, registers the same key again with a new ticket before it runs
+// out (nymvpn's fast mode does); one that does not is removed here, and
+// its tunnel goes quiet.
 func (g *Gateway) meter() {
 	defer g.wg.Done()
 	tick := time.NewTicker(meterInterval)
@@ -70,14 +91,36 @@ func (g *Gateway) meter() {
 			g.log.Warn("metering peers", "err", err)
 			continue
 		}
+		// Under the gate, over reads allowances a renewal may just have
+		// raised: the counters read before only lag.
+		g.quota.gate.Lock()
 		gone := g.quota.over(stats)
 		for _, pk := range gone {
 			g.peers.remove(pk)
 			g.quota.exhausted.Add(1)
 			g.log.Debug("peer removed: its ticket's bytes are used up")
 		}
+		g.quota.gate.Unlock()
 		if len(gone) > 0 {
 			g.m.peers.Set(float64(g.peers.len()))
 		}
 	}
 }
+
+// allowanceLeft is what a registered peer may still move: its allowance
+// less its device counters; 0 when the peer is not metered.
+func (g *Gateway) allowanceLeft(pk peerKey) uint64 {
+	var used uint64
+	if stats, err := g.peers.stats(); err == nil {
+		used = stats[pk].rx + stats[pk].tx
+	}
+	left, metered := g.quota.left(pk, used)
+	if !metered {
+		return 0
+	}
+	// 0 means unmetered on the wire: a peer with nothing left hears 1.
+	return max(left, 1)
+}
+
+// QuotaRemovals counts the peers removed for using up their allowance.
+func (g *Gateway) QuotaRemovals() uint64 { return g.quota.exhausted.Load() }

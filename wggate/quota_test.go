@@ -83,3 +83,52 @@ func TestPaidPeerRemovedWhenQuotaUsed(t *testing.T) {
 		t.Fatalf("%d peers after paying again; want 2", n)
 	}
 }
+
+// A paid registration of a key already registered tops up its allowance:
+// the answer says what is left, the ticket's bytes added. The same top-up
+// replayed (its bytes sent again, as an eavesdropper on the link to the
+// entry could) is refused by the nonce check and adds nothing.
+func TestTopUpAddsOnceAndReplayAddsNothing(t *testing.T) {
+	const quota = 1 << 20
+	g, node, _ := startEntry(t, func(c *Config) {
+		c.RequireTickets, c.Tickets, c.TicketQuota = true, &spendChecker{good: "good spend"}, quota
+	})
+	pub := wgKey(t)
+	register := func() ([]byte, *wgreg.Pending) {
+		req := &wgreg.Request{WGKey: pub, Time: time.Now(), Spend: []byte("good spend")}
+		rand.Read(req.Nonce[:])
+		return registerMsg(t, node, wgreg.RoleEntry, req)
+	}
+	r := dialRaw(t, node)
+	msg, p := register()
+	first := answerOf(t, r.send(t, msg), p)
+	if first.Status != wgreg.AnswerOK || first.Allowance != quota {
+		t.Fatalf("first registration: %+v; want OK with allowance %d", first, quota)
+	}
+	msg, p = register()
+	a := answerOf(t, r.send(t, msg), p)
+	if a.Status != wgreg.AnswerOK || a.Allowance != 2*quota || a.AddrV4 != first.AddrV4 {
+		t.Fatalf("top-up: %+v; want OK, allowance %d, the same address %v", a, 2*quota, first.AddrV4)
+	}
+	replay := answerOf(t, dialRaw(t, node).send(t, msg), p)
+	if replay.Status != wgreg.AnswerRefused || !strings.Contains(replay.Text, "replayed") {
+		t.Fatalf("replayed top-up answered %+v", replay)
+	}
+	msg, p = register()
+	if a := answerOf(t, r.send(t, msg), p); a.Allowance != 3*quota {
+		t.Fatalf("allowance %d after a top-up, its replay and another top-up; want %d", a.Allowance, 3*quota)
+	}
+	if n := g.Peers(); n != 1 {
+		t.Fatalf("%d peers, want 1", n)
+	}
+	// Unpaid peers are not metered: the answer says 0.
+	g2, node2, _ := startEntry(t, nil)
+	reg, s, err := wgreg.RegisterEntry(context.Background(), node2, wgKey(t), wgreg.Options{Rotation: testRotation})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if reg.Allowance != 0 || g2.Peers() != 1 {
+		t.Fatalf("unmetered registration: allowance %d", reg.Allowance)
+	}
+}

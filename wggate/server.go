@@ -171,6 +171,12 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 	if err != nil {
 		return &wgreg.Answer{Status: wgreg.AnswerRefused, Text: "internal error"}, regRefused
 	}
+	// A registration of a key already here is a renewal (a top-up when
+	// paid): same addresses, the new PSK, its ticket's bytes added to
+	// what is left. The gate keeps the meter from removing the peer
+	// between the two.
+	g.quota.gate.Lock()
+	defer g.quota.gate.Unlock()
 	p, err := g.peers.add(peerKey(req.WGKey), psk, now, src, g.cfg.MaxPeersPerIP)
 	if errors.Is(err, errPoolFull) {
 		return &wgreg.Answer{Status: wgreg.AnswerFull, Text: "no address left"}, regFull
@@ -186,7 +192,8 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 		g.quota.add(peerKey(req.WGKey), g.cfg.TicketQuota)
 	}
 	g.m.peers.Set(float64(g.peers.len()))
-	a := &wgreg.Answer{GatewayKey: g.pubKey, AddrV4: netip.PrefixFrom(p.v4, 32), PeerTimeout: g.cfg.PeerTimeout}
+	a := &wgreg.Answer{GatewayKey: g.pubKey, AddrV4: netip.PrefixFrom(p.v4, 32), PeerTimeout: g.cfg.PeerTimeout,
+		Allowance: g.allowanceLeft(peerKey(req.WGKey))}
 	if p.v6.IsValid() {
 		a.AddrV6 = netip.PrefixFrom(p.v6, 128)
 	}

@@ -4,16 +4,22 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/hpke"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nym-go/nym/internal/leakcheck"
 	"github.com/nym-go/nym/internal/netnstest"
+	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/wggate"
@@ -60,24 +66,35 @@ func (k *gwKeys) node(wg netip.AddrPort, entry bool) directory.Node {
 	}
 }
 
-// TestThroughTheGateways: the client side (wgreg's registrations, wgnest)
-// against the gateways' real side (wggate's entry relay and exit device),
-// each in its network namespace: the client registers at the entry
-// directly and at the exit through it, and 1 MiB crosses the nested tunnel
-// to a server on the exit's WireGuard TUN address.
-func TestThroughTheGateways(t *testing.T) {
-	leakcheck.Check(t)
-	n, sfx := newNamespaces(t)
+// gwNet is the gateways' real side (wggate's entry relay and exit device)
+// in the gateways' namespace, with the client's registrations done.
+type gwNet struct {
+	*testNet
+	log                 *slog.Logger
+	entry, exit         *wggate.Gateway
+	entryNode, exitNode directory.Node
+	innerKey, outerKey  keypair
+	regE, regX          wgreg.Registration
+	dial                func(ctx context.Context, network, addr string) (net.Conn, error)
+	clientTUN           string
+}
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+// startGateways starts an entry and an exit in their own namespace
+// (configured further by mutate, when not nil), registers a client at the
+// entry directly and at the exit through it with opts, and brings the
+// nested tunnel up in the client's namespace, routing everything but the
+// LAN into it.
+func startGateways(t *testing.T, mutate func(*wggate.Config), opts wgreg.Options) *gwNet {
+	n, sfx := newNamespaces(t)
+	g := &gwNet{testNet: n, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		g.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	log := g.log
 	ek, xk := newGWKeys(t), newGWKeys(t)
-	var entry, exit *wggate.Gateway
 	exitTUN := "wgx" + sfx
 	err := netnstest.DoNamed(n.gw, func() (err error) {
-		if entry, err = wggate.New(wggate.Config{
+		ecfg := wggate.Config{
 			Role: wgreg.RoleEntry, Identity: ek.identity, Link: ek.link, Listen: netip.AddrPortFrom(gwLAN, 0), Logger: log,
 			HPKEKey: func(uint64) (hpke.PrivateKey, error) { return ek.hpke, nil },
 			// The relay opens its sockets on the device's goroutines,
@@ -96,74 +113,263 @@ func TestThroughTheGateways(t *testing.T) {
 				})
 				return c, err
 			},
-		}); err != nil {
-			return err
 		}
-		exit, err = wggate.New(wggate.Config{
+		xcfg := wggate.Config{
 			Role: wgreg.RoleExit, Identity: xk.identity, Link: xk.link, Listen: netip.AddrPortFrom(gwLAN, 0), Logger: log,
 			HPKEKey: func(uint64) (hpke.PrivateKey, error) { return xk.hpke, nil },
 			TUN:     exitTUN,
-		})
+		}
+		if mutate != nil {
+			mutate(&ecfg)
+			mutate(&xcfg)
+		}
+		if g.entry, err = wggate.New(ecfg); err != nil {
+			return err
+		}
+		g.exit, err = wggate.New(xcfg)
 		return err
 	})
-	if entry != nil {
-		t.Cleanup(func() { entry.Close() })
+	if g.entry != nil {
+		t.Cleanup(func() { g.entry.Close() })
 	}
-	if exit != nil {
-		t.Cleanup(func() { exit.Close() })
+	if g.exit != nil {
+		t.Cleanup(func() { g.exit.Close() })
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	entryNode := ek.node(netip.AddrPortFrom(gwLAN, entry.Port()), true)
-	exitNode := xk.node(netip.AddrPortFrom(gwLAN, exit.Port()), false)
-	top := &directory.Topology{Rotation: gwRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
-	entry.Update(top)
-	exit.Update(top)
+	g.entryNode = ek.node(netip.AddrPortFrom(gwLAN, g.entry.Port()), true)
+	g.exitNode = xk.node(netip.AddrPortFrom(gwLAN, g.exit.Port()), false)
+	top := &directory.Topology{Rotation: gwRotation, Entry: []directory.Node{g.entryNode}, Exit: []directory.Node{g.exitNode}}
+	g.entry.Update(top)
+	g.exit.Update(top)
 
-	innerKey, outerKey := newKey(t), newKey(t)
+	g.innerKey, g.outerKey = newKey(t), newKey(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var regE, regX wgreg.Registration
 	// The registration link is dialled from the client's namespace.
-	dial := func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	g.dial = func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 		err = netnstest.DoNamed(n.client, func() (err error) {
 			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
 	}
-	regE, sess, err := wgreg.RegisterEntry(ctx, entryNode, outerKey.pub, wgreg.Options{Rotation: gwRotation, DialContext: dial, Logger: log})
+	opts.Rotation, opts.DialContext, opts.Logger = gwRotation, g.dial, log
+	var sess *wgreg.Session
+	g.regE, sess, err = wgreg.RegisterEntry(ctx, g.entryNode, g.outerKey.pub, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	regX, err = sess.RegisterExit(ctx, exitNode, innerKey.pub)
+	g.regX, err = sess.RegisterExit(ctx, g.exitNode, g.innerKey.pub)
 	sess.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("entry gave %v %v, exit gave %v %v", regE.AddrV4, regE.AddrV6, regX.AddrV4, regX.AddrV6)
+	t.Logf("entry gave %v %v, exit gave %v %v", g.regE.AddrV4, g.regE.AddrV6, g.regX.AddrV4, g.regX.AddrV6)
 
-	clientTUN := "wgt" + sfx
-	n.startNest(t, clientTUN, Config{
-		InnerKey: innerKey.priv, OuterKey: outerKey.priv,
-		Entry:   Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: netip.AddrPortFrom(gwLAN, entry.Port())},
-		Exit:    Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: netip.AddrPortFrom(gwLAN, exit.Port())},
-		OuterV4: regE.AddrV4.Addr(), OuterV6: regE.AddrV6.Addr(), Mark: testMark, Logger: log,
-	}, regX.AddrV4, regX.AddrV6)
+	g.clientTUN = "wgt" + sfx
+	n.startNest(t, g.clientTUN, Config{
+		InnerKey: g.innerKey.priv, OuterKey: g.outerKey.priv,
+		Entry:   Peer{PublicKey: g.regE.GatewayKey, PSK: g.regE.PSK, Endpoint: netip.AddrPortFrom(gwLAN, g.entry.Port())},
+		Exit:    Peer{PublicKey: g.regX.GatewayKey, PSK: g.regX.PSK, Endpoint: netip.AddrPortFrom(gwLAN, g.exit.Port())},
+		OuterV4: g.regE.AddrV4.Addr(), OuterV6: g.regE.AddrV6.Addr(), Mark: testMark, Logger: log,
+	}, g.regX.AddrV4, g.regX.AddrV6)
 	// As nymvpn's routes do it, more simply: everything but the LAN (the
 	// gateways) into the tunnel.
-	run(t, "ip", "-n", n.client, "route", "add", "default", "dev", clientTUN)
-	run(t, "ip", "-n", n.client, "-6", "route", "add", "default", "dev", clientTUN)
+	run(t, "ip", "-n", n.client, "route", "add", "default", "dev", g.clientTUN)
+	run(t, "ip", "-n", n.client, "-6", "route", "add", "default", "dev", g.clientTUN)
 	if err := n.nest.WaitHandshake(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// TestThroughTheGateways: the client side (wgreg's registrations, wgnest)
+// against the gateways' real side (wggate's entry relay and exit device),
+// each in its network namespace: the client registers at the entry
+// directly and at the exit through it, and 1 MiB crosses the nested tunnel
+// to a server on the exit's WireGuard TUN address.
+func TestThroughTheGateways(t *testing.T) {
+	leakcheck.Check(t)
+	g := startGateways(t, nil, wgreg.Options{})
 	// The exit's own address on its TUN: the first of its range.
-	n.transfer(t, wggate.DefaultExitRangeV4.Addr().Next(), 1<<20)
-	if regX.AddrV6.IsValid() {
-		n.transfer(t, wggate.DefaultExitRangeV6.Addr().Next(), 64<<10)
+	g.transfer(t, wggate.DefaultExitRangeV4.Addr().Next(), 1<<20)
+	if g.regX.AddrV6.IsValid() {
+		g.transfer(t, wggate.DefaultExitRangeV6.Addr().Next(), 64<<10)
 	}
-	if st := n.nest.Stats(); st.Dropped != 0 {
+	if st := g.nest.Stats(); st.Dropped != 0 {
 		t.Errorf("dropped %d packets from the outer tunnel", st.Dropped)
+	}
+	if a := g.regE.Allowance + g.regX.Allowance; a != 0 {
+		t.Errorf("unmetered gateways answered an allowance of %d", a)
+	}
+}
+
+// oneTimeSpends stands in for the ticket check: a spend names its role and
+// passes once (the ticket package's spent set does the same for real
+// tickets, tested there).
+type oneTimeSpends struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	n    [3]int // accepted, by role
+}
+
+func (s *oneTimeSpends) VerifySpend(_ context.Context, role wgreg.Role, spend []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !strings.HasPrefix(string(spend), role.String()+" ") || s.seen[string(spend)] {
+		return errors.New("ticket refused: wrong type or spent")
+	}
+	if s.seen == nil {
+		s.seen = make(map[string]bool)
+	}
+	s.seen[string(spend)] = true
+	s.n[role]++
+	return nil
+}
+
+func (s *oneTimeSpends) accepted(role wgreg.Role) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[role]
+}
+
+// A transfer of several times the quota one ticket buys, at both the entry
+// and the exit: the client tops up each hop's allowance before it runs
+// out (registering the same keys again with new tickets, the exit's
+// through the entry, and taking the new PSKs), so neither gateway removes
+// its peer and the bytes keep flowing; afterwards fresh handshakes with
+// both gateways pass, under the PSKs of the last top-ups. Without the
+// top-up the gateways removed the peers after the first ticket's bytes and
+// the transfer stalled.
+func TestTopUpBeforeQuotaRunsOut(t *testing.T) {
+	leakcheck.Check(t)
+	const quota, size = 2 << 20, 16 << 20
+	spends := &oneTimeSpends{}
+	var next atomic.Int32
+	spend := func(role wgreg.Role) []byte {
+		return fmt.Appendf(nil, "%s %d", role, next.Add(1))
+	}
+	g := startGateways(t, func(c *wggate.Config) {
+		c.RequireTickets, c.Tickets, c.TicketQuota = true, spends, quota
+	}, wgreg.Options{EntrySpend: spend(wgreg.RoleEntry), ExitSpend: spend(wgreg.RoleExit)})
+	if g.regE.Allowance != quota || g.regX.Allowance != quota {
+		t.Fatalf("allowances %d at the entry, %d at the exit; want %d each", g.regE.Allowance, g.regX.Allowance, quota)
+	}
+	// What nymvpn's fast mode does for each hop: a new registration link
+	// to the entry, the same key, one new ticket.
+	topUp := func(ctx context.Context, hop Hop) (Grant, error) {
+		opts := wgreg.Options{Rotation: gwRotation, DialContext: g.dial, Logger: g.log}
+		if hop == HopEntry {
+			opts.EntrySpend = spend(wgreg.RoleEntry)
+		} else {
+			opts.ExitSpend = spend(wgreg.RoleExit)
+		}
+		s, err := wgreg.Dial(ctx, g.entryNode, opts)
+		if err != nil {
+			return Grant{}, err
+		}
+		defer s.Close()
+		var reg wgreg.Registration
+		if hop == HopEntry {
+			reg, err = s.RegisterEntry(ctx, g.outerKey.pub)
+		} else {
+			reg, err = s.RegisterExit(ctx, g.exitNode, g.innerKey.pub)
+		}
+		return Grant{Allowance: reg.Allowance, PSK: reg.PSK}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		g.nest.KeepAllowance(ctx, HopEntry, Grant{Allowance: g.regE.Allowance, PSK: g.regE.PSK}, topUp)
+	})
+	wg.Go(func() { g.nest.KeepAllowance(ctx, HopExit, Grant{Allowance: g.regX.Allowance, PSK: g.regX.PSK}, topUp) })
+
+	g.transfer(t, wggate.DefaultExitRangeV4.Addr().Next(), size)
+	if e, x := g.entry.QuotaRemovals(), g.exit.QuotaRemovals(); e != 0 || x != 0 {
+		t.Fatalf("peers removed for running out of quota: %d at the entry, %d at the exit", e, x)
+	}
+	if g.entry.Peers() != 1 || g.exit.Peers() != 1 {
+		t.Fatalf("%d peers at the entry, %d at the exit; want 1 each", g.entry.Peers(), g.exit.Peers())
+	}
+	// 16 MiB up and its acknowledgements cannot pass on fewer than 8
+	// tickets of 2 MiB per hop.
+	for _, hop := range []Hop{HopEntry, HopExit} {
+		st := g.nest.Allowance(hop)
+		if !st.Metered || st.TopUps < size/quota-1 || st.Err != nil {
+			t.Errorf("%s: %+v; want metered, at least %d top-ups, no error", hop, st, size/quota-1)
+		}
+	}
+	if e, x := spends.accepted(wgreg.RoleEntry), spends.accepted(wgreg.RoleExit); e < size/quota || x < size/quota {
+		t.Errorf("tickets taken: %d at the entry, %d at the exit; want at least %d each", e, x, size/quota)
+	}
+	// The PSKs on both sides agree: new handshakes with both pass.
+	cancel()
+	wg.Wait()
+	before := g.nest.Stats()
+	poll.Until(t, time.Minute, "fresh handshakes with the entry and the exit", func() bool {
+		// WireGuard sends at most one initiation per peer every 5 s.
+		probe(g.nest.outer, g.regE.GatewayKey)
+		probe(g.nest.inner, g.regX.GatewayKey)
+		st := g.nest.Stats()
+		return st.Outer.LastHandshake.After(before.Outer.LastHandshake) && st.Inner.LastHandshake.After(before.Inner.LastHandshake)
+	})
+	g.transfer(t, wggate.DefaultExitRangeV4.Addr().Next(), 64<<10)
+}
+
+// A top-up the gateway refuses (here: a ticket already spent) is kept as
+// the hop's error with the gateway's words and retried; once the allowance
+// is used up the gateway removes the peer and Watch finds the tunnel stale,
+// blaming the entry, so the client rebuilds it (nymvpn's kill switch stays
+// on throughout).
+func TestTopUpRefused(t *testing.T) {
+	leakcheck.Check(t)
+	const quota = 1 << 20
+	spends := &oneTimeSpends{}
+	g := startGateways(t, func(c *wggate.Config) {
+		c.RequireTickets, c.Tickets, c.TicketQuota = true, spends, quota
+	}, wgreg.Options{EntrySpend: []byte("entry 1"), ExitSpend: []byte("exit 1")})
+	spentAgain := func(ctx context.Context, hop Hop) (Grant, error) {
+		s, err := wgreg.Dial(ctx, g.entryNode, wgreg.Options{Rotation: gwRotation, DialContext: g.dial, Logger: g.log, EntrySpend: []byte("entry 1")})
+		if err != nil {
+			return Grant{}, err
+		}
+		defer s.Close()
+		reg, err := s.RegisterEntry(ctx, g.outerKey.pub)
+		return Grant{Allowance: reg.Allowance, PSK: reg.PSK}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		g.nest.KeepAllowance(ctx, HopEntry, Grant{Allowance: g.regE.Allowance, PSK: g.regE.PSK}, spentAgain)
+	})
+	// Traffic until the entry drops the peer: datagrams to the exit.
+	var c net.Conn
+	if err := netnstest.DoNamed(g.client, func() (err error) {
+		c, err = net.Dial("udp", netip.AddrPortFrom(wggate.DefaultExitRangeV4.Addr().Next(), 9).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wg.Go(func() {
+		b := make([]byte, 1200)
+		for ctx.Err() == nil && g.entry.QuotaRemovals() == 0 {
+			c.Write(b)
+		}
+	})
+	poll.Until(t, time.Minute, "the entry to remove the peer out of allowance", func() bool { return g.entry.QuotaRemovals() == 1 })
+	st := g.nest.Allowance(HopEntry)
+	if st.Err == nil || !strings.Contains(st.Err.Error(), "ticket refused") || st.TopUps != 0 {
+		t.Fatalf("entry allowance %+v; want the gateway's refusal as the error, no top-up", st)
+	}
+	var se *StaleError
+	if err := g.nest.Watch(ctx, MinStale); !errors.As(err, &se) || !se.Outer {
+		t.Fatalf("Watch after the peer's removal: %v; want stale, blaming the entry", err)
 	}
 }

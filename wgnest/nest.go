@@ -103,6 +103,9 @@ type Tunnel struct {
 	pipe         *pipe
 	inner, outer *device.Device
 	once         sync.Once
+
+	allowMu sync.Mutex
+	allow   [2]AllowanceStatus // by Hop
 }
 
 // New brings the nested tunnel up: the inner device first (so that the

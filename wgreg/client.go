@@ -32,6 +32,10 @@ type Registration struct {
 	// handshake; WireGuard's own rekeying (every 2 minutes of traffic) and
 	// a persistent keepalive shorter than this keep it alive.
 	PeerTimeout time.Duration
+	// Allowance is the bytes the peer may still move through the gateway
+	// (both directions, as WireGuard counts them); 0: unmetered. See
+	// Answer.Allowance.
+	Allowance uint64
 }
 
 // DefaultTimeout bounds one registration when Options.Timeout is zero.
@@ -96,26 +100,43 @@ var ErrGateway = errors.New("wgreg: gateway refused")
 // RegisterEntry opens a registration link to entry (its WGAddr, over TCP)
 // with a fresh link key, and registers wgPub there.
 func RegisterEntry(ctx context.Context, entry directory.Node, wgPub [32]byte, opts Options) (Registration, *Session, error) {
-	opts, err := opts.withDefaults()
+	s, err := Dial(ctx, entry, opts)
 	if err != nil {
 		return Registration{}, nil, err
+	}
+	reg, err := s.RegisterEntry(ctx, wgPub)
+	if err != nil {
+		s.Close()
+		return Registration{}, nil, err
+	}
+	return reg, s, nil
+}
+
+// Dial opens a registration link to entry (its WGAddr, over TCP) with a
+// fresh link key. A client tops up a peer's allowance (see
+// Registration.Allowance) on a new session: registering the same key again
+// with a new ticket adds to what the gateway allows it.
+func Dial(ctx context.Context, entry directory.Node, opts Options) (*Session, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	ep, ok := entry.WGAddrPort()
 	if !ok {
-		return Registration{}, nil, fmt.Errorf("wgreg: entry %s announces no WireGuard address", entry.Identity)
+		return nil, fmt.Errorf("wgreg: entry %s announces no WireGuard address", entry.Identity)
 	}
 	static, err := link.GenerateKeyPair(nil)
 	if err != nil {
-		return Registration{}, nil, err
+		return nil, err
 	}
 	s := &Session{opts: opts, entry: entry, waiting: make(map[uint32]chan any)}
 	var peerKEM *link.KEMPublicKey
 	if kem, ok := entry.KEMKeyFor(opts.Rotation); ok {
 		if peerKEM, err = link.ParseKEMPublicKey(kem); err != nil {
-			return Registration{}, nil, fmt.Errorf("wgreg: entry's KEM key: %w", err)
+			return nil, fmt.Errorf("wgreg: entry's KEM key: %w", err)
 		}
 	} else if entry.RequiresPQ {
-		return Registration{}, nil, fmt.Errorf("wgreg: entry %s requires post-quantum links but has no KEM key for rotation %d", entry.Identity, opts.Rotation)
+		return nil, fmt.Errorf("wgreg: entry %s requires post-quantum links but has no KEM key for rotation %d", entry.Identity, opts.Rotation)
 	}
 	// The link lives as long as ctx or until Close; its connect and
 	// handshake have timeouts of their own.
@@ -134,17 +155,18 @@ func RegisterEntry(ctx context.Context, entry directory.Node, wgPub [32]byte, op
 	})
 	if err != nil {
 		cancel()
-		return Registration{}, nil, fmt.Errorf("wgreg: registration link to entry %s at %s: %w", entry.Identity, ep, err)
+		return nil, fmt.Errorf("wgreg: registration link to entry %s at %s: %w", entry.Identity, ep, err)
 	}
 	s.conn = conn
-	reg, err := s.register(ctx, &entry, RoleEntry, opts.EntrySpend, wgPub, func(id uint32, sealed []byte) ([]byte, error) {
+	return s, nil
+}
+
+// RegisterEntry registers wgPub with the session's entry, paying with
+// Options.EntrySpend.
+func (s *Session) RegisterEntry(ctx context.Context, wgPub [32]byte) (Registration, error) {
+	return s.register(ctx, &s.entry, RoleEntry, s.opts.EntrySpend, wgPub, func(id uint32, sealed []byte) ([]byte, error) {
 		return (&Register{ID: id, Sealed: sealed}).AppendBinary(nil)
 	})
-	if err != nil {
-		s.Close()
-		return Registration{}, nil, err
-	}
-	return reg, s, nil
 }
 
 // RegisterExit registers wgPub with exit, relayed by the session's entry:
@@ -203,7 +225,7 @@ func (s *Session) register(ctx context.Context, gw *directory.Node, role Role, s
 		if err != nil {
 			return Registration{}, err
 		}
-		return Registration{GatewayKey: a.GatewayKey, Endpoint: ep, AddrV4: a.AddrV4, AddrV6: a.AddrV6, PSK: psk, PeerTimeout: a.PeerTimeout}, nil
+		return Registration{GatewayKey: a.GatewayKey, Endpoint: ep, AddrV4: a.AddrV4, AddrV6: a.AddrV6, PSK: psk, PeerTimeout: a.PeerTimeout, Allowance: a.Allowance}, nil
 	}
 	return Registration{}, fmt.Errorf("wgreg: registration link to the entry closed")
 }

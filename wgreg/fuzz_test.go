@@ -2,6 +2,7 @@ package wgreg
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -49,13 +50,21 @@ func FuzzAnswer(f *testing.F) {
 	b, _ := (&Answer{Status: AnswerRefused, Text: "replay"}).AppendBinary(nil)
 	f.Add(b)
 	f.Add(make([]byte, answerOKLen))
+	f.Add(make([]byte, answerOKLenV0))
+	ok, _ := (&Answer{AddrV4: netip.MustParsePrefix("10.1.0.2/32"), Allowance: 500e6}).AppendBinary(nil)
+	f.Add(ok)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var a Answer
 		if a.UnmarshalBinary(b) != nil {
 			return
 		}
-		if _, err := a.AppendBinary(nil); err != nil && a.Status == AnswerOK && a.AddrV4.IsValid() && a.AddrV4.Addr().Is4() {
+		again, err := a.AppendBinary(nil)
+		if err != nil && a.Status == AnswerOK && a.AddrV4.IsValid() && a.AddrV4.Addr().Is4() {
 			t.Fatalf("decoded answer %+v does not encode: %v", a, err)
+		}
+		var back Answer
+		if err == nil && (back.UnmarshalBinary(again) != nil || back.Allowance != a.Allowance || back.PeerTimeout != a.PeerTimeout) {
+			t.Fatalf("answer %+v re-encoded reads as %+v", a, back)
 		}
 	})
 }

@@ -128,16 +128,28 @@ type Answer struct {
 	AddrV4, AddrV6 netip.Prefix
 	// PeerTimeout is how long the gateway keeps a peer without a handshake.
 	PeerTimeout time.Duration
+	// Allowance is the bytes the peer may still move through the gateway
+	// (both directions, as WireGuard counts them), this registration's
+	// ticket included; past it the gateway removes the peer. A client
+	// registers its key again with a new ticket before it runs out, which
+	// adds to it. 0: the gateway does not meter this peer.
+	Allowance uint64
 	// Text says why, on any other status.
 	Text string
 }
 
 // answerOKLen is an OK answer's size: status, key, v4 addr and bits, v6
-// addr and bits, timeout seconds.
-const answerOKLen = 1 + 32 + 4 + 1 + 16 + 1 + 4
+// addr and bits, timeout seconds, allowance. answerOKLenV0 is the size
+// before the allowance, which older gateways send (read as unmetered).
+const (
+	answerOKLenV0 = 1 + 32 + 4 + 1 + 16 + 1 + 4
+	answerOKLen   = answerOKLenV0 + 8
+)
 
 // AppendBinary appends a's plaintext wire form. An absent IPv6 prefix is
-// sent as ::/0 with bits 0.
+// sent as ::/0 with bits 0. An OK answer is
+// status u8 ‖ gateway key [32] ‖ v4 [4] ‖ v4 bits u8 ‖ v6 [16] ‖ v6 bits u8 ‖
+// peer timeout seconds u32 ‖ allowance u64; any other status ‖ UTF-8 text.
 func (a *Answer) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, a.Status)
 	if a.Status != AnswerOK {
@@ -159,7 +171,8 @@ func (a *Answer) AppendBinary(b []byte) ([]byte, error) {
 	}
 	b = append(append(b, v6[:]...), byte(bits6))
 	secs := min(a.PeerTimeout/time.Second, 1<<32-1)
-	return binary.BigEndian.AppendUint32(b, uint32(secs)), nil
+	b = binary.BigEndian.AppendUint32(b, uint32(secs))
+	return binary.BigEndian.AppendUint64(b, a.Allowance), nil
 }
 
 // UnmarshalBinary decodes an Answer.
@@ -176,7 +189,7 @@ func (a *Answer) UnmarshalBinary(b []byte) error {
 		a.Text = string(b[1:])
 		return nil
 	}
-	if len(b) != answerOKLen {
+	if len(b) != answerOKLen && len(b) != answerOKLenV0 {
 		return fmt.Errorf("%w: answer of %d bytes, want %d", ErrMalformed, len(b), answerOKLen)
 	}
 	copy(a.GatewayKey[:], b[1:33])
@@ -191,6 +204,9 @@ func (a *Answer) UnmarshalBinary(b []byte) error {
 		a.AddrV6 = netip.PrefixFrom(netip.AddrFrom16([16]byte(b[38:54])), bits6)
 	}
 	a.PeerTimeout = time.Duration(binary.BigEndian.Uint32(b[55:59])) * time.Second
+	if len(b) == answerOKLen {
+		a.Allowance = binary.BigEndian.Uint64(b[59:67])
+	}
 	return nil
 }
 

@@ -68,7 +68,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if got.WGKey != req.WGKey || got.Nonce != req.Nonce || !got.Time.Equal(req.Time) || !bytes.Equal(got.Spend, req.Spend) {
 		t.Fatalf("opened %+v, sealed %+v", got, req)
 	}
-	ans := &Answer{GatewayKey: [32]byte{9}, AddrV4: netip.MustParsePrefix("10.1.0.2/32"), AddrV6: netip.MustParsePrefix("fd00::2/128"), PeerTimeout: 3 * time.Minute}
+	ans := &Answer{GatewayKey: [32]byte{9}, AddrV4: netip.MustParsePrefix("10.1.0.2/32"), AddrV6: netip.MustParsePrefix("fd00::2/128"), PeerTimeout: 3 * time.Minute, Allowance: 500e6}
 	sa, err := opened.SealAnswer(ans)
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +162,33 @@ func TestAnswerRejectsBadPrefixes(t *testing.T) {
 	}
 	if _, err := (&Answer{}).AppendBinary(nil); err == nil {
 		t.Fatal("OK answer without an address accepted")
+	}
+}
+
+// The allowance travels in the answer's last 8 bytes; an answer of an
+// older gateway, without them, reads as unmetered; any other length is
+// refused.
+func TestAnswerAllowance(t *testing.T) {
+	b, err := (&Answer{AddrV4: netip.MustParsePrefix("10.1.0.2/32"), Allowance: 1<<40 + 5}).AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != answerOKLen {
+		t.Fatalf("OK answer of %d bytes, want %d", len(b), answerOKLen)
+	}
+	var a Answer
+	if err := a.UnmarshalBinary(b); err != nil || a.Allowance != 1<<40+5 {
+		t.Fatalf("allowance %d, %v", a.Allowance, err)
+	}
+	if err := a.UnmarshalBinary(b[:answerOKLenV0]); err != nil || a.Allowance != 0 || !a.AddrV4.IsValid() {
+		t.Fatalf("answer without an allowance: %+v, %v", a, err)
+	}
+	for _, n := range []int{answerOKLenV0 - 1, answerOKLenV0 + 1, answerOKLen - 1, answerOKLen + 1} {
+		c := make([]byte, n)
+		copy(c, b)
+		if err := a.UnmarshalBinary(c); !errors.Is(err, ErrMalformed) {
+			t.Errorf("OK answer of %d bytes: %v, want ErrMalformed", n, err)
+		}
 	}
 }
 

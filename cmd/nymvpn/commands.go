@@ -150,6 +150,16 @@ func printStatus(cmd *cobra.Command, s *status) {
 		st := s.Stats
 		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))
 		fmt.Fprintf(w, "sent:      %d bytes\nreceived:  %d bytes\nhandshake: %v ago\nreconnects: %d\n", st.BytesUp, st.BytesDown, s.Handshake, st.Reconnects)
+		for _, a := range s.Allowances {
+			switch {
+			case !a.Metered:
+				fmt.Fprintf(w, "%-10s unmetered\n", a.Hop+":")
+			case a.Error != "":
+				fmt.Fprintf(w, "%-10s %d bytes left, TOP-UP FAILED: %s (past them the gateway drops the tunnel; the kill switch holds)\n", a.Hop+":", a.Left, a.Error)
+			default:
+				fmt.Fprintf(w, "%-10s %d bytes left (%d top-ups)\n", a.Hop+":", a.Left, a.TopUps)
+			}
+		}
 	} else if s.Stats != nil {
 		st := s.Stats
 		fmt.Fprintf(w, "exit:      %s\naddresses: %v (MTU %d)\nuptime:    %v\n", s.Exit, s.Addrs, s.MTU, st.Uptime.Round(time.Second))

@@ -70,6 +70,9 @@ type status struct {
 	// Handshake is the age of the last WireGuard handshake with the exit
 	// (fast mode).
 	Handshake time.Duration `json:"handshake_age_ns,omitempty"`
+	// Allowances are fast mode's bytes left at the entry and the exit,
+	// and the last top-up's failure.
+	Allowances []hopAllowance `json:"allowances,omitempty"`
 	// KillSwitch: the kill switch is in force (also while disconnected,
 	// after a failed connect or a restart, until `nymvpn disconnect`).
 	KillSwitch bool `json:"kill_switch"`

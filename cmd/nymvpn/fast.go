@@ -14,6 +14,7 @@ import (
 
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/mixnet/ticket"
 	"github.com/nym-go/nym/vpn"
 	"github.com/nym-go/nym/wgnest"
 	"github.com/nym-go/nym/wgreg"
@@ -126,6 +127,79 @@ type fastLeg struct {
 	entry, exit directory.Node
 	addrs       ipr.AddrPair // the user's addresses, the exit's
 	release     func()       // closes the kill switch's hole for the entry's WireGuard
+	outerV4     netip.Addr   // the client's address at the entry
+	// stopKeepers stops the goroutines that top up the allowances at
+	// the entry and the exit, and waits for them.
+	stopKeepers func()
+}
+
+// close stops the leg's keepers and tears the nested tunnel down.
+func (leg *fastLeg) close() {
+	if leg.stopKeepers != nil {
+		leg.stopKeepers()
+	}
+	leg.nest.Close()
+}
+
+// keepAllowances starts, for each hop whose gateway meters the peer, the
+// top-ups of its allowance before it runs out (wgnest.KeepAllowance): the
+// same key registered again with one new ticket, at the entry directly,
+// at the exit through the entry. Without them a long download used up a
+// ticket's 500 MB, the gateway removed the peer and the tunnel stalled
+// until it was rebuilt.
+func (ft *fastTunnel) keepAllowances(leg *fastLeg, outerPub, innerPub [32]byte, grants [2]wgnest.Grant) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	topUp := func(ctx context.Context, hop wgnest.Hop) (wgnest.Grant, error) {
+		return ft.topUp(ctx, leg, hop, outerPub, innerPub)
+	}
+	for hop, g := range grants {
+		wg.Go(func() { leg.nest.KeepAllowance(ctx, wgnest.Hop(hop), g, topUp) })
+	}
+	leg.stopKeepers = func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// topUp registers hop's key again at leg's gateway, paying with one
+// ticket of the hop's type, on a registration link of its own.
+func (ft *fastTunnel) topUp(ctx context.Context, leg *fastLeg, hop wgnest.Hop, outerPub, innerPub [32]byte) (wgnest.Grant, error) {
+	ft.mu.Lock()
+	opts := wgreg.Options{Rotation: ft.plan.rotation, DialContext: ft.out.dialGateway, Logger: ft.log}
+	ft.mu.Unlock()
+	var err error
+	if hop == wgnest.HopEntry {
+		opts.EntrySpend, err = ft.book.spend(ticket.TypeWireGuardEntry, leg.entry.Identity, time.Now())
+	} else {
+		opts.ExitSpend, err = ft.book.spend(ticket.TypeWireGuardExit, leg.exit.Identity, time.Now())
+	}
+	if err != nil {
+		return wgnest.Grant{}, fmt.Errorf("topping up at the %s: %w", hop, err)
+	}
+	s, err := wgreg.Dial(ctx, leg.entry, opts)
+	if err != nil {
+		return wgnest.Grant{}, fmt.Errorf("topping up at the %s: %w", hop, err)
+	}
+	defer s.Close()
+	var reg wgreg.Registration
+	want := leg.addrs.V4
+	if hop == wgnest.HopEntry {
+		reg, err = s.RegisterEntry(ctx, outerPub)
+		want = leg.outerV4
+	} else {
+		reg, err = s.RegisterExit(ctx, leg.exit, innerPub)
+	}
+	if err != nil {
+		return wgnest.Grant{}, fmt.Errorf("topping up at the %s: %w", hop, err)
+	}
+	if reg.AddrV4.Addr() != want {
+		// The gateway had dropped the peer and took the key as new: the
+		// tunnel's addresses there are gone, so it must be rebuilt.
+		return wgnest.Grant{}, fmt.Errorf("topping up at the %s: it gave a new address %v (was %v)", hop, reg.AddrV4, want)
+	}
+	ft.log.Info("fast mode: allowance topped up", "hop", hop.String(), "left_bytes", reg.Allowance)
+	return wgnest.Grant{Allowance: reg.Allowance, PSK: reg.PSK}, nil
 }
 
 // up registers at the next entry and exit and brings the nested tunnel up
@@ -225,14 +299,20 @@ func (ft *fastTunnel) up(ctx context.Context) (_ *fastLeg, err error) {
 		nest.Close()
 		return nil, errors.Join(fmt.Errorf("through entry %s to exit %s: %w", entry.Identity, exit.Identity, err), ft.host.Unroute())
 	}
-	ft.log.Info("fast mode: connected", "entry", entry.Identity, "exit", exit.Identity, "addresses", prefixes)
-	return &fastLeg{nest: nest, entry: entry, exit: exit, release: release,
-		addrs: ipr.AddrPair{V4: regX.AddrV4.Addr(), V6: regX.AddrV6.Addr()}}, nil
+	ft.log.Info("fast mode: connected", "entry", entry.Identity, "exit", exit.Identity, "addresses", prefixes,
+		"allowance_entry", regE.Allowance, "allowance_exit", regX.Allowance)
+	leg := &fastLeg{nest: nest, entry: entry, exit: exit, release: release, outerV4: regE.AddrV4.Addr(),
+		addrs: ipr.AddrPair{V4: regX.AddrV4.Addr(), V6: regX.AddrV6.Addr()}}
+	ft.keepAllowances(leg, outerKey.pub, innerKey.pub, [2]wgnest.Grant{
+		wgnest.HopEntry: {Allowance: regE.Allowance, PSK: regE.PSK},
+		wgnest.HopExit:  {Allowance: regX.Allowance, PSK: regX.PSK},
+	})
+	return leg, nil
 }
 
 // down tears leg down, but the kill switch.
 func (ft *fastTunnel) down(leg *fastLeg) error {
-	leg.nest.Close()
+	leg.close()
 	err := ft.host.Unroute()
 	leg.release()
 	return err
@@ -429,7 +509,7 @@ func (ft *fastTunnel) Close() {
 	ft.leg, ft.state = nil, vpn.StateClosed
 	ft.mu.Unlock()
 	if leg != nil {
-		leg.nest.Close()
+		leg.close()
 		leg.release()
 	}
 	ft.out.close()
@@ -450,6 +530,26 @@ func (ft *fastTunnel) status() *status {
 		if !ns.Inner.LastHandshake.IsZero() {
 			s.Handshake = time.Since(ns.Inner.LastHandshake).Round(time.Second)
 		}
+		for _, hop := range []wgnest.Hop{wgnest.HopEntry, wgnest.HopExit} {
+			a := ft.leg.nest.Allowance(hop)
+			h := hopAllowance{Hop: hop.String(), Metered: a.Metered, Left: a.Left, TopUps: a.TopUps}
+			if a.Err != nil {
+				h.Error = a.Err.Error()
+			}
+			s.Allowances = append(s.Allowances, h)
+		}
 	}
 	return s
+}
+
+// hopAllowance is where one hop's allowance stands (`nymvpn status`).
+type hopAllowance struct {
+	Hop     string `json:"hop"`
+	Metered bool   `json:"metered"`
+	Left    uint64 `json:"left_bytes,omitempty"`
+	TopUps  uint64 `json:"top_ups,omitempty"`
+	// Error is the last top-up's failure: past the bytes left the
+	// gateway removes the peer, and the tunnel reconnects (or, without
+	// tickets, stays down behind the kill switch).
+	Error string `json:"top_up_error,omitempty"`
 }

@@ -48,20 +48,55 @@ func (fb *fastBook) spends(entry, exit directory.Key, now time.Time) (entrySpend
 		typ ticket.Type
 		gw  directory.Key
 	}{{ticket.TypeWireGuardEntry, entry}, {ticket.TypeWireGuardExit, exit}} {
-		t, priv, err := book.Next(g.typ, now)
-		if err != nil {
+		if out[i], err = spendFrom(book, g.typ, g.gw, now); err != nil {
 			return nil, nil, err
-		}
-		sp, err := ticket.NewSpend(t, priv, [32]byte(g.gw), now)
-		if err != nil {
-			return nil, nil, fmt.Errorf("spending a %s ticket: %w", g.typ, err)
-		}
-		if out[i], err = sp.AppendBinary(nil); err != nil {
-			return nil, nil, fmt.Errorf("encoding a %s spend: %w", g.typ, err)
 		}
 	}
 	if err := book.Save(fb.path); err != nil {
 		return nil, nil, err
 	}
 	return out[0], out[1], nil
+}
+
+// spend takes one ticket of typ out of the book for good, as spends does,
+// and returns its spend for gateway gw: a top-up of one hop's allowance.
+func (fb *fastBook) spend(typ ticket.Type, gw directory.Key, now time.Time) ([]byte, error) {
+	if fb == nil || fb.path == "" {
+		return nil, fmt.Errorf("%w: no ticketbook", errNoFastTickets)
+	}
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	book, err := ticket.LoadBook(fb.path)
+	if err != nil {
+		return nil, err
+	}
+	if book.Remaining(typ, now) == 0 {
+		return nil, fmt.Errorf("%w: the ticketbook has no %s ticket left; run `nymvpn tickets add VOUCHER` with a voucher of that type", errNoFastTickets, typ)
+	}
+	sp, err := spendFrom(book, typ, gw, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := book.Save(fb.path); err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+// spendFrom takes the next ticket of typ from book (not saved) and makes
+// its spend for gw.
+func spendFrom(book *ticket.Book, typ ticket.Type, gw directory.Key, now time.Time) ([]byte, error) {
+	t, priv, err := book.Next(typ, now)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := ticket.NewSpend(t, priv, [32]byte(gw), now)
+	if err != nil {
+		return nil, fmt.Errorf("spending a %s ticket: %w", typ, err)
+	}
+	b, err := sp.AppendBinary(nil)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a %s spend: %w", typ, err)
+	}
+	return b, nil
 }

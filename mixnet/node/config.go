@@ -153,9 +153,10 @@ type Config struct {
 	// TicketReportInterval how often spent serials are reported to and
 	// fetched from the authorities (at most gateway.MaxTicketReportInterval),
 	// and TicketQuotaBytes overrides the bytes one ticket buys: for test
-	// networks only. The WireGuard door requires tickets with it
-	// (wireguard-entry or -exit by the door's role, their types' quota per
-	// peer), checked and recorded by the same gateway (wgtickets.go).
+	// networks only (for the WireGuard door's tickets too). The WireGuard
+	// door requires tickets with it (wireguard-entry or -exit by the door's
+	// role, their types' quota per peer), checked and recorded by the same
+	// gateway (wgtickets.go).
 	RequireTickets       bool     `toml:"require_tickets,omitempty"`
 	TicketGrace          Duration `toml:"ticket_grace,omitempty"`
 	TicketReportInterval Duration `toml:"ticket_report_interval,omitempty"`

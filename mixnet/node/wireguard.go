@@ -89,6 +89,9 @@ func (n *Node) newWireGuard() {
 	if n.cfg.RequireTickets && n.gateway != nil {
 		tickets = wgTickets{n.gateway}
 		quota = wireGuardTicketType(wireGuardRole(n.cfg.Mode)).Quota()
+		if n.cfg.TicketQuotaBytes > 0 { // test networks: top-ups every few MB
+			quota = uint64(n.cfg.TicketQuotaBytes)
+		}
 	}
 	g, err := wggate.New(wggate.Config{
 		Role:           wireGuardRole(n.cfg.Mode),
