@@ -68,6 +68,14 @@
 //     end, Role RoleClient, with the ground truth only it knows: whether
 //     a frame is cover (loop cover or a cover slot of the Poisson stream;
 //     downstream, its own loop cover and its acks coming back).
+//   - Fast mode (package wggate, the same trace_file; the client's
+//     wgnest.Config.Trace): every datagram on a WireGuard port and on an
+//     entry's relay sockets (package wgtrace), Size the UDP payload, and
+//     the exit gateway's TUN as the exit's internet side ([HostRecord], as
+//     the IP packet router's). A fast-mode client is named by
+//     [EndpointID] of its address and port as the entry sees them (all
+//     an observer knows of it), a gateway by IDOf its identity. Fast mode
+//     has no mix layer: [RelayEntropy] takes the entry as the last one.
 //
 // Both ends of a client's link name a frame by [PacketIDOf] its payload,
 // so [JoinCover] can copy the client's cover truth onto the gateway's

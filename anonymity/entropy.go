@@ -53,21 +53,7 @@ func SenderEntropy(events []Event) EntropyReport {
 // ids and, for each packet in rep.Bits, its distribution over them, summing
 // to 1 (for checking the model against the ground truth).
 func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, dists [][]float64) {
-	// Senders: every non-relay that sends into a gateway, numbered in order
-	// of their ids so the result does not depend on map order.
-	index := make(map[NodeID]int)
-	for _, e := range events {
-		if e.Dir == In && e.Role == RoleGateway && !e.PeerRole.relay() {
-			if _, ok := index[e.Peer]; !ok {
-				index[e.Peer] = 0
-				ids = append(ids, e.Peer)
-			}
-		}
-	}
-	slices.Sort(ids)
-	for i, id := range ids {
-		index[id] = i
-	}
+	ids, index := senders(events)
 	n := len(ids)
 	none := n // the slot for "no client"
 	point := func(i int) []float64 { d := make([]float64, n+1); d[i] = 1; return d }
@@ -181,6 +167,26 @@ func senderDists(events []Event, keep bool) (rep EntropyReport, ids []NodeID, di
 	}
 	rep.Mean, rep.P5 = meanP5(rep.Bits)
 	return rep, ids, dists
+}
+
+// senders are the non-relays that send into a gateway (clients, and exits
+// sending replies), numbered in order of their ids so that a result does
+// not depend on map order.
+func senders(events []Event) (ids []NodeID, index map[NodeID]int) {
+	index = make(map[NodeID]int)
+	for _, e := range events {
+		if e.Dir == In && e.Role == RoleGateway && !e.PeerRole.relay() {
+			if _, ok := index[e.Peer]; !ok {
+				index[e.Peer] = 0
+				ids = append(ids, e.Peer)
+			}
+		}
+	}
+	slices.Sort(ids)
+	for i, id := range ids {
+		index[id] = i
+	}
+	return ids, index
 }
 
 // clientEntropy is the Shannon entropy in bits of p renormalised to sum 1;

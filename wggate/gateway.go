@@ -20,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	wgtun "golang.zx2c4.com/wireguard/tun"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/link"
 	"github.com/nym-go/nym/platform"
@@ -129,6 +130,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil keeps them private.
 	Registerer prometheus.Registerer
+	// Trace, if set, records the door's traffic for the anonymity
+	// measurement (the node's trace_file; see trace.go). Never in
+	// production.
+	Trace *anonymity.Recorder
+	// ExitDevice, if set, is an exit's TUN in place of the kernel TUN it
+	// would create: an in-process internet (a userspace stack) with none
+	// of the exit networking behind it (no NAT, no policy). For tests and
+	// the in-process anonymity measurement; the node never sets it.
+	ExitDevice wgtun.Device
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -259,6 +269,8 @@ func New(cfg Config) (_ *Gateway, err error) {
 			r.dial = cfg.DialUDP
 		}
 		g.relay = r
+	} else if cfg.ExitDevice != nil {
+		g.ktun, tdev = cfg.ExitDevice, cfg.ExitDevice
 	} else {
 		gw4, gw6 := pool.gateway()
 		if g.ktun, err = createExitTUN(cfg.TUN, cfg.MTU, netip.PrefixFrom(gw4, cfg.RangeV4.Bits()), prefixIf(gw6, cfg.RangeV6), g.log); err != nil {
@@ -266,7 +278,8 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}
 		tdev = g.ktun
 	}
-	g.dev = device.NewDevice(tdev, conn.NewStdNetBind(), wgLogger(g.log))
+	tdev, bind := g.traced(tdev, conn.NewStdNetBind())
+	g.dev = device.NewDevice(tdev, bind, wgLogger(g.log))
 	var priv [32]byte
 	rand.Read(priv[:])
 	pub, err := curve25519.X25519(priv[:], curve25519.Basepoint)

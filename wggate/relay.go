@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/ipv4"
 
+	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/tun/ippkt"
 )
 
@@ -33,6 +34,7 @@ type relay struct {
 	m          *metrics
 	log        *slog.Logger
 	dial       func(exit netip.AddrPort) (*net.UDPConn, error)
+	trace      *tracer // nil: not tracing
 
 	exits atomic.Pointer[map[netip.AddrPort]bool]
 
@@ -230,6 +232,11 @@ func (r *relay) send(sb *sendBatch) {
 	}
 	f, pay := sb.f, sb.pay
 	f.last.Store(time.Now().UnixNano())
+	if r.trace != nil {
+		for _, p := range pay {
+			r.trace.relayed(f.key.exit, p, anonymity.Out)
+		}
+	}
 	gso := f.gso.Load()
 	msgs := sb.build(pay, gso)
 	for i := 0; i < len(msgs); {
@@ -377,6 +384,9 @@ func (r *relay) fromExit(f *flow) {
 			for len(data) > 0 {
 				d := data[:min(seg, len(data))]
 				data = data[len(d):]
+				if r.trace != nil {
+					r.trace.relayed(f.key.exit, d, anonymity.In)
+				}
 				bp := bufPool.Get().(*[]byte)
 				*bp = appendUDP((*bp)[:0], f.key.exit, f.key.client, d)
 				pkts = append(pkts, bp)

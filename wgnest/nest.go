@@ -16,6 +16,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/nym-go/nym/anonymity/wgtrace"
 	"github.com/nym-go/nym/tun"
 )
 
@@ -64,6 +65,10 @@ type Config struct {
 	Keepalive time.Duration
 	// Logger gets the devices' logs (their chatter at Debug); nil: slog.Default.
 	Logger *slog.Logger
+	// Trace, if set, records the outer socket's datagrams (the user's
+	// link, what an observer of it sees) into an anonymity trace: for
+	// measurement only, never in production.
+	Trace *wgtrace.Config
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -143,7 +148,11 @@ func New(cfg Config) (_ *Tunnel, err error) {
 	if err := t.inner.Up(); err != nil {
 		return nil, fmt.Errorf("wgnest: inner device: %w", err)
 	}
-	t.outer = device.NewDevice(newOuterTun(t.pipe), conn.NewStdNetBind(), wgLogger(log, "outer"))
+	var bind conn.Bind = conn.NewStdNetBind()
+	if cfg.Trace != nil {
+		bind = wgtrace.Bind(bind, *cfg.Trace)
+	}
+	t.outer = device.NewDevice(newOuterTun(t.pipe), bind, wgLogger(log, "outer"))
 	if err := t.outer.IpcSet(uapiConfig(cfg.OuterKey, cfg.Mark, cfg.Entry, cfg.Keepalive)); err != nil {
 		return nil, fmt.Errorf("wgnest: outer device: %w", err)
 	}

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/anonymity"
+	"github.com/nym-go/nym/internal/netstacktest"
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/internal/testexit"
 	"github.com/nym-go/nym/internal/testnet"
@@ -39,6 +41,10 @@ import (
 type Options struct {
 	// Profile is the tunnels' mixing profile.
 	Profile vpn.Profile
+	// Fast measures fast mode instead of the mixnet: two hops of nested
+	// WireGuard through an entry and an exit gateway (see fast.go).
+	// Profile is then unused.
+	Fast bool
 	// Clients is N, the number of tunnels; default 10.
 	Clients int
 	// Duration is how long the workloads run once every tunnel is up;
@@ -53,6 +59,14 @@ type Options struct {
 	Seed uint64
 	// Log, if set, receives progress lines.
 	Log func(format string, args ...any)
+}
+
+// name is the mode's name in logs and the table.
+func (o Options) name() string {
+	if o.Fast {
+		return FastMode
+	}
+	return o.Profile.Name
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -125,20 +139,11 @@ func startTunnel(t *testing.T, n *testnet.Net, e *testexit.Exit, p vpn.Profile, 
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: %w (%v)", err, context.Cause(ctx))
 	}
-	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
+	stack, err := netstacktest.Start(t, tn.Addrs().V4, tn.MTU(), tn.Run)
 	if err != nil {
 		tn.Close()
 		return nil, err
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tn.Run(rctx, dev) }()
-	t.Cleanup(func() {
-		rcancel()
-		if err := <-done; err != nil {
-			t.Errorf("measure: tunnel: %v", err)
-		}
-	})
 	side.tn, side.stack = tn, stack
 	return side, nil
 }
@@ -155,8 +160,8 @@ func progress(c *client.Client) uint64 {
 
 // run is what one run saw, before analysis.
 type run struct {
-	clients []client.Address // by index
-	flows   []flowStats      // by client
+	clients []anonymity.NodeID // by index, as the traces name them
+	flows   []flowStats        // by client
 }
 
 // network brings up the network, the exit and the tunnels, runs the
@@ -191,7 +196,7 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 			entry = directory.Key(nd.Identity())
 		}
 	}
-	o.Log("%s: network up in %v", o.Profile.Name, time.Since(start).Round(time.Millisecond))
+	o.Log("%s: network up in %v", o.name(), time.Since(start).Round(time.Millisecond))
 
 	// Tunnels connect in parallel: each waits on its mixnet round trips.
 	sides := make([]*tunnelSide, o.Clients)
@@ -215,13 +220,26 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 	for err := range errs {
 		t.Fatal(err)
 	}
-	o.Log("%s: %d tunnels up after %v", o.Profile.Name, o.Clients, time.Since(start).Round(time.Millisecond))
+	o.Log("%s: %d tunnels up after %v", o.name(), o.Clients, time.Since(start).Round(time.Millisecond))
 
-	in := &internet{net: e.Internet}
+	r := run{flows: drive(o, start, e.Internet.ListenTCPAddrPort, func(i int) dialer { return sides[i].stack.DialContext })}
+	for _, s := range sides {
+		id := s.mix.Address().Identity
+		r.clients = append(r.clients, anonymity.IDOf(id[:]))
+	}
+	return r
+}
+
+// drive runs every client's workload (client i dials through dial(i))
+// against servers on listen, for o.Duration and on until o.MinFlows flows
+// moved data (at most o.MaxDuration), and returns what each did.
+func drive[L net.Listener](o Options, start time.Time, listen func(netip.AddrPort) (L, error), dial func(i int) dialer) []flowStats {
+	in := &internet{listenTCP: func(ap netip.AddrPort) (net.Listener, error) { return listen(ap) }}
 	defer in.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), max(o.Duration, o.MaxDuration))
 	defer cancel()
 	var moved atomic.Int64
+	var wg sync.WaitGroup
 	// The workloads stop at Duration once MinFlows flows have moved data;
 	// the poll is of a condition, not a clock: a busy machine only takes
 	// longer.
@@ -234,21 +252,17 @@ func network(t *testing.T, o Options, edit func(*testnet.Options), clientCfg fun
 		cancel()
 	})
 	rng := rand.New(rand.NewPCG(o.Seed, 18))
-	r := run{clients: make([]client.Address, o.Clients), flows: make([]flowStats, o.Clients)}
-	for i, s := range sides {
-		r.clients[i] = s.mix.Address()
+	flows := make([]flowStats, o.Clients)
+	for i := range o.Clients {
 		crng := rand.New(rand.NewPCG(rng.Uint64(), uint64(i)))
-		stack := s.stack
+		d := dial(i)
 		wg.Go(func() {
-			d := func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return stack.DialContext(ctx, network, addr)
-			}
-			r.flows[i] = runWorkload(ctx, crng, in, d, i, workloadOf(i), o.Duration/3, &moved)
+			flows[i] = runWorkload(ctx, crng, in, d, i, workloadOf(i), o.Duration/3, &moved)
 		})
 	}
 	wg.Wait()
-	o.Log("%s: workloads done after %v, %d flows moved data", o.Profile.Name, time.Since(start).Round(time.Millisecond), moved.Load())
-	return r
+	o.Log("%s: workloads done after %v, %d flows moved data", o.name(), time.Since(start).Round(time.Millisecond), moved.Load())
+	return flows
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }

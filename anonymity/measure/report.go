@@ -17,7 +17,8 @@ type Row struct {
 	Flows   int // exit-side flows scored
 
 	// Entropy is the sender entropy of the packets leaving the last mix
-	// layer (Loopix's measure), beside log2 N.
+	// layer (Loopix's measure), beside log2 N; in fast mode, which has
+	// none, of the packets the entry sends on (anonymity.RelayEntropy).
 	Entropy anonymity.EntropyReport
 	// Up and Down are the windowed-count attacker's top-1 accuracy at
 	// matching exit-side flows to clients, beside 1/N.
@@ -169,9 +170,16 @@ func WriteTable(w io.Writer, rows []Row) error {
 			acc(r.Up, r.UpAttack), acc(r.Down, r.DownAttack), 100*r.Up.Chance, cover(r.CoverUp), cover(r.CoverDown))
 	}
 	for _, r := range rows {
-		fmt.Fprintf(&b, "\n%s: %d flows; %d packets left the last mix layer (%d of no client); cover truth joined onto %s gateway records (real/cover frames: %d/%d up, %d/%d down)",
-			r.Mode, r.Flows, len(r.Entropy.Bits), r.Entropy.Unattributed, r.CoverJoined,
-			r.CoverUp.Real, r.CoverUp.Cover, r.CoverDown.Real, r.CoverDown.Cover)
+		if r.Mode == FastMode {
+			// No mix layer (the entry as a relay: anonymity.RelayEntropy),
+			// and no cover to join.
+			fmt.Fprintf(&b, "\n%s: %d flows; %d packets sent on by the entry (%d with none from a client inside it); frames on the clients' links at the entry: %d up, %d down",
+				r.Mode, r.Flows, len(r.Entropy.Bits), r.Entropy.Unattributed, r.CoverUp.Real, r.CoverDown.Real)
+		} else {
+			fmt.Fprintf(&b, "\n%s: %d flows; %d packets left the last mix layer (%d of no client); cover truth joined onto %s gateway records (real/cover frames: %d/%d up, %d/%d down)",
+				r.Mode, r.Flows, len(r.Entropy.Bits), r.Entropy.Unattributed, r.CoverJoined,
+				r.CoverUp.Real, r.CoverUp.Cover, r.CoverDown.Real, r.CoverDown.Cover)
+		}
 		if r.Note != "" {
 			fmt.Fprintf(&b, "; %s", r.Note)
 		}

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/nym-go/nym/tun"
 )
 
 // Workload is what one client does during a run.
@@ -143,15 +141,16 @@ func exchange(c net.Conn, down, up uint32) error {
 // internet is the servers on the exit's internet side: a listener per
 // flow port, opened before the client dials it.
 type internet struct {
-	net *tun.Net
-	wg  sync.WaitGroup
-	mu  sync.Mutex
-	lns []net.Listener
+	// listenTCP listens on the exit's internet side (a userspace stack's).
+	listenTCP func(netip.AddrPort) (net.Listener, error)
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	lns       []net.Listener
 }
 
 // listen opens port p and serves one connection on it.
 func (in *internet) listen(p uint16) error {
-	ln, err := in.net.ListenTCPAddrPort(netip.AddrPortFrom(ServerAddr, p))
+	ln, err := in.listenTCP(netip.AddrPortFrom(ServerAddr, p))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", p, err)
 	}

@@ -1,11 +1,8 @@
 package exit
 
 import (
-	"net/netip"
-
 	"github.com/nym-go/nym/anonymity"
 	"github.com/nym-go/nym/tun"
-	"github.com/nym-go/nym/tun/ippkt"
 )
 
 // tracedDevice records the exit's internet side into an anonymity trace:
@@ -39,19 +36,7 @@ func (d *tracedDevice) Read(bufs [][]byte, sizes []int) (int, error) {
 // record records one IP packet; a packet that does not parse is skipped
 // (the router drops it too).
 func (d *tracedDevice) record(pkt []byte, dir anonymity.Dir) {
-	p, err := ippkt.Parse(pkt)
-	if err != nil {
-		return
+	if rec, ok := anonymity.HostRecord(d.self, pkt, dir); ok {
+		d.rec.Record(rec)
 	}
-	remote := netip.AddrPortFrom(p.Dst, p.DstPort)
-	if dir == anonymity.In {
-		remote = netip.AddrPortFrom(p.Src, p.SrcPort)
-	}
-	if !p.HasPorts {
-		remote = netip.AddrPortFrom(remote.Addr(), 0)
-	}
-	d.rec.Record(anonymity.Record{Event: anonymity.Event{
-		Node: d.self, Peer: anonymity.EndpointID(remote), Size: uint32(len(pkt)),
-		Role: anonymity.RoleExit, PeerRole: anonymity.RoleHost, Dir: dir,
-	}})
 }

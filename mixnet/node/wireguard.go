@@ -110,6 +110,7 @@ func (n *Node) newWireGuard() {
 		TicketQuota:    quota,
 		Logger:         n.log,
 		Registerer:     n.registry,
+		Trace:          n.Trace(), // trace_file: fast mode's traffic too
 	})
 	if err != nil {
 		n.log.Warn("WireGuard (fast mode) not running", "err", err)
