@@ -17,6 +17,19 @@ const (
 	// defaultReorderQuantile: a message still missing when 99.9% of
 	// messages would have arrived is taken as lost.
 	defaultReorderQuantile = 0.999
+	// defaultMaxTimeoutFactor bounds the timeout learned from late
+	// arrivals, as a multiple of the configured one.
+	defaultMaxTimeoutFactor = 8
+	// learnMargin: a learned timeout is the wait the late message needed
+	// plus a quarter, since the next one may be later still.
+	learnMargin = 4
+	// decayAfter gaps given up on timeout with no late arrival since, the
+	// learned timeout halves towards the configured one (as RACK, RFC 8985
+	// 6.2, resets its reordering window after 16 loss recoveries).
+	decayAfter = 16
+	// skipMemory is how many gaps given up on timeout are remembered, to
+	// tell from a late message how long its gap should have been waited for.
+	skipMemory = 16
 )
 
 // DefaultReorderTimeout is ReorderTimeout for Nym's default mixing.
@@ -61,8 +74,12 @@ func ReorderTimeout(hopDelay time.Duration, hops int, quantile float64) time.Dur
 // ResequencerConfig bounds how long and how much a Resequencer waits.
 type ResequencerConfig struct {
 	// Timeout is how long a message may wait behind a gap before the gap
-	// is given up. Zero means DefaultReorderTimeout.
+	// is given up, at first. Zero means DefaultReorderTimeout.
 	Timeout time.Duration
+	// MaxTimeout bounds the timeout the Resequencer learns from messages
+	// that come after their gap was given up. Zero means 8 × Timeout; a
+	// value below Timeout turns learning off.
+	MaxTimeout time.Duration
 	// MaxBuffered is the most messages held behind gaps; one more gives up
 	// the oldest gap at once. Zero means DefaultMaxBuffered.
 	MaxBuffered int
@@ -106,10 +123,18 @@ func (s ReorderStats) Sub(o ReorderStats) ReorderStats {
 // Resequencer puts one direction of one session back in sequence order: the
 // mixnet delays each packet independently, and TCP inside the tunnel would
 // read the reordering as loss. Messages are released in order; a gap is
-// given up when the message waiting longest behind it has waited Timeout,
-// or when more than MaxBuffered messages wait. A message of a given-up gap
-// that arrives later is still released (late beats lost for TCP), unless it
-// is a duplicate.
+// given up when the message waiting longest behind it has waited the
+// timeout, or when more than MaxBuffered messages wait. A message of a
+// given-up gap that arrives later is still released (late beats lost for
+// TCP), unless it is a duplicate.
+//
+// The timeout starts at Timeout, the mixing's own quantile, but the path
+// delays more than its mixing: a reply waits for its gateway's next
+// downstream slot behind the replies queued before it, and a loaded node
+// adds its queue. Each give-up shows TCP a hole, which it answers with a
+// retransmission and a halved window, so a message that comes late after
+// all raises the timeout to the wait it needed (up to MaxTimeout); gaps given
+// up with nothing coming late bring it back down.
 //
 // Time is passed in, so tests run on a fake clock. A Resequencer is not safe
 // for concurrent use.
@@ -119,6 +144,19 @@ type Resequencer[T any] struct {
 	pending map[uint64]pendingMsg[T]
 	seen    seqWindow // released sequence numbers below next
 	stats   ReorderStats
+
+	timeout    time.Duration          // the wait now: cfg.Timeout, raised by late arrivals
+	skipped    [skipMemory]skippedGap // the last gaps given up on timeout, a ring
+	skipHead   int                    // the next slot of skipped to fill
+	quietSkips int                    // gaps given up on timeout since the last late arrival
+}
+
+// skippedGap is a run of sequence numbers given up on timeout at `at`,
+// after a message behind them had waited `waited`.
+type skippedGap struct {
+	from, to uint64 // [from, to)
+	at       time.Time
+	waited   time.Duration
 }
 
 type pendingMsg[T any] struct {
@@ -134,8 +172,15 @@ func NewResequencer[T any](cfg ResequencerConfig) *Resequencer[T] {
 	if cfg.MaxBuffered <= 0 {
 		cfg.MaxBuffered = DefaultMaxBuffered
 	}
-	return &Resequencer[T]{cfg: cfg, pending: make(map[uint64]pendingMsg[T])}
+	if cfg.MaxTimeout == 0 {
+		cfg.MaxTimeout = defaultMaxTimeoutFactor * cfg.Timeout
+	}
+	return &Resequencer[T]{cfg: cfg, timeout: cfg.Timeout, pending: make(map[uint64]pendingMsg[T])}
 }
+
+// Timeout is how long a message now waits behind a gap before the gap is
+// given up: the configured timeout, or more, learned from late arrivals.
+func (r *Resequencer[T]) Timeout() time.Duration { return r.timeout }
 
 // Stats returns the counts so far.
 func (r *Resequencer[T]) Stats() ReorderStats { return r.stats }
@@ -153,6 +198,7 @@ func (r *Resequencer[T]) Push(seq uint64, msg T, now time.Time, release func(T))
 	case seq < r.next:
 		switch r.seen.mark(seq) {
 		case markNew:
+			r.learn(seq, now)
 			r.stats.Late++
 			r.stats.Released++
 			release(msg)
@@ -190,10 +236,33 @@ func (r *Resequencer[T]) Push(seq uint64, msg T, now time.Time, release func(T))
 // calling release for the messages that become due.
 func (r *Resequencer[T]) Expire(now time.Time, release func(T)) {
 	for len(r.pending) > 0 {
-		if oldest, ok := r.Deadline(); !ok || now.Before(oldest) {
+		deadline, ok := r.Deadline()
+		if !ok || now.Before(deadline) {
 			return
 		}
+		from := r.next
 		r.skipGap(release)
+		r.skipped[r.skipHead] = skippedGap{from: from, to: r.next, at: now, waited: now.Sub(deadline) + r.timeout}
+		r.skipHead = (r.skipHead + 1) % skipMemory
+		if r.quietSkips++; r.quietSkips >= decayAfter {
+			r.quietSkips = 0
+			r.timeout = max(r.cfg.Timeout, r.timeout/2)
+		}
+	}
+}
+
+// learn raises the timeout after message seq came at now, after its gap
+// was given up: to the wait it would have needed, and a margin.
+func (r *Resequencer[T]) learn(seq uint64, now time.Time) {
+	for _, g := range r.skipped {
+		if g.at.IsZero() || seq < g.from || seq >= g.to {
+			continue
+		}
+		need := g.waited + now.Sub(g.at)
+		need += need / learnMargin
+		r.timeout = max(r.timeout, min(need, r.cfg.MaxTimeout))
+		r.quietSkips = 0
+		return
 	}
 }
 
@@ -206,7 +275,7 @@ func (r *Resequencer[T]) Deadline() (time.Time, bool) {
 			oldest = p.arrived
 		}
 	}
-	return oldest.Add(r.cfg.Timeout), !oldest.IsZero()
+	return oldest.Add(r.timeout), !oldest.IsZero()
 }
 
 // skipGap gives up the gap before the lowest waiting message.

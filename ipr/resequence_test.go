@@ -192,7 +192,7 @@ func TestReorderTimeout(t *testing.T) {
 	if ReorderTimeout(0, 3, 0.9) != 0 || ReorderTimeout(time.Millisecond, 0, 0.9) != 0 {
 		t.Fatal("degenerate inputs should give 0")
 	}
-	if !reflect.DeepEqual(NewResequencer[int](ResequencerConfig{}).cfg, ResequencerConfig{Timeout: DefaultReorderTimeout, MaxBuffered: DefaultMaxBuffered}) {
+	if !reflect.DeepEqual(NewResequencer[int](ResequencerConfig{}).cfg, ResequencerConfig{Timeout: DefaultReorderTimeout, MaxBuffered: DefaultMaxBuffered, MaxTimeout: 8 * DefaultReorderTimeout}) {
 		t.Fatal("defaults not applied")
 	}
 }
@@ -202,4 +202,89 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// The mixnet's delay is more than its mixing: a reply also waits for the
+// gateway's next downstream slot behind the replies queued before it, and a
+// loaded node adds its queue. Every gap the fixed timeout gave up in the
+// anonymous-plus shape test's download came after all (Late equalled
+// SeqsSkipped in every run, quiet or loaded), and each such give-up shows TCP
+// a hole it answers with a spurious retransmission and a halved window. A
+// message that comes late says how much longer the gap should have been
+// waited for: the resequencer waits that long for the next gaps.
+func TestResequencerLearnsLateness(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	h := newReseq(timeout, 64)
+	// Every tenth message comes 250 ms after the nine behind it (a
+	// message every 5 ms); none is lost.
+	const n = 200
+	at := func(seq int) time.Duration {
+		d := time.Duration(seq) * 5 * time.Millisecond
+		if seq%10 == 5 {
+			d += 250 * time.Millisecond
+		}
+		return d
+	}
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return int(at(a) - at(b)) })
+	for _, seq := range order {
+		h.expire(at(seq))
+		h.push(seq, at(seq))
+	}
+	h.expire(at(n-1) + time.Hour)
+	st := h.r.Stats()
+	if st.Released != n {
+		t.Fatalf("released %d of %d: %+v", st.Released, n, st)
+	}
+	// The first late message (5, at 275 ms) teaches it; by then the gaps
+	// of 15 and 25 were given up too (at 180 and 230 ms). The 17 after
+	// are waited for.
+	if st.Late > 3 {
+		t.Fatalf("%d of %d delayed messages released out of order after their gap was given up: %+v", st.Late, n/10, st)
+	}
+	if got := h.r.Timeout(); got <= timeout {
+		t.Fatalf("timeout %v after late arrivals, want more than %v", got, timeout)
+	}
+}
+
+// A learned timeout is bounded, and goes back down when gaps are given up
+// and nothing from them comes: lost messages are not waited for forever.
+func TestResequencerLearnedTimeoutBoundedAndDecays(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	r := NewResequencer[int](ResequencerConfig{Timeout: timeout})
+	if r.cfg.MaxTimeout != 8*timeout {
+		t.Fatalf("max timeout %v, want 8 × %v", r.cfg.MaxTimeout, timeout)
+	}
+	var now time.Time = t0
+	nop := func(int) {}
+	seq := uint64(0)
+	// A gap given up, and its message an hour late: the timeout grows to
+	// its bound and no further.
+	r.Push(seq+1, 0, now, nop)
+	now = now.Add(timeout)
+	r.Expire(now, nop)
+	now = now.Add(time.Hour)
+	r.Push(seq, 0, now, nop)
+	if r.Stats().Late != 1 || r.Timeout() != r.cfg.MaxTimeout {
+		t.Fatalf("timeout %v after a late arrival (%+v), want the bound %v", r.Timeout(), r.Stats(), r.cfg.MaxTimeout)
+	}
+	// Then only real losses: each gap given up at the learned timeout,
+	// nothing late. The timeout comes back to the configured one.
+	seq = r.Next()
+	for range 200 {
+		r.Push(seq+1, 0, now, nop)
+		d, ok := r.Deadline()
+		if !ok || d.Sub(now) != r.Timeout() {
+			t.Fatalf("deadline %v after now, want the timeout %v", d.Sub(now), r.Timeout())
+		}
+		now = d
+		r.Expire(now, nop)
+		seq += 2
+	}
+	if r.Timeout() != timeout {
+		t.Fatalf("timeout %v after 100 real losses, want back to %v", r.Timeout(), timeout)
+	}
 }

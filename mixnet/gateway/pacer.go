@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +28,15 @@ const (
 	maxBehind  = 250 * time.Millisecond
 )
 
+// slotBuffers is how many slot buffers a session keeps: the clock builds the
+// next slot in one while the link's writer may still be copying the last.
+const slotBuffers = 2
+
 // pacer is the queue and the slot builder of one shaped session. The
 // session's clock goroutine (runPacer) is the only one that takes from it.
+// A slot costs the clock one lock of the queue and no allocation: it is
+// built in one of the session's buffers, which the link hands back (Done)
+// once its writer has copied the frame.
 type pacer struct {
 	interval time.Duration
 	frameLen int
@@ -36,6 +44,16 @@ type pacer struct {
 
 	mu    sync.Mutex
 	queue [][]byte // messages waiting, oldest first
+
+	// The clock's own: the messages of the slot being sent, kept until
+	// the link took it.
+	taken [][]byte
+	// bufs never change after newPacer; inUse[i] is set by the clock when
+	// it builds a slot in bufs[i] and cleared by done when the link lets
+	// the frame go.
+	bufs  [slotBuffers][]byte
+	inUse [slotBuffers]atomic.Bool
+	done  func([]byte) // p.release, made once: the slots' link.Frame.Done
 
 	slots, covers, carried atomic.Uint64
 }
@@ -50,7 +68,40 @@ const (
 )
 
 func newPacer(interval time.Duration, frameLen, limit int) *pacer {
-	return &pacer{interval: interval, frameLen: frameLen, limit: limit}
+	p := &pacer{interval: interval, frameLen: frameLen, limit: limit}
+	for i := range p.bufs {
+		p.bufs[i] = make([]byte, 0, frameLen)
+	}
+	p.done = p.release
+	return p
+}
+
+// buffer returns an empty buffer for the next slot: one of the session's
+// that the link has let go, or, when the clock catches up faster than the
+// link's writer copies, a new one.
+func (p *pacer) buffer() []byte {
+	for i := range p.bufs {
+		if !p.inUse[i].Load() {
+			p.inUse[i].Store(true)
+			return p.bufs[i][:0]
+		}
+	}
+	return make([]byte, 0, p.frameLen)
+}
+
+// release hands back the buffer of frame, once nothing reads it any more.
+// Any goroutine may call it; a frame not in a session buffer is left to
+// the garbage collector.
+func (p *pacer) release(frame []byte) {
+	if cap(frame) == 0 {
+		return
+	}
+	for i := range p.bufs {
+		if &frame[:1][0] == &p.bufs[i][:1][0] {
+			p.inUse[i].Store(false)
+			return
+		}
+	}
 }
 
 // offer queues one message (gatewire wire form) for the next slots. It
@@ -70,10 +121,43 @@ func (p *pacer) offer(msg []byte) offerResult {
 	return offerQueued
 }
 
-// waiting reports how many messages the next slot would carry and their
-// bytes. Only the clock takes from the queue, so they stay there until it
-// does.
-func (p *pacer) waiting() (n, bytes int) {
+// slot builds the next frame from the waiting messages that fit it and
+// hands it to write, with how many messages it carries and their bytes.
+// write owns the frame: it hands it to the link with p.done as its Done,
+// or refuses it (false). The messages come back to the head of the queue
+// if write refused the frame, so a full link queue delays them and loses
+// nothing. Only the clock calls it.
+func (p *pacer) slot(write func(frame []byte, n, bytes int) bool) bool {
+	frame, n, bytes := p.take()
+	if write(frame, n, bytes) {
+		clear(p.taken)
+		p.taken = p.taken[:0]
+		p.slots.Add(1)
+		if n == 0 {
+			p.covers.Add(1)
+		}
+		p.carried.Add(uint64(n))
+		return true
+	}
+	// A link that refused the frame has already let it go (Done); a write
+	// that refused it before the link did not: this covers both, and no
+	// other slot can have taken the buffer since.
+	p.release(frame)
+	if n > 0 {
+		p.mu.Lock()
+		p.queue = slices.Insert(p.queue, 0, p.taken...)
+		p.mu.Unlock()
+		clear(p.taken)
+		p.taken = p.taken[:0]
+	}
+	return false
+}
+
+// take builds the next slot, under the one lock of the queue a slot costs,
+// and moves the messages it carries to p.taken. Meanwhile the queue may
+// take up to that many more messages than its limit, until write answers.
+func (p *pacer) take() (frame []byte, n, bytes int) {
+	buf := p.buffer()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	room := gatewire.SlotRoom(p.frameLen)
@@ -86,31 +170,16 @@ func (p *pacer) waiting() (n, bytes int) {
 		n++
 		bytes += len(m)
 	}
-	return n, bytes
-}
-
-// slot builds the next frame from the first n waiting messages and hands it
-// to write; they leave the queue only if write took the frame, so a full
-// link queue delays them and loses nothing.
-func (p *pacer) slot(n int, write func([]byte) bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n = min(n, len(p.queue))
-	frame, ok := gatewire.AppendSlot(make([]byte, 0, p.frameLen), p.frameLen, p.queue[:n]...)
-	if !ok || !write(frame) {
-		return false
-	}
-	clear(p.queue[:n])
-	p.queue = p.queue[n:]
-	if len(p.queue) == 0 {
-		p.queue = nil // let the backing array go
-	}
-	p.slots.Add(1)
-	if n == 0 {
-		p.covers.Add(1)
-	}
-	p.carried.Add(uint64(n))
-	return true
+	// The messages fit (offer refused the ones that never could).
+	frame, _ = gatewire.AppendSlot(buf, p.frameLen, p.queue[:n]...)
+	p.taken = append(p.taken, p.queue[:n]...)
+	// Shift rather than reslice, so the queue's array (a few hundred
+	// bytes: limit slice headers) serves every slot and offer allocates
+	// nothing.
+	rest := copy(p.queue, p.queue[n:])
+	clear(p.queue[rest:])
+	p.queue = p.queue[:rest]
+	return frame, n, bytes
 }
 
 // grantShape answers a client's Shape: it starts s's pacer at the asked
@@ -171,11 +240,14 @@ func (g *Gateway) runPacer(s *session, p *pacer) {
 // ticket, and its link closes if none comes.
 func (g *Gateway) sendSlot(s *session, p *pacer) {
 	cl := s.client
-	n, bytes := p.waiting()
-	if cl.meter.metered && !g.charge(cl, s.c, p.frameLen-bytes) && n == 0 {
-		return
-	}
-	if !p.slot(n, func(frame []byte) bool { return g.sendFrame(s.c, frame, n == 0) }) {
+	var n, bytes int
+	if !p.slot(func(frame []byte, nMsgs, nBytes int) bool {
+		n, bytes = nMsgs, nBytes
+		if cl.meter.metered && !g.charge(cl, s.c, p.frameLen-bytes) && n == 0 {
+			return false
+		}
+		return g.sendFrame(s.c, frame, n == 0, p.done)
+	}) {
 		return
 	}
 	cl.bytesOut.Add(uint64(p.frameLen - bytes))
@@ -205,7 +277,7 @@ func (g *Gateway) toClient(cl *client, c *link.Conn, msg []byte) bool {
 			return true
 		}
 	} else {
-		ok = g.sendFrame(c, msg, false)
+		ok = g.sendFrame(c, msg, false, nil)
 	}
 	if ok && cl != nil {
 		cl.bytesOut.Add(uint64(len(msg)))

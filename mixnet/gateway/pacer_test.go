@@ -26,11 +26,12 @@ func regularPayload(n int) []byte {
 // sets what the link carries.
 func TestPacerOneSlotPerTick(t *testing.T) {
 	p := newPacer(time.Millisecond, gatewire.MinSlotLen, 8)
+	// The frames are kept, never handed back: each slot is built in a
+	// buffer of its own, and none is overwritten.
 	var frames [][]byte
-	write := func(f []byte) bool { frames = append(frames, f); return true }
+	write := func(f []byte, _, _ int) bool { frames = append(frames, f); return true }
 	tick := func() {
-		n, _ := p.waiting()
-		if !p.slot(n, write) {
+		if !p.slot(write) {
 			t.Fatal("slot not sent")
 		}
 	}
@@ -100,16 +101,52 @@ func TestPacerLinkFullKeepsMessages(t *testing.T) {
 	p := newPacer(time.Millisecond, gatewire.MinSlotLen, 4)
 	msg := (&gatewire.Deliver{Seq: 1, Payload: regularPayload(1)}).AppendBinary(nil)
 	p.offer(msg)
-	if p.slot(1, func([]byte) bool { return false }) {
+	if p.slot(func(_ []byte, n, _ int) bool { return n == 0 }) {
 		t.Fatal("slot reported sent")
 	}
 	var out []byte
-	if !p.slot(1, func(f []byte) bool { out = f; return true }) {
+	if !p.slot(func(f []byte, _, _ int) bool { out = f; return true }) {
 		t.Fatal("slot not sent")
 	}
 	s, _ := gatewire.Parse(out)
 	if ms := s.(*gatewire.Slot).Messages; len(ms) != 1 || !bytes.Equal(ms[0], msg) {
 		t.Fatalf("slot carried %d messages, want the one kept", len(ms))
+	}
+}
+
+// The clock's slot, once the link's writer hands each frame back, allocates
+// nothing, and a buffer is built in again only once its frame was let go.
+func TestPacerReusesSlotBuffers(t *testing.T) {
+	p := newPacer(time.Millisecond, gatewire.MinSlotLen, 8)
+	msg := (&gatewire.Deliver{Seq: 1, Payload: regularPayload(1)}).AppendBinary(nil)
+	var held [][]byte // frames the link still reads
+	write := func(f []byte, _, _ int) bool { held = append(held, f); return true }
+	letGo := func() {
+		for _, f := range held {
+			p.done(f)
+		}
+		held = held[:0]
+	}
+	// The link holds three frames at once: the third has a buffer of
+	// its own, and the two before are intact.
+	for range 3 {
+		p.offer(msg)
+		p.slot(write)
+	}
+	for i, f := range held {
+		s, err := gatewire.Parse(f)
+		if err != nil || len(s.(*gatewire.Slot).Messages) != 1 {
+			t.Fatalf("frame %d held by the link was overwritten: %v", i, err)
+		}
+	}
+	letGo()
+	allocs := testing.AllocsPerRun(100, func() {
+		p.offer(msg)
+		p.slot(write)
+		letGo()
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per slot, want 0", allocs)
 	}
 }
 

@@ -11,17 +11,20 @@ import (
 // Config.Trace, records it: every frame the gateway sends a client goes
 // through here, so the trace sees the client's downstream exactly as an
 // observer of its link would. cover says the gateway made the frame up
-// (ground truth for the trace; the client cannot tell from the wire).
-func (g *Gateway) sendFrame(c *link.Conn, payload []byte, cover bool) bool {
+// (ground truth for the trace; the client cannot tell from the wire). done,
+// if set, is the frame's link.Frame.Done.
+func (g *Gateway) sendFrame(c *link.Conn, payload []byte, cover bool, done func([]byte)) bool {
 	if g.cfg.Trace == nil {
-		return c.Send(link.Frame{Kind: link.KindClient, Payload: payload})
+		return c.Send(link.Frame{Kind: link.KindClient, Payload: payload, Done: done})
 	}
 	// Stamped before Send: the client may read the frame before Send
 	// returns, and its record of it must not come first.
 	at := time.Now().UnixNano()
-	if !c.Send(link.Frame{Kind: link.KindClient, Payload: payload}) {
+	if !c.Send(link.Frame{Kind: link.KindClient, Payload: payload, Done: done}) {
 		return false
 	}
+	// Before this returns, the slot's buffer is not built in again: the
+	// record may read it after the link let it go.
 	g.traceFrame(c.RemoteStatic(), anonymity.Out, at, payload, cover)
 	return true
 }
