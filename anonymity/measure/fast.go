@@ -173,6 +173,11 @@ func fastNetwork(t *testing.T, o Options, dir string, clients *anonymity.Recorde
 	// socket is open.
 	ids := make([]atomic.Uint32, o.Clients)
 	stacks := make([]*tun.Net, o.Clients)
+	// Registrations go a few at a time: a gateway's registration server
+	// takes at most link.DefaultMaxHandshakesPerIP (8) handshakes at once
+	// from one address, and here every client's, and at the exit every
+	// relayed one, come from 127.0.0.1.
+	regs := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Clients)
 	for i := range o.Clients {
@@ -189,7 +194,7 @@ func fastNetwork(t *testing.T, o Options, dir string, clients *anonymity.Recorde
 					return anonymity.IDOf(entryNode.Identity[:]), anonymity.RoleGateway
 				},
 			}
-			stack, err := startNest(t, entryNode, exitNode, trace)
+			stack, err := startNest(t, entryNode, exitNode, trace, regs)
 			if err != nil {
 				errs <- fmt.Errorf("client %d: %w", i, err)
 			}
@@ -212,9 +217,9 @@ func fastNetwork(t *testing.T, o Options, dir string, clients *anonymity.Recorde
 // startNest registers a client as nymvpn's fast mode does (two WireGuard
 // keys, the entry's registration direct, the exit's relayed by the entry)
 // and brings its nested tunnel up over a userspace stack, until the test
-// ends. It runs on a goroutine of its own, so it returns errors rather
+// ends; it registers holding a slot of regs. It runs on a goroutine of its own, so it returns errors rather
 // than failing t.
-func startNest(t *testing.T, entry, exit directory.Node, trace *wgtrace.Config) (*tun.Net, error) {
+func startNest(t *testing.T, entry, exit directory.Node, trace *wgtrace.Config, regs chan struct{}) (*tun.Net, error) {
 	// Minutes, for a loaded machine: registration is a few round trips on
 	// loopback and a handshake each way.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -227,12 +232,15 @@ func startNest(t *testing.T, entry, exit directory.Node, trace *wgtrace.Config) 
 	if err != nil {
 		return nil, err
 	}
+	regs <- struct{}{}
 	regE, sess, err := wgreg.RegisterEntry(ctx, entry, outerPub, wgreg.Options{Rotation: fastRotation, Logger: quiet()})
 	if err != nil {
+		<-regs
 		return nil, fmt.Errorf("registering at the entry: %w", err)
 	}
 	regX, err := sess.RegisterExit(ctx, exit, innerPub)
 	sess.Close()
+	<-regs
 	if err != nil {
 		return nil, fmt.Errorf("registering at the exit: %w", err)
 	}

@@ -3,6 +3,7 @@ package measure
 import (
 	"flag"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,7 +29,8 @@ func envInt(t *testing.T, name string, def int) int {
 
 // TestAnonymityReport is `make anonymity`: every mode measured with N
 // clients (NYM_ANONYMITY_CLIENTS, default 10) for NYM_ANONYMITY_SECONDS of
-// workload each (default 60), and the table printed. It runs only when
+// workload each (default 60), and the table printed. NYM_ANONYMITY_MODES
+// (comma-separated: default, anonymous-plus, nodelay, fast) picks some. It runs only when
 // asked (-anonymity.report or NYM_ANONYMITY_REPORT=1): minutes of CPU.
 func TestAnonymityReport(t *testing.T) {
 	if !*report && os.Getenv("NYM_ANONYMITY_REPORT") == "" {
@@ -54,6 +56,9 @@ func TestAnonymityReport(t *testing.T) {
 		// none), for at most 2.5 × the duration: the table's ten minutes.
 		o := Options{Profile: m.p, Fast: m.fast, Clients: m.n, Duration: d, MinFlows: 3 * (m.n - m.n/4),
 			MaxDuration: d * 5 / 2, Seed: 18, Log: t.Logf}
+		if modes := os.Getenv("NYM_ANONYMITY_MODES"); modes != "" && !slices.Contains(strings.Split(modes, ","), o.name()) {
+			continue
+		}
 		row, err := Measure(t, o)
 		if err != nil {
 			t.Fatalf("%s: %v", o.name(), err)
