@@ -51,4 +51,14 @@
 // nonce it accepted for twice that long, so a recorded request is refused
 // when sent again (it would also only yield a reply nobody but the original
 // client can read).
+//
+// # Allowance
+//
+// A gateway that meters its peers (a ticket buys so many bytes through one)
+// says in each OK answer how many bytes the peer may still move there
+// (Answer.Allowance; 0: unmetered). Before they run out, the client sends a
+// new request for the same WireGuard key with a new ticket: the gateway keeps
+// the peer and its addresses, adds the ticket's bytes, takes the new
+// pre-shared key the request's sealing derives, and answers what is left. A
+// replayed top-up is refused like any replayed request, so it adds nothing.
 package wgreg
