@@ -217,7 +217,7 @@ func TestStreamSlots(t *testing.T) {
 	built := func(s *Stream) bool {
 		a.sched.mu.Lock()
 		defer a.sched.mu.Unlock()
-		return s.built != nil
+		return len(s.built) == streamAhead
 	}
 	open := func() (*Stream, *testSource) {
 		src := &testSource{t: t, limit: 1 << 20}
@@ -231,17 +231,17 @@ func TestStreamSlots(t *testing.T) {
 	s1, src1 := open()
 	s2, src2 := open()
 	for i := range 10 {
-		waitFor(t, 10*time.Second, "both streams to build a packet", func() bool { return built(s1) && built(s2) })
+		waitFor(t, 10*time.Second, "both streams to build their packets ahead", func() bool { return built(s1) && built(s2) })
 		a.realTick(time.Now())
 		if real, cover, _ := rec.take(); real != 1 || cover != 0 {
 			t.Fatalf("slot %d: %d real, %d cover packets", i, real, cover)
 		}
 	}
-	waitFor(t, 10*time.Second, "both streams to build a packet", func() bool { return built(s1) && built(s2) })
+	waitFor(t, 10*time.Second, "both streams to build their packets ahead", func() bool { return built(s1) && built(s2) })
 	_, n1 := src1.counts()
 	_, n2 := src2.counts()
-	if n1 != 6 || n2 != 6 { // 5 sent each, one built ahead
-		t.Fatalf("pulled %d and %d over 10 slots, want 6 and 6 (round robin)", n1, n2)
+	if want := 5 + streamAhead; n1 != want || n2 != want { // 5 sent each, the rest built ahead
+		t.Fatalf("pulled %d and %d over 10 slots, want %d and %d (round robin)", n1, n2, want, want)
 	}
 	// The internal queue takes its turn among the streams.
 	if err := a.SendRepliablePacket(context.Background(), b.Address(), []byte("control"), 0); err != nil {
@@ -255,10 +255,15 @@ func TestStreamSlots(t *testing.T) {
 		t.Fatal("the internal queue missed its turn in 3 slots")
 	}
 	rec.take()
+	// Both back at their packets ahead, so no Pull is running at Close.
+	waitFor(t, 10*time.Second, "both streams to build their packets ahead", func() bool { return built(s1) && built(s2) })
 
 	s1.Close()
 	s2.Close()
-	if built(s1) || built(s2) {
+	a.sched.mu.Lock()
+	left := len(s1.built) + len(s2.built)
+	a.sched.mu.Unlock()
+	if left > 0 {
 		t.Fatal("Close left a packet built")
 	}
 	c1, _ := src1.counts()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/nym-go/nym/mixnet/gatewire"
 	"github.com/nym-go/nym/mixnet/sphinx"
@@ -184,4 +185,42 @@ func bigAllocs() uint64 {
 		}
 	}
 	return n
+}
+
+// BenchmarkStreamSlots is the share of a Poisson stream's slots that carry
+// a stream's data while its source always has some (a tunnel's upload), at
+// anonymous-plus's 200 slots/s: data_share/op, 1 at best. A slot whose
+// stream has no packet built carries loop cover, so this is what the
+// stream's build-ahead (streamAhead) buys on a busy host. Each op is 200
+// slots, about a second; run with -benchtime 5x.
+func BenchmarkStreamSlots(b *testing.B) {
+	f := newFakeNet(b, 1, 1)
+	rec := &shapeRecorder{sizes: map[int]int{}}
+	lp := Loopix{SendInterval: 5 * time.Millisecond}
+	a := f.connect(b, func(c *Config) {
+		c.Loopix = &lp
+		c.hooks = &testHooks{onSend: rec.onSend}
+	})
+	peer := f.connect(b, nil)
+	s, err := a.OpenStream(peer.Address(), &constSource{data: randomBytes(repliableDataCapacity(0))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	s.Wake()
+	slots := func() int {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.real + rec.cover
+	}
+	rec.take()
+	var real, cover int
+	for b.Loop() {
+		for start := slots(); slots()-start < 200; {
+			time.Sleep(5 * time.Millisecond)
+		}
+		r, c, _ := rec.take()
+		real, cover = real+r, cover+c
+	}
+	b.ReportMetric(float64(real)/float64(real+cover), "data_share/op")
 }
