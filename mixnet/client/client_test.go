@@ -293,6 +293,14 @@ func TestAcrossEpochs(t *testing.T) {
 	// ~19 the default 1.5 s gave up fragments after their tenth resend.
 	rt := DefaultRetransmit()
 	rt.Slack = testnet.LoadScaled(rt.Slack)
+	// A fragment that cannot be built (no route: a layer without a key for
+	// the rotation) is tried again every buildRetryDelay, each try counted
+	// as a send. At load 30-40 a layer went without a key for longer than
+	// Max such tries (the epoch, scaled when the load was 15, was too short
+	// for the nodes' refresh), 22 of 74 messages lost their fragments and
+	// the test could not finish. The budget covers the stall the wait
+	// below allows: a layer's keys may come two rotations late.
+	rt.Max = max(rt.Max, int(max(time.Minute, 4*epoch)/buildRetryDelay))
 	cfg := func(c *Config) { c.Loopix, c.Retransmit = &lp, &rt }
 	a := connect(t, n, cfg)
 	b := connect(t, n, cfg)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/internal/testnet"
 )
 
 // These tests run the client against fakeNet: real gateways, in-memory mixes.
@@ -48,10 +49,13 @@ func TestFakeNetReplies(t *testing.T) {
 	if err := a.SendWithReplySURBs(context.Background(), b.Address(), []byte("q"), 3); err != nil {
 		t.Fatal(err)
 	}
+	// Deadlines against hangs, longer on a loaded machine: a reply took
+	// 8.4 s of the fixed 10 s at load 30-40 under -race.
+	wait := testnet.LoadScaled(10 * time.Second)
 	var m Message
 	select {
 	case m = <-b.Receive():
-	case <-time.After(10 * time.Second):
+	case <-time.After(wait):
 		t.Fatalf("nothing received; sender %+v", a.Stats())
 	}
 	// Ten replies from three SURBs: the replier has to ask for more, several
@@ -61,12 +65,12 @@ func TestFakeNetReplies(t *testing.T) {
 		if i == 5 {
 			msg = randomBytes(2*ReplyFragmentCapacity + 1)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		if err := b.Reply(ctx, m.SenderTag, msg); err != nil {
 			t.Fatalf("reply %d: %v; stats %+v", i, err, b.Stats())
 		}
 		cancel()
-		r := receive(t, a, 10*time.Second)
+		r := receive(t, a, wait)
 		if !bytes.Equal(r.Data, msg) || !r.IsReply || r.From != b.Address() {
 			t.Fatalf("reply %d arrived as %d bytes, reply=%v from %v", i, len(r.Data), r.IsReply, r.From)
 		}
@@ -90,10 +94,13 @@ func TestFakeNetDeadMix(t *testing.T) {
 	if err := a.Send(context.Background(), b.Address(), msg); err != nil {
 		t.Fatal(err)
 	}
-	if m := receive(t, b, 30*time.Second); !bytes.Equal(m.Data, msg) {
+	// The wait lasts while the sender's fragments are acknowledged: at load
+	// 30-40 under -race a fixed 30 s passed before the 100 KiB arrived.
+	stall := testnet.LoadScaled(30 * time.Second)
+	if m := receiveWhileAcked(t, b, a, stall); !bytes.Equal(m.Data, msg) {
 		t.Fatal("message differs")
 	}
-	flush(t, a, 30*time.Second)
+	flushWhileAcked(t, a, stall)
 	s := a.Stats()
 	if s.Retransmissions == 0 || s.FragmentsLost != 0 {
 		t.Fatalf("stats %+v", s)

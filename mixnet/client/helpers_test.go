@@ -132,6 +132,18 @@ func flush(t testing.TB, c *Client, timeout time.Duration) {
 	}
 }
 
+// flushWhileAcked is flush without a fixed deadline: it waits for as long
+// as c's fragments keep being acknowledged, and fails once none was for
+// stall.
+func flushWhileAcked(t testing.TB, c *Client, stall time.Duration) {
+	t.Helper()
+	ctx, cancel := poll.WithProgress(context.Background(), stall, func() uint64 { return c.Stats().AcksReceived })
+	defer cancel()
+	if err := c.Flush(ctx); err != nil {
+		t.Fatalf("%v (%v); stats %+v", err, context.Cause(ctx), c.Stats())
+	}
+}
+
 // nodeIndex returns the testnet index of the node with identity id.
 func nodeIndex(t testing.TB, n *testnet.Net, id directory.Key) int {
 	t.Helper()
