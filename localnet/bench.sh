@@ -325,6 +325,8 @@ if row f; then
 		log "(f) iperf3 upload"
 		UP[f]=$(goodput up)
 		log "(f) UDP receive buffer drops after: $(udpdrops client entry exit)"
+		# The tickets' allowances at the two gateways, topped up as used.
+		log "(f) allowances: $(vpn status 2>/dev/null | grep -E 'top-ups|unmetered|TOP-UP' | tr -s ' ' | paste -sd';' -)"
 	else
 		log "(f): fast mode did not connect; see $STATE/log/nymvpn.log"
 	fi
