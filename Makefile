@@ -88,8 +88,10 @@ bench:
 # anonymity measures what a global passive observer learns in each mode
 # (anonymity/measure): an in-process network with N VPN clients under web,
 # bulk, interactive and idle workloads, every node recording a trace, then
-# sender entropy, flow correlation and cover tests; prints the table README
-# shows. No root. ANONYMITY_CLIENTS and ANONYMITY_SECONDS (per mode).
+# sender entropy, flow correlation and cover tests; fast mode the same
+# through two in-process WireGuard gateways; prints the table README
+# shows. No root. ANONYMITY_CLIENTS and ANONYMITY_SECONDS (per mode);
+# NYM_ANONYMITY_MODES=fast,nodelay (say) runs some modes only.
 ANONYMITY_CLIENTS ?= 10
 ANONYMITY_SECONDS ?= 60
 anonymity:

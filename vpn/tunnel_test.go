@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nym-go/nym/internal/leakcheck"
+	"github.com/nym-go/nym/internal/netstacktest"
 	"github.com/nym-go/nym/internal/poll"
 	"github.com/nym-go/nym/ipr"
 	"github.com/nym-go/nym/mixnet/client"
@@ -92,19 +93,10 @@ func vpnSide(t *testing.T, n *miniNet, e *testExit, p Profile, tweak func(*Confi
 // returns the stack.
 func runOverNetstack(t *testing.T, tn *Tunnel) *tun.Net {
 	t.Helper()
-	dev, stack, err := tun.CreateNetstack([]netip.Addr{tn.Addrs().V4}, nil, tn.MTU())
+	stack, err := netstacktest.Start(t, tn.Addrs().V4, tn.MTU(), tn.Run)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tn.Run(rctx, dev) }()
-	t.Cleanup(func() {
-		rcancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
 	return stack
 }
 
