@@ -84,7 +84,7 @@ type Config struct {
 
 	// QueueTarget and QueueInterval are CoDel's parameters for the
 	// upstream queue (see upstreamCoDel for the choice). Defaults: two
-	// Poisson slots (40 ms at Nym's defaults) and ten times that; with no
+	// Poisson slots but at least 40 ms, and ten times that; with no
 	// Poisson stream, RFC 8289's 5 ms and 100 ms. MaxQueuePackets and
 	// MaxQueueBytes are memory guards, far above what CoDel lets stand:
 	// each queued packet holds a TUN read buffer of tun.MaxPacketSize.
@@ -202,7 +202,23 @@ func (c Config) withDefaults() (Config, error) {
 // target-to-interval ratio (5–10 %). Without a Poisson stream packets leave
 // as fast as the link takes them, and RFC 8289's defaults (5 ms, 100 ms)
 // apply as floors.
+//
+// With a Poisson stream the target is at least minSlotTarget, however fast
+// the stream. The slots are a server with exponential gaps: the queue a
+// busy upload keeps before it waits, on average, ρ/(1−ρ) slots at a share
+// ρ of the slots used, so a target of two slots holds an upload to about
+// two thirds of them (ρ/(1−ρ) = 2). At anonymous-plus's 200 slots/s two
+// slots are 10 ms: its upload used 124–152 of the 200 DataUps/s, CoDel
+// dropping 11–19 packets/s. Nym's defaults keep their 40 ms.
 func upstreamCoDel(p Profile) (target, interval time.Duration) {
-	target = max(2*p.Loopix.SendInterval, codel.DefaultTarget)
+	target = codel.DefaultTarget
+	if p.Loopix.SendInterval > 0 {
+		target = max(2*p.Loopix.SendInterval, minSlotTarget, target)
+	}
 	return target, max(10*target, codel.DefaultInterval)
 }
+
+// minSlotTarget is the least CoDel target of an upstream queue served by a
+// Poisson stream: eight slots at anonymous-plus's 200/s, where an upload
+// may then use ~90% of them (see upstreamCoDel).
+const minSlotTarget = 40 * time.Millisecond
