@@ -47,7 +47,7 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 			return m, e.mix.Address(), nil
 		}
 	})
-	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, e, 30*time.Second), page) {
 		t.Fatal("page differs before the gateway died")
 	}
 
@@ -60,7 +60,7 @@ func TestGatewayLossMovesTunnelQuickly(t *testing.T) {
 	// Within a minute, while DeadAfter is two: the lost link, not
 	// silence, gave the gateway up.
 	t.Logf("moved to the other gateway %v after the first died", time.Since(killed).Round(time.Millisecond))
-	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, e, 30*time.Second), page) {
 		t.Fatal("page differs after the move")
 	}
 }

@@ -56,7 +56,7 @@ func TestNetworkChangedReconnectsNow(t *testing.T) {
 		}
 	})
 	<-dialed // Connect's
-	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, e, 30*time.Second), page) {
 		t.Fatal("page differs before the change")
 	}
 	reconnected := func(want uint64) func() bool {
@@ -88,7 +88,7 @@ func TestNetworkChangedReconnectsNow(t *testing.T) {
 	mode.Store(uplinkUp)
 	tunnel.NetworkChanged()
 	poll.Until(t, time.Minute, "the tunnel to reconnect once the route is back", reconnected(2))
-	if !bytes.Equal(fetch(t, hc, tunnel, 30*time.Second), page) {
+	if !bytes.Equal(fetch(t, hc, tunnel, e, 30*time.Second), page) {
 		t.Fatal("page differs after the reconnect")
 	}
 }

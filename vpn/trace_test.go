@@ -100,7 +100,12 @@ func TestTracesConsistent(t *testing.T) {
 		key := mix.Identity().Public
 		ids[i] = anonymity.IDOf(key[:])
 		wg.Go(func() {
-			ctx, cancel := poll.WithProgress(context.Background(), 60*time.Second, func() uint64 { return tn.Stats().PacketsDown })
+			// As in fetch: either end's packets are progress, and the
+			// stall grows with the load (this test took 156 s at load 25).
+			ctx, cancel := poll.WithProgress(context.Background(), testnet.LoadScaled(60*time.Second), func() uint64 {
+				s, r := tn.Stats(), e.router.Stats()
+				return s.PacketsDown + s.PacketsUp + r.PacketsDown + r.PacketsUp
+			})
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s:%d/", internetAddr, 8000+i), nil)
 			hc := &http.Client{Transport: &http.Transport{DialContext: stack.DialContext, DisableKeepAlives: true}}

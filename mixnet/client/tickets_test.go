@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nym-go/nym/internal/testnet"
 	"github.com/nym-go/nym/internal/testticket"
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/mixnet/gateway"
@@ -17,12 +18,18 @@ import (
 // ticketNet is a fakeNet whose gateways require tickets of m, each buying
 // quota bytes.
 func ticketNet(t *testing.T, m *testticket.Mint, quota int64) *fakeNet {
+	// The gateway's grace for a connection's first ticket grows with the
+	// load: at load 30 under -race a client's handshake and spend took
+	// more than the default 5 s, and the gateway closed the connection
+	// ("no ticket") of a client that was paying.
+	grace := testnet.LoadScaled(gateway.DefaultTicketGrace)
 	return newFakeNetWith(t, 2, 1, func(id directory.Key, c *gateway.Config) {
 		c.Tickets = gateway.TicketConfig{
 			Required: true,
 			Identity: [32]byte(id),
 			Issuers:  func() (ticket.Issuers, error) { return m.Issuers, nil },
 			Quota:    quota,
+			Grace:    grace,
 		}
 	})
 }
