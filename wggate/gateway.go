@@ -39,8 +39,15 @@ const (
 	DefaultMaxClockSkew  = 2 * time.Minute
 	DefaultMaxNonces     = 1 << 20
 	DefaultMaxRegConns   = 1024
-	defaultInjectQueue   = 1024
-	maxRegistrationsConn = 16 // per registration link; a client needs two
+	// DefaultMaxRelayHandshakes: an exit's registration handshakes at
+	// once from one gateway's address. Each relayed registration is a
+	// link of its own from the entry, so this is how many clients one
+	// entry may register with this exit at the same moment; 64 covers a
+	// busy entry's bursts while sixteen entries at it still leave most of
+	// DefaultMaxRegConns to the rest.
+	DefaultMaxRelayHandshakes = 64
+	defaultInjectQueue        = 1024
+	maxRegistrationsConn      = 16 // per registration link; a client needs two
 )
 
 // Default client ranges. They differ from the IP packet router's (10.0.0.0/16,
@@ -110,6 +117,12 @@ type Config struct {
 	MaxNonces int
 	// MaxRegConns bounds registration links at once. Default 1024.
 	MaxRegConns int
+	// MaxRelayHandshakes bounds, at an exit, the registration handshakes
+	// at once from the address of a gateway of the consensus (its relayed
+	// registrations, each on a link of its own). Any other address keeps
+	// link.DefaultMaxHandshakesPerIP: a flood guard, meant for one client.
+	// Default DefaultMaxRelayHandshakes.
+	MaxRelayHandshakes int
 	// RelayTimeout bounds an entry's relay of one registration to an exit.
 	RelayTimeout time.Duration
 	// DialContext dials exits' registration ports; nil uses a net.Dialer.
@@ -159,7 +172,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else if !c.RangeV6.IsValid() {
 		c.RangeV6 = map[wgreg.Role]netip.Prefix{wgreg.RoleEntry: DefaultEntryRangeV6, wgreg.RoleExit: DefaultExitRangeV6}[c.Role]
 	}
-	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
+	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 || c.MaxRelayHandshakes < 0 {
 		return c, errors.New("wggate: negative limit")
 	}
 	if c.PeerTimeout == 0 {
@@ -195,6 +208,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RelayTimeout == 0 {
 		c.RelayTimeout = DefaultRelayTimeout
 	}
+	if c.MaxRelayHandshakes == 0 {
+		c.MaxRelayHandshakes = DefaultMaxRelayHandshakes
+	}
 	if c.FlushConntrack == nil {
 		c.FlushConntrack = platform.FlushConntrack
 	}
@@ -225,10 +241,13 @@ type Gateway struct {
 	ktun     wgtun.Device // exit only
 	topo     atomic.Pointer[directory.Topology]
 	prevTopo atomic.Pointer[directory.Topology] // the epoch before topo's
-	nonces   *nonceCache
-	quota    *quotas
-	regLn    net.Listener
-	port     uint16
+	// gatewaySrcs are the sources (link.SourceOf) of the gateways of topo
+	// and prevTopo, from their announced addresses.
+	gatewaySrcs atomic.Pointer[map[netip.Prefix]bool]
+	nonces      *nonceCache
+	quota       *quotas
+	regLn       net.Listener
+	port        uint16
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -375,6 +394,22 @@ func (g *Gateway) Update(t *directory.Topology) {
 		g.prevTopo.Store(old)
 	}
 	g.topo.Store(t)
+	srcs := make(map[netip.Prefix]bool)
+	for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {
+		if tt == nil {
+			continue
+		}
+		for _, group := range [][]directory.Node{tt.Entry, tt.Exit} {
+			for i := range group {
+				for _, a := range []string{group[i].WGAddr, group[i].MixnetAddr} {
+					if ap, err := netip.ParseAddrPort(a); err == nil && !ap.Addr().IsUnspecified() {
+						srcs[link.SourceOf(net.TCPAddrFromAddrPort(ap))] = true
+					}
+				}
+			}
+		}
+	}
+	g.gatewaySrcs.Store(&srcs)
 	if g.relay != nil {
 		var eps []netip.AddrPort
 		for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {
