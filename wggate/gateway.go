@@ -79,9 +79,10 @@ type Config struct {
 	// ML-KEM key of that rotation with its Noise key, see
 	// wgreg.NewPrivateKey), or an error for a rotation it does not hold.
 	HPKEKey func(rotation uint64) (hpke.PrivateKey, error)
-	// Listen is the IP:port of the WireGuard door: UDP for WireGuard (on
-	// every address: wireguard-go's bind), TCP on Listen for registration.
-	// Port 0 picks one.
+	// Listen is the IP:port of the WireGuard door: UDP for WireGuard, TCP
+	// for registration. A specific address binds both to it, so WireGuard
+	// answers leave from the address the peer reached; the unspecified
+	// address listens on every address. Port 0 picks one.
 	Listen netip.AddrPort
 	// RangeV4 and RangeV6 are the client ranges; the gateway takes the first
 	// address of each. Defaults by role; RangeV6 may be turned off with
@@ -297,7 +298,13 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}
 		tdev = g.ktun
 	}
-	tdev, bind := g.traced(tdev, conn.NewStdNetBind())
+	// On one address, a socket bound to it (see addrBind); on every
+	// address, wireguard-go's.
+	var b conn.Bind = conn.NewStdNetBind()
+	if !cfg.Listen.Addr().IsUnspecified() {
+		b = newAddrBind(cfg.Listen.Addr(), g.log)
+	}
+	tdev, bind := g.traced(tdev, b)
 	g.dev = device.NewDevice(tdev, bind, wgLogger(g.log))
 	var priv [32]byte
 	rand.Read(priv[:])

@@ -12,12 +12,16 @@ import (
 	"github.com/nym-go/nym/wgreg"
 )
 
+// exitInternet is the address of the exit's userspace internet (startExit).
+var exitInternet = netip.MustParseAddr("198.51.100.2")
+
 // startExit runs an exit on listen over a userspace TUN (no exit
-// networking), and returns it with its topology entry.
-func startExit(t testing.TB, listen netip.Addr, mutate func(*Config)) (*Gateway, directory.Node) {
+// networking) whose stack is the internet at exitInternet, and returns it
+// with its topology entry and that stack.
+func startExit(t testing.TB, listen netip.Addr, mutate func(*Config)) (*Gateway, directory.Node, *netstack.Net) {
 	t.Helper()
 	k := newTestKeys(t)
-	dev, _, err := netstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("10.1.0.1")}, nil, DefaultExitMTU)
+	dev, inet, err := netstack.CreateNetTUN([]netip.Addr{exitInternet}, nil, DefaultExitMTU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +37,7 @@ func startExit(t testing.TB, listen netip.Addr, mutate func(*Config)) (*Gateway,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
-	return g, k.node(netip.AddrPortFrom(listen, g.Port()))
+	return g, k.node(netip.AddrPortFrom(listen, g.Port())), inet
 }
 
 // TestManyClientsRegisterThroughOneEntry: clients registering with an
@@ -44,7 +48,7 @@ func startExit(t testing.TB, listen netip.Addr, mutate func(*Config)) (*Gateway,
 func TestManyClientsRegisterThroughOneEntry(t *testing.T) {
 	const clients = 24
 	entry, entryNode, _ := startEntry(t, func(c *Config) { c.MaxPeersPerIP = clients })
-	exit, exitNode := startExit(t, netip.MustParseAddr("127.0.0.1"), nil)
+	exit, exitNode, _ := startExit(t, netip.MustParseAddr("127.0.0.1"), nil)
 	topo := &directory.Topology{Rotation: testRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
 	entry.Update(topo)
 	exit.Update(topo)
@@ -88,7 +92,7 @@ func TestManyClientsRegisterThroughOneEntry(t *testing.T) {
 // link's per-address bound, the guard against one host's flood.
 func TestRelayHandshakeBoundOnlyForGateways(t *testing.T) {
 	entry, entryNode, _ := startEntry(t, nil)
-	exit, exitNode := startExit(t, netip.MustParseAddr("127.0.0.1"), func(c *Config) { c.MaxRelayHandshakes = 40 })
+	exit, exitNode, _ := startExit(t, netip.MustParseAddr("127.0.0.1"), func(c *Config) { c.MaxRelayHandshakes = 40 })
 	entryNode.WGAddr = "192.0.2.7:51820"
 	entryNode.MixnetAddr = "[2001:db8::7]:1789"
 	topo := &directory.Topology{Rotation: testRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
