@@ -39,8 +39,15 @@ const (
 	DefaultMaxClockSkew  = 2 * time.Minute
 	DefaultMaxNonces     = 1 << 20
 	DefaultMaxRegConns   = 1024
-	defaultInjectQueue   = 1024
-	maxRegistrationsConn = 16 // per registration link; a client needs two
+	// DefaultMaxRelayHandshakes: an exit's registration handshakes at
+	// once from one gateway's address. Each relayed registration is a
+	// link of its own from the entry, so this is how many clients one
+	// entry may register with this exit at the same moment; 64 covers a
+	// busy entry's bursts while sixteen entries at it still leave most of
+	// DefaultMaxRegConns to the rest.
+	DefaultMaxRelayHandshakes = 64
+	defaultInjectQueue        = 1024
+	maxRegistrationsConn      = 16 // per registration link; a client needs two
 )
 
 // Default client ranges. They differ from the IP packet router's (10.0.0.0/16,
@@ -72,9 +79,10 @@ type Config struct {
 	// ML-KEM key of that rotation with its Noise key, see
 	// wgreg.NewPrivateKey), or an error for a rotation it does not hold.
 	HPKEKey func(rotation uint64) (hpke.PrivateKey, error)
-	// Listen is the IP:port of the WireGuard door: UDP for WireGuard (on
-	// every address: wireguard-go's bind), TCP on Listen for registration.
-	// Port 0 picks one.
+	// Listen is the IP:port of the WireGuard door: UDP for WireGuard, TCP
+	// for registration. A specific address binds both to it, so WireGuard
+	// answers leave from the address the peer reached; the unspecified
+	// address listens on every address. Port 0 picks one.
 	Listen netip.AddrPort
 	// RangeV4 and RangeV6 are the client ranges; the gateway takes the first
 	// address of each. Defaults by role; RangeV6 may be turned off with
@@ -110,6 +118,12 @@ type Config struct {
 	MaxNonces int
 	// MaxRegConns bounds registration links at once. Default 1024.
 	MaxRegConns int
+	// MaxRelayHandshakes bounds, at an exit, the registration handshakes
+	// at once from the address of a gateway of the consensus (its relayed
+	// registrations, each on a link of its own). Any other address keeps
+	// link.DefaultMaxHandshakesPerIP: a flood guard, meant for one client.
+	// Default DefaultMaxRelayHandshakes.
+	MaxRelayHandshakes int
 	// RelayTimeout bounds an entry's relay of one registration to an exit.
 	RelayTimeout time.Duration
 	// DialContext dials exits' registration ports; nil uses a net.Dialer.
@@ -159,7 +173,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else if !c.RangeV6.IsValid() {
 		c.RangeV6 = map[wgreg.Role]netip.Prefix{wgreg.RoleEntry: DefaultEntryRangeV6, wgreg.RoleExit: DefaultExitRangeV6}[c.Role]
 	}
-	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 {
+	if c.PeerTimeout < 0 || c.MaxFlows < 0 || c.MaxPeersPerIP < 0 || c.MTU < 0 || c.MaxClockSkew < 0 || c.MaxNonces < 0 || c.MaxRegConns < 0 || c.RelayTimeout < 0 || c.MaxRelayHandshakes < 0 {
 		return c, errors.New("wggate: negative limit")
 	}
 	if c.PeerTimeout == 0 {
@@ -195,6 +209,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RelayTimeout == 0 {
 		c.RelayTimeout = DefaultRelayTimeout
 	}
+	if c.MaxRelayHandshakes == 0 {
+		c.MaxRelayHandshakes = DefaultMaxRelayHandshakes
+	}
 	if c.FlushConntrack == nil {
 		c.FlushConntrack = platform.FlushConntrack
 	}
@@ -225,10 +242,13 @@ type Gateway struct {
 	ktun     wgtun.Device // exit only
 	topo     atomic.Pointer[directory.Topology]
 	prevTopo atomic.Pointer[directory.Topology] // the epoch before topo's
-	nonces   *nonceCache
-	quota    *quotas
-	regLn    net.Listener
-	port     uint16
+	// gatewaySrcs are the sources (link.SourceOf) of the gateways of topo
+	// and prevTopo, from their announced addresses.
+	gatewaySrcs atomic.Pointer[map[netip.Prefix]bool]
+	nonces      *nonceCache
+	quota       *quotas
+	regLn       net.Listener
+	port        uint16
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -278,7 +298,13 @@ func New(cfg Config) (_ *Gateway, err error) {
 		}
 		tdev = g.ktun
 	}
-	tdev, bind := g.traced(tdev, conn.NewStdNetBind())
+	// On one address, a socket bound to it (see addrBind); on every
+	// address, wireguard-go's.
+	var b conn.Bind = conn.NewStdNetBind()
+	if !cfg.Listen.Addr().IsUnspecified() {
+		b = newAddrBind(cfg.Listen.Addr(), g.log)
+	}
+	tdev, bind := g.traced(tdev, b)
 	g.dev = device.NewDevice(tdev, bind, wgLogger(g.log))
 	var priv [32]byte
 	rand.Read(priv[:])
@@ -375,6 +401,22 @@ func (g *Gateway) Update(t *directory.Topology) {
 		g.prevTopo.Store(old)
 	}
 	g.topo.Store(t)
+	srcs := make(map[netip.Prefix]bool)
+	for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {
+		if tt == nil {
+			continue
+		}
+		for _, group := range [][]directory.Node{tt.Entry, tt.Exit} {
+			for i := range group {
+				for _, a := range []string{group[i].WGAddr, group[i].MixnetAddr} {
+					if ap, err := netip.ParseAddrPort(a); err == nil && !ap.Addr().IsUnspecified() {
+						srcs[link.SourceOf(net.TCPAddrFromAddrPort(ap))] = true
+					}
+				}
+			}
+		}
+	}
+	g.gatewaySrcs.Store(&srcs)
 	if g.relay != nil {
 		var eps []netip.AddrPort
 		for _, tt := range []*directory.Topology{t, g.prevTopo.Load()} {

@@ -305,7 +305,7 @@ func (r *relay) flow(key flowKey) (*flow, string) {
 		r.log.Warn("wireguard relay: socket to exit", "exit", key.exit, "err", err)
 		return nil, dropSendError
 	}
-	setSocketBuffers(conn, r.log)
+	setSocketBuffers(conn, relaySocketBuffer, r.log)
 	f := &flow{key: key, peer: pk, conn: conn, bc: newBatchConn(conn, key.exit.Addr().Is6())}
 	gso, gro := udpOffload(conn)
 	f.gso.Store(gso)

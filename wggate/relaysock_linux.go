@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setSocketBuffers sizes c's buffers to relaySocketBuffer, past
+// setSocketBuffers sizes c's buffers to size, past
 // net.core.{r,w}mem_max when the process may (CAP_NET_ADMIN, as the node
 // has for its TUN), as wireguard-go does for its sockets.
-func setSocketBuffers(c *net.UDPConn, log *slog.Logger) {
+func setSocketBuffers(c *net.UDPConn, size int, log *slog.Logger) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return
@@ -22,11 +22,11 @@ func setSocketBuffers(c *net.UDPConn, log *slog.Logger) {
 			{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF},
 			{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF},
 		} {
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, relaySocketBuffer) == nil {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, size) == nil {
 				continue
 			}
-			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, relaySocketBuffer); err != nil {
-				log.Debug("wireguard relay: socket buffer", "err", err)
+			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, size); err != nil {
+				log.Debug("wireguard socket buffer", "err", err)
 			}
 		}
 	})

@@ -7,13 +7,13 @@ import (
 	"net"
 )
 
-// setSocketBuffers sizes c's buffers to relaySocketBuffer, as far as the
-// system allows.
-func setSocketBuffers(c *net.UDPConn, log *slog.Logger) {
-	if err := c.SetReadBuffer(relaySocketBuffer); err != nil {
-		log.Debug("wireguard relay: socket buffer", "err", err)
+// setSocketBuffers sizes c's buffers to size, as far as the system
+// allows.
+func setSocketBuffers(c *net.UDPConn, size int, log *slog.Logger) {
+	if err := c.SetReadBuffer(size); err != nil {
+		log.Debug("wireguard socket buffer", "err", err)
 	}
-	c.SetWriteBuffer(relaySocketBuffer)
+	c.SetWriteBuffer(size)
 }
 
 // udpOffload: UDP GSO and GRO are Linux's.

@@ -36,7 +36,8 @@ func (g *Gateway) startServer() error {
 			IdleTimeout: regIdleTimeout,
 			Logger:      g.log,
 		},
-		MaxConns: g.cfg.MaxRegConns,
+		MaxConns:          g.cfg.MaxRegConns,
+		MaxHandshakesFrom: g.maxHandshakesFrom,
 	})
 	if err != nil {
 		return fmt.Errorf("wggate: registration server: %w", err)
@@ -198,6 +199,23 @@ func (g *Gateway) register(req *wgreg.Request, opened *wgreg.Opened, src netip.P
 		a.AddrV6 = netip.PrefixFrom(p.v6, 128)
 	}
 	return a, regOK
+}
+
+// maxHandshakesFrom is the registration server's bound on handshakes at
+// once from src (0: the link's per-address default). At an exit, a
+// gateway's address gets MaxRelayHandshakes: every registration an entry
+// relays comes from it, on a link of its own, so the per-address bound
+// (one client's) would refuse the ninth client registering at once
+// through one entry. The check is by address because it runs before the
+// handshake names the peer; Forward still checks the peer's key.
+func (g *Gateway) maxHandshakesFrom(src netip.Prefix) int {
+	if g.cfg.Role != wgreg.RoleExit {
+		return 0
+	}
+	if m := g.gatewaySrcs.Load(); m != nil && (*m)[src] {
+		return g.cfg.MaxRelayHandshakes
+	}
+	return 0
 }
 
 // isGateway reports whether static is the Noise key of a gateway in the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -141,5 +142,49 @@ func TestIdleTimeout(t *testing.T) {
 	<-c.Done()
 	if n := ts.Stats().IdleClosed.Load(); n != 1 {
 		t.Errorf("IdleClosed = %d, want 1", n)
+	}
+}
+
+// TestMaxHandshakesFromRaisesOneSource: MaxHandshakesFrom gives one source
+// (a gateway relaying many clients' registrations) a bound of its own,
+// while every other source keeps MaxHandshakesPerIP.
+func TestMaxHandshakesFromRaisesOneSource(t *testing.T) {
+	leakcheck.Check(t)
+	const flood = DefaultMaxHandshakesPerIP + 12
+	relay := netip.MustParsePrefix("127.0.0.3/32")
+	ts := startServer(t, "127.0.0.1:0", ServerConfig{
+		Config:              Config{HandshakeTimeout: time.Minute},
+		FirstMessageTimeout: time.Minute,
+		MaxHandshakesFrom: func(src netip.Prefix) int {
+			if src == relay {
+				return 2 * flood
+			}
+			return 0
+		},
+	})
+	st := ts.Stats()
+	silent := func(from string, n int) {
+		for range n {
+			nc, err := fromLoopback(from)(context.Background(), "tcp", ts.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { nc.Close() })
+		}
+	}
+	silent("127.0.0.2", flood)
+	waitFor(t, "the flood past the per-address bound to be refused", func() bool {
+		return st.ConnsRejectedPerIP.Load() == flood-DefaultMaxHandshakesPerIP
+	})
+	// The relay's connections, then one more from the flooding address: the
+	// server accepts in order, so once that one is refused it has seen the
+	// relay's too.
+	silent("127.0.0.3", flood)
+	silent("127.0.0.2", 1)
+	waitFor(t, "one more from the flooding address to be refused", func() bool {
+		return st.ConnsRejectedPerIP.Load() >= flood-DefaultMaxHandshakesPerIP+1
+	})
+	if n := st.ConnsRejectedPerIP.Load(); n != flood-DefaultMaxHandshakesPerIP+1 {
+		t.Fatalf("ConnsRejectedPerIP = %d, want %d: the raised source was refused too", n, flood-DefaultMaxHandshakesPerIP+1)
 	}
 }

@@ -41,8 +41,8 @@ func SourceOf(addr net.Addr) netip.Prefix {
 }
 
 // startHandshake reserves a handshake slot for src and reports whether one
-// was free.
-func (p *perIP) startHandshake(src netip.Prefix) bool {
+// was free. max, when above 0, is src's bound in place of maxHandshakes.
+func (p *perIP) startHandshake(src netip.Prefix, max int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.counts[src]
@@ -50,7 +50,10 @@ func (p *perIP) startHandshake(src netip.Prefix) bool {
 		c = new(ipCount)
 		p.counts[src] = c
 	}
-	if p.maxHandshakes > 0 && c.handshakes >= p.maxHandshakes {
+	if max <= 0 {
+		max = p.maxHandshakes
+	}
+	if max > 0 && c.handshakes >= max {
 		return false
 	}
 	c.handshakes++

@@ -52,6 +52,11 @@ type ServerConfig struct {
 	// every MaxConns slot with connections that never authenticate.
 	// Default DefaultMaxHandshakesPerIP; negative is unbounded.
 	MaxHandshakesPerIP int
+	// MaxHandshakesFrom, if set, gives a source's handshake bound in place
+	// of MaxHandshakesPerIP when it returns more than 0: a gateway raises
+	// it for the addresses of its fellow gateways, whose links each carry
+	// one relayed request of many clients.
+	MaxHandshakesFrom func(src netip.Prefix) int
 	// MaxConnsPerIP bounds the established links from one source; a link
 	// past it is closed right after its handshake and counted in
 	// Stats.ConnsRejectedPerIP. 0 is unbounded.
@@ -141,7 +146,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		src := SourceOf(nc.RemoteAddr())
-		if !sources.startHandshake(src) {
+		limit := 0
+		if s.cfg.MaxHandshakesFrom != nil {
+			limit = s.cfg.MaxHandshakesFrom(src)
+		}
+		if !sources.startHandshake(src, limit) {
 			<-slots
 			s.cfg.Stats.ConnsRejectedPerIP.Add(1)
 			log.Debug("link connection refused: handshakes from its source at MaxHandshakesPerIP", "remote", nc.RemoteAddr().String())

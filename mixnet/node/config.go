@@ -106,6 +106,10 @@ type Config struct {
 	// WireGuardMaxPeersPerIP bounds an entry's peers registered from one
 	// client address (IPv4, or IPv6 /64); default 16.
 	WireGuardMaxPeersPerIP int `toml:"wireguard_max_peers_per_ip,omitzero"`
+	// WireGuardMaxRelayHandshakes bounds an exit's registration handshakes
+	// at once from one gateway's address: the clients one entry registers
+	// with it at the same moment (default 64; any other address keeps 8).
+	WireGuardMaxRelayHandshakes int `toml:"wireguard_max_relay_handshakes,omitzero"`
 	// WireGuardTUN names an exit's WireGuard TUN (default nymwg0);
 	// WireGuardRangeV4 and WireGuardRangeV6 are the client ranges of the
 	// door (defaults: exit 10.1.0.0/16 and fc00::1:0/112, entry

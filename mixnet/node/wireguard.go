@@ -30,8 +30,8 @@ func (c *Config) validateWireGuard() error {
 	if _, err := netip.ParseAddrPort(c.WireGuardListen); err != nil {
 		return fmt.Errorf("wireguard_listen %q: want IP:port: %w", c.WireGuardListen, err)
 	}
-	if c.WireGuardPeerTimeout.Duration < 0 || c.WireGuardMaxFlows < 0 || c.WireGuardMaxPeersPerIP < 0 {
-		return errors.New("wireguard_peer_timeout, wireguard_max_flows and wireguard_max_peers_per_ip must not be negative (0 is the default)")
+	if c.WireGuardPeerTimeout.Duration < 0 || c.WireGuardMaxFlows < 0 || c.WireGuardMaxPeersPerIP < 0 || c.WireGuardMaxRelayHandshakes < 0 {
+		return errors.New("wireguard_peer_timeout, wireguard_max_flows, wireguard_max_peers_per_ip and wireguard_max_relay_handshakes must not be negative (0 is the default)")
 	}
 	_, _, err := c.wireGuardRanges()
 	return err
@@ -94,23 +94,24 @@ func (n *Node) newWireGuard() {
 		}
 	}
 	g, err := wggate.New(wggate.Config{
-		Role:           wireGuardRole(n.cfg.Mode),
-		Identity:       n.self,
-		Link:           n.linkKey,
-		HPKEKey:        n.wireGuardKey,
-		Listen:         listen,
-		RangeV4:        v4,
-		RangeV6:        v6,
-		PeerTimeout:    n.cfg.WireGuardPeerTimeout.Duration,
-		MaxFlows:       n.cfg.WireGuardMaxFlows,
-		MaxPeersPerIP:  n.cfg.WireGuardMaxPeersPerIP,
-		TUN:            n.cfg.WireGuardTUN,
-		RequireTickets: tickets != nil,
-		Tickets:        tickets,
-		TicketQuota:    quota,
-		Logger:         n.log,
-		Registerer:     n.registry,
-		Trace:          n.Trace(), // trace_file: fast mode's traffic too
+		Role:               wireGuardRole(n.cfg.Mode),
+		Identity:           n.self,
+		Link:               n.linkKey,
+		HPKEKey:            n.wireGuardKey,
+		Listen:             listen,
+		RangeV4:            v4,
+		RangeV6:            v6,
+		PeerTimeout:        n.cfg.WireGuardPeerTimeout.Duration,
+		MaxFlows:           n.cfg.WireGuardMaxFlows,
+		MaxPeersPerIP:      n.cfg.WireGuardMaxPeersPerIP,
+		MaxRelayHandshakes: n.cfg.WireGuardMaxRelayHandshakes,
+		TUN:                n.cfg.WireGuardTUN,
+		RequireTickets:     tickets != nil,
+		Tickets:            tickets,
+		TicketQuota:        quota,
+		Logger:             n.log,
+		Registerer:         n.registry,
+		Trace:              n.Trace(), // trace_file: fast mode's traffic too
 	})
 	if err != nil {
 		n.log.Warn("WireGuard (fast mode) not running", "err", err)

@@ -1,0 +1,103 @@
+package wggate
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nym-go/nym/mixnet/directory"
+	"github.com/nym-go/nym/tun"
+	"github.com/nym-go/nym/wgnest"
+	"github.com/nym-go/nym/wgreg"
+)
+
+// TestExitOnOtherAddressAnswersFromIt: an exit whose WireGuard address is
+// not the host's default source address (here 127.0.0.2; Linux routes all
+// of 127.0.0.0/8 to lo, and answers from 127.0.0.1 by default) answers the
+// entry from the address the entry reached. The entry's relay socket is
+// connected to the exit's announced address and drops anything else:
+// before the fix the exit answered from 127.0.0.1 and the nested client's
+// inner handshake never completed.
+func TestExitOnOtherAddressAnswersFromIt(t *testing.T) {
+	entry, entryNode, _ := startEntry(t, nil)
+	exit, exitNode, inet := startExit(t, netip.MustParseAddr("127.0.0.2"), nil)
+	topo := &directory.Topology{Rotation: testRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
+	entry.Update(topo)
+	exit.Update(topo)
+
+	// The internet behind the exit: an echo server.
+	ln, err := inet.ListenTCPAddrPort(netip.AddrPortFrom(exitInternet, 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+
+	// Minutes, for a loaded machine: a few round trips and two handshakes
+	// on loopback.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	outerPriv, outerPub := newKey()
+	innerPriv, innerPub := newKey()
+	regE, sess, err := wgreg.RegisterEntry(ctx, entryNode, outerPub, wgreg.Options{Rotation: testRotation, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	regX, err := sess.RegisterExit(ctx, exitNode, innerPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, stack, err := tun.CreateNetstack([]netip.Addr{regX.AddrV4.Addr()}, nil, wgnest.DefaultInnerMTU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entryEP, _ := entryNode.WGAddrPort()
+	exitEP, _ := exitNode.WGAddrPort()
+	nest, err := wgnest.New(wgnest.Config{
+		TUN:      dev,
+		InnerKey: innerPriv, OuterKey: outerPriv,
+		Entry:   wgnest.Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: entryEP},
+		Exit:    wgnest.Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: exitEP},
+		OuterV4: regE.AddrV4.Addr(), OuterV6: regE.AddrV6.Addr(),
+		Logger: testLogger(),
+	})
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	defer nest.Close()
+	hctx, hcancel := context.WithTimeout(ctx, time.Minute)
+	defer hcancel()
+	if err := nest.WaitHandshake(hctx); err != nil {
+		t.Fatalf("nested handshake through an exit on 127.0.0.2: %v", err)
+	}
+
+	c, err := stack.DialContext(ctx, "tcp", netip.AddrPortFrom(exitInternet, 7).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	msg := make([]byte, 64<<10)
+	rand.Read(msg)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("echo through the nested tunnel: %v", err)
+	}
+	if string(got) != string(msg) {
+		t.Fatal("echo differs")
+	}
+}
