@@ -156,29 +156,41 @@ func (p *pacer) slot(write func(frame []byte, n, bytes int) bool) bool {
 // take builds the next slot, under the one lock of the queue a slot costs,
 // and moves the messages it carries to p.taken. Meanwhile the queue may
 // take up to that many more messages than its limit, until write answers.
+//
+// It packs first-fit: the head of the queue always goes (offer refused what
+// never fits an empty slot), then every later message that fits the room
+// left, in queue order; the others keep theirs. Stopping at the first
+// message that did not fit cost a download at anonymous-plus a slot per
+// one or two acks: its ~200 acks/s sat between 8 KiB replies, and each
+// 8.2 KB slot carried ~2.6 KB of data on average (bench row (p), the
+// gateway's slot counters). Order within a client's downstream carries no
+// meaning: the mixnet reorders packets anyway.
 func (p *pacer) take() (frame []byte, n, bytes int) {
 	buf := p.buffer()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	room := gatewire.SlotRoom(p.frameLen)
-	for _, m := range p.queue {
-		c := gatewire.SlotCost(len(m))
-		if c > room {
-			break
+	minCost := gatewire.SlotCost(0)
+	keep, i := 0, 0
+	for ; i < len(p.queue) && room >= minCost; i++ {
+		m := p.queue[i]
+		if c := gatewire.SlotCost(len(m)); c <= room {
+			room -= c
+			bytes += len(m)
+			p.taken = append(p.taken, m)
+			continue
 		}
-		room -= c
-		n++
-		bytes += len(m)
+		p.queue[keep] = m
+		keep++
 	}
-	// The messages fit (offer refused the ones that never could).
-	frame, _ = gatewire.AppendSlot(buf, p.frameLen, p.queue[:n]...)
-	p.taken = append(p.taken, p.queue[:n]...)
 	// Shift rather than reslice, so the queue's array (a few hundred
 	// bytes: limit slice headers) serves every slot and offer allocates
 	// nothing.
-	rest := copy(p.queue, p.queue[n:])
-	clear(p.queue[rest:])
-	p.queue = p.queue[:rest]
+	keep += copy(p.queue[keep:], p.queue[i:])
+	clear(p.queue[keep:])
+	p.queue = p.queue[:keep]
+	n = len(p.taken)
+	frame, _ = gatewire.AppendSlot(buf, p.frameLen, p.taken...)
 	return frame, n, bytes
 }
 
