@@ -37,7 +37,11 @@ func startExit(t testing.TB, listen netip.Addr, mutate func(*Config)) (*Gateway,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })
-	return g, k.node(netip.AddrPortFrom(listen, g.Port())), inet
+	announce := listen
+	if announce.IsUnspecified() {
+		announce = netip.MustParseAddr("127.0.0.1")
+	}
+	return g, k.node(netip.AddrPortFrom(announce, g.Port())), inet
 }
 
 // TestManyClientsRegisterThroughOneEntry: clients registering with an

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
 	"github.com/nym-go/nym/mixnet/directory"
 	"github.com/nym-go/nym/tun"
 	"github.com/nym-go/nym/wgnest"
@@ -22,13 +24,7 @@ import (
 // before the fix the exit answered from 127.0.0.1 and the nested client's
 // inner handshake never completed.
 func TestExitOnOtherAddressAnswersFromIt(t *testing.T) {
-	entry, entryNode, _ := startEntry(t, nil)
-	exit, exitNode, inet := startExit(t, netip.MustParseAddr("127.0.0.2"), nil)
-	topo := &directory.Topology{Rotation: testRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
-	entry.Update(topo)
-	exit.Update(topo)
-
-	// The internet behind the exit: an echo server.
+	stack, inet := fastNest(t, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2"))
 	ln, err := inet.ListenTCPAddrPort(netip.AddrPortFrom(exitInternet, 7))
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +39,86 @@ func TestExitOnOtherAddressAnswersFromIt(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := stack.DialContext(ctx, "tcp", netip.AddrPortFrom(exitInternet, 7).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	msg := make([]byte, 64<<10)
+	rand.Read(msg)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("echo through the nested tunnel: %v", err)
+	}
+	if string(got) != string(msg) {
+		t.Fatal("echo differs")
+	}
+}
+
+// BenchmarkFastModeDownload measures a download from the exit's userspace
+// internet through a nested client, entry and exit on loopback: with the
+// gateways on one address each (addrBind) and on every address
+// (wireguard-go's StdNetBind, with UDP GSO and GRO).
+func BenchmarkFastModeDownload(b *testing.B) {
+	for _, bc := range []struct{ name, entry, exit string }{
+		{"addr", "127.0.0.1", "127.0.0.2"},
+		{"any", "0.0.0.0", "0.0.0.0"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			stack, inet := fastNest(b, netip.MustParseAddr(bc.entry), netip.MustParseAddr(bc.exit))
+			ln, err := inet.ListenTCPAddrPort(netip.AddrPortFrom(exitInternet, 9))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			chunk := make([]byte, 1<<20)
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						for {
+							if _, err := c.Write(chunk); err != nil {
+								return
+							}
+						}
+					}()
+				}
+			}()
+			c, err := stack.DialContext(context.Background(), "tcp", netip.AddrPortFrom(exitInternet, 9).String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			b.SetBytes(int64(len(chunk)))
+			b.ResetTimer()
+			for range b.N {
+				if _, err := io.ReadFull(c, chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// fastNest brings up an entry and an exit listening on entryAddr and
+// exitAddr (announced as 127.0.0.1 when unspecified) and a client's nested
+// tunnel through them, registered as nymvpn's fast mode does; it returns
+// the client's stack and the exit's internet.
+func fastNest(t testing.TB, entryAddr, exitAddr netip.Addr) (*tun.Net, *netstack.Net) {
+	t.Helper()
+	entry, entryNode, _ := startEntry(t, func(c *Config) { c.Listen = netip.AddrPortFrom(entryAddr, 0) })
+	exit, exitNode, inet := startExit(t, exitAddr, nil)
+	topo := &directory.Topology{Rotation: testRotation, Entry: []directory.Node{entryNode}, Exit: []directory.Node{exitNode}}
+	entry.Update(topo)
+	exit.Update(topo)
 
 	// Minutes, for a loaded machine: a few round trips and two handshakes
 	// on loopback.
@@ -77,27 +153,11 @@ func TestExitOnOtherAddressAnswersFromIt(t *testing.T) {
 		dev.Close()
 		t.Fatal(err)
 	}
-	defer nest.Close()
+	t.Cleanup(func() { nest.Close() })
 	hctx, hcancel := context.WithTimeout(ctx, time.Minute)
 	defer hcancel()
 	if err := nest.WaitHandshake(hctx); err != nil {
-		t.Fatalf("nested handshake through an exit on 127.0.0.2: %v", err)
+		t.Fatalf("nested handshake through an exit on %s: %v", exitAddr, err)
 	}
-
-	c, err := stack.DialContext(ctx, "tcp", netip.AddrPortFrom(exitInternet, 7).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
-	msg := make([]byte, 64<<10)
-	rand.Read(msg)
-	go c.Write(msg)
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("echo through the nested tunnel: %v", err)
-	}
-	if string(got) != string(msg) {
-		t.Fatal("echo differs")
-	}
+	return stack, inet
 }
