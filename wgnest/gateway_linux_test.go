@@ -288,7 +288,11 @@ func TestTopUpBeforeQuotaRunsOut(t *testing.T) {
 	})
 	wg.Go(func() { g.nest.KeepAllowance(ctx, HopExit, Grant{Allowance: g.regX.Allowance, PSK: g.regX.PSK}, topUp) })
 
-	g.transfer(t, wggate.DefaultExitRangeV4.Addr().Next(), size)
+	// Paced to 1 MiB/s: the keeper reads the counters every 500 ms and
+	// tops up one 2 MiB ticket at a time, so it keeps ahead of up to
+	// 4 MiB/s (a real ticket buys 500 MB: 1 GB/s). Unpaced, a quiet host
+	// moved the test's tiny quota within one check (failed at load ~1).
+	g.transferAt(t, wggate.DefaultExitRangeV4.Addr().Next(), size, 1<<20)
 	if e, x := g.entry.QuotaRemovals(), g.exit.QuotaRemovals(); e != 0 || x != 0 {
 		t.Fatalf("peers removed for running out of quota: %d at the entry, %d at the exit", e, x)
 	}

@@ -376,6 +376,13 @@ func (e *testEntry) Close() error {
 // SHA-256.
 func (n *testNet) transfer(t testing.TB, dst netip.Addr, size int) {
 	t.Helper()
+	n.transferAt(t, dst, size, 0)
+}
+
+// transferAt is transfer with the sender paced to at most rate bytes per
+// second (0: as fast as TCP goes), written in sixteenths of a second.
+func (n *testNet) transferAt(t testing.TB, dst netip.Addr, size, rate int) {
+	t.Helper()
 	var ln net.Listener
 	if err := netnstest.DoNamed(n.gw, func() (err error) {
 		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
@@ -408,8 +415,22 @@ func (n *testNet) transfer(t testing.TB, dst netip.Addr, size int) {
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	data := make([]byte, size)
 	rand.Read(data)
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
+	chunk := size
+	var tick *time.Ticker
+	if rate > 0 {
+		chunk = max(rate/16, 1)
+		tick = time.NewTicker(time.Second / 16)
+		defer tick.Stop()
+	}
+	for rest := data; len(rest) > 0; {
+		k := min(chunk, len(rest))
+		if _, err := c.Write(rest[:k]); err != nil {
+			t.Fatal(err)
+		}
+		rest = rest[k:]
+		if tick != nil && len(rest) > 0 {
+			<-tick.C
+		}
 	}
 	c.(*net.TCPConn).CloseWrite()
 	got, err := io.ReadAll(c)
