@@ -173,10 +173,10 @@ func fastNetwork(t *testing.T, o Options, dir string, clients *anonymity.Recorde
 	// socket is open.
 	ids := make([]atomic.Uint32, o.Clients)
 	stacks := make([]*tun.Net, o.Clients)
-	// Registrations go a few at a time: a gateway's registration server
+	// Registrations go a few at a time: the entry's registration server
 	// takes at most link.DefaultMaxHandshakesPerIP (8) handshakes at once
-	// from one address, and here every client's, and at the exit every
-	// relayed one, come from 127.0.0.1.
+	// from one address, and here every client's comes from 127.0.0.1 (the
+	// exit admits more from its gateways: wireguard_max_relay_handshakes).
 	regs := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Clients)
