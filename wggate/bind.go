@@ -12,6 +12,11 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 )
 
+// bindSocketBuffer is the door's socket's receive and send buffer: one
+// socket carries every peer's traffic, so wireguard-go's size for its own
+// (7 MiB), not a relay flow's.
+const bindSocketBuffer = 7 << 20
+
 // addrBind is the device's conn.Bind when the door listens on one address
 // (Config.Listen not unspecified): one UDP socket bound to that address, so
 // every answer leaves from the address the peer reached. wireguard-go's
@@ -21,11 +26,6 @@ import (
 // the host's default source address: an exit announced at an address of
 // its own was answered from another, which the entry's relay socket,
 // connected to the announced address, drops.
-// bindSocketBuffer is the door's socket's receive and send buffer: one
-// socket carries every peer's traffic, so wireguard-go's size for its own
-// (7 MiB), not a relay flow's.
-const bindSocketBuffer = 7 << 20
-
 type addrBind struct {
 	addr netip.Addr
 	log  *slog.Logger
