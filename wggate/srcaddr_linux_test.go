@@ -144,8 +144,8 @@ func fastNest(t testing.TB, entryAddr, exitAddr netip.Addr) (*tun.Net, *netstack
 	nest, err := wgnest.New(wgnest.Config{
 		TUN:      dev,
 		InnerKey: innerPriv, OuterKey: outerPriv,
-		Entry:   wgnest.Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: entryEP},
-		Exit:    wgnest.Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: exitEP},
+		Entry:   wgnest.PeerOf(regE, entryEP),
+		Exit:    wgnest.PeerOf(regX, exitEP),
 		OuterV4: regE.AddrV4.Addr(), OuterV6: regE.AddrV6.Addr(),
 		Logger: testLogger(),
 	})

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/nym-go/nym/wgreg"
 )
 
 // Hop names one of the nested tunnel's two WireGuard peers.
@@ -180,4 +182,9 @@ func (t *Tunnel) KeepAllowance(ctx context.Context, hop Hop, g Grant, topUp TopU
 			return // the gateway stopped metering
 		}
 	}
+}
+
+// GrantOf is the grant a registration at a gateway gave.
+func GrantOf(reg wgreg.Registration) Grant {
+	return Grant{Allowance: reg.Allowance, PSK: reg.PSK}
 }

@@ -277,16 +277,16 @@ func TestTopUpBeforeQuotaRunsOut(t *testing.T) {
 		} else {
 			reg, err = s.RegisterExit(ctx, g.exitNode, g.innerKey.pub)
 		}
-		return Grant{Allowance: reg.Allowance, PSK: reg.PSK}, err
+		return GrantOf(reg), err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		g.nest.KeepAllowance(ctx, HopEntry, Grant{Allowance: g.regE.Allowance, PSK: g.regE.PSK}, topUp)
+		g.nest.KeepAllowance(ctx, HopEntry, GrantOf(g.regE), topUp)
 	})
-	wg.Go(func() { g.nest.KeepAllowance(ctx, HopExit, Grant{Allowance: g.regX.Allowance, PSK: g.regX.PSK}, topUp) })
+	wg.Go(func() { g.nest.KeepAllowance(ctx, HopExit, GrantOf(g.regX), topUp) })
 
 	// Paced to 1 MiB/s: the keeper reads the counters every 500 ms and
 	// tops up one 2 MiB ticket at a time, so it keeps ahead of up to
@@ -343,14 +343,14 @@ func TestTopUpRefused(t *testing.T) {
 		}
 		defer s.Close()
 		reg, err := s.RegisterEntry(ctx, g.outerKey.pub)
-		return Grant{Allowance: reg.Allowance, PSK: reg.PSK}, err
+		return GrantOf(reg), err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		g.nest.KeepAllowance(ctx, HopEntry, Grant{Allowance: g.regE.Allowance, PSK: g.regE.PSK}, spentAgain)
+		g.nest.KeepAllowance(ctx, HopEntry, GrantOf(g.regE), spentAgain)
 	})
 	// Traffic until the entry drops the peer: datagrams to the exit.
 	var c net.Conn

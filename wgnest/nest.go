@@ -18,6 +18,7 @@ import (
 
 	"github.com/nym-go/nym/anonymity/wgtrace"
 	"github.com/nym-go/nym/tun"
+	"github.com/nym-go/nym/wgreg"
 )
 
 // Default sizes, as NymVPN uses them: the outer tunnel's MTU, and the inner
@@ -37,6 +38,12 @@ type Peer struct {
 	PublicKey [32]byte       // its WireGuard key (curve25519)
 	PSK       [32]byte       // the pre-shared key registration agreed (ML-KEM)
 	Endpoint  netip.AddrPort // its WireGuard UDP endpoint
+}
+
+// PeerOf is the gateway a registration answered for, reached at its
+// WireGuard endpoint ep.
+func PeerOf(reg wgreg.Registration, ep netip.AddrPort) Peer {
+	return Peer{PublicKey: reg.GatewayKey, PSK: reg.PSK, Endpoint: ep}
 }
 
 // Config is one nested tunnel.

@@ -199,7 +199,7 @@ func (ft *fastTunnel) topUp(ctx context.Context, leg *fastLeg, hop wgnest.Hop, o
 		return wgnest.Grant{}, fmt.Errorf("topping up at the %s: it gave a new address %v (was %v)", hop, reg.AddrV4, want)
 	}
 	ft.log.Info("fast mode: allowance topped up", "hop", hop.String(), "left_bytes", reg.Allowance)
-	return wgnest.Grant{Allowance: reg.Allowance, PSK: reg.PSK}, nil
+	return wgnest.GrantOf(reg), nil
 }
 
 // up registers at the next entry and exit and brings the nested tunnel up
@@ -283,8 +283,8 @@ func (ft *fastTunnel) up(ctx context.Context) (_ *fastLeg, err error) {
 		TUN:      dev,
 		InnerKey: innerKey.priv,
 		OuterKey: outerKey.priv,
-		Entry:    wgnest.Peer{PublicKey: regE.GatewayKey, PSK: regE.PSK, Endpoint: entryEP},
-		Exit:     wgnest.Peer{PublicKey: regX.GatewayKey, PSK: regX.PSK, Endpoint: exitEP},
+		Entry:    wgnest.PeerOf(regE, entryEP),
+		Exit:     wgnest.PeerOf(regX, exitEP),
 		OuterV4:  regE.AddrV4.Addr(),
 		OuterV6:  regE.AddrV6.Addr(),
 		Mark:     fwMark,
@@ -304,8 +304,8 @@ func (ft *fastTunnel) up(ctx context.Context) (_ *fastLeg, err error) {
 	leg := &fastLeg{nest: nest, entry: entry, exit: exit, release: release, outerV4: regE.AddrV4.Addr(),
 		addrs: ipr.AddrPair{V4: regX.AddrV4.Addr(), V6: regX.AddrV6.Addr()}}
 	ft.keepAllowances(leg, outerKey.pub, innerKey.pub, [2]wgnest.Grant{
-		wgnest.HopEntry: {Allowance: regE.Allowance, PSK: regE.PSK},
-		wgnest.HopExit:  {Allowance: regX.Allowance, PSK: regX.PSK},
+		wgnest.HopEntry: wgnest.GrantOf(regE),
+		wgnest.HopExit:  wgnest.GrantOf(regX),
 	})
 	return leg, nil
 }
