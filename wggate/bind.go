@@ -67,6 +67,7 @@ func (b *addrBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	for i := range ms {
 		ms[i].Buffers = make([][]byte, 1)
 	}
+	var last *conn.StdNetEndpoint
 	recv := func(pkts [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n := min(len(pkts), len(ms))
 		for i := range n {
@@ -84,7 +85,13 @@ func (b *addrBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 				continue
 			}
 			ap := ua.AddrPort()
-			eps[i] = &conn.StdNetEndpoint{AddrPort: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			// A batch mostly comes from one peer: its endpoint (never
+			// changed once made) serves them all, not one allocation each.
+			if last == nil || last.AddrPort != ap {
+				last = &conn.StdNetEndpoint{AddrPort: ap}
+			}
+			eps[i] = last
 		}
 		return n, nil
 	}
