@@ -158,72 +158,17 @@ func (r *relay) accept(pkt []byte, last *flow) (*flow, []byte) {
 // most 64 segments per message; a batch of 1420-byte datagrams needs two.
 const relayBatch = 128
 
-// maxGSOSegments and maxGSOBytes bound one UDP_SEGMENT message: the
-// kernel's UDP_MAX_SEGMENTS, and a UDP datagram's length less headers.
-const (
-	maxGSOSegments = 64
-	maxGSOBytes    = 65535 - 48
-)
-
 // sendBatch is datagrams of one flow waiting for one sendmmsg. The
 // device's receive goroutines (one per peer) each take one from the pool.
 type sendBatch struct {
 	f   *flow
 	pay [][]byte // the datagrams, in order; they alias the device's buffers
-
-	// What one sendmmsg gets: a message per datagram, or with GSO per run
-	// of equal-size datagrams (the last of a run may be shorter), each
-	// datagram an iovec of its own, so nothing is copied. segs[i] is how
-	// many datagrams msgs[i] carries.
-	msgs []ipv4.Message
-	segs []int
-	oob  [][]byte
+	gsoBatch
 }
 
 var sendBatches = sync.Pool{New: func() any {
-	sb := &sendBatch{
-		pay:  make([][]byte, 0, relayBatch),
-		msgs: make([]ipv4.Message, relayBatch),
-		segs: make([]int, relayBatch),
-		oob:  make([][]byte, relayBatch),
-	}
-	for i := range sb.msgs {
-		sb.msgs[i].Buffers = make([][]byte, 0, maxGSOSegments)
-		sb.oob[i] = make([]byte, gsoOOBSize)
-	}
-	return sb
+	return &sendBatch{pay: make([][]byte, 0, relayBatch), gsoBatch: newGSOBatch(relayBatch)}
 }}
-
-// build turns pay into messages, runs of equal size joined when gso.
-func (sb *sendBatch) build(pay [][]byte, gso bool) []ipv4.Message {
-	n, size, bytes := 0, 0, 0
-	for _, p := range pay {
-		if gso && n > 0 {
-			m := &sb.msgs[n-1]
-			// A run continues while its datagrams are of its size; a
-			// shorter one ends it.
-			if len(p) <= size && len(m.Buffers[len(m.Buffers)-1]) == size &&
-				sb.segs[n-1] < maxGSOSegments && bytes+len(p) <= maxGSOBytes {
-				m.Buffers = append(m.Buffers, p)
-				sb.segs[n-1]++
-				bytes += len(p)
-				continue
-			}
-		}
-		m := &sb.msgs[n]
-		m.Buffers = append(m.Buffers[:0], p)
-		m.OOB = nil
-		sb.segs[n] = 1
-		size, bytes = len(p), len(p)
-		n++
-	}
-	for i := range n {
-		if sb.segs[i] > 1 {
-			sb.msgs[i].OOB = putGSO(sb.oob[i], len(sb.msgs[i].Buffers[0]))
-		}
-	}
-	return sb.msgs[:n]
-}
 
 // send writes sb's datagrams to its flow's exit and empties it.
 func (r *relay) send(sb *sendBatch) {
@@ -238,47 +183,17 @@ func (r *relay) send(sb *sendBatch) {
 		}
 	}
 	gso := f.gso.Load()
-	msgs := sb.build(pay, gso)
-	for i := 0; i < len(msgs); {
-		n, err := f.bc.WriteBatch(msgs[i:], 0)
-		switch {
-		case err != nil && sb.segs[i] > 1:
-			// The kernel refused a GSO message; on EIO (the way out
-			// cannot segment) the flow stops asking. This message's
-			// datagrams and the rest go again one by one.
-			if gsoRefused(err) {
-				f.gso.Store(false)
-				r.log.Debug("wireguard relay: UDP GSO refused; sending datagrams singly", "exit", f.key.exit, "err", err)
-			}
-			done := 0
-			for _, s := range sb.segs[:i] {
-				done += s
-			}
-			pay = pay[done:]
-			msgs, i = sb.build(pay, false), 0
-			continue
-		case err != nil:
-			// Refused (an ICMP error the socket held) or failed: the
-			// first datagram is lost, as a single send would have been;
-			// the rest get their own try.
-			r.m.dropped.WithLabelValues(dropSendError).Inc()
-			n = 1
-		default:
-			pkts, bytes := 0, 0
-			for _, m := range msgs[i : i+n] {
-				for _, b := range m.Buffers {
-					bytes += len(b)
-				}
-				pkts += len(m.Buffers)
-			}
-			r.toExitPkts.Add(float64(pkts))
-			r.toExitBytes.Add(float64(bytes))
-		}
-		i += n
+	sent, bytes, err := sb.write(f.bc, pay, nil, &f.gso)
+	if gso && !f.gso.Load() {
+		r.log.Debug("wireguard relay: UDP GSO refused; sending datagrams singly", "exit", f.key.exit)
 	}
-	for i := range msgs {
-		clear(msgs[i].Buffers)
+	if lost := len(pay) - sent; lost > 0 {
+		// Refused (an ICMP error the socket held) or failed.
+		r.m.dropped.WithLabelValues(dropSendError).Add(float64(lost))
+		r.log.Debug("wireguard relay: sending to exit", "exit", f.key.exit, "lost", lost, "err", err)
 	}
+	r.toExitPkts.Add(float64(sent))
+	r.toExitBytes.Add(float64(bytes))
 	clear(sb.pay)
 	sb.f, sb.pay = nil, sb.pay[:0]
 }
@@ -381,9 +296,7 @@ func (r *relay) fromExit(f *flow) {
 				r.m.dropped.WithLabelValues(dropTooBig).Inc()
 				continue
 			}
-			for len(data) > 0 {
-				d := data[:min(seg, len(data))]
-				data = data[len(d):]
+			for d := range segments(data, seg) {
 				if r.trace != nil {
 					r.trace.relayed(f.key.exit, d, anonymity.In)
 				}

@@ -75,12 +75,28 @@ func TestRelaySendsRunsWithGSO(t *testing.T) {
 	}
 	r.fromClients(pkts, 0)
 
-	var got [][]byte
-	coalesced := 0
+	got, coalesced := readCoalesced(t, exit, n)
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("datagram %d: got %d bytes %q…, want %d bytes %q…", i, len(got[i]), got[i][:12], len(want[i]), want[i][:12])
+		}
+	}
+	if coalesced == 0 {
+		t.Fatal("no read at the exit was a GSO burst: the relay sent every datagram singly")
+	}
+	if got := counterValue(r.toExitPkts); got != n {
+		t.Fatalf("relayed %v datagrams to the exit, want %d", got, n)
+	}
+}
+
+// readCoalesced reads n datagrams from c (UDP GRO on), splitting the
+// coalesced reads itself; it returns them and how many reads were bursts.
+func readCoalesced(t *testing.T, c *net.UDPConn, n int) (got [][]byte, coalesced int) {
+	t.Helper()
 	buf, oob := make([]byte, 1<<16), make([]byte, 64)
-	exit.SetReadDeadline(time.Now().Add(20 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	for len(got) < n {
-		m, oobn, _, _, err := exit.ReadMsgUDP(buf, oob)
+		m, oobn, _, _, err := c.ReadMsgUDP(buf, oob)
 		if err != nil {
 			t.Fatalf("after %d datagrams: %v", len(got), err)
 		}
@@ -95,17 +111,7 @@ func TestRelaySendsRunsWithGSO(t *testing.T) {
 			got = append(got, bytes.Clone(d))
 		}
 	}
-	for i := range want {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("datagram %d: got %d bytes %q…, want %d bytes %q…", i, len(got[i]), got[i][:12], len(want[i]), want[i][:12])
-		}
-	}
-	if coalesced == 0 {
-		t.Fatal("no read at the exit was a GSO burst: the relay sent every datagram singly")
-	}
-	if got := counterValue(r.toExitPkts); got != n {
-		t.Fatalf("relayed %v datagrams to the exit, want %d", got, n)
-	}
+	return got, coalesced
 }
 
 // TestRelaySplitsGROBursts: the exit sends a burst with UDP GSO (as
