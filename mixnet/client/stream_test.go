@@ -488,24 +488,23 @@ func TestReplyStreamPaced(t *testing.T) {
 
 // ReplyInterval leaves room for the downstream's own cover and acks: for
 // anonymous-plus (one 8.2 KB slot per 6 ms, 166.7/s), the extended cover
-// takes 10 slots/s, the loop cover stream's 5/s and a quarter of the
-// Poisson stream's 200/s come back as regular deliveries, 3 to a slot
-// (18.3 slots/s): 138.3 slots/s left, 124.5 replies/s with 10% headroom,
-// one per 8.03 ms.
+// takes 10 slots/s, the loop cover stream's 5/s and half the Poisson
+// stream's 200/s come back as regular deliveries, 3 to a slot (35 slots/s):
+// 121.7 slots/s left, 109.5 replies/s with 10% headroom, one per 9.13 ms.
 func TestReplyInterval(t *testing.T) {
 	plus := NymDefaults()
 	plus.SendInterval = 5 * time.Millisecond
 	plus.ExtendedReplies = true
 	plus.ExtendedCoverInterval = 100 * time.Millisecond
 	plus.DownstreamInterval = 6 * time.Millisecond
-	if got, want := plus.ReplyInterval(), 8032*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
+	if got, want := plus.ReplyInterval(), 9132*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
 		t.Errorf("anonymous-plus: %v, want %v", got, want)
 	}
 	// Nym's defaults at 200 regular slots/s: a reply takes a slot, and so
-	// does each loop cover delivery: 200 - 5 - 12.5, × 0.9, 164.25/s.
+	// does each loop cover delivery: 200 - 5 - 25, × 0.9, 153/s.
 	def := NymDefaults()
 	def.DownstreamInterval = 5 * time.Millisecond
-	if got, want := def.ReplyInterval(), 6088*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
+	if got, want := def.ReplyInterval(), 6536*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
 		t.Errorf("Nym's defaults: %v, want %v", got, want)
 	}
 	if got := NymDefaults().ReplyInterval(); got != 0 {
