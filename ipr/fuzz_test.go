@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // Whatever parses must marshal back to the same bytes: the codec is strict,
@@ -13,6 +14,7 @@ func FuzzRequest(f *testing.F) {
 	for _, r := range []Request{
 		&Connect{RequestID: 1, Nonce: testNonce},
 		&Connect{RequestID: 2, Nonce: testNonce, Want: testPair},
+		&Connect{RequestID: 2, Nonce: testNonce, Want: AddrPair{V6: testPair.V6}, ReplyInterval: 10 * time.Millisecond},
 		&Disconnect{},
 		&Ping{ID: 3},
 		&DataUp{Seq: 4, Bundle: []byte{0, 2, 0x45, 0}},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -79,6 +80,18 @@ type Connect struct {
 	// Want holds addresses the client would like (say, from an earlier
 	// session); either may be zero. The router grants them when free.
 	Want AddrPair
+	// ReplyInterval is the pace at which the client's downstream takes
+	// the session's replies: a client whose gateway shapes its downstream
+	// to one slot per interval, some of them taken by its own cover and
+	// acks, announces the mean interval left for replies. The router then
+	// sends the session's Data no faster, so that under load each reply
+	// leaves packed with what the interval gathered and the queue stands
+	// at the router, under its CoDel, rather than at the gateway. Zero:
+	// not announced (older clients, unshaped profiles): every reply goes
+	// as soon as a SURB is in hand. On the wire it is whole microseconds,
+	// 1 to 2^32-1, after the wanted addresses, present when flag
+	// connectReplyInterval is set.
+	ReplyInterval time.Duration
 }
 
 // Disconnect ends the session. The router does not answer it.
@@ -218,8 +231,12 @@ func (*UnrequestedDisconnect) isResponse() {}
 
 // Connect flag bits.
 const (
-	connectWantV4 = 1 << 0
-	connectWantV6 = 1 << 1
+	connectWantV4         = 1 << 0
+	connectWantV6         = 1 << 1
+	connectReplyInterval  = 1 << 2
+	connectFlags          = connectWantV4 | connectWantV6 | connectReplyInterval
+	replyIntervalUnit     = time.Microsecond
+	maxReplyIntervalUnits = 1<<32 - 1
 )
 
 func appendHeader(b []byte, t msgType) []byte { return append(b, ProtocolVersion, byte(t)) }
@@ -239,6 +256,15 @@ func (m *Connect) AppendBinary(b []byte) ([]byte, error) {
 		}
 		flags |= connectWantV6
 	}
+	var pace uint32
+	if m.ReplyInterval != 0 {
+		units := m.ReplyInterval / replyIntervalUnit
+		if units < 1 || units > maxReplyIntervalUnits {
+			return b, fmt.Errorf("ipr: connect: reply interval %v is not 1 µs to %v", m.ReplyInterval, maxReplyIntervalUnits*replyIntervalUnit)
+		}
+		pace = uint32(units)
+		flags |= connectReplyInterval
+	}
 	b = appendHeader(b, typeConnect)
 	b = binary.BigEndian.AppendUint64(b, m.RequestID)
 	b = append(b, m.Nonce[:]...)
@@ -250,6 +276,9 @@ func (m *Connect) AppendBinary(b []byte) ([]byte, error) {
 	if flags&connectWantV6 != 0 {
 		a := m.Want.V6.As16()
 		b = append(b, a[:]...)
+	}
+	if flags&connectReplyInterval != 0 {
+		b = binary.BigEndian.AppendUint32(b, pace)
 	}
 	return b, nil
 }
@@ -382,7 +411,7 @@ func ParseRequest(b []byte) (Request, error) {
 		m := &Connect{RequestID: binary.BigEndian.Uint64(body)}
 		copy(m.Nonce[:], body[8:])
 		flags := body[8+NonceSize]
-		if flags&^(connectWantV4|connectWantV6) != 0 {
+		if flags&^connectFlags != 0 {
 			return nil, fmt.Errorf("%w: connect flags %#x", ErrMalformed, flags)
 		}
 		n := fixed
@@ -391,6 +420,9 @@ func ParseRequest(b []byte) (Request, error) {
 		}
 		if flags&connectWantV6 != 0 {
 			n += 16
+		}
+		if flags&connectReplyInterval != 0 {
+			n += 4
 		}
 		if err := wantLen("connect", body, n); err != nil {
 			return nil, err
@@ -405,6 +437,14 @@ func ParseRequest(b []byte) (Request, error) {
 			if m.Want.V6.Is4In6() {
 				return nil, fmt.Errorf("%w: connect: wanted IPv6 address is IPv4-mapped", ErrMalformed)
 			}
+			rest = rest[16:]
+		}
+		if flags&connectReplyInterval != 0 {
+			units := binary.BigEndian.Uint32(rest)
+			if units == 0 {
+				return nil, fmt.Errorf("%w: connect: zero reply interval", ErrMalformed)
+			}
+			m.ReplyInterval = time.Duration(units) * replyIntervalUnit
 		}
 		return m, nil
 	case typeDisconnect:

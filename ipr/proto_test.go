@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nym-go/nym/tun/ippkt"
 )
@@ -26,6 +27,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		{"connect want v4", &Connect{RequestID: 7, Nonce: testNonce, Want: AddrPair{V4: testPair.V4}}, 2 + 25 + 4},
 		{"connect want v6", &Connect{RequestID: 7, Nonce: testNonce, Want: AddrPair{V6: testPair.V6}}, 2 + 25 + 16},
 		{"connect want both", &Connect{RequestID: 1 << 60, Nonce: testNonce, Want: testPair}, 2 + 25 + 20},
+		{"connect reply interval", &Connect{RequestID: 7, Nonce: testNonce, ReplyInterval: 9500 * time.Microsecond}, 2 + 25 + 4},
+		{"connect want both and reply interval", &Connect{RequestID: 7, Nonce: testNonce, Want: testPair, ReplyInterval: time.Microsecond}, 2 + 25 + 20 + 4},
 		{"disconnect", &Disconnect{}, 2},
 		{"ping", &Ping{ID: 99}, 10},
 		{"data", &DataUp{Seq: 3, Bundle: []byte{0, 1, 0x45}}, DataUpOverhead + 3},
@@ -105,7 +108,9 @@ func TestParseRejects(t *testing.T) {
 		{"unknown response type", []byte{v, 0xff}, true, false},
 		{"connect short", append([]byte{v, 0x01}, make([]byte, 24)...), false, false},
 		{"connect long", append([]byte{v, 0x01}, make([]byte, 26)...), false, false},
-		{"connect unknown flag", append(append([]byte{v, 0x01}, make([]byte, 24)...), 0x04), false, false},
+		{"connect unknown flag", append(append([]byte{v, 0x01}, make([]byte, 24)...), 0x08), false, false},
+		{"connect zero reply interval", append(append([]byte{v, 0x01}, make([]byte, 24)...), connectReplyInterval, 0, 0, 0, 0), false, false},
+		{"connect reply interval cut", append(append([]byte{v, 0x01}, make([]byte, 24)...), connectReplyInterval, 0, 0, 1), false, false},
 		{"connect flag without address", append(append([]byte{v, 0x01}, make([]byte, 24)...), connectWantV4), false, false},
 		{"connect v4-mapped v6", append(append(append([]byte{v, 0x01}, make([]byte, 24)...), connectWantV6),
 			netip.MustParseAddr("::ffff:10.0.0.2").AsSlice()...), false, false},
@@ -151,6 +156,9 @@ func TestMarshalRefusesWrongFamilies(t *testing.T) {
 		&Connect{Nonce: testNonce, Want: AddrPair{V4: testPair.V6}},
 		&Connect{Nonce: testNonce, Want: AddrPair{V6: testPair.V4}},
 		&Connect{Nonce: testNonce, Want: AddrPair{V6: netip.MustParseAddr("::ffff:10.0.0.2")}},
+		&Connect{Nonce: testNonce, ReplyInterval: 999 * time.Nanosecond},
+		&Connect{Nonce: testNonce, ReplyInterval: -time.Millisecond},
+		&Connect{Nonce: testNonce, ReplyInterval: 2 * time.Hour},
 	} {
 		if _, err := MarshalRequest(m); err == nil {
 			t.Errorf("%+v marshalled", m)

@@ -207,7 +207,8 @@ func (t *Tunnel) handshake(ctx context.Context, mix Mixnet, router client.Addres
 		case <-ctx.Done():
 			return nil, fmt.Errorf("vpn: no answer to Connect from %s: %w", router, ctx.Err())
 		case <-retry.C:
-			req, err := ipr.MarshalRequest(&ipr.Connect{RequestID: t.reqID.Add(1), Nonce: t.nonce, Want: t.addrs})
+			req, err := ipr.MarshalRequest(&ipr.Connect{RequestID: t.reqID.Add(1), Nonce: t.nonce, Want: t.addrs,
+				ReplyInterval: t.cfg.Profile.Loopix.ReplyInterval()}) // the exit paces our replies to our shaped downstream
 			if err != nil {
 				return nil, fmt.Errorf("vpn: encoding Connect: %w", err)
 			}

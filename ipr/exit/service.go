@@ -142,7 +142,13 @@ func (s *Service) Run(ctx context.Context) error {
 	// a bundle from it whenever it holds a SURB for the session, and says
 	// when it holds none.
 	rcfg.OpenStream = func(key router.SessionKey, d router.Downstream) (router.Stream, error) {
-		return mix.OpenReplyStream(client.AnonymousSenderTag(key), replySource{d}, d.Starved)
+		st, err := mix.OpenReplyStream(client.AnonymousSenderTag(key), replySource{d}, d.Starved)
+		if err == nil {
+			// At the pace the client's shaped downstream takes replies,
+			// when it said: full replies under load, the queue here.
+			st.Pace(d.ReplyInterval(), replyBurst)
+		}
+		return st, err
 	}
 	flusher := newConntrackFlusher(host.FlushConntrack, s.log)
 	rcfg.Released = flusher.released
@@ -203,6 +209,12 @@ func (s *Service) connect(ctx context.Context) (*client.Client, error) {
 	}
 	return mix, nil
 }
+
+// replyBurst is how many replies a paced session's stream sends at once
+// after a quiet spell (client.Stream.Pace): the first answers of a page
+// load (DNS, handshakes, small responses) need not wait an interval each,
+// and the client's gateway queues no more than these beyond its pace.
+const replyBurst = 4
 
 // replySource is a session's downstream as the mixnet client pulls it: the
 // router writes the next response straight into the packet's buffer.

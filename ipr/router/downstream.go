@@ -1,6 +1,10 @@
 package router
 
-import "github.com/nym-go/nym/ipr"
+import (
+	"time"
+
+	"github.com/nym-go/nym/ipr"
+)
 
 // Stream is the transport's stream that carries one session's downstream
 // Data under one sender tag: for the exit, a mixnet reply stream, which
@@ -24,6 +28,35 @@ type Downstream struct {
 
 // Key is the sender tag the stream replies to.
 func (d Downstream) Key() SessionKey { return d.key }
+
+// ReplyInterval is the pace at which the client said its downstream takes
+// the session's replies (ipr.Connect.ReplyInterval), within
+// [MinReplyInterval, MaxReplyInterval]; zero when it did not say. The
+// stream should pull no faster: under load each Pull then packs what the
+// interval gathered, and the queue stands here, under CoDel.
+func (d Downstream) ReplyInterval() time.Duration {
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	return d.s.replyInterval
+}
+
+// The bounds of the reply pace a router grants. Below a millisecond the
+// pace would hardly differ from none (a reply as soon as a SURB is in
+// hand, which a client gets by not asking) and costs a timer per reply;
+// above a second the session's every queued packet would age out in
+// CoDel between two replies.
+const (
+	MinReplyInterval = time.Millisecond
+	MaxReplyInterval = time.Second
+)
+
+// replyIntervalOf bounds a Connect's announced pace; zero stays zero.
+func replyIntervalOf(c *ipr.Connect) time.Duration {
+	if c.ReplyInterval <= 0 {
+		return 0
+	}
+	return min(max(c.ReplyInterval, MinReplyInterval), MaxReplyInterval)
+}
 
 // Pull appends the session's next downstream response to dst, within
 // cap(dst), and reports false when there is nothing to send. The response is

@@ -89,3 +89,34 @@ func isLowSURBs(r ipr.Response) bool {
 	info, ok := r.(*ipr.Info)
 	return ok && info.Code == ipr.InfoLowSURBs
 }
+
+// The reply pace a client announces reaches its session's stream, bounded;
+// a client that announces none gets none, and a session moved to a new
+// sender tag takes the pace its new Connect announces.
+func TestReplyIntervalReachesTheStream(t *testing.T) {
+	e := newTestExit(t, nil)
+	for i, tc := range []struct{ asked, want time.Duration }{
+		{0, 0},
+		{8 * time.Millisecond, 8 * time.Millisecond},
+		{time.Microsecond, MinReplyInterval},
+		{time.Hour, MaxReplyInterval},
+	} {
+		c := e.client(byte(i + 1))
+		c.send(&ipr.Connect{RequestID: 1, Nonce: c.nonce, ReplyInterval: tc.asked})
+		if _, ok := e.lastResponse(c.key).(*ipr.ConnectOK); !ok {
+			t.Fatalf("asking %v: not connected", tc.asked)
+		}
+		if got := e.stream(c.key).d.ReplyInterval(); got != tc.want {
+			t.Errorf("asked %v: the stream's pace is %v, want %v", tc.asked, got, tc.want)
+		}
+	}
+	moved := e.client(2) // the session that asked 8 ms, under a new tag
+	moved.key[1] = 0x77
+	moved.send(&ipr.Connect{RequestID: 2, Nonce: moved.nonce, ReplyInterval: 12 * time.Millisecond})
+	if _, ok := e.lastResponse(moved.key).(*ipr.ConnectOK); !ok {
+		t.Fatal("the moved session did not connect")
+	}
+	if got := e.stream(moved.key).d.ReplyInterval(); got != 12*time.Millisecond {
+		t.Errorf("moved session: the stream's pace is %v, want 12ms", got)
+	}
+}

@@ -378,6 +378,7 @@ func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_
 		delete(r.sessions, s.key)
 		s.key = key
 		s.lastSeen = now
+		s.replyInterval = replyIntervalOf(c)
 		old = s.takeStream()
 		s.mu.Unlock()
 		r.sessions[key] = s
@@ -394,6 +395,8 @@ func (r *Router) connectLocked(key SessionKey, c *ipr.Connect, now time.Time) (_
 		addrs:    addrs,
 		lastSeen: now,
 		down:     r.newQueue(),
+
+		replyInterval: replyIntervalOf(c),
 	}
 	if r.cfg.Reorder.Timeout >= 0 {
 		s.up = ipr.NewResequencer[[]byte](r.cfg.Reorder)

@@ -42,6 +42,10 @@ type session struct {
 	stream      Stream
 	lowSURBs    bool      // the stream starved: the next pull tells the client
 	lastLowInfo time.Time // last low-SURB Info sent
+	// replyInterval is the pace the client's downstream takes replies
+	// at, as its last Connect announced it (bounded: replyIntervalOf);
+	// zero when it did not.
+	replyInterval time.Duration
 }
 
 // ownsSource reports whether src is one of the session's addresses.

@@ -400,3 +400,119 @@ func TestStreamWaitsForLinkRoom(t *testing.T) {
 		return len(a.linkRoom) == directLinkWindow-1
 	})
 }
+
+// timedSource records when each of its packets was pulled.
+type timedSource struct {
+	*testSource
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (s *timedSource) Pull(p *Payload) bool {
+	now := time.Now()
+	if !s.testSource.Pull(p) {
+		return false
+	}
+	s.mu.Lock()
+	s.at = append(s.at, now)
+	s.mu.Unlock()
+	return true
+}
+
+// A paced reply stream pulls its burst at once, then no faster than its
+// interval, however much its source holds; a stream held by its pace still
+// closes.
+func TestReplyStreamPaced(t *testing.T) {
+	f := newFakeNet(t, 1, 1)
+	a := f.connect(t, nil)
+	b := f.connect(t, func(c *Config) { c.SURBs = SURBPolicy{LowWater: 1} })
+	var tag AnonymousSenderTag
+	for range 5 { // 15 SURBs: 3 for the burst, 10 for the paced packets
+		if err := a.SendRepliablePacket(context.Background(), b.Address(), []byte("surbs"), 3); err != nil {
+			t.Fatal(err)
+		}
+		tag = receive(t, b, 10*time.Second).SenderTag
+	}
+	go func() {
+		for range a.Receive() {
+		}
+	}()
+
+	// A pace of an hour: the burst goes, then nothing.
+	held := &testSource{t: t}
+	st, err := b.OpenReplyStream(tag, held, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Pace(time.Hour, 3)
+	held.add(10)
+	st.Wake()
+	waitFor(t, 10*time.Second, "the burst of 3", func() bool { _, sent := held.counts(); return sent == 3 })
+	// A negative check needs a bound; a busy machine only makes a wrong
+	// Pull less likely to show here, never a right one fail.
+	time.Sleep(200 * time.Millisecond)
+	st.Wake()
+	time.Sleep(100 * time.Millisecond)
+	if _, sent := held.counts(); sent != 3 {
+		t.Fatalf("%d packets pulled at a pace of one an hour after a burst of 3", sent)
+	}
+	closed := make(chan struct{})
+	go func() { st.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a stream waiting for its pace")
+	}
+
+	// A pace of 20 ms without burst: the tenth packet is pulled at least
+	// 9 intervals after the first (a busy machine only makes it later).
+	const interval, n = 20 * time.Millisecond, 10
+	src := &timedSource{testSource: &testSource{t: t}}
+	st, err = b.OpenReplyStream(tag, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Pace(interval, 1)
+	src.add(n)
+	st.Wake()
+	waitFor(t, 20*time.Second, "the paced packets", func() bool { _, sent := src.counts(); return sent == n })
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	for i := 1; i < n; i++ {
+		if d := src.at[i].Sub(src.at[0]); d < time.Duration(i)*interval {
+			t.Fatalf("packet %d pulled %v after the first, want at least %v", i, d, time.Duration(i)*interval)
+		}
+	}
+}
+
+// ReplyInterval leaves room for the downstream's own cover and acks: for
+// anonymous-plus (one 8.2 KB slot per 6 ms, 166.7/s), the extended cover
+// takes 10 slots/s, the loop cover stream's 5/s and half the Poisson
+// stream's 200/s come back as regular deliveries, 3 to a slot (35 slots/s):
+// 121.7 slots/s left, 109.5 replies/s with 10% headroom, one per 9.13 ms.
+func TestReplyInterval(t *testing.T) {
+	plus := NymDefaults()
+	plus.SendInterval = 5 * time.Millisecond
+	plus.ExtendedReplies = true
+	plus.ExtendedCoverInterval = 100 * time.Millisecond
+	plus.DownstreamInterval = 6 * time.Millisecond
+	if got, want := plus.ReplyInterval(), 9132*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
+		t.Errorf("anonymous-plus: %v, want %v", got, want)
+	}
+	// Nym's defaults at 200 regular slots/s: a reply takes a slot, and so
+	// does each loop cover delivery: 200 - 5 - 25, × 0.9, 153/s.
+	def := NymDefaults()
+	def.DownstreamInterval = 5 * time.Millisecond
+	if got, want := def.ReplyInterval(), 6536*time.Microsecond; got < want-5*time.Microsecond || got > want+5*time.Microsecond {
+		t.Errorf("Nym's defaults: %v, want %v", got, want)
+	}
+	if got := NymDefaults().ReplyInterval(); got != 0 {
+		t.Errorf("unshaped: %v, want 0", got)
+	}
+	starved := def
+	starved.DownstreamInterval = time.Second // 1 slot/s, 5.5 of loop cover
+	if got := starved.ReplyInterval(); got != 0 {
+		t.Errorf("no slots left for replies: %v, want 0", got)
+	}
+}
