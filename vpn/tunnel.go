@@ -56,6 +56,7 @@ type Tunnel struct {
 	pingID                        atomic.Uint64
 
 	packetsUp, bytesUp, bundlesUp       atomic.Uint64
+	surbOnlyUp, mixedUp                 atomic.Uint64 // DataUps by kind: SURBs alone; data beside SURBs
 	packetsDown, bytesDown, bundlesDown atomic.Uint64
 	tooBig, malformedDown, tunWriteErrs atomic.Uint64
 	pings, pongs, reconnects            atomic.Uint64
@@ -159,7 +160,9 @@ func (t *Tunnel) Stats() Stats {
 		st.Uptime = time.Since(t.connectedAt)
 	}
 	st.PacketsUp, st.BytesUp, st.BundlesUp = t.packetsUp.Load(), t.bytesUp.Load(), t.bundlesUp.Load()
+	st.BundlesUpSURBsOnly, st.BundlesUpWithSURBs = t.surbOnlyUp.Load(), t.mixedUp.Load()
 	st.PacketsDown, st.BytesDown, st.BundlesDown = t.packetsDown.Load(), t.bytesDown.Load(), t.bundlesDown.Load()
+	st.SlotsReal, st.SlotsCover = t.up.slots()
 	st.QueueDropsSojourn, st.QueueDropsFull = drops.Sojourn, drops.Full
 	st.TooBig, st.MalformedDown, st.TUNWriteErrors = t.tooBig.Load(), t.malformedDown.Load(), t.tunWriteErrs.Load()
 	st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Backlog, st.SURBResets = given, used, outstanding, backlog, resets

@@ -37,6 +37,7 @@ type upstream struct {
 	// Capacities of the current mixnet client: a tagged packet without
 	// SURBs, and what each SURB takes of it.
 	capNone, surbSize int
+	mix               Mixnet // the current mixnet client, for its counters
 }
 
 func newUpstream(t *Tunnel) (*upstream, error) {
@@ -135,6 +136,12 @@ func (u *upstream) fill(p payload) bool {
 	u.seq++
 	u.t.budget.gave(n)
 	u.t.bundlesUp.Add(1)
+	switch {
+	case n > 0 && packets == 0:
+		u.t.surbOnlyUp.Add(1)
+	case n > 0:
+		u.t.mixedUp.Add(1)
+	}
 	u.t.packetsUp.Add(uint64(packets))
 	u.t.bytesUp.Add(uint64(bytes))
 	u.t.lastSent.Store(now.UnixNano())
@@ -181,7 +188,21 @@ func (u *upstream) setMixnet(mix Mixnet) {
 	capNone := mix.RepliablePacketCapacity(0)
 	u.mu.Lock()
 	u.capNone, u.surbSize = capNone, capNone-mix.RepliablePacketCapacity(1)
+	u.mix = mix
 	u.mu.Unlock()
+}
+
+// slots returns the current mixnet client's real and cover packets sent,
+// when it counts them (*client.Client does).
+func (u *upstream) slots() (real, cover uint64) {
+	u.mu.Lock()
+	m, ok := u.mix.(interface{ Stats() client.Stats })
+	u.mu.Unlock()
+	if !ok {
+		return 0, 0
+	}
+	st := m.Stats()
+	return st.RealPacketsSent, st.CoverPacketsSent
 }
 
 // setStream makes s (nil: none) the stream that readTUN and the receive
