@@ -57,6 +57,7 @@ type Stats struct {
 	PacketsDown, BytesDown uint64 // IP packets written to the TUN
 	BundlesDown            uint64 // DataDown messages received
 
+	QueuedUp          int    // upstream packets waiting for a slot now
 	QueueDropsSojourn uint64 // upstream packets CoDel dropped
 	QueueDropsFull    uint64 // upstream packets the memory guard refused
 	TooBig            uint64 // upstream packets larger than one bundle
