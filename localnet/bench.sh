@@ -19,7 +19,8 @@
 #       single-hop userspace WireGuard VPN gets on this machine
 #
 # (a), (p), (b), (f), (w) and (c) each with iperf3 TCP goodput (download, -R;
-# (a), (p), (f), (w) and (c) upload too), ping RTT idle and during the download,
+# (a), (p), (f), (w) and (c) upload too), ping RTT idle and during the download
+# (and, for (a) and (p), during the upload),
 # printed as a table with ratios to (c); for (a), (p) and (c) a page load as
 # a browser does it (/page: one HTML page, then its 20 objects of 25 KiB
 # over 6 parallel connections) and the idle cost: bytes/s the client's LAN
@@ -156,8 +157,8 @@ pageload() {
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
 }
 
-declare -A GP RTT LOSS CPU LRTT UP PAGE IDLE PROF LABEL
-for k in a p s b f w c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- UP[$k]=- PAGE[$k]=- IDLE[$k]=-; done
+declare -A GP RTT LOSS CPU LRTT URTT UP PAGE IDLE PROF LABEL
+for k in a p s b f w c; do GP[$k]=- RTT[$k]=- LOSS[$k]=- CPU[$k]=- LRTT[$k]=- URTT[$k]=- UP[$k]=- PAGE[$k]=- IDLE[$k]=-; done
 LABEL[a]="(a) Nym defaults" PROF[a]=default
 LABEL[p]="(p) --profile $PLUS" PROF[p]=$PLUS
 LABEL[s]="(s) socks5, Nym defaults (1 MiB)"
@@ -249,16 +250,21 @@ measure() {
 # anonymous K: row K through the mixnet at its profile: the download with
 # the RTTs, the idle cost, the upload, the page load.
 anonymous() {
-	local k=$1
+	local k=$1 pid
 	log "($k) nymvpn connect --profile ${PROF[$k]}"
 	vpn connect --network "$STATE/network.toml" --dns "$INET4" --profile "${PROF[$k]}" >/dev/null
 	wait_page || die "($k): no page through the tunnel"
 	measure "$k"
 	idlecost "$k"
-	log "($k) iperf3 upload"
+	log "($k) iperf3 upload, pinging meanwhile"
+	(sleep 2 && rtt $((IPERF_TIME > 4 ? (IPERF_TIME - 3) * 5 : 1)) >"$STATE/rtt-up") &
+	pid=$!
 	window "$k" up 0
 	UP[$k]=$(goodput up)
 	window "$k" up 1
+	wait "$pid" || true
+	URTT[$k]=$(awk '{ print $1 }' "$STATE/rtt-up" 2>/dev/null)
+	URTT[$k]=${URTT[$k]:--}
 	log "($k) page load: /page + 20 objects, 6 connections"
 	PAGE[$k]=$(pageload)
 	vpn disconnect >/dev/null
@@ -457,14 +463,14 @@ fi
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
 echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings, idle ${IDLE_TIME}s"
-printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' path "down Mb/s" "vs plain" "up Mb/s" "RTT ms" "vs plain" loss "RTT load" "CPU busy" "page s" "idle kB/s"
+printf '%-34s %9s %9s %8s %9s %9s %6s %9s %9s %8s %7s %9s\n' path "down Mb/s" "vs plain" "up Mb/s" "RTT ms" "vs plain" loss "RTT load" "RTT up" "CPU busy" "page s" "idle kB/s"
 for k in a p b s f w c; do
 	[[ $k == c ]] || row "$k" || continue
-	printf '%-34s %9s %9s %8s %9s %9s %6s %9s %8s %7s %9s\n' "${LABEL[$k]}" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
-		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${CPU[$k]}" "${PAGE[$k]}" "${IDLE[$k]}"
+	printf '%-34s %9s %9s %8s %9s %9s %6s %9s %9s %8s %7s %9s\n' "${LABEL[$k]}" "${GP[$k]}" "$(ratio "${GP[$k]}" "${GP[c]}")" "${UP[$k]}" \
+		"${RTT[$k]}" "$(ratio "${RTT[$k]}" "${RTT[c]}")" "${LOSS[$k]}" "${LRTT[$k]}" "${URTT[$k]}" "${CPU[$k]}" "${PAGE[$k]}" "${IDLE[$k]}"
 done
 echo "(s) is one 1 MiB HTTP download (curl --socks5-hostname) through nymvpn socks5 run as nobody, not iperf3"
-echo "RTT load: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download)"
+echo "RTT load: average ping RTT while iperf3 -R runs (the tunnel's queueing under a download); RTT up: the same during the upload of (a) and (p)"
 echo "page: /page, 1 HTML + 20 objects (500 KiB), 6 parallel connections; idle: kB/s the client's LAN interface sends with the tunnel up and unused"
 [[ $ROWS != *f* || $ROWS != *w* ]] || echo "fast mode against one hop of wireguard-go: down $(ratio "${GP[f]}" "${GP[w]}"), up $(ratio "${UP[f]}" "${UP[w]}")"
 [[ $ROWS != *f* ]] || echo "fast mode targets: goodput >= 0.5 of plain (down $(ratio "${GP[f]}" "${GP[c]}"), up $(ratio "${UP[f]}" "${UP[c]}")); idle RTT within 2 ms of plain ($(awk -v f="${RTT[f]}" -v c="${RTT[c]}" 'BEGIN { if (f == "-" || c == "-") print "-"; else printf "%+.2f ms\n", f - c }'))"

@@ -46,11 +46,18 @@ type Stats struct {
 	// what it spends on cover while idle (Profile.IdleCost).
 	Profile, IdleCost string
 
-	PacketsUp, BytesUp     uint64 // IP packets sent in bundles
-	BundlesUp              uint64 // DataUp messages sent (SURB-only ones included)
+	PacketsUp, BytesUp uint64 // IP packets sent in bundles
+	BundlesUp          uint64 // DataUp messages sent (SURB-only ones included)
+	// What the DataUps carried: SURBs alone, or data beside SURBs (the
+	// rest, BundlesUp less both, carried data alone).
+	BundlesUpSURBsOnly, BundlesUpWithSURBs uint64
+	// The mixnet client's packets: real ones (the DataUps, pings, SURB
+	// requests and grants) and loop cover, of both its streams.
+	SlotsReal, SlotsCover  uint64
 	PacketsDown, BytesDown uint64 // IP packets written to the TUN
 	BundlesDown            uint64 // DataDown messages received
 
+	QueuedUp          int    // upstream packets waiting for a slot now
 	QueueDropsSojourn uint64 // upstream packets CoDel dropped
 	QueueDropsFull    uint64 // upstream packets the memory guard refused
 	TooBig            uint64 // upstream packets larger than one bundle

@@ -14,6 +14,18 @@ import (
 // too high, which would starve the exit, so it is reset when the exit says
 // it runs low, and when the exit reported a backlog but no reply came for
 // stall.
+//
+// Two levels follow from it (need): the stock the exit should hold, min
+// plus twice its backlog, and a floor, half the stock's, below which the
+// exit must be topped up now, whatever it costs the upload. Between the
+// two, SURBs go only where they cost no data: in the room a DataUp's data
+// leaves, or alone in a slot with nothing queued (upstream.plan). So an
+// upload, whose ACKs come back in replies that each spend a SURB, lets
+// the stock sag towards the floor instead of giving the exit a SURB for
+// every reply in slots its data needs; a page or a download that starts
+// meanwhile still finds the floor's worth of SURBs at the exit (128 at the
+// default stock: a megabyte in extended replies), and its backlog makes
+// the top-up urgent at once.
 type surbBudget struct {
 	min, max int
 	stall    time.Duration
@@ -49,9 +61,10 @@ func (b *surbBudget) outstandingLocked() int {
 	return int(b.given - spent)
 }
 
-// deficit is how many SURBs to send now; at most zero when the exit holds
-// enough.
-func (b *surbBudget) deficit(now time.Time) int {
+// need is how many SURBs the exit lacks: deficit below the stock it
+// should hold, urgent below the floor it must not fall under. Either is at
+// most zero when the exit holds that much.
+func (b *surbBudget) need(now time.Time) (deficit, urgent int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.backlog > 0 && now.Sub(b.lastReply) > b.stall && b.outstandingLocked() > 0 {
@@ -62,8 +75,8 @@ func (b *surbBudget) deficit(now time.Time) int {
 	// The exit counts its backlog in regular replies' bundles; an
 	// extended reply carries perSURB of them.
 	backlog := (b.backlog + b.perSURB - 1) / b.perSURB
-	want := min(b.min+2*backlog, b.max)
-	return want - b.outstandingLocked()
+	out := b.outstandingLocked()
+	return min(b.min+2*backlog, b.max) - out, min(b.min/2+2*backlog, b.max) - out
 }
 
 func (b *surbBudget) gave(n int) {

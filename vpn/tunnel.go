@@ -56,6 +56,7 @@ type Tunnel struct {
 	pingID                        atomic.Uint64
 
 	packetsUp, bytesUp, bundlesUp       atomic.Uint64
+	surbOnlyUp, mixedUp                 atomic.Uint64 // DataUps by kind: SURBs alone; data beside SURBs
 	packetsDown, bytesDown, bundlesDown atomic.Uint64
 	tooBig, malformedDown, tunWriteErrs atomic.Uint64
 	pings, pongs, reconnects            atomic.Uint64
@@ -149,7 +150,7 @@ func (t *Tunnel) setState(s State) {
 // Stats returns the tunnel's counters. It is safe to call at any time.
 func (t *Tunnel) Stats() Stats {
 	given, used, outstanding, backlog, resets := t.budget.snapshot()
-	drops := t.up.drops()
+	drops, queued := t.up.drops()
 	t.mu.Lock()
 	st := Stats{State: t.state, Reorder: t.reorder}
 	t.mu.Unlock()
@@ -159,8 +160,10 @@ func (t *Tunnel) Stats() Stats {
 		st.Uptime = time.Since(t.connectedAt)
 	}
 	st.PacketsUp, st.BytesUp, st.BundlesUp = t.packetsUp.Load(), t.bytesUp.Load(), t.bundlesUp.Load()
+	st.BundlesUpSURBsOnly, st.BundlesUpWithSURBs = t.surbOnlyUp.Load(), t.mixedUp.Load()
 	st.PacketsDown, st.BytesDown, st.BundlesDown = t.packetsDown.Load(), t.bytesDown.Load(), t.bundlesDown.Load()
-	st.QueueDropsSojourn, st.QueueDropsFull = drops.Sojourn, drops.Full
+	st.SlotsReal, st.SlotsCover = t.up.slots()
+	st.QueuedUp, st.QueueDropsSojourn, st.QueueDropsFull = queued, drops.Sojourn, drops.Full
 	st.TooBig, st.MalformedDown, st.TUNWriteErrors = t.tooBig.Load(), t.malformedDown.Load(), t.tunWriteErrs.Load()
 	st.SURBsSent, st.SURBsUsed, st.SURBsOutstanding, st.Backlog, st.SURBResets = given, used, outstanding, backlog, resets
 	st.Pings, st.Pongs, st.Reconnects = t.pings.Load(), t.pongs.Load(), t.reconnects.Load()

@@ -37,6 +37,7 @@ type upstream struct {
 	// Capacities of the current mixnet client: a tagged packet without
 	// SURBs, and what each SURB takes of it.
 	capNone, surbSize int
+	mix               Mixnet // the current mixnet client, for its counters
 }
 
 func newUpstream(t *Tunnel) (*upstream, error) {
@@ -96,7 +97,7 @@ func (u *upstream) fill(p payload) bool {
 	now := u.now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	n, ok := u.plan(u.t.budget.deficit(now))
+	n, ok := u.plan(u.t.budget.need(now))
 	if !ok {
 		return false
 	}
@@ -135,6 +136,12 @@ func (u *upstream) fill(p payload) bool {
 	u.seq++
 	u.t.budget.gave(n)
 	u.t.bundlesUp.Add(1)
+	switch {
+	case n > 0 && packets == 0:
+		u.t.surbOnlyUp.Add(1)
+	case n > 0:
+		u.t.mixedUp.Add(1)
+	}
 	u.t.packetsUp.Add(uint64(packets))
 	u.t.bytesUp.Add(uint64(bytes))
 	u.t.lastSent.Store(now.UnixNano())
@@ -142,29 +149,42 @@ func (u *upstream) fill(p payload) bool {
 }
 
 // plan decides what the next DataUp carries: how many SURBs, given what the
-// exit lacks, and whether there is anything to send at all. u.mu is held.
-func (u *upstream) plan(deficit int) (nSURBs int, ok bool) {
-	surbsAlone := min(deficit, u.surbsFit(ipr.DataUpOverhead))
+// exit lacks below its stock (deficit) and below its floor (urgent; see
+// surbBudget), and whether there is anything to send at all. u.mu is held.
+//
+// Above the floor, SURBs cost the upload nothing: they fill the room the
+// queued data leaves, or go alone when nothing is queued and a DataUp's
+// worth is owed (fewer would spend a slot, and a Sphinx packet, on one or
+// two). Below it, the exit needs them before our data: a bundle leaves room
+// for at least one, and a head too big for that waits behind a SURB-only
+// DataUp.
+func (u *upstream) plan(deficit, urgent int) (nSURBs int, ok bool) {
+	full := u.surbsFit(ipr.DataUpOverhead)
+	surbsAlone := min(deficit, full)
 	head, queued := u.q.Peek()
 	switch {
-	case !queued:
+	case !queued && (urgent > 0 || surbsAlone == full):
 		return surbsAlone, surbsAlone > 0
+	case !queued:
+		return 0, false
 	case deficit <= 0 || u.bigTurn:
 		u.bigTurn = false
 		return 0, true
 	}
-	// As many SURBs as the room the whole queue leaves, at least one.
+	// As many SURBs as the room the whole queue leaves.
 	need := ipr.DataUpOverhead + u.q.Bytes() + ipr.LengthPrefixSize*u.q.Len()
-	n := max(min(deficit, u.surbsFit(need)), 1)
+	spare := min(deficit, u.surbsFit(need))
+	if urgent <= 0 {
+		return spare, true
+	}
+	n := max(spare, 1)
 	if ipr.DataUpOverhead+ipr.LengthPrefixSize+len(head) > u.capNone-n*u.surbSize {
 		// The head needs a bundle without SURBs. A SURB-only DataUp
 		// before it costs the upload a slot, so it goes only once it
 		// is full: an upload of full-size packets, whose ACKs spend a
 		// SURB now and then, would otherwise give every other slot to
-		// one SURB and halve itself. The exit keeps a stock (MinSURBs),
-		// so a SURB or two owed can wait for the next full bundle's
-		// worth; when it runs short, the deficit is that large at once.
-		if surbsAlone < u.surbsFit(ipr.DataUpOverhead) {
+		// one SURB and halve itself.
+		if surbsAlone < full {
 			return 0, true
 		}
 		u.bigTurn = true
@@ -181,7 +201,21 @@ func (u *upstream) setMixnet(mix Mixnet) {
 	capNone := mix.RepliablePacketCapacity(0)
 	u.mu.Lock()
 	u.capNone, u.surbSize = capNone, capNone-mix.RepliablePacketCapacity(1)
+	u.mix = mix
 	u.mu.Unlock()
+}
+
+// slots returns the current mixnet client's real and cover packets sent,
+// when it counts them (*client.Client does).
+func (u *upstream) slots() (real, cover uint64) {
+	u.mu.Lock()
+	m, ok := u.mix.(interface{ Stats() client.Stats })
+	u.mu.Unlock()
+	if !ok {
+		return 0, 0
+	}
+	st := m.Stats()
+	return st.RealPacketsSent, st.CoverPacketsSent
 }
 
 // setStream makes s (nil: none) the stream that readTUN and the receive
@@ -214,16 +248,14 @@ func (u *upstream) push(bufs [][]byte, sizes []int, now time.Time) {
 	}
 }
 
-// wakeIfShort wakes the stream when the exit needs SURBs: a reply spent
-// one, or the exit said it runs low.
+// wakeIfShort wakes the stream when the exit needs SURBs that plan would
+// send with nothing queued: a reply spent one, or the exit said it runs low.
 func (u *upstream) wakeIfShort(now time.Time) {
-	if u.t.budget.deficit(now) <= 0 {
-		return
-	}
+	deficit, urgent := u.t.budget.need(now)
 	u.mu.Lock()
-	s := u.stream
+	s, full := u.stream, u.surbsFit(ipr.DataUpOverhead)
 	u.mu.Unlock()
-	if s != nil {
+	if s != nil && (urgent > 0 || deficit >= full && deficit > 0) {
 		s.Wake()
 	}
 }
@@ -258,9 +290,9 @@ func (u *upstream) getBufs(bufs [][]byte) {
 	u.mu.Unlock()
 }
 
-// drops returns the queue's discard counters.
-func (u *upstream) drops() codel.Stats {
+// drops returns the queue's discard counters and the packets it holds.
+func (u *upstream) drops() (codel.Stats, int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.q.Stats()
+	return u.q.Stats(), u.q.Len()
 }

@@ -319,31 +319,77 @@ func TestUpstreamSURBPolicy(t *testing.T) {
 
 // An upload of full-size packets keeps its slots while the exit lacks only
 // a SURB or two (its ACKs spend one now and then): no SURB-only DataUp
-// until it would be full. Before, every big head went after a SURB-only
-// DataUp of one SURB, and the upload had every other slot.
+// until it would be full, even below the floor. Before, every big head went
+// after a SURB-only DataUp of one SURB, and the upload had every other slot.
 func TestUploadNotHalvedBySURBs(t *testing.T) {
 	var clock virtualClock
-	tn, _ := testUpstream(t, 1500, 20, &clock)
+	tn, _ := testUpstream(t, 1500, 4, &clock) // a stock of 4, a floor of 2
 	u := tn.up
-	tn.budget.gave(19) // the exit lacks one
+	tn.budget.gave(4)
 	for range 6 {
 		u.push([][]byte{make([]byte, tun.MaxPacketSize)}, []int{1500}, clock.now())
 	}
-	for i := range 4 {
-		up, n, ok := pull(t, u)
-		if !ok || n != 0 || len(up.Bundle) < 1500 {
-			t.Fatalf("slot %d: %d SURBs and a bundle of %d bytes, want the next packet alone", i, n, len(up.Bundle))
+	alone := func(what string) {
+		t.Helper()
+		if up, n, ok := pull(t, u); !ok || n != 0 || len(up.Bundle) < 1500 {
+			t.Fatalf("%s: %d SURBs and a bundle of %d bytes, want the next packet alone", what, n, len(up.Bundle))
 		}
 	}
-	// Two more replies: the exit now lacks a full SURB-only DataUp's
-	// worth (three), which goes first, then the upload goes on.
 	tn.budget.replied(-1, clock.now())
+	alone("one lacking")
+	tn.budget.replied(-1, clock.now())
+	alone("two lacking, at the floor")
+	// Three lacking, below the floor: a full SURB-only DataUp goes
+	// first, then the upload goes on.
 	tn.budget.replied(-1, clock.now())
 	if _, n, ok := pull(t, u); !ok || n != 3 {
 		t.Fatalf("%d SURBs, want a full SURB-only DataUp of 3", n)
 	}
+	alone("after the SURBs")
+}
+
+// Above the floor (half the exit's stock) the SURBs a busy upload's ACKs
+// spend cost it no slot: full-size packets go alone, SURBs ride only in the
+// room small packets leave, and alone only in a full DataUp when nothing is
+// queued. Below the floor the exit comes first again.
+func TestUploadKeepsSlotsAboveFloor(t *testing.T) {
+	var clock virtualClock
+	tn, _ := testUpstream(t, 1500, 20, &clock)
+	u := tn.up
+	tn.budget.gave(20)
+	push := func(size int) { u.push([][]byte{make([]byte, tun.MaxPacketSize)}, []int{size}, clock.now()) }
+	for i := range 10 { // the exit spends ten: at the floor, not below
+		tn.budget.replied(0, clock.now())
+		push(1500)
+		if up, n, ok := pull(t, u); !ok || n != 0 || len(up.Bundle) < 1500 {
+			t.Fatalf("reply %d: %d SURBs and a bundle of %d bytes, want the packet alone", i, n, len(up.Bundle))
+		}
+	}
+	// A small packet: SURBs in the room it leaves, three (1600−10−102)/400.
+	push(100)
+	if _, n, ok := pull(t, u); !ok || n != 3 {
+		t.Fatalf("a small packet: %d SURBs, want 3 in its room", n)
+	}
+	// Seven owed and nothing queued: a full SURB-only DataUp, then
+	// another; with one owed, nothing.
+	for _, want := range []int{3, 3} {
+		if _, n, ok := pull(t, u); !ok || n != want {
+			t.Fatalf("nothing queued, %d SURBs, want %d", n, want)
+		}
+	}
+	if _, n, ok := pull(t, u); ok {
+		t.Fatalf("one SURB owed above the floor: a DataUp of %d SURBs, want none", n)
+	}
+	// Below the floor: a full-size head waits behind a SURB-only DataUp.
+	for range 11 {
+		tn.budget.replied(0, clock.now())
+	}
+	push(1500)
+	if _, n, ok := pull(t, u); !ok || n != 3 {
+		t.Fatalf("below the floor: %d SURBs, want a full SURB-only DataUp first", n)
+	}
 	if up, n, ok := pull(t, u); !ok || n != 0 || len(up.Bundle) < 1500 {
-		t.Fatalf("%d SURBs and a bundle of %d bytes after the SURBs, want the next packet alone", n, len(up.Bundle))
+		t.Fatalf("then %d SURBs and a bundle of %d bytes, want the packet alone", n, len(up.Bundle))
 	}
 }
 

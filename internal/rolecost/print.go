@@ -62,6 +62,27 @@ func printWindow(out io.Writer, w window, idle *window) {
 		}
 	}
 	tw.Flush()
+	printSlots(out, w, wall)
+}
+
+// printSlots says what the client's upstream packets carried in w, per
+// second: the slots a DataUp took, split by what it held, beside loop
+// cover, and the SURBs given against the replies that spent them. Absent
+// from a status without the counters (older daemons).
+func printSlots(out io.Writer, w window, wall float64) {
+	d := func(get func(vpnCounters) float64) float64 { return div(get(w.b.vpn)-get(w.a.vpn), wall) }
+	real, cover := d(func(v vpnCounters) float64 { return v.SlotsReal }), d(func(v vpnCounters) float64 { return v.SlotsCover })
+	if real+cover == 0 {
+		return
+	}
+	all := d(func(v vpnCounters) float64 { return v.BundlesUp })
+	alone := d(func(v vpnCounters) float64 { return v.BundlesUpSURBsOnly })
+	mixed := d(func(v vpnCounters) float64 { return v.BundlesUpWithSURBs })
+	fmt.Fprintf(out, "  client packets/s: %s real, %s cover; DataUps/s: %s data alone, %s data and SURBs, %s SURBs alone; "+
+		"SURBs given %s/s, replies %s/s (%s with data)\n",
+		f(real, 1), f(cover, 1), f(all-alone-mixed, 1), f(mixed, 1), f(alone, 1),
+		f(d(func(v vpnCounters) float64 { return v.SURBsSent }), 1), f(d(func(v vpnCounters) float64 { return v.SURBsUsed }), 1),
+		f(d(func(v vpnCounters) float64 { return v.BundlesDown }), 1))
 }
 
 // protocolCap is the download one client's SURB supply allows at the

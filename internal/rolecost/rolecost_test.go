@@ -140,3 +140,22 @@ func TestProtocolCap(t *testing.T) {
 		t.Error("nodelay has no Poisson stream, yet a cap")
 	}
 }
+
+// TestSlotsLine: the client's packets per second by what they carried, from
+// the status counters of a window's two snapshots; nothing without them.
+func TestSlotsLine(t *testing.T) {
+	w := window{}
+	w.a.vpn = vpnCounters{SlotsReal: 100, SlotsCover: 50, BundlesUp: 90, BundlesUpSURBsOnly: 10, BundlesUpWithSURBs: 5, SURBsSent: 40, SURBsUsed: 30, BundlesDown: 30}
+	w.b.vpn = vpnCounters{SlotsReal: 1100, SlotsCover: 250, BundlesUp: 1090, BundlesUpSURBsOnly: 110, BundlesUpWithSURBs: 25, SURBsSent: 340, SURBsUsed: 330, BundlesDown: 320}
+	var b strings.Builder
+	printSlots(&b, w, 10)
+	want := "  client packets/s: 100.0 real, 20.0 cover; DataUps/s: 88.0 data alone, 2.0 data and SURBs, 10.0 SURBs alone; SURBs given 30.0/s, replies 30.0/s (29.0 with data)\n"
+	if b.String() != want {
+		t.Errorf("got  %q\nwant %q", b.String(), want)
+	}
+	b.Reset()
+	printSlots(&b, window{}, 10)
+	if b.Len() != 0 {
+		t.Errorf("a status without the counters printed %q", b.String())
+	}
+}

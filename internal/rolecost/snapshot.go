@@ -35,6 +35,11 @@ type vpnCounters struct {
 	BytesUp, BytesDown     float64
 	PacketsUp, PacketsDown float64
 	SURBsSent, SURBsUsed   float64
+	BundlesUp              float64 // DataUps, by kind below
+	BundlesUpSURBsOnly     float64
+	BundlesUpWithSURBs     float64
+	SlotsReal, SlotsCover  float64 // the mixnet client's packets
+	BundlesDown            float64 // replies with data
 }
 
 func readSnapshot(dir string) (snapshot, error) {
