@@ -97,6 +97,9 @@ func newBindReader(bc batchConn, gro bool, n int) *bindReader {
 // overwritten unread.
 func (r *bindReader) read(pkts [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 	n := min(len(pkts), len(r.ms))
+	if n == 0 {
+		return 0, nil
+	}
 	at := 0
 	if r.gro {
 		at = n - max(1, n/maxGSOSegments)
