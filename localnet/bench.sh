@@ -42,6 +42,10 @@
 #                     for the two anonymous profiles)
 #   BENCH_IDLE        seconds of the idle-cost window (default 10)
 #   BENCH_PLUS_PROFILE the profile row (p) connects with (default anonymous-plus)
+#   BENCH_TCP_CC      TCP congestion control of the iperf3 runs (iperf3 -C, both
+#                     ends: the client's for uploads, the internet's for
+#                     downloads); default: the host's (net.ipv4.tcp_congestion_control,
+#                     which the namespaces inherit). The table names it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,6 +60,7 @@ PINGS=${BENCH_PINGS:-20}
 ROWS=${BENCH_ROWS:-apsbfw}
 IDLE_TIME=${BENCH_IDLE:-10}
 PLUS=${BENCH_PLUS_PROFILE:-anonymous-plus}
+TCP_CC=${BENCH_TCP_CC:-$(sysctl -n net.ipv4.tcp_congestion_control)}
 row() { [[ $ROWS == *$1* ]]; }
 DIR_URL=http://192.0.2.10:8000
 INET4=198.51.100.2
@@ -120,7 +125,7 @@ wait_page() {
 goodput() {
 	local out dir=-R
 	[[ ${1:-} == up ]] && dir=
-	out=$(inns client iperf3 -c "$INET4" $dir -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
+	out=$(inns client iperf3 -c "$INET4" $dir -C "$TCP_CC" -t "$IPERF_TIME" -f m --connect-timeout 30000 2>&1) ||
 		{ log "iperf3 failed: $(echo "$out" | tail -2)"; echo "-"; return; }
 	# The sender's retransmissions: a lossy queue on the path shows here.
 	log "iperf3 $dir: $(echo "$out" | awk '/sender/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") r = $(i+1) } END { print (r == "" ? "?" : r) }') retransmissions"
@@ -462,7 +467,7 @@ fi
 
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (x == "-" || y == "-" || y == 0) print "-"; else printf "%.3f\n", x / y }'; }
 echo
-echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s, $PINGS pings, idle ${IDLE_TIME}s"
+echo "nymvpn through the local network (client -> 5 hops -> internet), iperf3 ${IPERF_TIME}s ($TCP_CC), $PINGS pings, idle ${IDLE_TIME}s"
 printf '%-34s %9s %9s %8s %9s %9s %6s %9s %9s %8s %7s %9s\n' path "down Mb/s" "vs plain" "up Mb/s" "RTT ms" "vs plain" loss "RTT load" "RTT up" "CPU busy" "page s" "idle kB/s"
 for k in a p b s f w c; do
 	[[ $k == c ]] || row "$k" || continue
