@@ -39,6 +39,7 @@ type addrBind struct {
 
 	mu sync.Mutex
 	c  *net.UDPConn
+	bc batchConn // c's batch view for Send, made once per Open
 }
 
 func newAddrBind(addr netip.Addr, log *slog.Logger) *addrBind {
@@ -62,7 +63,7 @@ func (b *addrBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	setSocketBuffers(c, bindSocketBuffer, b.log)
 	gso, gro := udpOffload(c)
 	b.gso.Store(gso)
-	b.c = c
+	b.c, b.bc = c, newBatchConn(c, b.addr.Is6() && !b.addr.Is4In6())
 	r := newBindReader(newBatchConn(c, b.addr.Is6() && !b.addr.Is4In6()), gro, conn.IdealBatchSize)
 	return []conn.ReceiveFunc{r.read}, uint16(c.LocalAddr().(*net.UDPAddr).Port), nil
 }
@@ -180,7 +181,7 @@ func (b *addrBind) Close() error {
 		return nil
 	}
 	err := b.c.Close()
-	b.c = nil
+	b.c, b.bc = nil, nil
 	return err
 }
 
@@ -197,9 +198,9 @@ func (b *addrBind) SetMark(mark uint32) error {
 // refuses is lost (its error returned), and the rest are still sent.
 func (b *addrBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.mu.Lock()
-	c := b.c
+	bc := b.bc
 	b.mu.Unlock()
-	if c == nil {
+	if bc == nil {
 		return net.ErrClosed
 	}
 	se, ok := ep.(*conn.StdNetEndpoint)
@@ -209,7 +210,6 @@ func (b *addrBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	ua := net.UDPAddrFromAddrPort(se.AddrPort)
 	g := b.sends.Get().(*gsoBatch)
 	defer b.sends.Put(g)
-	bc := newBatchConn(c, b.addr.Is6() && !b.addr.Is4In6())
 	gso := b.gso.Load()
 	var errs error
 	for len(bufs) > 0 {
